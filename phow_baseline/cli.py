@@ -67,5 +67,249 @@ def compare(run_dirs, out):
         click.echo(f"wrote {out / 'comparison.md'} and {out / 'comparison.csv'}", err=True)
 
 
+# --------------------------------------------------------------------------
+# The PHOW baseline
+# --------------------------------------------------------------------------
+
+_DATA_ARG = click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path), default="data/chestxray14")
+
+
+def config_options(f):
+    """Options shared by the baseline's commands; each overrides the config file."""
+    opts = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                     help="JSON file of BaselineConfig settings (options below override it)."),
+        click.option("--size", type=int, help="Image side in pixels [256]."),
+        click.option("--equalization", type=click.Choice(["global", "clahe", "none"]), help="[global]"),
+        click.option("--n-words", type=int, help="Visual words [600]."),
+        click.option("--max-descriptors", type=int, help="Descriptors for k-means [100000]."),
+        click.option("--vocab-images", type=int, help="Training images sampled for the vocabulary [2000]."),
+        click.option("--kernel-map", type=click.Choice(["homkermap", "additive_chi2", "none"]), help="[homkermap]"),
+        click.option("--C", "C", type=float, help="SVM C [10]."),
+        click.option("--class-weight", type=click.Choice(["none", "balanced"]), help="[none]"),
+        click.option("--solver", type=click.Choice(["auto", "liblinear", "sgd"]), help="[auto]"),
+        click.option("--train-split", type=click.Choice(["train_val", "train", "val", "test", "all"]),
+                     help="[train_val]"),
+        click.option("--seed", type=int, help="[0]"),
+        click.option("--n-jobs", type=int, help="Parallel workers, -1 for all cores [-1]."),
+        click.option("--backend", type=click.Choice(["loky", "threading", "multiprocessing", "dask"]),
+                     help="joblib backend [loky]; 'dask' runs on a dask.distributed cluster."),
+        click.option("--scheduler", help="dask scheduler address (with --backend dask); default a LocalCluster."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _config(kw):
+    from .pipeline import BaselineConfig
+
+    over = {k: kw.pop(k, None) for k in ("size", "equalization", "n_words", "max_descriptors", "vocab_images",
+                                         "kernel_map", "C", "class_weight", "solver", "train_split", "seed",
+                                         "n_jobs", "backend")}
+    if over.get("class_weight") == "none":
+        over["class_weight"] = None
+        cw_none = True
+    else:
+        cw_none = False
+    cfile = kw.pop("config_file", None)
+    try:
+        if cfile:
+            cfg = BaselineConfig.from_file(cfile, **over)
+        else:
+            cfg = BaselineConfig(**{k: v for k, v in over.items() if v is not None})
+        if cw_none:
+            cfg.class_weight = None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    return cfg
+
+
+class _Cluster:
+    """Opens a dask.distributed client when the dask backend is asked for."""
+
+    def __init__(self, cfg, scheduler):
+        self.cfg, self.scheduler, self.client = cfg, scheduler, None
+
+    def __enter__(self):
+        if self.cfg.backend == "dask":
+            try:
+                from dask.distributed import Client
+            except ImportError:
+                raise click.ClickException("--backend dask needs the cluster extra: pip install 'phow-baseline[cluster]'")
+            self.client = Client(self.scheduler) if self.scheduler else Client(processes=False)
+            click.echo(f"dask: {self.client}", err=True)
+        return self
+
+    def __exit__(self, *a):
+        if self.client is not None:
+            self.client.close()
+        return False
+
+
+def _library_errors():
+    from .data import DatasetError
+    from .model_io import ModelFileError
+    from .preprocess import ImageReadError
+
+    return (DatasetError, ModelFileError, ImageReadError, FileNotFoundError, ValueError)
+
+
+@main.command()
+@_DATA_ARG
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default="runs/work", show_default=True,
+              help="Folder of the caches (image cache, vocabulary, features).")
+@config_options
+def vocab(data_dir, work, scheduler, quiet, **kw):
+    """Fit the visual vocabulary on the training split (cached in WORK)."""
+    from .pipeline import build_image_cache, fit_vocabulary, open_dataset
+
+    cfg = _config(kw)
+    try:
+        with _Cluster(cfg, scheduler):
+            ds = open_dataset(data_dir, cfg)
+            cache = build_image_cache(ds, ds.split_names(cfg.train_split), work, cfg, not quiet, tag=cfg.train_split)
+            v = fit_vocabulary(cache, [i for i in range(len(cache)) if cache.ok[i]], work, cfg, not quiet)
+    except _library_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"vocabulary: {len(v.cluster_centers_)} words in {work / 'vocabulary.npz'}")
+
+
+@main.command()
+@_DATA_ARG
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default="runs/work", show_default=True)
+@click.option("--split", type=click.Choice(["train_val", "train", "val", "test", "all"]), default="test",
+              show_default=True)
+@config_options
+def encode(data_dir, work, split, scheduler, quiet, **kw):
+    """Encode a split into feature shards (needs the vocabulary in WORK; resumes)."""
+    from .pipeline import build_image_cache, encode_split, fit_vocabulary, open_dataset
+
+    cfg = _config(kw)
+    try:
+        with _Cluster(cfg, scheduler):
+            ds = open_dataset(data_dir, cfg)
+            tcache = build_image_cache(ds, ds.split_names(cfg.train_split), work, cfg, not quiet, tag=cfg.train_split)
+            v = fit_vocabulary(tcache, [i for i in range(len(tcache)) if tcache.ok[i]], work, cfg, not quiet)
+            cache = build_image_cache(ds, ds.split_names(split), work, cfg, not quiet, tag=split)
+            store = encode_split(cache, range(len(cache)), cache.names, work, v, cfg, split, not quiet)
+    except _library_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"features: {len(store)} images x {store.dim} in {store.directory}")
+
+
+@main.command()
+@_DATA_ARG
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default="runs/work", show_default=True)
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default="runs/model",
+              show_default=True, help="Model directory to write.")
+@config_options
+def train(data_dir, work, model_dir, scheduler, quiet, **kw):
+    """Train the 14 one-vs-rest SVMs (vocabulary and features reused from WORK)."""
+    from .pipeline import train_model
+
+    cfg = _config(kw)
+    try:
+        with _Cluster(cfg, scheduler):
+            model = train_model(data_dir, work, cfg, not quiet)
+    except _library_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    model.save(model_dir)
+    click.echo(f"model: {model_dir} ({model.info.get('n_train')} training images)")
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@_DATA_ARG
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs/run", show_default=True)
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default="runs/work", show_default=True)
+@click.option("--split", type=click.Choice(["train_val", "train", "val", "test", "all"]), default=None,
+              help="Split to evaluate [the model's test split].")
+@click.option("--name", default="PHOW baseline", show_default=True, help="Model name in the tables.")
+@click.option("--n-bootstrap", type=int, default=1000, show_default=True)
+@click.option("--quiet", is_flag=True)
+def evaluate(model_dir, data_dir, out, work, split, name, n_bootstrap, quiet):
+    """Per-class ROC/AUROC of a trained model on a split; writes the run directory."""
+    from .metrics import format_auroc_table
+    from .pipeline import PhowModel, evaluate_model
+
+    try:
+        model = PhowModel.load(model_dir)
+        m = evaluate_model(model, data_dir, out, work, split=split, model_name=name, n_bootstrap=n_bootstrap,
+                           progress=not quiet)
+    except _library_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_auroc_table(m))
+    click.echo(f"\nrun directory: {out}")
+
+
+def _image_inputs(inputs):
+    paths = []
+    for p in inputs:
+        p = Path(p)
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff"))
+        else:
+            paths.append(p)
+    return paths
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="predictions.csv",
+              show_default=True)
+@click.option("--quiet", is_flag=True)
+def predict(model_dir, inputs, out, quiet):
+    """Score images (files or folders): one column per label, written to a CSV."""
+    from .metrics import write_predictions
+    from .model_io import load_model
+    from .pipeline import _write_failures, predict_paths
+
+    try:
+        model = load_model(model_dir)
+    except _library_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    paths = _image_inputs(inputs)
+    if model.kind == "phow":
+        names, scores, failures = predict_paths(model, paths, progress=not quiet)
+    else:
+        names, scores, failures = model.predict_paths(paths)
+    write_predictions(out, names, scores)
+    for f, why in failures:
+        click.echo(f"failed: {f}: {why}", err=True)
+    if failures:
+        _write_failures(out.with_name(out.stem + ".failures.csv"), failures)
+    click.echo(f"scored {len(names)} image(s), {len(failures)} failure(s); wrote {out}")
+    if len(names) == 1:
+        from .data import LABELS
+
+        for lab, s in zip(LABELS, scores[0]):
+            click.echo(f"  {lab:<20} {s:+.4f}")
+    if failures and not names:
+        sys.exit(1)
+
+
+@main.command()
+@_DATA_ARG
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs/phow", show_default=True)
+@click.option("--n-bootstrap", type=int, default=1000, show_default=True)
+@config_options
+def run(data_dir, out, n_bootstrap, scheduler, quiet, **kw):
+    """The whole PHOW baseline on the official split: train on train_val, evaluate on test."""
+    from .metrics import format_auroc_table
+    from .pipeline import run_baseline
+
+    cfg = _config(kw)
+    try:
+        with _Cluster(cfg, scheduler):
+            m = run_baseline(data_dir, out, cfg, progress=not quiet, n_bootstrap=n_bootstrap)
+    except _library_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_auroc_table(m))
+    click.echo(f"\nmodel: {out / 'model'}\nrun: {out / 'run'} (metrics.json, roc.png, comparison.md)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,92 @@
+"""Peak memory of out-of-core training against the number of feature rows.
+
+Writes ``ROWS`` synthetic pyramid features of dimension ``DIM`` (the real
+one is 600 words x 20 cells = 12,000) into a feature store, then trains the
+14 SVMs out of core (kernel map per batch, SGD ``partial_fit``) in a fresh
+process and reports that process's peak resident memory (``ru_maxrss``).
+
+    python benchmarks/train_memory.py --rows 5000 50000 --dim 12000
+
+Used by ``tests/test_classify.py`` with small sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_store(directory, rows, dim, shard_size=256, seed=0):
+    from phow_baseline.encode import FeatureStore
+
+    rng = np.random.default_rng(seed)
+    names = [f"{i:08d}_000.png" for i in range(rows)]
+    store = FeatureStore.create(directory, names, dim, {"synthetic": True}, shard_size)
+    y = np.zeros((rows, 14), np.uint8)
+    for s in range(store.n_shards):
+        r = store.shard_rows(s)
+        X = rng.gamma(0.3, 1.0, (len(r), dim)).astype(np.float32)
+        lab = (rng.random((len(r), 14)) < 0.1).astype(np.uint8)
+        X[:, :14] += lab * 2.0  # a learnable signal
+        X /= X.sum(1, keepdims=True)
+        store.write_shard(s, X)
+        y[r.start:r.stop] = lab
+    np.save(Path(directory) / "labels.npy", y)
+    return store
+
+
+def train_child(directory, kernel_map, epochs):
+    """Runs in a fresh process: train out of core, print JSON with peak RSS."""
+    from phow_baseline.encode import FeatureStore
+    from phow_baseline.pipeline import BaselineConfig, train_svms
+
+    store = FeatureStore.open(directory)
+    y = np.load(Path(directory) / "labels.npy", allow_pickle=False)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cfg = BaselineConfig(solver="sgd", kernel_map=kernel_map, n_epochs=epochs, n_jobs=1)
+    t = time.perf_counter()
+    svm = train_svms(store, np.arange(len(store)), y, cfg, progress=False)
+    dt = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rows": len(store), "dim": store.dim, "peak_rss_mb": peak / 1024,
+                      "rss_before_train_mb": base / 1024, "train_s": dt, "coef_shape": list(svm.coef_.shape)}))
+
+
+def measure(rows, dim, kernel_map="homkermap", epochs=1, workdir=None) -> dict:
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        d = Path(tmp) / "store"
+        make_store(d, rows, dim)
+        out = subprocess.run([sys.executable, __file__, "--child", str(d), "--kernel-map", kernel_map,
+                              "--epochs", str(epochs)], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, nargs="+", default=[5000, 50000])
+    ap.add_argument("--dim", type=int, default=12000)
+    ap.add_argument("--kernel-map", default="homkermap")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--child")
+    ap.add_argument("--workdir", help="Where the temporary feature store goes (needs rows x dim x 4 bytes).")
+    a = ap.parse_args()
+    if a.child:
+        train_child(a.child, a.kernel_map, a.epochs)
+        return
+    print(f"{'rows':>8} {'dim':>7} {'store MB':>9} {'peak RSS MB':>12} {'train s':>8}")
+    for r in a.rows:
+        m = measure(r, a.dim, a.kernel_map, a.epochs, a.workdir)
+        print(f"{m['rows']:>8} {m['dim']:>7} {r * a.dim * 4 / 2**20:>9.0f} {m['peak_rss_mb']:>12.0f} "
+              f"{m['train_s']:>8.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
