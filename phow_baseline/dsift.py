@@ -360,18 +360,19 @@ def dsift(image, step: int = 1, bin_size: int = 3, window_size: float = DEFAULT_
 
 
 def mirror_permutation() -> np.ndarray:
-    """The fixed permutation of the 128 entries that a left-right mirror induces.
+    """The permutation of the 128 entries that a left-right mirror of the image induces.
 
-    Mirroring ``x -> -x`` maps spatial column ``x`` to ``3 - x`` and an
-    orientation ``theta`` to ``pi - theta``.  In the output order
-    ``index = t + 8 x + 32 y`` (orientation ``t`` measured as VLFeat's
-    wrappers give it, ``theta_t = (2 - t) * pi / 4`` in image axes with y
-    down), ``pi - theta`` is bin ``(4 - t) mod 8 -> (t' = (4 - t)) `` ...
-    derived and checked numerically in the tests: ``mirrored[perm] == desc``.
+    Mirroring maps ``x -> W - 1 - x``: the gradient ``(gx, gy)`` becomes
+    ``(-gx, gy)``, so the angle ``theta`` becomes ``pi - theta`` and the
+    orientation bin ``t`` (of ``8 theta / 2 pi``) becomes ``(4 - t) mod 8``
+    (VLFeat's ``vl_fast_atan2_f`` is exactly antisymmetric in this sense);
+    spatial column ``x`` becomes ``3 - x``, rows stay.  With ``index = t +
+    8 x + 32 y``, the mirrored image's descriptor at the mirrored frame is
+    ``d[mirror_permutation()]``.
     """
     perm = np.empty(DESCRIPTOR_SIZE, np.int64)
     for y in range(NUM_BIN_Y):
         for x in range(NUM_BIN_X):
             for t in range(NUM_BIN_T):
-                perm[t + 8 * x + 32 * y] = ((4 - t) % 8) + 8 * x + 32 * (3 - y)
+                perm[t + 8 * x + 32 * y] = (4 - t) % 8 + 8 * (3 - x) + 32 * y
     return perm

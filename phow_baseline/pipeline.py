@@ -379,12 +379,14 @@ def phow_heatmaps(model: PhowModel, image) -> np.ndarray:
     descriptors in it.  Descriptor ``i`` thus carries
     ``sum_levels f_cj / n_j``, and the descriptors' contributions sum
     exactly to ``s_c - b_c``.  Each contribution is spread uniformly over the
-    descriptor's support (a square of side ``4 x bin size`` pixels around its
-    centre), so the heatmap integrates to the score minus bias.  Under the
+    descriptor's support (the square of side ``4 x bin size + 1`` pixels
+    around its centre that its 4 x 4 bins cover), so the heatmap integrates
+    to the score minus bias.  Under the
     chi2 kernel map ``f_cj`` is not linear in ``n_j``; splitting it equally
     among the descriptors of the bin is the one attribution that is both
     exact (sums to the score) and symmetric (identical descriptors get
-    identical shares).
+    identical shares).  Where a support square crosses the image border,
+    the share is spread over its part inside the image.
 
     Returns
     -------
@@ -413,13 +415,16 @@ def phow_heatmaps(model: PhowModel, image) -> np.ndarray:
     bin_sizes = frames[:, 3]
     for bs in np.unique(bin_sizes):
         sel = bin_sizes == bs
-        side = int(round(4 * bs))
-        pts = np.zeros((f.shape[0], S * S), np.float32)
-        flat = ys[sel] * S + xs[sel]
+        h = int(round(2 * bs))  # the descriptor's 4 x 4 bins cover centre +- 2 bin sizes
+        x, y = xs[sel], ys[sel]
+        # area of the support square inside the image, so that every
+        # descriptor's share is spread in full over the pixels it covers
+        area = ((np.minimum(x + h, S - 1) - np.maximum(x - h, 0) + 1) *
+                (np.minimum(y + h, S - 1) - np.maximum(y - h, 0) + 1)).astype(np.float64)
+        flat = y * S + x
         for c in range(f.shape[0]):
-            pts[c] = np.bincount(flat, weights=share[c, sel], minlength=S * S)
-        for c in range(f.shape[0]):
-            heat[c] += cv2.boxFilter(pts[c].reshape(S, S), -1, (side, side), normalize=True,
+            pts = np.bincount(flat, weights=share[c, sel] / area, minlength=S * S).astype(np.float32)
+            heat[c] += cv2.boxFilter(pts.reshape(S, S), -1, (2 * h + 1, 2 * h + 1), normalize=False,
                                      borderType=cv2.BORDER_CONSTANT)
     return heat
 

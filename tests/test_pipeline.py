@@ -128,17 +128,17 @@ def test_known_signal_is_learnt(sample_images):
     """A bright disc pasted into half of the real images must be found (AUROC > 0.9):
     a pipeline that learns nothing (the Uniandes study's 31 % mean AUROC) fails this."""
     rng = np.random.default_rng(0)
-    imgs = [preprocess(p, 128) for p in sample_images[:160]]
-    y = np.zeros((160, 14), np.uint8)
+    imgs = [preprocess(p, 128) for p in sample_images[:240]]
+    y = np.zeros((240, 14), np.uint8)
     y[::2, 1] = 1
-    for i in range(0, 160, 2):
+    for i in range(0, 240, 2):
         cx, cy = rng.integers(30, 98, 2)
-        cv2.circle(imgs[i], (int(cx), int(cy)), 12, 255, -1)
-    y[:, 0] = rng.random(160) < 0.3  # a label with no signal
+        cv2.circle(imgs[i], (int(cx), int(cy)), 16, 255, -1)
+    y[:, 0] = rng.random(240) < 0.3  # a label with no signal
     pipe = make_pipeline(size=128, n_words=64, max_descriptors=20_000, equalization="none")
-    pipe.fit(imgs[:100], y[:100])
-    s = pipe.decision_function(imgs[100:])
-    assert roc_auc_score(y[100:, 1], s[:, 1]) > 0.9
+    pipe.fit(imgs[:144], y[:144])
+    s = pipe.decision_function(imgs[144:])
+    assert roc_auc_score(y[144:, 1], s[:, 1]) > 0.9
     assert pipe.named_steps["svm"].coef_.shape == (14, 64 * 20 * 3)
 
 
