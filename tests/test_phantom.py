@@ -1,0 +1,113 @@
+"""The ground-truth phantom: deterministic, in the ChestX-ray14 layout, findings where their boxes say."""
+
+import hashlib
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from phow_baseline.data import LABELS, ChestXray14
+from phow_baseline.phantom import (REAL_COMBINATIONS, draw_finding, load_truth, make_anatomy, make_phantom_dataset,
+                                   render_base, render_case)
+
+
+@pytest.fixture(scope="module")
+def phantom_dir(tmp_path_factory):
+    return make_phantom_dataset(tmp_path_factory.mktemp("ph") / "p", n_patients=200, seed=3)
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_deterministic(tmp_path):
+    a = make_phantom_dataset(tmp_path / "a", n_patients=30, seed=7)
+    b = make_phantom_dataset(tmp_path / "b", n_patients=30, seed=7)
+    c = make_phantom_dataset(tmp_path / "c", n_patients=30, seed=8)
+    assert _digest(a) == _digest(b) != _digest(c)
+
+
+def test_layout_reads_as_chestxray14(phantom_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing missing: no warning at all
+        ds = ChestXray14(phantom_dir, strict=True)
+    c = ds.counts()
+    assert c["all"].present == c["all"].listed == 200 + 6 * 2  # follow-up patients have 3 images
+    tv, te = set(ds.patients(ds.split_names("train_val"))), set(ds.patients(ds.split_names("test")))
+    assert tv and te and not (tv & te)
+    assert not (phantom_dir / "test_list.txt").read_text().endswith("\n")
+    # every label occurs
+    y = ds.labels(ds.split_names("all"))
+    assert (y.sum(0) > 0).all(), dict(zip(LABELS, y.sum(0)))
+    # boxes: only test images, scaled back exactly from the 1024 frame
+    truth = load_truth(phantom_dir)["images"]
+    b = ds.boxes()
+    assert len(b) and set(b["Image Index"]) <= set(ds.split_names("test"))
+    for _, r in b.head(30).iterrows():
+        want = truth[r["Image Index"]]["boxes"][r["label"]]
+        np.testing.assert_allclose([r.x, r.y, r.w, r.h], want, atol=1e-3)
+        assert 0 <= r.x and r.x + r.w <= 256 and 0 <= r.y and r.y + r.h <= 256
+
+
+def test_prevalence_follows_the_real_ranking(phantom_dir):
+    ds = ChestXray14(phantom_dir)
+    y = ds.labels(ds.split_names("all")).sum(0)
+    prev = dict(zip(LABELS, y))
+    # the real data's most and least common findings keep their order
+    assert prev["Infiltration"] > prev["Hernia"] and prev["Effusion"] > prev["Pneumonia"]
+    assert 0.1 < (ds.labels(ds.split_names("all")).sum(1) == 0).mean() < 0.5
+    assert sum(REAL_COMBINATIONS.values()) > 0.9 * 112_120
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_each_finding_changes_its_box(label):
+    """Drawing a finding changes the image inside its box, and (for local findings)
+    much less outside it."""
+    rng = np.random.default_rng(LABELS.index(label))
+    an = make_anatomy(rng, 256, label == "Cardiomegaly", label == "Emphysema")
+    base = render_base(an, np.random.default_rng(1))
+    img = base.copy()
+    box, _ = draw_finding(img, label, an, rng)
+    if label in ("Cardiomegaly", "Emphysema"):
+        normal = render_base(make_anatomy(np.random.default_rng(LABELS.index(label)), 256), np.random.default_rng(1))
+        diff = np.abs(base - normal)
+    else:
+        diff = np.abs(img - base)
+    x, y, w, h = (int(round(v)) for v in box)
+    assert w > 0 and h > 0
+    inside = diff[y:y + h + 1, x:x + w + 1].sum()
+    assert inside > 0.5 * diff.sum(), label
+
+
+def test_followup_series_show_the_change(phantom_dir):
+    truth = load_truth(phantom_dir)
+    stories = {f["change"] for f in truth["followups"]}
+    assert stories == {"grows", "appears", "resolves"}
+    for f in truth["followups"]:
+        scales = [s["scale"] for s in f["series"]]
+        if f["change"] == "grows":
+            areas = [s["box"][2] * s["box"][3] for s in f["series"]]
+            assert areas[0] < areas[1] < areas[2]
+        if f["change"] == "appears":
+            assert scales[0] == 0 and f["series"][0]["box"] is None and f["series"][2]["box"] is not None
+        if f["change"] == "resolves":
+            assert scales[-1] == 0 and truth["images"][f["series"][-1]["image"]]["findings"] == []
+
+
+def test_render_case_returns_uint8_and_boxes():
+    img, boxes, an, params = render_case(["Mass", "Effusion"], np.random.default_rng(0), 128)
+    assert img.dtype == np.uint8 and img.shape == (128, 128) and set(boxes) == {"Mass", "Effusion"}
+    again, boxes2, _, _ = render_case(["Mass", "Effusion"], np.random.default_rng(0), 128)
+    assert np.array_equal(img, again) and boxes == boxes2
+
+
+def test_existing_folder_with_other_parameters(tmp_path):
+    make_phantom_dataset(tmp_path / "p", n_patients=10)
+    with pytest.raises(FileExistsError, match="other parameters"):
+        make_phantom_dataset(tmp_path / "p", n_patients=11)
