@@ -356,5 +356,33 @@ def phantom(out_dir, patients, size, seed, followups, overwrite):
     click.echo(f"wrote a synthetic phantom of {patients} patients to {p}")
 
 
+@main.command()
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path), default="data/chestxray14")
+@click.option("--parts", default="all", show_default=True, help="Archives to fetch: 'all', or e.g. '1,2' or '3-5'.")
+@click.option("--metadata-from", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Copy the metadata files (Data_Entry, split lists, boxes) from this folder.")
+@click.option("--metadata-url", multiple=True, metavar="NAME=URL",
+              help="Fetch a metadata file from a URL, e.g. Data_Entry_2017_v2020.csv=https://...")
+@click.option("--mirror", metavar="PART=URL", multiple=True, help="Fetch an archive from another URL.")
+@click.option("--keep-archives", is_flag=True, help="Keep the .tar.gz files after extraction.")
+@click.option("--quiet", is_flag=True)
+def download(data_dir, parts, metadata_from, metadata_url, mirror, keep_archives, quiet):
+    """Download and extract the NIH ChestX-ray14 image archives (resumable) and report what is present."""
+    from .download import download as run, format_report, parse_parts
+
+    try:
+        part_list = parse_parts(parts)
+        murls = dict(kv.split("=", 1) for kv in metadata_url)
+        urls = {int(k): v for k, v in (kv.split("=", 1) for kv in mirror)}
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    r = run(data_dir, part_list, urls=urls, metadata_urls=murls, metadata_from=metadata_from,
+            keep_archives=keep_archives, progress=not quiet,
+            log=lambda *a, **k: click.echo(" ".join(str(x) for x in a), err=True))
+    click.echo(format_report(r))
+    if any(isinstance(v, str) for v in r["parts"].values()):
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
