@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import click
+import numpy as np
 
 from . import __version__
 
@@ -382,6 +383,147 @@ def download(data_dir, parts, metadata_from, metadata_url, mirror, keep_archives
     click.echo(format_report(r))
     if any(isinstance(v, str) for v in r["parts"].values()):
         sys.exit(1)
+
+
+# --------------------------------------------------------------------------
+# Localisation, follow-up differencing, report
+# --------------------------------------------------------------------------
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="heatmaps", show_default=True)
+@click.option("--labels", help="Comma-separated labels [the 3 highest-scoring of each image].")
+@click.option("--top", type=int, default=3, show_default=True)
+def localise(model_dir, images, out, labels, top):
+    """Per-class heatmaps of images, overlaid in colour with their boxes (PNG)."""
+    import cv2
+
+    from .data import LABELS
+    from .localise import boxes_from_heatmap, overlay, upsample
+    from .model_io import load_model
+
+    try:
+        model = load_model(model_dir)
+    except _library_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    wanted = [l.strip() for l in labels.split(",")] if labels else None
+    if wanted and set(wanted) - set(LABELS):
+        raise click.BadParameter(f"unknown label(s) {sorted(set(wanted) - set(LABELS))}")
+    out.mkdir(parents=True, exist_ok=True)
+    n_fail = 0
+    for p in _image_inputs(images):
+        try:
+            img = model.preprocess(p)
+        except _library_errors() as exc:
+            click.echo(f"failed: {exc}", err=True)
+            n_fail += 1
+            continue
+        heat = upsample(model.heatmaps(img), img.shape)
+        scores = model.scores(img)
+        chosen = wanted or [LABELS[j] for j in np.argsort(-scores)[:top]]
+        for lab in chosen:
+            h = heat[LABELS.index(lab)]
+            f = out / f"{p.stem}_{lab}.png"
+            cv2.imwrite(str(f), overlay(img, h, boxes=boxes_from_heatmap(h)))
+            click.echo(f"{p.name}  {lab:<20} score {scores[LABELS.index(lab)]:+.3f}  -> {f}")
+    if n_fail:
+        sys.exit(1)
+
+
+@main.command("localise-eval")
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@_DATA_ARG
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs/localisation",
+              show_default=True)
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="Fraction of the heatmap maximum.")
+@click.option("--name", default=None, help="Model name in the table.")
+@click.option("--quiet", is_flag=True)
+def localise_eval(model_dir, data_dir, out, threshold, name, quiet):
+    """Accuracy at T(IoBB) and T(IoU), and false positives, against the NIH boxes."""
+    from .data import ChestXray14
+    from .localise import evaluate_localisation, format_localisation, write_localisation_dir
+    from .model_io import load_model
+
+    try:
+        model = load_model(model_dir)
+        ds = ChestXray14(data_dir)
+        res, ex = evaluate_localisation(model, ds, threshold=threshold, progress=not quiet)
+    except _library_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    if not res["n_images"]:
+        raise click.ClickException(f"{data_dir}: no boxed image present (BBox_List_2017 lists test images)")
+    write_localisation_dir(out, res, ex, model_name=name or str(model_dir), kind=model.kind)
+    click.echo(format_localisation(res))
+    click.echo(f"wrote {out / 'localisation.json'}")
+
+
+@main.command()
+@click.argument("image_a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("image_b", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="A model for heatmap and score differences.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="diff", show_default=True)
+@click.option("--size", type=int, default=256, show_default=True)
+@click.option("--motion", type=click.Choice(["affine", "euclidean", "translation"]), default="affine",
+              show_default=True)
+@click.option("--allow-different-patients", is_flag=True)
+def diff(image_a, image_b, model_dir, out, size, motion, allow_different_patients):
+    """What changed between two X-rays of one patient (earlier -> later)."""
+    from .followup import PairError, diff_pair, write_diff_dir
+
+    kw = {}
+    try:
+        if model_dir:
+            from .model_io import load_model
+
+            model = load_model(model_dir)
+            size = model.image_size
+            kw = dict(heatmap_fn=model.heatmaps, score_fn=model.scores, prepare=_model_prepare(model))
+        d = diff_pair(image_a, image_b, size=size, motion=motion, allow_different_patients=allow_different_patients,
+                      **kw)
+    except PairError as exc:
+        raise click.ClickException(str(exc)) from None
+    except _library_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    meta = write_diff_dir(out, d)
+    r = meta["registration"]
+    click.echo(f"earlier {meta['image_a']} -> later {meta['image_b']} (patient {meta['patient']})")
+    click.echo(f"registration ({r['motion']}): ECC {r['ecc']:.3f}, converged {r['converged']}")
+    click.echo(f"mean SSIM {meta['ssim_mean']:.3f}; mean |intensity change| {meta['intensity_diff_mean_abs']:.1f}")
+    if meta["score_changes"]:
+        ch = sorted(meta["score_changes"].items(), key=lambda kv: -abs(kv[1]["delta"]))
+        for lab, c in ch[:5]:
+            click.echo(f"  {lab:<20} {c['a']:+.3f} -> {c['b']:+.3f} ({c['delta']:+.3f})")
+    click.echo(f"wrote {out}")
+
+
+def _model_prepare(model):
+    """The model's own equalisation for images already resized (the diff works on resized greys)."""
+    from .preprocess import equalize
+
+    eq = getattr(getattr(model, "config", None), "equalization", "none")
+    return (lambda img: equalize(img, eq)) if eq != "none" else (lambda img: img)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="report", show_default=True)
+@click.option("--localisation", "loc_dirs", multiple=True, type=click.Path(file_okay=False, exists=True,
+                                                                           path_type=Path))
+@click.option("--diff", "diff_dirs", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--title", default="phow-baseline report", show_default=True)
+def report(run_dirs, out, loc_dirs, diff_dirs, title):
+    """A self-contained static HTML report: AUROC tables, ROC curves, localisation, follow-up dashboards."""
+    from .report import write_report
+
+    if not (run_dirs or loc_dirs or diff_dirs):
+        raise click.UsageError("give at least one run, --localisation or --diff directory")
+    try:
+        p = write_report(run_dirs, out, loc_dirs, diff_dirs, title=title)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {p}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,3 +33,22 @@ def sample_dir() -> Path:
 def sample_images(sample_dir) -> list[Path]:
     """The 481 real 512x512 sample images, sorted by name."""
     return sorted((sample_dir / "images").glob("*.png"))
+
+
+@pytest.fixture(scope="session")
+def sample_run(sample_dir, tmp_path_factory):
+    """A small PHOW baseline trained on the sample's 422 train_val images, evaluated on its 59
+    test images: ``(out_dir, metrics)`` with ``out_dir/model`` and ``out_dir/run``."""
+    import warnings
+
+    from phow_baseline.data import MissingImagesWarning
+    from phow_baseline.pipeline import BaselineConfig, run_baseline
+
+    out = tmp_path_factory.mktemp("phow_run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingImagesWarning)
+        metrics = run_baseline(sample_dir, out, BaselineConfig(**SMALL_CONFIG), progress=False, n_bootstrap=200)
+    return out, metrics
+
+
+SMALL_CONFIG = dict(n_words=64, max_descriptors=20_000, vocab_images=60, n_jobs=2)

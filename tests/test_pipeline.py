@@ -17,17 +17,7 @@ from phow_baseline.model_io import ModelFileError, load_model
 from phow_baseline.pipeline import BaselineConfig, PhowModel, make_pipeline, per_bin_contributions, run_baseline
 from phow_baseline.preprocess import preprocess
 
-SMALL = dict(n_words=64, max_descriptors=20_000, vocab_images=60, n_jobs=2)
-
-
-@pytest.fixture(scope="module")
-def sample_run(sample_dir, tmp_path_factory):
-    """Train on the sample's 422 train_val images, evaluate on its 59 test images."""
-    out = tmp_path_factory.mktemp("phow_run")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MissingImagesWarning)
-        metrics = run_baseline(sample_dir, out, BaselineConfig(**SMALL), progress=False, n_bootstrap=200)
-    return out, metrics
+from conftest import SMALL_CONFIG as SMALL
 
 
 @pytest.mark.slow
