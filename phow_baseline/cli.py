@@ -526,5 +526,25 @@ def report(run_dirs, out, loc_dirs, diff_dirs, title):
     click.echo(f"wrote {p}")
 
 
+class _LazyCnn(click.Group):
+    """``phow-baseline cnn ...``: loads torch only when a cnn command runs."""
+
+    def _group(self):
+        try:
+            from .cnn.cli import cnn_group
+        except ImportError as exc:
+            raise click.ClickException(f"the cnn commands need the cnn extra (pip install 'phow-baseline[cnn]'): {exc}")
+        return cnn_group
+
+    def list_commands(self, ctx):
+        return ["evaluate", "predict", "train"]
+
+    def get_command(self, ctx, name):
+        return self._group().get_command(ctx, name)
+
+
+main.add_command(_LazyCnn("cnn", help="The CNN comparison (extra 'cnn': torch + torchvision)."))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

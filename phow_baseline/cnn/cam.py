@@ -1,0 +1,70 @@
+"""Class activation maps (CAM) and Grad-CAM for the 14-way CNNs.
+
+CAM (Zhou et al. 2016) for a backbone whose head is global average pooling
+followed by one linear layer (ResNet, DenseNet): with ``A_k`` the last
+convolutional block's feature maps (after DenseNet's final ReLU) and
+``w_ck`` the head's weight of feature ``k`` for class ``c``,
+``CAM_c = sum_k w_ck A_k``; its spatial mean plus the bias ``b_c`` is the
+class logit.  Each class uses its own row of the head (ports that take the
+same row for every class show one map for all classes).
+
+Grad-CAM (Selvaraju et al. 2017), for any backbone and the only option for
+VGG11-BN (whose head is not GAP + linear): ``ReLU(sum_k alpha_ck A_k)`` with
+``alpha_ck`` the spatial mean of ``d logit_c / d A_k``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def features_and_head(model, name: str, x: torch.Tensor):
+    """Last-block feature maps ``(B, K, h, w)`` and the linear head (weight (14, K), bias)."""
+    if name.startswith("resnet"):
+        m = model
+        f = m.layer4(m.layer3(m.layer2(m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(x))))))))
+        return f, model.fc
+    if name == "densenet121":
+        f = F.relu(model.features(x))
+        return f, model.classifier
+    raise ValueError(f"CAM needs a GAP + linear head; {name} has none (use Grad-CAM)")
+
+
+def cam(model, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CAMs ``(B, 14, h, w)`` and logits ``(B, 14)`` of a normalised batch ``x``."""
+    f, head = features_and_head(model, name, x)
+    maps = torch.einsum("ck,bkhw->bchw", head.weight, f)
+    logits = maps.mean(dim=(2, 3)) + head.bias
+    return maps, logits
+
+
+def grad_cam(model, name: str, x: torch.Tensor, target_layer=None) -> torch.Tensor:
+    """Grad-CAM ``(B, 14, h, w)`` of every class, from the last convolutional block."""
+    layer = target_layer or _last_conv_block(model, name)
+    store = {}
+    h = layer.register_forward_hook(lambda mod, inp, out: store.__setitem__("a", out))
+    try:
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(False)
+            logits = model(x)
+            a = store["a"]
+            maps = []
+            for c in range(logits.shape[1]):
+                g, = torch.autograd.grad(logits[:, c].sum(), a, retain_graph=c < logits.shape[1] - 1)
+                w = g.mean(dim=(2, 3), keepdim=True)
+                maps.append(F.relu((w * a).sum(1)))
+            return torch.stack(maps, 1).detach()
+    finally:
+        h.remove()
+
+
+def _last_conv_block(model, name):
+    if name.startswith("resnet"):
+        return model.layer4
+    if name == "densenet121":
+        return model.features
+    if name == "vgg11_bn":
+        return model.features
+    raise ValueError(name)

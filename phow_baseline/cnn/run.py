@@ -1,0 +1,57 @@
+"""The CNN arm on a ChestX-ray14 folder: the same data layer, splits, cache and run directory as PHOW."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .data import CacheDataset, make_loader
+from .train import CnnConfig, load_cnn_model, pick_device, predict_batches, train_cnn
+
+
+def _cache(ds, split, work, cfg: CnnConfig, progress):
+    from ..pipeline import BaselineConfig, build_image_cache
+
+    bc = BaselineConfig(size=cfg.cache_size, equalization=cfg.equalization, val_fraction=cfg.val_fraction,
+                        seed=cfg.seed)
+    names = ds.split_names(split)
+    if not names:
+        raise ValueError(f"{ds.root}: no image of split {split!r} is present")
+    cache = build_image_cache(ds, names, work, bc, progress, tag=f"cnn-{split}")
+    rows = [i for i in range(len(cache)) if cache.ok[i]]
+    return cache, rows, ds.labels([cache.names[r] for r in rows])
+
+
+def open_dataset(data_dir, cfg: CnnConfig):
+    from ..data import ChestXray14
+
+    return ChestXray14(data_dir, val_fraction=cfg.val_fraction, seed=cfg.seed)
+
+
+def train_on_dataset(data_dir, out_dir, cfg: CnnConfig, work=None, resume=False, progress=True) -> dict:
+    """Train on the patient-wise ``train`` carve of train_val, select on ``val``."""
+    ds = open_dataset(data_dir, cfg)
+    work = Path(work) if work else Path(out_dir) / "work"
+    tc, tr, ty = _cache(ds, "train", work, cfg, progress)
+    vc, vr, vy = _cache(ds, "val", work, cfg, progress)
+    return train_cnn(cfg, CacheDataset(tc, tr, ty), CacheDataset(vc, vr, vy), out_dir, resume=resume,
+                     progress=progress)
+
+
+def evaluate_on_dataset(model_dir, data_dir, run_dir, split="test", work=None, name=None, n_bootstrap=1000,
+                        progress=True, device=None) -> dict:
+    from ..metrics import write_run_dir
+
+    m = load_cnn_model(model_dir, device)
+    cfg = m.cfg
+    ds = open_dataset(data_dir, cfg)
+    work = Path(work) if work else Path(model_dir) / "work"
+    cache, rows, y = _cache(ds, split, work, cfg, progress)
+    loader = make_loader(CacheDataset(cache, rows, y), cfg.batch_size, False, cfg.workers)
+    dev = m.device
+    p, _ = predict_batches(m.model, loader, dev, cfg, amp=cfg.amp and dev.type == "cuda")
+    names = [cache.names[r] for r in rows]
+    return write_run_dir(run_dir, model_name=name or f"{cfg.backbone} ({'ImageNet' if cfg.weights == 'imagenet' else 'scratch' if cfg.weights is None else 'weights file'})",
+                         kind="cnn", split=split, names=names, y_true=y, scores=p, n_bootstrap=n_bootstrap,
+                         seed=cfg.seed, extra={"config": cfg.to_dict()})

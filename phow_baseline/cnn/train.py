@@ -1,0 +1,316 @@
+"""Training, checkpoints that resume exactly, evaluation and prediction of the CNN comparison.
+
+A run directory holds ``config.json``, ``last.pt`` (the checkpoint written
+atomically after every epoch: model, optimiser, scheduler, epoch, history,
+best score and every RNG state; loaded with ``weights_only=True``, so
+loading runs no code), and the model directory files of the best epoch by
+validation mean AUROC: ``model.json`` + ``weights.npz`` (plain arrays,
+``allow_pickle=False``).  Evaluation goes through
+:func:`phow_baseline.metrics.write_run_dir`, the same code as the PHOW
+baseline's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..data import LABELS
+from .data import BatchTransform, CacheDataset, make_loader, ten_crops
+from .models import BACKBONES, build_model, state_dict_to_arrays
+
+LOSSES = ("bce", "bce_weighted", "soft_margin")
+
+
+@dataclass
+class CnnConfig:
+    """Settings of a CNN run (defaults: the Uniandes study's transforms, Adam 1e-4)."""
+
+    backbone: str = "resnet50"
+    weights: str | None = None          # None (scratch), "imagenet", or a file path
+    loss: str = "bce"                   # "bce", "bce_weighted" (per-class pos_weight), "soft_margin"
+    lr: float = 1e-4
+    batch_size: int = 32
+    epochs: int = 10
+    patience: int = 3                   # early stopping on validation mean AUROC
+    plateau_patience: int = 1           # ReduceLROnPlateau on validation loss (factor 0.1)
+    resize: int = 256
+    crop: int = 224
+    random_resized: bool = False
+    ten_crop: bool = False
+    cache_size: int = 256
+    equalization: str = "none"
+    workers: int = 0
+    seed: int = 0
+    device: str | None = None           # "cuda" when available, else "cpu"
+    amp: bool = True                    # bf16 autocast on CUDA
+    max_steps_per_epoch: int | None = None
+    val_fraction: float = 0.1
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def pick_device(name=None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_loss(cfg: CnnConfig, y_train: np.ndarray, device):
+    if cfg.loss == "soft_margin":
+        return nn.MultiLabelSoftMarginLoss()
+    if cfg.loss == "bce_weighted":
+        pos = y_train.sum(0).clip(1)
+        neg = (len(y_train) - y_train.sum(0)).clip(1)
+        return nn.BCEWithLogitsLoss(pos_weight=torch.tensor(neg / pos, dtype=torch.float32, device=device))
+    return nn.BCEWithLogitsLoss()
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    st = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+          "numpy_pos": int(np.random.get_state()[2]), "python": json.dumps(random.getstate()),
+          "transform": gen.get_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict, gen: torch.Generator):
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(("MT19937", st["numpy"].numpy().astype(np.uint32), int(st["numpy_pos"]), 0, 0.0))
+    s = json.loads(st["python"])
+    random.setstate((s[0], tuple(s[1]), s[2]))
+    gen.set_state(st["transform"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _atomic_torch_save(obj, path: Path):
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def predict_batches(model, loader, device, cfg: CnnConfig, amp=False):
+    """Sigmoid outputs and labels of a loader (eval transforms; ten-crop when configured)."""
+    model.eval()
+    tf = BatchTransform(False, cfg.resize, cfg.crop)
+    outs, ys = [], []
+    for x, y in loader:
+        x = x.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            if cfg.ten_crop:
+                crops = ten_crops(x, cfg.resize, cfg.crop)
+                p = torch.stack([torch.sigmoid(model(c.contiguous(memory_format=torch.channels_last)).float())
+                                 for c in crops]).mean(0)
+            else:
+                p = torch.sigmoid(model(tf(x).contiguous(memory_format=torch.channels_last)).float())
+        outs.append(p.cpu())
+        ys.append(y)
+    return torch.cat(outs).numpy(), torch.cat(ys).numpy()
+
+
+def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, out_dir, resume: bool = False,
+              progress: bool = True, log=None) -> dict:
+    """Train with Adam, ReduceLROnPlateau on validation loss, early stopping on validation mean AUROC.
+
+    Writes ``out_dir/last.pt`` after every epoch (atomically) and the best
+    model by validation AUROC to ``out_dir`` (``model.json`` + ``weights.npz``).
+    With ``resume`` it continues from ``last.pt`` exactly where it stopped.
+    Returns the history.
+    """
+    from tqdm.auto import tqdm
+
+    from ..metrics import evaluate_scores
+
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    amp = cfg.amp and device.type == "cuda"
+    seed_everything(cfg.seed)
+    model = build_model(cfg.backbone, cfg.weights).to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=cfg.plateau_patience)
+    crit = make_loss(cfg, train_set.labels, device)
+    gen = torch.Generator()
+    gen.manual_seed(cfg.seed)
+    tf = BatchTransform(True, cfg.resize, cfg.crop, cfg.random_resized, generator=gen)
+    history, start, best, since_best = [], 0, -1.0, 0
+    ckpt = out / "last.pt"
+    if resume:
+        if not ckpt.exists():
+            raise FileNotFoundError(f"{ckpt}: no checkpoint to resume from")
+        st = torch.load(ckpt, map_location=device, weights_only=True)
+        if st["config"] != json.dumps(cfg.to_dict(), sort_keys=True):
+            raise ValueError(f"{ckpt}: was written with another configuration; use the same options to resume")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        start, best, since_best = int(st["epoch"]), float(st["best"]), int(st["since_best"])
+        history = json.loads(st["history"])
+        _set_rng_state(st["rng"], gen)
+        log(f"resumed from {ckpt} after epoch {start}")
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    for epoch in range(start, cfg.epochs):
+        if since_best >= cfg.patience:
+            log(f"early stop: no validation AUROC gain in {cfg.patience} epochs")
+            break
+        # the shuffle order comes from its own generator, reseeded per epoch: resumes are exact
+        loader = make_loader(train_set, cfg.batch_size, True, cfg.workers, seed=cfg.seed * 1000 + epoch,
+                             pin_memory=device.type == "cuda")
+        model.train()
+        t0, total, n = time.perf_counter(), 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for step, (x, y) in enumerate(bar):
+            if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
+                break
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(tf(x).contiguous(memory_format=torch.channels_last))
+            loss = crit(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(x)
+            n += len(x)
+        p, yv = predict_batches(model, make_loader(val_set, cfg.batch_size, False, cfg.workers), device, cfg, amp)
+        pv = np.clip(p, 1e-7, 1 - 1e-7)
+        val_loss = float(-(yv * np.log(pv) + (1 - yv) * np.log(1 - pv)).mean())
+        ev = evaluate_scores(yv, p, n_bootstrap=0)
+        auc = ev["mean_auroc"] if ev["mean_auroc"] is not None else 0.0
+        sched.step(val_loss)
+        rec = {"epoch": epoch + 1, "train_loss": total / max(n, 1), "val_loss": val_loss, "val_mean_auroc": auc,
+               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        history.append(rec)
+        improved = auc > best
+        if improved:
+            best, since_best = auc, 0
+            save_model_dir(out, model, cfg, extra={"best_epoch": epoch + 1, "val_mean_auroc": auc})
+        else:
+            since_best += 1
+        _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict(), "epoch": epoch + 1, "best": best,
+                            "since_best": since_best, "history": json.dumps(history), "rng": _rng_state(gen),
+                            "config": json.dumps(cfg.to_dict(), sort_keys=True)}, ckpt)
+        log(f"epoch {epoch + 1}: train loss {rec['train_loss']:.4f}, val loss {val_loss:.4f}, "
+            f"val mean AUROC {auc:.4f}{' (best)' if improved else ''}")
+    return {"history": history, "best_val_mean_auroc": best}
+
+
+def save_model_dir(out, model, cfg: CnnConfig, extra=None):
+    from ..model_io import write_model_dir
+
+    params = {"config": {**cfg.to_dict(), "weights": None if cfg.weights is None else str(cfg.weights)}}
+    write_model_dir(out, "cnn", params, {"weights": state_dict_to_arrays(model)},
+                    extra={"torch": torch.__version__, "backbone": cfg.backbone, **(extra or {})})
+
+
+class CnnModel:
+    """A trained CNN loaded from its model directory, with the PHOW model's interface.
+
+    ``scores(img)`` are sigmoid outputs; ``heatmaps(img)`` are CAMs (Grad-CAM
+    for VGG11-BN) up-sampled to the crop; ``preprocess(path)`` gives the
+    cache image (``cache_size`` pixels, the run's equalisation).
+    """
+
+    kind = "cnn"
+
+    def __init__(self, model, cfg: CnnConfig, device=None):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.device = pick_device(device or ("cpu" if cfg.device is None else cfg.device))
+        self.model.to(self.device)
+        self.labels = LABELS
+
+    @property
+    def image_size(self) -> int:
+        return self.cfg.cache_size
+
+    def preprocess(self, image):
+        from ..preprocess import preprocess
+
+        return preprocess(image, size=self.cfg.cache_size, equalization=self.cfg.equalization)
+
+    def _input(self, img):
+        x = torch.from_numpy(np.ascontiguousarray(img, np.uint8))[None, None].to(self.device)
+        return BatchTransform(False, self.cfg.resize, self.cfg.crop)(x)
+
+    @torch.no_grad()
+    def scores(self, img) -> np.ndarray:
+        return torch.sigmoid(self.model(self._input(img))).cpu().numpy()[0]
+
+    def heatmaps(self, img) -> np.ndarray:
+        """Per-class CAMs over the image (``(14, S, S)``; the centre crop's maps padded by edge values)."""
+        import torch.nn.functional as F
+
+        from .cam import cam, grad_cam
+
+        x = self._input(img)
+        with torch.no_grad():
+            if self.cfg.backbone == "vgg11_bn":
+                maps = grad_cam(self.model, self.cfg.backbone, x)
+            else:
+                maps, _ = cam(self.model, self.cfg.backbone, x)
+        S, R, c = self.cfg.cache_size, self.cfg.resize, self.cfg.crop
+        crop_px = c * S / R
+        up = F.interpolate(maps.float(), size=(int(round(crop_px)),) * 2, mode="bilinear", align_corners=False)
+        pad = (S - up.shape[-1]) // 2
+        out = F.pad(up, (pad, S - up.shape[-1] - pad, pad, S - up.shape[-1] - pad), mode="replicate")
+        return out[0].cpu().numpy()
+
+    def predict_paths(self, paths):
+        from ..preprocess import ImageReadError
+
+        names, rows, failures = [], [], []
+        for p in paths:
+            try:
+                img = self.preprocess(p)
+            except ImageReadError as exc:
+                failures.append((str(p), exc.reason))
+                continue
+            rows.append(self.scores(img))
+            names.append(Path(p).name)
+        return names, (np.stack(rows) if rows else np.zeros((0, len(LABELS)))), failures
+
+
+def load_cnn_model(directory, device=None) -> CnnModel:
+    """Load ``model.json`` + ``weights.npz`` (checksums verified, no pickles)."""
+    from ..model_io import ModelFileError, read_model_dir
+
+    meta, arrays = read_model_dir(directory)
+    c = dict(meta["params"]["config"])
+    c["weights"] = None  # the trained weights come from weights.npz
+    cfg = CnnConfig(**c)
+    model = build_model(cfg.backbone, None)
+    sd = {k: torch.from_numpy(np.array(v)) for k, v in arrays["weights"].items()}
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{Path(directory) / 'weights.npz'}: does not fit {cfg.backbone} ({exc})") from exc
+    return CnnModel(model, cfg, device)
