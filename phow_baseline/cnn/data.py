@@ -113,10 +113,13 @@ class BatchTransform:
         else:
             x = _resize(x, self.resize)
             R = x.shape[-1]
-            if self.train:
-                tops = (self._rand(B) * (R - c + 1)).long().tolist()
-                lefts = (self._rand(B) * (R - c + 1)).long().tolist()
-                x = torch.stack([x[i, :, t:t + c, l:l + c] for i, (t, l) in enumerate(zip(tops, lefts))])
+            if self.train:  # one gather for the whole batch: a random c x c window per image
+                tops = (self._rand(B) * (R - c + 1)).long().to(x.device)
+                lefts = (self._rand(B) * (R - c + 1)).long().to(x.device)
+                ar = torch.arange(c, device=x.device)
+                rows = (tops[:, None] + ar)[:, :, None]
+                cols = (lefts[:, None] + ar)[:, None, :]
+                x = x[torch.arange(B, device=x.device)[:, None, None], 0, rows, cols][:, None]
             else:
                 o = (R - c) // 2
                 x = x[:, :, o:o + c, o:o + c]

@@ -176,15 +176,18 @@ def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, ou
         _set_rng_state(st["rng"], gen)
         log(f"resumed from {ckpt} after epoch {start}")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    loader = make_loader(train_set, cfg.batch_size, True, cfg.workers, seed=cfg.seed,
+                         pin_memory=device.type == "cuda")
+    val_loader = make_loader(val_set, cfg.batch_size, False, cfg.workers)
     for epoch in range(start, cfg.epochs):
         if since_best >= cfg.patience:
             log(f"early stop: no validation AUROC gain in {cfg.patience} epochs")
             break
-        # the shuffle order comes from its own generator, reseeded per epoch: resumes are exact
-        loader = make_loader(train_set, cfg.batch_size, True, cfg.workers, seed=cfg.seed * 1000 + epoch,
-                             pin_memory=device.type == "cuda")
+        # the shuffle order comes from the loader's generator, reseeded per epoch: resumes are exact,
+        # and the workers stay alive across epochs
+        loader.generator.manual_seed(cfg.seed * 1000 + epoch)
         model.train()
-        t0, total, n = time.perf_counter(), 0.0, 0
+        t0, total, n = time.perf_counter(), torch.zeros((), device=device), 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         for step, (x, y) in enumerate(bar):
             if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
@@ -197,15 +200,15 @@ def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, ou
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(x)
+            total += loss.detach() * len(x)  # no .item() per step: the GPU never waits for the host
             n += len(x)
-        p, yv = predict_batches(model, make_loader(val_set, cfg.batch_size, False, cfg.workers), device, cfg, amp)
+        p, yv = predict_batches(model, val_loader, device, cfg, amp)
         pv = np.clip(p, 1e-7, 1 - 1e-7)
         val_loss = float(-(yv * np.log(pv) + (1 - yv) * np.log(1 - pv)).mean())
         ev = evaluate_scores(yv, p, n_bootstrap=0)
         auc = ev["mean_auroc"] if ev["mean_auroc"] is not None else 0.0
         sched.step(val_loss)
-        rec = {"epoch": epoch + 1, "train_loss": total / max(n, 1), "val_loss": val_loss, "val_mean_auroc": auc,
+        rec = {"epoch": epoch + 1, "train_loss": float(total) / max(n, 1), "val_loss": val_loss, "val_mean_auroc": auc,
                "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         history.append(rec)
         improved = auc > best
