@@ -111,3 +111,32 @@ def test_existing_folder_with_other_parameters(tmp_path):
     make_phantom_dataset(tmp_path / "p", n_patients=10)
     with pytest.raises(FileExistsError, match="other parameters"):
         make_phantom_dataset(tmp_path / "p", n_patients=11)
+
+
+def test_differencing_finds_the_change_between_followups(phantom_dir):
+    """On the phantom's follow-up series, the structural difference concentrates in the
+    box of the finding that appeared or grew."""
+    from phow_baseline.followup import diff_pair
+
+    truth = load_truth(phantom_dir)
+    checked = 0
+    for f in truth["followups"]:
+        if f["change"] not in ("appears", "grows"):
+            continue
+        first, last = f["series"][0], f["series"][-1]
+        d = diff_pair(phantom_dir / "images" / first["image"], phantom_dir / "images" / last["image"], size=256)
+        assert d.registration.converged and d.registration.ecc > 0.9
+        # the later box, mapped into the earlier image's frame
+        x, y, w, h = last["box"]
+        inv = cv2.invertAffineTransform(d.registration.matrix)
+        cx, cy = inv @ np.array([x + w / 2, y + h / 2, 1.0])
+        x0, y0, x1, y1 = int(max(cx - w / 2, 0)), int(max(cy - h / 2, 0)), int(cx + w / 2) + 1, int(cy + h / 2) + 1
+        for name, change in (("structure", (1 - d.ssim_map) * d.valid),
+                             ("intensity increase", np.clip(d.intensity_diff, 0, None))):
+            smooth = cv2.GaussianBlur(change.astype(np.float32), (0, 0), 4)
+            yy, xx = np.unravel_index(np.argmax(smooth), smooth.shape)
+            assert x0 <= xx <= x1 and y0 <= yy <= y1, (f["finding"], f["change"], name, (xx, yy), (x0, y0, x1, y1))
+            inside = change[y0:y1, x0:x1]
+            assert inside.sum() / change.sum() > 1.5 * inside.size / change.size, (f["finding"], name)
+        checked += 1
+    assert checked >= 2
