@@ -272,11 +272,7 @@ def predict(model_dir, inputs, out, quiet):
         model = load_model(model_dir)
     except _library_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    paths = _image_inputs(inputs)
-    if model.kind == "phow":
-        names, scores, failures = predict_paths(model, paths, progress=not quiet)
-    else:
-        names, scores, failures = model.predict_paths(paths)
+    names, scores, failures = predict_paths(model, _image_inputs(inputs), progress=not quiet)
     write_predictions(out, names, scores)
     for f, why in failures:
         click.echo(f"failed: {f}: {why}", err=True)

@@ -495,8 +495,9 @@ def _write_failures(path, failures):
         w.writerows(failures)
 
 
-def predict_paths(model: PhowModel, paths: Sequence, progress=True):
-    """Scores of image files: ``(names, scores (n, 14), failures [(file, reason)])``.
+def predict_paths(model, paths: Sequence, progress=True):
+    """Scores of image files by any model with ``preprocess`` and ``scores`` (PHOW or CNN):
+    ``(names, scores (n, 14), failures [(file, reason)])``.
 
     Unreadable files are skipped and listed; the others are still scored.
     """

@@ -192,3 +192,10 @@ def test_cli_train_and_evaluate_on_the_sample(sample_dir, tmp_path):
         (tmp_path / "m" / "model.json").read_text())["labels"])
     cmp_ = r.invoke(cli, ["compare", str(tmp_path / "run")])
     assert cmp_.exit_code == 0 and "Wang2017_official" in cmp_.output
+    imgs = sorted((sample_dir / "images").glob("*.png"))[:2]
+    res = r.invoke(cli, ["cnn", "predict", str(tmp_path / "m"), *map(str, imgs), "--out", str(tmp_path / "p.csv")])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "p.csv")
+    assert len(df) == 2 and df.iloc[:, 1:].to_numpy().min() >= 0 and df.iloc[:, 1:].to_numpy().max() <= 1

@@ -68,3 +68,53 @@ def _last_conv_block(model, name):
     if name == "vgg11_bn":
         return model.features
     raise ValueError(name)
+
+
+def backbone_of(model) -> str:
+    """The backbone name of a torchvision model built by :func:`~phow_baseline.cnn.models.build_model`."""
+    import torchvision
+
+    if isinstance(model, torchvision.models.ResNet):
+        return "resnet50" if len(model.layer3) == 6 else "resnet101"
+    if isinstance(model, torchvision.models.DenseNet):
+        return "densenet121"
+    if isinstance(model, torchvision.models.VGG):
+        return "vgg11_bn"
+    raise ValueError(f"no CAM rule for a {type(model).__name__}")
+
+
+def cam_heatmaps(model, image, name: str | None = None, method: str = "cam", resize: int = 256,
+                 crop: int = 224, device=None) -> np.ndarray:
+    """Per-class maps ``(14, S, S)`` (float32) of one uint8 ``(S, S)`` image, on the image's own pixel grid.
+
+    The image goes through the evaluation transform (resize ``resize``,
+    centre crop ``crop``; 256/224 as in the Uniandes study); the maps of the
+    crop (CAM, or Grad-CAM with ``method="gradcam"``; VGG11-BN always uses
+    Grad-CAM) are up-sampled bilinearly to the crop's extent in the image
+    and padded to ``S x S`` with their edge values.  Usable as a
+    ``heatmap_fn`` for :mod:`phow_baseline.localise`.
+    """
+    from .data import BatchTransform
+
+    if method not in ("cam", "gradcam"):
+        raise ValueError(f"method must be 'cam' or 'gradcam', got {method!r}")
+    img = np.asarray(image)
+    if img.ndim != 2 or img.dtype != np.uint8:
+        raise ValueError(f"image must be a 2-D uint8 array, got {img.dtype} {img.shape}")
+    if img.shape[0] != img.shape[1]:
+        raise ValueError(f"image must be square (a cache image), got {img.shape}")
+    name = name or backbone_of(model)
+    dev = device or next(model.parameters()).device
+    model.eval()
+    x = BatchTransform(False, resize, crop)(torch.from_numpy(np.ascontiguousarray(img))[None, None].to(dev))
+    if method == "gradcam" or name == "vgg11_bn":
+        maps = grad_cam(model, name, x)
+    else:
+        with torch.no_grad():
+            maps, _ = cam(model, name, x)
+    S = img.shape[0]
+    side = max(1, min(S, int(round(crop * S / resize))))
+    up = F.interpolate(maps.float(), size=(side, side), mode="bilinear", align_corners=False)
+    lo = (S - side) // 2
+    out = F.pad(up, (lo, S - side - lo, lo, S - side - lo), mode="replicate") if side < S else up
+    return out[0].cpu().numpy().astype(np.float32)

@@ -80,10 +80,11 @@ def predict(model_dir, inputs, out):
     """Sigmoid scores of images (files or folders) into a CSV."""
     from ..cli import _image_inputs
     from ..metrics import write_predictions
+    from ..pipeline import predict_paths
     from .train import load_cnn_model
 
     m = load_cnn_model(model_dir)
-    names, scores, failures = m.predict_paths(_image_inputs(inputs))
+    names, scores, failures = predict_paths(m, _image_inputs(inputs), progress=False)
     write_predictions(out, names, scores)
     for f, why in failures:
         click.echo(f"failed: {f}: {why}", err=True)

@@ -268,38 +268,14 @@ class CnnModel:
     def scores(self, img) -> np.ndarray:
         return torch.sigmoid(self.model(self._input(img))).cpu().numpy()[0]
 
-    def heatmaps(self, img) -> np.ndarray:
-        """Per-class CAMs over the image (``(14, S, S)``; the centre crop's maps padded by edge values)."""
-        import torch.nn.functional as F
+    def heatmaps(self, img, method: str = "cam") -> np.ndarray:
+        """Per-class CAMs over the image (``(14, S, S)``; the centre crop's maps padded by edge values).
 
-        from .cam import cam, grad_cam
+        ``method="gradcam"`` for Grad-CAM (always used for VGG11-BN, whose head is not GAP + linear).
+        """
+        from .cam import cam_heatmaps
 
-        x = self._input(img)
-        with torch.no_grad():
-            if self.cfg.backbone == "vgg11_bn":
-                maps = grad_cam(self.model, self.cfg.backbone, x)
-            else:
-                maps, _ = cam(self.model, self.cfg.backbone, x)
-        S, R, c = self.cfg.cache_size, self.cfg.resize, self.cfg.crop
-        crop_px = c * S / R
-        up = F.interpolate(maps.float(), size=(int(round(crop_px)),) * 2, mode="bilinear", align_corners=False)
-        pad = (S - up.shape[-1]) // 2
-        out = F.pad(up, (pad, S - up.shape[-1] - pad, pad, S - up.shape[-1] - pad), mode="replicate")
-        return out[0].cpu().numpy()
-
-    def predict_paths(self, paths):
-        from ..preprocess import ImageReadError
-
-        names, rows, failures = [], [], []
-        for p in paths:
-            try:
-                img = self.preprocess(p)
-            except ImageReadError as exc:
-                failures.append((str(p), exc.reason))
-                continue
-            rows.append(self.scores(img))
-            names.append(Path(p).name)
-        return names, (np.stack(rows) if rows else np.zeros((0, len(LABELS)))), failures
+        return cam_heatmaps(self.model, img, self.cfg.backbone, method, self.cfg.resize, self.cfg.crop, self.device)
 
 
 def load_cnn_model(directory, device=None) -> CnnModel:
