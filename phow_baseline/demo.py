@@ -32,7 +32,13 @@ def run_demo(out_dir=None, data_dir=None, n_patients=DEMO_PATIENTS, seed=0, prog
     out = Path(out_dir) if out_dir else default_cache_dir() / "demo"
     synthetic = data_dir is None
     if synthetic:
-        data_dir = make_phantom_dataset(out / "phantom", n_patients=n_patients, seed=seed)
+        try:
+            data_dir = make_phantom_dataset(out / "phantom", n_patients=n_patients, seed=seed)
+        except FileExistsError:  # the demo's own cache, from other settings or an older phantom:
+            import shutil  # regenerate it, and drop the caches computed from the old images
+
+            shutil.rmtree(out / "work", ignore_errors=True)
+            data_dir = make_phantom_dataset(out / "phantom", n_patients=n_patients, seed=seed, overwrite=True)
         print(f"SYNTHETIC data: a phantom of {n_patients} patients in {data_dir} (not real X-rays)",
               file=sys.stderr)
     config = config or BaselineConfig(seed=seed, **DEMO_CONFIG)

@@ -218,7 +218,8 @@ def download(data_dir, parts: Iterable[int] = range(1, 13), urls: dict | None = 
         arch = data_dir / ".downloads" / archive_name(p)
         for attempt in range(2):
             try:
-                fetch(urls[p], arch, retries=retries, progress=progress)
+                if not (attempt == 0 and arch.exists()):  # a whole archive from an earlier run is checked as is
+                    fetch(urls[p], arch, retries=retries, progress=progress)
                 n = extract_images(arch, data_dir, p)
                 report["parts"][p] = n
                 log(f"{archive_name(p)}: {n} images in {final / 'images'}")

@@ -7,8 +7,9 @@ images, so it is reported, not used.  The later image is registered to the
 earlier one and compared three ways:
 
 * registration: an ORB-feature + RANSAC estimate (affine by default,
-  rotation + shift for ``euclidean``), refined by OpenCV's ECC maximisation
-  (falling back to a phase-correlation start, then the identity);
+  rotation + shift for ``euclidean``), a phase-correlation shift and the
+  identity are each refined by OpenCV's ECC maximisation, coarse to fine
+  over a 3-level image pyramid; the best converged, plausible one is kept;
   its quality is the final ECC (a correlation coefficient in [-1, 1]) over
   the overlap;
 * structure: the local SSIM map (``skimage.metrics.structural_similarity``,
@@ -69,6 +70,7 @@ class FollowupDiff:
     scores_a: np.ndarray | None = None
     scores_b: np.ndarray | None = None
     notes: list = field(default_factory=list)
+    metadata_followup: dict | None = None   # {"a": n, "b": n}: the v2020 'Follow-up #' column, reported only
 
     @property
     def heat_diff(self):
@@ -150,14 +152,35 @@ def _feature_init(fixed, moving, motion):
     return W.astype(np.float32)
 
 
-def _ecc_pyramid(f, m, M, motion_type, iterations, eps):
-    """ECC from ``M`` (OpenCV smooths both images with a 5x5 Gaussian); returns (matrix, ecc, converged)."""
-    try:
-        ecc, W = cv2.findTransformECC(f, m, M.copy(), motion_type,
-                                      (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, eps), None, 5)
-    except cv2.error:
-        return M, float("nan"), False
-    return W, float(ecc), True
+def _ecc_pyramid(f, m, M, motion_type, iterations, eps, levels: int = 3, min_side: int = 48):
+    """Coarse-to-fine ECC from ``M``: returns (matrix, ecc at full resolution, converged).
+
+    The images are halved up to ``levels - 1`` times (``cv2.pyrDown``, never
+    below ``min_side`` pixels); ECC runs at the coarsest level first and each
+    estimate, its translation doubled, starts the next finer level, so large
+    shifts are found on small images and refined at full resolution.  OpenCV
+    smooths both images with a 5x5 Gaussian at every level.  Converged means
+    the full-resolution ECC ran without error.
+    """
+    pyr = [(f, m)]
+    while len(pyr) < levels and min(pyr[-1][0].shape) // 2 >= min_side:
+        pyr.append((cv2.pyrDown(pyr[-1][0]), cv2.pyrDown(pyr[-1][1])))
+    W = np.asarray(M, np.float32).copy()
+    scale = 2.0 ** (len(pyr) - 1)
+    W[:, 2] /= scale
+    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, eps)
+    ecc, ok = float("nan"), False
+    for lev in range(len(pyr) - 1, -1, -1):
+        fl, ml = pyr[lev]
+        try:
+            ecc, W1 = cv2.findTransformECC(fl, ml, W.copy(), motion_type, crit, None, 5)
+            ok = True
+            W = W1
+        except cv2.error:  # no convergence at this level: keep the estimate, go finer
+            ok = False
+        if lev:
+            W[:, 2] *= 2.0
+    return W, float(ecc), ok
 
 
 def _load(image, size):
@@ -169,7 +192,7 @@ def _load(image, size):
 def diff_pair(image_a, image_b, *, size: int | None = 256, motion: str = "affine",
               heatmap_fn: Callable | None = None, score_fn: Callable | None = None,
               prepare: Callable | None = None, allow_different_patients: bool = False,
-              allow_resize: bool = False, order: bool = True) -> FollowupDiff:
+              allow_resize: bool = False, order: bool = True, metadata=None) -> FollowupDiff:
     """Register the later image to the earlier one and difference them.
 
     Parameters
@@ -185,6 +208,14 @@ def diff_pair(image_a, image_b, *, size: int | None = 256, motion: str = "affine
         on images prepared by ``prepare`` (default: the grey images as they are).
     allow_different_patients : bool
         Compare images whose file names name different patients.
+    allow_resize : bool
+        With ``size=None``, resize the later image to the earlier one's
+        size instead of raising :class:`PairError` when they differ.
+    metadata : DataFrame, optional
+        The NIH metadata (``ChestXray14.metadata``: 'Image Index',
+        'Follow-up #'); its follow-up numbers are reported in
+        ``metadata_followup`` (and a note when they order the pair the
+        other way), never used for the order.
 
     Raises
     ------
@@ -211,6 +242,15 @@ def diff_pair(image_a, image_b, *, size: int | None = 256, motion: str = "affine
             if order and followup_index(nb) < followup_index(na):
                 image_a, image_b, na, nb = image_b, image_a, nb, na
                 notes.append("swapped to put the earlier image (lower file suffix) first")
+    if metadata is not None and na and nb:
+        fmap = dict(zip(metadata["Image Index"], metadata["Follow-up #"]))
+        fa, fb = fmap.get(na), fmap.get(nb)
+        meta_fu = {"a": None if fa is None else int(fa), "b": None if fb is None else int(fb)}
+        if fa is not None and fb is not None and fa > fb:
+            notes.append(f"the metadata's 'Follow-up #' ({na}: {int(fa)}, {nb}: {int(fb)}) orders the pair the "
+                         "other way; the file-name suffix is used")
+    else:
+        meta_fu = None
     if size is None:
         a = read_xray(image_a) if not isinstance(image_a, np.ndarray) else np.asarray(image_a)
         b = read_xray(image_b) if not isinstance(image_b, np.ndarray) else np.asarray(image_b)
@@ -239,7 +279,8 @@ def diff_pair(image_a, image_b, *, size: int | None = 256, motion: str = "affine
     matched = b_reg.astype(np.float32).copy()
     matched[m] = match_histograms(b_reg[m].astype(np.float32), a[m].astype(np.float32))
     idiff = (matched - a.astype(np.float32)) * valid
-    d = FollowupDiff(na or "A", nb or "B", patient, a, b, b_reg, valid, reg, ssim, idiff, notes=notes)
+    d = FollowupDiff(na or "A", nb or "B", patient, a, b, b_reg, valid, reg, ssim, idiff, notes=notes,
+                     metadata_followup=meta_fu)
     prep = prepare or (lambda x: x)
     if heatmap_fn is not None:
         from .localise import upsample
@@ -289,7 +330,7 @@ def write_diff_dir(out_dir, d: FollowupDiff, labels=LABELS, max_heat_labels: int
             heat_labels.append(labels[j])
     meta = {
         "image_a": d.image_a, "image_b": d.image_b, "patient": d.patient, "order_rule": ORDER_RULE,
-        "notes": d.notes,
+        "notes": d.notes, "metadata_followup": d.metadata_followup,
         "registration": {"motion": d.registration.motion, "ecc": d.registration.ecc,
                          "matrix": d.registration.matrix.tolist(), "converged": d.registration.converged},
         "ssim_mean": d.ssim_mean, "intensity_diff_mean_abs": float(np.abs(d.intensity_diff)[d.valid > 0].mean()),

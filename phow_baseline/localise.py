@@ -149,26 +149,42 @@ def evaluate_boxes(items: Sequence[tuple[str, Sequence, Sequence]]) -> dict:
 
 
 def evaluate_localisation(model, dataset, names: Sequence[str] | None = None, threshold=DEFAULT_THRESHOLD,
-                          n_examples: int = 6, progress=True) -> tuple[dict, dict]:
+                          n_examples: int = 6, progress=True, *, image_size: int | None = None,
+                          preprocess: Callable | None = None) -> tuple[dict, dict]:
     """Score ``model``'s heatmaps against the NIH boxes of ``dataset`` (images present).
 
     ``model`` has ``preprocess(path) -> (S, S) uint8``, ``heatmaps(img) ->
-    (14, h, w)`` and ``image_size``.  Boxes are scaled to ``S x S``.
+    (14, h, w)`` and ``image_size``; or it is a plain ``heatmap_fn(img) ->
+    (14, h, w)`` callable, and then ``image_size`` is required and
+    ``preprocess`` defaults to :func:`phow_baseline.preprocess.preprocess`
+    at that size.  Boxes are scaled to ``S x S``; ``names`` restricts the
+    evaluation to those images.
 
     Returns ``(result, examples)``: the ``localisation.json`` contents and
     ``{file name: BGR overlay}`` for the first ``n_examples`` boxes.
     """
     from tqdm.auto import tqdm
 
-    S = int(model.image_size)
+    if hasattr(model, "heatmaps"):
+        heatmap_fn, S = model.heatmaps, int(image_size or model.image_size)
+        prep = preprocess or model.preprocess
+    else:
+        if image_size is None:
+            raise ValueError("evaluate_localisation: a plain heatmap function needs image_size")
+        from .preprocess import preprocess as _pre
+
+        heatmap_fn, S = model, int(image_size)
+        prep = preprocess or (lambda p: _pre(p, size=S))
     boxes = dataset.boxes(size=S)
     if names is not None:
         boxes = boxes[boxes["Image Index"].isin(set(names))]
     items, examples = [], {}
     for name, group in tqdm(boxes.groupby("Image Index", sort=True), desc="localise", unit="img",
                             disable=not progress):
-        img = model.preprocess(dataset.image_path(name))
-        heat = upsample(model.heatmaps(img), S)
+        img = prep(dataset.image_path(name))
+        if img.shape != (S, S):
+            raise ValueError(f"{name}: preprocessed to {img.shape}, expected ({S}, {S})")
+        heat = upsample(heatmap_fn(img), S)
         for _, r in group.iterrows():
             truth = (r.x, r.y, r.w, r.h)
             det = boxes_from_heatmap(heat[LABELS.index(r.label)], threshold)

@@ -238,7 +238,7 @@ def draw_finding(img: np.ndarray, label: str, an: Anatomy, rng: np.random.Genera
     if label == "Effusion":
         if "side" not in p:
             p["side"] = int(rng.integers(0, 2))
-            p["h"] = rng.uniform(0.25, 0.4)
+            p["h"] = rng.uniform(0.4, 0.55)
         x, y, ax, ay = an.lungs[p["side"]]
         h = min(0.7, p["h"] * scale) * 2 * ay
         bottom = y + ay
@@ -400,7 +400,7 @@ def make_phantom_dataset(out_dir, n_patients: int = 300, size: int = DEFAULT_SIZ
     """
     out = Path(out_dir)
     params = {"n_patients": n_patients, "size": size, "seed": seed, "n_followup_patients": n_followup_patients,
-              "test_fraction": test_fraction, "enrich": enrich, "version": 1}
+              "test_fraction": test_fraction, "enrich": enrich, "version": 2}
     truth_path = out / "phantom_truth.json"
     if truth_path.exists() and not overwrite:
         if json.loads(truth_path.read_text()).get("params") == params:

@@ -4,8 +4,15 @@
 files the other commands write (``metrics.json`` + ``roc.png`` of each run,
 ``localisation.json`` + ``heatmaps/`` of a localisation evaluation,
 ``diff.json`` + PNGs of a follow-up difference) and writes
-``out_dir/index.html`` with every figure embedded as a ``data:`` URI.  All
-text from those files is HTML-escaped.  No JavaScript is needed.
+``out_dir/index.html`` with every figure embedded as a ``data:image/png``
+URI, so the file can be mailed, archived or opened offline.
+
+Templating is :class:`string.Template` plus :func:`html.escape` (no extra
+dependency); every piece of text that comes from an input file (model
+names, labels, image names, notes) is escaped.  The page needs no
+JavaScript; a four-line inline script only records, on ``<body>``, how many
+figures the browser decoded (``data-images-loaded`` / ``data-images-total``)
+so that the browser test can check it.
 """
 
 from __future__ import annotations
@@ -13,146 +20,261 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Sequence
 
+import click
+
 from . import __version__
 from .data import LABELS
-from .metrics import PUBLISHED, read_metrics
+from .metrics import PUBLISHED
 
 _e = html.escape
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+#: Example heatmaps shown per localisation directory.
+MAX_HEATMAPS = 8
+
+
+# --------------------------------------------------------------------------
+# Reading inputs (every error names the file)
+# --------------------------------------------------------------------------
 
 def _template(name: str) -> str:
-    return resources.files("phow_baseline").joinpath("templates", name).read_text()
+    return resources.files("phow_baseline").joinpath("templates", name).read_text(encoding="utf-8")
 
 
-def _img(path: Path, alt: str, cls: str = "", caption: str = "") -> str:
+def _read_json(path: Path, required: Sequence[str], what: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a {what} directory (no {path.name})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {', '.join(map(repr, missing))}")
+    return data
+
+
+def read_run(run_dir) -> dict:
+    """``metrics.json`` of a run directory (see :func:`phow_baseline.metrics.write_run_dir`)."""
+    p = Path(run_dir) / "metrics.json"
+    m = _read_json(p, ("model", "auroc", "mean_auroc"), "run")
+    if not isinstance(m["auroc"], dict):
+        raise ValueError(f"{p}: 'auroc' must be an object {{label: value}}")
+    return m
+
+
+def read_localisation_dir(directory) -> dict:
+    """``localisation.json`` of a ``localise-eval`` output directory."""
+    p = Path(directory) / "localisation.json"
+    r = _read_json(p, ("iobb_thresholds", "iou_thresholds", "accuracy_iobb", "accuracy_iou", "avg_fp",
+                       "n_images"), "localisation")
+    for key, thr in (("accuracy_iobb", "iobb_thresholds"), ("accuracy_iou", "iou_thresholds")):
+        for lab, acc in r[key].items():
+            if not isinstance(acc, list) or len(acc) != len(r[thr]):
+                raise ValueError(f"{p}: {key}[{lab!r}] must list one accuracy per entry of {thr}")
+    return r
+
+
+def read_diff_dir(directory) -> dict:
+    """``diff.json`` of a ``diff`` output directory."""
+    p = Path(directory) / "diff.json"
+    m = _read_json(p, ("image_a", "image_b", "registration", "ssim_mean"), "diff")
+    reg = m["registration"]
+    if not isinstance(reg, dict) or not {"motion", "ecc", "converged"} <= set(reg):
+        raise ValueError(f"{p}: 'registration' needs keys 'motion', 'ecc', 'converged'")
+    return m
+
+
+def png_data_uri(path) -> str:
+    """The bytes of a PNG file as a ``data:image/png;base64,...`` URI (checks the PNG signature)."""
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise FileNotFoundError(f"{p}: figure missing")
-    data = base64.b64encode(p.read_bytes()).decode("ascii")
+    data = p.read_bytes()
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError(f"{p}: not a PNG file")
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+# --------------------------------------------------------------------------
+# HTML pieces
+# --------------------------------------------------------------------------
+
+def _figure(path, alt: str, cls: str = "", caption: str = "") -> str:
     cap = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
-    return (f'<figure class="{cls}"><img src="data:image/png;base64,{data}" alt="{_e(alt)}">{cap}</figure>')
+    return f'<figure class="{cls}"><img src="{png_data_uri(path)}" alt="{_e(alt)}">{cap}</figure>'
 
 
-def _fmt(v, digits=3) -> str:
-    return "" if v is None else f"{v:.{digits}f}"
+def _num(v, digits=3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{float(v):.{digits}f}"
 
 
 def auroc_section(runs: Sequence[dict]) -> str:
+    """Per-class AUROC (with bootstrap 95 % CI) of each run next to every :data:`PUBLISHED` column."""
     refs = list(PUBLISHED)
-    head = "".join(f"<th>{_e(r['model'])}<br><span class='legend'>{_e(str(r.get('kind', '')))}, "
-                   f"{_e(str(r.get('split', '')))}, n={_e(str(r.get('n_test', '')))}</span></th>" for r in runs)
-    head += "".join(f"<th class='ref'>{_e(k)}</th>" for k in refs)
+    head = "".join(
+        f"<th>{_e(str(r['model']))}<br><span class='legend'>{_e(str(r.get('kind', '')))}, "
+        f"split: {_e(str(r.get('split', '?')))}, n={_e(str(r.get('n_test', '?')))}</span></th>" for r in runs)
+    head += "".join(f"<th class='ref'>{_e(k)}<br><span class='legend'>split: {_e(PUBLISHED[k]['split'])}</span></th>"
+                    for k in refs)
     rows = []
-    for lab in LABELS:
+    for i, lab in enumerate(LABELS):
         cells = []
         for r in runs:
-            a = r["auroc"].get(lab)
             ci = (r.get("auroc_ci95") or {}).get(lab)
-            cells.append(f"<td>{_fmt(a)}" + (f"<br><span class='ci'>[{ci[0]:.3f}, {ci[1]:.3f}]</span>" if ci else "")
-                         + "</td>")
+            ci_s = f"<br><span class='ci'>[{_num(ci[0])}, {_num(ci[1])}]</span>" if ci else ""
+            cells.append(f"<td>{_num(r['auroc'].get(lab))}{ci_s}</td>")
         for k in refs:
             vals = PUBLISHED[k]["auroc"]
-            cells.append(f"<td class='ref'>{_fmt(vals[LABELS.index(lab)]) if vals else ''}</td>")
+            cells.append(f"<td class='ref'>{_num(vals[i]) if vals else '&ndash;'}</td>")
         rows.append(f"<tr><td>{_e(lab)}</td>{''.join(cells)}</tr>")
-    mean = "".join(f"<td>{_fmt(r.get('mean_auroc'))}</td>" for r in runs)
-    mean += "".join(f"<td class='ref'>{_fmt(PUBLISHED[k]['mean'])}</td>" for k in refs)
+    mean = "".join(f"<td>{_num(r.get('mean_auroc'))}</td>" for r in runs)
+    mean += "".join(f"<td class='ref'>{_num(PUBLISHED[k]['mean'])}</td>" for k in refs)
     rows.append(f"<tr class='mean'><td>Mean</td>{mean}</tr>")
     legend = "".join(f"<li><b>{_e(k)}</b>: {_e(PUBLISHED[k]['title'])}; split: {_e(PUBLISHED[k]['split'])}</li>"
                      for k in refs)
-    return (f"<h2 id='auroc'>Per-class AUROC</h2><table class='auroc'><thead><tr><th>label</th>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table><p class='legend'>Bracketed: bootstrap 95 % intervals. "
-            f"Published columns (other models, other splits where stated):</p><ul class='legend'>{legend}</ul>")
+    return (f"<section id='auroc'><h2>Per-class AUROC</h2><table class='auroc'><thead><tr><th>label</th>{head}"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table><p class='legend'>Runs first (bracketed: "
+            f"bootstrap 95 % intervals), then the published columns. The published models were trained and "
+            f"tested on other splits, named below, so compare with care: only Wang2017_official used the "
+            f"official test list.</p><ul class='legend'>{legend}</ul></section>")
 
 
-def roc_section(run_dirs, runs) -> str:
-    figs = "".join(_img(Path(d) / "roc.png", f"ROC curves of {r['model']}", caption=f"{r['model']} ({r.get('split')})")
-                   for d, r in zip(run_dirs, runs) if (Path(d) / "roc.png").exists())
-    return f"<h2 id='roc'>ROC curves</h2>{figs or '<p>No ROC figure.</p>'}"
+def roc_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
+    figs = "".join(_figure(Path(d) / "roc.png", f"ROC curves of {r['model']}", "roc",
+                           f"{r['model']} (split: {r.get('split', '?')})") for d, r in zip(run_dirs, runs))
+    return f"<section id='roc'><h2>ROC curves</h2>{figs}</section>"
 
 
-def localisation_section(loc_dirs) -> str:
-    from .localise import read_localisation
+def _afp_at(r: dict, lab: str, threshold: float = 0.5):
+    """Average false positives per image; a float (contract) or one value per IoBB threshold."""
+    v = r["avg_fp"].get(lab)
+    if isinstance(v, list):
+        tb = r["iobb_thresholds"]
+        return v[tb.index(threshold)] if threshold in tb else None
+    return v
 
-    parts = ["<h2 id='localisation'>Localisation against the NIH boxes</h2>"]
+
+def _heatmap_caption(path: Path) -> str:
+    """``00000032_011_Mass.png`` -> ``00000032_011.png: Mass`` (labels may contain ``_``)."""
+    for lab in sorted(LABELS, key=len, reverse=True):
+        if path.stem.endswith("_" + lab):
+            return f"{path.stem[: -len(lab) - 1]}.png: {lab}"
+    return path.stem
+
+
+def localisation_section(loc_dirs: Sequence[Path]) -> str:
+    parts = ["<section id='localisation'><h2>Localisation against the NIH boxes</h2>"]
     if not loc_dirs:
         parts.append("<p>No localisation evaluation given (<code>phow-baseline localise-eval</code>).</p>")
     for d in loc_dirs:
-        r = read_localisation(d)
-        tb = r["iobb_thresholds"]
-        head = "".join(f"<th>T(IoBB)={t}</th>" for t in tb)
+        d = Path(d)
+        r = read_localisation_dir(d)
+        ref_map = r.get("reference_iobb_0.5") or {}
+        tb, tu = r["iobb_thresholds"], r["iou_thresholds"]
+        head = "".join(f"<th>T(IoBB)={_e(str(t))}</th>" for t in tb)
         rows = []
         for lab, acc in r["accuracy_iobb"].items():
-            ref = r.get("reference_iobb_0.5", {}).get(lab)
-            fp = r["avg_fp"][lab][tb.index(0.5)] if 0.5 in tb else None
-            rows.append(f"<tr><td>{_e(lab)}</td><td>{r['n_images'][lab]}</td>" +
-                        "".join(f"<td>{a:.3f}</td>" for a in acc) +
-                        f"<td>{_fmt(fp, 2)}</td><td class='ref'>{_fmt(ref, 4)}</td></tr>")
-        tu = r["iou_thresholds"]
-        rows_u = "".join(f"<tr><td>{_e(lab)}</td>" + "".join(f"<td>{a:.3f}</td>" for a in acc) + "</tr>"
+            rows.append(f"<tr><td>{_e(lab)}</td><td>{_e(str(r['n_images'].get(lab, '')))}</td>"
+                        + "".join(f"<td>{_num(a)}</td>" for a in acc)
+                        + f"<td>{_num(_afp_at(r, lab), 2)}</td><td class='ref'>{_num(ref_map.get(lab), 4)}</td></tr>")
+        rows_u = "".join(f"<tr><td>{_e(lab)}</td>" + "".join(f"<td>{_num(a)}</td>" for a in acc) + "</tr>"
                          for lab, acc in r["accuracy_iou"].items())
-        figs = "".join(_img(p, p.stem, "small", p.stem.replace("_", " "))
-                       for p in sorted((Path(d) / "heatmaps").glob("*.png"))[:8])
+        heat = sorted((d / "heatmaps").glob("*.png"))[:MAX_HEATMAPS] if (d / "heatmaps").is_dir() else []
+        figs = "".join(_figure(p, f"heatmap {_heatmap_caption(p)}", "small", _heatmap_caption(p)) for p in heat)
+        ref_note = r.get("reference") or "Wang et al. 2017, ChestX-ray14 model, arXiv Table 19 (T(IoBB) = 0.5)"
         parts.append(
-            f"<h3>{_e(str(r.get('model', d)))} ({_e(str(r.get('kind', '')))}, {r.get('image_size')} px)</h3>"
-            f"<table class='loc'><thead><tr><th>label</th><th>n</th>{head}<th>AFP@0.5</th>"
-            f"<th class='ref'>Wang 2017 @0.5</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            f"<table class='loc-iou'><thead><tr><th>label</th>{''.join(f'<th>T(IoU)={t}</th>' for t in tu)}</tr>"
-            f"</thead><tbody>{rows_u}</tbody></table>"
-            f"<p class='legend'>{_e(str(r.get('reference', '')))}. Green: NIH box; white: boxes from the heatmap.</p>"
-            f"{figs}")
+            f"<h3>{_e(str(r.get('model', d.name)))} ({_e(str(r.get('kind', '?')))}, "
+            f"{_e(str(r.get('image_size', '?')))} px)</h3>"
+            f"<table class='loc'><thead><tr><th>label</th><th>n</th>{head}<th>avg FP (IoBB 0.5)</th>"
+            f"<th class='ref'>Wang 2017 T(IoBB)=0.5</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            f"<table class='loc-iou'><thead><tr><th>label</th>"
+            f"{''.join(f'<th>T(IoU)={_e(str(t))}</th>' for t in tu)}</tr></thead><tbody>{rows_u}</tbody></table>"
+            f"<p class='legend'>Accuracy: fraction of boxed images of the class with a predicted box over the "
+            f"threshold. Reference: {_e(str(ref_note))}. Heatmaps: NIH box in green, boxes from the heatmap "
+            f"in white.</p>"
+            + (f"<div class='figs'>{figs}</div>" if figs else "<p>No example heatmaps.</p>"))
+    parts.append("</section>")
     return "".join(parts)
 
 
-def followup_section(diff_dirs) -> str:
-    from .followup import read_diff
+def _trend(delta) -> str:
+    d = float(delta)
+    return "up" if d > 0 else "down" if d < 0 else "same"
 
-    parts = ["<h2 id='followup'>Follow-up dashboard</h2>"]
+
+def _dashboard(d: Path) -> str:
+    m = read_diff_dir(d)
+    reg = m["registration"]
+    figs = [_figure(d / "a.png", "earlier image A", "small", f"A (earlier): {m['image_a']}"),
+            _figure(d / "b_registered.png", "later image B registered to A", "small",
+                    f"B (later), registered: {m['image_b']}"),
+            _figure(d / "ssim_map.png", "structural difference", "small", "structural difference (local SSIM)"),
+            _figure(d / "intensity_diff.png", "intensity difference", "small",
+                    "intensity difference after histogram matching")]
+    heat = "".join(_figure(d / f"heatmap_diff_{lab}.png", f"heatmap difference {lab}", "small",
+                           f"{lab}: heatmap B - A") for lab in (m.get("heatmap_labels") or []))
+    table = "<p>No model given: no score changes.</p>"
+    if m.get("score_changes"):
+        try:
+            ch = sorted(m["score_changes"].items(), key=lambda kv: -abs(float(kv[1]["delta"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{d / 'diff.json'}: score_changes needs {{label: {{a, b, delta}}}} ({exc})") from exc
+        rows = "".join(f"<tr><td>{_e(lab)}</td><td>{_num(c['a'])}</td><td>{_num(c['b'])}</td>"
+                       f"<td class='{_trend(c['delta'])}'>{float(c['delta']):+.3f}</td></tr>"
+                       for lab, c in ch)
+        table = (f"<table class='scores'><thead><tr><th>finding</th><th>score A</th><th>score B</th>"
+                 f"<th>change B - A</th></tr></thead><tbody>{rows}</tbody></table>")
+    matrix = reg.get("matrix")
+    mat_s = ("; matrix " + " / ".join(" ".join(f"{float(v):.3f}" for v in row) for row in matrix)) if matrix else ""
+    ida = m.get("intensity_diff_mean_abs")
+    notes = "".join(f"<li>{_e(str(n))}</li>" for n in (m.get("notes") or []))
+    conv = "converged" if reg["converged"] else "NOT converged"
+    return (
+        f"<div class='dashboard'><h3>Patient {_e(str(m.get('patient', '?')))}: {_e(str(m['image_a']))} &rarr; "
+        f"{_e(str(m['image_b']))}</h3>"
+        f"<table class='reg'><tbody><tr><td>registration</td><td>{_e(str(reg['motion']))}, {conv}</td></tr>"
+        f"<tr><td>ECC correlation</td><td>{_num(reg['ecc'])}</td></tr>"
+        f"<tr><td>mean SSIM</td><td>{_num(m['ssim_mean'])}</td></tr>"
+        f"<tr><td>mean |intensity difference|</td><td>{_num(ida)}</td></tr></tbody></table>"
+        f"<p class='legend'>Order: {_e(str(m.get('order_rule', '')))}{_e(mat_s)}</p>"
+        + (f"<ul class='legend'>{notes}</ul>" if notes else "")
+        + f"<div class='figs'>{''.join(figs)}</div>"
+        + (f"<h4>Heatmap differences (most changed first; red: worse in B, blue: better)</h4>"
+           f"<div class='figs'>{heat}</div>" if heat else "")
+        + f"<h4>Score changes, by |change|</h4>{table}</div>")
+
+
+def followup_section(diff_dirs: Sequence[Path]) -> str:
+    parts = ["<section id='followup'><h2>Follow-up dashboard</h2>"]
     if not diff_dirs:
         parts.append("<p>No follow-up pair given (<code>phow-baseline diff</code>).</p>")
-    for d in diff_dirs:
-        d = Path(d)
-        m = read_diff(d)
-        reg = m["registration"]
-        figs = [_img(d / "a.png", "earlier image", "small", f"earlier: {m['image_a']}"),
-                _img(d / "b_registered.png", "later image, registered", "small",
-                     f"later, registered: {m['image_b']}"),
-                _img(d / "ssim_map.png", "structural difference", "small", "structural difference (1 - SSIM)/2"),
-                _img(d / "intensity_diff.png", "intensity difference", "small",
-                     "intensity change after histogram matching (red brighter, blue darker)")]
-        for lab in m.get("heatmap_labels", []):
-            figs.append(_img(d / f"heatmap_diff_{lab}.png", f"heatmap difference {lab}", "small",
-                             f"{lab}: heatmap later - earlier (red worse, blue better)"))
-        table = ""
-        if m.get("score_changes"):
-            ch = sorted(m["score_changes"].items(), key=lambda kv: -abs(kv[1]["delta"]))
-            rows = "".join(f"<tr><td>{_e(l)}</td><td>{c['a']:+.3f}</td><td>{c['b']:+.3f}</td>"
-                           f"<td class='{'up' if c['delta'] > 0 else 'down'}'>{c['delta']:+.3f}</td></tr>"
-                           for l, c in ch)
-            table = (f"<table class='scores'><thead><tr><th>finding</th><th>earlier</th><th>later</th>"
-                     f"<th>change</th></tr></thead><tbody>{rows}</tbody></table>")
-        notes = "".join(f"<li>{_e(str(n))}</li>" for n in m.get("notes", []))
-        parts.append(
-            f"<div class='dashboard'><h3>Patient {_e(str(m.get('patient')))}: {_e(m['image_a'])} &rarr; "
-            f"{_e(m['image_b'])}</h3><p class='legend'>Registration {_e(reg['motion'])}: ECC {reg['ecc']:.3f}"
-            f" ({'converged' if reg['converged'] else 'NOT converged'}); mean SSIM {m['ssim_mean']:.3f}; "
-            f"order: {_e(m.get('order_rule', ''))}</p><ul class='legend'>{notes}</ul>{''.join(figs)}{table}</div>")
+    parts += [_dashboard(Path(d)) for d in diff_dirs]
+    parts.append("</section>")
     return "".join(parts)
 
 
-def write_report(run_dirs: Sequence = (), out_dir="report", localisation_dirs: Sequence = (),
-                 diff_dirs: Sequence = (), title: str = "phow-baseline report") -> Path:
-    """Write ``out_dir/index.html``; returns its path.
+# --------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------
 
-    Raises ``FileNotFoundError`` / ``ValueError`` naming a missing or invalid input file.
-    """
+def render_report(run_dirs: Sequence = (), localisation_dirs: Sequence = (), diff_dirs: Sequence = (),
+                  title: str = "phow-baseline report") -> str:
+    """The report page as one HTML string (see :func:`write_report`)."""
     run_dirs = [Path(d) for d in run_dirs]
-    runs = [read_metrics(d) for d in run_dirs]
+    runs = [read_run(d) for d in run_dirs]
     body = []
     if runs:
         body += [auroc_section(runs), roc_section(run_dirs, runs)]
@@ -161,12 +283,52 @@ def write_report(run_dirs: Sequence = (), out_dir="report", localisation_dirs: S
     synthetic = "SYNTHETIC" in title.upper() or any("phantom" in str(r.get("model", "")).lower() for r in runs)
     notice = ("<p class='notice'>These results come from SYNTHETIC phantom radiographs: they show the pipeline "
               "working, not its accuracy on real X-rays.</p>") if synthetic else ""
-    page = Template(_template("report.html")).substitute(
+    return Template(_template("report.html")).substitute(
         title=_e(title), css=_template("report.css"), version=_e(__version__),
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), notice=notice, body="".join(body))
+
+
+def write_report(run_dirs: Sequence = (), out_dir="report", localisation_dirs: Sequence = (),
+                 diff_dirs: Sequence = (), title: str = "phow-baseline report") -> Path:
+    """Write the self-contained report ``out_dir/index.html`` and return its path.
+
+    Parameters
+    ----------
+    run_dirs : run directories (``metrics.json``, ``roc.png``) from ``write_run_dir``.
+    out_dir : output folder (created); the page is written atomically.
+    localisation_dirs : ``localise-eval`` outputs (``localisation.json``, optional ``heatmaps/``).
+    diff_dirs : ``diff`` outputs (``diff.json`` and its PNGs).
+    title : page title (escaped).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Naming the missing or invalid input file.
+    """
+    page = render_report(run_dirs, localisation_dirs, diff_dirs, title)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "index.html.tmp"
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out / "index.html")
     return out / "index.html"
+
+
+@click.command("report")
+@click.argument("run_dirs", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="report", show_default=True,
+              help="Output folder; the page is OUT/index.html.")
+@click.option("--localisation", "loc_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A localise-eval output directory (repeatable).")
+@click.option("--diff", "diff_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A diff output directory (repeatable).")
+@click.option("--title", default="phow-baseline report", show_default=True)
+def report_command(run_dirs, out, loc_dirs, diff_dirs, title):
+    """A self-contained static HTML report: AUROC tables, ROC curves, localisation, follow-up dashboards."""
+    if not (run_dirs or loc_dirs or diff_dirs):
+        raise click.UsageError("give at least one run, --localisation or --diff directory")
+    try:
+        p = write_report(run_dirs, out, loc_dirs, diff_dirs, title=title)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {p}")

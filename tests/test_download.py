@@ -162,3 +162,42 @@ def test_cli_download(server, sample_dir, tmp_path):
                                    "--metadata-from", str(sample_dir)])
     assert res.exit_code == 0, res.output
     assert "images_002.tar.gz: 3 images" in res.output and "all: 3 of 112120" in res.output
+
+
+def test_persistently_corrupt_archive_is_reported_and_leaves_nothing(server, tmp_path):
+    """Corrupt on both fetches: the part is reported as an error, fetched exactly twice, and the
+    data folder holds no images_001 (nor a half-extracted temporary folder)."""
+    data = tmp_path / "data"
+    path = "/images_001.tar.gz"
+    blob = server.files[path]
+    server.files[path] = blob[: len(blob) // 2] + b"\0" * (len(blob) - len(blob) // 2)
+    logs = []
+    r = download(data, [1], urls={1: server.url + path}, progress=False, log=lambda *a, **k: logs.append(a))
+    assert isinstance(r["parts"][1], str) and "truncated or corrupt" in r["parts"][1]
+    assert len([p for p, _ in server.requests if p == path]) == 2
+    assert not (data / "images_001").exists()
+    assert not [p for p in data.iterdir() if p.name.startswith(".images_")]
+    assert not list(data.rglob("*.png"))
+
+
+def test_whole_archive_left_by_an_earlier_run_is_not_fetched_again(server, tmp_path):
+    data = tmp_path / "data"
+    path = "/images_001.tar.gz"
+    (data / ".downloads").mkdir(parents=True)
+    (data / ".downloads" / "images_001.tar.gz").write_bytes(server.files[path])
+    r = download(data, [1], urls={1: server.url + path}, progress=False, log=lambda *a, **k: None)
+    assert r["parts"] == {1: 4} and server.requests == []
+    assert len(list((data / "images_001" / "images").glob("*.png"))) == 4
+
+
+def test_truncated_transfer_without_resume_support_is_completed(server, tmp_path):
+    """The server cuts the transfer and ignores Range: the file restarts from 0 (a 200), and
+    the archive still extracts in full."""
+    data = tmp_path / "data"
+    path = "/images_002.tar.gz"
+    server.cut_first[path] = 2000
+    server.ignore_range = True
+    r = download(data, [2], urls={2: server.url + path}, progress=False, log=lambda *a, **k: None)
+    assert r["parts"] == {2: 3}
+    ranges = [r for p, r in server.requests if p == path]
+    assert ranges == [None, "bytes=2000-"]  # asked to resume, got the whole file again

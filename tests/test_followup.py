@@ -97,3 +97,26 @@ def test_bad_pairs(sample_dir, sample_images, tmp_path):
     broken.write_bytes(b"")
     with pytest.raises(ImageReadError, match="00000011_009.png: empty file"):
         diff_pair(fu[0], broken)
+
+
+def test_pyramid_ecc_recovers_a_large_shift_from_the_identity(sample_images):
+    from phow_baseline.followup import _ecc_pyramid
+
+    a = preprocess(sample_images[40], 256, equalization="none")
+    b, M = _warp(a, 28.0, -18.0, 2.5)
+    W, ecc, ok = _ecc_pyramid(a.astype(np.float32), b.astype(np.float32), np.eye(2, 3, dtype=np.float32),
+                              cv2.MOTION_AFFINE, 200, 1e-6)
+    pts = np.array([[64, 64, 1], [192, 64, 1], [128, 200, 1]], float)
+    assert ok and ecc > 0.99 and np.abs(pts @ W.T - pts @ M.T).max() < 1.0, (W, M)
+
+
+def test_metadata_followup_is_reported_not_used(sample_dir, tmp_path):
+    from phow_baseline.data import read_metadata
+
+    md = read_metadata(sample_dir / "Data_Entry_2017_v2020.csv.gz")
+    fu = sorted((sample_dir / "followups").glob("*.png"))
+    d = diff_pair(fu[2], fu[3], metadata=md)  # 00000013_009 (Follow-up # 34), 00000013_033 (11)
+    assert d.image_a == "00000013_009.png" and d.metadata_followup == {"a": 34, "b": 11}
+    assert any("other way" in n for n in d.notes)
+    meta = write_diff_dir(tmp_path / "d", d)
+    assert meta["metadata_followup"] == {"a": 34, "b": 11} and "suffix" in meta["order_rule"]

@@ -104,3 +104,57 @@ def test_diff_command_with_model(sample_run, sample_dir, tmp_path):
     assert m["patient"] == 32 and len(m["score_changes"]) == 14 and len(m["heatmap_labels"]) == 4
     bad = CliRunner().invoke(cli, ["diff", str(fu[0]), str(fu[4])])
     assert bad.exit_code != 0 and "different patients" in bad.output
+
+
+def test_nih_boxes_of_the_sample_scale_with_the_image(sample_dir):
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingImagesWarning)
+        ds = ChestXray14(sample_dir)
+    raw = pd.read_csv(sample_dir / "BBox_List_2017.csv.gz")
+    raw = raw[raw.iloc[:, 0].isin(ds.present)].sort_values(list(raw.columns[:2])).reset_index(drop=True)
+    on_disk = ds.boxes().sort_values(["Image Index", "label"]).reset_index(drop=True)
+    b256 = ds.boxes(size=256).sort_values(["Image Index", "label"]).reset_index(drop=True)
+    assert on_disk["Image Index"].nunique() == 9 and (on_disk["width"] == 512).all()
+    # the 1024-pixel NIH frame halved on the 512x512 files, quartered at 256
+    assert np.allclose(on_disk[["x", "y", "w", "h"]].to_numpy(), raw.iloc[:, 2:6].to_numpy(float) / 2)
+    assert np.allclose(b256[["x", "y", "w", "h"]].to_numpy(), raw.iloc[:, 2:6].to_numpy(float) / 4)
+    for r in b256.itertuples():  # every box lies in the image
+        assert 0 <= r.x and 0 <= r.y and r.x + r.w <= 256 and r.y + r.h <= 256
+
+
+def test_evaluate_localisation_with_a_heatmap_function(sample_dir, tmp_path):
+    """An oracle heatmap (the truth box itself) is always right; an empty one never is."""
+    import json as _json
+
+    from phow_baseline.data import LABELS
+    from phow_baseline.localise import evaluate_localisation, read_localisation, write_localisation_dir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingImagesWarning)
+        ds = ChestXray14(sample_dir)
+    S = 128
+    boxes = ds.boxes(size=S)
+    names = sorted(boxes["Image Index"].unique())[:4]
+    truth = {n: g for n, g in boxes.groupby("Image Index")}
+    order = iter(names)
+
+    def oracle(img):  # images come in name order; the map is 1 inside each truth box of its class
+        g = truth[next(order)]
+        h = np.zeros((14, S, S), np.float32)
+        for r in g.itertuples():
+            h[LABELS.index(r.label), int(np.ceil(r.y)):int(r.y + r.h), int(np.ceil(r.x)):int(r.x + r.w)] = 1
+        return h
+
+    res, ex = evaluate_localisation(oracle, ds, names=names, image_size=S, n_examples=2, progress=False)
+    assert sum(res["n_images"].values()) == len(boxes[boxes["Image Index"].isin(names)])
+    for lab in res["n_images"]:
+        assert res["accuracy_iobb"][lab] == [1.0] * 5 and res["accuracy_iou"][lab][-1] == 1.0
+    write_localisation_dir(tmp_path, res, ex, model_name="oracle", kind="phow")
+    r = read_localisation(tmp_path)
+    assert r["model"] == "oracle" and len(list((tmp_path / "heatmaps").glob("*.png"))) == 2
+    res0, _ = evaluate_localisation(lambda img: np.zeros((14, 8, 8)), ds, names=names, image_size=S, progress=False)
+    assert all(a == [0.0] * 5 for a in res0["accuracy_iobb"].values())
+    with pytest.raises(ValueError, match="image_size"):
+        evaluate_localisation(oracle, ds, names=names)
