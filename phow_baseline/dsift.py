@@ -32,6 +32,17 @@ Frames are the descriptor centres in 0-based pixel coordinates: the
 top-left descriptor's top-left bin centre sits on ``(bounds.xmin,
 bounds.ymin)`` and its centre 1.5 bins further; frames step by ``step``
 pixels while the whole 4x4 grid of bin centres stays inside the bounds.
+
+Speed.  Numba leaves LLVM's SLP vectoriser off, so a loop over the 8
+orientations alone stays scalar; every hot loop here runs instead over a
+long contiguous run of floats: the gradient angles and moduli a row at a
+time (branch-free ``vl_fast_atan2_f``), the y filter over whole rows of
+``W x 8`` floats (written x-major), the x filter over whole columns of
+``R x 8`` floats, and the assembly over the 16 spatial bins of a line of
+up to 64 frames at once (block-major scratch; each spatial bin's 8
+``uint8`` are moved as one 64-bit word).  Indices into the hot loops are
+slices or loop counters, so that Numba's negative-index wraparound
+does not block vectorisation.
 """
 
 from __future__ import annotations
@@ -53,165 +64,266 @@ DEFAULT_WINDOW_SIZE = 2.0
 #: Clamp of the normalised descriptor entries (Lowe's 0.2).
 CLAMP = 0.2
 _EPS_F = np.float32(1.19209290e-07)  # VL_EPSILON_F
+#: Block of the 4x4 spatial bins in the descriptor when the assembly's
+#: outer axis is the image's x axis: loop bin (a, o) = (y bin, x bin) is
+#: descriptor block ``a + 4 o`` (x fastest, see the module docstring).
+#: Frames per chunk in the descriptor assembly (16 x 8 x 64 floats = 32 KiB of scratch).
+_CHUNK = 64
+_BLKPOS_T = np.array([a // NUM_BIN_X + NUM_BIN_X * (a % NUM_BIN_X) for a in range(NUM_BIN_X * NUM_BIN_Y)],
+                     np.int64)
 
 
 # --------------------------------------------------------------------------
 # Numba kernels
 # --------------------------------------------------------------------------
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _fast_atan2(y, x):
-    """VLFeat's ``vl_fast_atan2_f``: a cubic in r, error below 0.005 rad."""
+    """VLFeat's ``vl_fast_atan2_f``: a cubic in r, error below 0.005 rad.
+
+    Written with both branches evaluated and selected, so that a loop of
+    it vectorises."""
     c3 = np.float32(0.1821)
     c1 = np.float32(0.9675)
     abs_y = abs(y) + _EPS_F
-    if x >= 0:
-        r = (x - abs_y) / (x + abs_y)
-        angle = np.float32(math.pi / 4)
-    else:
-        r = (x + abs_y) / (abs_y - x)
-        angle = np.float32(3 * math.pi / 4)
+    pos = x >= 0
+    r_pos = (x - abs_y) / (x + abs_y)
+    r_neg = (x + abs_y) / (abs_y - x)
+    r = r_pos if pos else r_neg
+    angle = np.float32(math.pi / 4) if pos else np.float32(3 * math.pi / 4)
     angle += (c3 * r * r - c1) * r
     return -angle if y < 0 else angle
 
 
-@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath=True)
-def _put(out, y, x, gx, gy):
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _angle_modulus(gx, gy, nt, mod):
+    """Orientation in bins ``nt = (atan2(gy, gx) mod 2 pi) 8 / 2 pi`` and modulus
+    ``sqrt(gx^2 + gy^2)`` (0 below 1e-8) of a row of gradients; one vectorised loop."""
     two_pi = np.float32(2 * math.pi)
-    angle = _fast_atan2(gy, gx)
-    m2 = gx * gx + gy * gy
-    mod = np.float32(0.0) if m2 < 1e-8 else np.float32(math.sqrt(m2))
-    if angle < 0:
-        angle += two_pi
-    nt = angle * np.float32(NUM_BIN_T / (2 * math.pi))
-    b = int(nt)
-    r = nt - np.float32(b)
-    for t in range(NUM_BIN_T):
-        out[y, x, t] = 0.0
-    out[y, x, b % NUM_BIN_T] = (np.float32(1.0) - r) * mod
-    out[y, x, (b + 1) % NUM_BIN_T] += r * mod
+    k = np.float32(NUM_BIN_T / (2 * math.pi))
+    for x in range(gx.shape[0]):
+        angle = _fast_atan2(gy[x], gx[x])
+        angle = angle + two_pi if angle < 0 else angle
+        nt[x] = angle * k
+        m2 = gx[x] * gx[x] + gy[x] * gy[x]
+        mod[x] = np.float32(0.0) if m2 < 1e-8 else np.float32(math.sqrt(m2))
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def orientation_planes(im, out):
     """Split gradient moduli into 8 orientation planes: ``out[y, x, t]``.
 
     ``im``: (H, W) float32; ``out``: (H, W, 8) float32, overwritten.  The
     orientation is innermost so that the filters and the descriptor
     assembly read the 8 bins of a position from one cache line.  Central
-    differences inside, one-sided on the border rows and columns.
+    differences inside, one-sided on the border rows and columns.  The
+    angle ``nt`` (in bins) is split linearly between bins ``floor(nt)``
+    and ``floor(nt) + 1`` (mod 8), as VLFeat does.  Gradients, angles and
+    moduli are computed a row at a time in vectorised loops; only the
+    final two writes per pixel are scalar.
     """
     H, W = im.shape
+    gx = np.zeros(W, np.float32)
+    gy = np.empty(W, np.float32)
+    nt = np.empty(W, np.float32)
+    mod = np.empty(W, np.float32)
     half = np.float32(0.5)
+    O = out.reshape(H, W * NUM_BIN_T)
     for y in range(H):
-        ya = min(y + 1, H - 1)
-        yb = max(y - 1, 0)
+        row = im[y]
+        ra = im[min(y + 1, H - 1)]
+        rb = im[max(y - 1, 0)]
         fy = half if (y > 0 and y < H - 1) else np.float32(1.0)
         if H == 1:
             fy = np.float32(0.0)
         for x in range(W):
-            xa = min(x + 1, W - 1)
-            xb = max(x - 1, 0)
-            fx = half if (x > 0 and x < W - 1) else np.float32(1.0)
-            if W == 1:
-                fx = np.float32(0.0)
-            gx = fx * (im[y, xa] - im[y, xb])
-            gy = fy * (im[ya, x] - im[yb, x])
-            _put(out, y, x, gx, gy)
+            gy[x] = fy * (ra[x] - rb[x])
+        if W > 1:
+            for x in range(1, W - 1):
+                gx[x] = half * (row[x + 1] - row[x - 1])
+            gx[0] = row[1] - row[0]
+            gx[W - 1] = row[W - 1] - row[W - 2]
+        _angle_modulus(gx, gy, nt, mod)
+        o = O[y]
+        o[:] = 0.0
+        for x in range(W):
+            b = int(nt[x])
+            r = nt[x] - np.float32(b)
+            o[NUM_BIN_T * x + b % NUM_BIN_T] = (np.float32(1.0) - r) * mod[x]
+            o[NUM_BIN_T * x + (b + 1) % NUM_BIN_T] += r * mod[x]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _filter_rows(planes, rows, b, out):
     """Triangular filter (unit height, half-width b, replicate padding) along y,
-    at the given rows: ``planes[y, x, t]`` -> ``out[i, x, t]``."""
+    at the given rows, written transposed: ``planes[y, x, t]`` -> ``out[x, i, t]``.
+
+    Each output row is filtered in one vectorised pass over ``W x 8``
+    floats, then scattered into the x-major output 8 floats (two 64-bit
+    words... four) at a time, so that the x filter also runs over long
+    contiguous rows."""
     H, W, T = planes.shape
     WT = W * T
     P = planes.reshape(H, WT)
-    O = out.reshape(rows.shape[0], WT)
+    buf = np.empty(WT, np.float32)
+    buf64 = buf.view(np.uint64)  # (W * 4,)
+    out64 = out.view(np.uint64)  # (W, R, 4)
     for i in range(rows.shape[0]):
         y = rows[i]
+        src = P[y]
         for q in range(WT):
-            O[i, q] = P[y, q]
+            buf[q] = src[q]
         for d in range(1, b):
             w = np.float32(b - d) / np.float32(b)
-            ya = min(y + d, H - 1)
-            yb = max(y - d, 0)
+            pa = P[min(y + d, H - 1)]
+            pb = P[max(y - d, 0)]
             for q in range(WT):
-                O[i, q] += w * (P[ya, q] + P[yb, q])
+                buf[q] += w * (pa[q] + pb[q])
+        for x in range(W):
+            for h in range(4):
+                out64[x, i, h] = buf64[4 * x + h]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def _filter_cols(fr, cols, b, out):
-    """The same filter along x at the given columns: ``fr[i, x, t]`` -> ``out[j, i, t]``."""
-    R, W, T = fr.shape
+def _filter_cols(frt, cols, b, out):
+    """The same filter along x at the given columns: ``frt[x, i, t]`` -> ``out[j, i, t]``,
+    one vectorised pass over ``R x 8`` floats per tap."""
+    W = frt.shape[0]
+    RT = frt.shape[1] * frt.shape[2]
+    Fr = frt.reshape(W, RT)
+    O = out.reshape(out.shape[0], RT)
     for j in range(cols.shape[0]):
         x = cols[j]
-        for i in range(R):
-            for t in range(T):
-                out[j, i, t] = fr[i, x, t]
+        o = O[j]
+        src = Fr[x]
+        for q in range(RT):
+            o[q] = src[q]
         for d in range(1, b):
             w = np.float32(b - d) / np.float32(b)
-            xa = min(x + d, W - 1)
-            xb = max(x - d, 0)
-            for i in range(R):
-                for t in range(T):
-                    out[j, i, t] += w * (fr[i, xa, t] + fr[i, xb, t])
+            pa = Fr[min(x + d, W - 1)]
+            pb = Fr[max(x - d, 0)]
+            for q in range(RT):
+                o[q] += w * (pa[q] + pb[q])
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def _assemble(binned, wbin, sb, bb, nfx, nfy, frame_area, threshold, float_out, desc_f, desc_u8, norms, raw):
+def _scaled_copy_acc(r, src, w, acc, sq):
+    """``r = w src[:len(r)]``; ``acc += r``; ``sq += r^2`` (one vectorised loop)."""
+    for p in range(r.shape[0]):
+        v = w * src[p]
+        r[p] = v
+        acc[p] += v
+        sq[p] += v * v
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _assemble(binned, wbin, sb, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_area, threshold, float_out,
+              desc_f, desc_u8, norms):
     """Gather 4x4x8 bins per frame, contrast, normalise-clamp-normalise, convert.
 
-    ``binned[j, i, t]``: filtered planes at the grid columns j and rows i
-    (in steps of ``g``); frame (fxi, fyi)'s bin (bx, by) is at
-    ``i = fyi sb + by bb``, ``j = fxi sb + bx bb``.  ``raw``: (nfx, 128)
-    scratch.  Descriptors of contrast below ``threshold`` are written as
-    zeros (PHOW's contrast threshold; pass -1 to keep all).
+    ``binned[i, j, t]``: filtered planes at the grid positions i (outer
+    axis) and j (inner axis) (in steps of ``g``); frame (fxi, fyi)'s bin
+    (bx, by) is at ``i = fyi sb + by bb``, ``j = fxi sb + bx bb`` (here
+    ``y`` names the outer axis, which :func:`dsift` makes the image's x
+    axis).  Frame (fxi, fyi) is descriptor ``fyi ks_outer + fxi
+    ks_inner``; spatial bin ``bx + 4 by`` goes to block ``blkpos[bx + 4
+    by]`` of the 16 blocks of 8 orientations.  Descriptors of contrast
+    below ``threshold`` are written as zeros (PHOW's contrast threshold;
+    pass -1 to keep all).
+
+    A line of frames (fixed outer index) is processed at once in a block-major scratch
+    ``raw[bin, frame * 8 + t]``: each spatial bin of the whole row is then
+    one contiguous run of ``8 nfx`` floats (when ``sb == 1``), so that
+    LLVM's loop vectoriser handles the gather, the sums and the
+    normalisations (Numba leaves the SLP vectoriser off, so loops over the
+    8 orientations alone stay scalar).  The 8 orientation bytes of a
+    spatial bin are moved into the descriptor as one 64-bit word.
     """
-    k = 0
+    nb = NUM_BIN_X * NUM_BIN_Y
+    CH = min(nfx, _CHUNK)  # frames per chunk: the scratch stays in L1
+    F = CH * NUM_BIN_T
+    C = binned.shape[1]
+    flat = binned.reshape(binned.shape[0], C * NUM_BIN_T)
+    raw = np.empty((nb, F), np.float32)
+    acc = np.empty(F, np.float32)
+    sq = np.empty(F, np.float32)
+    scale = np.empty(F, np.float32)
+    tmp = np.empty((nb, F), np.uint8)
+    tmp64 = tmp.view(np.uint64)  # (nb, CH)
+    if not float_out:
+        desc64 = desc_u8.view(np.uint64)  # (n, nb)
+    inv_area = np.float32(1.0) / frame_area
+    top = np.float32(1.0) if float_out else np.float32(512.0)
     for fyi in range(nfy):
-        # gather one row of frames: 8 contiguous floats per (frame, bin)
-        for by in range(NUM_BIN_Y):
-            i = fyi * sb + by * bb
-            for bx in range(NUM_BIN_X):
-                w = wbin[by, bx]
-                base = NUM_BIN_T * (bx + by * NUM_BIN_X)
-                for fxi in range(nfx):
-                    j = fxi * sb + bx * bb
-                    for t in range(NUM_BIN_T):
-                        raw[fxi, base + t] = w * binned[j, i, t]
-        for fxi in range(nfx):
-            mass = np.float32(0.0)
-            s = np.float32(0.0)
-            for q in range(DESCRIPTOR_SIZE):
-                v = raw[fxi, q]
-                mass += v
-                s += v * v
-            norms[k] = mass / frame_area
-            if norms[k] < threshold:
-                for q in range(DESCRIPTOR_SIZE):
-                    if float_out:
-                        desc_f[k, q] = 0.0
+        k0 = fyi * ks_outer
+        for c0 in range(0, nfx, CH):
+            nc = min(CH, nfx - c0)
+            Fc = nc * NUM_BIN_T
+            acc[:Fc] = 0.0
+            sq[:Fc] = 0.0
+            for by in range(NUM_BIN_Y):
+                i = fyi * sb + by * bb
+                src = flat[i]
+                for bx in range(NUM_BIN_X):
+                    w = wbin[by, bx]
+                    r = raw[bx + by * NUM_BIN_X]
+                    if sb == 1:
+                        # a slice, so that indices are provably >= 0 (no wraparound select)
+                        _scaled_copy_acc(r[:Fc], src[(c0 + bx * bb) * NUM_BIN_T:], w, acc, sq)
                     else:
-                        desc_u8[k, q] = 0
-                k += 1
-                continue
-            # L2 normalise, clamp at 0.2, normalise again (VLFeat adds FLT_EPSILON)
-            inv = np.float32(1.0) / (np.float32(math.sqrt(s)) + _EPS_F)
-            s = np.float32(0.0)
-            for q in range(DESCRIPTOR_SIZE):
-                v = min(raw[fxi, q] * inv, np.float32(CLAMP))
-                raw[fxi, q] = v
-                s += v * v
-            inv = np.float32(1.0) / (np.float32(math.sqrt(s)) + _EPS_F)
+                        for f in range(nc):
+                            base = ((c0 + f) * sb + bx * bb) * NUM_BIN_T
+                            for t in range(NUM_BIN_T):
+                                v = w * src[base + t]
+                                p = f * NUM_BIN_T + t
+                                r[p] = v
+                                acc[p] += v
+                                sq[p] += v * v
+            # contrast, first L2 normalisation (VLFeat adds FLT_EPSILON)
+            for f in range(nc):
+                m = np.float32(0.0)
+                s = np.float32(0.0)
+                for t in range(NUM_BIN_T):
+                    m += acc[f * NUM_BIN_T + t]
+                    s += sq[f * NUM_BIN_T + t]
+                norms[k0 + (c0 + f) * ks_inner] = m * inv_area
+                inv = np.float32(1.0) / (np.float32(math.sqrt(s)) + _EPS_F)
+                for t in range(NUM_BIN_T):
+                    scale[f * NUM_BIN_T + t] = inv
+            # clamp at 0.2
+            sq[:Fc] = 0.0
+            for b in range(nb):
+                r = raw[b]
+                for p in range(Fc):
+                    v = min(r[p] * scale[p], np.float32(CLAMP))
+                    r[p] = v
+                    sq[p] += v * v
+            # second normalisation (x 512 for uint8); low contrast -> 0
+            for f in range(nc):
+                s = np.float32(0.0)
+                for t in range(NUM_BIN_T):
+                    s += sq[f * NUM_BIN_T + t]
+                inv = top / (np.float32(math.sqrt(s)) + _EPS_F)
+                if norms[k0 + (c0 + f) * ks_inner] < threshold:
+                    inv = np.float32(0.0)
+                for t in range(NUM_BIN_T):
+                    scale[f * NUM_BIN_T + t] = inv
             if float_out:
-                for q in range(DESCRIPTOR_SIZE):
-                    desc_f[k, q] = raw[fxi, q] * inv
+                for f in range(nc):
+                    k = k0 + (c0 + f) * ks_inner
+                    for b in range(nb):
+                        for t in range(NUM_BIN_T):
+                            desc_f[k, blkpos[b] * NUM_BIN_T + t] = raw[b, f * NUM_BIN_T + t] * scale[f * NUM_BIN_T + t]
             else:
-                inv512 = np.float32(512.0) * inv
-                for q in range(DESCRIPTOR_SIZE):
-                    desc_u8[k, q] = np.uint8(min(raw[fxi, q] * inv512, np.float32(255.0)))
-            k += 1
+                for b in range(nb):
+                    r = raw[b]
+                    o = tmp[b]
+                    for p in range(Fc):
+                        o[p] = np.uint8(np.int32(min(r[p] * scale[p], np.float32(255.0))))
+                for f in range(nc):
+                    k = k0 + (c0 + f) * ks_inner
+                    for b in range(nb):
+                        desc64[k, blkpos[b]] = tmp64[b, f]
 
 
 # --------------------------------------------------------------------------
@@ -335,21 +447,25 @@ def dsift(image, step: int = 1, bin_size: int = 3, window_size: float = DEFAULT_
     span = 3 * b
     rows = np.arange(y0, y0 + (nfy - 1) * step + span + 1, g, dtype=np.int64)
     cols = np.arange(x0, x0 + (nfx - 1) * step + span + 1, g, dtype=np.int64)
-    fr = np.empty((len(rows), W, NUM_BIN_T), np.float32)
-    _filter_rows(planes, rows, b, fr)
+    # y filter at the needed rows (x-major output), x filter at the needed columns:
+    # binned[j, i, t] is x-major, so the assembly runs along columns of frames.
+    frt = np.empty((W, len(rows), NUM_BIN_T), np.float32)
+    _filter_rows(planes, rows, b, frt)
     binned = np.empty((len(cols), len(rows), NUM_BIN_T), np.float32)
-    _filter_cols(fr, cols, b, binned)
+    _filter_cols(frt, cols, b, binned)
     wbin = _bin_weights(b, float(window_size))
     norms = np.empty(n, np.float32)
     if out is None:
         out = np.empty((n, DESCRIPTOR_SIZE), dtype)
-    elif out.shape != (n, DESCRIPTOR_SIZE) or out.dtype != dtype:
-        raise ValueError(f"out must be a ({n}, {DESCRIPTOR_SIZE}) {np.dtype(dtype).name} array")
+    elif out.shape != (n, DESCRIPTOR_SIZE) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous ({n}, {DESCRIPTOR_SIZE}) {np.dtype(dtype).name} array")
+    frame_size = b * (NUM_BIN_X - 1) + 1
     desc_f = out if float_descriptors else np.empty((0, DESCRIPTOR_SIZE), np.float32)
     desc_u8 = np.empty((0, DESCRIPTOR_SIZE), np.uint8) if float_descriptors else out
-    frame_size = b * (NUM_BIN_X - 1) + 1
-    _assemble(binned, wbin, step // g, b // g, nfx, nfy, np.float32(frame_size * frame_size),
-              np.float32(contrast_threshold), bool(float_descriptors), desc_f, desc_u8, norms, np.empty((nfx, DESCRIPTOR_SIZE), np.float32))
+    # outer axis = image x (frame column fxi, bin bx), inner = image y
+    _assemble(binned, np.ascontiguousarray(wbin.T), step // g, b // g, nfy, nfx, 1, nfx, _BLKPOS_T,
+              np.float32(frame_size * frame_size), np.float32(contrast_threshold), bool(float_descriptors),
+              desc_f, desc_u8, norms)
     fx = x0 + step * np.arange(nfx) + 0.5 * b * (NUM_BIN_X - 1)
     fy = y0 + step * np.arange(nfy) + 0.5 * b * (NUM_BIN_Y - 1)
     frames = np.empty((n, 3))
