@@ -27,6 +27,8 @@ def cnn_group():
 @click.option("--crop", type=int, default=224, show_default=True)
 @click.option("--resize", type=int, default=256, show_default=True)
 @click.option("--random-resized-crop", is_flag=True)
+@click.option("--equalization", type=click.Choice(["none", "global", "clahe"]), default="none", show_default=True,
+              help="Equalisation of the cached images (the CNN's default is none).")
 @click.option("--workers", type=int, default=4, show_default=True)
 @click.option("--device", default=None, help="cuda / cpu [cuda when available].")
 @click.option("--max-steps", type=int, default=None, help="Steps per epoch (for a quick try).")
@@ -34,13 +36,14 @@ def cnn_group():
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--quiet", is_flag=True)
 def train(data_dir, out, backbone, weights, loss, lr, batch_size, epochs, patience, crop, resize,
-          random_resized_crop, workers, device, max_steps, seed, resume, quiet):
+          random_resized_crop, equalization, workers, device, max_steps, seed, resume, quiet):
     """Train a CNN on the train carve of the official train_val split (model selection on val)."""
     from .run import train_on_dataset
     from .train import CnnConfig
 
     cfg = CnnConfig(backbone=backbone, weights=weights, loss=loss, lr=lr, batch_size=batch_size, epochs=epochs,
                     patience=patience, crop=crop, resize=resize, random_resized=random_resized_crop,
+                    equalization=equalization,
                     workers=workers, device=device, max_steps_per_epoch=max_steps, seed=seed)
     try:
         h = train_on_dataset(data_dir, out, cfg, resume=resume, progress=not quiet)
@@ -56,16 +59,17 @@ def train(data_dir, out, backbone, weights, loss, lr, batch_size, epochs, patien
 @click.option("--split", default="test", show_default=True)
 @click.option("--name", default=None)
 @click.option("--n-bootstrap", type=int, default=1000, show_default=True)
+@click.option("--ten-crop", is_flag=True, help="Average the sigmoid outputs of the ten crops.")
 @click.option("--device", default=None)
 @click.option("--quiet", is_flag=True)
-def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, device, quiet):
+def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, device, quiet):
     """Per-class ROC/AUROC of a trained CNN (the same run directory as the PHOW baseline's)."""
     from ..metrics import format_auroc_table
     from .run import evaluate_on_dataset
 
     try:
         m = evaluate_on_dataset(model_dir, data_dir, out, split, name=name, n_bootstrap=n_bootstrap,
-                                progress=not quiet, device=device)
+                                progress=not quiet, device=device, ten_crop=ten_crop or None)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_auroc_table(m))

@@ -40,11 +40,14 @@ def train_on_dataset(data_dir, out_dir, cfg: CnnConfig, work=None, resume=False,
 
 
 def evaluate_on_dataset(model_dir, data_dir, run_dir, split="test", work=None, name=None, n_bootstrap=1000,
-                        progress=True, device=None) -> dict:
+                        progress=True, device=None, ten_crop=None) -> dict:
+    """Scores of ``split`` through :func:`phow_baseline.metrics.write_run_dir`; ``ten_crop`` overrides the run's."""
+    import dataclasses
+
     from ..metrics import write_run_dir
 
     m = load_cnn_model(model_dir, device)
-    cfg = m.cfg
+    cfg = m.cfg if ten_crop is None else dataclasses.replace(m.cfg, ten_crop=bool(ten_crop))
     ds = open_dataset(data_dir, cfg)
     work = Path(work) if work else Path(model_dir) / "work"
     cache, rows, y = _cache(ds, split, work, cfg, progress)
