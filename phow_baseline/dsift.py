@@ -373,14 +373,22 @@ def dsift_grid(shape, step: int, bin_size: int, bounds=None):
     return xmin, ymin, max(nfx, 0), max(nfy, 0)
 
 
-def _check_image(image) -> np.ndarray:
+def as_float_image(image) -> np.ndarray:
+    """A grey image as float32 in [0, 1] (``im2single``): uint8 / 255, uint16 / 65535, float as is.
+
+    ``(H, W)`` or ``(H, W, 1)``; anything else, or NaN/inf, is a ``ValueError``.
+    """
     im = np.asarray(image)
+    if im.ndim == 3 and im.shape[2] == 1:
+        im = im[:, :, 0]
     if im.ndim != 2:
-        raise ValueError(f"dsift expects a 2-D greyscale image, got shape {im.shape}")
+        raise ValueError(f"expected a 2-D greyscale image, got shape {im.shape}")
     if im.dtype == np.uint8:
         return im.astype(np.float32) * np.float32(1 / 255.0)
+    if im.dtype == np.uint16:
+        return im.astype(np.float32) * np.float32(1 / 65535.0)
     if not np.issubdtype(im.dtype, np.floating):
-        raise ValueError(f"dsift expects uint8 or floating-point pixels, got {im.dtype}")
+        raise ValueError(f"expected uint8, uint16 or floating-point pixels, got {im.dtype}")
     im = np.ascontiguousarray(im, dtype=np.float32)
     if not np.isfinite(im).all():
         raise ValueError("image contains NaN or infinite values")
@@ -433,7 +441,7 @@ def dsift(image, step: int = 1, bin_size: int = 3, window_size: float = DEFAULT_
         raise ValueError(f"step and bin_size must be >= 1, got {step}, {b}")
     if not window_size > 0:
         raise ValueError(f"window_size must be positive, got {window_size}")
-    im = _check_image(image)
+    im = as_float_image(image)
     H, W = im.shape
     x0, y0, nfx, nfy = dsift_grid(im.shape, step, b, bounds)
     n = nfx * nfy

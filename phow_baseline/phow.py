@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .dsift import DESCRIPTOR_SIZE, NUM_BIN_T, dsift, dsift_grid, orientation_planes
+from .dsift import DESCRIPTOR_SIZE, NUM_BIN_T, as_float_image, dsift, dsift_grid, orientation_planes
 
 #: ``vl_phow`` defaults (VLFeat 0.9.21), used by its Caltech-101 application:
 #: bin sizes in pixels.
@@ -59,24 +59,6 @@ def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     k = vl_gaussian_kernel(sigma)
     return cv2.sepFilter2D(np.ascontiguousarray(image, dtype=np.float32), cv2.CV_32F, k, k,
                            borderType=cv2.BORDER_REPLICATE)
-
-
-def _as_float(image) -> np.ndarray:
-    im = np.asarray(image)
-    if im.ndim == 3 and im.shape[2] == 1:
-        im = im[:, :, 0]
-    if im.ndim != 2:
-        raise ValueError(f"phow expects a 2-D greyscale image, got shape {im.shape}")
-    if im.dtype == np.uint8:
-        return im.astype(np.float32) * np.float32(1 / 255.0)
-    if im.dtype == np.uint16:
-        return im.astype(np.float32) * np.float32(1 / 65535.0)
-    if not np.issubdtype(im.dtype, np.floating):
-        raise ValueError(f"phow expects uint8, uint16 or float pixels, got {im.dtype}")
-    im = np.ascontiguousarray(im, dtype=np.float32)
-    if not np.isfinite(im).all():
-        raise ValueError("image contains NaN or infinite values")
-    return im
 
 
 def phow_offsets(sizes: Sequence[int]) -> list[int]:
@@ -132,7 +114,7 @@ def phow(image, sizes=DEFAULT_SIZES, step=DEFAULT_STEP, magnif=DEFAULT_MAGNIF, w
         raise ValueError(f"sizes must be positive integers, got {sizes}")
     if not magnif > 0:
         raise ValueError(f"magnif must be positive, got {magnif}")
-    im = _as_float(image)
+    im = as_float_image(image)
     H, W = im.shape
     dtype = np.float32 if float_descriptors else np.uint8
     grids = []

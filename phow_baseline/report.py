@@ -27,7 +27,6 @@ from pathlib import Path
 from string import Template
 from typing import Sequence
 
-import click
 
 from . import __version__
 from .data import LABELS
@@ -312,23 +311,3 @@ def write_report(run_dirs: Sequence = (), out_dir="report", localisation_dirs: S
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out / "index.html")
     return out / "index.html"
-
-
-@click.command("report")
-@click.argument("run_dirs", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="report", show_default=True,
-              help="Output folder; the page is OUT/index.html.")
-@click.option("--localisation", "loc_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
-              help="A localise-eval output directory (repeatable).")
-@click.option("--diff", "diff_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
-              help="A diff output directory (repeatable).")
-@click.option("--title", default="phow-baseline report", show_default=True)
-def report_command(run_dirs, out, loc_dirs, diff_dirs, title):
-    """A self-contained static HTML report: AUROC tables, ROC curves, localisation, follow-up dashboards."""
-    if not (run_dirs or loc_dirs or diff_dirs):
-        raise click.UsageError("give at least one run, --localisation or --diff directory")
-    try:
-        p = write_report(run_dirs, out, loc_dirs, diff_dirs, title=title)
-    except (FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"wrote {p}")

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from phow_baseline.cli import main as cli
 from phow_baseline.data import LABELS
 from phow_baseline.metrics import PUBLISHED
-from phow_baseline.report import report_command, write_report
+from phow_baseline.report import write_report
 
 EVIL = "<script>alert('x')</script>"
 EVIL_ESCAPED = "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;"
@@ -174,10 +175,10 @@ def test_report_content_and_escaping(report_inputs, tmp_path):
 def test_report_cli_command(report_inputs, tmp_path):
     runs, locs, diffs, _ = report_inputs
     args = [str(runs[0]), "--out", str(tmp_path / "o"), "--localisation", str(locs[0]), "--diff", str(diffs[0])]
-    res = CliRunner().invoke(report_command, args)
+    res = CliRunner().invoke(cli, ["report", *args])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "index.html").is_file() and "index.html" in res.output
-    res = CliRunner().invoke(report_command, ["--out", str(tmp_path / "o2")])
+    res = CliRunner().invoke(cli, ["report", "--out", str(tmp_path / "o2")])
     assert res.exit_code != 0 and "at least one" in res.output
 
 
@@ -193,7 +194,7 @@ def test_report_errors_name_the_file(report_inputs, tmp_path):
     (tmp_path / "r").mkdir()
     with pytest.raises(FileNotFoundError, match=r"r[/\\]metrics\.json"):
         write_report([tmp_path / "r"], tmp_path / "out")
-    res = CliRunner().invoke(report_command, [str(tmp_path / "r"), "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(cli, ["report", str(tmp_path / "r"), "--out", str(tmp_path / "o")])
     assert res.exit_code != 0 and "metrics.json" in res.output
     (tmp_path / "r" / "metrics.json").write_text("{not json")
     with pytest.raises(ValueError, match="metrics.json: invalid JSON"):
