@@ -164,14 +164,12 @@ def _library_errors():
 @config_options
 def vocab(data_dir, work, scheduler, quiet, **kw):
     """Fit the visual vocabulary on the training split (cached in WORK)."""
-    from .pipeline import build_image_cache, fit_vocabulary, open_dataset
+    from .pipeline import open_dataset, prepare_training
 
     cfg = _config(kw)
     try:
         with _Cluster(cfg, scheduler):
-            ds = open_dataset(data_dir, cfg)
-            cache = build_image_cache(ds, ds.split_names(cfg.train_split), work, cfg, not quiet, tag=cfg.train_split)
-            v = fit_vocabulary(cache, [i for i in range(len(cache)) if cache.ok[i]], work, cfg, not quiet)
+            _, _, v = prepare_training(open_dataset(data_dir, cfg), work, cfg, not quiet)
     except _library_errors() as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"vocabulary: {len(v.cluster_centers_)} words in {work / 'vocabulary.npz'}")
@@ -185,14 +183,13 @@ def vocab(data_dir, work, scheduler, quiet, **kw):
 @config_options
 def encode(data_dir, work, split, scheduler, quiet, **kw):
     """Encode a split into feature shards (needs the vocabulary in WORK; resumes)."""
-    from .pipeline import build_image_cache, encode_split, fit_vocabulary, open_dataset
+    from .pipeline import build_image_cache, encode_split, open_dataset, prepare_training
 
     cfg = _config(kw)
     try:
         with _Cluster(cfg, scheduler):
             ds = open_dataset(data_dir, cfg)
-            tcache = build_image_cache(ds, ds.split_names(cfg.train_split), work, cfg, not quiet, tag=cfg.train_split)
-            v = fit_vocabulary(tcache, [i for i in range(len(tcache)) if tcache.ok[i]], work, cfg, not quiet)
+            _, _, v = prepare_training(ds, work, cfg, not quiet)
             cache = build_image_cache(ds, ds.split_names(split), work, cfg, not quiet, tag=split)
             store = encode_split(cache, range(len(cache)), cache.names, work, v, cfg, split, not quiet)
     except _library_errors() as exc:

@@ -439,15 +439,20 @@ def open_dataset(data_dir, config: BaselineConfig, strict=False):
     return ChestXray14(data_dir, strict=strict, val_fraction=config.val_fraction, seed=config.seed)
 
 
+def prepare_training(ds, work_dir, config: BaselineConfig, progress=True):
+    """The training split's image cache, its readable rows and the vocabulary (all cached in ``work_dir``)."""
+    names = ds.split_names(config.train_split)
+    if not names:
+        raise ValueError(f"{ds.root}: no image of split {config.train_split!r} is present")
+    cache = build_image_cache(ds, names, work_dir, config, progress, tag=config.train_split)
+    rows = [i for i in range(len(cache)) if cache.ok[i]]
+    return cache, rows, fit_vocabulary(cache, rows, work_dir, config, progress)
+
+
 def train_model(data_dir, work_dir, config: BaselineConfig, progress=True, ds=None) -> PhowModel:
     """Cache, vocabulary, features and SVMs on ``config.train_split``; returns the model."""
     ds = ds or open_dataset(data_dir, config)
-    names = ds.split_names(config.train_split)
-    if not names:
-        raise ValueError(f"{data_dir}: no image of split {config.train_split!r} is present")
-    cache = build_image_cache(ds, names, work_dir, config, progress, tag=config.train_split)
-    rows = [i for i in range(len(cache)) if cache.ok[i]]
-    vocab = fit_vocabulary(cache, rows, work_dir, config, progress)
+    cache, rows, vocab = prepare_training(ds, work_dir, config, progress)
     store = encode_split(cache, range(len(cache)), cache.names, work_dir, vocab, config, config.train_split,
                          progress)
     Y = ds.labels([cache.names[r] for r in rows])

@@ -153,3 +153,18 @@ def test_dask_backend_gives_identical_features(sample_dir, tmp_path):
         remote = encode_split(cache, range(24), names, tmp_path / "dask", vocab, dcfg, "t", progress=False)
     assert isinstance(remote, FeatureStore) and remote.n_shards == 3
     np.testing.assert_array_equal(local.load(), remote.load())
+
+
+@pytest.mark.slow
+def test_cli_vocab_then_encode(sample_dir, tmp_path):
+    """The stepwise commands share one work folder: encode reuses the vocabulary that vocab wrote."""
+    opts = ["--work", str(tmp_path / "w"), "--size", "128", "--n-words", "32", "--max-descriptors", "5000",
+            "--vocab-images", "20", "--n-jobs", "2", "--quiet"]
+    res = CliRunner().invoke(cli, ["vocab", str(sample_dir), *opts])
+    assert res.exit_code == 0, res.output
+    assert "32 words" in res.output and (tmp_path / "w" / "vocabulary.npz").exists()
+    mtime = (tmp_path / "w" / "vocabulary.npz").stat().st_mtime_ns
+    res = CliRunner().invoke(cli, ["encode", str(sample_dir), "--split", "test", *opts])
+    assert res.exit_code == 0, res.output
+    assert "features: 59 images x 640" in res.output
+    assert (tmp_path / "w" / "vocabulary.npz").stat().st_mtime_ns == mtime
