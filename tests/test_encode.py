@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from sklearn.cluster import KMeans
 
-from phow_baseline.encode import (FeatureStore, HomogeneousKernelMap, homkermap_constants, level_weights,
-                                  make_kernel_map, normalise_pyramid, pyramid_cells, quantize, quantize_histogram)
+from phow_baseline.encode import (PRUNE_DIMS, FeatureStore, HomogeneousKernelMap, PruningTables,
+                                  homkermap_constants, level_weights, make_kernel_map, normalise_pyramid,
+                                  pruning_tables, pyramid_cells, quantize, quantize_histogram)
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +26,13 @@ def test_quantize_matches_kmeans_predict(words_and_descriptors):
     km = KMeans(len(C), n_init=1, max_iter=1).fit(C)
     km.cluster_centers_ = C.copy()
     want = km.predict(X.astype(np.float32))
-    for n_threads in (1, 2):
-        got = quantize(X, C, n_threads=n_threads)
-        assert (got == want).mean() == 1.0
-    # float input, odd chunking
-    w2, _ = quantize_histogram(X.astype(np.float32), C, chunk=37)
-    assert (w2 == want).all()
+    for method in ("gemm", "pruned"):
+        for n_threads in (1, 2):
+            got = quantize(X, C, n_threads=n_threads, method=method)
+            assert (got == want).mean() == 1.0
+        # float input, odd chunking
+        w2, _ = quantize_histogram(X.astype(np.float32), C, chunk=37, method=method)
+        assert (w2 == want).all()
 
 
 def test_quantize_brute_force_small():
@@ -39,6 +41,85 @@ def test_quantize_brute_force_small():
     X = rng.random((100, 4)).astype(np.float32)
     brute = ((X[:, None] - C[None]) ** 2).sum(-1).argmin(1)
     assert (quantize(X, C) == brute).all()
+    assert (quantize(X, C, method="pruned") == brute).all()
+    with pytest.raises(ValueError, match="method must be"):
+        quantize(X, C, method="fast")
+
+
+def _brute_force_words(X, C):
+    X64, C64 = X.astype(np.float64), C.astype(np.float64)
+    d = (C64 ** 2).sum(1)[None] - 2 * X64 @ C64.T + (X64 ** 2).sum(1)[:, None]
+    return d, d.argmin(1)
+
+
+@pytest.fixture(scope="module")
+def real_words_and_descriptors(sample_images):
+    """PHOW descriptors of 4 real images and 300 words k-means'd on 6 others."""
+    from phow_baseline.phow import phow
+    from phow_baseline.preprocess import preprocess
+    from phow_baseline.vocabulary import Vocabulary
+
+    train = [phow(preprocess(p, 128))[1] for p in sample_images[20:26]]
+    C = Vocabulary(300, max_descriptors=15_000, seed=0).fit(train).cluster_centers_
+    X = np.concatenate([phow(preprocess(p, 256))[1] for p in sample_images[:4]])
+    return C, X
+
+
+def test_pruned_search_is_exact_on_real_descriptors(real_words_and_descriptors):
+    C, X = real_words_and_descriptors
+    assert C.shape == (300, 128) and len(X) > 150_000
+    d, want = _brute_force_words(X, C)
+    got = quantize(X, C, method="pruned")
+    assert quantize(X, C, method="auto").tolist() == got.tolist()  # 300 words, 128 dims: pruned
+    # exact: the chosen word is the float64 nearest one (ties within 1e-12 aside)
+    chosen = d[np.arange(len(X)), got]
+    assert np.all(chosen <= d.min(1) + 1e-12 * np.abs(d).max())
+    assert (got == want).mean() > 0.99999
+    km = KMeans(len(C), n_init=1, max_iter=1).fit(C)
+    km.cluster_centers_ = C.copy()
+    assert (got == km.predict(X.astype(np.float32))).mean() > 0.99999
+    # the histogram is the same whichever search runs
+    cells, n_cells = pyramid_cells(np.random.default_rng(0).random((len(X), 2)) * 255, 256, 256, (2, 4))
+    _, h1 = quantize_histogram(X, C, cells, n_cells, method="pruned")
+    _, h2 = quantize_histogram(X, C, cells, n_cells, method="gemm")
+    assert np.abs(h1 - h2).sum() <= 2 * 2 * (got != quantize(X, C, method="gemm")).sum()
+
+
+def test_pruning_bound_is_a_lower_bound(real_words_and_descriptors):
+    """[p, 1, r] @ bound never exceeds the exact ||x - c||^2 - ||x - mu||^2 (beyond float32 rounding)."""
+    C, X = real_words_and_descriptors
+    T = pruning_tables(C)
+    assert T is pruning_tables(C.copy())  # cached by content
+    x = X[X.any(1)][::50].astype(np.float64)
+    xc = x - T.mu
+    P = xc @ T.V.astype(np.float64)
+    r = np.sqrt(np.maximum((xc ** 2).sum(1) - (P ** 2).sum(1), 0))
+    bound = np.hstack([P, np.ones((len(x), 1)), r[:, None]]) @ T.bound.astype(np.float64)
+    exact = T.centred_sq[None] - 2 * xc @ T.centred.T
+    scale = (xc ** 2).sum(1)[:, None] + T.centred_sq.max()
+    assert ((bound - exact) / scale).max() < 1e-6
+    # and it prunes: few words per descriptor come near the bound of the best
+    best = exact.min(1)
+    near = (bound <= (best + 1e-4 * scale[:, 0])[:, None]).sum(1)
+    assert near.mean() < 10 and T.n_dims == PRUNE_DIMS
+
+
+def test_pruned_search_adversarial():
+    """Descriptors inside the kept subspace, duplicated words, exact ties: still the brute-force answer."""
+    rng = np.random.default_rng(7)
+    C = (rng.random((100, 128)) * 40).astype(np.float32)
+    C[50] = C[10]  # duplicate word: ties go to the lower index
+    T = PruningTables(C)
+    # points whose residual r is ~0: mu + combinations of the kept axes
+    coef = rng.normal(0, 30, (300, PRUNE_DIMS))
+    inside = (T.mu + coef @ T.V.T.astype(np.float64)).astype(np.float32)
+    X = np.vstack([inside, C[:60], C[:60] + 0.5, rng.random((300, 128)).astype(np.float32) * 60])
+    d, want = _brute_force_words(X, C)
+    got = quantize(X, C, method="pruned")
+    chosen = d[np.arange(len(X)), got]
+    assert np.all(chosen <= d.min(1) + 1e-9 * np.abs(d).max())
+    assert 50 not in set(got[300:360].tolist())  # duplicate of word 10 never wins its tie
+    assert (got[300:360] == np.where(np.arange(60) == 50, 10, np.arange(60))).all()
 
 
 def test_zero_descriptors_get_the_word_nearest_the_origin(words_and_descriptors):
@@ -141,9 +222,10 @@ def test_quantize_property(n, k, seed):
     rng = np.random.default_rng(seed)
     C = (rng.random((k, 16)) * 50).astype(np.float32)
     X = (rng.random((n, 16)) * 60).astype(np.uint8)
-    w, h = quantize_histogram(X, C)
-    assert h.sum() == n and w.shape == (n,)
-    if n:
-        d = ((X[:, None].astype(np.float64) - C[None]) ** 2).sum(-1)
-        chosen = d[np.arange(n), w]
-        assert np.all(chosen <= d.min(1) * (1 + 1e-5) + 1e-3)
+    for method in ("gemm", "pruned"):
+        w, h = quantize_histogram(X, C, method=method)
+        assert h.sum() == n and w.shape == (n,)
+        if n:
+            d = ((X[:, None].astype(np.float64) - C[None]) ** 2).sum(-1)
+            chosen = d[np.arange(n), w]
+            assert np.all(chosen <= d.min(1) * (1 + 1e-5) + 1e-3)
