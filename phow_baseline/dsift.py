@@ -167,7 +167,8 @@ def _filter_rows(planes, rows, b, out):
     P = planes.reshape(H, WT)
     buf = np.empty(WT, np.float32)
     buf64 = buf.view(np.uint64)  # (W * 4,)
-    out64 = out.view(np.uint64)  # (W, R, 4)
+    out64 = out.reshape(-1).view(np.uint64)  # (W * R * 4,) of out[x, i, t]
+    R = out.shape[1]
     for i in range(rows.shape[0]):
         y = rows[i]
         src = P[y]
@@ -179,9 +180,13 @@ def _filter_rows(planes, rows, b, out):
             pb = P[max(y - d, 0)]
             for q in range(WT):
                 buf[q] += w * (pa[q] + pb[q])
+        q = 4 * i
         for x in range(W):
-            for h in range(4):
-                out64[x, i, h] = buf64[4 * x + h]
+            out64[q] = buf64[4 * x]
+            out64[q + 1] = buf64[4 * x + 1]
+            out64[q + 2] = buf64[4 * x + 2]
+            out64[q + 3] = buf64[4 * x + 3]
+            q += 4 * R
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -326,6 +331,171 @@ def _assemble(binned, wbin, sb, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_
                         desc64[k, blkpos[b]] = tmp64[b, f]
 
 
+# Fast path of the assembly (uint8 output, frames one grid step apart: ``sb == 1``).
+# Each pass reads the 16 spatial bins of a chunk of frames as 16 contiguous
+# runs (one argument each, so that the loop over ``p`` = frame x 8 + t is
+# one vectorised loop with the 16 bins unrolled in its body) and keeps the
+# per-entry sums in registers instead of re-reading scratch arrays 16 times.
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy", inline="always")
+def _sum16(v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15):
+    return (((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7))) + \
+        (((v8 + v9) + (v10 + v11)) + ((v12 + v13) + (v14 + v15)))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _pass_sums(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, w, acc, sq, n):
+    """acc[p] = sum_b w_b s_b[p]; sq[p] = sum_b (w_b s_b[p])^2 over the 16 spatial bins."""
+    w0, w1, w2, w3, w4, w5, w6, w7 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
+    w8, w9, w10, w11, w12, w13, w14, w15 = w[8], w[9], w[10], w[11], w[12], w[13], w[14], w[15]
+    for p in range(n):
+        v0, v1, v2, v3 = w0 * s0[p], w1 * s1[p], w2 * s2[p], w3 * s3[p]
+        v4, v5, v6, v7 = w4 * s4[p], w5 * s5[p], w6 * s6[p], w7 * s7[p]
+        v8, v9, v10, v11 = w8 * s8[p], w9 * s9[p], w10 * s10[p], w11 * s11[p]
+        v12, v13, v14, v15 = w12 * s12[p], w13 * s13[p], w14 * s14[p], w15 * s15[p]
+        acc[p] = _sum16(v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15)
+        sq[p] = _sum16(v0 * v0, v1 * v1, v2 * v2, v3 * v3, v4 * v4, v5 * v5, v6 * v6, v7 * v7,
+                       v8 * v8, v9 * v9, v10 * v10, v11 * v11, v12 * v12, v13 * v13, v14 * v14, v15 * v15)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _pass_clamped_sq(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, w, scale, sq, n):
+    """sq[p] = sum_b min(w_b s_b[p] scale[p], CLAMP)^2: the norm after clamping."""
+    c = np.float32(CLAMP)
+    w0, w1, w2, w3, w4, w5, w6, w7 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
+    w8, w9, w10, w11, w12, w13, w14, w15 = w[8], w[9], w[10], w[11], w[12], w[13], w[14], w[15]
+    for p in range(n):
+        k = scale[p]
+        v0, v1, v2, v3 = min(w0 * s0[p] * k, c), min(w1 * s1[p] * k, c), min(w2 * s2[p] * k, c), min(w3 * s3[p] * k, c)
+        v4, v5, v6, v7 = min(w4 * s4[p] * k, c), min(w5 * s5[p] * k, c), min(w6 * s6[p] * k, c), min(w7 * s7[p] * k, c)
+        v8, v9 = min(w8 * s8[p] * k, c), min(w9 * s9[p] * k, c)
+        v10, v11 = min(w10 * s10[p] * k, c), min(w11 * s11[p] * k, c)
+        v12, v13 = min(w12 * s12[p] * k, c), min(w13 * s13[p] * k, c)
+        v14, v15 = min(w14 * s14[p] * k, c), min(w15 * s15[p] * k, c)
+        sq[p] = _sum16(v0 * v0, v1 * v1, v2 * v2, v3 * v3, v4 * v4, v5 * v5, v6 * v6, v7 * v7,
+                       v8 * v8, v9 * v9, v10 * v10, v11 * v11, v12 * v12, v13 * v13, v14 * v14, v15 * v15)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _pass_uint8(src, w, scale1, scale2, out, n):
+    """out[p] = uint8(min(min(w src[p] scale1[p], CLAMP) scale2[p], 255)) for one spatial bin."""
+    c = np.float32(CLAMP)
+    top = np.float32(255.0)
+    for p in range(n):
+        out[p] = np.uint8(np.int32(min(min(w * src[p] * scale1[p], c) * scale2[p], top)))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _frame_sums(a, out, n):
+    """out[f] = a[8 f] + ... + a[8 f + 7] for f < n (the 8 orientations of a frame)."""
+    for f in range(n):
+        q = NUM_BIN_T * f
+        out[f] = ((a[q] + a[q + 1]) + (a[q + 2] + a[q + 3])) + ((a[q + 4] + a[q + 5]) + (a[q + 6] + a[q + 7]))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _repeat8(v, out, n):
+    """out[8 f + t] = v[f] for t < 8, f < n."""
+    for f in range(n):
+        x = v[f]
+        q = NUM_BIN_T * f
+        out[q], out[q + 1], out[q + 2], out[q + 3] = x, x, x, x
+        out[q + 4], out[q + 5], out[q + 6], out[q + 7] = x, x, x, x
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _assemble_uint8(binned, wbin, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_area, threshold, desc_u8, norms):
+    """:func:`_assemble` for uint8 output with ``sb == 1`` (frames one grid step apart), faster.
+
+    Same arithmetic as :func:`_assemble` (sums in another order), in three
+    vectorised passes over a chunk of frames: the sums and squared sums of
+    the weighted bins (contrast, first norm), the squared sum after the
+    clamp (second norm), and the uint8 conversion, bin by bin.
+    """
+    nb = NUM_BIN_X * NUM_BIN_Y
+    CH = min(nfx, _CHUNK)
+    F = CH * NUM_BIN_T
+    flat = binned.reshape(binned.shape[0], binned.shape[1] * NUM_BIN_T)
+    w = np.empty(nb, np.float32)
+    for by in range(NUM_BIN_Y):
+        for bx in range(NUM_BIN_X):
+            w[bx + NUM_BIN_X * by] = wbin[by, bx]
+    acc = np.empty(F, np.float32)
+    sq = np.empty(F, np.float32)
+    fsum = np.empty(CH, np.float32)
+    fval = np.empty(CH, np.float32)
+    scale1 = np.empty(F, np.float32)
+    scale2 = np.empty(F, np.float32)
+    tmp = np.empty((nb, F), np.uint8)
+    tmp64 = tmp.view(np.uint64)  # (nb, CH)
+    desc64 = desc_u8.reshape(-1).view(np.uint64)  # (n * nb,)
+    inv_area = np.float32(1.0) / frame_area
+    top = np.float32(512.0)
+    for fyi in range(nfy):
+        k0 = fyi * ks_outer
+        r0, r1, r2, r3 = flat[fyi], flat[fyi + bb], flat[fyi + 2 * bb], flat[fyi + 3 * bb]
+        for c0 in range(0, nfx, CH):
+            nc = min(CH, nfx - c0)
+            Fc = nc * NUM_BIN_T
+            o0, o1, o2, o3 = c0 * NUM_BIN_T, (c0 + bb) * NUM_BIN_T, (c0 + 2 * bb) * NUM_BIN_T, (c0 + 3 * bb) * NUM_BIN_T
+            # spatial bin bx + 4 by (by: outer axis) starts at row fyi + by bb, column c0 + bx bb
+            s0, s1, s2, s3 = r0[o0:], r0[o1:], r0[o2:], r0[o3:]
+            s4, s5, s6, s7 = r1[o0:], r1[o1:], r1[o2:], r1[o3:]
+            s8, s9, s10, s11 = r2[o0:], r2[o1:], r2[o2:], r2[o3:]
+            s12, s13, s14, s15 = r3[o0:], r3[o1:], r3[o2:], r3[o3:]
+            _pass_sums(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, w, acc, sq, Fc)
+            # contrast and first L2 normalisation (VLFeat adds FLT_EPSILON)
+            _frame_sums(acc, fsum, nc)
+            for f in range(nc):
+                norms[k0 + (c0 + f) * ks_inner] = fsum[f] * inv_area
+            _frame_sums(sq, fsum, nc)
+            for f in range(nc):
+                fval[f] = np.float32(1.0) / (np.float32(math.sqrt(fsum[f])) + _EPS_F)
+            _repeat8(fval, scale1, nc)
+            # clamp at 0.2, second normalisation (x 512 for uint8); low contrast -> 0
+            _pass_clamped_sq(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, w, scale1, sq, Fc)
+            _frame_sums(sq, fsum, nc)
+            for f in range(nc):
+                inv = top / (np.float32(math.sqrt(fsum[f])) + _EPS_F)
+                fval[f] = np.float32(0.0) if norms[k0 + (c0 + f) * ks_inner] < threshold else inv
+            _repeat8(fval, scale2, nc)
+            _pass_uint8(s0, w[0], scale1, scale2, tmp[0], Fc)
+            _pass_uint8(s1, w[1], scale1, scale2, tmp[1], Fc)
+            _pass_uint8(s2, w[2], scale1, scale2, tmp[2], Fc)
+            _pass_uint8(s3, w[3], scale1, scale2, tmp[3], Fc)
+            _pass_uint8(s4, w[4], scale1, scale2, tmp[4], Fc)
+            _pass_uint8(s5, w[5], scale1, scale2, tmp[5], Fc)
+            _pass_uint8(s6, w[6], scale1, scale2, tmp[6], Fc)
+            _pass_uint8(s7, w[7], scale1, scale2, tmp[7], Fc)
+            _pass_uint8(s8, w[8], scale1, scale2, tmp[8], Fc)
+            _pass_uint8(s9, w[9], scale1, scale2, tmp[9], Fc)
+            _pass_uint8(s10, w[10], scale1, scale2, tmp[10], Fc)
+            _pass_uint8(s11, w[11], scale1, scale2, tmp[11], Fc)
+            _pass_uint8(s12, w[12], scale1, scale2, tmp[12], Fc)
+            _pass_uint8(s13, w[13], scale1, scale2, tmp[13], Fc)
+            _pass_uint8(s14, w[14], scale1, scale2, tmp[14], Fc)
+            _pass_uint8(s15, w[15], scale1, scale2, tmp[15], Fc)
+            # each spatial bin's 8 bytes are one 64-bit word of the descriptor
+            for b in range(nb):
+                src64 = tmp64[b]
+                q = (k0 + c0 * ks_inner) * nb + blkpos[b]
+                for f in range(nc):
+                    desc64[q] = src64[f]
+                    q += ks_inner * nb
+
+
+@numba.njit(cache=True, nogil=True)
+def _write_frames(out, x0, y0, step, nfx, nfy, norms):
+    """out[k, :3] = (x, y, contrast) of frame k = fxi + nfx fyi; x = x0 + step fxi (y alike)."""
+    for fyi in range(nfy):
+        y = y0 + step * fyi
+        for fxi in range(nfx):
+            k = fxi + nfx * fyi
+            out[k, 0] = x0 + step * fxi
+            out[k, 1] = y
+            out[k, 2] = norms[k]
+
+
 # --------------------------------------------------------------------------
 # Geometry
 # --------------------------------------------------------------------------
@@ -397,7 +567,7 @@ def as_float_image(image) -> np.ndarray:
 
 def dsift(image, step: int = 1, bin_size: int = 3, window_size: float = DEFAULT_WINDOW_SIZE, bounds=None,
           float_descriptors: bool = False, planes: np.ndarray | None = None, contrast_threshold: float = -1.0,
-          out: np.ndarray | None = None):
+          out: np.ndarray | None = None, frames_out: np.ndarray | None = None):
     """Dense SIFT descriptors of a greyscale image, VLFeat's fast mode.
 
     Parameters
@@ -424,6 +594,8 @@ def dsift(image, step: int = 1, bin_size: int = 3, window_size: float = DEFAULT_
         Descriptors of lower contrast are returned as zeros (default: none).
     out : (n, 128) array, optional
         Where to write the descriptors (of the output dtype).
+    frames_out : (n, >= 3) float64 array, optional
+        Where to write the frames (their first 3 columns).
 
     Returns
     -------
@@ -471,16 +643,20 @@ def dsift(image, step: int = 1, bin_size: int = 3, window_size: float = DEFAULT_
     desc_f = out if float_descriptors else np.empty((0, DESCRIPTOR_SIZE), np.float32)
     desc_u8 = np.empty((0, DESCRIPTOR_SIZE), np.uint8) if float_descriptors else out
     # outer axis = image x (frame column fxi, bin bx), inner = image y
-    _assemble(binned, np.ascontiguousarray(wbin.T), step // g, b // g, nfy, nfx, 1, nfx, _BLKPOS_T,
-              np.float32(frame_size * frame_size), np.float32(contrast_threshold), bool(float_descriptors),
-              desc_f, desc_u8, norms)
-    fx = x0 + step * np.arange(nfx) + 0.5 * b * (NUM_BIN_X - 1)
-    fy = y0 + step * np.arange(nfy) + 0.5 * b * (NUM_BIN_Y - 1)
-    frames = np.empty((n, 3))
-    frames[:, 0] = np.tile(fx, nfy)
-    frames[:, 1] = np.repeat(fy, nfx)
-    frames[:, 2] = norms
-    return frames, out
+    if not float_descriptors and step == g:
+        _assemble_uint8(binned, np.ascontiguousarray(wbin.T), b // g, nfy, nfx, 1, nfx, _BLKPOS_T,
+                        np.float32(frame_size * frame_size), np.float32(contrast_threshold), desc_u8, norms)
+    else:
+        _assemble(binned, np.ascontiguousarray(wbin.T), step // g, b // g, nfy, nfx, 1, nfx, _BLKPOS_T,
+                  np.float32(frame_size * frame_size), np.float32(contrast_threshold), bool(float_descriptors),
+                  desc_f, desc_u8, norms)
+    if frames_out is None:
+        frames_out = np.empty((n, 3))
+    elif frames_out.ndim != 2 or frames_out.shape[0] != n or frames_out.shape[1] < 3 or frames_out.dtype != np.float64:
+        raise ValueError(f"frames_out must be a float64 ({n}, >= 3) array")
+    _write_frames(frames_out, x0 + 0.5 * b * (NUM_BIN_X - 1), y0 + 0.5 * b * (NUM_BIN_Y - 1), float(step),
+                  nfx, nfy, norms)
+    return frames_out, out
 
 
 def mirror_permutation() -> np.ndarray:

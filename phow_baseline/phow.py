@@ -131,10 +131,9 @@ def phow(image, sizes=DEFAULT_SIZES, step=DEFAULT_STEP, magnif=DEFAULT_MAGNIF, w
     for s, bounds, m in grids:
         ims = smooth(im, s / magnif)
         orientation_planes(ims, planes)
-        f, _ = dsift(ims, step=step, bin_size=s, window_size=window_size, bounds=bounds,
-                     float_descriptors=float_descriptors, planes=planes, contrast_threshold=contrast_threshold,
-                     out=descs[lo:lo + m])
-        frames[lo:lo + m, :3] = f
+        dsift(ims, step=step, bin_size=s, window_size=window_size, bounds=bounds,
+              float_descriptors=float_descriptors, planes=planes, contrast_threshold=contrast_threshold,
+              out=descs[lo:lo + m], frames_out=frames[lo:lo + m])
         frames[lo:lo + m, 3] = s
         lo += m
     return frames, descs

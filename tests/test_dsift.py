@@ -96,3 +96,36 @@ def test_mirroring_permutes_descriptor_entries(seed, b, step, k):
     np.testing.assert_allclose(fm[:, 0], W - 1 - f[order, 0])
     np.testing.assert_allclose(dm, d[order][:, perm], atol=2e-5)
     assert sorted(perm.tolist()) == list(range(128))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(h=st.integers(13, 70), w=st.integers(13, 70), b=st.integers(1, 6), step=st.integers(1, 3),
+       seed=st.integers(0, 10_000), threshold=st.sampled_from([-1.0, 0.005, 0.02]))
+def test_uint8_fast_path_matches_general_path(h, w, b, step, seed, threshold):
+    """uint8 output (the fast assembly when the step divides the bin size, the general one otherwise)
+    equals min(512 d, 255) of the float descriptors, truncated, within float rounding."""
+    im = np.random.default_rng(seed).random((h, w)).astype(np.float32)
+    im[: h // 3] *= 0.02  # a low-contrast band, so that some descriptors fall under the threshold
+    f8, d8 = dsift(im, step=step, bin_size=b, window_size=1.5, contrast_threshold=threshold)
+    ff, df = dsift(im, step=step, bin_size=b, window_size=1.5, contrast_threshold=threshold,
+                   float_descriptors=True)
+    assert np.array_equal(f8[:, :2], ff[:, :2])
+    np.testing.assert_allclose(f8[:, 2], ff[:, 2], rtol=1e-5, atol=1e-9)  # sums in another order
+    # a contrast within rounding of the threshold may be zeroed on one side only
+    clear = np.abs(ff[:, 2] - threshold) > 1e-5 * np.maximum(ff[:, 2], 1e-3)
+    assert np.array_equal(d8.any(1)[clear], df.any(1)[clear])
+    want = np.minimum(512 * df, 255).astype(np.int16)[clear]
+    diff = np.abs(d8[clear].astype(np.int16) - want)
+    assert diff.size == 0 or (diff.max() <= 1 and (diff > 0).mean() < 1e-3)
+
+
+def test_frames_out_and_out_are_filled_in_place():
+    im = np.random.default_rng(1).random((40, 50)).astype(np.float32)
+    f, d = dsift(im, step=2, bin_size=4)
+    fo = np.full((len(f), 4), -1.0)
+    do = np.empty_like(d)
+    f2, d2 = dsift(im, step=2, bin_size=4, out=do, frames_out=fo)
+    assert f2 is fo and d2 is do and np.array_equal(fo[:, :3], f) and (fo[:, 3] == -1).all()
+    assert np.array_equal(do, d)
+    with pytest.raises(ValueError, match="frames_out"):
+        dsift(im, step=2, bin_size=4, frames_out=np.empty((3, 3)))
