@@ -9,9 +9,10 @@ arm read from.
 
 from __future__ import annotations
 
-import json
 import os
+import stat
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -35,6 +36,18 @@ CLAHE_TILE_GRID = (8, 8)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+#: Largest image side accepted, in pixels.  The dimensions are read from the
+#: file's header (PNG ``IHDR``, JPEG ``SOFn``, TIFF, BMP) before anything is
+#: decoded, so a file that claims to be huge is refused without the decoder
+#: allocating memory for it.  Clinical detectors are below 4,300 px a side
+#: (ChestX-ray14: 1024 after NIH's resampling); 16384 leaves ample room.
+MAX_IMAGE_SIDE = 16384
+#: Largest number of pixels accepted (64 Mpx, e.g. 8192 x 8192: 512 MiB
+#: decoded as 16-bit RGBA, the worst case).
+MAX_IMAGE_PIXELS = 1 << 26
+#: Largest file accepted, in bytes (the file is read into memory whole).
+MAX_FILE_BYTES = 1 << 29
+
 
 class ImageReadError(ValueError):
     """An image file could not be decoded; the message names the file and the cause."""
@@ -45,19 +58,115 @@ class ImageReadError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
-def _diagnose(path: Path) -> str:
-    """Say why OpenCV could not decode ``path``."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:  # pragma: no cover - raced deletion
-        return f"cannot stat file ({exc.strerror})"
-    if size == 0:
-        return "empty file (0 bytes)"
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+def _diagnose(data: np.ndarray) -> str:
+    """Say why OpenCV could not decode the file's bytes ``data``."""
+    head = data[:8].tobytes()
     if head == _PNG_MAGIC:
-        return f"corrupt or truncated PNG ({size} bytes)"
-    return f"not a readable image (unknown format, {size} bytes, starts with {head!r})"
+        return f"corrupt or truncated PNG ({data.size} bytes)"
+    if head[:2] == b"\xff\xd8":
+        return f"corrupt or truncated JPEG ({data.size} bytes)"
+    return f"not a readable image (unknown format, {data.size} bytes, starts with {head!r})"
+
+
+def _jpeg_size(b: bytes):
+    """``(width, height)`` from a JPEG's first ``SOFn`` segment, or ``None`` if none is found."""
+    i, n = 2, len(b)
+    while i + 4 <= n:
+        if b[i] != 0xFF:
+            return None  # not at a marker: corrupt; the decoder will say so
+        marker = b[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # stand-alone markers
+            i += 2
+            continue
+        seg = int.from_bytes(b[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > n:
+                return None
+            return int.from_bytes(b[i + 7:i + 9], "big"), int.from_bytes(b[i + 5:i + 7], "big")
+        if marker in (0xD9, 0xDA) or seg < 2:  # end of image / start of scan before any frame
+            return None
+        i += 2 + seg
+    return None
+
+
+def _tiff_size(b: bytes):
+    """``(width, height)`` from a TIFF's first IFD (tags 256 and 257), or ``None``."""
+    order = "little" if b[:2] == b"II" else "big"
+    if len(b) < 8:
+        return None
+    off = int.from_bytes(b[4:8], order)
+    if off + 2 > len(b):
+        return None
+    count = int.from_bytes(b[off:off + 2], order)
+    dims = {}
+    for k in range(min(count, 4096)):
+        e = off + 2 + 12 * k
+        if e + 12 > len(b):
+            break
+        tag, typ = int.from_bytes(b[e:e + 2], order), int.from_bytes(b[e + 2:e + 4], order)
+        if tag in (256, 257):
+            dims[tag] = int.from_bytes(b[e + 8:e + 10] if typ == 3 else b[e + 8:e + 12], order)
+    return (dims[256], dims[257]) if len(dims) == 2 else None
+
+
+def header_size(data) -> tuple[str, int, int] | None:
+    """Read the image format and dimensions from a file's header, decoding nothing.
+
+    Parameters
+    ----------
+    data : bytes or ndarray of uint8
+        The file's bytes (only the header is looked at; for JPEG, the
+        segments up to the first frame header).
+
+    Returns
+    -------
+    (format, width, height) or None
+        ``None`` when the format is not one of PNG, JPEG, TIFF and BMP, or
+        when a JPEG/TIFF header holds no dimensions.
+
+    Raises
+    ------
+    ValueError
+        For a PNG whose header is missing, truncated or fails its CRC: its
+        dimensions cannot be trusted.
+    """
+    b = bytes(data[:1 << 20])  # headers (JPEG: the segments before the frame) lie well within 1 MiB
+    if b[:8] == _PNG_MAGIC:
+        if len(b) < 33 or b[12:16] != b"IHDR" or int.from_bytes(b[8:12], "big") != 13:
+            raise ValueError("corrupt PNG (no complete IHDR header)")
+        if zlib.crc32(b[12:29]) & 0xFFFFFFFF != int.from_bytes(b[29:33], "big"):
+            raise ValueError("corrupt PNG header (IHDR CRC mismatch)")
+        return "PNG", int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+    if b[:3] == b"\xff\xd8\xff":
+        wh = _jpeg_size(b)
+        return None if wh is None else ("JPEG", *wh)
+    if b[:4] in (b"II*\x00", b"MM\x00*"):
+        wh = _tiff_size(b)
+        return None if wh is None else ("TIFF", *wh)
+    if b[:2] == b"BM" and len(b) >= 26:
+        return ("BMP", abs(int.from_bytes(b[18:22], "little", signed=True)),
+                abs(int.from_bytes(b[22:26], "little", signed=True)))
+    return None
+
+
+def _check_header(path, data: np.ndarray) -> None:
+    """Refuse, before decoding, a file whose header is corrupt or claims absurd dimensions."""
+    try:
+        hdr = header_size(data)
+    except ValueError as exc:
+        raise ImageReadError(path, str(exc)) from None
+    if hdr is None:
+        return
+    fmt, w, h = hdr
+    if w < 1 or h < 1:
+        raise ImageReadError(path, f"{fmt} header gives an empty image ({w} x {h} pixels)")
+    if w > MAX_IMAGE_SIDE or h > MAX_IMAGE_SIDE or w * h > MAX_IMAGE_PIXELS:
+        raise ImageReadError(path, f"{fmt} header claims {w} x {h} pixels, above the limit of "
+                                   f"{MAX_IMAGE_SIDE} px a side and {MAX_IMAGE_PIXELS} pixels "
+                                   "(preprocess.MAX_IMAGE_SIDE / MAX_IMAGE_PIXELS)")
 
 
 def to_gray_uint8(image: np.ndarray, source="<array>") -> np.ndarray:
@@ -120,23 +229,48 @@ def read_xray(path) -> np.ndarray:
     Raises
     ------
     ImageReadError
-        If the file is missing, empty, truncated, corrupt or not an image;
-        the message names the file and the cause.
+        For every way one file can fail: missing, unreadable, empty, larger
+        than :data:`MAX_FILE_BYTES`, a header that is corrupt or claims more
+        than :data:`MAX_IMAGE_SIDE` pixels a side or :data:`MAX_IMAGE_PIXELS`
+        pixels (checked before decoding), truncated or corrupt data, not an
+        image, or a decoder error (``cv2.error``, ``MemoryError``).  The
+        message names the file and the cause, so that a batch lists the file
+        as a failure and goes on with the others.
     """
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(path, "file not found")
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot stat file ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
         raise ImageReadError(path, "not a regular file")
-    data = np.fromfile(path, dtype=np.uint8)
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageReadError(path, f"file of {st.st_size} bytes is above the limit of {MAX_FILE_BYTES} bytes "
+                                   "(preprocess.MAX_FILE_BYTES)")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except (OSError, MemoryError) as exc:
+        raise ImageReadError(path, f"cannot read file ({getattr(exc, 'strerror', None) or exc!r})") from None
     if data.size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    _check_header(path, data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        msg = (getattr(exc, "err", None) or str(exc)).strip().splitlines()[-1]
+        raise ImageReadError(path, f"decoder error: {msg}") from None
+    except MemoryError:
+        raise ImageReadError(path, "out of memory while decoding") from None
     if image is None or image.size == 0:
-        raise ImageReadError(path, _diagnose(path))
-    return to_gray_uint8(image, source=path)
+        raise ImageReadError(path, _diagnose(data))
+    try:
+        return to_gray_uint8(image, source=path)
+    except (cv2.error, MemoryError) as exc:
+        raise ImageReadError(path, f"cannot convert to 8-bit grey ({type(exc).__name__}: {exc})") from None
 
 
 def equalize(image: np.ndarray, method: str = DEFAULT_EQUALIZATION) -> np.ndarray:
@@ -209,34 +343,36 @@ class CacheFailure:
     reason: str
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _shard_file(directory: Path, s: int, what: str = "") -> Path:
+    return directory / f"shard_{s:05d}{what}"
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _build_shard(directory: str, s: int, paths: Sequence[str], size: int, equalization: str):
+    """Decode one shard's images and write its files; a task of :meth:`ImageCache.build`.
 
+    Writes ``shard_S.failures.json`` (row in shard -> reason), ``shard_S.ok.npy``
+    and, last, ``shard_S.npy``: a shard counts as done when all three are
+    there.  Returns ``s``.  ``directory`` and ``paths`` are absolute (this may
+    run on a cluster worker with another working folder).
+    """
+    from .io import atomic_save_npy, atomic_write_json
 
-def _load_shard_images(paths: Sequence[str], size: int, equalization: str):
+    directory = Path(directory)
     out = np.zeros((len(paths), size, size), np.uint8)
     ok = np.zeros(len(paths), bool)
-    failures = []
+    failures = {}
     for i, p in enumerate(paths):
         try:
             out[i] = preprocess(p, size=size, equalization=equalization)
             ok[i] = True
         except ImageReadError as exc:
-            failures.append((i, exc.reason))
-    return out, ok, failures
+            failures[str(i)] = exc.reason
+        except (cv2.error, MemoryError) as exc:  # after decoding (equalise, resize): still this file's failure
+            failures[str(i)] = f"preprocessing failed ({type(exc).__name__}: {str(exc).strip()[-200:]})"
+    atomic_write_json(_shard_file(directory, s, ".failures.json"), failures)
+    atomic_save_npy(_shard_file(directory, s, ".ok.npy"), ok)
+    atomic_save_npy(_shard_file(directory, s, ".npy"), out)
+    return s
 
 
 class ImageCache:
@@ -281,15 +417,24 @@ class ImageCache:
         size, equalization : see :func:`preprocess`.
         n_jobs : int
             joblib workers (-1: all cores).
+        backend : str, optional
+            A backend of :func:`phow_baseline.parallel.imap` (``"dask"``:
+            the shards are decoded on the cluster of the active client).
+
+        Unreadable files (every :class:`ImageReadError`: corrupt, truncated,
+        absurd header, not an image) are skipped and listed in ``failures``
+        with their reason; they never stop the build.
         """
-        from joblib import Parallel, delayed
         from tqdm.auto import tqdm
+
+        from .io import atomic_write_json, read_json
+        from .parallel import imap
 
         if equalization not in EQUALIZATIONS:
             raise ValueError(f"unknown equalization {equalization!r}; choose one of {EQUALIZATIONS}")
-        directory = Path(directory)
+        directory = Path(directory).resolve()
         directory.mkdir(parents=True, exist_ok=True)
-        paths = [str(p) for p in paths]
+        paths = [os.path.abspath(p) for p in paths]  # tasks may run in another working folder
         names = [Path(p).name for p in paths] if names is None else list(names)
         if len(names) != len(paths):
             raise ValueError("names and paths differ in length")
@@ -298,50 +443,44 @@ class ImageCache:
         index_path = directory / "index.json"
         params_path = directory / "params.json"
         if params_path.exists():
-            old = json.loads(params_path.read_text())
+            old = read_json(params_path, what="image cache parameters")
             if old != params:
                 raise ValueError(f"{params_path}: an image cache with other parameters or images "
                                  "is already there; use another folder or delete it")
         else:
-            atomic_write_text(params_path, json.dumps(params))
+            atomic_write_json(params_path, params, indent=None)
         n_shards = (len(paths) + shard_size - 1) // shard_size
-        todo = [s for s in range(n_shards) if not (directory / f"shard_{s:05d}.npy").exists()
-                or not (directory / f"shard_{s:05d}.ok.npy").exists()]
-
-        def work(s):
-            lo, hi = s * shard_size, min(len(paths), (s + 1) * shard_size)
-            imgs, ok, fails = _load_shard_images(paths[lo:hi], size, equalization)
-            _atomic_save_npy(directory / f"shard_{s:05d}.ok.npy", ok)
-            _atomic_save_npy(directory / f"shard_{s:05d}.npy", imgs)
-            return s, [(lo + i, r) for i, r in fails]
-
-        if todo:
-            par = Parallel(n_jobs=n_jobs, return_as="generator_unordered", backend=backend)
-            for _ in tqdm(par(delayed(work)(s) for s in todo), total=len(todo), disable=not progress,
-                          desc="image cache", unit="shard"):
-                pass
-        ok = np.concatenate([np.load(directory / f"shard_{s:05d}.ok.npy", allow_pickle=False)
-                             for s in range(n_shards)]) if n_shards else np.zeros(0, bool)
+        todo = [s for s in range(n_shards)
+                if not all(_shard_file(directory, s, w).exists() for w in (".npy", ".ok.npy", ".failures.json"))]
+        tasks = [(str(directory), s, paths[s * shard_size:(s + 1) * shard_size], int(size), equalization)
+                 for s in todo]
+        for _ in tqdm(imap(_build_shard, tasks, n_jobs=n_jobs, backend=backend), total=len(todo),
+                      disable=not progress, desc="image cache", unit="shard"):
+            pass
+        ok = np.zeros(len(paths), bool)
         failures = []
-        for i in np.flatnonzero(~ok):
-            try:
-                read_xray(paths[i])
-                reason = "unreadable when the cache was built"
-            except ImageReadError as exc:
-                reason = exc.reason
-            failures.append({"name": names[i], "path": paths[i], "reason": reason})
-        atomic_write_text(index_path, json.dumps({**params, "ok": ok.astype(int).tolist(),
-                                                  "failures": failures}))
+        for s in range(n_shards):
+            lo = s * shard_size
+            shard_ok = np.load(_shard_file(directory, s, ".ok.npy"), allow_pickle=False)
+            ok[lo:lo + len(shard_ok)] = shard_ok
+            reasons = read_json(_shard_file(directory, s, ".failures.json"), what="image cache failures")
+            for i in np.flatnonzero(~shard_ok):
+                failures.append({"name": names[lo + i], "path": paths[lo + i],
+                                 "reason": reasons.get(str(i), "unreadable when the cache was built")})
+        atomic_write_json(index_path, {**params, "ok": ok.astype(int).tolist(), "failures": failures},
+                          indent=None)
         return cls.open(directory)
 
     @classmethod
     def open(cls, directory) -> "ImageCache":
         """Open a complete cache; an incomplete one is an error naming what is missing."""
         directory = Path(directory)
+        from .io import read_json
+
         index_path = directory / "index.json"
         if not index_path.exists():
             raise FileNotFoundError(f"{index_path}: no complete image cache here (build it first)")
-        idx = json.loads(index_path.read_text())
+        idx = read_json(index_path, what="image cache index")
         if idx.get("format") != CACHE_FORMAT_VERSION:
             raise ValueError(f"{index_path}: unsupported cache format {idx.get('format')}")
         return cls(directory, idx["names"], idx["size"], idx["equalization"], idx["shard_size"],

@@ -112,3 +112,104 @@ def test_image_cache_build_resume_and_failures(sample_images, tmp_path):
 def test_open_incomplete_cache(tmp_path):
     with pytest.raises(FileNotFoundError, match="no complete image cache"):
         ImageCache.open(tmp_path)
+
+
+# --------------------------------------------------------------------------
+# Bad input never escapes as anything but that file's ImageReadError
+# --------------------------------------------------------------------------
+
+def _png_with_size(data: bytes, w: int, h: int) -> bytes:
+    """The PNG ``data`` with its IHDR width and height replaced and the CRC fixed."""
+    import struct
+    import zlib
+
+    ihdr = bytearray(data[12:29])
+    ihdr[4:12] = struct.pack(">II", w, h)
+    return data[:12] + bytes(ihdr) + struct.pack(">I", zlib.crc32(bytes(ihdr))) + data[33:]
+
+
+@pytest.mark.parametrize("w,h", [(40000, 40000), (16385, 16), (16, 16385), (9000, 9000)])
+def test_absurd_png_header_refused_before_decoding(sample_images, tmp_path, w, h):
+    p = tmp_path / "huge.png"
+    p.write_bytes(_png_with_size(sample_images[0].read_bytes(), w, h))
+    with pytest.raises(ImageReadError, match=rf"huge\.png: PNG header claims {w} x {h} pixels, above the limit"):
+        read_xray(p)
+
+
+def test_zero_size_and_bad_crc_png(sample_images, tmp_path):
+    data = sample_images[0].read_bytes()
+    p = tmp_path / "zero.png"
+    p.write_bytes(_png_with_size(data, 0, 512))
+    with pytest.raises(ImageReadError, match="empty image"):
+        read_xray(p)
+    bad = bytearray(data)
+    bad[17] ^= 0x40  # width changed, CRC left as it was
+    p.write_bytes(bytes(bad))
+    with pytest.raises(ImageReadError, match="IHDR CRC mismatch"):
+        read_xray(p)
+
+
+def test_header_size_reads_every_format(tmp_path):
+    from phow_baseline.preprocess import header_size
+
+    img = np.random.default_rng(0).integers(0, 255, (37, 53), dtype=np.uint8)  # not square: w and h not swapped
+    for ext, fmt in ((".png", "PNG"), (".jpg", "JPEG"), (".tif", "TIFF"), (".bmp", "BMP")):
+        ok, buf = cv2.imencode(ext, img)
+        assert ok
+        assert header_size(buf) == (fmt, 53, 37), ext
+        np.testing.assert_array_equal(read_xray(_write(tmp_path / f"x{ext}", buf.tobytes())).shape, (37, 53))
+    assert header_size(b"GIF89a" + bytes(20)) is None
+
+
+def _write(p, data):
+    p.write_bytes(data)
+    return p
+
+
+def test_absurd_jpeg_header_refused(tmp_path):
+    ok, buf = cv2.imencode(".jpg", np.zeros((20, 30), np.uint8))
+    b = bytearray(buf.tobytes())
+    i = next(i for i in range(len(b) - 1) if b[i] == 0xFF and b[i + 1] == 0xC0)  # baseline frame header
+    b[i + 5:i + 9] = (60000).to_bytes(2, "big") + (50000).to_bytes(2, "big")
+    p = _write(tmp_path / "big.jpg", bytes(b))
+    with pytest.raises(ImageReadError, match="JPEG header claims 50000 x 60000 pixels"):
+        read_xray(p)
+
+
+def test_decoder_exceptions_become_image_read_errors(sample_images, tmp_path, monkeypatch):
+    """Whatever the decoder raises (OpenCV's assertions, MemoryError) is that file's ImageReadError."""
+    import phow_baseline.preprocess as pp
+
+    def boom(exc):
+        def f(*a, **k):
+            raise exc
+        return f
+
+    p = sample_images[0]
+    monkeypatch.setattr(pp.cv2, "imdecode", boom(cv2.error("validateInputImageSize failed")))
+    with pytest.raises(ImageReadError, match=rf"{p.name}: decoder error: validateInputImageSize"):
+        read_xray(p)
+    monkeypatch.setattr(pp.cv2, "imdecode", boom(MemoryError()))
+    with pytest.raises(ImageReadError, match="out of memory while decoding"):
+        read_xray(p)
+
+
+def test_directory_and_too_large_file(tmp_path, monkeypatch):
+    import phow_baseline.preprocess as pp
+
+    with pytest.raises(ImageReadError, match="not a regular file"):
+        read_xray(tmp_path)
+    p = _write(tmp_path / "big.png", bytes(1000))
+    monkeypatch.setattr(pp, "MAX_FILE_BYTES", 999)
+    with pytest.raises(ImageReadError, match="1000 bytes is above the limit"):
+        read_xray(p)
+
+
+def test_image_cache_lists_absurd_header_and_keeps_the_others(sample_images, tmp_path):
+    paths = list(sample_images[:3])
+    huge = _write(tmp_path / "huge.png", _png_with_size(sample_images[3].read_bytes(), 40000, 40000))
+    paths.insert(1, huge)
+    c = ImageCache.build(tmp_path / "cache", paths, size=32, n_jobs=1, shard_size=2, progress=False)
+    assert c.ok.tolist() == [True, False, True, True]
+    assert [f.name for f in c.failures] == ["huge.png"] and "40000 x 40000" in c.failures[0].reason
+    np.testing.assert_array_equal(c[2], preprocess(paths[2], size=32))
