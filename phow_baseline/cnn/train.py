@@ -68,6 +68,8 @@ class CnnConfig:
 
 
 def pick_device(name=None) -> torch.device:
+    """``name`` as a device; ``None`` (the default everywhere: training, evaluation, prediction) is CUDA when
+    available, else the CPU."""
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -247,7 +249,8 @@ class CnnModel:
     def __init__(self, model, cfg: CnnConfig, device=None):
         self.model = model.eval()
         self.cfg = cfg
-        self.device = pick_device(device or ("cpu" if cfg.device is None else cfg.device))
+        # the device the model was trained on says nothing about this machine: None is CUDA when available
+        self.device = pick_device(device)
         self.model.to(self.device)
         self.labels = LABELS
 
