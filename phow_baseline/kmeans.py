@@ -1,0 +1,229 @@
+"""Lloyd's k-means with the library's exact nearest-word search as its assignment step.
+
+Each iteration assigns every point to its nearest centre with
+:func:`phow_baseline.quantize.quantize` (the exact pruned search: a PCA lower
+bound as a skinny GEMM, then an exact float64 check of the few centres that
+can win, ties to the lowest index) and moves every centre to the mean of its
+points (sums by a sparse one-hot product, no loop over points).  It follows
+``sklearn.cluster.KMeans(algorithm="lloyd", n_init=1)`` step for step, so the
+two give the same centres from the same initial centres:
+
+* the iteration ``t`` assigns labels with centres ``C_t``, then
+  ``C_{t+1}[j] = mean of the points labelled j``;
+* a centre left without points takes the point farthest from its own centre
+  (the farthest points first, in scikit-learn's order), which leaves the
+  cluster it came from;
+* it stops when no label changed (strict convergence), or when the squared
+  centre shift ``sum_j ||C_{t+1}[j] - C_t[j]||^2`` is at most
+  ``tol * mean_d var(X[:, d])``, or after ``max_iter`` iterations; the labels
+  returned are those of the final centres, and the inertia is
+  ``sum_i ||x_i - C[label_i]||^2``.
+
+Points are float32 (uint8 descriptors are converted), as scikit-learn's
+float32 path: give it the same float32 array to compare.  The sums are
+accumulated in float64 (scikit-learn: in float32), so the centres agree to
+float32 rounding, and a point whose two nearest centres are that close may
+be labelled differently.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+try:
+    from .quantize import quantize
+except ImportError:  # pragma: no cover - the layout before quantize.py
+    from .encode import quantize
+
+__all__ = ["fit_kmeans", "kmeans_plusplus_init"]
+
+
+def _as_points(X) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D (n_points, n_dims) array, got shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.number):
+        raise ValueError(f"X must be numeric, got dtype {X.dtype}")
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.isfinite(X).all():
+        raise ValueError("X holds NaN or infinite values")
+    return X
+
+
+def kmeans_plusplus_init(X, n_clusters: int, random_state=None) -> np.ndarray:
+    """k-means++ centres as ``KMeans(init="k-means++", random_state=...)`` draws them.
+
+    scikit-learn's ``KMeans.fit`` centres the data before seeding; so does
+    this, then calls :func:`sklearn.cluster.kmeans_plusplus` with the same
+    ``random_state`` and adds the mean back.
+    """
+    from sklearn.cluster import kmeans_plusplus
+
+    X = _as_points(X)
+    mean = X.mean(axis=0)
+    centers, _ = kmeans_plusplus(X - mean, int(n_clusters), random_state=random_state)
+    return (centers + mean).astype(np.float32)
+
+
+def _cluster_sums(X64, labels, k):
+    """Per-cluster sums (float64, ``(k, d)``) and counts: one sparse one-hot product.
+
+    ``X64``: the points in float64 (converted once by the caller: a float32
+    operand would be converted on every product).
+    """
+    from scipy import sparse
+
+    n = len(labels)
+    onehot = sparse.csr_matrix((np.ones(n, np.float64), labels, np.arange(n + 1)), shape=(n, k))
+    sums = np.asarray(onehot.T @ X64)
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    return sums, counts
+
+
+def _relocate_empty(X, labels, centers_old, sums, counts) -> int:
+    """scikit-learn's ``_relocate_empty_clusters_dense``: each empty cluster takes a far point.
+
+    The ``n_empty`` points farthest from their own centre, farthest first,
+    each become the sum of one empty cluster and leave their cluster's sum.
+    Returns the number of clusters relocated.
+    """
+    empty = np.flatnonzero(counts == 0)
+    n_empty = len(empty)
+    if n_empty == 0:
+        return 0
+    diff = X - centers_old[labels]
+    dist = np.einsum("ij,ij->i", diff, diff)
+    if dist.max() == 0:  # more clusters than distinct points: nothing to move
+        return 0
+    far = np.argpartition(dist, -n_empty)[:-n_empty - 1:-1]
+    for new, f in zip(empty, far):  # one step per empty cluster (few), not per point
+        old = labels[f]
+        sums[old] -= X[f]
+        sums[new] = X[f]
+        counts[new] = 1.0
+        counts[old] -= 1.0
+    return n_empty
+
+
+def _inertia(X, centers, labels, chunk=65536) -> float:
+    """``sum_i ||x_i - C[label_i]||^2`` in float64 (chunked to bound memory)."""
+    total = 0.0
+    for s in range(0, len(X), chunk):
+        diff = np.asarray(X[s:s + chunk], np.float64) - centers[labels[s:s + chunk]]
+        total += float(np.einsum("ij,ij->", diff, diff))
+    return total
+
+
+def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4,
+               random_state=None, progress: bool = False, n_threads: int | None = None,
+               method: str = "auto"):
+    """Lloyd's k-means whose assignment step is the exact nearest-word search.
+
+    Parameters
+    ----------
+    X : (n, d) array
+        Points (converted to float32).
+    n_clusters : int
+        Number of centres ``k``.
+    init : "k-means++" or (k, d) array
+        Initial centres: k-means++ seeding drawn as scikit-learn's ``KMeans``
+        draws it (:func:`kmeans_plusplus_init`), or the given centres.
+    max_iter : int
+        Most Lloyd iterations.
+    tol : float
+        Stop when the squared centre shift (sum over centres) is at most
+        ``tol`` times the mean variance of the features (scikit-learn's rule).
+        ``0``: only strict convergence or ``max_iter`` stop it.
+    random_state : int, RandomState or None
+        Seeds k-means++.
+    progress : bool
+        A tqdm bar on stderr with the inertia and centre shift of each iteration.
+    n_threads : int, optional
+        Threads of the assignment step (default: all cores).
+    method : {"auto", "pruned", "gemm"}
+        Nearest-centre search (see :func:`phow_baseline.quantize.quantize_histogram`).
+
+    Returns
+    -------
+    centers : (k, d) float32
+    labels : (n,) int32
+        Nearest centre of each point for the returned centres.
+    inertia : float
+        Sum of squared distances of the points to their centres.
+    n_iter : int
+        Iterations run (as ``KMeans.n_iter_``).
+    history : list of dict
+        Per iteration: ``iteration``, ``inertia`` (of the labels just
+        assigned, against the centres they were assigned to), ``center_shift``
+        (squared, summed over centres), ``changed`` (labels that changed),
+        ``relocated`` (empty clusters moved) and ``seconds``.
+    """
+    X = _as_points(X)
+    n, d = X.shape
+    k = int(n_clusters)
+    if k < 1 or k > n:
+        raise ValueError(f"n_clusters must be in [1, {n}] (the number of points), got {n_clusters}")
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+    if isinstance(init, str):
+        if init != "k-means++":
+            raise ValueError(f"init must be 'k-means++' or an array of centres, got {init!r}")
+        centers = kmeans_plusplus_init(X, k, random_state)
+    else:
+        centers = np.array(init, dtype=np.float32, copy=True, order="C")
+        if centers.shape != (k, d):
+            raise ValueError(f"init has shape {centers.shape}, expected ({k}, {d})")
+        if not np.isfinite(centers).all():
+            raise ValueError("init holds NaN or infinite values")
+    tol_abs = float(np.mean(np.var(X, axis=0)) * tol) if tol else 0.0
+    X64 = X.astype(np.float64)  # the update step's operand, converted once
+    x_sq = float(np.einsum("ij,ij->", X64, X64))
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=int(max_iter), desc="k-means", unit="it", disable=not progress, file=sys.stderr,
+               leave=False, mininterval=0)
+    labels_old = np.full(n, -1, np.int32)
+    history = []
+    strict = False
+    i = 0
+    for i in range(int(max_iter)):
+        t0 = time.perf_counter()
+        labels = quantize(X, centers, n_threads=n_threads, method=method).astype(np.int32, copy=False)
+        sums, counts = _cluster_sums(X64, labels, k)
+        c64 = centers.astype(np.float64)
+        # inertia of these labels against the centres they were assigned to, from the sums:
+        # sum ||x||^2 - 2 sum_j c_j . S_j + sum_j n_j ||c_j||^2
+        inertia = (x_sq - 2.0 * float(np.einsum("ij,ij->", c64, sums))
+                   + float(counts @ np.einsum("ij,ij->i", c64, c64)))
+        relocated = _relocate_empty(X, labels, centers, sums, counts)
+        new = np.empty_like(sums)
+        full = counts > 0
+        new[full] = sums[full] / counts[full, None]
+        if not full.all():
+            new[~full] = new[np.argmax(counts)]
+        new = new.astype(np.float32)
+        shift = float(np.sum((new.astype(np.float64) - c64) ** 2))
+        changed = int(np.count_nonzero(labels != labels_old))
+        centers = new
+        history.append({"iteration": i + 1, "inertia": inertia, "center_shift": shift, "changed": changed,
+                        "relocated": relocated, "seconds": time.perf_counter() - t0})
+        bar.update(1)
+        bar.set_postfix(inertia=f"{inertia:.6g}", shift=f"{shift:.3g}", changed=changed)
+        if changed == 0:
+            strict = True
+            break
+        if shift <= tol_abs:
+            break
+        labels_old = labels
+    bar.close()
+    if not strict:
+        labels = quantize(X, centers, n_threads=n_threads, method=method).astype(np.int32, copy=False)
+    inertia = _inertia(X64, centers.astype(np.float64), labels)
+    del X64
+    return centers, labels, inertia, i + 1, history

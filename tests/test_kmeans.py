@@ -1,0 +1,96 @@
+"""Lloyd k-means on the exact nearest-word search equals scikit-learn's KMeans step for step."""
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+
+from phow_baseline.kmeans import fit_kmeans, kmeans_plusplus_init
+
+
+def _points(n=2000, d=128, centers=30, seed=0):
+    X, _ = make_blobs(n, n_features=d, centers=centers, cluster_std=4.0, random_state=seed)
+    return (X * 3 + 50).astype(np.float32)  # positive, descriptor-like scale
+
+
+def _sklearn(X, k, init, max_iter, tol, random_state=None):
+    return KMeans(k, init=init, n_init=1, max_iter=max_iter, tol=tol, algorithm="lloyd",
+                  random_state=random_state).fit(X)
+
+
+def _assert_same(ours, km):
+    centers, labels, inertia, n_iter, history = ours
+    assert n_iter == km.n_iter_ == len(history)
+    np.testing.assert_array_equal(labels, km.labels_)
+    np.testing.assert_allclose(centers, km.cluster_centers_, rtol=0, atol=1e-4 * np.abs(km.cluster_centers_).max())
+    assert inertia == pytest.approx(km.inertia_, rel=1e-5)
+
+
+@pytest.mark.parametrize("k, method", [(12, "auto"), (64, "auto"), (64, "gemm")])
+def test_equals_sklearn_from_the_same_centres(k, method):
+    X = _points()
+    init = kmeans_plusplus_init(X, k, random_state=1)
+    ours = fit_kmeans(X, k, init=init, max_iter=50, tol=1e-4, method=method)
+    km = _sklearn(X, k, init, 50, 1e-4)
+    assert km.n_iter_ > 1  # the comparison covers several update steps
+    _assert_same(ours, km)
+
+
+def test_kmeans_plusplus_equals_sklearn_with_the_same_random_state():
+    X = _points(n=1500, seed=3)
+    ours = fit_kmeans(X, 40, max_iter=40, random_state=5)
+    _assert_same(ours, _sklearn(X, 40, "k-means++", 40, 1e-4, random_state=5))
+    other = fit_kmeans(X, 40, max_iter=40, random_state=6)
+    assert not np.array_equal(other[0], ours[0])  # the seed matters
+
+
+def test_empty_clusters_are_relocated_like_sklearn():
+    X = _points()
+    k = 40
+    init = kmeans_plusplus_init(X, k, random_state=1)
+    init[5], init[17] = 1e4, -1e4       # no point near these two
+    init[30] = init[2]                 # a duplicate: every tie goes to centre 2
+    ours = fit_kmeans(X, k, init=init, max_iter=50, tol=0)
+    assert ours[4][0]["relocated"] == 3
+    km = _sklearn(X, k, init, 50, 0)
+    _assert_same(ours, km)
+    assert len(np.unique(ours[1])) == k
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-2])
+def test_tolerance_and_max_iter_stop_like_sklearn(tol):
+    X = _points(n=3000, centers=60, seed=2)
+    init = X[np.random.default_rng(0).choice(len(X), 50, replace=False)]  # a poor start: many iterations
+    full = _sklearn(X, 50, init, 100, tol)
+    _assert_same(fit_kmeans(X, 50, init=init, max_iter=100, tol=tol), full)
+    short = fit_kmeans(X, 50, init=init, max_iter=2, tol=tol)
+    assert short[3] == 2 < full.n_iter_
+    _assert_same(short, _sklearn(X, 50, init, 2, tol))
+
+
+def test_history_reports_a_falling_inertia_and_progress(capsys):
+    X = _points()
+    init = X[:25]
+    centers, labels, inertia, n_iter, history = fit_kmeans(X, 25, init=init, max_iter=30, progress=True)
+    inert = [h["inertia"] for h in history]
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(inert, inert[1:]))  # Lloyd never increases it
+    assert inertia <= inert[-1] * (1 + 1e-9)
+    # the first iteration's inertia is that of the initial centres, computed directly
+    d = ((X[:, None, :].astype(np.float64) - init[None].astype(np.float64)) ** 2).sum(-1)
+    assert inert[0] == pytest.approx(d.min(1).sum(), rel=1e-9)
+    err = capsys.readouterr().err
+    assert "k-means" in err and "inertia=" in err
+
+
+def test_bad_arguments():
+    X = _points(n=100)
+    with pytest.raises(ValueError, match="n_clusters"):
+        fit_kmeans(X, 101)
+    with pytest.raises(ValueError, match="init has shape"):
+        fit_kmeans(X, 5, init=X[:4])
+    with pytest.raises(ValueError, match="init must be"):
+        fit_kmeans(X, 5, init="random")
+    with pytest.raises(ValueError, match="NaN"):
+        bad = X.copy()
+        bad[3, 3] = np.nan
+        fit_kmeans(bad, 5)
