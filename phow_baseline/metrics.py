@@ -3,7 +3,14 @@
 One evaluation for both pipelines: the PHOW baseline and the CNN module
 both call :func:`write_run_dir`, which writes the run directory read by
 ``compare`` and ``report`` (``metrics.json``, ``predictions.csv``,
-``roc.png``, ``comparison.md`` / ``.csv``).
+``roc.png``, ``comparison.md`` / ``.csv``; with probabilities also
+``scores.csv`` and ``calibration.png``).
+
+Bootstrap intervals resample the test images; a resample that draws no
+positive (or no negative) image of a class has no AUROC for that class and
+is left out of that class's interval.  The number of resamples actually
+used is recorded per class (``n_bootstrap_used``), so a reader sees when an
+interval rests on fewer resamples than asked for.
 """
 
 from __future__ import annotations
@@ -17,10 +24,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .calibration import N_BINS, bootstrap_weights, calibration_summary, operating_point_metrics
 from .data import LABELS
+from .io import atomic_path, atomic_write_json, atomic_write_text
 
 #: Bootstrap resamples for the 95 % intervals (percentile method).
 DEFAULT_N_BOOTSTRAP = 1000
+
+#: False-positive rates at which the bootstrap band of each ROC curve is evaluated.
+ROC_GRID = np.linspace(0.0, 1.0, 101)
 
 #: Published per-class AUROC, in :data:`LABELS` order, with the split each used.
 #: Values as quoted in the papers' tables.
@@ -120,15 +132,66 @@ def bootstrap_auroc(y_true, scores, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0, chu
     """
     y, s = np.asarray(y_true).astype(bool), np.asarray(scores, float)
     n, k = y.shape
-    rng = np.random.default_rng(seed)
     out = np.empty((n_bootstrap, k))
-    for lo in range(0, n_bootstrap, chunk):
-        b = min(chunk, n_bootstrap - lo)
-        idx = rng.integers(0, n, size=(b, n))
-        w = np.bincount((idx + np.arange(b)[:, None] * n).ravel(), minlength=b * n).reshape(b, n)
+    lo = 0
+    for w in bootstrap_weights(n, n_bootstrap, seed, chunk):
         for j in range(k):
-            out[lo:lo + b, j] = auroc_weighted(y[:, j], s[:, j], w)
+            out[lo:lo + len(w), j] = auroc_weighted(y[:, j], s[:, j], w)
+        lo += len(w)
     return out
+
+
+def bootstrap_roc_band(y_true, scores, grid=ROC_GRID, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0, chunk=100,
+                       level=95.0):
+    """Pointwise bootstrap band of every class's ROC curve.
+
+    For each resample (the draws of :func:`bootstrap_auroc` for the same
+    ``seed``) the curve's true-positive rate at each false-positive rate of
+    ``grid`` is the highest TPR reached at an FPR no greater than it (the
+    curve as a step function); the band is the percentile interval of those
+    TPRs over the resamples that define the class (at least one positive and
+    one negative).
+
+    Returns
+    -------
+    lo, hi : (n_classes, len(grid)) arrays (NaN for a class never defined)
+    n_used : (n_classes,) int
+    """
+    y, s = np.asarray(y_true).astype(bool), np.asarray(scores, float)
+    n, k = y.shape
+    grid = np.asarray(grid, float)
+    tprs = [[] for _ in range(k)]
+    orders, lasts = [], []
+    for j in range(k):
+        o = np.argsort(-s[:, j], kind="mergesort")
+        ss = s[o, j]
+        orders.append(o)
+        lasts.append(np.r_[ss[1:] != ss[:-1], True])
+    for w in bootstrap_weights(n, n_bootstrap, seed, chunk):
+        for j in range(k):
+            wo = w[:, orders[j]].astype(np.float64)
+            yo = y[orders[j], j]
+            tp = np.cumsum(wo * yo, axis=1)[:, lasts[j]]
+            fp = np.cumsum(wo * ~yo, axis=1)[:, lasts[j]]
+            P, N = tp[:, -1:], fp[:, -1:]
+            ok = (P[:, 0] > 0) & (N[:, 0] > 0)
+            if not ok.any():
+                continue
+            tpr = np.c_[np.zeros((ok.sum(), 1)), tp[ok] / P[ok]]
+            fpr = np.c_[np.zeros((ok.sum(), 1)), fp[ok] / N[ok]]
+            rows = np.empty((len(tpr), len(grid)))
+            for r in range(len(tpr)):
+                rows[r] = tpr[r, np.searchsorted(fpr[r], grid, side="right") - 1]
+            tprs[j].append(rows)
+    a = (100.0 - level) / 2
+    lo, hi = np.full((k, len(grid)), np.nan), np.full((k, len(grid)), np.nan)
+    n_used = np.zeros(k, np.int64)
+    for j in range(k):
+        if tprs[j]:
+            t = np.concatenate(tprs[j])
+            n_used[j] = len(t)
+            lo[j], hi[j] = np.percentile(t, a, axis=0), np.percentile(t, 100 - a, axis=0)
+    return lo, hi, n_used
 
 
 def evaluate_scores(y_true, scores, labels: Sequence[str] = LABELS, n_bootstrap=DEFAULT_N_BOOTSTRAP,
@@ -143,7 +206,12 @@ def evaluate_scores(y_true, scores, labels: Sequence[str] = LABELS, n_bootstrap=
     -------
     dict with ``labels``, ``auroc`` {label: float or None}, ``auroc_ci95``
     {label: [lo, hi] or None}, ``mean_auroc``, ``mean_auroc_ci95``,
-    ``n_positive`` {label: int}, ``roc`` {label: (fpr, tpr, thresholds)}.
+    ``n_positive`` {label: int}, ``roc`` {label: (fpr, tpr, thresholds)},
+    ``n_bootstrap_used`` {label: int}: the resamples that define the
+    class's AUROC (the others drew no positive or no negative and are not
+    in its interval), and ``mean_auroc_n_bootstrap_complete``: the
+    resamples that define every class (the mean's interval averages, on the
+    others, the classes they define).
     """
     from sklearn.metrics import roc_curve
 
@@ -156,14 +224,17 @@ def evaluate_scores(y_true, scores, labels: Sequence[str] = LABELS, n_bootstrap=
             fpr, tpr, thr = roc_curve(y[:, j], s[:, j])
             roc[lab] = (fpr, tpr, thr)
     ci = {lab: None for lab in labels}
-    mean_ci = None
+    used = {lab: 0 for lab in labels}
+    mean_ci, complete = None, 0
     if n_bootstrap and defined.any():
         boot = bootstrap_auroc(y, s, n_bootstrap=n_bootstrap, seed=seed)
         for j, lab in enumerate(labels):
             if defined[j]:
                 col = boot[:, j][np.isfinite(boot[:, j])]
+                used[lab] = int(len(col))
                 if len(col):
                     ci[lab] = [float(np.percentile(col, 2.5)), float(np.percentile(col, 97.5))]
+        complete = int(np.isfinite(boot[:, defined]).all(1).sum())
         means = np.nanmean(boot[:, defined], axis=1)
         mean_ci = [float(np.nanpercentile(means, 2.5)), float(np.nanpercentile(means, 97.5))]
     aur = {lab: (float(auc[j]) if defined[j] else None) for j, lab in enumerate(labels)}
@@ -176,6 +247,8 @@ def evaluate_scores(y_true, scores, labels: Sequence[str] = LABELS, n_bootstrap=
         "n_positive": {lab: int(y[:, j].sum()) for j, lab in enumerate(labels)},
         "undefined": [lab for j, lab in enumerate(labels) if not defined[j]],
         "roc": roc,
+        "n_bootstrap_used": used,
+        "mean_auroc_n_bootstrap_complete": complete,
     }
 
 
@@ -237,39 +310,154 @@ def table_markdown(df: pd.DataFrame, runs: Sequence[dict] = (), digits=3) -> str
     return "\n".join(rows + legend) + "\n"
 
 
-def plot_roc(result: dict, path, title="ROC curves") -> None:
-    """Per-class ROC curves of :func:`evaluate_scores` into a PNG (matplotlib, Agg)."""
+#: Published columns marked on each ROC panel: the official-split reference and the best per-class one.
+ROC_MARKED = ("Wang2017_official", "CheXNet_random")
+
+
+def _grid_axes(n_panels, ncols=4, panel=2.55):
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 7), dpi=110)
-    cmap = plt.get_cmap("tab20")
-    for j, lab in enumerate(result["labels"]):
+    nrows = max(1, math.ceil(n_panels / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * panel, nrows * panel + 0.5), dpi=100,
+                             squeeze=False)
+    for ax in axes.ravel()[n_panels:]:
+        ax.set_visible(False)
+    return plt, fig, axes.ravel()
+
+
+def plot_roc(result: dict, path, title="ROC curves", band: dict | None = None,
+             n_bootstrap: int | None = None, marked: Sequence[str] = ROC_MARKED) -> None:
+    """ROC curves as small multiples: one panel per class, into a PNG (matplotlib, Agg).
+
+    Each panel shows the class's curve, its pointwise bootstrap 95 % band
+    (``band`` = ``{label: (grid, lo, hi, n_used)}`` from
+    :func:`bootstrap_roc_band`), the chance diagonal, our AUROC with its
+    interval, and the published AUROCs of ``marked`` (keys of
+    :data:`PUBLISHED`) as ticks on an AUROC scale along the panel's bottom
+    edge. A band resting on fewer resamples than ``n_bootstrap`` says so.
+    """
+    labels = list(result["labels"])
+    plt, fig, axes = _grid_axes(len(labels))
+    refs = {k: dict(zip(LABELS, PUBLISHED[k]["auroc"])) for k in marked if PUBLISHED[k]["auroc"]}
+    ref_colours = ["#d62728", "#2ca02c", "#9467bd", "#8c564b"]
+    for ax, lab in zip(axes, labels):
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.7)
+        a = result["auroc"].get(lab)
         if lab in result["roc"]:
+            if band and lab in band:
+                g, lo, hi, n_used = band[lab]
+                if np.isfinite(lo).all():
+                    ax.fill_between(g, lo, hi, step="post", color="#1f77b4", alpha=0.22, lw=0,
+                                    label="bootstrap 95 % band")
+                if n_bootstrap and n_used < n_bootstrap:
+                    ax.text(0.97, 0.30, f"band: {n_used}/{n_bootstrap} resamples", ha="right", fontsize=6.5,
+                            color="#a05000", transform=ax.transAxes)
             fpr, tpr = result["roc"][lab][:2]
-            ax.plot(fpr, tpr, lw=1.4, color=cmap(j % 20), label=f"{lab} ({result['auroc'][lab]:.3f})")
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    mean = result["mean_auroc"]
-    ax.set_title(f"{title}\nmean AUROC {mean:.3f}" if mean is not None else title)
-    ax.legend(loc="lower right", fontsize=7.5)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    fig.tight_layout()
-    fig.savefig(path)
+            ax.plot(fpr, tpr, lw=1.5, color="#1f77b4")
+            ci = (result.get("auroc_ci95") or {}).get(lab)
+            head = f"{lab}\nAUROC {a:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+        else:
+            head = f"{lab}\nno AUROC (n+ = {result.get('n_positive', {}).get(lab, 0)})"
+        ax.set_title(head, fontsize=8.5)
+        # an AUROC scale 0.5 .. 1 along the bottom: ours (blue) and the published values (ticks)
+        y0 = 0.06
+        ax.plot([0.45, 0.97], [y0, y0], color="black", lw=0.6, transform=ax.transAxes)
+        ax.text(0.43, y0, "AUROC", ha="right", va="center", fontsize=5.5, transform=ax.transAxes)
+        for v in (0.5, 0.75, 1.0):
+            x = 0.45 + (v - 0.5) / 0.5 * 0.52
+            ax.plot([x, x], [y0 - 0.015, y0 + 0.015], color="black", lw=0.6, transform=ax.transAxes)
+            ax.text(x, y0 - 0.055, f"{v:g}", ha="center", va="top", fontsize=5.5, transform=ax.transAxes)
+        for (key, rmap), col in zip(refs.items(), ref_colours):
+            v = rmap.get(lab)
+            if v is not None:
+                x = 0.45 + (min(max(v, 0.5), 1.0) - 0.5) / 0.5 * 0.52
+                ax.plot([x], [y0 + 0.035], marker="v", ms=4.5, color=col, transform=ax.transAxes, ls="none")
+        if a is not None:
+            x = 0.45 + (min(max(a, 0.5), 1.0) - 0.5) / 0.5 * 0.52
+            ax.plot([x], [y0 + 0.035], marker="o", ms=4, color="#1f77b4", transform=ax.transAxes, ls="none")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=6.5)
+    for ax in axes[::4]:
+        ax.set_ylabel("true positive rate", fontsize=7)
+    for ax in axes[max(0, len(labels) - 4):len(labels)]:
+        ax.set_xlabel("false positive rate", fontsize=7)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], color="#1f77b4", lw=1.5, label="this run"),
+               Patch(color="#1f77b4", alpha=0.22, label="bootstrap 95 % band"),
+               Line2D([], [], marker="o", color="#1f77b4", ls="none", label="AUROC, this run (scale 0.5-1)")]
+    handles += [Line2D([], [], marker="v", color=c, ls="none", label=f"published AUROC: {k}")
+                for k, c in zip(refs, ref_colours)]
+    mean = result.get("mean_auroc")
+    fig.suptitle(f"{title}: mean AUROC {mean:.3f}" if mean is not None else title, fontsize=11)
+    fig.legend(handles=handles, loc="lower right", fontsize=7.5, frameon=False, ncol=1,
+               bbox_to_anchor=(0.98, 0.02))
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
 
 
-def write_predictions(path, names: Sequence[str], scores, labels: Sequence[str] = LABELS) -> None:
-    """The predictions CSV: ``Image Index`` then one score column per label."""
+def plot_calibration(summary: dict, path, title="Reliability diagrams") -> None:
+    """Reliability diagrams as small multiples (one panel per class) into a PNG.
+
+    ``summary`` is :func:`phow_baseline.calibration.calibration_summary`'s
+    output: per class, the fraction of positives against the mean predicted
+    probability in each equal-width bin (marker area proportional to the
+    images in the bin), the diagonal of perfect calibration, and the ECE and
+    Brier score in the panel title.
+    """
+    labels = list(summary["reliability"])
+    plt, fig, axes = _grid_axes(len(labels))
+    total = None
+    for ax, lab in zip(axes, labels):
+        rel = summary["reliability"][lab]
+        cnt = np.asarray(rel["count"], float)
+        total = cnt.sum()
+        keep = cnt > 0
+        mp = np.array([v for v in rel["mean_predicted"] if v is not None], float)
+        ob = np.array([v for v in rel["observed"] if v is not None], float)
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.7)
+        ax.plot(mp, ob, color="#1f77b4", lw=1)
+        ax.scatter(mp, ob, s=8 + 120 * cnt[keep] / max(total, 1), color="#1f77b4", zorder=3)
+        edges = np.linspace(0, 1, summary["n_bins"] + 1)
+        ax.bar(edges[:-1], cnt / max(total, 1) * 0.25, width=1 / summary["n_bins"], align="edge", color="#bbbbbb",
+               zorder=0)
+        ax.set_title(f"{lab}\nECE {summary['ece'][lab]:.3f}  Brier {summary['brier'][lab]:.3f}", fontsize=8.5)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=6.5)
+    for ax in axes[::4]:
+        ax.set_ylabel("fraction positive", fontsize=7)
+    for ax in axes[max(0, len(labels) - 4):len(labels)]:
+        ax.set_xlabel("predicted probability", fontsize=7)
+    fig.suptitle(f"{title}: {summary['n_bins']} equal-width bins; grey bars: images per bin "
+                 f"(height 0.25 = all), mean ECE {summary['mean_ece']:.3f}", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def write_predictions(path, names: Sequence[str], scores, labels: Sequence[str] = LABELS,
+                      decisions=None) -> None:
+    """The predictions CSV: ``Image Index``, one column per label, then (with
+    ``decisions``) one 0/1 column ``<label> decision`` per label."""
     scores = np.asarray(scores)
     df = pd.DataFrame(scores, columns=list(labels))
     df.insert(0, "Image Index", list(names))
-    tmp = Path(str(path) + ".tmp")
-    df.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
+    if decisions is not None:
+        dec = np.asarray(decisions)
+        if dec.shape != scores.shape:
+            raise ValueError(f"decisions {dec.shape} and scores {scores.shape} differ in shape")
+        for j, lab in enumerate(labels):
+            df[f"{lab} decision"] = dec[:, j].astype(np.uint8)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def read_predictions(path, labels: Sequence[str] = LABELS) -> tuple[list[str], np.ndarray]:
@@ -282,12 +470,28 @@ def read_predictions(path, labels: Sequence[str] = LABELS) -> tuple[list[str], n
 
 def write_run_dir(out_dir, *, model_name: str, kind: str, split: str, names: Sequence[str], y_true, scores,
                   labels: Sequence[str] = LABELS, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0,
-                  extra: dict | None = None) -> dict:
+                  extra: dict | None = None, probabilities=None, thresholds=None,
+                  operating_rule: str | None = None, n_bins: int = N_BINS) -> dict:
     """Evaluate ``scores`` and write a run directory.
 
     Files: ``metrics.json`` ({"model", "kind", "split", "n_test", "labels",
     "auroc", "auroc_ci95", "mean_auroc", ...}), ``predictions.csv``,
     ``roc.png``, ``comparison.md`` and ``comparison.csv``.
+
+    With ``probabilities`` (calibrated, same shape as ``scores``):
+    ``metrics.json`` gains ``calibration`` (Brier score, ECE over ``n_bins``
+    equal-width bins and the reliability data per class, and
+    ``auroc_unchanged``: whether the probabilities rank the images exactly
+    as the scores do), ``predictions.csv`` holds the probabilities,
+    ``scores.csv`` the scores, and ``calibration.png`` the reliability
+    diagrams.  With ``thresholds`` (one per class, on the probabilities if
+    given, else on the scores; ``operating_rule`` names how they were
+    chosen): ``operating_points`` with sensitivity, specificity, PPV and NPV
+    at them and their bootstrap intervals (see
+    :func:`phow_baseline.calibration.operating_point_metrics`).
+
+    AUROC is always computed from ``scores``; ``n_bootstrap_used`` records
+    per class how many of the ``n_bootstrap`` resamples its interval used.
 
     Returns the ``metrics.json`` contents.
     """
@@ -295,26 +499,62 @@ def write_run_dir(out_dir, *, model_name: str, kind: str, split: str, names: Seq
         raise ValueError(f"kind must be 'phow' or 'cnn', got {kind!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if len(names) != len(np.asarray(scores)):
-        raise ValueError(f"{len(names)} names but {len(np.asarray(scores))} score rows")
+    scores = np.asarray(scores, np.float64)
+    if len(names) != len(scores):
+        raise ValueError(f"{len(names)} names but {len(scores)} score rows")
     res = evaluate_scores(y_true, scores, labels, n_bootstrap=n_bootstrap, seed=seed)
     metrics = {
         "model": model_name, "kind": kind, "split": split, "n_test": int(len(names)),
         "labels": list(labels), "auroc": res["auroc"], "auroc_ci95": res["auroc_ci95"],
         "mean_auroc": res["mean_auroc"], "mean_auroc_ci95": res["mean_auroc_ci95"],
         "n_positive": res["n_positive"], "undefined": res["undefined"], "n_bootstrap": int(n_bootstrap),
+        "n_bootstrap_used": res["n_bootstrap_used"],
+        "mean_auroc_n_bootstrap_complete": res["mean_auroc_n_bootstrap_complete"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    y, s = _check_inputs(y_true, scores, labels)
+    prob = None
+    if probabilities is not None:
+        prob = np.asarray(probabilities, np.float64)
+        if prob.shape != s.shape:
+            raise ValueError(f"probabilities {prob.shape} and scores {s.shape} differ in shape")
+        if not (np.isfinite(prob).all() and (prob >= 0).all() and (prob <= 1).all()):
+            raise ValueError("probabilities must be finite and lie in [0, 1]")
+        cal = calibration_summary(y, prob, labels, n_bins)
+        a_p = auroc_weighted_all(y, prob)
+        a_s = auroc_weighted_all(y, s)
+        same = (a_p == a_s) | (np.isnan(a_p) & np.isnan(a_s))
+        cal["auroc_unchanged"] = bool(same.all())
+        if not same.all():
+            cal["auroc_of_probabilities"] = {lab: (None if np.isnan(a_p[j]) else float(a_p[j]))
+                                             for j, lab in enumerate(labels) if not same[j]}
+        metrics["calibration"] = cal
+    if thresholds is not None:
+        on = prob if prob is not None else s
+        ops = operating_point_metrics(y, on, thresholds, labels, n_bootstrap=n_bootstrap, seed=seed)
+        metrics["operating_points"] = {"rule": operating_rule or "given thresholds",
+                                       "applies_to": "probability" if prob is not None else "score",
+                                       "per_class": ops}
     if extra:
         metrics.update(extra)
-    write_predictions(out / "predictions.csv", names, scores, labels)
-    plot_roc(res, out / "roc.png", title=f"{model_name} ({split}, n={len(names)})")
+    if prob is not None:
+        write_predictions(out / "predictions.csv", names, prob, labels)
+        write_predictions(out / "scores.csv", names, s, labels)
+        plot_calibration(metrics["calibration"], out / "calibration.png",
+                         title=f"{model_name} ({split}, n={len(names)})")
+    else:
+        write_predictions(out / "predictions.csv", names, s, labels)
+    band = None
+    if n_bootstrap and res["roc"]:
+        lo, hi, used = bootstrap_roc_band(y, s, ROC_GRID, n_bootstrap, seed)
+        band = {lab: (ROC_GRID, lo[j], hi[j], int(used[j])) for j, lab in enumerate(labels)}
+    plot_roc(res, out / "roc.png", title=f"{model_name} ({split}, n={len(names)})", band=band,
+             n_bootstrap=n_bootstrap)
     df = comparison_table([metrics], labels=labels)
-    df.to_csv(out / "comparison.csv", float_format="%.4f")
-    (out / "comparison.md").write_text(table_markdown(df, [metrics]))
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    tmp.replace(out / "metrics.json")
+    with atomic_path(out / "comparison.csv") as tmp:
+        df.to_csv(tmp, float_format="%.4f")
+    atomic_write_text(out / "comparison.md", table_markdown(df, [metrics]))
+    atomic_write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -334,18 +574,39 @@ def read_metrics(run_dir) -> dict:
 
 
 def format_auroc_table(metrics: dict, reference: str = "Wang2017_official") -> str:
-    """Plain-text per-class AUROC (with CI) of one run next to one published column."""
+    """Plain-text per-class AUROC (with CI) of one run next to one published column.
+
+    A class whose interval used fewer bootstrap resamples than asked for
+    shows the number used (e.g. ``861/1000``); with calibration data, the
+    Brier score and ECE follow.
+    """
     ref = PUBLISHED[reference]
     refmap = dict(zip(LABELS, ref["auroc"])) if ref["auroc"] else {}
-    lines = [f"{'label':<20} {'AUROC':>7} {'95% CI':>15} {'n+':>6} {reference:>20}"]
+    cal = metrics.get("calibration") or {}
+    nb, used = metrics.get("n_bootstrap"), metrics.get("n_bootstrap_used") or {}
+    lines = [f"{'label':<20} {'AUROC':>7} {'95% CI':>15} {'resamples':>10} {'n+':>6} {reference:>20}"
+             + (f" {'Brier':>7} {'ECE':>7}" if cal else "")]
     for lab in metrics["labels"]:
         a = metrics["auroc"].get(lab)
         ci = metrics["auroc_ci95"].get(lab)
         a_s = "   n/a" if a is None else f"{a:7.3f}"
         ci_s = "" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+        u = used.get(lab)
+        u_s = f"{u}/{nb}" if (nb and u is not None and u < nb and a is not None) else ""
         r = refmap.get(lab)
-        lines.append(f"{lab:<20} {a_s:>7} {ci_s:>15} {metrics.get('n_positive', {}).get(lab, ''):>6} "
-                     f"{'' if r is None else f'{r:.3f}':>20}")
+        line = (f"{lab:<20} {a_s:>7} {ci_s:>15} {u_s:>10} {metrics.get('n_positive', {}).get(lab, ''):>6} "
+                f"{'' if r is None else f'{r:.3f}':>20}")
+        if cal:
+            line += f" {cal['brier'][lab]:7.4f} {cal['ece'][lab]:7.4f}"
+        lines.append(line)
     m = metrics["mean_auroc"]
-    lines.append(f"{'Mean':<20} {'n/a' if m is None else f'{m:7.3f}':>7} {'':>15} {'':>6} {ref['mean']:>20.3f}")
+    lines.append(f"{'Mean':<20} {'n/a' if m is None else f'{m:7.3f}':>7} {'':>15} {'':>10} {'':>6} "
+                 f"{ref['mean']:>20.3f}" + (f" {cal['mean_brier']:7.4f} {cal['mean_ece']:7.4f}" if cal else ""))
+    ops = metrics.get("operating_points")
+    if ops:
+        lines += ["", f"Operating points ({ops['rule']}, on the {ops['applies_to']}):",
+                  f"{'label':<20} {'threshold':>9} {'sens':>6} {'spec':>6} {'PPV':>6} {'NPV':>6}"]
+        for lab, e in ops["per_class"].items():
+            v = [("  n/a" if e[k] is None else f"{e[k]:6.3f}") for k in ("sensitivity", "specificity", "ppv", "npv")]
+            lines.append(f"{lab:<20} {e['threshold']:9.4g} " + " ".join(f"{x:>6}" for x in v))
     return "\n".join(lines)
