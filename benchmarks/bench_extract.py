@@ -10,15 +10,33 @@ Same real images (from $CHESTXRAY14_SAMPLE, equalised), same parameters
   of our PHOW, keypoint size ``2/3 x bin size`` so that OpenCV's bin width,
   3 x size / 2, equals the bin size; angle 0), on the same smoothed-free image.
 
-Single thread (one image after another, each output dropped before the
-next image as a streaming pipeline does, OpenCV limited to 1 thread) and all
-cores (ours: threads inside one process, as ``PHOW(n_jobs=-1)`` runs;
-peers: joblib processes), at
-256x256 (``images/``) and 1024x1024 (``images-1024/``).  Then the
+One timing protocol for every extractor and every setting: a warm-up
+pass (untimed: one image per worker, so that compilation, imports and pool
+start-up are out of the timings), then ``--repeats`` timed passes over all
+the images (default 3); the figure is the best pass (its wall time; for the
+single-thread setting also the process CPU time of that pass, robust to
+other processes sharing the cores) and the median pass is kept in the JSON.
+Each output is dropped before the next image, as a streaming pipeline does.
+
+* 1 thread: one image after another in this process (OpenCV limited to one
+  thread with ``cv2.setNumThreads(1)``).
+* all cores (``ncpu`` = ``os.cpu_count()``), each extractor the way it can
+  use them:
+
+  - ours: ``ncpu`` threads of one process (``ThreadPoolExecutor``, one
+    image per task), as ``PHOW(n_jobs=-1)`` runs: the Numba kernels release
+    the GIL;
+  - OpenCV: the same ``ncpu`` threads, one image per task, OpenCV's own
+    threading at 1 per call (``compute`` releases the GIL);
+  - cyvlfeat: ``ncpu`` joblib (loky) worker processes, one image per task
+    (its Python/scipy parts hold the GIL, so threads would not scale); the
+    time includes sending each image to a worker.
+
+Sizes: 256x256 (``images/``) and 1024x1024 (``images-1024/``).  Then the
 first-call latency of ours in a fresh process, with an empty Numba cache
 (compilation) and with a warm one.
 
-    python benchmarks/bench_extract.py [--n256 100] [--n1024 4] [--json out.json]
+    python benchmarks/bench_extract.py [--n256 100] [--n1024 4] [--repeats 3] [--json out.json]
 
 At 1024x1024 a PHOW image has about 0.9 million frames: OpenCV then
 needs 0.9 million ``cv2.KeyPoint`` objects per image, hence the small default.
@@ -48,22 +66,22 @@ def print(*args, **kw):  # noqa: A001 - progress must show while the peers run
     builtins.print(*args, **kw, flush=True)
 
 
-_CPU = {}
+#: Timed passes per extractor and setting (the same for every extractor).
+REPEATS = 3
 
 
-def _timed(f, repeat=2, key=None):
-    """Best wall time of ``repeat`` runs; with ``key``, also keep the process CPU time
-    of that run in ``_CPU[key]`` (robust to other processes sharing the cores)."""
-    best = np.inf
-    for _ in range(repeat):
+def _protocol(run, warm, repeats):
+    """The one protocol: ``warm()`` untimed, then ``repeats`` timed ``run()``;
+    returns ``{"best_s", "median_s", "cpu_s"}`` (CPU time of this process during the best pass)."""
+    warm()
+    walls, cpus = [], []
+    for _ in range(repeats):
         t, c = time.perf_counter(), time.process_time()
-        f()
-        wall, cpu = time.perf_counter() - t, time.process_time() - c
-        if wall < best:
-            best = wall
-            if key:
-                _CPU[key] = cpu
-    return best
+        run()
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    i = int(np.argmin(walls))
+    return {"best_s": walls[i], "median_s": float(np.median(walls)), "cpu_s": cpus[i], "repeats": repeats}
 
 
 def _stream(f, *seqs):
@@ -99,7 +117,9 @@ def ours_one(img_u8):
     return phow(img_u8, sizes=SIZES, step=STEP)
 
 
-def measure(images, label, ncpu):
+def measure(images, label, ncpu, repeats=REPEATS):
+    from concurrent.futures import ThreadPoolExecutor
+
     from joblib import Parallel, delayed
 
     from phow_baseline.phow import phow
@@ -107,52 +127,46 @@ def measure(images, label, ncpu):
     floats = [im.astype(np.float32) / 255 for im in images]
     frames0, desc0 = phow(images[0])
     kps = [_cv_keypoints(phow(im)[0]) for im in images]
-    n = len(images)
-    res = {"images": n, "shape": list(images[0].shape), "descriptors_per_image": int(len(desc0))}
-    # warm-up
-    ours_one(images[0])
-    vl_phow(floats[0])
-    cv2.setNumThreads(1)
-    opencv_dense(images[0], kps[0])
-    # Streaming, as the pipeline extracts: each image's output is dropped
-    # (consumed) before the next image, for every extractor alike.
-    t_ours = _timed(lambda: _stream(ours_one, images), key="ours")
-    t_vl = _timed(lambda: _stream(vl_phow, floats), repeat=1, key="vl")
-    t_cv = _timed(lambda: _stream(opencv_dense, images, kps), repeat=1, key="cv")
-    cv2.setNumThreads(ncpu)
-    # all cores: ours in threads (the kernels release the GIL), the peer in
-    # joblib processes; outputs dropped in the workers alike
-    from concurrent.futures import ThreadPoolExecutor
-
+    n, w = len(images), min(ncpu, len(images))
+    res = {"images": n, "shape": list(images[0].shape), "descriptors_per_image": int(len(desc0)),
+           "repeats": repeats, "ncpu": ncpu}
+    cv2.setNumThreads(1)  # OpenCV: one thread per call in both settings (all cores: our thread pool)
+    t = {}
+    # 1 thread: a stream in this process
+    t["ours", "1"] = _protocol(lambda: _stream(ours_one, images), lambda: ours_one(images[0]), repeats)
+    t["vl", "1"] = _protocol(lambda: _stream(vl_phow, floats), lambda: vl_phow(floats[0]), repeats)
+    t["cv", "1"] = _protocol(lambda: _stream(opencv_dense, images, kps),
+                             lambda: opencv_dense(images[0], kps[0]), repeats)
+    # all cores: ours and OpenCV in ncpu threads, cyvlfeat in ncpu processes (see the module docstring)
     with ThreadPoolExecutor(ncpu) as pool:
-        list(pool.map(_dropped, [ours_one] * ncpu, images[:ncpu]))
-        t_ours_p = _timed(lambda: list(pool.map(_dropped, [ours_one] * n, images)))
+        for key, f, args in (("ours", ours_one, (images,)), ("cv", opencv_dense, (images, kps))):
+            t[key, "all"] = _protocol(
+                lambda: list(pool.map(_dropped, [f] * n, *args)),
+                lambda: list(pool.map(_dropped, [f] * w, *(a[:w] for a in args))), repeats)
     par = Parallel(n_jobs=ncpu)
-    par(delayed(_dropped)(vl_phow, f) for f in floats[:ncpu])
-    t_vl_p = _timed(lambda: par(delayed(_dropped)(vl_phow, f) for f in floats), repeat=1)
-    t_cv_p = _timed(lambda: _stream(opencv_dense, images, kps), repeat=1)
-    ips = lambda t: n / t
-    res.update({
-        "ours_img_s_1thread": ips(t_ours), "cyvlfeat_phow_img_s_1thread": ips(t_vl),
-        "opencv_sift_img_s_1thread": ips(t_cv),
-        "ours_img_s_all_cores": ips(t_ours_p), "cyvlfeat_phow_img_s_all_cores": ips(t_vl_p),
-        "opencv_sift_img_s_all_cores": ips(t_cv_p),
-    })
-    res["ours_over_cyvlfeat_1thread"] = t_vl / t_ours
-    res["cpu_s_per_image_1thread"] = {k: v / n for k, v in _CPU.items()}
-    res["ours_over_cyvlfeat_1thread_cpu_time"] = _CPU["vl"] / _CPU["ours"]
-    res["ours_over_opencv_1thread_cpu_time"] = _CPU["cv"] / _CPU["ours"]
+    t["vl", "all"] = _protocol(lambda: par(delayed(_dropped)(vl_phow, f) for f in floats),
+                               lambda: par(delayed(_dropped)(vl_phow, f) for f in floats[:w]), repeats)
+    names = {"ours": "ours", "vl": "cyvlfeat_phow", "cv": "opencv_sift"}
+    for (k, setting), r in t.items():
+        res[f"{names[k]}_img_s_{'1thread' if setting == '1' else 'all_cores'}"] = n / r["best_s"]
+        res[f"{names[k]}_timing_{setting}"] = r
+    b = {key: r["best_s"] for key, r in t.items()}
+    res["cpu_s_per_image_1thread"] = {k: t[k, "1"]["cpu_s"] / n for k in ("ours", "vl", "cv")}
+    res["ours_over_cyvlfeat_1thread"] = b["vl", "1"] / b["ours", "1"]
+    res["ours_over_opencv_1thread"] = b["cv", "1"] / b["ours", "1"]
+    res["ours_over_cyvlfeat_1thread_cpu_time"] = t["vl", "1"]["cpu_s"] / t["ours", "1"]["cpu_s"]
+    res["ours_over_opencv_1thread_cpu_time"] = t["cv", "1"]["cpu_s"] / t["ours", "1"]["cpu_s"]
+    res["ours_over_cyvlfeat_all_cores"] = b["vl", "all"] / b["ours", "all"]
+    res["ours_over_opencv_all_cores"] = b["cv", "all"] / b["ours", "all"]
+    res["ours_core_scaling"] = b["ours", "1"] / b["ours", "all"]
     res["load_average"] = os.getloadavg()
-    res["ours_over_opencv_1thread"] = t_cv / t_ours
-    res["ours_over_cyvlfeat_all_cores"] = t_vl_p / t_ours_p
-    res["ours_over_opencv_all_cores"] = t_cv_p / t_ours_p
-    res["ours_core_scaling"] = t_ours / t_ours_p
     print(f"\n{label}: {n} real images {images[0].shape[1]}x{images[0].shape[0]}, "
-          f"{res['descriptors_per_image']} descriptors each, {ncpu} cores")
-    print(f"  {'':<22} {'1 thread img/s':>15} {'all cores img/s':>16}")
-    for name, a, b in (("ours (Numba PHOW)", t_ours, t_ours_p), ("cyvlfeat.sift.phow", t_vl, t_vl_p),
-                       ("OpenCV SIFT dense", t_cv, t_cv_p)):
-        print(f"  {name:<22} {n / a:>15.1f} {n / b:>16.1f}")
+          f"{res['descriptors_per_image']} descriptors each; every figure: best of {repeats} timed passes "
+          f"after a warm-up pass")
+    print(f"  {'':<22} {'1 thread img/s':>15} {f'all {ncpu} cores img/s':>20}  all cores means")
+    means = {"ours": f"{ncpu} threads, 1 process", "vl": f"{ncpu} loky processes", "cv": f"{ncpu} threads, 1 process"}
+    for k, name in (("ours", "ours (Numba PHOW)"), ("vl", "cyvlfeat.sift.phow"), ("cv", "OpenCV SIFT dense")):
+        print(f"  {name:<22} {n / b[k, '1']:>15.1f} {n / b[k, 'all']:>20.1f}  {means[k]}")
     print(f"  ours / cyvlfeat: {res['ours_over_cyvlfeat_1thread']:.1f}x (1 thread), "
           f"{res['ours_over_cyvlfeat_all_cores']:.1f}x (all cores); ours / OpenCV: "
           f"{res['ours_over_opencv_1thread']:.1f}x, {res['ours_over_opencv_all_cores']:.1f}x; "
@@ -196,6 +210,7 @@ def main():
     ap.add_argument("--sample", default=os.environ.get("CHESTXRAY14_SAMPLE", "../shared/chestxray14-sample"))
     ap.add_argument("--n256", type=int, default=100)
     ap.add_argument("--n1024", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=REPEATS, help="timed passes per extractor and setting")
     ap.add_argument("--json")
     ap.add_argument("--skip-first-call", action="store_true")
     a = ap.parse_args()
@@ -208,9 +223,9 @@ def main():
     ims1024 = [preprocess(p, None) for p in sorted((sample / "images-1024").glob("*.png"))[: a.n1024]]
     if not ims256:
         sys.exit(f"{sample}: no images (set CHESTXRAY14_SAMPLE)")
-    res["256"] = measure(ims256, "256x256", ncpu)
+    res["256"] = measure(ims256, "256x256", ncpu, a.repeats)
     if ims1024 and a.n1024 > 0:
-        res["1024"] = measure(ims1024, "1024x1024", ncpu)
+        res["1024"] = measure(ims1024, "1024x1024", ncpu, a.repeats)
     if not a.skip_first_call:
         res["first_call"] = first_call_latency()
     target = res["256"]["ours_over_cyvlfeat_1thread"]
