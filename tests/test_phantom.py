@@ -189,3 +189,147 @@ def test_prevalence_matches_the_configured_combination_table(phantom_dir):
         p = sum(pr for nm, pr in zip(names, probs) if lab in nm.split("|"))
         got = sum((lab in f) if lab != "No Finding" else (not f) for f in single)
         assert abs(got - n * p) <= 4 * np.sqrt(n * p * (1 - p)) + 1, (lab, got, n * p)
+
+
+# --------------------------------------------------------------------------
+# make_phantom_like: the shape of the real metadata
+# --------------------------------------------------------------------------
+
+def _like(sample_dir, out, **kw):
+    from phow_baseline.phantom import make_phantom_like
+
+    kw.setdefault("size", 64)
+    kw.setdefault("limit", 200)
+    kw.setdefault("n_jobs", 1)
+    kw.setdefault("progress", False)
+    return make_phantom_like(out, sample_dir / "Data_Entry_2017_v2020.csv.gz",
+                             bbox_csv=sample_dir / "BBox_List_2017.csv.gz", **kw)
+
+
+@pytest.fixture(scope="module")
+def like_dir(sample_dir, tmp_path_factory):
+    return _like(sample_dir, tmp_path_factory.mktemp("like") / "p", n_jobs=2)
+
+
+def test_like_has_the_real_names_labels_patients_and_split(sample_dir, like_dir):
+    from phow_baseline.data import read_metadata, read_split_list
+
+    real = read_metadata(sample_dir / "Data_Entry_2017_v2020.csv.gz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing missing
+        ds = ChestXray14(like_dir, strict=True)
+    names = ds.split_names("all")
+    assert len(names) == 200 and set(names) <= set(real["Image Index"])
+    # patient-complete: every image of every chosen patient, and nothing else
+    chosen_patients = set(ds.patients(names).tolist())
+    assert set(real.loc[real["Patient ID"].isin(chosen_patients), "Image Index"]) == set(names)
+    # the metadata rows are the real rows, column for column
+    got = ds.metadata.set_index("Image Index").loc[names]
+    want = real.set_index("Image Index").loc[names]
+    for col in ("Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender", "View Position"):
+        assert (got[col].to_numpy() == want[col].to_numpy()).all(), col
+    # the real split lists, restricted to the chosen images, in their order
+    for split, fname in (("train_val", "train_val_list.txt"), ("test", "test_list.txt")):
+        real_list = read_split_list(sample_dir / fname)
+        assert read_split_list(like_dir / fname) == [n for n in real_list if n in set(names)]
+    assert ds.split_names("test") and ds.split_names("train_val")
+    # each image drawn with exactly its row's findings
+    truth = load_truth(like_dir)["images"]
+    y = ds.labels(names)
+    for name, row in zip(names, y):
+        want_f = [LABELS[j] for j in np.flatnonzero(row)]
+        assert truth[name]["findings"] == want_f and sorted(truth[name]["boxes"]) == sorted(want_f)
+    img = cv2.imread(str(like_dir / "images" / names[0]), cv2.IMREAD_UNCHANGED)
+    assert img.shape == (64, 64) and img.dtype == np.uint8
+
+
+def test_like_subset_is_seeded(sample_dir, tmp_path):
+    from phow_baseline.data import read_metadata
+    from phow_baseline.phantom import _patient_subset
+
+    real = read_metadata(sample_dir / "Data_Entry_2017_v2020.csv.gz")
+    p = real["Patient ID"].to_numpy()
+    a, b, c = _patient_subset(p, 500, 0), _patient_subset(p, 500, 0), _patient_subset(p, 500, 1)
+    assert a.sum() == c.sum() == 500 and np.array_equal(a, b) and not np.array_equal(a, c)
+    for m in (a, c):  # whole patients
+        assert not (set(p[m].tolist()) & set(p[~m].tolist()))
+
+
+def test_like_boxes_follow_the_real_box_list(sample_dir, tmp_path):
+    """Every real box row of a chosen image becomes a row holding the phantom's own box
+    for that finding, which the data layer scales back to the truth in pixels."""
+    from phow_baseline.data import read_boxes, read_metadata, read_split_list
+    from phow_baseline.phantom import make_phantom_like
+
+    real = read_metadata(sample_dir / "Data_Entry_2017_v2020.csv.gz")
+    boxes = read_boxes(sample_dir / "BBox_List_2017.csv.gz")
+    pick = set(boxes["Image Index"].drop_duplicates().iloc[:12])
+    sub = real[real["Image Index"].isin(pick)]
+    small = tmp_path / "meta"
+    small.mkdir()
+    sub.rename(columns={"Original Width": "OriginalImage[Width", "Original Height": "Height]",
+                        "Pixel Spacing x": "OriginalImagePixelSpacing[x", "Pixel Spacing y": "y]"}).to_csv(
+        small / "Data_Entry_2017_v2020.csv", index=False)
+    for fname in ("train_val_list.txt", "test_list.txt"):
+        (small / fname).write_text("\n".join(n for n in read_split_list(sample_dir / fname) if n in pick))
+    out = make_phantom_like(tmp_path / "p", small / "Data_Entry_2017_v2020.csv", size=64,
+                            bbox_csv=sample_dir / "BBox_List_2017.csv.gz", n_jobs=1, progress=False)
+    ds = ChestXray14(out, strict=True)
+    got = ds.boxes()
+    want = boxes[boxes["Image Index"].isin(pick)]
+    truth = load_truth(out)
+    listed = {(n, l) for n, l in zip(want["Image Index"], want["label"])}
+    drawable = {(n, l) for n, l in listed if l in truth["images"][n]["findings"]}
+    assert len(drawable) >= 10 and truth["box_rows"] == len(drawable)
+    assert truth["box_rows_skipped"] == len(want) - len(drawable)
+    assert {(n, l) for n, l in zip(got["Image Index"], got["label"])} == drawable
+    for _, r in got.iterrows():
+        np.testing.assert_allclose([r.x, r.y, r.w, r.h], truth["images"][r["Image Index"]]["boxes"][r["label"]],
+                                   atol=1e-3)
+
+
+def _bytes(folder):
+    return {p.name: p.read_bytes() for p in (folder / "images").glob("*.png")}
+
+
+def test_like_images_are_the_same_whoever_draws_them(sample_dir, like_dir, tmp_path):
+    """An image depends on its name, row, size and seed only: not on the subset, the order,
+    the chunking or the process that drew it."""
+    from phow_baseline.phantom import _encode_png, render_like
+
+    first = _bytes(like_dir)
+    other = _bytes(_like(sample_dir, tmp_path / "b", limit=260, chunk=7))   # another subset and order
+    common = set(first) & set(other)
+    assert len(common) >= 100
+    assert all(first[n] == other[n] for n in common)
+    ds = ChestXray14(like_dir)
+    name = sorted(first)[5]
+    findings = [LABELS[j] for j in np.flatnonzero(ds.labels([name])[0])]
+    img, _ = render_like(name, findings, ds.patient_of(name), 64, 0)   # drawn here, in this process
+    assert _encode_png(img) == first[name]
+    reseeded = _bytes(_like(sample_dir, tmp_path / "c", seed=1, limit=40))
+    assert all(reseeded[n] != first.get(n, reseeded[n] + b"x") for n in reseeded)
+
+
+def test_like_resumes_keeping_what_is_there(sample_dir, tmp_path):
+    import os
+
+    out = _like(sample_dir, tmp_path / "p", limit=120, chunk=16)
+    images = sorted((out / "images").glob("*.png"))
+    full = {p.name: p.read_bytes() for p in images}
+    # an interrupted run: some images and truth parts missing, one image marked to see that it is kept
+    removed = [images[3], images[40], images[77]]
+    for p in removed:
+        p.unlink()
+    sorted((out / ".phantom_parts").glob("*.json"))[2].unlink()
+    marked = images[10]
+    marked.write_bytes(b"kept")
+    before = {p.name: p.stat().st_mtime_ns for p in images if p.exists()}
+    (out / "phantom_truth.json").unlink()
+    _like(sample_dir, out, limit=120, chunk=16)
+    assert marked.read_bytes() == b"kept"  # not redrawn
+    assert all(os.stat(out / "images" / n).st_mtime_ns == t for n, t in before.items())
+    assert all((out / "images" / p.name).read_bytes() == full[p.name] for p in removed)
+    assert len(load_truth(out)["images"]) == 120
+    with pytest.raises(FileExistsError, match="other parameters"):
+        _like(sample_dir, out, limit=120, chunk=16, size=72)
