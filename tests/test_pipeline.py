@@ -132,6 +132,7 @@ def test_known_signal_is_learnt(sample_images):
     assert pipe.named_steps["svm"].coef_.shape == (14, 64 * 20 * 3)
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_dask_backend_gives_identical_features(sample_dir, tmp_path):
     from dask.distributed import Client, LocalCluster
