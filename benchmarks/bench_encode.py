@@ -1,4 +1,4 @@
-"""Quantisation + spatial pyramid speed, and the end-to-end cost per image, in one run.
+"""Quantisation + spatial pyramid speed, the vocabulary's k-means, and the end-to-end cost per image.
 
 On the real ChestX-ray14 sample ($CHESTXRAY14_SAMPLE):
 
@@ -9,15 +9,31 @@ On the real ChestX-ray14 sample ($CHESTXRAY14_SAMPLE):
    same descriptors and words: descriptors/s, the ratio, and whether the
    assignments are identical.  Also our brute-force path
    (``method="gemm"``: one float32 GEMM per chunk and its arg-max).
-3. Both as a share of the square float32 GEMM rate measured now
-   (``2 n k d`` flops per image counted in full, including the zeroed
-   descriptors that our code assigns at once, and the work the pruned
-   search skips: a brute-force-equivalent rate).
-4. End to end per 1024x1024 PNG (decode -> equalise -> resize -> PHOW ->
+3. Two rates for each of our paths, next to the square float32 GEMM rate
+   measured now:
+
+   * **achieved GFLOP/s**: the floating-point work actually done / time.
+     GEMM path: ``2 (d + 1) k`` per non-zero descriptor (the zeroed ones
+     are assigned at once, without flops).  Pruned path: the projection
+     ``2 d m``, the bound ``2 (m + 2) k`` and ``2 d`` per exact evaluation,
+     with the exact evaluations counted by running the search's own kernels
+     on the same descriptors (a count, not an estimate).
+   * **effective GFLOP/s**: the brute-force work ``2 n k d`` for all ``n``
+     descriptors / time, i.e. the rate a brute-force GEMM would need to
+     match our time.  It credits work skipped, so it can exceed the GEMM rate.
+4. The vocabulary's k-means: 100,000 PHOW descriptors of other sample images
+   x 600 words, from one k-means++ initialisation, with the same iterations
+   (``tol=0``, ``--kmeans-iter``): our ``fit_kmeans`` (Lloyd, assignment by
+   the exact pruned search) against ``sklearn.cluster.KMeans(algorithm="lloyd",
+   n_init=1)``; the time ratio, and whether centres and labels agree.
+5. End to end per 1024x1024 PNG (decode -> equalise -> resize -> PHOW ->
    encode) as a multiple of the PNG decode alone, single process and with
    all cores, and the wall time that implies for all 112,120 images.
 
-    python benchmarks/bench_encode.py [--images 8] [--json out.json]
+    python benchmarks/bench_encode.py [--images 8] [--only quantize,kmeans,e2e] [--json out.json]
+
+Timings on a shared machine are noisy: the load average is printed with them;
+compare the ratios, measured in one run with the timings interleaved.
 """
 
 from __future__ import annotations
@@ -49,22 +65,74 @@ def gemm_rate(n=2048, repeat=5):
     return 2 * n ** 3 / best_of(lambda: a @ b, repeat)
 
 
+def pruned_work(X, C):
+    """Flops the pruned search does on ``X`` (uint8 or float32 descriptors) with words ``C``.
+
+    Runs the search's own kernels single-threaded on the non-zero rows to count
+    the exact evaluations (the first per row plus the extra ones); returns
+    ``(flops, exact_evaluations_per_nonzero_row)``, or ``(None, None)`` if the
+    quantiser's internals are not those this count was written for.
+    """
+    from phow_baseline import quantize as Q
+
+    try:
+        T = Q.pruning_tables(C)
+        X = np.ascontiguousarray(X)
+        idx = np.flatnonzero(Q._nonzero_rows(X)).astype(np.int64)
+        m, (k, d) = T.n_dims, C.shape
+        mu32 = T.mu.astype(np.float32)
+        cc2_max = float(T.centred_sq.max())
+        extra = 0
+        chunk = Q.QUANTIZE_CHUNK
+        for s in range(0, len(idx), chunk):
+            rows = idx[s:s + chunk]
+            r = len(rows)
+            xc = np.empty((r, d), np.float32)
+            xm2 = np.empty(r)
+            Q._centre_rows(X, rows, T.mu, mu32, xc, xm2)
+            P = xc @ T.V
+            Pa = np.empty((r, m + 2), np.float32)
+            slack = np.empty(r)
+            Q._rest_norms(P, xm2, T.eps_rel, T.rest_max, Pa, slack)
+            S = Pa @ T.bound
+            w = np.empty(r, np.int32)
+            extra += Q._refine_words(X, rows, T.mu, T.centred, T.centred_sq, Q.PRUNE_MARGIN, cc2_max, S,
+                                     S.argmin(axis=1), xm2, slack, w, Q._PRUNE_GROUPS)
+    except (AttributeError, TypeError, ValueError) as exc:  # internals changed
+        print(f"(pruned work not counted: {exc})", file=sys.stderr)
+        return None, None
+    n = len(idx)
+    evals = n + extra
+    return n * (2.0 * d * m + 2.0 * (m + 2) * k) + evals * 2.0 * d, evals / max(n, 1)
+
+
+def load():
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sample", default=os.environ.get("CHESTXRAY14_SAMPLE", "../shared/chestxray14-sample"))
     ap.add_argument("--images", type=int, default=8, help="Images for the quantisation comparison.")
     ap.add_argument("--e2e-images", type=int, default=32, help="1024x1024 images for the end-to-end cost.")
     ap.add_argument("--words", type=int, default=600)
+    ap.add_argument("--kmeans-descriptors", type=int, default=100_000)
+    ap.add_argument("--kmeans-images", type=int, default=80, help="Images the k-means descriptors come from.")
+    ap.add_argument("--kmeans-iter", type=int, default=20, help="Lloyd iterations of both k-means (tol=0).")
+    ap.add_argument("--only", default="quantize,kmeans,e2e", help="Comma-separated parts to run.")
     ap.add_argument("--json", help="Write the figures here.")
     a = ap.parse_args()
+    parts = set(a.only.split(","))
 
     from joblib import Parallel, delayed
     from sklearn.cluster import KMeans
 
-    from phow_baseline.encode import pyramid_cells, quantize_histogram
+    from phow_baseline.config import BaselineConfig, make_encoder
+    from phow_baseline.kmeans import fit_kmeans, kmeans_plusplus_init
     from phow_baseline.phow import phow
-    from phow_baseline.pipeline import BaselineConfig, make_encoder
     from phow_baseline.preprocess import equalize, preprocess, read_xray, resize
+    from phow_baseline.pyramid import pyramid_cells
+    from phow_baseline.quantize import quantize_histogram
     from phow_baseline.vocabulary import Vocabulary, sample_descriptors
 
     sample = Path(a.sample)
@@ -72,105 +140,166 @@ def main():
     if not paths:
         sys.exit(f"{sample}/images: no images (set CHESTXRAY14_SAMPLE)")
     ncpu = os.cpu_count()
-    res = {"cpu_count": ncpu}
+    res = {"cpu_count": ncpu, "load_average_start": os.getloadavg()}
+    print(f"{ncpu} cores; load average at start {load()}")
 
     # -- vocabulary on other images ------------------------------------------
-    t = time.perf_counter()
-    train = [phow(preprocess(p, 256))[1] for p in paths[100:140]]
-    vocab = Vocabulary(a.words, max_descriptors=60_000, seed=0).fit(train)
-    C = vocab.cluster_centers_
-    res["vocabulary_fit_s"] = time.perf_counter() - t
+    if parts & {"quantize", "e2e"}:
+        t = time.perf_counter()
+        train = [phow(preprocess(p, 256))[1] for p in paths[100:140]]
+        vocab = Vocabulary(a.words, max_descriptors=60_000, seed=0).fit(train)
+        C = vocab.cluster_centers_
+        res["vocabulary_fit_s"] = time.perf_counter() - t
 
     # -- quantisation against KMeans.predict ------------------------------------
-    test = [phow(preprocess(p, 256)) for p in paths[: a.images]]
-    n_desc = sum(len(d) for _, d in test)
-    zero_share = float(np.mean(np.concatenate([~d.any(1) for _, d in test])))
-    km = KMeans(a.words, n_init=1, max_iter=1).fit(C)
-    km.cluster_centers_ = C.copy()
-    Xf = [d.astype(np.float32) for _, d in test]
-    cells = [pyramid_cells(f[:, :2], 256, 256, (2, 4)) for f, _ in test]
+    if "quantize" in parts:
+        test = [phow(preprocess(p, 256)) for p in paths[: a.images]]
+        n_desc = sum(len(d) for _, d in test)
+        zero_share = float(np.mean(np.concatenate([~d.any(1) for _, d in test])))
+        n_nonzero = sum(int(d.any(1).sum()) for _, d in test)
+        km = KMeans(a.words, n_init=1, max_iter=1).fit(C)
+        km.cluster_centers_ = C.copy()
+        Xf = [d.astype(np.float32) for _, d in test]
+        cells = [pyramid_cells(f[:, :2], 256, 256, (2, 4)) for f, _ in test]
 
-    def ours(method="auto"):
-        return [quantize_histogram(d, C, c, n, method=method)[0] for (_, d), (c, n) in zip(test, cells)]
+        def ours(method="auto"):
+            return [quantize_histogram(d, C, c, n, method=method)[0] for (_, d), (c, n) in zip(test, cells)]
 
-    def ours_gemm():
-        return ours("gemm")
+        def ours_gemm():
+            return ours("gemm")
 
-    def theirs():
-        return [km.predict(x) for x in Xf]
+        def theirs():
+            return [km.predict(x) for x in Xf]
 
-    w_ours, w_km, w_gemm = ours(), theirs(), ours_gemm()
-    agree = float(np.mean(np.concatenate(w_ours) == np.concatenate(w_km)))
-    agree_gemm = float(np.mean(np.concatenate(w_gemm) == np.concatenate(w_km)))
-    # interleave the timings so that machine noise hits all three alike
-    t_ours, t_km, t_gemm = [], [], []
-    for _ in range(5):
-        t_ours.append(best_of(ours, 1))
-        t_km.append(best_of(theirs, 1))
-        t_gemm.append(best_of(ours_gemm, 1))
-    t_ours, t_km, t_gemm = min(t_ours), min(t_km), min(t_gemm)
-    flops = 2.0 * n_desc * a.words * C.shape[1]
-    g = gemm_rate()
-    res.update({
-        "descriptors": n_desc, "descriptors_per_image": n_desc / len(test), "zeroed_share": zero_share,
-        "ours_desc_per_s": n_desc / t_ours, "kmeans_predict_desc_per_s": n_desc / t_km,
-        "speedup_vs_kmeans_predict": t_km / t_ours, "assignments_identical_share": agree,
-        "ours_gemm_desc_per_s": n_desc / t_gemm, "gemm_path_speedup_vs_kmeans_predict": t_km / t_gemm,
-        "gemm_path_assignments_identical_share": agree_gemm,
-        "gemm_gflops": g / 1e9, "ours_effective_gflops": flops / t_ours / 1e9,
-        "share_of_gemm_rate": flops / t_ours / g, "gemm_path_share_of_gemm_rate": flops / t_gemm / g,
-    })
+        w_ours, w_km, w_gemm = ours(), theirs(), ours_gemm()
+        agree = float(np.mean(np.concatenate(w_ours) == np.concatenate(w_km)))
+        agree_gemm = float(np.mean(np.concatenate(w_gemm) == np.concatenate(w_km)))
+        # interleave the timings so that machine noise hits all three alike
+        t_ours, t_km, t_gemm = [], [], []
+        for _ in range(5):
+            t_ours.append(best_of(ours, 1))
+            t_km.append(best_of(theirs, 1))
+            t_gemm.append(best_of(ours_gemm, 1))
+        t_ours, t_km, t_gemm = min(t_ours), min(t_km), min(t_gemm)
+        k, d = C.shape
+        brute = 2.0 * n_desc * k * d                       # every descriptor against every word
+        gemm_done = 2.0 * n_nonzero * k * (d + 1)          # what the GEMM path computes
+        pruned = [pruned_work(x, C) for _, x in test]
+        pruned_done = None if pruned[0][0] is None else sum(f for f, _ in pruned)
+        evals = None if pruned_done is None else sum(f * e for (f, e) in pruned) / pruned_done
+        g = gemm_rate()
+        res.update({
+            "descriptors": n_desc, "descriptors_per_image": n_desc / len(test), "zeroed_share": zero_share,
+            "ours_desc_per_s": n_desc / t_ours, "kmeans_predict_desc_per_s": n_desc / t_km,
+            "speedup_vs_kmeans_predict": t_km / t_ours, "assignments_identical_share": agree,
+            "ours_gemm_desc_per_s": n_desc / t_gemm, "gemm_path_speedup_vs_kmeans_predict": t_km / t_gemm,
+            "gemm_path_assignments_identical_share": agree_gemm,
+            "square_gemm_gflops": g / 1e9,
+            "pruned_achieved_gflops": None if pruned_done is None else pruned_done / t_ours / 1e9,
+            "pruned_effective_gflops": brute / t_ours / 1e9,
+            "pruned_work_share_of_brute_force": None if pruned_done is None else pruned_done / brute,
+            "pruned_exact_evaluations_per_nonzero_descriptor": evals,
+            "gemm_path_achieved_gflops": gemm_done / t_gemm / 1e9,
+            "gemm_path_effective_gflops": brute / t_gemm / 1e9,
+            "load_average_quantize": os.getloadavg(),
+        })
+        print(f"quantisation + pyramid, {len(test)} real 256x256 images, {n_desc} descriptors "
+              f"({zero_share:.1%} zeroed), {a.words} words")
+        print(f"  ours (exact pruned)  {res['ours_desc_per_s'] / 1e6:8.2f} M desc/s")
+        print(f"  ours (brute GEMM)    {res['ours_gemm_desc_per_s'] / 1e6:8.2f} M desc/s")
+        print(f"  KMeans.predict       {res['kmeans_predict_desc_per_s'] / 1e6:8.2f} M desc/s")
+        print(f"  ratio                {res['speedup_vs_kmeans_predict']:8.2f}x; identical assignments: {agree:.6%}; "
+              f"brute GEMM path {res['gemm_path_speedup_vs_kmeans_predict']:.2f}x, identical {agree_gemm:.6%}")
+        print(f"  square float32 GEMM now: {g / 1e9:.1f} GFLOP/s")
+        if pruned_done is not None:
+            print(f"  pruned path: achieved {res['pruned_achieved_gflops']:.1f} GFLOP/s (work done: "
+                  f"{res['pruned_work_share_of_brute_force']:.1%} of brute force, {evals:.2f} exact evaluations "
+                  f"per non-zero descriptor); effective {res['pruned_effective_gflops']:.1f} GFLOP/s "
+                  "(brute-force flops / time)")
+        print(f"  GEMM path:   achieved {res['gemm_path_achieved_gflops']:.1f} GFLOP/s (zeroed descriptors "
+              f"skipped); effective {res['gemm_path_effective_gflops']:.1f} GFLOP/s; load average {load()}")
+
+    # -- the vocabulary's k-means against sklearn's KMeans ----------------------------
+    if "kmeans" in parts:
+        src = paths[200:200 + a.kmeans_images]
+        S = sample_descriptors([phow(preprocess(p, 256))[1] for p in src], a.kmeans_descriptors, seed=0)
+        t = time.perf_counter()
+        init = kmeans_plusplus_init(S, a.words, random_state=0)
+        t_init = time.perf_counter() - t
+        t = time.perf_counter()
+        km = KMeans(a.words, init=init, n_init=1, max_iter=a.kmeans_iter, tol=0.0, algorithm="lloyd").fit(S)
+        t_sk = time.perf_counter() - t
+        load_sk = load()
+        t = time.perf_counter()
+        centers, labels, inertia, n_iter, hist = fit_kmeans(S, a.words, init=init, max_iter=a.kmeans_iter, tol=0.0)
+        t_ours_km = time.perf_counter() - t
+        load_ours = load()
+        diff = np.abs(centers - km.cluster_centers_)
+        res.update({
+            "kmeans_descriptors": len(S), "kmeans_words": a.words, "kmeans_init_s": t_init,
+            "kmeans_iterations_ours": n_iter, "kmeans_iterations_sklearn": int(km.n_iter_),
+            "kmeans_ours_s": t_ours_km, "kmeans_sklearn_s": t_sk, "kmeans_speedup": t_sk / t_ours_km,
+            "kmeans_ours_s_per_iter": t_ours_km / n_iter, "kmeans_sklearn_s_per_iter": t_sk / km.n_iter_,
+            "kmeans_centres_max_abs_diff": float(diff.max()),
+            "kmeans_centres_max_rel_diff": float(diff.max() / np.abs(km.cluster_centers_).max()),
+            "kmeans_centres_within_1e-3_share": float(np.mean(diff.max(1) <= 1e-3 * np.abs(km.cluster_centers_).max())),
+            "kmeans_labels_identical_share": float(np.mean(labels == km.labels_)),
+            "kmeans_inertia_ours": inertia, "kmeans_inertia_sklearn": float(km.inertia_),
+            "kmeans_inertia_per_iteration": [h["inertia"] for h in hist],
+            "load_average_kmeans_sklearn": load_sk, "load_average_kmeans_ours": load_ours,
+        })
+        print(f"vocabulary k-means: {len(S)} PHOW descriptors of {len(src)} other sample images x {a.words} words, "
+              f"one k-means++ init ({t_init:.1f} s, shared), {a.kmeans_iter} Lloyd iterations at most, tol=0")
+        print(f"  sklearn KMeans(lloyd)  {t_sk:7.1f} s  ({km.n_iter_} iterations, {t_sk / km.n_iter_:.2f} s each; "
+              f"load average after: {load_sk})")
+        print(f"  ours fit_kmeans        {t_ours_km:7.1f} s  ({n_iter} iterations, {t_ours_km / n_iter:.2f} s each; "
+              f"load average after: {load_ours})")
+        print(f"  ratio {t_sk / t_ours_km:.2f}x (target >= 3x); centres: max |diff| {diff.max():.3g} "
+              f"({res['kmeans_centres_max_rel_diff']:.2e} of the largest coordinate), "
+              f"{res['kmeans_centres_within_1e-3_share']:.1%} of centres within 1e-3 of it; labels identical "
+              f"{res['kmeans_labels_identical_share']:.4%}; inertia {inertia:.6g} vs {km.inertia_:.6g}")
 
     # -- end to end per 1024x1024 PNG -------------------------------------------
-    big = sorted((sample / "images-1024").glob("*.png"))[: a.e2e_images]
-    cfg = BaselineConfig()
-    enc = make_encoder(vocab, cfg)
-    enc.n_threads = 1
+    if "e2e" in parts:
+        big = sorted((sample / "images-1024").glob("*.png"))[: a.e2e_images]
+        cfg = BaselineConfig()
+        enc = make_encoder(vocab, cfg)
+        enc.n_threads = 1
 
-    def decode_all():
-        for p in big:
-            cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        def decode_all():
+            for p in big:
+                cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
 
-    def one(p):
-        img = resize(equalize(read_xray(p)), 256)
-        f, d = phow(img)
-        return enc.encode_one(f, d)
+        def one(p):
+            img = resize(equalize(read_xray(p)), 256)
+            f, d = phow(img)
+            return enc.encode_one(f, d)
 
-    def e2e_serial():
-        for p in big:
+        def e2e_serial():
+            for p in big:
+                one(p)
+
+        for p in big[:2]:
             one(p)
-
-    for p in big[:2]:
-        one(p)
-    t_dec = best_of(decode_all, 3) / len(big)
-    t_e2e = best_of(e2e_serial, 2) / len(big)
-    par = Parallel(n_jobs=ncpu, prefer="processes")
-    par(delayed(one)(p) for p in big[:ncpu])
-    t_par = best_of(lambda: par(delayed(one)(p) for p in big), 2) / len(big)
-    res.update({
-        "png_decode_ms": t_dec * 1e3, "e2e_ms_single": t_e2e * 1e3, "e2e_over_decode_single": t_e2e / t_dec,
-        "e2e_ms_per_image_all_cores": t_par * 1e3, "e2e_over_decode_all_cores": t_par / t_dec,
-        "full_dataset_hours_all_cores": 112_120 * t_par / 3600,
-    })
-
-    print(f"quantisation + pyramid, {len(test)} real 256x256 images, {n_desc} descriptors "
-          f"({zero_share:.1%} zeroed), {a.words} words, {ncpu} cores")
-    print(f"  ours (exact pruned)  {res['ours_desc_per_s'] / 1e6:8.2f} M desc/s")
-    print(f"  ours (brute GEMM)    {res['ours_gemm_desc_per_s'] / 1e6:8.2f} M desc/s")
-    print(f"  KMeans.predict       {res['kmeans_predict_desc_per_s'] / 1e6:8.2f} M desc/s")
-    print(f"  ratio                {res['speedup_vs_kmeans_predict']:8.2f}x  (target >= 1.5x); "
-          f"identical assignments: {agree:.6%}; brute GEMM path {res['gemm_path_speedup_vs_kmeans_predict']:.2f}x, "
-          f"identical {agree_gemm:.6%}")
-    print(f"  square float32 GEMM  {res['gemm_gflops']:8.1f} GFLOP/s; ours {res['ours_effective_gflops']:.1f} "
-          f"GFLOP/s brute-force equivalent = {res['share_of_gemm_rate']:.0%} (target >= 70%); "
-          f"brute GEMM path {res['gemm_path_share_of_gemm_rate']:.0%}")
-    print(f"end to end per 1024x1024 PNG ({len(big)} images): decode {t_dec * 1e3:.1f} ms; "
-          f"decode+equalise+resize+PHOW+encode {t_e2e * 1e3:.1f} ms single process "
-          f"({res['e2e_over_decode_single']:.1f}x decode), {t_par * 1e3:.1f} ms/image on {ncpu} cores "
-          f"({res['e2e_over_decode_all_cores']:.1f}x decode)")
-    print(f"  all 112,120 images on this machine: {res['full_dataset_hours_all_cores']:.2f} h")
+        t_dec = best_of(decode_all, 3) / len(big)
+        t_e2e = best_of(e2e_serial, 2) / len(big)
+        par = Parallel(n_jobs=ncpu, prefer="processes")
+        par(delayed(one)(p) for p in big[:ncpu])
+        t_par = best_of(lambda: par(delayed(one)(p) for p in big), 2) / len(big)
+        res.update({
+            "png_decode_ms": t_dec * 1e3, "e2e_ms_single": t_e2e * 1e3, "e2e_over_decode_single": t_e2e / t_dec,
+            "e2e_ms_per_image_all_cores": t_par * 1e3, "e2e_over_decode_all_cores": t_par / t_dec,
+            "full_dataset_hours_all_cores": 112_120 * t_par / 3600,
+        })
+        print(f"end to end per 1024x1024 PNG ({len(big)} images): decode {t_dec * 1e3:.1f} ms; "
+              f"decode+equalise+resize+PHOW+encode {t_e2e * 1e3:.1f} ms single process "
+              f"({res['e2e_over_decode_single']:.1f}x decode), {t_par * 1e3:.1f} ms/image on {ncpu} cores "
+              f"({res['e2e_over_decode_all_cores']:.1f}x decode)")
+        print(f"  all 112,120 images on this machine: {res['full_dataset_hours_all_cores']:.2f} h; "
+              f"load average {load()}")
+    res["load_average_end"] = os.getloadavg()
     if a.json:
-        Path(a.json).write_text(json.dumps(res, indent=2))
+        Path(a.json).write_text(json.dumps(res, indent=2, default=float))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """phow-baseline: a classical PHOW + SVM baseline for NIH ChestX-ray14.
 
-The package reads as the pipeline: :mod:`~phow_baseline.data` ->
-:mod:`~phow_baseline.preprocess` -> :mod:`~phow_baseline.dsift` /
-:mod:`~phow_baseline.phow` -> :mod:`~phow_baseline.vocabulary` ->
-:mod:`~phow_baseline.encode` -> :mod:`~phow_baseline.classify` ->
-:mod:`~phow_baseline.metrics` -> :mod:`~phow_baseline.localise` /
-:mod:`~phow_baseline.followup` -> :mod:`~phow_baseline.report`.
+The package reads as the pipeline, one module per stage, each importing
+only the stages below it (``tests/test_package.py`` checks the import graph):
+
+data -> preprocess -> dsift -> phow -> quantize -> vocabulary -> pyramid ->
+kernel_map -> features -> classify -> config -> attribution -> model ->
+steps / pipeline -> metrics -> localize / followup -> report -> demo -> cli.
+
+:mod:`~phow_baseline.io` (atomic writes, JSON reading, checksums, image
+listing) and :mod:`~phow_baseline.model_io` (the model directory) serve
+every stage.
 The CNN comparison lives in :mod:`phow_baseline.cnn` and is the only place
 that imports torch.
 """

@@ -104,7 +104,7 @@ def config_options(f):
 
 
 def _config(kw):
-    from .pipeline import BaselineConfig
+    from .config import BaselineConfig
 
     over = {k: kw.pop(k, None) for k in ("size", "equalization", "n_words", "max_descriptors", "vocab_images",
                                          "kernel_map", "C", "class_weight", "solver", "train_split", "seed",
@@ -151,10 +151,10 @@ class _Cluster:
 
 def _library_errors():
     from .data import DatasetError
-    from .model_io import ModelFileError
+    from .io import DataFileError, FolderBusyError
     from .preprocess import ImageReadError
 
-    return (DatasetError, ModelFileError, ImageReadError, FileNotFoundError, ValueError)
+    return (DatasetError, DataFileError, FolderBusyError, ImageReadError, FileNotFoundError, ValueError)
 
 
 @main.command()
@@ -164,7 +164,7 @@ def _library_errors():
 @config_options
 def vocab(data_dir, work, scheduler, quiet, **kw):
     """Fit the visual vocabulary on the training split (cached in WORK)."""
-    from .pipeline import open_dataset, prepare_training
+    from .steps import open_dataset, prepare_training
 
     cfg = _config(kw)
     try:
@@ -183,7 +183,7 @@ def vocab(data_dir, work, scheduler, quiet, **kw):
 @config_options
 def encode(data_dir, work, split, scheduler, quiet, **kw):
     """Encode a split into feature shards (needs the vocabulary in WORK; resumes)."""
-    from .pipeline import build_image_cache, encode_split, open_dataset, prepare_training
+    from .steps import build_image_cache, encode_split, open_dataset, prepare_training
 
     cfg = _config(kw)
     try:
@@ -205,7 +205,7 @@ def encode(data_dir, work, split, scheduler, quiet, **kw):
 @config_options
 def train(data_dir, work, model_dir, scheduler, quiet, **kw):
     """Train the 14 one-vs-rest SVMs (vocabulary and features reused from WORK)."""
-    from .pipeline import train_model
+    from .steps import train_model
 
     cfg = _config(kw)
     try:
@@ -230,7 +230,8 @@ def train(data_dir, work, model_dir, scheduler, quiet, **kw):
 def evaluate(model_dir, data_dir, out, work, split, name, n_bootstrap, quiet):
     """Per-class ROC/AUROC of a trained model on a split; writes the run directory."""
     from .metrics import format_auroc_table
-    from .pipeline import PhowModel, evaluate_model
+    from .model import PhowModel
+    from .steps import evaluate_model
 
     try:
         model = PhowModel.load(model_dir)
@@ -240,17 +241,6 @@ def evaluate(model_dir, data_dir, out, work, split, name, n_bootstrap, quiet):
         raise click.ClickException(str(exc)) from None
     click.echo(format_auroc_table(m))
     click.echo(f"\nrun directory: {out}")
-
-
-def _image_inputs(inputs):
-    paths = []
-    for p in inputs:
-        p = Path(p)
-        if p.is_dir():
-            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff"))
-        else:
-            paths.append(p)
-    return paths
 
 
 @main.command()
@@ -263,18 +253,19 @@ def predict(model_dir, inputs, out, quiet):
     """Score images (files or folders): one column per label, written to a CSV."""
     from .metrics import write_predictions
     from .model_io import load_model
-    from .pipeline import _write_failures, predict_paths
+    from .io import list_images, write_failures_csv
+    from .steps import predict_paths
 
     try:
         model = load_model(model_dir)
     except _library_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    names, scores, failures = predict_paths(model, _image_inputs(inputs), progress=not quiet)
+    names, scores, failures = predict_paths(model, list_images(inputs), progress=not quiet)
     write_predictions(out, names, scores)
     for f, why in failures:
         click.echo(f"failed: {f}: {why}", err=True)
     if failures:
-        _write_failures(out.with_name(out.stem + ".failures.csv"), failures)
+        write_failures_csv(out.with_name(out.stem + ".failures.csv"), failures)
     click.echo(f"scored {len(names)} image(s), {len(failures)} failure(s); wrote {out}")
     if len(names) == 1:
         from .data import LABELS
@@ -293,7 +284,7 @@ def predict(model_dir, inputs, out, quiet):
 def run(data_dir, out, n_bootstrap, scheduler, quiet, **kw):
     """The whole PHOW baseline on the official split: train on train_val, evaluate on test."""
     from .metrics import format_auroc_table
-    from .pipeline import run_baseline
+    from .steps import run_baseline
 
     cfg = _config(kw)
     try:
@@ -393,6 +384,7 @@ def localise(model_dir, images, out, labels, top):
     import cv2
 
     from .data import LABELS
+    from .io import list_images
     from .localise import boxes_from_heatmap, overlay, upsample
     from .model_io import load_model
 
@@ -405,7 +397,7 @@ def localise(model_dir, images, out, labels, top):
         raise click.BadParameter(f"unknown label(s) {sorted(set(wanted) - set(LABELS))}")
     out.mkdir(parents=True, exist_ok=True)
     n_fail = 0
-    for p in _image_inputs(images):
+    for p in list_images(images):
         try:
             img = model.preprocess(p)
         except _library_errors() as exc:

@@ -1,7 +1,7 @@
 """Heatmaps to boxes, and the NIH box evaluation (Wang et al. 2017), for any model.
 
 A model gives per-class heatmaps (``heatmaps(image) -> (14, h, w)``: the
-PHOW model's own, :func:`phow_baseline.pipeline.phow_heatmaps`, or a CNN's
+PHOW model's own, :func:`phow_baseline.attribution.phow_heatmaps`, or a CNN's
 class activation maps); this module turns a heatmap into up to 3 boxes and
 scores them against ``BBox_List_2017``:
 

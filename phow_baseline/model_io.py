@@ -1,46 +1,44 @@
-"""The model directory: ``model.json`` plus ``.npy``/``.npz`` arrays, never pickles.
+"""The model directory: ``model.json`` plus ``.npz`` arrays, never pickles.
 
-``train`` writes it; ``predict``, ``evaluate``, ``localise`` and ``diff``
+``train`` writes it; ``predict``, ``evaluate``, ``localize`` and ``diff``
 read it.  ``model.json`` records the kind, the parameters of every stage,
 the labels, library and dependency versions, the creation time and the
 sha256 of each array file; loading checks every checksum and reads arrays
 with ``allow_pickle=False``, so loading a model runs no code.
+
+Which class loads a directory is decided by its ``kind`` through one
+registry (:func:`register_model_kind`): the PHOW model registers itself as
+``"phow"`` and the CNN extra as ``"cnn"``, by name, so this module imports
+neither.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
+import importlib
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from . import __version__
 from .data import LABELS
+from .io import (DataFileError, atomic_save_npz, atomic_write_json, confined, load_npz, read_json,
+                 sha256_file)
 
 MODEL_FORMAT_VERSION = 1
 
 
-class ModelFileError(ValueError):
+class ModelFileError(DataFileError):
     """A model directory is missing a file, or a file does not match its checksum."""
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def dependency_versions() -> dict:
     import cv2
     import numba
-    import sklearn
     import skimage
+    import sklearn
 
     return {"phow_baseline": __version__, "python": platform.python_version(), "numpy": np.__version__,
             "scikit-learn": sklearn.__version__, "scikit-image": skimage.__version__, "numba": numba.__version__,
@@ -51,7 +49,7 @@ def write_model_dir(directory, kind: str, params: dict, arrays: dict[str, dict[s
                     extra: dict | None = None) -> Path:
     """Write ``model.json`` and one ``.npz`` per entry of ``arrays`` (name -> {key: array}).
 
-    Array files are written first, ``model.json`` last (atomically), so a
+    Array files are written first, ``model.json`` last (each atomically), so a
     directory with a ``model.json`` is complete.
     """
     d = Path(directory)
@@ -59,75 +57,96 @@ def write_model_dir(directory, kind: str, params: dict, arrays: dict[str, dict[s
     files = {}
     for name, arrs in arrays.items():
         fname = f"{name}.npz"
-        tmp = d / (fname + ".tmp.npz")
-        np.savez(tmp, **{k: np.asarray(v) for k, v in arrs.items()})
-        os.replace(tmp, d / fname)
+        atomic_save_npz(d / fname, arrs)
         files[name] = {"file": fname, "sha256": sha256_file(d / fname)}
     meta = {"format": MODEL_FORMAT_VERSION, "kind": kind, "labels": list(LABELS), "params": params,
             "files": files, "versions": dependency_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if extra:
         meta.update(extra)
-    tmp = d / "model.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=_json_default))
-    os.replace(tmp, d / "model.json")
+    atomic_write_json(d / "model.json", meta)
     return d
 
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, (np.ndarray,)):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+def _model_json(directory) -> Path:
+    """``directory/model.json``, or an error that says where the model is when given a run folder."""
+    d = Path(directory)
+    mj = d / "model.json"
+    if mj.exists():
+        return mj
+    for cand in (d / "model", d.parent / "model"):
+        if (cand / "model.json").exists() and cand.resolve() != d.resolve():
+            raise ModelFileError(f"{d}: not a model directory (no model.json); the model of this run is in {cand}")
+    raise ModelFileError(f"{mj}: not a model directory (no model.json)")
 
 
 def read_model_dir(directory) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """Read and verify a model directory: ``(meta, arrays)``."""
     d = Path(directory)
-    mj = d / "model.json"
-    if not mj.exists():
-        raise ModelFileError(f"{mj}: not a model directory (no model.json)")
-    try:
-        meta = json.loads(mj.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{mj}: invalid JSON ({exc})") from exc
+    mj = _model_json(d)
+    meta = read_json(mj, what="model file")
     if meta.get("format") != MODEL_FORMAT_VERSION:
         raise ModelFileError(f"{mj}: unsupported model format {meta.get('format')!r}")
     arrays = {}
-    for name, f in meta.get("files", {}).items():
-        p = d / f["file"]
+    files = meta.get("files", {})
+    if not isinstance(files, dict):
+        raise ModelFileError(f"{mj}: 'files' should map names to files")
+    for name, f in files.items():
+        try:
+            p = confined(d, f["file"])
+            digest = f["sha256"]
+        except (TypeError, KeyError, DataFileError) as exc:
+            raise ModelFileError(f"{mj}: bad entry for {name!r} in 'files' ({exc})") from None
         if not p.exists():
             raise ModelFileError(f"{p}: array file listed in model.json is missing")
-        if sha256_file(p) != f["sha256"]:
+        if sha256_file(p) != digest:
             raise ModelFileError(f"{p}: checksum mismatch (the file changed after the model was written)")
-        with np.load(p, allow_pickle=False) as z:
-            arrays[name] = {k: z[k] for k in z.files}
+        arrays[name] = load_npz(p)
     return meta, arrays
 
 
+#: kind -> loader (a callable taking the directory, or "module:attribute" imported when first needed).
+_MODEL_KINDS: dict[str, Callable | str] = {}
+_MODEL_KIND_NEEDS: dict[str, str] = {}
+
+
+def register_model_kind(kind: str, loader: Callable | str, needs: str | None = None) -> None:
+    """Make :func:`load_model` load directories of ``kind`` with ``loader``.
+
+    ``loader`` is a callable ``loader(directory)`` or a ``"module:attr"``
+    string (dotted attributes allowed) imported on first use; ``needs`` says
+    what to install when that import fails.
+    """
+    _MODEL_KINDS[kind] = loader
+    if needs:
+        _MODEL_KIND_NEEDS[kind] = needs
+
+
+def _resolve(kind: str, mj: Path) -> Callable:
+    loader = _MODEL_KINDS[kind]
+    if callable(loader):
+        return loader
+    module, _, attr = loader.partition(":")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as exc:
+        need = _MODEL_KIND_NEEDS.get(kind, "")
+        raise ModelFileError(f"{mj}: a {kind!r} model needs {need or module} ({exc})") from None
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def load_model(directory):
-    """Load a PHOW model (or, with the cnn extra, a CNN run) from its directory."""
+    """Load a model directory of any registered kind (PHOW; CNN with the cnn extra)."""
     d = Path(directory)
-    mj = d / "model.json"
-    if not mj.exists():
-        raise ModelFileError(f"{mj}: not a model directory (no model.json)")
-    kind = json.loads(mj.read_text()).get("kind")
-    if kind == "phow":
-        from .pipeline import PhowModel
-
-        return PhowModel.load(d)
-    if kind == "cnn":
-        from .cnn import load_cnn_model  # imports torch
-
-        return load_cnn_model(d)
-    raise ModelFileError(f"{mj}: unknown model kind {kind!r}")
+    mj = _model_json(d)
+    kind = read_json(mj, what="model file").get("kind")
+    if kind not in _MODEL_KINDS:
+        raise ModelFileError(f"{mj}: unknown model kind {kind!r} (known: {sorted(_MODEL_KINDS)})")
+    return _resolve(kind, mj)(d)
 
 
-def load_heatmap_model(path):
-    """A model with ``heatmaps(img)``, ``scores(img)``, ``image_size`` and ``preprocess(path)``."""
-    return load_model(path)
+register_model_kind("phow", "phow_baseline.model:PhowModel.load")
+register_model_kind("cnn", "phow_baseline.cnn:load_cnn_model",
+                    needs="the cnn extra (pip install -e '.[cnn]': torch and torchvision)")

@@ -125,7 +125,7 @@ class Vocabulary(BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Index of the nearest word of each descriptor (``(m, 128)`` -> ``(m,)`` int32)."""
-        from .encode import quantize
+        from .quantize import quantize
 
         return quantize(np.asarray(X), self.cluster_centers_)
 

@@ -167,7 +167,8 @@ def sample_run(sample_dir, tmp_path_factory):
     import warnings
 
     from phow_baseline.data import MissingImagesWarning
-    from phow_baseline.pipeline import BaselineConfig, run_baseline
+    from phow_baseline.config import BaselineConfig
+    from phow_baseline.steps import run_baseline
 
     out = tmp_path_factory.mktemp("phow_run")
     with warnings.catch_warnings():

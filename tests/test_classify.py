@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from phow_baseline.classify import OneVsRestSVM, class_sample_weights
-from phow_baseline.encode import FeatureStore
+from phow_baseline.features import FeatureStore
 
 REPO = Path(__file__).resolve().parents[1]
 

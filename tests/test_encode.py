@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from sklearn.cluster import KMeans
 
-from phow_baseline.encode import (PRUNE_DIMS, FeatureStore, HomogeneousKernelMap, PruningTables,
-                                  homkermap_constants, level_weights, make_kernel_map, normalise_pyramid,
-                                  pruning_tables, pyramid_cells, quantize, quantize_histogram)
+from phow_baseline.features import FeatureStore
+from phow_baseline.kernel_map import HomogeneousKernelMap, homkermap_constants, make_kernel_map
+from phow_baseline.pyramid import level_weights, normalise_pyramid, pyramid_cells
+from phow_baseline.quantize import PRUNE_DIMS, PruningTables, pruning_tables, quantize, quantize_histogram
 
 
 @pytest.fixture(scope="module")

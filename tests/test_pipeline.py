@@ -14,7 +14,11 @@ from sklearn.metrics import roc_auc_score
 from phow_baseline.cli import main as cli
 from phow_baseline.data import LABELS, ChestXray14, MissingImagesWarning
 from phow_baseline.model_io import ModelFileError, load_model
-from phow_baseline.pipeline import BaselineConfig, PhowModel, make_pipeline, per_bin_contributions, run_baseline
+from phow_baseline.attribution import per_bin_contributions
+from phow_baseline.config import BaselineConfig
+from phow_baseline.model import PhowModel
+from phow_baseline.pipeline import make_pipeline
+from phow_baseline.steps import run_baseline
 from phow_baseline.preprocess import preprocess
 
 from conftest import SMALL_CONFIG as SMALL
@@ -137,8 +141,8 @@ def test_known_signal_is_learnt(sample_images):
 def test_dask_backend_gives_identical_features(sample_dir, tmp_path):
     from dask.distributed import Client, LocalCluster
 
-    from phow_baseline.encode import FeatureStore
-    from phow_baseline.pipeline import build_image_cache, encode_split, fit_vocabulary
+    from phow_baseline.features import FeatureStore
+    from phow_baseline.steps import build_image_cache, encode_split, fit_vocabulary
 
     cfg = BaselineConfig(size=128, n_words=32, max_descriptors=5000, vocab_images=20, n_jobs=2, shard_size=8)
     with warnings.catch_warnings():
@@ -169,3 +173,17 @@ def test_cli_vocab_then_encode(sample_dir, tmp_path):
     assert res.exit_code == 0, res.output
     assert "features: 59 images x 640" in res.output
     assert (tmp_path / "w" / "vocabulary.npz").stat().st_mtime_ns == mtime
+
+
+def test_make_pipeline_does_not_equalize_preprocessed_images_again(sample_images):
+    """The pipeline's input is preprocess()'s output (already equalised): its PHOW step must not
+    equalise a second time, so its descriptors equal those of the training path (PhowModel.features)."""
+    from phow_baseline.config import make_phow
+
+    cfg = BaselineConfig(size=128)
+    pipe = make_pipeline(cfg)
+    assert pipe.named_steps["phow"].equalization == "none"
+    img = preprocess(sample_images[0], size=cfg.size, equalization=cfg.equalization)
+    (f1, d1), = pipe.named_steps["phow"].transform([img])
+    (f2, d2), = make_phow(cfg).transform([img])
+    assert np.array_equal(d1, d2) and np.array_equal(f1, f2)

@@ -82,13 +82,13 @@ def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, devic
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="predictions.csv", show_default=True)
 def predict(model_dir, inputs, out):
     """Sigmoid scores of images (files or folders) into a CSV."""
-    from ..cli import _image_inputs
+    from ..io import list_images
     from ..metrics import write_predictions
-    from ..pipeline import predict_paths
+    from ..steps import predict_paths
     from .train import load_cnn_model
 
     m = load_cnn_model(model_dir)
-    names, scores, failures = predict_paths(m, _image_inputs(inputs), progress=False)
+    names, scores, failures = predict_paths(m, list_images(inputs), progress=False)
     write_predictions(out, names, scores)
     for f, why in failures:
         click.echo(f"failed: {f}: {why}", err=True)

@@ -11,7 +11,8 @@ from .train import CnnConfig, load_cnn_model, pick_device, predict_batches, trai
 
 
 def _cache(ds, split, work, cfg: CnnConfig, progress):
-    from ..pipeline import BaselineConfig, build_image_cache
+    from ..config import BaselineConfig
+    from ..steps import build_image_cache
 
     bc = BaselineConfig(size=cfg.cache_size, equalization=cfg.equalization, val_fraction=cfg.val_fraction,
                         seed=cfg.seed)

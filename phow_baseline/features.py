@@ -1,0 +1,202 @@
+"""Pyramid features of many images in shards on disk, and the parallel driver that fills them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .io import sha256_array
+from .pyramid import SpatialPyramidEncoder
+
+FEATURE_FORMAT_VERSION = 1
+#: Images per feature shard (256 x 12,000 float32 = 12 MB).
+FEATURE_SHARD_SIZE = 256
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}-{id(array)}")
+    with open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+class FeatureStore:
+    """Pyramid features of many images in shards on disk, ``(n, dim)`` float32.
+
+    ``index.json`` holds the parameters (a fingerprint of the vocabulary and
+    PHOW settings), the image names and the shard size.  Each shard
+    ``feat_SSSSS.npy`` is written to a temporary name and renamed when
+    complete, so a killed run leaves only whole shards, and a rerun redoes
+    just the missing ones.  Shards are memory-mapped when read.
+    """
+
+    def __init__(self, directory, names, dim, shard_size, params):
+        self.directory = Path(directory)
+        self.names = list(names)
+        self.dim = int(dim)
+        self.shard_size = int(shard_size)
+        self.params = params
+
+    @classmethod
+    def create(cls, directory, names, dim, params: dict, shard_size=FEATURE_SHARD_SIZE) -> "FeatureStore":
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        index = {"format": FEATURE_FORMAT_VERSION, "dim": int(dim), "shard_size": int(shard_size),
+                 "params": params, "names": list(names)}
+        p = directory / "index.json"
+        if p.exists():
+            old = json.loads(p.read_text())
+            if old != json.loads(json.dumps(index)):
+                raise ValueError(f"{p}: a feature store with other parameters or images is already here; "
+                                 "use another folder or delete it")
+        else:
+            tmp = p.with_name("index.json.tmp")
+            tmp.write_text(json.dumps(index))
+            os.replace(tmp, p)
+        return cls(directory, names, dim, shard_size, params)
+
+    @classmethod
+    def open(cls, directory) -> "FeatureStore":
+        p = Path(directory) / "index.json"
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no feature store here")
+        idx = json.loads(p.read_text())
+        if idx.get("format") != FEATURE_FORMAT_VERSION:
+            raise ValueError(f"{p}: unsupported feature store format {idx.get('format')}")
+        store = cls(directory, idx["names"], idx["dim"], idx["shard_size"], idx["params"])
+        return store
+
+    def __len__(self):
+        return len(self.names)
+
+    @property
+    def n_shards(self) -> int:
+        return (len(self.names) + self.shard_size - 1) // self.shard_size
+
+    def shard_rows(self, s: int) -> range:
+        return range(s * self.shard_size, min(len(self.names), (s + 1) * self.shard_size))
+
+    def shard_path(self, s: int) -> Path:
+        return self.directory / f"feat_{s:05d}.npy"
+
+    def missing_shards(self) -> list[int]:
+        return [s for s in range(self.n_shards) if not self.shard_path(s).exists()]
+
+    def write_shard(self, s: int, features: np.ndarray) -> None:
+        features = np.asarray(features, np.float32)
+        if features.shape != (len(self.shard_rows(s)), self.dim):
+            raise ValueError(f"shard {s}: expected shape {(len(self.shard_rows(s)), self.dim)}, "
+                             f"got {features.shape}")
+        _atomic_save(self.shard_path(s), features)
+
+    def read_shard(self, s: int, mmap=True) -> np.ndarray:
+        p = self.shard_path(s)
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: shard missing (the encoding did not finish; rerun it)")
+        arr = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if arr.shape != (len(self.shard_rows(s)), self.dim):
+            raise ValueError(f"{p}: shape {arr.shape}, expected {(len(self.shard_rows(s)), self.dim)}")
+        return arr
+
+    def load(self, rows=None) -> np.ndarray:
+        """All features (or the given rows) in memory."""
+        X = np.concatenate([np.asarray(self.read_shard(s)) for s in range(self.n_shards)]) \
+            if self.n_shards else np.zeros((0, self.dim), np.float32)
+        return X if rows is None else X[np.asarray(rows)]
+
+    def batches(self, rows=None, seed=None, epoch=0, transform=None):
+        """Yield ``(X_batch, row_positions)`` one shard at a time.
+
+        ``rows``: the store rows to use (default all); positions index into
+        ``rows``.  With a ``seed`` the shards come in a per-epoch random
+        order and rows are shuffled within a shard (SGD); ``transform``
+        (e.g. the kernel map) is applied per batch.
+        """
+        n = len(self.names)
+        sel = np.arange(n) if rows is None else np.asarray(rows)
+        pos_of = np.full(n, -1, np.int64)
+        pos_of[sel] = np.arange(len(sel))
+        order = list(range(self.n_shards))
+        rng = None
+        if seed is not None:
+            rng = np.random.default_rng([seed, epoch])
+            rng.shuffle(order)
+        for s in order:
+            r = np.arange(self.shard_rows(s).start, self.shard_rows(s).stop)
+            keep = pos_of[r] >= 0
+            if not keep.any():
+                continue
+            local = np.flatnonzero(keep)
+            if rng is not None:
+                local = rng.permutation(local)
+            Xb = np.asarray(self.read_shard(s)[local])
+            if transform is not None:
+                Xb = transform(Xb)
+            yield Xb, pos_of[r[local]]
+
+
+def encode_images(images, phow, encoder, n_threads=1):
+    """PHOW + pyramid features of a stack of preprocessed images, ``(n, dim)``."""
+    out = np.empty((len(images), encoder.n_features_out_), np.float32)
+    for i, img in enumerate(images):
+        frames, desc = phow.transform([img])[0]
+        out[i] = encoder.encode_one(frames, desc)
+    return out
+
+
+def _encode_shard_job(cache_dir, rows, phow_params, centers, enc_params, store_dir, s):
+    """One shard, in a worker: read the image cache, PHOW, quantise, pyramid, write atomically."""
+    from .phow import PHOW
+    from .preprocess import ImageCache
+    from .vocabulary import Vocabulary
+
+    cache = ImageCache.open(cache_dir)
+    store = FeatureStore.open(store_dir)
+    if store.shard_path(s).exists():
+        return s
+    vocab = Vocabulary(n_words=len(centers))
+    vocab.cluster_centers_ = centers
+    enc = SpatialPyramidEncoder(**{**enc_params, "vocabulary": vocab, "n_threads": 1}).fit(None)
+    phow = PHOW(**phow_params)
+    imgs = cache.take(rows)
+    store.write_shard(s, encode_images(imgs, phow, enc))
+    return s
+
+
+def encode_to_store(cache, cache_rows, store_dir, phow, encoder, *, n_jobs=-1, backend=None,
+                    shard_size=FEATURE_SHARD_SIZE, progress=True, names=None) -> FeatureStore:
+    """Encode images of an :class:`~phow_baseline.preprocess.ImageCache` into a :class:`FeatureStore`.
+
+    Shards run in parallel with joblib (``backend``: any joblib backend,
+    e.g. ``"loky"``, ``"threading"`` or ``"dask"`` inside a
+    ``dask.distributed.Client``); complete shards are skipped, so an
+    interrupted run resumes.  Images that could not be read when the cache
+    was built are encoded as zero vectors and flagged in ``cache.ok``.
+    """
+    from joblib import Parallel, delayed, parallel_config
+    from tqdm.auto import tqdm
+
+    cache_rows = [int(r) for r in cache_rows]
+    names = names if names is not None else [cache.names[r] for r in cache_rows]
+    centers = encoder.vocabulary_.cluster_centers_
+    params = {"phow": phow.get_params(), "grids": list(encoder.grids), "weighting": encoder.weighting,
+              "image_size": encoder.image_size, "cache": str(Path(cache.directory).resolve().name),
+              "vocabulary_sha256": sha256_array(centers)}
+    params = json.loads(json.dumps(params, default=str))
+    store = FeatureStore.create(store_dir, names, encoder.n_features_out_, params, shard_size)
+    todo = store.missing_shards()
+    if todo:
+        enc_params = {"grids": tuple(encoder.grids), "weighting": encoder.weighting,
+                      "image_size": encoder.image_size}
+        jobs = (delayed(_encode_shard_job)(str(cache.directory), [cache_rows[i] for i in store.shard_rows(s)],
+                                           phow.get_params(), centers, enc_params, str(store.directory), s)
+                for s in todo)
+        with parallel_config(backend=backend) if backend else contextlib.nullcontext():
+            par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+            for _ in tqdm(par(jobs), total=len(todo), disable=not progress, desc="encode", unit="shard"):
+                pass
+    return store

@@ -1,0 +1,247 @@
+"""The PHOW baseline at dataset scale: image cache -> vocabulary -> feature shards -> 14 SVMs -> evaluation.
+
+Each step works on a ChestX-ray14 folder with on-disk caches in a work
+folder that resume (:func:`build_image_cache`, :func:`fit_vocabulary`,
+:func:`encode_split`, :func:`train_svms`); :func:`train_model`,
+:func:`evaluate_model` and :func:`run_baseline` chain them and write the
+model directory and the run directory (see ``DESIGN.md``).
+:func:`predict_paths` scores image files with any model.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .config import BaselineConfig, make_encoder, make_phow
+from .data import LABELS
+from .features import FeatureStore, encode_to_store
+from .io import (atomic_save_npz, atomic_write_json, folder_lock, jsonable, load_npz, read_json, sha256_array,
+                 sha256_strings, write_failures_csv)
+from .kernel_map import make_kernel_map
+from .model import PhowModel
+
+#: Memory the in-memory solver may use for the (kernel-mapped, float64)
+#: training matrix before ``solver="auto"`` switches to out-of-core SGD.
+IN_MEMORY_BUDGET_BYTES = 4 * 2 ** 30
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_image_cache(ds, names: Sequence[str], work_dir, config: BaselineConfig, progress=True, tag="images"):
+    """Decode ``names`` of dataset ``ds`` once into ``work_dir/images-<tag>-<size>-<eq>`` (resumes)."""
+    from .preprocess import ImageCache
+
+    cache_dir = Path(work_dir) / f"images-{tag}-{config.size}-{config.equalization}"
+    paths = [ds.image_path(n) for n in names]
+    cache = ImageCache.build(cache_dir, paths, names, size=config.size, equalization=config.equalization,
+                             n_jobs=config.n_jobs, progress=progress, backend=config.backend)
+    if cache.failures:
+        _log(f"warning: {len(cache.failures)} unreadable image(s) skipped (listed in {cache_dir / 'index.json'}):")
+        for f in cache.failures[:20]:
+            _log(f"  {f.path}: {f.reason}")
+    return cache
+
+
+def _vocab_fingerprint(config: BaselineConfig, names: Sequence[str]) -> dict:
+    """What the vocabulary depends on: the PHOW and k-means settings, the split and the images."""
+    fp = {k: getattr(config, k) for k in ("size", "equalization", "sizes", "step", "magnif", "window_size",
+                                         "contrast_threshold", "n_words", "max_descriptors",
+                                         "vocab_images", "seed", "train_split")}
+    fp["n_images"] = len(names)
+    fp["names_sha256"] = sha256_strings(names)
+    return jsonable(fp)
+
+
+def fit_vocabulary(cache, rows: Sequence[int], work_dir, config: BaselineConfig, progress=True):
+    """Fit (or reload) the visual vocabulary on a seeded subset of the training images.
+
+    At most ``config.vocab_images`` images contribute, each at most
+    ``max_descriptors / n_images`` descriptors.  The result is kept in
+    ``work_dir/vocabulary.npz`` + ``vocabulary.json`` and reused when the
+    parameters match.
+    """
+    from tqdm.auto import tqdm
+
+    from .vocabulary import Vocabulary, sample_descriptors
+
+    work_dir = Path(work_dir)
+    npz, js = work_dir / "vocabulary.npz", work_dir / "vocabulary.json"
+    rows = [r for r in rows if cache.ok[r]]
+    fp = _vocab_fingerprint(config, [cache.names[r] for r in rows])
+    if npz.exists() and js.exists() and read_json(js, what="vocabulary record").get("params") == fp:
+        v = Vocabulary.from_arrays({"n_words": config.n_words, "max_descriptors": config.max_descriptors,
+                                    "seed": config.seed}, load_npz(npz))
+        _log(f"vocabulary: reusing {npz}")
+        return v
+    if not rows:
+        raise ValueError("no readable training image to fit the vocabulary on")
+    rng = np.random.default_rng(config.seed)
+    if len(rows) > config.vocab_images:
+        rows = sorted(rng.choice(rows, config.vocab_images, replace=False).tolist())
+    per_image = max(1, math.ceil(config.max_descriptors / len(rows)))
+    phow = make_phow(config)
+    samples = []
+    for r in tqdm(rows, desc="vocabulary: PHOW", unit="img", disable=not progress):
+        _, d = phow.transform([cache[r]])[0]
+        samples.append(sample_descriptors([d], max_descriptors=per_image, seed=int(rng.integers(2 ** 31))))
+    _log(f"vocabulary: k-means, {config.n_words} words on {sum(len(s) for s in samples)} descriptors "
+         f"from {len(rows)} images")
+    v = Vocabulary(config.n_words, config.max_descriptors, seed=config.seed).fit(np.concatenate(samples))
+    atomic_save_npz(npz, v.to_arrays())
+    atomic_write_json(js, {"params": fp, "n_samples": v.n_samples_, "inertia": v.inertia_})
+    return v
+
+
+def encode_split(cache, rows, names, work_dir, vocab, config: BaselineConfig, tag: str, progress=True):
+    """Pyramid features of the given cache rows into ``work_dir/features-<tag>`` (resumes)."""
+    enc = make_encoder(vocab, config)
+    store_dir = Path(work_dir) / f"features-{tag}-{sha256_array(vocab.cluster_centers_)[:12]}"
+    return encode_to_store(cache, rows, store_dir, make_phow(config), enc, n_jobs=config.n_jobs,
+                           backend=config.backend, shard_size=config.shard_size, progress=progress, names=names)
+
+
+def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=True):
+    """Train the 14 SVMs on store ``rows`` (positions) with labels ``Y`` (len(rows), 14).
+
+    ``solver="auto"`` trains in memory with liblinear when the mapped
+    float64 matrix fits :data:`IN_MEMORY_BUDGET_BYTES`, else out of core with
+    SGD, one shard at a time (peak memory independent of the number of images).
+    """
+    from tqdm.auto import tqdm
+
+    from .classify import OneVsRestSVM
+
+    kmap = make_kernel_map(config.kernel_map)
+    factor = 1 if kmap is None else (3 if config.kernel_map == "homkermap" else 3)
+    dim = store.dim * factor
+    solver = config.solver
+    if solver == "auto":
+        solver = "liblinear" if len(rows) * dim * 8 <= IN_MEMORY_BUDGET_BYTES else "sgd"
+    svm = OneVsRestSVM(C=config.C, class_weight=config.class_weight, solver=solver, n_epochs=config.n_epochs,
+                       seed=config.seed, n_jobs=config.n_jobs)
+    transform = (lambda X: kmap.transform(X)) if kmap is not None else None
+    if solver == "liblinear":
+        X = store.load(rows)
+        if transform:
+            X = transform(X)
+        _log(f"train: 14 linear SVMs (liblinear, C={config.C}) on {X.shape[0]} x {X.shape[1]} features")
+        svm.fit(X, Y)
+        if not svm.converged_.all():
+            _log(f"warning: liblinear did not converge for {int((~svm.converged_).sum())} class(es)")
+        return svm
+    _log(f"train: 14 linear SVMs (SGD, out of core, {config.n_epochs} epochs) on {len(rows)} x {dim} features")
+    bar = tqdm(total=len(rows) * config.n_epochs, desc="train (SGD)", unit="img", disable=not progress)
+    svm.fit_batches(lambda epoch: store.batches(rows, seed=config.seed, epoch=epoch, transform=transform),
+                    np.asarray(Y), dim, progress=bar.update)
+    bar.close()
+    return svm
+
+
+def open_dataset(data_dir, config: BaselineConfig, strict=False):
+    from .data import ChestXray14
+
+    return ChestXray14(data_dir, strict=strict, val_fraction=config.val_fraction, seed=config.seed)
+
+
+def prepare_training(ds, work_dir, config: BaselineConfig, progress=True):
+    """The training split's image cache, its readable rows and the vocabulary (all cached in ``work_dir``)."""
+    names = ds.split_names(config.train_split)
+    if not names:
+        raise ValueError(f"{ds.root}: no image of split {config.train_split!r} is present")
+    with folder_lock(work_dir):
+        cache = build_image_cache(ds, names, work_dir, config, progress, tag=config.train_split)
+        rows = [i for i in range(len(cache)) if cache.ok[i]]
+        return cache, rows, fit_vocabulary(cache, rows, work_dir, config, progress)
+
+
+def train_model(data_dir, work_dir, config: BaselineConfig, progress=True, ds=None) -> PhowModel:
+    """Cache, vocabulary, features and SVMs on ``config.train_split``; returns the model."""
+    ds = ds or open_dataset(data_dir, config)
+    with folder_lock(work_dir):
+        cache, rows, vocab = prepare_training(ds, work_dir, config, progress)
+        store = encode_split(cache, range(len(cache)), cache.names, work_dir, vocab, config, config.train_split,
+                             progress)
+        Y = ds.labels([cache.names[r] for r in rows])
+        svm = train_svms(store, rows, Y, config, progress)
+    return PhowModel(config, vocab, svm, info={"trained_on": config.train_split, "n_train": len(rows)})
+
+
+def score_split(model: PhowModel, ds, split: str, work_dir, progress=True):
+    """Decision scores of every readable image of ``split``: ``(names, scores, failures)``."""
+    names = ds.split_names(split)
+    if not names:
+        raise ValueError(f"{ds.root}: no image of split {split!r} is present")
+    with folder_lock(work_dir):
+        cache = build_image_cache(ds, names, work_dir, model.config, progress, tag=split)
+        store = encode_split(cache, range(len(cache)), cache.names, work_dir, model.vocabulary, model.config,
+                             split, progress)
+    rows = [i for i in range(len(cache)) if cache.ok[i]]
+    scores = np.concatenate([model.decision_function(Xb) for Xb, _ in store.batches(rows)]) if rows else \
+        np.zeros((0, len(LABELS)))
+    failures = [(f.path, f.reason) for f in cache.failures]
+    return [cache.names[r] for r in rows], scores, failures
+
+
+def evaluate_model(model: PhowModel, data_dir, run_dir, work_dir, split=None, model_name="PHOW baseline",
+                   n_bootstrap=1000, progress=True, ds=None) -> dict:
+    """Score ``split`` (default the config's test split) and write the run directory."""
+    from .metrics import write_run_dir
+
+    ds = ds or open_dataset(data_dir, model.config)
+    split = split or model.config.test_split
+    names, scores, failures = score_split(model, ds, split, work_dir, progress)
+    if failures:
+        write_failures_csv(Path(run_dir) / "failures.csv", failures)
+    return write_run_dir(run_dir, model_name=model_name, kind="phow", split=split, names=names,
+                         y_true=ds.labels(names), scores=scores, n_bootstrap=n_bootstrap, seed=model.config.seed,
+                         extra={"config": model.config.to_dict(), "n_failures": len(failures)})
+
+
+def predict_paths(model, paths: Sequence, progress=True):
+    """Scores of image files by any model with ``preprocess`` and ``scores`` (PHOW or CNN):
+    ``(names, scores (n, 14), failures [(file, reason)])``.
+
+    Unreadable files are skipped and listed; the others are still scored.
+    """
+    from tqdm.auto import tqdm
+
+    from .preprocess import ImageReadError
+
+    names, rows, failures = [], [], []
+    for p in tqdm(list(paths), desc="predict", unit="img", disable=not progress):
+        try:
+            img = model.preprocess(p)
+        except ImageReadError as exc:
+            failures.append((str(p), exc.reason))
+            continue
+        rows.append(model.scores(img))
+        names.append(Path(p).name)
+    scores = np.stack(rows) if rows else np.zeros((0, len(LABELS)), np.float32)
+    return names, scores, failures
+
+
+def run_baseline(data_dir, out_dir, config: BaselineConfig | None = None, progress=True, n_bootstrap=1000,
+                 model_name="PHOW baseline") -> dict:
+    """All of it: train on ``config.train_split``, evaluate on ``config.test_split``.
+
+    Writes ``out_dir/work`` (caches; reruns resume), ``out_dir/model``
+    (model directory) and ``out_dir/run`` (metrics.json, predictions.csv,
+    roc.png, comparison.md/.csv).  Returns the metrics.
+    """
+    config = config or BaselineConfig()
+    out = Path(out_dir)
+    work = out / "work"
+    with folder_lock(work):
+        atomic_write_json(out / "config.json", config.to_dict())
+        ds = open_dataset(data_dir, config)
+        model = train_model(data_dir, work, config, progress, ds=ds)
+        model.save(out / "model")
+        return evaluate_model(model, data_dir, out / "run", work, model_name=model_name,
+                              n_bootstrap=n_bootstrap, progress=progress, ds=ds)
