@@ -44,8 +44,11 @@ def test_registration_recovers_known_transform(sample_images, dx, dy, angle):
     pts = np.array([[64, 64, 1], [192, 64, 1], [128, 200, 1]], float)
     err = np.abs(pts @ reg.matrix.T - pts @ M.T).max()
     assert err < 1.0, (err, reg.matrix, M)
+    # cv2.getRotationMatrix2D(angle) maps a to b with M[1, 0] = -sin(angle): the recovered matrix, which maps
+    # a-coordinates to b-coordinates, must carry the same sign (a mirrored estimate would show +angle)
     rot = math.degrees(math.atan2(reg.matrix[1, 0], reg.matrix[0, 0]))
-    assert abs(rot - (-angle)) < 0.5 or abs(rot - angle) < 0.5
+    assert math.degrees(math.atan2(M[1, 0], M[0, 0])) == pytest.approx(-angle)
+    assert abs(rot - (-angle)) < 0.3, (rot, angle)
 
 
 def test_difference_finds_pasted_opacity_despite_exposure_change(sample_images):
@@ -120,3 +123,91 @@ def test_metadata_followup_is_reported_not_used(sample_dir, tmp_path):
     assert any("other way" in n for n in d.notes)
     meta = write_diff_dir(tmp_path / "d", d)
     assert meta["metadata_followup"] == {"a": 34, "b": 11} and "suffix" in meta["order_rule"]
+
+
+def _shift(img, dx, dy):
+    """``img`` moved by (dx, dy) pixels; the uncovered strip is black (a real film ends there)."""
+    M = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(img, M, img.shape[::-1], flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+
+
+def test_known_translation_reports_no_change_outside_the_overlap(sample_images, tmp_path):
+    from phow_baseline.followup import NO_DATA_GREYS, SSIM_WINDOW
+
+    big = preprocess(sample_images[50], 300, equalization="none")
+    dx, dy = 14, -9
+    # two crops of one film, moved by (dx, dy): the same anatomy, nothing changed; b(x + dx, y + dy) = a(x, y)
+    a = big[20:276, 20:276]
+    b = big[20 - dy:276 - dy, 20 - dx:276 - dx]
+    heat = lambda img: np.stack([img.astype(np.float32) / 255 * (k + 1) for k in range(14)])
+    d = diff_pair(a, b, motion="translation", heatmap_fn=heat, score_fn=lambda img: np.full(14, img.mean() / 255),
+                  score_kind="probability")
+    assert d.registration.converged and d.quality["level"] == "good"
+    np.testing.assert_allclose(d.registration.matrix, [[1, 0, dx], [0, 1, dy]], atol=0.05)
+    # the strip of a that b does not cover: x >= 256 - 14 and y < 9
+    strip = np.zeros(a.shape, bool)
+    strip[:, 256 - dx:] = True
+    strip[:-dy, :] = True
+    assert not (d.valid[strip] > 0).any() and (d.valid > 0).mean() > 0.85
+    # zero change reported there, in every map
+    assert (d.intensity_diff[strip] == 0).all() and (d.ssim_map[strip] == 1).all()
+    assert (d.heat_diff[:, strip] == 0).all()
+    # and no line along the overlap's edge: inside the overlap the shifted copy is the same image
+    # (before the fix, SSIM windows straddling the edge compared anatomy with the black fill: up to 0.3 there)
+    assert ((1 - d.ssim_map[d.valid > 0]) / 2).max() < 0.02
+    assert (d.ssim_valid > 0).sum() >= (256 - dx - SSIM_WINDOW) * (256 + dy - SSIM_WINDOW)
+    assert np.abs(d.intensity_diff[d.valid > 0]).max() <= 2
+    assert np.abs(d.heat_diff).max() < 0.05
+    # the figures draw the strip as hatched "no data", never in a colour of the change scale
+    from phow_baseline.followup import overlay_rgb
+
+    rgb = overlay_rgb(d.b_registered, d.intensity_diff + 50 * strip, d.valid, "RdBu_r", -10, 10, signed=True)
+    greys = {tuple(g) for g in NO_DATA_GREYS}
+    assert {tuple(p) for p in rgb[strip]} == greys
+    inside_rgb = rgb[d.valid > 0].astype(int)
+    assert (np.abs(inside_rgb - d.b_registered[d.valid > 0][:, None]).max(1) <= 40).mean() > 0.99  # grey: no change
+    meta = write_diff_dir(tmp_path / "d", d)
+    assert meta["overlap_fraction"] == pytest.approx((d.valid > 0).mean())
+    assert meta["score_kind"] == "probability" and meta["registration_quality"]["reliable"] is True
+    for f in ("ssim_map.png", "intensity_diff.png", *meta["figures"]["heatmaps"].values()):
+        img = cv2.imread(str(tmp_path / "d" / f))
+        assert img is not None and img.shape[1] > 300  # framed, with a colour bar beside the image
+
+
+def test_registration_quality_in_words():
+    from phow_baseline.followup import Registration, registration_quality
+
+    M = np.eye(2, 3)
+    assert registration_quality(Registration(M, 0.95, False, "affine"))["text"].startswith(
+        "not converged: differences are unreliable")
+    q = registration_quality(Registration(M, 0.5, True, "affine"))
+    assert q["level"] == "poor" and not q["reliable"] and "unreliable" in q["text"]
+    assert registration_quality(Registration(M, 0.95, True, "affine"), overlap_fraction=0.4)["level"] == "poor"
+    assert registration_quality(Registration(M, 0.85, True, "affine"))["level"] == "fair"
+    assert registration_quality(Registration(M, 0.95, True, "affine"))["reliable"]
+
+
+def test_diff_json_file_names_are_confined(sample_images, tmp_path):
+    import json
+
+    from phow_baseline.followup import figure_paths
+    from phow_baseline.io import DataFileError
+
+    a = preprocess(sample_images[60], 128, equalization="none")
+    d = diff_pair(a, _shift(a, 3, 2), size=128)
+    meta = write_diff_dir(tmp_path / "d", d)
+    paths = figure_paths(tmp_path / "d", read_diff(tmp_path / "d"))
+    assert paths["ssim"] == tmp_path / "d" / "ssim_map.png" and paths["heatmaps"] == {}
+    for bad in ("/etc/passwd", "../a.png", "x/../../a.png"):
+        m = dict(meta, figures=dict(meta["figures"], ssim=bad))
+        with pytest.raises(DataFileError, match="leaves the folder"):
+            figure_paths(tmp_path / "d", m)
+    m = dict(meta, figures=dict(meta["figures"], heatmaps={"Mass": "../../x.png"}))
+    with pytest.raises(DataFileError, match="leaves the folder"):
+        figure_paths(tmp_path / "d", m)
+    m = dict(meta, figures=None, heatmap_labels=["../../../etc/passwd"])
+    with pytest.raises(DataFileError, match="leaves the folder"):
+        figure_paths(tmp_path / "d", m)
+    (tmp_path / "d" / "diff.json").write_text("{oops")
+    with pytest.raises(DataFileError, match=r"diff\.json.*not valid JSON"):
+        read_diff(tmp_path / "d")
