@@ -139,7 +139,7 @@ class FeatureStore:
             yield Xb, pos_of[r[local]]
 
 
-def encode_images(images, phow, encoder, n_threads=1):
+def encode_images(images, phow, encoder):
     """PHOW + pyramid features of a stack of preprocessed images, ``(n, dim)``."""
     out = np.empty((len(images), encoder.n_features_out_), np.float32)
     for i, img in enumerate(images):

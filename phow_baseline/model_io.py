@@ -80,11 +80,18 @@ def _model_json(directory) -> Path:
     raise ModelFileError(f"{mj}: not a model directory (no model.json)")
 
 
+def _read_meta(mj: Path) -> dict:
+    try:
+        return read_json(mj, what="model file")
+    except DataFileError as exc:
+        raise ModelFileError(str(exc)) from None
+
+
 def read_model_dir(directory) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """Read and verify a model directory: ``(meta, arrays)``."""
     d = Path(directory)
     mj = _model_json(d)
-    meta = read_json(mj, what="model file")
+    meta = _read_meta(mj)
     if meta.get("format") != MODEL_FORMAT_VERSION:
         raise ModelFileError(f"{mj}: unsupported model format {meta.get('format')!r}")
     arrays = {}
@@ -141,7 +148,7 @@ def load_model(directory):
     """Load a model directory of any registered kind (PHOW; CNN with the cnn extra)."""
     d = Path(directory)
     mj = _model_json(d)
-    kind = read_json(mj, what="model file").get("kind")
+    kind = _read_meta(mj).get("kind")
     if kind not in _MODEL_KINDS:
         raise ModelFileError(f"{mj}: unknown model kind {kind!r} (known: {sorted(_MODEL_KINDS)})")
     return _resolve(kind, mj)(d)

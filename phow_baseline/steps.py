@@ -119,8 +119,8 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
     from .classify import OneVsRestSVM
 
     kmap = make_kernel_map(config.kernel_map)
-    factor = 1 if kmap is None else (3 if config.kernel_map == "homkermap" else 3)
-    dim = store.dim * factor
+    # both maps give 3 outputs per input (order 1; 2 sample steps)
+    dim = store.dim * (1 if kmap is None else 3)
     solver = config.solver
     if solver == "auto":
         solver = "liblinear" if len(rows) * dim * 8 <= IN_MEMORY_BUDGET_BYTES else "sgd"
