@@ -10,36 +10,74 @@ from phow_baseline.preprocess import preprocess
 SIZES = (4, 6, 8, 10)
 
 
-@pytest.mark.peer
-@pytest.mark.slow
-def test_dsift_matches_vlfeat_on_every_sample_image(sample_images, capsys):
-    """Every real image at 256x256 (equalised), every bin size: frames identical,
-    uint8 descriptors within 1 level on >= 99.9 % of entries."""
+#: Sample images where VLFeat and we differ by more than one level in some entry, measured over all 481
+#: sample images at 256x256, bin sizes 4-10, bounds as vl_phow's (3.26e9 entries): 5 entries in 4
+#: (image, size) pairs, at most 2 in one pair (largest |diff| 114), where a gradient's orientation or
+#: position lies within float rounding of a bin boundary, so one pixel's mass lands in the
+#: neighbouring bin.  The peer test runs on these four and every 12th image.
+KNOWN_OUTLIER_IMAGES = ("00011877_000.png", "00021625_000.png", "00022958_000.png", "00027195_000.png")
+#: Bounds on the entries beyond one level: per (image, size) pair the measured maximum (2); in all, the
+#: measured 5 on the four images above plus 3 for the others (expected 1.5e-9 x 4e8 entries = 0.6).
+MAX_OUTLIERS_PER_PAIR = 2
+MAX_OUTLIERS_SUBSET = 8
+
+
+def _compare_with_vlfeat(im, s, bounds_xy, where):
+    """Frames equal, descriptors compared: returns (entries, entries beyond 1 level, max |diff|).
+
+    ``bounds_xy`` is ours, ``(xmin, ymin, xmax, ymax)``; cyvlfeat takes ``[ymin, xmin, ymax, xmax]`` and
+    gives frames as ``(y, x, norm)``: with a non-square image and bounds that differ on every side, a swap of
+    either axis order changes the number of frames or their positions."""
     from cyvlfeat.sift import dsift as vl_dsift
 
-    total = {s: 0 for s in SIZES}
-    within = {s: 0 for s in SIZES}
-    maxdiff = {s: 0 for s in SIZES}
-    for p in sample_images:
+    xmin, ymin, xmax, ymax = bounds_xy
+    fv, dv = vl_dsift(im, step=2, size=s, bounds=np.array([ymin, xmin, ymax, xmax]), window_size=1.5, fast=True,
+                      norm=True)
+    f, d = dsift(im, step=2, bin_size=s, window_size=1.5, bounds=bounds_xy)
+    assert len(f) == len(fv) and np.array_equal(f[:, :2], fv[:, [1, 0]]), f"{where} size {s}: frames differ"
+    np.testing.assert_allclose(f[:, 2], fv[:, 2], rtol=1e-4, atol=1e-7)
+    diff = np.abs(d.astype(np.int16) - dv.astype(np.int16))
+    return diff.size, int((diff > 1).sum()), int(diff.max(initial=0))
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+def test_dsift_matches_vlfeat_on_sample_images(sample_images, capsys):
+    """Real images at 256x256 (equalised), every bin size, vl_phow's bounds: frames identical, descriptor
+    entries beyond one uint8 level no more than measured (see KNOWN_OUTLIER_IMAGES)."""
+    pytest.importorskip("cyvlfeat")
+    chosen = [p for i, p in enumerate(sample_images) if i % 12 == 0 or p.name in KNOWN_OUTLIER_IMAGES]
+    assert sum(p.name in KNOWN_OUTLIER_IMAGES for p in chosen) == len(KNOWN_OUTLIER_IMAGES)
+    total = beyond = maxdiff = 0
+    for p in chosen:
         im = preprocess(p, 256).astype(np.float32) / 255
         for s in SIZES:
-            off = 1 + (10 - s) // 2 * 3  # any bounds will do; use vl_phow's
-            bounds_vl = np.array([off, off, 255, 255])  # [ymin, xmin, ymax, xmax]
-            fv, dv = vl_dsift(im, step=2, size=s, bounds=bounds_vl, window_size=1.5, fast=True, norm=True)
-            f, d = dsift(im, step=2, bin_size=s, window_size=1.5, bounds=(off, off, 255, 255))
-            assert np.array_equal(f[:, :2], fv[:, [1, 0]]), f"{p.name} size {s}: frames differ"
-            np.testing.assert_allclose(f[:, 2], fv[:, 2], rtol=1e-4, atol=1e-7)
-            diff = np.abs(d.astype(np.int16) - dv.astype(np.int16))
-            total[s] += diff.size
-            within[s] += int((diff <= 1).sum())
-            maxdiff[s] = max(maxdiff[s], int(diff.max()))
+            off = 1 + (10 - s) // 2 * 3  # vl_phow's offsets
+            n, k, m = _compare_with_vlfeat(im, s, (off, off, 255, 255), p.name)
+            assert k <= MAX_OUTLIERS_PER_PAIR, f"{p.name} size {s}: {k} entries beyond 1 level"
+            total, beyond, maxdiff = total + n, beyond + k, max(maxdiff, m)
     with capsys.disabled():
-        for s in SIZES:
-            print(f"\ndsift vs VLFeat, size {s}: {len(sample_images)} images, within 1 level "
-                  f"{within[s] / total[s]:.8%} of {total[s]} entries ({total[s] - within[s]} beyond), "
-                  f"max |diff| {maxdiff[s]}")
-    for s in SIZES:
-        assert within[s] / total[s] >= 0.999
+        print(f"\ndsift vs VLFeat: {len(chosen)} images x {len(SIZES)} sizes, {total} entries, {beyond} beyond "
+              f"1 level, max |diff| {maxdiff}")
+    assert beyond <= MAX_OUTLIERS_SUBSET
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+def test_dsift_matches_vlfeat_non_square_asymmetric_bounds(sample_images):
+    """Wide and tall crops of real images, bounds different on all four sides (axis order checked)."""
+    pytest.importorskip("cyvlfeat")
+    beyond = 0
+    for p in sample_images[1:4]:
+        full = preprocess(p, None).astype(np.float32) / 255  # 512 x 512, equalised
+        for im in (full[40:241, 7:324], full[5:322, 100:261]):  # 201 x 317 and 317 x 161
+            H, W = im.shape
+            for s in SIZES:
+                for bounds in ((3, 11, W - 6, H - 2), (0, 0, W - 1, H - 1), (17, 2, W - 1, H - 9)):
+                    n, k, _ = _compare_with_vlfeat(np.ascontiguousarray(im), s, bounds, f"{p.name} {im.shape}")
+                    assert n > 0
+                    beyond += k
+    assert beyond <= MAX_OUTLIERS_PER_PAIR  # 0 measured on these 72 comparisons
 
 
 def test_frame_geometry():
