@@ -6,6 +6,7 @@ stderr, machine-readable results to files.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import warnings
@@ -21,7 +22,44 @@ def _warn_to_stderr(message, category, filename, lineno, file=None, line=None):
     click.echo(f"warning: {message}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _describe_os_error(exc: OSError) -> str:
+    """One line naming the path and the reason: ``PATH: Read-only file system``."""
+    what = exc.strerror or str(exc)
+    if exc.filename is None:
+        return what
+    both = f"{exc.filename} -> {exc.filename2}" if getattr(exc, "filename2", None) else str(exc.filename)
+    return f"{both}: {what}"
+
+
+class _Command(click.Command):
+    """A command whose help also names the default of each argument (options show theirs)."""
+
+    def format_help_text(self, ctx, formatter):
+        super().format_help_text(ctx, formatter)
+        notes = [f"{p.human_readable_name} defaults to {p.default}." for p in self.get_params(ctx)
+                 if isinstance(p, click.Argument) and p.default is not None and not callable(p.default)]
+        if notes:
+            formatter.write_paragraph()
+            with formatter.indentation():
+                formatter.write_text(" ".join(notes))
+
+
+class _Main(click.Group):
+    """The ``phow-baseline`` group: an environmental error (an ``OSError`` such as a read-only
+    or missing folder) ends any command with one line naming the path, not a traceback."""
+
+    command_class = _Command
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # click's own handling of a closed pipe
+                raise
+            raise click.ClickException(_describe_os_error(exc)) from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="phow-baseline")
 def main():
     """PHOW + SVM baseline (and CNN comparison) for NIH ChestX-ray14."""
@@ -75,26 +113,44 @@ def compare(run_dirs, out):
 _DATA_ARG = click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path), default="data/chestxray14")
 
 
+def _svm_options() -> list:
+    """The options of the SVM stage (train, run)."""
+    return [
+        click.option("--kernel-map", type=click.Choice(["homkermap", "additive_chi2", "none"]),
+                     help="[default: homkermap]"),
+        click.option("--C", "C", type=float, help="SVM C, > 0 [default: 10]."),
+        click.option("--class-weight", type=click.Choice(["none", "balanced"]), help="[default: none]"),
+        click.option("--solver", type=click.Choice(["auto", "liblinear", "sgd"]), help="[default: auto]"),
+    ]
+
+
 def config_options(f):
+    """Every option of the baseline (train, run); each overrides the config file."""
+    return _baseline_options(f, svm=True)
+
+
+def feature_options(f):
+    """The options of the steps before the SVMs (vocab, encode): no SVM settings, which would do nothing there."""
+    return _baseline_options(f, svm=False)
+
+
+def _baseline_options(f, svm: bool):
     """Options shared by the baseline's commands; each overrides the config file."""
     opts = [
         click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
                      help="JSON file of BaselineConfig settings (options below override it)."),
-        click.option("--size", type=int, help="Image side in pixels [256]."),
-        click.option("--equalization", type=click.Choice(["global", "clahe", "none"]), help="[global]"),
-        click.option("--n-words", type=int, help="Visual words [600]."),
-        click.option("--max-descriptors", type=int, help="Descriptors for k-means [100000]."),
-        click.option("--vocab-images", type=int, help="Training images sampled for the vocabulary [2000]."),
-        click.option("--kernel-map", type=click.Choice(["homkermap", "additive_chi2", "none"]), help="[homkermap]"),
-        click.option("--C", "C", type=float, help="SVM C [10]."),
-        click.option("--class-weight", type=click.Choice(["none", "balanced"]), help="[none]"),
-        click.option("--solver", type=click.Choice(["auto", "liblinear", "sgd"]), help="[auto]"),
+        click.option("--size", type=int, help="Image side in pixels [default: 256]."),
+        click.option("--equalization", type=click.Choice(["global", "clahe", "none"]), help="[default: global]"),
+        click.option("--n-words", type=int, help="Visual words [default: 600]."),
+        click.option("--max-descriptors", type=int, help="Descriptors for k-means [default: 100000]."),
+        click.option("--vocab-images", type=int, help="Training images sampled for the vocabulary [default: 2000]."),
+        *(_svm_options() if svm else []),
         click.option("--train-split", type=click.Choice(["train_val", "train", "val", "test", "all"]),
-                     help="[train_val]"),
-        click.option("--seed", type=int, help="[0]"),
-        click.option("--n-jobs", type=int, help="Parallel workers, -1 for all cores [-1]."),
+                     help="[default: train_val]"),
+        click.option("--seed", type=int, help="[default: 0]"),
+        click.option("--n-jobs", type=int, help="Parallel workers, -1 for all cores [default: -1]."),
         click.option("--backend", type=click.Choice(["loky", "threading", "multiprocessing", "dask"]),
-                     help="joblib backend [loky]; 'dask' runs on a dask.distributed cluster."),
+                     help="joblib backend [default: loky]; 'dask' runs on a dask.distributed cluster."),
         click.option("--scheduler", help="dask scheduler address (with --backend dask); default a LocalCluster."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
     ]
@@ -104,7 +160,7 @@ def config_options(f):
 
 
 def _config(kw):
-    from .config import BaselineConfig
+    from .config import BaselineConfig, ConfigError
 
     over = {k: kw.pop(k, None) for k in ("size", "equalization", "n_words", "max_descriptors", "vocab_images",
                                          "kernel_map", "C", "class_weight", "solver", "train_split", "seed",
@@ -122,6 +178,11 @@ def _config(kw):
             cfg = BaselineConfig(**{k: v for k, v in over.items() if v is not None})
         if cw_none:
             cfg.class_weight = None
+    except ConfigError as exc:  # a bad option value: one usage line naming the option, before any work
+        opt = "--C" if exc.field == "C" else "--" + exc.field.replace("_", "-")
+        ctx = click.get_current_context(silent=True)
+        known = ctx is not None and any(opt in getattr(p, "opts", ()) for p in ctx.command.params)
+        raise click.BadParameter(str(exc), param_hint=f"'{opt}'" if known else None) from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     return cfg
@@ -149,6 +210,26 @@ class _Cluster:
         return False
 
 
+def _check_model_dir(ctx, param, value):
+    """A model directory must hold model.json; given a run's output folder, say where its model is."""
+    if value is None:
+        return value
+    from .model_io import ModelFileError, _model_json
+
+    try:
+        _model_json(value)
+    except ModelFileError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
+def _no_images_message(inputs) -> str:
+    from .io import IMAGE_SUFFIXES
+
+    return (f"no images to score in {', '.join(str(i) for i in inputs)} "
+            f"(folders are searched for {', '.join(IMAGE_SUFFIXES)} files)")
+
+
 def _library_errors():
     from .data import DatasetError
     from .io import DataFileError, FolderBusyError
@@ -161,7 +242,7 @@ def _library_errors():
 @_DATA_ARG
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default="runs/work", show_default=True,
               help="Folder of the caches (image cache, vocabulary, features).")
-@config_options
+@feature_options
 def vocab(data_dir, work, scheduler, quiet, **kw):
     """Fit the visual vocabulary on the training split (cached in WORK)."""
     from .steps import open_dataset, prepare_training
@@ -180,7 +261,7 @@ def vocab(data_dir, work, scheduler, quiet, **kw):
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default="runs/work", show_default=True)
 @click.option("--split", type=click.Choice(["train_val", "train", "val", "test", "all"]), default="test",
               show_default=True)
-@config_options
+@feature_options
 def encode(data_dir, work, split, scheduler, quiet, **kw):
     """Encode a split into feature shards (needs the vocabulary in WORK; resumes)."""
     from .steps import build_image_cache, encode_split, open_dataset, prepare_training
@@ -218,7 +299,7 @@ def train(data_dir, work, model_dir, scheduler, quiet, **kw):
 
 
 @main.command()
-@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), callback=_check_model_dir)
 @_DATA_ARG
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs/run", show_default=True)
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default="runs/work", show_default=True)
@@ -244,7 +325,7 @@ def evaluate(model_dir, data_dir, out, work, split, name, n_bootstrap, quiet):
 
 
 @main.command()
-@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), callback=_check_model_dir)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="predictions.csv",
               show_default=True)
@@ -256,11 +337,15 @@ def predict(model_dir, inputs, out, quiet):
     from .io import list_images, write_failures_csv
     from .steps import predict_paths
 
+    out.parent.mkdir(parents=True, exist_ok=True)  # --out into a new folder: made (an unwritable one: one line)
+    paths = list_images(inputs)
+    if not paths:
+        raise click.ClickException(_no_images_message(inputs))
     try:
         model = load_model(model_dir)
     except _library_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    names, scores, failures = predict_paths(model, list_images(inputs), progress=not quiet)
+    names, scores, failures = predict_paths(model, paths, progress=not quiet)
     write_predictions(out, names, scores)
     for f, why in failures:
         click.echo(f"failed: {f}: {why}", err=True)
@@ -272,7 +357,8 @@ def predict(model_dir, inputs, out, quiet):
 
         for lab, s in zip(LABELS, scores[0]):
             click.echo(f"  {lab:<20} {s:+.4f}")
-    if failures and not names:
+    if not names:
+        click.echo("error: no image could be scored (the reasons are listed above)", err=True)
         sys.exit(1)
 
 
@@ -330,15 +416,39 @@ def demo(data_dir, out, patients, seed, n_bootstrap, quiet):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--followups", type=int, default=6, show_default=True, help="Patients with a follow-up series.")
 @click.option("--overwrite", is_flag=True)
-def phantom(out_dir, patients, size, seed, followups, overwrite):
-    """Write a SYNTHETIC ground-truth phantom dataset in the ChestX-ray14 layout."""
-    from .phantom import make_phantom_dataset
+@click.option("--like", "like", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A real metadata CSV (Data_Entry_2017[_v2020].csv[.gz]): one phantom image per row, with its "
+                   "name, patient and findings, and the official split lists found next to it.")
+@click.option("--limit", type=int, help="With --like: a seeded, patient-complete subset of this many images.")
+@click.option("--bbox", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="With --like: the real BBox_List_2017.csv[.gz] [next to the metadata, if there].")
+@click.option("--n-jobs", type=int, default=-1, show_default=True, help="With --like: parallel processes.")
+@click.option("--quiet", is_flag=True)
+def phantom(out_dir, patients, size, seed, followups, overwrite, like, limit, bbox, n_jobs, quiet):
+    """Write a SYNTHETIC ground-truth phantom dataset in the ChestX-ray14 layout.
 
+    With --like, in the shape of a real metadata file (resumable: rerun the
+    same command after an interruption)."""
+    from .phantom import load_truth, make_phantom_dataset, make_phantom_like
+
+    if like is None and (limit is not None or bbox is not None):
+        raise click.UsageError("--limit and --bbox go with --like")
     try:
-        p = make_phantom_dataset(out_dir, patients, size, seed, followups, overwrite=overwrite)
-    except FileExistsError as exc:
+        if like is not None:
+            if bbox is None:
+                bbox = next((like.parent / n for n in ("BBox_List_2017.csv", "BBox_List_2017.csv.gz")
+                             if (like.parent / n).exists()), None)
+            p = make_phantom_like(out_dir, like, size=size, limit=limit, seed=seed, bbox_csv=bbox, n_jobs=n_jobs,
+                                  progress=not quiet)
+        else:
+            p = make_phantom_dataset(out_dir, patients, size, seed, followups, overwrite=overwrite)
+    except (FileExistsError, *_library_errors()) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"wrote a synthetic phantom of {patients} patients to {p}")
+    if like is not None:
+        n = load_truth(p)["params"]["n_images"]
+        click.echo(f"wrote a synthetic phantom of {n} images in the shape of {like} to {p}")
+    else:
+        click.echo(f"wrote a synthetic phantom of {patients} patients to {p}")
 
 
 @main.command()
@@ -374,7 +484,7 @@ def download(data_dir, parts, metadata_from, metadata_url, mirror, keep_archives
 # --------------------------------------------------------------------------
 
 @main.command()
-@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), callback=_check_model_dir)
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="heatmaps", show_default=True)
 @click.option("--labels", help="Comma-separated labels [the 3 highest-scoring of each image].")
@@ -417,7 +527,7 @@ def localise(model_dir, images, out, labels, top):
 
 
 @main.command("localise-eval")
-@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), callback=_check_model_dir)
 @_DATA_ARG
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs/localisation",
               show_default=True)
@@ -447,6 +557,7 @@ def localise_eval(model_dir, data_dir, out, threshold, name, quiet):
 @click.argument("image_a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("image_b", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              callback=_check_model_dir,
               help="A model for heatmap and score differences.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="diff", show_default=True)
 @click.option("--size", type=int, default=256, show_default=True)

@@ -333,3 +333,22 @@ def test_like_resumes_keeping_what_is_there(sample_dir, tmp_path):
     assert len(load_truth(out)["images"]) == 120
     with pytest.raises(FileExistsError, match="other parameters"):
         _like(sample_dir, out, limit=120, chunk=16, size=72)
+
+
+def test_cli_phantom_like(sample_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from phow_baseline.cli import main
+
+    out = tmp_path / "p"
+    args = ["phantom", str(out), "--like", str(sample_dir / "Data_Entry_2017_v2020.csv.gz"), "--limit", "30",
+            "--size", "64", "--n-jobs", "1", "--quiet"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "30 images" in r.output
+    ds = ChestXray14(out, strict=True)
+    assert len(ds.split_names("all")) == 30 and ds.bbox_path is not None  # the box list found next to the metadata
+    r = CliRunner().invoke(main, args[:-5] + ["--size", "72", "--n-jobs", "1", "--quiet"])
+    assert r.exit_code != 0 and "other parameters" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["phantom", str(tmp_path / "q"), "--limit", "30"])
+    assert r.exit_code != 0 and "--like" in r.output
