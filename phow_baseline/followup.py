@@ -458,9 +458,8 @@ def _save_figure(path, rgb: np.ndarray, title: str, cmap: str, vmin: float, vmax
     nd = Patch(facecolor=np.array(NO_DATA_GREYS[0]) / 255, edgecolor=np.array(NO_DATA_GREYS[1]) / 255, hatch="///",
                label="no data (outside the overlap)")
     ax.legend(handles=[nd], loc="upper center", bbox_to_anchor=(0.5, -0.01), fontsize=7, frameon=False)
-    fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.06)
     plt.close(fig)
 
 

@@ -57,16 +57,33 @@ def _roc_png(path, seed):
     assert cv2.imwrite(str(path), img)
 
 
-def _run_dir(path, model, seed):
+def _run_dir(path, model, seed, calibrated=False):
+    """A run directory per the metrics.json contract; ``calibrated`` adds what a calibrated model's run has."""
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True)
     auroc = {lab: float(rng.uniform(0.55, 0.85)) for lab in LABELS}
     auroc["Hernia"] = None  # no positive test image: the contract allows null
     ci = {lab: [a - 0.05, a + 0.05] for lab, a in auroc.items() if a is not None}
     vals = [a for a in auroc.values() if a is not None]
-    (path / "metrics.json").write_text(json.dumps({
-        "model": model, "kind": "phow", "split": "official test (sample)", "n_test": 59, "labels": list(LABELS),
-        "auroc": auroc, "auroc_ci95": ci, "mean_auroc": float(np.mean(vals))}))
+    m = {"model": model, "kind": "phow", "split": "official test (sample)", "n_test": 59, "labels": list(LABELS),
+         "auroc": auroc, "auroc_ci95": ci, "mean_auroc": float(np.mean(vals))}
+    if calibrated:
+        m["n_bootstrap"] = 1000
+        m["n_bootstrap_used"] = {lab: 1000 for lab in LABELS}
+        m["n_bootstrap_used"]["Pneumonia"] = 861
+        m["calibration"] = {"n_bins": 10, "brier": {lab: 0.01 * (k + 1) for k, lab in enumerate(LABELS)},
+                            "ece": {lab: 0.002 * (k + 1) for k, lab in enumerate(LABELS)}, "mean_brier": 0.075,
+                            "mean_ece": 0.015, "auroc_unchanged": True}
+        per = {}
+        for k, lab in enumerate(LABELS):
+            per[lab] = {"threshold": 0.1 + 0.01 * k, "tp": 3, "fp": 10, "tn": 44, "fn": 2,
+                        "sensitivity": 0.6, "sensitivity_ci95": [0.2, 0.9], "specificity": 0.81,
+                        "specificity_ci95": [0.7, 0.9], "ppv": 0.23, "ppv_ci95": [0.05, 0.45], "npv": 0.957,
+                        "npv_ci95": [0.9, 1.0], "n_bootstrap_used": {"sensitivity": 1000 - 7 * k, "specificity": 1000,
+                                                                   "ppv": 1000, "npv": 1000}}
+        m["operating_points"] = {"rule": "Youden's J", "applies_to": "probability", "per_class": per}
+        _roc_png(path / "calibration.png", seed + 10)
+    (path / "metrics.json").write_text(json.dumps(m))
     _roc_png(path / "roc.png", seed)
     return path
 
@@ -74,7 +91,7 @@ def _run_dir(path, model, seed):
 @pytest.fixture
 def report_inputs(sample_dir, tmp_path):
     """Two run dirs (one with a hostile model name), a localisation dir, a follow-up diff dir."""
-    runs = [_run_dir(tmp_path / "run_a", "phow-k1024", 0), _run_dir(tmp_path / "run_b", EVIL, 1)]
+    runs = [_run_dir(tmp_path / "run_a", "phow-k1024", 0, calibrated=True), _run_dir(tmp_path / "run_b", EVIL, 1)]
 
     loc = tmp_path / "loc"
     (loc / "heatmaps").mkdir(parents=True)
@@ -118,8 +135,8 @@ def report_inputs(sample_dir, tmp_path):
         "image_a": fu[0].name, "image_b": fu[1].name, "patient": 32,
         "order_rule": "earlier = smaller file-name suffix", "notes": [f"note {EVIL}"],
         "registration": {"motion": "affine", "ecc": 0.9712, "matrix": m.tolist(), "converged": True},
-        "ssim_mean": 0.81, "intensity_diff_mean_abs": 6.5, "score_changes": scores,
-        "heatmap_labels": order[:2]}))
+        "ssim_mean": 0.81, "intensity_diff_mean_abs": 6.5, "score_changes": scores, "score_kind": "probability",
+        "heatmap_labels": order[:2], "overlap_fraction": 0.97}))
     return runs, [loc], [diff], order
 
 
@@ -160,12 +177,23 @@ def test_report_content_and_escaping(report_inputs, tmp_path):
     assert scores.count("<tr>") == 1 + 14
     rows = re.findall(r"<tr><td>([^<]+)</td>", scores)
     assert rows == order
+    assert "<th>probability A (earlier)</th>" in scores
     reg = _table(html, "reg")
-    assert "0.971" in reg and "affine" in reg and "converged" in reg
+    assert "0.971" in reg and "affine" in reg and "converged" in reg and "0.970" in reg  # overlap share
+    assert "Registration: good alignment (ECC 0.971)" in html and "class='warn'" not in html
     assert "00000032_" in html and ".png: Atelectasis</figcaption>" in html
-    # images: 2 ROC + 6 heatmaps + 4 dashboard + 2 heatmap differences, all decodable PNGs
+    # bootstrap resamples shown where fewer than asked: Pneumonia's AUROC interval and 13 sensitivities
+    assert auroc.count("class='nboot'") == 1 and "n=861/1000" in auroc
+    # calibration: Brier/ECE table (2 header rows, 14 labels, mean) of the calibrated run only
+    calib = _table(html, "calib")
+    assert calib.count("<tr>") == 2 + 14 and calib.count("<tr class='mean'>") == 1
+    assert "phow-k1024" in calib and EVIL_ESCAPED not in calib and "0.1400" in calib and "10 equal-width" in html
+    ops = _table(html, "ops")
+    assert ops.count("<tr>") == 1 + 14 and "<td>0.1000</td>" in ops and "<td>0.230<br>" in ops and "Youden" in html
+    assert ops.count("class='nboot'") == 13 and "n=909/1000" in ops
+    # images: 2 ROC + 1 calibration + 6 heatmaps + 4 dashboard + 2 heatmap differences, all decodable PNGs
     arrays = _decode_images(html)
-    assert len(arrays) == 2 + 6 + 4 + 2 == html.count("<img ")
+    assert len(arrays) == 2 + 1 + 6 + 4 + 2 == html.count("<img ")
     assert all(a is not None and a.shape[0] > 0 and a.shape[1] > 0 for a in arrays)
     assert sum(a.shape == (256, 256, 3) for a in arrays) == 12
     # self-contained: no external resource references
@@ -186,7 +214,29 @@ def test_report_without_optional_sections(report_inputs, tmp_path):
     runs, *_ = report_inputs
     html = write_report(runs[:1], tmp_path / "o").read_text()
     assert "No localisation evaluation given" in html and "No follow-up pair given" in html
-    assert len(_decode_images(html)) == 1
+    assert len(_decode_images(html)) == 2  # ROC and reliability diagrams
+    html = write_report(runs[1:], tmp_path / "o").read_text()  # an older run dir: no calibration data
+    assert "No run has calibrated probabilities" in html and len(_decode_images(html)) == 1
+
+
+def test_dashboard_states_poor_registration_and_confines_file_names(report_inputs, tmp_path):
+    runs, locs, diffs, _ = report_inputs
+    p = diffs[0] / "diff.json"
+    m = json.loads(p.read_text())
+    m["registration"]["converged"] = False
+    p.write_text(json.dumps(m))
+    html = write_report([], tmp_path / "o", diff_dirs=diffs).read_text()
+    assert "<p class='warn'>Registration: not converged: differences are unreliable" in html
+    m["registration"]["converged"] = True
+    m["figures"] = {"ssim": "../run_a/roc.png"}
+    p.write_text(json.dumps(m))
+    with pytest.raises(ValueError, match=r"file name '\.\./run_a/roc\.png' leaves the folder"):
+        write_report([], tmp_path / "o2", diff_dirs=diffs)
+    m["figures"] = {"heatmaps": {"Mass": "/etc/passwd"}}
+    p.write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="leaves the folder"):
+        write_report([], tmp_path / "o2", diff_dirs=diffs)
+    assert not (tmp_path / "o2" / "index.html").exists()
 
 
 def test_report_errors_name_the_file(report_inputs, tmp_path):
@@ -241,21 +291,22 @@ def test_report_renders_in_chromium(report_inputs, tmp_path):
     shot = tmp_path / "shot.png"
     with tempfile.TemporaryDirectory() as profile:
         common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
-        r = subprocess.run([*common, "--window-size=1280,2400", f"--screenshot={shot}", page.as_uri()],
+        r = subprocess.run([*common, "--window-size=1280,5200", f"--screenshot={shot}", page.as_uri()],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and shot.is_file(), f"chromium screenshot failed: {r.stderr[-2000:]}"
         r = subprocess.run([*common, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, f"chromium --dump-dom failed: {r.stderr[-2000:]}"
     dom = r.stdout
-    # the browser parsed the 5 tables (AUROC, IoBB, IoU, registration, scores) and the figures, and decoded every figure (naturalWidth > 0)
-    assert dom.count("<table") == 5 and dom.count("<img") == 14
-    assert re.search(r'data-images-loaded="14"', dom) and re.search(r'data-images-total="14"', dom), \
+    # the browser parsed the 7 tables (AUROC, Brier/ECE, operating points, IoBB, IoU, registration, scores) and the
+    # figures, and decoded every figure (naturalWidth > 0)
+    assert dom.count("<table") == 7 and dom.count("<img") == 15
+    assert re.search(r'data-images-loaded="15"', dom) and re.search(r'data-images-total="15"', dom), \
         re.search(r"<body[^>]*>", dom).group(0)
     assert "Per-class AUROC" in dom and "Atelectasis" in dom and "Follow-up dashboard" in dom
     assert "<script>alert" not in dom
     img = cv2.imread(str(shot))
-    assert img is not None and img.shape[:2] == (2400, 1280)
+    assert img is not None and img.shape[:2] == (5200, 1280)
     grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     assert grey.std() > 20  # not a blank page
     assert (grey < 100).mean() > 0.005  # dark text
@@ -264,7 +315,7 @@ def test_report_renders_in_chromium(report_inputs, tmp_path):
     assert (hsv[..., 1] > 80).mean() > 0.005
     # X-ray figures (localisation heatmaps, grey greyscale images) painted somewhere down the page:
     # many mid-grey pixels in textured blocks, which text and tables do not have
-    lower = grey[1000:]
+    lower = grey[2600:]
     assert ((lower > 40) & (lower < 200)).mean() > 0.05
     shutil.copy(shot, tmp_path.parent / "report_screenshot.png")
 
@@ -288,3 +339,52 @@ def test_report_from_real_outputs(sample_run, sample_dir, tmp_path):
     assert "T(IoBB)=0.5" in _table(html, "loc") and fu[0].name in html
     arrays = _decode_images(html)
     assert len(arrays) >= 1 + 4 and all(a is not None and a.size > 0 for a in arrays)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_real_writers_render_in_chromium(sample_dir, tmp_path):
+    """What write_run_dir (with probabilities and thresholds) and write_diff_dir draw, rendered by Chromium."""
+    import warnings
+
+    from phow_baseline.calibration import OperatingPoints, PlattCalibrator
+    from phow_baseline.followup import diff_pair, write_diff_dir
+    from phow_baseline.metrics import write_run_dir
+
+    rng = np.random.default_rng(0)
+    y_val = (rng.random((300, 14)) < 0.15).astype(int)
+    y = (rng.random((120, 14)) < 0.15).astype(int)
+    y[:, 6] = 0
+    y[:2, 6] = 1  # a rare class: its intervals rest on fewer resamples
+    s_val, s = rng.normal(0, 1, y_val.shape) + y_val, rng.normal(0, 1, y.shape) + y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cal = PlattCalibrator().fit(s_val, y_val)
+    ops = OperatingPoints().fit(cal.predict_proba(s_val), y_val)
+    run = tmp_path / "run"
+    write_run_dir(run, model_name="calibrated", kind="phow", split="test", names=[str(i) for i in range(120)],
+                  y_true=y, scores=s, probabilities=cal.predict_proba(s), thresholds=ops.thresholds_,
+                  operating_rule=ops.describe(), n_bootstrap=200)
+    fu = sorted((sample_dir / "followups").glob("00000032_*.png"))
+    heat = lambda img: np.stack([cv2.GaussianBlur(img.astype(np.float32) / 255, (0, 0), 6) * (k + 1) / 14
+                                 for k in range(14)])
+    prob = lambda img: 1 / (1 + np.exp(-(np.arange(14) / 7 - 1 + img.astype(float).mean() / 64 - 2)))
+    d = diff_pair(fu[0], fu[1], heatmap_fn=heat, score_fn=prob, score_kind="probability")
+    write_diff_dir(tmp_path / "diff", d, heatmap_units="toy heatmap units")
+    page = write_report([run], tmp_path / "rep", diff_dirs=[tmp_path / "diff"], title="Real writers")
+    html = page.read_text()
+    assert "Registration:" in html and _table(html, "ops").count("<tr>") == 15
+    chromium = _chromium()
+    shot = tmp_path / "shot.png"
+    with tempfile.TemporaryDirectory() as profile:
+        common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+        r = subprocess.run([*common, "--window-size=1280,7000", f"--screenshot={shot}", page.as_uri()],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and shot.is_file(), f"chromium screenshot failed: {r.stderr[-2000:]}"
+        r = subprocess.run([*common, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                           capture_output=True, text=True, timeout=120)
+    n = html.count("<img ")
+    assert n == 2 + 4 + 4 and re.search(fr'data-images-loaded="{n}"', r.stdout)
+    img = cv2.imread(str(shot))
+    assert img is not None and cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).std() > 20
+    shutil.copy(shot, tmp_path.parent / "report_real_screenshot.png")
