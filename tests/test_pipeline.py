@@ -199,3 +199,31 @@ def test_make_pipeline_does_not_equalize_preprocessed_images_again(sample_images
     (f1, d1), = pipe.named_steps["phow"].transform([img])
     (f2, d2), = make_phow(cfg).transform([img])
     assert np.array_equal(d1, d2) and np.array_equal(f1, f2)
+
+
+@pytest.mark.slow
+def test_vocabulary_cache_is_refit_for_another_split_or_other_images(sample_dir, tmp_path, capsys):
+    """The cached vocabulary is reused only for the same split and the same images: words fitted on
+    train_val must not be reused by a run that trains on `train` (it would have seen the val images)."""
+    from phow_baseline.steps import build_image_cache, fit_vocabulary
+
+    cfg = BaselineConfig(size=64, n_words=8, max_descriptors=2000, vocab_images=10, n_jobs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingImagesWarning)
+        ds = ChestXray14(sample_dir)
+    names = ds.split_names("test")[:12]
+    cache = build_image_cache(ds, names, tmp_path, cfg, progress=False, tag="t")
+    work = tmp_path / "w"
+
+    def fit(rows, config):
+        capsys.readouterr()
+        v = fit_vocabulary(cache, rows, work, config, progress=False)
+        return v, "reusing" in capsys.readouterr().err
+
+    v1, reused = fit(range(12), cfg)
+    assert not reused
+    assert fit(range(12), cfg)[1]  # same split, same images: reused
+    v2, reused = fit(range(6), cfg)  # other images
+    assert not reused
+    assert not fit(range(6), BaselineConfig(**{**cfg.to_dict(), "train_split": "train"}))[1]  # other split
+    assert fit(range(6), BaselineConfig(**{**cfg.to_dict(), "train_split": "train"}))[1]
