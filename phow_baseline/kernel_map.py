@@ -8,14 +8,21 @@ Zisserman 2012).
 from __future__ import annotations
 
 import math
+import numbers
 
 import numba
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 #: VLFeat's PHOW application: ``vl_homkermap(hist, 1, 'kchi2', 'gamma', .5)``.
 HOMKERMAP_ORDER = 1
 HOMKERMAP_GAMMA = 0.5
+#: VLFeat's table range (``vl/homkermap.c``, ``minExponent = -20``,
+#: ``maxExponent = 8``): ``x = m 2^e`` with ``1 <= m < 2`` maps to zero when
+#: ``e <= -20`` or ``e >= 8``, i.e. ``|x| < 2^-19`` or ``|x| >= 2^8``.
+HOMKERMAP_MIN_VALUE = 2.0 ** -19
+HOMKERMAP_MAX_VALUE = 2.0 ** 8
 
 
 def _chi2_spectrum(omega):
@@ -23,42 +30,85 @@ def _chi2_spectrum(omega):
     return 2.0 / (np.exp(np.pi * omega) + np.exp(-np.pi * omega))
 
 
-def homkermap_constants(order=HOMKERMAP_ORDER, period=None):
-    """Period, frequency step ``L`` and the spectrum samples of VLFeat's chi2 map.
-
-    VLFeat's defaults (``vl/homkermap.c``): rectangular window, period
-    ``8.80 sqrt(order + 4.44) - 12.6`` (7.93 for order 1), spectrum
-    ``kappa(omega) = sech(pi omega)`` smoothed by the window's sinc, sampled
-    at ``j L`` for ``j = 0..order``, with ``L = 2 pi / period``.
-    """
-    if period is None:
-        period = max(8.80 * math.sqrt(order + 4.44) - 12.6, 1.0)
-    L = 2 * math.pi / period
+def _smooth_spectrum(omega, period):
+    """The chi2 spectrum smoothed by the rectangular window's sinc, as VLFeat sums it."""
     eps = 1e-2
     omega_range = 2.0 / (period * eps)
     d_omega = 2 * omega_range / (2 * 1024.0 + 1)
     grid = -omega_range + d_omega * np.arange(int(np.floor(2 * omega_range / d_omega + 1e-9)) + 1)
     win = np.sinc((period / 2.0) * grid / np.pi) * (period / (2 * np.pi))
-    kappa = np.array([max(float((win * _chi2_spectrum(grid + j * L)).sum() * d_omega), 0.0)
-                      for j in range(order + 1)])
-    return float(period), float(L), kappa
+    return max(float((win * _chi2_spectrum(grid + omega)).sum() * d_omega), 0.0)
 
 
-class HomogeneousKernelMap(BaseEstimator, TransformerMixin):
-    """Explicit feature map of the chi2 kernel (Vedaldi and Zisserman 2012).
+def homkermap_constants(order=HOMKERMAP_ORDER, period=None):
+    """Period, frequency step ``L``, spectrum samples and their frequencies of VLFeat's chi2 map.
 
-    Each input value ``x >= 0`` becomes ``2 * order + 1`` values,
-    ``sqrt(L x^gamma kappa_0)`` and ``sqrt(2 L x^gamma kappa_j) (cos, sin)(j L log x)``,
-    so that dot products of mapped vectors approximate the additive
-    ``gamma``-homogeneous chi2 kernel ``sum_i 2 (x_i y_i)^(gamma+...)/(x_i + y_i)``
-    (exactly ``2xy/(x+y)`` per dimension for ``gamma = 1``).  Defaults are
+    VLFeat's defaults (``vl/homkermap.c``): rectangular window, period
+    ``8.80 sqrt(order + 4.44) - 12.6`` (7.93 for order 1, at least 1), the
+    spectrum ``kappa(omega) = sech(pi omega)`` smoothed by the window's sinc
+    and clipped at zero.  Component ``i`` samples it at ``omega = f_i L``
+    with ``L = 2 pi / period``: ``f_0 = 0`` and ``f_i`` the next integer
+    frequency after ``f_{i-1}`` at which the smoothed spectrum is positive
+    (VLFeat skips zeros, up to ``f_i < 3 i``).
+
+    Returns
+    -------
+    period : float
+    L : float
+    kappa : (order + 1,) float64
+    frequencies : (order + 1,) float64
+    """
+    order = int(order)
+    if period is None:
+        period = max(8.80 * math.sqrt(order + 4.44) - 12.6, 1.0)
+    period = float(period)
+    L = 2 * math.pi / period
+    kappa = np.zeros(order + 1)
+    freq = np.zeros(order + 1)
+    i = j = 0
+    while i <= order:  # VLFeat's loop: a zero sample is retried at the next frequency
+        freq[i] = j
+        kappa[i] = _smooth_spectrum(j * L, period)
+        j += 1
+        if kappa[i] > 0 or j >= 3 * i:
+            i += 1
+    return period, float(L), kappa, freq
+
+
+class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
+    """Explicit feature map of the chi2 kernel (Vedaldi and Zisserman 2012), as VLFeat's ``vl_homkermap``.
+
+    Each input value ``x`` becomes ``2 * order + 1`` values,
+    ``sign(x) sqrt(L |x|^gamma kappa_0)`` and
+    ``sign(x) sqrt(2 L |x|^gamma kappa_i) (cos, sin)(f_i L log |x|)`` for
+    ``i = 1..order`` (:func:`homkermap_constants`), so that dot products of
+    mapped non-negative vectors approximate the additive ``gamma``-homogeneous
+    chi2 kernel ``sum_d (x_d y_d)^(gamma/2) 2 sqrt(x_d y_d) / (x_d + y_d)``
+    (``2 x y / (x + y)`` per dimension for ``gamma = 1``).  Defaults are
     VLFeat's PHOW application's: order 1, gamma 0.5, rectangular window.
-    The map is evaluated in closed form, not from VLFeat's interpolated table
-    (differences below 1e-3 relative); values with binary exponent outside
-    VLFeat's table range ``(-20, 8)`` map to zero as in VLFeat.
+    The map is evaluated in closed form, not from VLFeat's table with linear
+    interpolation (relative differences below 1e-3); values with
+    ``|x| < 2^-19`` or ``|x| >= 2^8`` map to zero as in VLFeat
+    (:data:`HOMKERMAP_MIN_VALUE`, :data:`HOMKERMAP_MAX_VALUE`).
 
-    The output keeps the inputs in blocks: columns ``(2 order + 1) * i ...``
-    belong to input ``i``.
+    The output keeps the inputs in blocks: columns ``(2 order + 1) d ...``
+    belong to input ``d``.  float32 in and out.
+
+    Parameters
+    ----------
+    order : int
+        Approximation order (default 1: 3 outputs per input).
+    gamma : float
+        Homogeneity degree (default 0.5).
+    period : float, optional
+        Period of the map (default: VLFeat's rule for the rectangular window).
+
+    Attributes
+    ----------
+    period_, L_ : float
+    kappa_, frequencies_ : (order + 1,) float64
+        The spectrum samples and their integer frequencies.
+    n_features_in_ : int
     """
 
     def __init__(self, order=HOMKERMAP_ORDER, gamma=HOMKERMAP_GAMMA, period=None):
@@ -66,10 +116,24 @@ class HomogeneousKernelMap(BaseEstimator, TransformerMixin):
         self.gamma = gamma
         self.period = period
 
-    def fit(self, X=None, y=None):
-        if int(self.order) < 0 or self.gamma <= 0:
-            raise ValueError("order must be >= 0 and gamma > 0")
-        self.period_, self.L_, self.kappa_ = homkermap_constants(int(self.order), self.period)
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def _check_params(self):
+        if not isinstance(self.order, numbers.Integral) or self.order < 0:
+            raise ValueError(f"order must be an integer >= 0, got {self.order!r}")
+        if not (isinstance(self.gamma, numbers.Real) and self.gamma > 0):
+            raise ValueError(f"gamma must be positive, got {self.gamma!r}")
+        if self.period is not None and not (isinstance(self.period, numbers.Real) and self.period > 0):
+            raise ValueError(f"period must be positive or None, got {self.period!r}")
+
+    def fit(self, X, y=None):
+        """Check the parameters and compute VLFeat's constants; ``X`` only gives ``n_features_in_``."""
+        self._check_params()
+        validate_data(self, X, dtype=np.float32)
+        self.period_, self.L_, self.kappa_, self.frequencies_ = homkermap_constants(self.order, self.period)
         return self
 
     @property
@@ -77,27 +141,33 @@ class HomogeneousKernelMap(BaseEstimator, TransformerMixin):
         return 2 * int(self.order) + 1
 
     def transform(self, X):
-        if not hasattr(self, "kappa_"):
-            self.fit()
-        X = np.asarray(X, dtype=np.float32)
-        out = np.zeros(X.shape[:-1] + (X.shape[-1] * self.dim_per_input,), np.float32)
-        _homkermap_kernel(X.reshape(-1, X.shape[-1]), out.reshape(-1, out.shape[-1]),
-                          np.float32(self.gamma), np.float32(self.L_), self.kappa_.astype(np.float32))
+        """Map ``X`` (n, d) to ``(n, d * (2 order + 1))`` float32."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False, order="C")
+        out = np.zeros((X.shape[0], X.shape[1] * self.dim_per_input), np.float32)
+        _homkermap_kernel(X, out, np.float32(self.gamma), np.float32(self.L_), self.kappa_.astype(np.float32),
+                          self.frequencies_.astype(np.float64), np.float32(HOMKERMAP_MIN_VALUE),
+                          np.float32(HOMKERMAP_MAX_VALUE))
         return out
+
+    def get_feature_names_out(self, input_features=None):
+        from sklearn.utils.validation import _check_feature_names_in
+
+        names = _check_feature_names_in(self, input_features)
+        parts = ["x"] + [f"{t}{f}" for f in range(1, int(self.order) + 1) for t in ("cos", "sin")]
+        return np.asarray([f"{n}_{p}" for n in names for p in parts], dtype=object)
 
 
 @numba.njit(cache=True, parallel=False, fastmath=False)
-def _homkermap_kernel(X, out, gamma, L, kappa):
+def _homkermap_kernel(X, out, gamma, L, kappa, freq, lo, hi):
     n, d = X.shape
     order = kappa.shape[0] - 1
     D = 2 * order + 1
-    lo = np.float32(2.0 ** -20)
-    hi = np.float32(2.0 ** 8)
     for i in range(n):
         for j in range(d):
             x = X[i, j]
             ax = abs(x)
-            if ax <= lo or ax >= hi:
+            if ax < lo or ax >= hi:
                 continue
             sign = np.float32(1.0) if x >= 0 else np.float32(-1.0)
             lxg = L * ax ** gamma
@@ -106,38 +176,74 @@ def _homkermap_kernel(X, out, gamma, L, kappa):
             out[i, base] = sign * np.sqrt(lxg * kappa[0])
             for f in range(1, order + 1):
                 s = np.sqrt(2.0 * lxg * kappa[f])
-                out[i, base + 2 * f - 1] = sign * s * np.cos(f * llog)
-                out[i, base + 2 * f] = sign * s * np.sin(f * llog)
-
-
-def make_kernel_map(name: str | None):
-    """``"homkermap"`` (VLFeat's chi2 map), ``"additive_chi2"`` (scikit-learn's
-    ``AdditiveChi2Sampler``, sample_steps 2) or ``"none"``."""
-    if name in (None, "none"):
-        return None
-    if name == "homkermap":
-        return HomogeneousKernelMap().fit()
-    if name == "additive_chi2":
-        return AdditiveChi2Map()
-    raise ValueError(f"kernel_map must be 'homkermap', 'additive_chi2' or 'none', got {name!r}")
+                out[i, base + 2 * f - 1] = sign * s * np.cos(freq[f] * llog)
+                out[i, base + 2 * f] = sign * s * np.sin(freq[f] * llog)
 
 
 KERNEL_MAPS = ("homkermap", "additive_chi2", "none")
 
 
-class AdditiveChi2Map(BaseEstimator, TransformerMixin):
-    """scikit-learn's ``AdditiveChi2Sampler`` (2 sample steps: 3 outputs per input),
-    usable on any number of features.  Output in 3 blocks of ``d`` columns
-    (sqrt, cos, sin), unlike :class:`HomogeneousKernelMap`'s side-by-side layout."""
+def make_kernel_map(name: str | None, n_features: int | None = None):
+    """The kernel map called ``name``, fitted for ``n_features`` inputs when given.
 
-    def __init__(self, sample_steps=2):
+    ``"homkermap"`` (VLFeat's chi2 map), ``"additive_chi2"`` (scikit-learn's
+    ``AdditiveChi2Sampler``, sample_steps 2) or ``"none"`` (returns None).
+    Neither map learns anything from data: fitting checks the parameters,
+    computes the constants and records ``n_features_in_``, so a map can be
+    fitted for a feature dimension without the features.
+    """
+    if name in (None, "none"):
+        return None
+    if name == "homkermap":
+        m = HomogeneousKernelMap()
+    elif name == "additive_chi2":
+        m = AdditiveChi2Map()
+    else:
+        raise ValueError(f"kernel_map must be one of {KERNEL_MAPS}, got {name!r}")
+    if n_features is not None:
+        m.fit(np.zeros((1, int(n_features)), np.float32))
+    return m
+
+
+class AdditiveChi2Map(TransformerMixin, BaseEstimator):
+    """scikit-learn's ``AdditiveChi2Sampler`` (2 sample steps: 3 outputs per input), float32 out.
+
+    Output in ``2 sample_steps - 1`` blocks of ``d`` columns (sqrt, cos,
+    sin, ...), unlike :class:`HomogeneousKernelMap`'s side-by-side layout.
+    Inputs must be non-negative.
+
+    Parameters
+    ----------
+    sample_steps : int
+    sample_interval : float, optional
+        As ``AdditiveChi2Sampler``.
+
+    Attributes
+    ----------
+    sampler_ : AdditiveChi2Sampler
+    n_features_in_ : int
+    """
+
+    def __init__(self, sample_steps=2, sample_interval=None):
         self.sample_steps = sample_steps
+        self.sample_interval = sample_interval
 
-    def fit(self, X=None, y=None):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def fit(self, X, y=None):
+        from sklearn.kernel_approximation import AdditiveChi2Sampler
+
+        X = validate_data(self, X, dtype=np.float32, ensure_non_negative=True)
+        self.sampler_ = AdditiveChi2Sampler(sample_steps=self.sample_steps,
+                                            sample_interval=self.sample_interval).fit(X)
         return self
 
     def transform(self, X):
-        from sklearn.kernel_approximation import AdditiveChi2Sampler
-
-        X = np.asarray(X, np.float32)
-        return AdditiveChi2Sampler(sample_steps=self.sample_steps).fit(X[:1]).transform(X).astype(np.float32)
+        """Map ``X`` (n, d) to ``(n, d * (2 sample_steps - 1))`` float32."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False, ensure_non_negative=True)
+        return self.sampler_.transform(X).astype(np.float32, copy=False)

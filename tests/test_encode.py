@@ -166,25 +166,25 @@ def test_normalise_vlfeat_and_lazebnik():
 
 
 def test_homkermap_approximates_chi2():
-    hk = HomogeneousKernelMap(order=1, gamma=1.0).fit()
-    period, L, kappa = homkermap_constants(1)
+    period, L, kappa, freq = homkermap_constants(1)
     assert abs(period - (8.80 * np.sqrt(5.44) - 12.6)) < 1e-12
     rng = np.random.default_rng(3)
     x, y = rng.random((2, 200)) + 0.05
+    hk = HomogeneousKernelMap(order=1, gamma=1.0).fit(x[None])
     approx = (hk.transform(x[None]) * hk.transform(y[None])).sum()
     exact = (2 * x * y / (x + y)).sum()
     assert abs(approx - exact) / exact < 0.01
     # gamma 0.5 (VLFeat's PHOW setting): k(x, x) = x^gamma... exactly sqrt-homogeneous
-    hk5 = HomogeneousKernelMap().fit()
+    hk5 = HomogeneousKernelMap().fit(np.zeros((1, 1)))
     a = hk5.transform(np.array([[0.04]]))
     b = hk5.transform(np.array([[0.16]]))
     assert abs((b * b).sum() / (a * a).sum() - 2.0) < 1e-4
-    assert not hk5.transform(np.zeros((1, 5))).any()
-    assert hk5.transform(np.ones((2, 4))).shape == (2, 12)
+    assert not hk5.fit(np.zeros((1, 5))).transform(np.zeros((1, 5))).any()
+    assert hk5.fit(np.ones((2, 4))).transform(np.ones((2, 4))).shape == (2, 12)
 
 
 def test_additive_chi2_option():
-    m = make_kernel_map("additive_chi2")
+    m = make_kernel_map("additive_chi2", n_features=4)
     assert m.transform(np.ones((2, 4)) * 0.1).shape == (2, 12)
     assert make_kernel_map("none") is None
     with pytest.raises(ValueError, match="kernel_map must be"):

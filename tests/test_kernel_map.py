@@ -1,0 +1,150 @@
+"""The chi2 kernel maps against VLFeat's own ``vl_homkermap`` values (libvl, and tabulated)."""
+
+import ctypes
+import ctypes.util
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from phow_baseline.kernel_map import (HOMKERMAP_MAX_VALUE, HOMKERMAP_MIN_VALUE, AdditiveChi2Map,
+                                      HomogeneousKernelMap, homkermap_constants, make_kernel_map)
+
+f32 = np.float32
+
+# VLFeat 0.9.21's vl_homogeneouskernelmap_evaluate_d (chi2, rectangular window, default
+# period), read from libvl through ctypes at table nodes (x = 2^e: no interpolation).
+# Rows: x; columns: the 2 order + 1 outputs.
+VLFEAT_ORDER1_GAMMA05 = {
+    1.0: [0.809014194474343, 0.5820673411764811, 0.0],
+    0.25: [0.5720594229889803, 0.1870214113137659, -0.3666390412140205],
+    2.0 ** -19: [0.03006516988147137, -0.01138163047853425, 0.01839477108588365],
+    2.0 ** -5: [0.34014856801142324, -0.22599394454205668, -0.09391008377044922],
+    4.0: [1.1441188459779605, 0.3740428226275318, 0.733278082428041],
+}
+VLFEAT_ORDER2_GAMMA1 = {
+    1.0: [7.5740193622897678e-01, 6.2270664266068554e-01, 0.0, 1.6149075575548655e-01, 0.0],
+    0.25: [3.7870096811448839e-01, 1.9474994695749401e-01, -2.4292663267638842e-01,
+           -1.7563088636988845e-02, -7.8812143519567002e-02],
+    2.0 ** -19: [1.0460235257643174e-03, -5.1964417488310278e-04, -6.8525194848125415e-04,
+                 -6.0172208878511105e-05, 2.1475929359348998e-04],
+}
+
+
+def _ours(x, order=1, gamma=0.5, period=None):
+    x = np.asarray(x, np.float32)[None]
+    return HomogeneousKernelMap(order, gamma, period).fit(x).transform(x).reshape(x.shape[1], -1)
+
+
+@pytest.mark.parametrize("order,gamma,table", [(1, 0.5, VLFEAT_ORDER1_GAMMA05), (2, 1.0, VLFEAT_ORDER2_GAMMA1)])
+def test_tabulated_vlfeat_values(order, gamma, table):
+    x = np.array(list(table))
+    want = np.array(list(table.values()))
+    np.testing.assert_allclose(_ours(x, order, gamma), want, rtol=2e-6, atol=2e-7 * np.abs(want).max())
+
+
+def test_zero_outside_vlfeats_table_range():
+    """VLFeat zeroes x = m 2^e (1 <= m < 2) with e <= minExponent = -20 or e >= maxExponent = 8:
+    |x| < 2^-19 and |x| >= 256.  (Before the fix [2^-20, 2^-19) was mapped.)"""
+    assert HOMKERMAP_MIN_VALUE == 2.0 ** -19 and HOMKERMAP_MAX_VALUE == 256.0
+    below = [0.0, 2.0 ** -21, 2.0 ** -20, 1.5 * 2.0 ** -20, np.nextafter(f32(2.0 ** -19), f32(0)), 256.0, 300.0,
+             -2.0 ** -20, -256.0]
+    inside = [2.0 ** -19, np.nextafter(f32(2.0 ** -19), f32(1)), 1e-3, 1.0, np.nextafter(f32(256), f32(0)),
+              -2.0 ** -19, -1.0]
+    assert not _ours(below).any()
+    assert (np.abs(_ours(inside))[:, 0] > 0).all()
+    # odd in x: VLFeat maps -x to -psi(x)
+    np.testing.assert_array_equal(_ours([-0.25]), -_ours([0.25]))
+    # a 1024-px image's pyramid: one count among ~850,000 per level is below 2^-19 and maps to zero
+    h = np.float32(1.0 / (2 * 850_000))
+    assert not _ours([h]).any()
+
+
+def _libvl_homkermap():
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("vl") or "libvl.so.1")
+    except OSError as exc:  # cyvlfeat is there (the marker checked it), so libvl must be
+        pytest.fail(f"VLFeat's libvl (libvlfeat-dev) cannot be loaded: {exc}")
+    new = lib.vl_homogeneouskernelmap_new
+    new.restype = ctypes.c_void_p
+    new.argtypes = [ctypes.c_int, ctypes.c_double, ctypes.c_uint64, ctypes.c_double, ctypes.c_int]
+    ev = lib.vl_homogeneouskernelmap_evaluate_d
+    ev.restype = None
+    ev.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_double), ctypes.c_uint64, ctypes.c_double]
+    delete = lib.vl_homogeneouskernelmap_delete
+    delete.restype = None
+    delete.argtypes = [ctypes.c_void_p]
+    VL_CHI2, VL_RECTANGULAR = 1, 1  # vl/homkermap.h
+
+    def vl_homkermap(x, order, gamma, period=-1.0):
+        h = new(VL_CHI2, gamma, order, period, VL_RECTANGULAR)  # period < 0: VLFeat's default
+        out = np.zeros((len(x), 2 * order + 1))
+        try:
+            for i, v in enumerate(x):
+                ev(h, out[i].ctypes.data_as(ctypes.POINTER(ctypes.c_double)), 1, float(v))
+        finally:
+            delete(h)
+        return out
+
+    return vl_homkermap
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("order,period", [(1, None), (2, None), (3, None), (2, 5.0)])
+@pytest.mark.parametrize("gamma", [0.5, 1.0])
+def test_matches_libvl(order, period, gamma):
+    """Against VLFeat's C code: the same zeros; at VLFeat's table nodes (no interpolation) the
+    same values to float32 precision; between nodes within VLFeat's interpolation error.
+    (Period 5, order 2: the spectrum is zero at frequency 2, so VLFeat samples 0, 1, 3.)"""
+    vl_homkermap = _libvl_homkermap()
+    rng = np.random.default_rng(order)
+    n_sub = 8 + 8 * order  # VLFeat's numSubdivisions
+    nodes = np.array([np.ldexp(1 + i / n_sub, e) for e in range(-19, 8) for i in range(n_sub)], np.float32)
+    between = np.exp(rng.uniform(np.log(2.0 ** -19), np.log(256.0), 3000)).astype(np.float32)
+    edges = np.array([0, 2.0 ** -21, 2.0 ** -20, np.nextafter(f32(2.0 ** -19), f32(0)), 2.0 ** -19, 255.0,
+                      np.nextafter(f32(256), f32(0)), 256.0, 1e4, -0.25, -2.0 ** -20], np.float32)
+    for xs, tol in ((nodes, 1e-5), (between, 1e-3), (edges, 1e-3)):
+        want = vl_homkermap(xs.astype(np.float64), order, gamma, -1.0 if period is None else period)
+        got = _ours(xs, order, gamma, period)
+        zero = (want == 0).all(1)
+        assert ((got == 0).all(1) == zero).all()
+        rel = np.linalg.norm(got - want, axis=1)[~zero] / np.linalg.norm(want, axis=1)[~zero]
+        assert rel.max() < tol, (order, gamma, rel.max())
+
+
+def test_constants_follow_vlfeats_rules():
+    period, L, kappa, freq = homkermap_constants(1)
+    assert abs(period - (8.80 * np.sqrt(5.44) - 12.6)) < 1e-12 and abs(L - 2 * np.pi / period) < 1e-15
+    assert freq.tolist() == [0, 1] and (kappa > 0).all()
+    # an explicit period is used as given; a tiny default is clipped at 1 (VLFeat's VL_MAX(period, 1))
+    assert homkermap_constants(1, period=3.0)[0] == 3.0
+    hk = HomogeneousKernelMap(order=2, period=5.0).fit(np.ones((1, 2)))
+    # the smoothed spectrum is zero at frequency 2 for this period: VLFeat moves on to 3
+    assert hk.period_ == 5.0 and hk.frequencies_.tolist() == [0, 1, 3] and (hk.kappa_ > 0).all()
+
+
+def test_estimator_contract():
+    X = np.random.default_rng(0).random((4, 5)).astype(np.float32)
+    for m in (HomogeneousKernelMap(), AdditiveChi2Map()):
+        with pytest.raises(NotFittedError):
+            m.transform(X)  # no fitting inside transform
+        m.fit(X)
+        assert m.n_features_in_ == 5 and m.transform(X).shape == (4, 15) and m.transform(X).dtype == np.float32
+        with pytest.raises(ValueError, match="features"):
+            m.transform(X[:, :3])
+        bad = X.copy()
+        bad[0, 0] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            m.transform(bad)
+    with pytest.raises(ValueError, match="order"):
+        HomogeneousKernelMap(order=-1).fit(X)
+    with pytest.raises(ValueError, match="gamma"):
+        HomogeneousKernelMap(gamma=0).fit(X)
+    with pytest.raises(ValueError, match="Negative values"):
+        AdditiveChi2Map().fit(-X)
+    fitted = make_kernel_map("homkermap", n_features=5)
+    np.testing.assert_array_equal(fitted.transform(X), HomogeneousKernelMap().fit(X).transform(X))
+    assert not hasattr(make_kernel_map("homkermap"), "kappa_")
+    assert make_kernel_map("none", 5) is None
+    with pytest.raises(ValueError, match="kernel_map must be"):
+        make_kernel_map("rbf")
