@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -171,14 +171,15 @@ def encode_to_store(cache, cache_rows, store_dir, phow, encoder, *, n_jobs=-1, b
                     shard_size=FEATURE_SHARD_SIZE, progress=True, names=None) -> FeatureStore:
     """Encode images of an :class:`~phow_baseline.preprocess.ImageCache` into a :class:`FeatureStore`.
 
-    Shards run in parallel with joblib (``backend``: any joblib backend,
-    e.g. ``"loky"``, ``"threading"`` or ``"dask"`` inside a
-    ``dask.distributed.Client``); complete shards are skipped, so an
+    Shards run in parallel through :func:`phow_baseline.parallel.imap`
+    (``backend``: ``"loky"``, ``"threading"``, ... or ``"dask"`` on the
+    cluster of the active client); complete shards are skipped, so an
     interrupted run resumes.  Images that could not be read when the cache
     was built are encoded as zero vectors and flagged in ``cache.ok``.
     """
-    from joblib import Parallel, delayed, parallel_config
     from tqdm.auto import tqdm
+
+    from .parallel import imap
 
     cache_rows = [int(r) for r in cache_rows]
     names = names if names is not None else [cache.names[r] for r in cache_rows]
@@ -189,14 +190,15 @@ def encode_to_store(cache, cache_rows, store_dir, phow, encoder, *, n_jobs=-1, b
     params = json.loads(json.dumps(params, default=str))
     store = FeatureStore.create(store_dir, names, encoder.n_features_out_, params, shard_size)
     todo = store.missing_shards()
+    print(f"encode: {len(todo)} of {store.n_shards} shard(s) to do in {store.directory} "
+          f"({store.n_shards - len(todo)} kept)", file=sys.stderr, flush=True)
     if todo:
         enc_params = {"grids": tuple(encoder.grids), "weighting": encoder.weighting,
                       "image_size": encoder.image_size}
-        jobs = (delayed(_encode_shard_job)(str(cache.directory), [cache_rows[i] for i in store.shard_rows(s)],
-                                           phow.get_params(), centers, enc_params, str(store.directory), s)
-                for s in todo)
-        with parallel_config(backend=backend) if backend else contextlib.nullcontext():
-            par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-            for _ in tqdm(par(jobs), total=len(todo), disable=not progress, desc="encode", unit="shard"):
-                pass
+        # absolute folders: on a cluster the tasks may run with another working folder
+        tasks = [(str(Path(cache.directory).resolve()), [cache_rows[i] for i in store.shard_rows(s)],
+                  phow.get_params(), centers, enc_params, str(Path(store.directory).resolve()), s) for s in todo]
+        for _ in tqdm(imap(_encode_shard_job, tasks, n_jobs=n_jobs, backend=backend), total=len(todo),
+                      disable=not progress, desc="encode", unit="shard"):
+            pass
     return store
