@@ -189,24 +189,38 @@ def _config(kw):
 
 
 class _Cluster:
-    """Opens a dask.distributed client when the dask backend is asked for."""
+    """Opens a dask.distributed client for the block when the dask backend is asked for.
+
+    ``--scheduler ADDRESS``: the cluster of a running ``dask scheduler``;
+    without it, a LocalCluster of ``--n-jobs`` single-threaded worker
+    processes (all cores by default).  Every parallel step then runs its
+    tasks on that cluster (:mod:`phow_baseline.parallel`).
+    """
 
     def __init__(self, cfg, scheduler):
-        self.cfg, self.scheduler, self.client = cfg, scheduler, None
+        self.cfg, self.scheduler, self._cm = cfg, scheduler, None
+        if scheduler and cfg.backend != "dask":
+            raise click.BadParameter("--scheduler needs --backend dask", param_hint="'--scheduler'")
 
     def __enter__(self):
         if self.cfg.backend == "dask":
             try:
-                from dask.distributed import Client
+                from .parallel import dask_client
+
+                self._cm = dask_client(self.scheduler, n_workers=self.cfg.n_jobs)
+                client = self._cm.__enter__()
             except ImportError:
-                raise click.ClickException("--backend dask needs the cluster extra: pip install 'phow-baseline[cluster]'")
-            self.client = Client(self.scheduler) if self.scheduler else Client(processes=False)
-            click.echo(f"dask: {self.client}", err=True)
+                raise click.ClickException("--backend dask needs the cluster extra: "
+                                           "pip install 'phow-baseline[cluster]'") from None
+            except (OSError, TimeoutError) as exc:
+                raise click.ClickException(f"cannot reach the dask scheduler {self.scheduler or '(local)'}: "
+                                           f"{exc}") from None
+            click.echo(f"dask: {client}", err=True)
         return self
 
     def __exit__(self, *a):
-        if self.client is not None:
-            self.client.close()
+        if self._cm is not None:
+            self._cm.__exit__(*a)
         return False
 
 
@@ -235,7 +249,8 @@ def _library_errors():
     from .io import DataFileError, FolderBusyError
     from .preprocess import ImageReadError
 
-    return (DatasetError, DataFileError, FolderBusyError, ImageReadError, FileNotFoundError, ValueError)
+    # OSErrors (a missing or read-only path) are left to _Main, which names the path in one line
+    return (DatasetError, DataFileError, FolderBusyError, ImageReadError, ValueError)
 
 
 @main.command()
@@ -329,9 +344,22 @@ def evaluate(model_dir, data_dir, out, work, split, name, n_bootstrap, quiet):
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="predictions.csv",
               show_default=True)
+@click.option("--n-jobs", type=int, default=1, show_default=True, help="Parallel workers, -1 for all cores.")
+@click.option("--backend", type=click.Choice(["loky", "threading", "multiprocessing", "dask"]), default=None,
+              help="joblib backend [default: loky]; 'dask' runs on a dask.distributed cluster.")
+@click.option("--scheduler", help="dask scheduler address (with --backend dask); default a LocalCluster.")
+@click.option("--raw-scores", is_flag=True,
+              help="Write the raw scores (PHOW: SVM margins; CNN: logits) instead of probabilities.")
+@click.option("--decisions", is_flag=True,
+              help="Add a 0/1 column '<label> decision' per label, at the model's validation operating points.")
 @click.option("--quiet", is_flag=True)
-def predict(model_dir, inputs, out, quiet):
-    """Score images (files or folders): one column per label, written to a CSV."""
+def predict(model_dir, inputs, out, n_jobs, backend, scheduler, raw_scores, decisions, quiet):
+    """Score images (files or folders): one probability per label, written to a CSV.
+
+    A PHOW model trained with calibration (the default) and a CNN give
+    probabilities in [0, 1]; a PHOW model trained with calibration 'none'
+    gives its SVM margins.
+    """
     from .metrics import write_predictions
     from .model_io import load_model
     from .io import list_images, write_failures_csv
@@ -345,8 +373,21 @@ def predict(model_dir, inputs, out, quiet):
         model = load_model(model_dir)
     except _library_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    names, scores, failures = predict_paths(model, paths, progress=not quiet)
-    write_predictions(out, names, scores)
+    if decisions and getattr(model, "operating_points", None) is None:
+        raise click.ClickException(f"{model_dir}: the model has no operating points (a PHOW model trained with "
+                                   "calibration, the default, has them); --decisions needs them")
+    from types import SimpleNamespace
+
+    try:
+        with _Cluster(SimpleNamespace(backend=backend, n_jobs=n_jobs), scheduler):
+            names, scores, failures = predict_paths(model, paths, progress=not quiet, n_jobs=n_jobs,
+                                                    backend=backend, raw_scores=raw_scores)
+    except _library_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    dec = None
+    if decisions:
+        dec = model.decide(model.calibrate(scores) if raw_scores else scores)
+    write_predictions(out, names, scores, decisions=dec)
     for f, why in failures:
         click.echo(f"failed: {f}: {why}", err=True)
     if failures:

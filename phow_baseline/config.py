@@ -10,11 +10,45 @@ stored in every model directory.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
 from .io import DataFileError, jsonable, read_json
 from .kernel_map import KERNEL_MAPS
+
+
+class ConfigError(ValueError):
+    """A :class:`BaselineConfig` value out of range; ``field`` names the setting."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _int_at_least(cfg, name, low, why=""):
+    v = getattr(cfg, name)
+    if not _is_int(v) or v < low:
+        raise ConfigError(name, f"{name} must be a whole number >= {low}{' ' + why if why else ''}, got {v!r}")
+
+
+def _positive(cfg, name, allow_zero=False):
+    v = getattr(cfg, name)
+    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (
+        v >= 0 if allow_zero else v > 0)
+    if not ok:
+        raise ConfigError(name, f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+
+
+def _one_of(cfg, name, choices):
+    v = getattr(cfg, name)
+    if v not in choices:
+        raise ConfigError(name, f"{name} must be one of {', '.join(map(repr, choices))}; got {v!r}")
 
 
 @dataclass
@@ -52,16 +86,59 @@ class BaselineConfig:
     n_jobs: int = -1
     backend: str | None = None
     shard_size: int = 256
+    #: Probabilities: per-class Platt scaling on the patient-wise validation carve ("none": SVM margins only).
+    calibration: str = "platt"
+    #: Operating point per class, chosen on the validation carve: Youden's J, or "sensitivity" >= min_sensitivity.
+    operating_rule: str = "youden"
+    min_sensitivity: float | None = None
 
     def __post_init__(self):
         self.sizes = tuple(int(s) for s in self.sizes)
         self.grids = tuple(int(g) for g in self.grids)
-        if self.kernel_map not in KERNEL_MAPS:
-            raise ValueError(f"kernel_map must be one of {KERNEL_MAPS}, got {self.kernel_map!r}")
-        if self.solver not in ("auto", "liblinear", "sgd"):
-            raise ValueError(f"solver must be auto, liblinear or sgd, got {self.solver!r}")
-        if self.class_weight not in (None, "balanced"):
-            raise ValueError(f"class_weight must be None or 'balanced', got {self.class_weight!r}")
+        self._validate()
+
+    def _validate(self):
+        """Check every value now, so that a bad one stops a run before any work (:class:`ConfigError`)."""
+        from .data import SPLITS
+        from .parallel import BACKENDS
+        from .preprocess import EQUALIZATIONS
+
+        _one_of(self, "equalization", EQUALIZATIONS)
+        _int_at_least(self, "size", 3 * max(self.sizes, default=0) + 1,
+                      "(one descriptor of the largest bin size needs 3 x bin size + 1 pixels)")
+        if not self.sizes or min(self.sizes) < 1:
+            raise ConfigError("sizes", f"sizes must be one or more bin sizes >= 1, got {self.sizes!r}")
+        _int_at_least(self, "step", 1)
+        for name in ("magnif", "window_size"):
+            _positive(self, name)
+        _positive(self, "contrast_threshold", allow_zero=True)
+        _int_at_least(self, "n_words", 2, "(k-means needs at least two words)")
+        _int_at_least(self, "max_descriptors", self.n_words, "(k-means needs at least one descriptor per word)")
+        _int_at_least(self, "vocab_images", 1)
+        if not self.grids or min(self.grids) < 1:
+            raise ConfigError("grids", f"grids must be one or more grid sides >= 1, got {self.grids!r}")
+        _one_of(self, "weighting", ("vlfeat", "lazebnik"))
+        _one_of(self, "kernel_map", KERNEL_MAPS)
+        _positive(self, "C")
+        _one_of(self, "class_weight", (None, "balanced"))
+        _one_of(self, "solver", ("auto", "liblinear", "sgd"))
+        _int_at_least(self, "n_epochs", 1)
+        _one_of(self, "train_split", SPLITS)
+        _one_of(self, "test_split", SPLITS)
+        if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
+            raise ConfigError("val_fraction", f"val_fraction must be between 0 and 1, got {self.val_fraction!r}")
+        _int_at_least(self, "seed", 0)
+        if not _is_int(self.n_jobs) or self.n_jobs == 0:
+            raise ConfigError("n_jobs", f"n_jobs must be a whole number of workers, or -1 for all cores, "
+                                        f"not {self.n_jobs!r}")
+        _one_of(self, "backend", (None, *BACKENDS))
+        _int_at_least(self, "shard_size", 1)
+        _one_of(self, "calibration", ("platt", "none"))
+        _one_of(self, "operating_rule", ("youden", "sensitivity"))
+        if self.operating_rule == "sensitivity" and not (
+                isinstance(self.min_sensitivity, (int, float)) and 0 < self.min_sensitivity <= 1):
+            raise ConfigError("min_sensitivity", "operating_rule 'sensitivity' needs min_sensitivity in (0, 1], "
+                                                 f"got {self.min_sensitivity!r}")
 
     @classmethod
     def from_file(cls, path, **overrides) -> "BaselineConfig":

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from phow_baseline.cli import main as cli
-from phow_baseline.demo import run_demo
+from phow_baseline.config import BaselineConfig
+from phow_baseline.demo import DEMO_OUTPUTS, demo_fingerprint, prepare_demo_dir, run_demo
 from phow_baseline.model_io import load_model
 from phow_baseline.phantom import CONSPICUOUS, load_truth
-from phow_baseline.pipeline import BaselineConfig
 
 FAST = BaselineConfig(n_words=100, max_descriptors=20_000, vocab_images=100, n_jobs=2)
 
@@ -54,7 +54,40 @@ def test_heatmaps_land_in_the_true_boxes(demo_run):
 def test_demo_outputs(demo_run):
     assert demo_run["synthetic"]
     assert json.loads((demo_run["run_dir"] / "metrics.json").read_text())["n_test"] > 50
-    assert demo_run["report"] is None or demo_run["report"].exists()
+    page = demo_run["report"]
+    assert page == demo_run["out_dir"] / "report" / "index.html" and page.is_file()
+    html = page.read_text()
+    assert "SYNTHETIC" in html and "<script src=" not in html  # says so; self-contained
+    record = json.loads((demo_run["out_dir"] / "demo.json").read_text())
+    assert record["fingerprint"] == demo_fingerprint(FAST, None, 300, 0)
+
+
+def test_demo_caches_are_reused_only_with_the_same_fingerprint(tmp_path):
+    out = tmp_path / "demo"
+    fp = demo_fingerprint(FAST, None, 300, 0)
+    logs = []
+    assert prepare_demo_dir(out, fp, log=logs.append) is False  # a new folder: nothing to reuse
+    for name in ("phantom", "work", "model"):
+        (out / name).mkdir()
+        (out / name / "x.npy").write_bytes(b"cached")
+    (out / "mine.txt").write_text("a user's file")
+    assert prepare_demo_dir(out, fp, log=logs.append) is True  # same versions and settings: kept
+    assert (out / "work" / "x.npy").exists() and "reusing" in logs[-1]
+    other = demo_fingerprint(BaselineConfig(**{**FAST.to_dict(), "n_words": 50}), None, 300, 0)
+    assert prepare_demo_dir(out, other, log=logs.append) is False  # other settings: regenerated
+    assert not any((out / n).exists() for n in DEMO_OUTPUTS if n != "config.json")
+    assert "config.n_words 100 -> 50" in logs[-1]
+    assert (out / "mine.txt").read_text() == "a user's file"  # only the demo's own outputs go
+    (out / "work").mkdir()
+    newer = {**other, "versions": {**other["versions"], "phow_baseline": "99.0"}}
+    assert prepare_demo_dir(out, newer, log=logs.append) is False and not (out / "work").exists()
+    assert "phow_baseline" in logs[-1]
+    (out / "demo.json").unlink()  # an older version's folder, without a fingerprint
+    (out / "run").mkdir()
+    assert prepare_demo_dir(out, newer, log=logs.append) is False and not (out / "run").exists()
+    assert "older version" in logs[-1]
+    assert demo_fingerprint(FAST, None, 300, 1) != demo_fingerprint(FAST, None, 300, 0)
+    assert demo_fingerprint(FAST, tmp_path, 300, 0)["data"] == str(tmp_path.resolve())
 
 
 @pytest.mark.slow
@@ -65,4 +98,9 @@ def test_demo_command_on_a_real_folder(sample_dir, tmp_path):
                                    "--n-bootstrap", "50"])
     assert res.exit_code == 0, res.output
     assert "SYNTHETIC" not in res.output and "Mean" in res.output
+    assert f"demo: writing to {tmp_path / 'd'}" in res.stderr
     assert (tmp_path / "d" / "run" / "metrics.json").exists()
+    again = CliRunner().invoke(cli, ["demo", "--data", str(sample_dir), "--out", str(tmp_path / "d"), "--quiet",
+                                     "--n-bootstrap", "50"])
+    assert again.exit_code == 0, again.output
+    assert "demo: reusing the caches" in again.stderr and "vocabulary: reusing" in again.stderr

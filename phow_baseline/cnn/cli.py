@@ -7,6 +7,28 @@ from pathlib import Path
 
 import click
 
+_NEEDS_CNN = "this command needs the cnn extra (torch and torchvision): pip install -e '.[cnn]'"
+
+
+def _require_torch() -> None:
+    """Stop a cnn command at once, with one line, when torch is missing (``--help`` never needs it)."""
+    try:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(f"{_NEEDS_CNN} ({exc})") from None
+
+
+def _check_model_dir(ctx, param, value):
+    """A model directory must hold model.json; given a run's output folder, say where its model is."""
+    from ..model_io import ModelFileError, _model_json
+
+    try:
+        _model_json(value)
+    except ModelFileError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
 
 @click.group("cnn")
 def cnn_group():
@@ -38,6 +60,7 @@ def cnn_group():
 def train(data_dir, out, backbone, weights, loss, lr, batch_size, epochs, patience, crop, resize,
           random_resized_crop, equalization, workers, device, max_steps, seed, resume, quiet):
     """Train a CNN on the train carve of the official train_val split (model selection on val)."""
+    _require_torch()
     from .run import train_on_dataset
     from .train import CnnConfig
 
@@ -53,7 +76,7 @@ def train(data_dir, out, backbone, weights, loss, lr, batch_size, epochs, patien
 
 
 @cnn_group.command("evaluate")
-@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), callback=_check_model_dir)
 @click.argument("data_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs/cnn-run", show_default=True)
 @click.option("--split", default="test", show_default=True)
@@ -64,6 +87,7 @@ def train(data_dir, out, backbone, weights, loss, lr, batch_size, epochs, patien
 @click.option("--quiet", is_flag=True)
 def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, device, quiet):
     """Per-class ROC/AUROC of a trained CNN (the same run directory as the PHOW baseline's)."""
+    _require_torch()
     from ..metrics import format_auroc_table
     from .run import evaluate_on_dataset
 
@@ -77,21 +101,27 @@ def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, devic
 
 
 @cnn_group.command("predict")
-@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), callback=_check_model_dir)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="predictions.csv", show_default=True)
 def predict(model_dir, inputs, out):
     """Sigmoid scores of images (files or folders) into a CSV."""
+    _require_torch()
     from ..io import list_images
     from ..metrics import write_predictions
     from ..steps import predict_paths
     from .train import load_cnn_model
 
+    out.parent.mkdir(parents=True, exist_ok=True)  # --out into a new folder: made (an unwritable one: one line)
+    paths = list_images(inputs)
+    if not paths:
+        raise click.ClickException(f"no images to score in {', '.join(str(i) for i in inputs)}")
     m = load_cnn_model(model_dir)
-    names, scores, failures = predict_paths(m, list_images(inputs), progress=False)
+    names, scores, failures = predict_paths(m, paths, progress=False)
     write_predictions(out, names, scores)
     for f, why in failures:
         click.echo(f"failed: {f}: {why}", err=True)
     click.echo(f"scored {len(names)} image(s), {len(failures)} failure(s); wrote {out}")
-    if failures and not names:
+    if not names:
+        click.echo("error: no image could be scored (the reasons are listed above)", err=True)
         sys.exit(1)
