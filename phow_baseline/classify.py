@@ -10,15 +10,19 @@ out-of-core path, ``partial_fit`` over feature shards).
 
 from __future__ import annotations
 
+import numbers
 import warnings
-from typing import Iterable
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 #: VLFeat's ``phow_caltech101.m``: ``conf.svm.C = 10``.
 DEFAULT_C = 10.0
 SOLVERS = ("liblinear", "sgd")
+#: Rows per ``partial_fit`` step of the in-memory SGD solver.
+SGD_BATCH = 1024
 
 
 def class_sample_weights(y: np.ndarray, class_weight) -> tuple[float, float]:
@@ -38,157 +42,330 @@ def class_sample_weights(y: np.ndarray, class_weight) -> tuple[float, float]:
     return n / (2.0 * nneg), n / (2.0 * npos)
 
 
-def _fit_one_liblinear(X, y, C, class_weight, max_iter, seed):
+def _fit_one_liblinear(X, y, C, class_weight, max_iter, random_state):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
     if y.min() == y.max():
         # one class only: the SVM's optimum is w = 0, b = +-1
-        return np.zeros(X.shape[1], np.float32), (1.0 if y[0] else -1.0), True
+        return np.zeros(X.shape[1], np.float32), (1.0 if y[0] else -1.0), True, 0
     svc = LinearSVC(loss="hinge", C=C, dual=True, intercept_scaling=1.0, max_iter=max_iter,
-                    class_weight=class_weight, random_state=seed)
+                    class_weight=class_weight, random_state=random_state)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         svc.fit(X, y)
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    return svc.coef_[0].astype(np.float32), float(svc.intercept_[0]), converged
+    return svc.coef_[0].astype(np.float32), float(svc.intercept_[0]), converged, int(svc.n_iter_)
 
 
-class OneVsRestSVM(BaseEstimator, ClassifierMixin):
-    """One linear SVM per label; decision scores for ROC analysis.
+class OneVsRestSVM(ClassifierMixin, BaseEstimator):
+    """One linear SVM (hinge loss) per label or class; decision scores for ROC analysis.
+
+    Targets, as scikit-learn's ``OneVsRestClassifier`` takes them:
+
+    * a 0/1 label matrix ``(n, n_labels)`` (multilabel, the 14 findings):
+      one SVM per column; ``classes_ = arange(n_labels)``,
+      ``decision_function`` ``(n, n_labels)``, ``predict`` the 0/1 matrix;
+    * a 1-D vector of class labels: one SVM per class (one for two classes);
+      ``decision_function`` ``(n,)`` for two classes, ``(n, n_classes)``
+      otherwise; ``predict`` the labels, ``(n,)``.
+
+    A label column with a single value gets ``w = 0`` and ``b = +-1`` (the
+    SVM's optimum).
 
     Parameters
     ----------
     C : float
-        Inverse regularisation, as in VLFeat's application (default 10).
+        Inverse regularisation, as in VLFeat's application (default 10):
+        ``lambda = 1 / (C n)``.
     class_weight : {None, "balanced"}
-        Weight positives and negatives of each class against the imbalance.
+        Weight positives and negatives of each label against the imbalance
+        (:func:`class_sample_weights`).
     solver : {"liblinear", "sgd"}
-        Exact dual coordinate descent in memory, or SGD (``partial_fit``).
+        Exact dual coordinate descent in memory, or SGD (``SGDClassifier``,
+        hinge loss, ``alpha = lambda``, ``learning_rate="optimal"``).
     max_iter : int
         liblinear iterations.
     n_epochs : int
         Passes over the data for ``fit`` with the sgd solver.
-    seed : int
+    tol : float
+        SGD convergence: a label's SVM has converged when its last epoch
+        changed its weights ``[w, b]`` by less than ``tol`` relative to their
+        norm.  Used to judge, not to stop: ``fit`` runs ``n_epochs``.
+    random_state : int, RandomState or None
+        Seeds liblinear, SGD and the SGD row order.
     n_jobs : int
-        Classes trained in parallel (liblinear).
+        Labels trained in parallel (liblinear, threads).
 
     Attributes
     ----------
-    coef_ : (n_labels, n_features) float32
-    intercept_ : (n_labels,) float64
-    converged_ : (n_labels,) bool (liblinear)
+    classes_ : ndarray
+    coef_ : (n_models, n_features) float32
+    intercept_ : (n_models,) float64
+    n_features_in_ : int
+    converged_ : (n_models,) bool
+        liblinear: finished within ``max_iter``; sgd: last weight change below ``tol``.
+    n_iter_ : (n_models,) int
+        liblinear iterations, or SGD epochs.
+    objective_ : (n_epochs, n_models) float64 (sgd)
+        Per epoch, ``lambda/2 ||w||^2 + 1/n sum_i s_i max(0, 1 - y_i (w.x_i + b))``
+        (``s_i`` the class weights) with ``w`` the weights at the end of the
+        epoch and the loss term summed over the epoch's batches just before
+        each batch's update (progressive loss: no extra pass over the data).
+    weight_change_ : (n_epochs, n_models) float64 (sgd)
+        ``||[w, b]_e - [w, b]_{e-1}|| / ||[w, b]_e||`` per epoch.
     """
 
     def __init__(self, C=DEFAULT_C, class_weight=None, solver="liblinear", max_iter=5000, n_epochs=10,
-                 seed=0, n_jobs=None):
+                 tol=1e-3, random_state=0, n_jobs=None):
         self.C = C
         self.class_weight = class_weight
         self.solver = solver
         self.max_iter = max_iter
         self.n_epochs = n_epochs
-        self.seed = seed
+        self.tol = tol
+        self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def _validate(self, Y):
-        if not self.C > 0:
-            raise ValueError(f"C must be positive, got {self.C}")
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        tags.target_tags.multi_output = True
+        return tags
+
+    # -- validation -----------------------------------------------------------
+    def _check_params(self):
+        if not (isinstance(self.C, numbers.Real) and self.C > 0):
+            raise ValueError(f"C must be positive, got {self.C!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        Y = np.asarray(Y)
-        if Y.ndim == 1:
-            Y = Y[:, None]
-        if not np.isin(Y, (0, 1)).all():
-            raise ValueError("Y must be a 0/1 label matrix")
-        return Y.astype(np.int8)
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight must be None or 'balanced', got {self.class_weight!r}")
+        for name in ("max_iter", "n_epochs"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not (isinstance(self.tol, numbers.Real) and self.tol >= 0):
+            raise ValueError(f"tol must be >= 0, got {self.tol!r}")
 
-    def fit(self, X, Y):
-        """Fit on features ``X`` (n, d) and labels ``Y`` (n, n_labels) of 0/1."""
-        Y = self._validate(Y)
-        X = np.asarray(X, dtype=np.float32)
-        if len(X) != len(Y):
-            raise ValueError(f"X has {len(X)} rows, Y {len(Y)}")
+    def _targets(self, y, classes=None):
+        """Set ``classes_``, ``y_type_``; return the 0/1 matrix ``(n, n_models)`` int8."""
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if y.ndim == 2:
+            if not np.isin(y, (0, 1)).all():
+                raise ValueError("Y must be a 0/1 label matrix (n_samples, n_labels), or a 1-D vector of classes")
+            self.y_type_ = "multilabel-indicator"
+            self.classes_ = np.arange(y.shape[1], dtype=y.dtype)
+            return y.astype(np.int8)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y if classes is None else classes)
+        self.y_type_ = "binary" if len(self.classes_) <= 2 else "multiclass"
+        if len(self.classes_) < 2:
+            raise ValueError("This solver needs samples of at least 2 classes in the data, but the data "
+                             f"contains only one class: {self.classes_[0]!r}")
+        return self._one_vs_rest(y)
+
+    def _one_vs_rest(self, y):
+        if self.y_type_ == "multilabel-indicator":
+            y = np.asarray(y)
+            if y.ndim != 2 or y.shape[1] != len(self.classes_) or not np.isin(y, (0, 1)).all():
+                raise ValueError(f"Y must be a 0/1 label matrix with {len(self.classes_)} columns")
+            return y.astype(np.int8)
+        y = column_or_1d(y)
+        unknown = np.setdiff1d(y, self.classes_)
+        if len(unknown):
+            raise ValueError(f"labels {unknown.tolist()} are not among the classes {self.classes_.tolist()}")
+        if self.y_type_ == "binary":
+            return (y == self.classes_[1]).astype(np.int8)[:, None]
+        return (y[:, None] == self.classes_[None]).astype(np.int8)
+
+    # -- fit ----------------------------------------------------------------------
+    def fit(self, X, y):
+        """Fit on features ``X`` (n, d) and labels ``y``: a 0/1 matrix (n, n_labels) or class labels (n,)."""
+        self._check_params()
+        X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True)
+        Y = self._targets(y)
         if self.solver == "sgd":
-            self._init_sgd(X.shape[1], Y)
-            rng = np.random.default_rng(self.seed)
+            self._sgd_start(X.shape[1], Y)
+            rng = np.random.default_rng(self._seed())
             for _ in range(int(self.n_epochs)):
                 order = rng.permutation(len(X))
-                for lo in range(0, len(X), 1024):
-                    sel = order[lo:lo + 1024]
-                    self._partial(X[sel], Y[sel])
-            self._finish_sgd()
+                for lo in range(0, len(X), SGD_BATCH):
+                    sel = order[lo:lo + SGD_BATCH]
+                    self._sgd_step(X[sel], Y[sel])
+                self._sgd_end_epoch()
+            self._sgd_sync()
+            del self._sgd
             return self
         from joblib import Parallel, delayed
 
         out = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(_fit_one_liblinear)(X, Y[:, j], self.C, self.class_weight, self.max_iter, self.seed)
+            delayed(_fit_one_liblinear)(X, Y[:, j], self.C, self.class_weight, self.max_iter, self.random_state)
             for j in range(Y.shape[1]))
         self.coef_ = np.stack([o[0] for o in out]).astype(np.float32)
         self.intercept_ = np.array([o[1] for o in out], np.float64)
         self.converged_ = np.array([o[2] for o in out], bool)
-        self.n_features_in_ = X.shape[1]
+        self.n_iter_ = np.array([o[3] for o in out], np.int64)
+        for a in ("objective_", "weight_change_"):
+            if hasattr(self, a):
+                delattr(self, a)
         return self
 
-    # -- out of core ----------------------------------------------------------
-    def _init_sgd(self, n_features, Y_all):
+    def partial_fit(self, X, y, classes=None, y_all=None):
+        """One SGD step on a batch (out of core: one feature shard at a time).
+
+        Parameters
+        ----------
+        X : (m, d) array
+        y : (m, n_labels) 0/1 matrix or (m,) class labels
+        classes : array, optional
+            All class labels; needed on the first call for 1-D ``y``.
+        y_all : array, optional
+            On the first call: the labels of the whole training set (small:
+            n x 14 bytes), which give ``n`` in ``lambda = 1 / (C n)``, the
+            ``"balanced"`` class weights and the length of an epoch.  Without
+            it the first batch stands in for the training set.
+
+        Every ``n`` rows seen close an epoch: its objective and weight
+        change are recorded (``objective_``, ``weight_change_``) and
+        ``converged_`` is updated.  The solver is SGD whatever ``solver`` says.
+        """
+        first = not hasattr(self, "_sgd")
+        if first:
+            self._check_params()
+        X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True, reset=first)
+        if first:
+            Yref = self._targets(y_all if y_all is not None else y, classes)
+            self._sgd_start(X.shape[1], Yref)
+        Y = self._one_vs_rest(y)
+        done = self._sgd_step(X, Y)
+        while done >= self._epoch_rows:
+            self._sgd_end_epoch()
+            done -= self._epoch_rows
+            self._rows_done = done
+        self._sgd_sync()
+        return self
+
+    # -- SGD internals ------------------------------------------------------------
+    def _seed(self):
+        rs = self.random_state
+        if rs is None or isinstance(rs, numbers.Integral):
+            return rs
+        return int(rs.randint(np.iinfo(np.int32).max))
+
+    def _sgd_start(self, n_features, Y_all):
         from sklearn.linear_model import SGDClassifier
 
         n = len(Y_all)
-        alpha = 1.0 / (self.C * n)
-        self._sgd = [SGDClassifier(loss="hinge", alpha=alpha, learning_rate="optimal", random_state=self.seed)
-                     for _ in range(Y_all.shape[1])]
-        self._weights = [class_sample_weights(Y_all[:, j], self.class_weight) for j in range(Y_all.shape[1])]
+        self._alpha = 1.0 / (self.C * n)
+        self._sgd = [SGDClassifier(loss="hinge", alpha=self._alpha, learning_rate="optimal",
+                                   random_state=self.random_state) for _ in range(Y_all.shape[1])]
+        self._weights = np.array([class_sample_weights(Y_all[:, j], self.class_weight)
+                                  for j in range(Y_all.shape[1])])
+        self._epoch_rows = n
+        self._rows_done = 0
+        self._loss_sum = np.zeros(Y_all.shape[1])
+        self._prev = None
         self.n_features_in_ = n_features
+        self.objective_ = np.zeros((0, Y_all.shape[1]))
+        self.weight_change_ = np.zeros((0, Y_all.shape[1]))
+        self.n_iter_ = np.zeros(Y_all.shape[1], np.int64)
+        self.converged_ = np.zeros(Y_all.shape[1], bool)
 
-    def _partial(self, Xb, Yb):
+    def _sgd_weights(self):
+        if not hasattr(self._sgd[0], "coef_"):
+            return np.zeros((len(self._sgd), self.n_features_in_ + 1))
+        return np.stack([np.concatenate([c.coef_[0], c.intercept_]) for c in self._sgd])
+
+    def _sgd_step(self, Xb, Yb):
+        """Progressive loss of the batch, then one partial_fit per label; returns rows seen this epoch."""
+        Xb = np.asarray(Xb, np.float64)
+        sw = np.where(Yb == 1, self._weights[None, :, 1], self._weights[None, :, 0])
+        if hasattr(self._sgd[0], "coef_"):
+            W = self._sgd_weights()
+            margin = (2.0 * Yb - 1.0) * (Xb @ W[:, :-1].T + W[:, -1])
+            self._loss_sum += (sw * np.maximum(0.0, 1.0 - margin)).sum(0)
+        else:
+            self._loss_sum += sw.sum(0)  # w = 0: every hinge is 1
         for j, clf in enumerate(self._sgd):
-            wneg, wpos = self._weights[j]
-            sw = np.where(Yb[:, j] == 1, wpos, wneg)
-            clf.partial_fit(Xb, Yb[:, j], classes=np.array([0, 1]), sample_weight=sw)
+            clf.partial_fit(Xb, Yb[:, j], classes=np.array([0, 1]), sample_weight=sw[:, j])
+        self._rows_done += len(Xb)
+        return self._rows_done
 
-    def _finish_sgd(self):
-        self.coef_ = np.stack([c.coef_[0] for c in self._sgd]).astype(np.float32)
-        self.intercept_ = np.array([c.intercept_[0] for c in self._sgd], np.float64)
-        self.converged_ = np.ones(len(self._sgd), bool)
-        del self._sgd, self._weights
+    def _sgd_end_epoch(self):
+        W = self._sgd_weights()
+        obj = 0.5 * self._alpha * (W[:, :-1] ** 2).sum(1) + self._loss_sum / self._epoch_rows
+        prev = self._prev if self._prev is not None else np.zeros_like(W)
+        change = np.linalg.norm(W - prev, axis=1) / np.maximum(np.linalg.norm(W, axis=1), np.finfo(float).tiny)
+        self.objective_ = np.vstack([self.objective_, obj])
+        self.weight_change_ = np.vstack([self.weight_change_, change])
+        self.n_iter_ = self.n_iter_ + 1
+        self.converged_ = change < self.tol
+        self._prev = W
+        self._loss_sum = np.zeros_like(self._loss_sum)
+        self._rows_done = 0
 
-    def fit_batches(self, batches: Iterable, Y_all: np.ndarray, n_features: int, n_epochs=None,
-                    progress=None):
-        """Out-of-core SGD: ``batches`` is a callable ``epoch -> iterable of (X_batch, row_indices)``.
+    def _sgd_sync(self):
+        W = self._sgd_weights()
+        self.coef_ = W[:, :-1].astype(np.float32)
+        self.intercept_ = W[:, -1].astype(np.float64)
 
-        Only one batch is in memory at a time, so peak memory does not grow
-        with the number of images.  ``Y_all`` holds the labels of every row
-        (small: n x 14 bytes).
-        """
-        Y_all = self._validate(Y_all)
-        self._init_sgd(n_features, Y_all)
-        for epoch in range(int(n_epochs or self.n_epochs)):
-            for Xb, rows in batches(epoch):
-                self._partial(np.asarray(Xb, np.float32), Y_all[rows])
-                if progress is not None:
-                    progress(len(rows))
-        self._finish_sgd()
-        return self
+    def convergence(self) -> dict:
+        """How the training went, for ``metrics.json``: plain lists, one entry per label or class."""
+        check_is_fitted(self)
+        out = {"solver": "sgd" if hasattr(self, "objective_") else "liblinear",
+               "n_iter": self.n_iter_.tolist(), "converged": self.converged_.tolist(),
+               "all_converged": bool(self.converged_.all())}
+        if hasattr(self, "objective_"):
+            out.update(tol=float(self.tol), objective_per_epoch=self.objective_.tolist(),
+                       weight_change_per_epoch=self.weight_change_.tolist())
+        else:
+            out.update(max_iter=int(self.max_iter))
+        return out
 
     # -- scoring --------------------------------------------------------------
     def decision_function(self, X) -> np.ndarray:
-        """``X @ coef_.T + intercept_``: one signed distance per label, ``(n, n_labels)``."""
-        if not hasattr(self, "coef_"):
-            raise ValueError("OneVsRestSVM is not fitted")
-        X = np.asarray(X, dtype=np.float32)
-        return X @ self.coef_.T + self.intercept_
+        """``X @ coef_.T + intercept_``: one signed distance per label, ``(n, n_labels)``
+        (``(n,)`` for a two-class 1-D target)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        S = X @ self.coef_.T + self.intercept_
+        return S[:, 0] if self.y_type_ == "binary" else S
 
     def predict(self, X) -> np.ndarray:
-        return (self.decision_function(X) > 0).astype(np.uint8)
+        """The 0/1 label matrix (multilabel), or the class of each row."""
+        S = self.decision_function(X)
+        if self.y_type_ == "multilabel-indicator":
+            return (S > 0).astype(self.classes_.dtype)
+        if self.y_type_ == "binary":
+            return self.classes_[(S > 0).astype(np.intp)]
+        return self.classes_[S.argmax(axis=1)]
 
+    # -- persistence as data ------------------------------------------------------
     def to_arrays(self) -> dict:
-        return {"coef": self.coef_, "intercept": self.intercept_, "converged": self.converged_}
+        out = {"coef": self.coef_, "intercept": self.intercept_, "converged": self.converged_,
+               "n_iter": self.n_iter_, "classes": self.classes_, "y_type": np.array(self.y_type_)}
+        if hasattr(self, "objective_"):
+            out.update(objective=self.objective_, weight_change=self.weight_change_)
+        return out
 
     @classmethod
     def from_arrays(cls, params: dict, arrays: dict) -> "OneVsRestSVM":
+        params = dict(params)
+        if "seed" in params:  # models saved before the random_state rename
+            params["random_state"] = params.pop("seed")
         m = cls(**params)
         m.coef_ = np.asarray(arrays["coef"], np.float32)
         m.intercept_ = np.asarray(arrays["intercept"], np.float64)
         m.converged_ = np.asarray(arrays["converged"], bool)
         m.n_features_in_ = m.coef_.shape[1]
+        n = len(m.coef_)
+        m.n_iter_ = np.asarray(arrays["n_iter"], np.int64) if "n_iter" in arrays else np.zeros(n, np.int64)
+        m.classes_ = np.asarray(arrays["classes"]) if "classes" in arrays else np.arange(n, dtype=np.uint8)
+        m.y_type_ = str(arrays["y_type"]) if "y_type" in arrays else "multilabel-indicator"
+        if "objective" in arrays:
+            m.objective_ = np.asarray(arrays["objective"], np.float64)
+            m.weight_change_ = np.asarray(arrays["weight_change"], np.float64)
         return m

@@ -69,16 +69,101 @@ def test_roundtrip_arrays():
     np.testing.assert_array_equal(m.decision_function(X), m2.decision_function(X))
 
 
-def test_out_of_core_equals_in_memory_sgd_order(tmp_path):
+def test_out_of_core_equals_in_memory_given_the_same_row_order():
+    """partial_fit over the batches fit would draw (same permutation, same batch size, y_all for
+    lambda and the epochs) gives bit-identical weights, objectives and weight changes."""
+    from phow_baseline.classify import SGD_BATCH
+
+    X, Y = _signal(n=2500)
+    m = OneVsRestSVM(solver="sgd", n_epochs=3, class_weight="balanced").fit(X, Y)
+    oc = OneVsRestSVM(solver="sgd", n_epochs=3, class_weight="balanced")
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        order = rng.permutation(len(X))
+        for lo in range(0, len(X), SGD_BATCH):
+            sel = order[lo:lo + SGD_BATCH]
+            oc.partial_fit(X[sel], Y[sel], y_all=Y)
+    np.testing.assert_array_equal(oc.coef_, m.coef_)
+    np.testing.assert_array_equal(oc.intercept_, m.intercept_)
+    np.testing.assert_array_equal(oc.objective_, m.objective_)
+    np.testing.assert_array_equal(oc.weight_change_, m.weight_change_)
+    assert oc.n_iter_.tolist() == [3] * 14 and m.objective_.shape == (3, 14)
+    # another order gives other weights: the comparison above can fail
+    other = OneVsRestSVM(solver="sgd", n_epochs=3, class_weight="balanced", random_state=1).fit(X, Y)
+    assert not np.array_equal(other.coef_, m.coef_)
+
+
+def test_out_of_core_from_a_feature_store(tmp_path):
     X, Y = _signal(n=600)
     st = FeatureStore.create(tmp_path / "s", [str(i) for i in range(600)], 60, {}, shard_size=128)
     for s in range(st.n_shards):
         r = st.shard_rows(s)
         st.write_shard(s, X[r.start:r.stop])
-    m = OneVsRestSVM(solver="sgd", n_epochs=5).fit_batches(lambda e: st.batches(seed=0, epoch=e), Y, 60)
+    m = OneVsRestSVM(solver="sgd")
+    for epoch in range(5):
+        for Xb, rows in st.batches(seed=0, epoch=epoch):
+            m.partial_fit(Xb, Y[rows], y_all=Y)
+    assert m.n_iter_.tolist() == [5] * 14 and m.objective_.shape == (5, 14)
     Xt, Yt = _signal(seed=1)
     S = m.decision_function(Xt)
     assert min(roc_auc_score(Yt[:, j], S[:, j]) for j in range(14)) > 0.85
+
+
+def test_sgd_convergence_is_reported_honestly():
+    """converged_ only when the last epoch moved the weights by less than tol; the objective
+    per epoch is the SVM's primal objective (its loss term progressive)."""
+    X, Y = _signal()
+    m1 = OneVsRestSVM(solver="sgd", n_epochs=1).fit(X, Y)
+    assert not m1.converged_.any()  # one epoch from w = 0: the change is the whole weight vector
+    np.testing.assert_allclose(m1.weight_change_, 1.0)
+    m = OneVsRestSVM(solver="sgd", n_epochs=20).fit(X, Y)
+    assert m.objective_.shape == m.weight_change_.shape == (20, 14)
+    last = m.weight_change_[-1]
+    assert (last < m.weight_change_[1]).all()  # the steps shrink as SGD goes on
+    assert not m.converged_.any() and (last > 1e-3).all()  # ... but not below the default tol
+    loose = OneVsRestSVM(solver="sgd", n_epochs=20, tol=float(last.max()) * 1.01).fit(X, Y)
+    assert loose.converged_.all()
+    tight = OneVsRestSVM(solver="sgd", n_epochs=20, tol=float(np.median(last))).fit(X, Y)
+    assert 0 < tight.converged_.sum() < 14
+    # the recorded objective at the end is close to the exact primal objective of the final weights
+    lam = 1 / (10.0 * len(X))
+    margins = (2.0 * Y - 1) * (X.astype(np.float64) @ m.coef_.T.astype(np.float64) + m.intercept_)
+    exact = 0.5 * lam * (m.coef_.astype(np.float64) ** 2).sum(1) + np.maximum(0, 1 - margins).mean(0)
+    assert np.all(np.abs(m.objective_[-1] - exact) < 0.5 * exact)
+    assert np.median(m.objective_[-1]) < np.median(m.objective_[1])
+    report = m.convergence()
+    assert report["solver"] == "sgd" and len(report["objective_per_epoch"]) == 20
+    assert report["all_converged"] is False
+    lib = OneVsRestSVM(max_iter=20).fit(X, Y).convergence()
+    assert lib["solver"] == "liblinear" and not lib["all_converged"] and max(lib["n_iter"]) == 20
+
+
+def test_scikit_learn_conventions_for_targets():
+    from sklearn.base import clone, is_classifier
+
+    assert is_classifier(OneVsRestSVM())
+    X, Y = _signal()
+    y = Y[:, 0]
+    m = OneVsRestSVM().fit(X, y)
+    assert m.classes_.tolist() == [0, 1] and m.predict(X).shape == (400,) and m.decision_function(X).shape == (400,)
+    names = np.where(y == 1, "ill", "well")
+    p = OneVsRestSVM().fit(X, names).predict(X)
+    assert set(p) <= {"ill", "well"} and (p == np.where(m.predict(X) == 1, "ill", "well")).all()
+    three = np.argmax(X[:, :3], axis=1)
+    m3 = OneVsRestSVM().fit(X, three)
+    assert m3.decision_function(X).shape == (400, 3) and (m3.predict(X) == three).mean() > 0.9
+    mm = OneVsRestSVM().fit(X, Y)
+    assert mm.classes_.tolist() == list(range(14)) and mm.predict(X).shape == (400, 14)
+    with pytest.raises(ValueError, match="2 classes"):
+        OneVsRestSVM().fit(X, np.zeros(400))
+    with pytest.raises(ValueError, match="features"):
+        mm.decision_function(X[:, :10])
+    bad = X.copy()
+    bad[3, 3] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        OneVsRestSVM().fit(bad, Y)
+    c = clone(mm)
+    assert c.get_params() == mm.get_params() and not hasattr(c, "coef_")
 
 
 @pytest.mark.slow
