@@ -9,8 +9,10 @@ arm read from.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -214,6 +216,31 @@ def to_gray_uint8(image: np.ndarray, source="<array>") -> np.ndarray:
     raise ImageReadError(source, f"unsupported pixel type {image.dtype}")
 
 
+_log_lock = threading.Lock()
+_log_users = [0, None]  # decoders running, OpenCV's log level before the first
+
+
+@contextlib.contextmanager
+def _quiet_opencv():
+    """Silence OpenCV's own log lines while decoding (the failure is reported as an ImageReadError)."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        yield
+        return
+    with _log_lock:
+        if _log_users[0] == 0:
+            _log_users[1] = logging.getLogLevel()
+            logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        _log_users[0] += 1
+    try:
+        yield
+    finally:
+        with _log_lock:
+            _log_users[0] -= 1
+            if _log_users[0] == 0:
+                logging.setLogLevel(_log_users[1])
+
+
 def read_xray(path) -> np.ndarray:
     """Read a chest X-ray file into an 8-bit greyscale array.
 
@@ -257,7 +284,7 @@ def read_xray(path) -> np.ndarray:
         raise ImageReadError(path, "empty file (0 bytes)")
     _check_header(path, data)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_opencv():
             warnings.simplefilter("ignore")
             image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
