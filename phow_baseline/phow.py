@@ -20,6 +20,7 @@ Frames are ``(x, y, contrast, size)`` with ``x, y`` in 0-based pixels
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
@@ -139,14 +140,15 @@ def phow(image, sizes=DEFAULT_SIZES, step=DEFAULT_STEP, magnif=DEFAULT_MAGNIF, w
     return frames, descs
 
 
-class PHOW(BaseEstimator, TransformerMixin):
+class PHOW(TransformerMixin, BaseEstimator):
     """PHOW feature extraction as a scikit-learn transformer.
 
     ``transform(images)`` returns one ``(frames, descriptors)`` pair per
     image (see :func:`phow`).  Images are equalised first with
     :func:`phow_baseline.preprocess.equalize` (``equalization``; ``"none"``
     for images that are already equalised, e.g. from the image cache).
-    ``fit`` does nothing.
+    Stateless: ``fit`` only checks the parameters, and ``transform`` needs
+    no ``fit`` (scikit-learn's ``requires_fit`` tag is False).
 
     Parameters
     ----------
@@ -171,7 +173,29 @@ class PHOW(BaseEstimator, TransformerMixin):
         self.equalization = equalization
         self.n_jobs = n_jobs
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
+
+    def _check_params(self):
+        sizes = tuple(self.sizes)
+        if not sizes or not all(isinstance(v, numbers.Integral) and v >= 1 for v in sizes):
+            raise ValueError(f"sizes must be positive integers, got {self.sizes!r}")
+        if not isinstance(self.step, numbers.Integral) or self.step < 1:
+            raise ValueError(f"step must be a positive integer, got {self.step!r}")
+        for name in ("magnif", "window_size"):
+            v = getattr(self, name)
+            if not (isinstance(v, numbers.Real) and v > 0):
+                raise ValueError(f"{name} must be positive, got {v!r}")
+        from .preprocess import EQUALIZATIONS
+
+        if self.equalization not in EQUALIZATIONS:
+            raise ValueError(f"equalization must be one of {EQUALIZATIONS}, got {self.equalization!r}")
+
     def fit(self, X=None, y=None):
+        """Check the parameters; nothing is learnt."""
+        self._check_params()
         return self
 
     def _one(self, image):
@@ -184,6 +208,8 @@ class PHOW(BaseEstimator, TransformerMixin):
                     self.float_descriptors)
 
     def transform(self, X):
+        """``(frames, descriptors)`` of each image of ``X`` (a sequence of 2-D grey images)."""
+        self._check_params()
         n_jobs = self.n_jobs or 1
         if n_jobs < 0:
             n_jobs = os.cpu_count() or 1

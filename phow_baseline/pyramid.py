@@ -10,8 +10,11 @@ with level weights (:data:`LAZEBNIK_GRIDS`).
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from .quantize import quantize_histogram
 
@@ -83,13 +86,14 @@ def normalise_pyramid(counts: np.ndarray, grids, k: int, weighting="vlfeat") -> 
     return np.divide(out, s, out=np.zeros_like(out), where=s > 0).astype(np.float32)
 
 
-class SpatialPyramidEncoder(BaseEstimator, TransformerMixin):
+class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
     """Bag of visual words with a spatial pyramid: PHOW output -> fixed-length vector.
 
     ``fit`` learns the :class:`~phow_baseline.vocabulary.Vocabulary` on the
-    descriptors of the training images; ``transform`` quantises each image's
-    descriptors and returns the pyramid histogram, ``(n_images,
-    n_words * sum(g^2))`` float32 (12,000 dims with the defaults).
+    descriptors of the training images, unless ``centers`` gives the words;
+    ``transform`` quantises each image's descriptors and returns the pyramid
+    histogram, ``(n_images, n_words * sum(g^2))`` float32 (12,000 dims with
+    the defaults).
 
     Input: a sequence of ``(frames, descriptors)`` per image (as
     :class:`~phow_baseline.phow.PHOW` gives), where ``frames[:, 0:2]`` are
@@ -98,52 +102,86 @@ class SpatialPyramidEncoder(BaseEstimator, TransformerMixin):
 
     Parameters
     ----------
-    n_words, max_descriptors, seed : see :class:`Vocabulary`.
+    n_words, max_descriptors, random_state : see :class:`Vocabulary`.
     grids : tuple of int
         Grid of each pyramid level (default ``(2, 4)``, VLFeat's).
     weighting : {"vlfeat", "lazebnik"}
     image_size : int
         Side of the images the frames come from (pixels).
-    vocabulary : Vocabulary, optional
-        A fitted vocabulary to use instead of fitting one.
+    centers : (k, d) array, optional
+        Visual words to use instead of fitting a vocabulary (``n_words`` is
+        then ``k``; ``fit`` needs no data).  An array, not a fitted
+        estimator, so that ``sklearn.base.clone`` keeps it.
+    n_threads : int, optional
+        Threads of the nearest-word search (default: all cores).
+
+    Attributes
+    ----------
+    vocabulary_ : Vocabulary (fitted)
+    n_features_out_ : int
     """
 
     def __init__(self, n_words=600, max_descriptors=100_000, grids=VLFEAT_GRIDS, weighting="vlfeat",
-                 image_size=256, seed=0, vocabulary=None, n_threads=None):
+                 image_size=256, random_state=0, centers=None, n_threads=None):
         self.n_words = n_words
         self.max_descriptors = max_descriptors
         self.grids = grids
         self.weighting = weighting
         self.image_size = image_size
-        self.seed = seed
-        self.vocabulary = vocabulary
+        self.random_state = random_state
+        self.centers = centers
         self.n_threads = n_threads
 
-    def fit(self, X, y=None):
+    def fit(self, X=None, y=None):
+        """Fit the vocabulary on the images' descriptors (``X`` may be None when ``centers`` is given)."""
         from .vocabulary import Vocabulary
 
         level_weights(self.grids, self.weighting)  # validates
-        if self.vocabulary is not None:
-            if not hasattr(self.vocabulary, "cluster_centers_"):
-                raise ValueError("the vocabulary given is not fitted")
-            self.vocabulary_ = self.vocabulary
+        if not all(isinstance(g, numbers.Integral) and g >= 1 for g in self.grids):
+            raise ValueError(f"grids must be positive integers, got {self.grids!r}")
+        if not isinstance(self.image_size, numbers.Integral) or self.image_size < 1:
+            raise ValueError(f"image_size must be a positive integer, got {self.image_size!r}")
+        if self.centers is not None:
+            centers = check_array(self.centers, dtype=np.float32)
+            self.vocabulary_ = Vocabulary.from_arrays({"n_words": len(centers)}, {"cluster_centers": centers})
         else:
-            self.vocabulary_ = Vocabulary(self.n_words, self.max_descriptors, seed=self.seed).fit(X)
+            if X is None:
+                raise ValueError("fit needs the images' (frames, descriptors), or centers")
+            self.vocabulary_ = Vocabulary(self.n_words, self.max_descriptors,
+                                          random_state=self.random_state).fit(_descriptors_of(X))
         self.n_features_out_ = len(self.vocabulary_.cluster_centers_) * sum(g * g for g in self.grids)
         return self
 
     def encode_one(self, frames, descriptors, return_words=False):
         """Pyramid feature of one image (and the word of each descriptor)."""
+        check_is_fitted(self)
         centers = self.vocabulary_.cluster_centers_
-        cells, n_cells = pyramid_cells(np.asarray(frames)[:, :2], self.image_size, self.image_size, self.grids)
+        frames = np.asarray(frames)
+        if frames.ndim != 2 or frames.shape[1] < 2 or len(frames) != len(descriptors):
+            raise ValueError(f"frames must be (n, >=2) with one row per descriptor; got {frames.shape} "
+                             f"for {len(descriptors)} descriptors")
+        cells, n_cells = pyramid_cells(frames[:, :2], self.image_size, self.image_size, self.grids)
         words, counts = quantize_histogram(descriptors, centers, cells, n_cells, n_threads=self.n_threads)
         feat = normalise_pyramid(counts, self.grids, len(centers), self.weighting)
         return (feat, words) if return_words else feat
 
     def transform(self, X):
-        if not hasattr(self, "vocabulary_"):
-            raise ValueError("SpatialPyramidEncoder is not fitted")
+        """Pyramid features ``(n_images, n_features_out_)`` of ``(frames, descriptors)`` pairs."""
+        check_is_fitted(self)
         out = np.empty((len(X), self.n_features_out_), np.float32)
-        for i, (frames, desc) in enumerate(X):
+        for i, pair in enumerate(X):
+            frames, desc = _pair(pair, i)
             out[i] = self.encode_one(frames, desc)
         return out
+
+
+def _pair(pair, i):
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        raise ValueError(f"image {i}: expected a (frames, descriptors) pair, got {type(pair).__name__}")
+    frames, desc = np.asarray(pair[0]), check_array(pair[1], dtype=[np.float32, np.float64, np.uint8],
+                                                    ensure_min_samples=0)
+    return frames, desc
+
+
+def _descriptors_of(X):
+    return [_pair(p, i)[1] for i, p in enumerate(X)]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 #: Visual words.  VLFeat's PHOW application (``phow_caltech101.m``) uses 600.
 DEFAULT_N_WORDS = 600
@@ -52,7 +55,18 @@ def sample_descriptors(descriptors: Sequence[np.ndarray], max_descriptors=DEFAUL
     return X
 
 
-class Vocabulary(BaseEstimator):
+def _int_seed(random_state):
+    """An int (or None) seed for NumPy's ``default_rng`` from scikit-learn's ``random_state``.
+
+    Ints pass through unchanged (so the samples drawn for an int seed are
+    those drawn before the parameter was called ``random_state``).
+    """
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return random_state
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+class Vocabulary(ClusterMixin, BaseEstimator):
     """A k-means visual vocabulary (k-means++ initialisation).
 
     Parameters
@@ -64,70 +78,116 @@ class Vocabulary(BaseEstimator):
     per_image : int, optional
         Cap per image (default: ``max_descriptors`` spread evenly).
     algorithm : {"auto", "kmeans", "minibatch"}
-        scikit-learn's ``KMeans`` (Lloyd) or ``MiniBatchKMeans``; "auto"
-        takes the latter above :data:`MINIBATCH_ABOVE` words.
+        Lloyd's k-means with the exact nearest-word search as its assignment
+        step (:func:`phow_baseline.kmeans.fit_kmeans`, the same centres as
+        scikit-learn's ``KMeans`` from the same initialisation) or
+        scikit-learn's ``MiniBatchKMeans``; "auto" takes the latter above
+        :data:`MINIBATCH_ABOVE` words.
     max_iter : int
         k-means iterations.
-    seed : int
+    init : "k-means++" or (n_words, d) array
+        Initial centres (``"kmeans"``): k-means++ seeding as scikit-learn's
+        ``KMeans`` draws it, or the given centres.
+    random_state : int, RandomState or None
         Seeds the sampling and k-means.
+    progress : bool
+        Show each k-means iteration (inertia, centre shift) on stderr.
 
     Attributes
     ----------
-    cluster_centers_ : ndarray of float32, shape (n_words, 128)
+    cluster_centers_ : ndarray of float32, shape (n_words, d)
+    n_features_in_ : int
+        Descriptor dimension.
     n_samples_ : int
         Descriptors k-means was fit on.
     inertia_ : float
+    n_iter_ : int
+    labels_ : (n,) int32
+        Nearest word of each row of ``X`` when ``fit`` was given one array
+        (not set for per-image input, where ``fit`` samples).
     """
 
     def __init__(self, n_words=DEFAULT_N_WORDS, max_descriptors=DEFAULT_MAX_DESCRIPTORS, per_image=None,
-                 algorithm="auto", max_iter=100, seed=0):
+                 algorithm="auto", max_iter=100, init="k-means++", random_state=0, progress=False):
         self.n_words = n_words
         self.max_descriptors = max_descriptors
         self.per_image = per_image
         self.algorithm = algorithm
         self.max_iter = max_iter
-        self.seed = seed
+        self.init = init
+        self.random_state = random_state
+        self.progress = progress
 
     def _validate(self):
-        if int(self.n_words) < 2:
-            raise ValueError(f"n_words must be at least 2, got {self.n_words}")
+        if not isinstance(self.n_words, numbers.Integral) or self.n_words < 2:
+            raise ValueError(f"n_words must be an integer >= 2, got {self.n_words!r}")
         if self.algorithm not in ("auto", "kmeans", "minibatch"):
             raise ValueError(f"algorithm must be auto, kmeans or minibatch, got {self.algorithm!r}")
-        if int(self.max_descriptors) < int(self.n_words):
-            raise ValueError("max_descriptors must be at least n_words")
+        if not isinstance(self.max_descriptors, numbers.Integral) or self.max_descriptors < self.n_words:
+            raise ValueError(f"max_descriptors must be an integer >= n_words, got {self.max_descriptors!r}")
+        if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        if not (isinstance(self.init, str) and self.init == "k-means++"):
+            init = np.asarray(self.init)
+            if init.ndim != 2 or len(init) != self.n_words:
+                raise ValueError(f"init must be 'k-means++' or an ({self.n_words}, d) array, got {self.init!r}")
 
     def fit(self, X, y=None):
-        """Fit on per-image descriptor arrays (a sequence) or one ``(m, 128)`` array."""
-        from sklearn.cluster import KMeans, MiniBatchKMeans
+        """Fit on one ``(m, d)`` array of descriptors, or on per-image descriptor arrays (a sequence,
+        or ``(frames, descriptors)`` pairs as :class:`~phow_baseline.phow.PHOW` gives them)."""
+        from sklearn.cluster import MiniBatchKMeans
+
+        from .kmeans import fit_kmeans
 
         self._validate()
-        if isinstance(X, np.ndarray) and X.ndim == 2:
-            X = [X]
-        X = [x[1] if isinstance(x, tuple) else x for x in X]  # (frames, descriptors) pairs
-        S = sample_descriptors(X, self.max_descriptors, self.per_image, self.seed)
+        one_array = not isinstance(X, (list, tuple)) or (len(X) > 0 and not isinstance(X[0], tuple)
+                                                         and np.ndim(X[0]) == 1)
+        if one_array:
+            X = validate_data(self, X, dtype=[np.float32, np.float64, np.uint8])
+            parts = [X]
+        else:
+            parts = [check_array(x[1] if isinstance(x, tuple) else x, dtype=[np.float32, np.float64, np.uint8],
+                                 ensure_min_samples=0) for x in X]
+            dims = {p.shape[1] for p in parts}
+            if len(dims) > 1:
+                raise ValueError(f"descriptors of different dimensions: {sorted(dims)}")
+            self.n_features_in_ = dims.pop() if dims else 0
+        seed = _int_seed(self.random_state)
+        S = sample_descriptors(parts, self.max_descriptors, self.per_image, seed)
         if len(S) < self.n_words:
-            raise ValueError(f"only {len(S)} non-zero descriptors to fit {self.n_words} words; "
+            raise ValueError(f"n_samples={len(S)} non-zero descriptors, fewer than n_words={self.n_words}: "
                              "use more images or fewer words")
         algo = self.algorithm
         if algo == "auto":
             algo = "minibatch" if self.n_words > MINIBATCH_ABOVE else "kmeans"
         if algo == "kmeans":
-            km = KMeans(self.n_words, init="k-means++", n_init=1, max_iter=self.max_iter,
-                        random_state=self.seed)
+            centers, _, inertia, n_iter, _ = fit_kmeans(S, self.n_words, init=self.init, max_iter=self.max_iter,
+                                                        random_state=seed, progress=self.progress)
         else:
-            km = MiniBatchKMeans(self.n_words, init="k-means++", n_init=3, max_iter=self.max_iter,
-                                 batch_size=4096, random_state=self.seed)
-        km.fit(S)
-        self.cluster_centers_ = np.ascontiguousarray(km.cluster_centers_, dtype=np.float32)
+            km = MiniBatchKMeans(self.n_words, init=self.init, n_init=3 if isinstance(self.init, str) else 1,
+                                 max_iter=self.max_iter, batch_size=4096, random_state=seed).fit(S)
+            centers, inertia, n_iter = km.cluster_centers_, km.inertia_, km.n_iter_
+        self.cluster_centers_ = np.ascontiguousarray(centers, dtype=np.float32)
         self.n_samples_ = int(len(S))
-        self.inertia_ = float(km.inertia_)
+        self.inertia_ = float(inertia)
+        self.n_iter_ = int(n_iter)
+        if one_array:
+            self.labels_ = self.predict(X)
+        elif hasattr(self, "labels_"):
+            del self.labels_
         return self
 
     def predict(self, X) -> np.ndarray:
-        """Index of the nearest word of each descriptor (``(m, 128)`` -> ``(m,)`` int32)."""
+        """Index of the nearest word of each descriptor (``(m, d)`` -> ``(m,)`` int32)."""
         from .quantize import quantize
 
-        return quantize(np.asarray(X), self.cluster_centers_)
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float32, np.float64, np.uint8], reset=False)
+        return quantize(X, self.cluster_centers_)
+
+    def fit_predict(self, X, y=None, **kwargs):
+        """``fit(X).labels_``: one array of descriptors only."""
+        return self.fit(X, y).labels_
 
     # -- persistence as data -------------------------------------------------
     def to_arrays(self) -> dict:
@@ -135,8 +195,12 @@ class Vocabulary(BaseEstimator):
 
     @classmethod
     def from_arrays(cls, params: dict, arrays: dict) -> "Vocabulary":
+        params = dict(params)
+        if "seed" in params:  # saved before the random_state rename
+            params["random_state"] = params.pop("seed")
         v = cls(**params)
         v.cluster_centers_ = np.ascontiguousarray(arrays["cluster_centers"], dtype=np.float32)
+        v.n_features_in_ = v.cluster_centers_.shape[1]
         v.n_samples_ = None
         v.inertia_ = None
         return v
