@@ -20,6 +20,7 @@ folder: every path handed to a task must be absolute (callers resolve them).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Callable, Iterable, Iterator
 
@@ -31,11 +32,11 @@ def _active_dask_client():
     try:
         from distributed import get_client
     except ImportError:
-        raise RuntimeError("backend 'dask' needs the cluster extra: pip install 'phow-baseline[cluster]'") from None
+        raise ValueError("backend 'dask' needs the cluster extra: pip install 'phow-baseline[cluster]'") from None
     try:
         return get_client()
     except ValueError:
-        raise RuntimeError("backend 'dask' needs an open dask.distributed client: use "
+        raise ValueError("backend 'dask' needs an open dask.distributed client: use "
                            "phow_baseline.parallel.dask_client(scheduler) (the CLI opens one for --backend dask)"
                            ) from None
 
@@ -45,8 +46,8 @@ def backend_config(backend: str | None):
     """joblib's ``parallel_config`` for ``backend`` (``None``: leave joblib's default, loky).
 
     ``"dask"`` requires an active ``dask.distributed`` client (see
-    :func:`dask_client`); without one this raises ``RuntimeError`` at once
-    rather than failing inside joblib.
+    :func:`dask_client`); without one this raises at once
+    (a ``ValueError``) rather than failing inside joblib.
     """
     from joblib import parallel_config
 
@@ -102,7 +103,8 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None):
         cluster = None
     else:
         n = n_workers if n_workers and n_workers > 0 else (os.cpu_count() or 1)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
         client = Client(cluster)
     try:
         yield client
@@ -110,3 +112,16 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None):
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def dask_client_active() -> bool:
+    """Whether a ``dask.distributed`` client is open in this process."""
+    try:
+        from distributed import get_client
+    except ImportError:
+        return False
+    try:
+        get_client()
+    except ValueError:
+        return False
+    return True
