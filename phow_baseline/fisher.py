@@ -374,6 +374,8 @@ class _RegionEncoderBase(TransformerMixin, BaseEstimator):
     def _sample(self, X):
         from .vocabulary import sample_descriptors
 
+        if isinstance(X, np.ndarray) and X.ndim == 2:
+            X = [X]  # one (m, 128) array of descriptors
         descs = [x[1] if isinstance(x, tuple) else x for x in X]
         if len(descs) == 0:
             raise ValueError("no images to fit on")

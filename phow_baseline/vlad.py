@@ -203,9 +203,8 @@ class VladEncoder(_RegionEncoderBase):
             self.vocabulary_ = self.vocabulary
         else:
             S = self._fit_pca(self._sample(X))
-            seed = self.random_state if isinstance(self.random_state, int) else 0
             self.vocabulary_ = Vocabulary(int(self.n_words), max_descriptors=len(S), max_iter=self.max_iter,
-                                          seed=seed).fit(S)
+                                          random_state=self.random_state).fit(S)
         self._finish_fit()
         return self
 

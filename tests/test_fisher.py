@@ -386,3 +386,41 @@ def test_fisher_regions_match_vlfeat_on_real_phow(real_fv_setup):
                                                        improved=True).ravel() for r in range(n_regions)])
         ref /= np.linalg.norm(ref)
         assert rel_to_max(enc, ref) < FIDELITY
+
+
+# --------------------------------------------------------------------------
+# The model directory with FV / VLAD
+# --------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoding", ["fisher", "vlad"])
+def test_phow_model_with_fv_or_vlad_saves_and_loads_as_data(tmp_path, encoding):
+    from phow_baseline.classify import OneVsRestSVM
+    from phow_baseline.config import BaselineConfig, make_encoder, make_phow, make_vocabulary
+    from phow_baseline.data import LABELS
+    from phow_baseline.model import HeatmapsUnavailableError, PhowModel
+    from phow_baseline.model_io import load_model
+
+    cfg = BaselineConfig(size=64, encoding=encoding, fv_components=4, fv_pca_dims=16, gmm_max_iter=5, vlad_words=4,
+                         max_descriptors=3000, regions="1x1+3x1", calibration="none")
+    rng = np.random.default_rng(0)
+    imgs = [(rng.random((64, 64)) * np.linspace(0.2, 1, 64)[None] * 255).astype(np.uint8) for _ in range(12)]
+    phow = make_phow(cfg)
+    pairs = phow.transform(imgs)
+    vocab = make_vocabulary(cfg).fit(np.concatenate([d for _, d in pairs]))
+    enc = make_encoder(vocab, cfg)
+    X = enc.transform(pairs)
+    dim = 4 * (2 * 4 * 16 if encoding == "fisher" else 4 * 128)
+    assert X.shape == (12, dim)
+    Y = np.tile([0, 1], (14, 6)).T
+    Y[::3] = 1 - Y[::3]
+    model = PhowModel(cfg, vocab, OneVsRestSVM(C=1.0).fit(X, Y))
+    assert model.kernel_map is None                 # FV / VLAD: linear SVMs on the vectors
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.config.encoding == encoding and loaded.config.regions == "1x1+3x1"
+    np.testing.assert_allclose(loaded.raw_scores(imgs[0]), model.raw_scores(imgs[0]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(model.raw_scores(imgs[0]), model.decision_function(X[:1])[0], rtol=1e-5, atol=1e-6)
+    assert len(loaded.raw_scores(imgs[1])) == len(LABELS)
+    with pytest.raises(HeatmapsUnavailableError, match="bag-of-words"):
+        loaded.heatmaps(imgs[0])
