@@ -616,7 +616,8 @@ def diff(image_a, image_b, model_dir, out, size, motion, allow_different_patient
 
             model = load_model(model_dir)
             size = model.image_size
-            kw = dict(heatmap_fn=model.heatmaps, score_fn=model.scores, prepare=_model_prepare(model))
+            kw = dict(heatmap_fn=model.heatmaps, score_fn=model.scores, preprocess=model.preprocess,
+                      score_kind="probability" if getattr(model, "score_kind", "") == "probability" else "score")
         d = diff_pair(image_a, image_b, size=size, motion=motion, allow_different_patients=allow_different_patients,
                       **kw)
     except PairError as exc:
@@ -626,21 +627,14 @@ def diff(image_a, image_b, model_dir, out, size, motion, allow_different_patient
     meta = write_diff_dir(out, d)
     r = meta["registration"]
     click.echo(f"earlier {meta['image_a']} -> later {meta['image_b']} (patient {meta['patient']})")
-    click.echo(f"registration ({r['motion']}): ECC {r['ecc']:.3f}, converged {r['converged']}")
+    click.echo(f"registration ({r['motion']}): ECC {r['ecc']:.3f}, converged {r['converged']}; "
+               f"{meta['registration_quality']['text']}")
     click.echo(f"mean SSIM {meta['ssim_mean']:.3f}; mean |intensity change| {meta['intensity_diff_mean_abs']:.1f}")
     if meta["score_changes"]:
         ch = sorted(meta["score_changes"].items(), key=lambda kv: -abs(kv[1]["delta"]))
         for lab, c in ch[:5]:
             click.echo(f"  {lab:<20} {c['a']:+.3f} -> {c['b']:+.3f} ({c['delta']:+.3f})")
     click.echo(f"wrote {out}")
-
-
-def _model_prepare(model):
-    """The model's own equalisation for images already resized (the diff works on resized greys)."""
-    from .preprocess import equalize
-
-    eq = getattr(getattr(model, "config", None), "equalization", "none")
-    return (lambda img: equalize(img, eq)) if eq != "none" else (lambda img: img)
 
 
 @main.command()

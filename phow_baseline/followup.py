@@ -284,7 +284,7 @@ def _load(image, size):
 
 def diff_pair(image_a, image_b, *, size: int | None = 256, motion: str = "affine",
               heatmap_fn: Callable | None = None, score_fn: Callable | None = None,
-              prepare: Callable | None = None, allow_different_patients: bool = False,
+              preprocess: Callable | None = None, allow_different_patients: bool = False,
               allow_resize: bool = False, order: bool = True, metadata=None,
               score_kind: str = "score") -> FollowupDiff:
     """Register the later image to the earlier one and difference them.
@@ -296,10 +296,15 @@ def diff_pair(image_a, image_b, *, size: int | None = 256, motion: str = "affine
         so that ``a`` is the earlier (see :data:`ORDER_RULE`).
     size : int or None
         Side both are resized to (``None``: keep; then sizes must agree
-        unless ``allow_resize``).
+        unless ``allow_resize``); ignored with ``preprocess``.
     heatmap_fn, score_fn : callables, optional
         A model's ``heatmaps(img) -> (14, h, w)`` and ``scores(img) -> (14,)``
-        on images prepared by ``prepare`` (default: the grey images as they are).
+        on the images as compared (those of ``preprocess`` when given).
+    preprocess : callable, optional
+        A model's preprocessing contract (``model.preprocess``: raw path or
+        array -> the image the model scores).  Both images are read through
+        it instead of the plain read + resize, so that the heatmaps and
+        scores are those ``predict`` and ``localise`` give for the files.
     allow_different_patients : bool
         Compare images whose file names name different patients.
     allow_resize : bool
@@ -347,7 +352,12 @@ def diff_pair(image_a, image_b, *, size: int | None = 256, motion: str = "affine
                          "other way; the file-name suffix is used")
     else:
         meta_fu = None
-    if size is None:
+    if preprocess is not None:
+        a, b = np.asarray(preprocess(image_a)), np.asarray(preprocess(image_b))
+        if a.shape != b.shape:
+            raise PairError(f"the model's preprocessing gave {a.shape} and {b.shape} for {na or 'A'} and "
+                            f"{nb or 'B'}")
+    elif size is None:
         a = read_xray(image_a) if not isinstance(image_a, np.ndarray) else np.asarray(image_a)
         b = read_xray(image_b) if not isinstance(image_b, np.ndarray) else np.asarray(image_b)
         if a.shape != b.shape:
@@ -380,16 +390,15 @@ def diff_pair(image_a, image_b, *, size: int | None = 256, motion: str = "affine
     q = d.quality
     if not q["reliable"]:
         d.notes.append(q["text"])
-    prep = prepare or (lambda x: x)
     H, W = a.shape
     if heatmap_fn is not None:
         from .localise import upsample
 
-        d.heat_a = upsample(heatmap_fn(prep(a)), (H, W))
-        d.heat_b = upsample(heatmap_fn(prep(b_fill)), (H, W))
+        d.heat_a = upsample(heatmap_fn(a), (H, W))
+        d.heat_b = upsample(heatmap_fn(b_fill), (H, W))
     if score_fn is not None:
-        d.scores_a = np.asarray(score_fn(prep(a)), float)
-        d.scores_b = np.asarray(score_fn(prep(b)), float)
+        d.scores_a = np.asarray(score_fn(a), float)
+        d.scores_b = np.asarray(score_fn(b), float)
     return d
 
 

@@ -23,15 +23,23 @@ from .vocabulary import Vocabulary
 class PhowModel:
     """A trained PHOW baseline: preprocessing, PHOW, vocabulary, pyramid, kernel map, 14 SVMs.
 
-    Scores are the SVMs' decision values (``w.psi(h) + b``), one per label.
+    The SVMs give decision values (margins, ``w.psi(h) + b``), one per
+    label (:meth:`raw_scores`, :meth:`decision_function`).  A model trained
+    with calibration also holds a per-class Platt scaling and per-class
+    operating points, both fitted on the patient-wise validation carve
+    (see :func:`phow_baseline.steps.calibrate_model`); its :meth:`scores`
+    are then probabilities and :meth:`decide` turns them into 0/1 calls.
     """
 
     kind = "phow"
 
-    def __init__(self, config: BaselineConfig, vocabulary, svm, labels=LABELS, info=None):
+    def __init__(self, config: BaselineConfig, vocabulary, svm, labels=LABELS, info=None, calibrator=None,
+                 operating_points=None):
         self.config = config
         self.vocabulary = vocabulary
         self.svm = svm
+        self.calibrator = calibrator                # PlattCalibrator or None
+        self.operating_points = operating_points    # OperatingPoints (on the probabilities) or None
         self.labels = tuple(labels)
         self.info = info or {}
         self.encoder = make_encoder(vocabulary, config)
@@ -62,9 +70,29 @@ class PhowModel:
         frames, desc = self.phow.transform([image])[0]
         return self.encoder.encode_one(frames, desc)
 
-    def scores(self, image) -> np.ndarray:
-        """14 decision scores of one preprocessed (``size`` x ``size``, equalised) image."""
+    def raw_scores(self, image) -> np.ndarray:
+        """14 SVM margins of one preprocessed (``size`` x ``size``, equalised) image."""
         return self.decision_function(self.features(image)[None])[0]
+
+    @property
+    def score_kind(self) -> str:
+        """What :meth:`scores` gives: ``"probability"`` (calibrated) or ``"margin"``."""
+        return "probability" if self.calibrator is not None else "margin"
+
+    def scores(self, image) -> np.ndarray:
+        """14 scores of one preprocessed image: probabilities when calibrated, else the SVM margins."""
+        return self.calibrate(self.raw_scores(image)[None])[0]
+
+    def calibrate(self, margins) -> np.ndarray:
+        """Margins ``(n, 14)`` -> probabilities by the stored Platt scaling (unchanged if uncalibrated)."""
+        m = np.asarray(margins, np.float64)
+        return m if self.calibrator is None else self.calibrator.predict_proba(m)
+
+    def decide(self, probabilities) -> np.ndarray:
+        """0/1 calls ``(n, 14)`` at the stored operating points (needs a calibrated model)."""
+        if self.operating_points is None:
+            raise ValueError("this model has no operating points (trained without calibration)")
+        return self.operating_points.decide(probabilities)
 
     def decision_function(self, features) -> np.ndarray:
         return self.svm.decision_function(self._map(np.asarray(features, np.float32)))
@@ -85,8 +113,14 @@ class PhowModel:
         if isinstance(self.kernel_map, HomogeneousKernelMap):
             arrays["kernel_map"] = {"kappa": self.kernel_map.kappa_, "L": np.array(self.kernel_map.L_),
                                     "period": np.array(self.kernel_map.period_)}
-        return write_model_dir(directory, "phow", {"config": self.config.to_dict(), "svm": svm_params},
-                               arrays, extra={**self.info, **(extra or {})})
+        params = {"config": self.config.to_dict(), "svm": svm_params}
+        if self.calibrator is not None:
+            arrays["calibration"] = self.calibrator.to_arrays()
+            params["calibration"] = {"method": "platt", **self.calibrator.get_params()}
+        if self.operating_points is not None:
+            arrays["operating_points"] = self.operating_points.to_arrays()
+            params["operating_points"] = self.operating_points.get_params()
+        return write_model_dir(directory, "phow", params, arrays, extra={**self.info, **(extra or {})})
 
     @classmethod
     def load(cls, directory) -> "PhowModel":
@@ -96,11 +130,24 @@ class PhowModel:
             vocab = Vocabulary.from_arrays({"n_words": cfg.n_words, "max_descriptors": cfg.max_descriptors,
                                             "seed": cfg.seed}, arrays["vocabulary"])
             svm = OneVsRestSVM.from_arrays(meta["params"]["svm"], arrays["svm"])
+            cal = ops = None
+            if "calibration" in arrays:
+                from .calibration import PlattCalibrator
+
+                p = {k: v for k, v in meta["params"].get("calibration", {}).items() if k != "method"}
+                cal = PlattCalibrator.from_arrays(arrays["calibration"], **p)
+            if "operating_points" in arrays:
+                from .calibration import OperatingPoints
+
+                ops = OperatingPoints.from_arrays(arrays["operating_points"], **meta["params"].get("operating_points", {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{Path(directory) / 'model.json'}: incomplete or inconsistent model ({exc})") \
                 from exc
         m = cls(cfg, vocab, svm, meta.get("labels", LABELS),
-                info={k: meta[k] for k in ("trained_on", "n_train") if k in meta})
+                info={k: meta[k] for k in ("trained_on", "n_train", "calibrated_on") if k in meta},
+                calibrator=cal, operating_points=ops)
+        if cal is not None and len(cal.a_) != len(LABELS):
+            raise ModelFileError(f"{Path(directory) / 'calibration.npz'}: {len(cal.a_)} classes, expected {len(LABELS)}")
         expected = m.encoder.n_features_out_ * (1 if m.kernel_map is None else 3)
         if svm.coef_.shape != (len(LABELS), expected):
             raise ModelFileError(f"{Path(directory) / 'svm.npz'}: SVM weights of shape {svm.coef_.shape}, "

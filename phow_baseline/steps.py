@@ -170,7 +170,54 @@ def train_model(data_dir, work_dir, config: BaselineConfig, progress=True, ds=No
                              progress)
         Y = ds.labels([cache.names[r] for r in rows])
         svm = train_svms(store, rows, Y, config, progress)
-    return PhowModel(config, vocab, svm, info={"trained_on": config.train_split, "n_train": len(rows)})
+        model = PhowModel(config, vocab, svm, info={"trained_on": config.train_split, "n_train": len(rows)})
+        if config.calibration != "none":
+            calibrate_model(model, ds, cache, store, rows, Y, work_dir, progress)
+    return model
+
+
+def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progress=True) -> PhowModel:
+    """Fit the model's Platt scaling and operating points on the patient-wise validation carve (in place).
+
+    The validation images must be scored by SVMs that did not see them.
+    When the training split holds the carve (``train_val``, the default), a
+    second set of 14 SVMs is trained on the training rows outside it (the
+    ``train`` carve) and scores it; the final SVMs, trained on all rows, are
+    then calibrated with those held-out scores (scikit-learn's
+    ``CalibratedClassifierCV(ensemble=False)`` does the same with
+    cross-validation).  When the training split excludes the carve
+    (``train``), the model itself scores it.  Platt scaling is per class
+    (:class:`~phow_baseline.calibration.PlattCalibrator`); the operating
+    points (``config.operating_rule``) are chosen on the calibrated
+    validation probabilities.
+    """
+    from .calibration import OperatingPoints, PlattCalibrator
+
+    config = model.config
+    val = set(ds.split_names("val"))
+    val_rows = [i for i, r in enumerate(rows) if cache.names[r] in val]
+    if val_rows:
+        fit_rows = [i for i in range(len(rows)) if cache.names[rows[i]] not in val]
+        _log(f"calibrate: 14 held-out SVMs on {len(fit_rows)} training images score the {len(val_rows)} "
+             f"validation images")
+        ho = train_svms(store, [rows[i] for i in fit_rows], np.asarray(Y)[fit_rows], config, progress=False)
+        kmap = model.kernel_map
+        S = np.concatenate([ho.decision_function(Xb if kmap is None else kmap.transform(np.asarray(Xb, np.float32)))
+                            for Xb, _ in store.batches([rows[i] for i in val_rows])])
+        Yv = np.asarray(Y)[val_rows]
+        source = f"held-out SVMs trained on the {len(fit_rows)} {config.train_split} images outside the carve"
+    else:
+        names, S, _ = score_split(model, ds, "val", work_dir, progress)
+        if not names:
+            raise ValueError(f"{ds.root}: no validation image to calibrate on")
+        Yv = ds.labels(names)
+        source = "the model"
+    model.calibrator = PlattCalibrator().fit(S, Yv)
+    model.operating_points = OperatingPoints(config.operating_rule, config.min_sensitivity).fit(
+        model.calibrator.predict_proba(S), Yv)
+    model.info["calibrated_on"] = {"split": "val", "n_images": int(len(Yv)), "scores_from": source,
+                                   "n_positive": {lab: int(v) for lab, v in zip(LABELS, np.asarray(Yv).sum(0))}}
+    return model
 
 
 def score_split(model: PhowModel, ds, split: str, work_dir, progress=True):
@@ -199,12 +246,17 @@ def evaluate_model(model: PhowModel, data_dir, run_dir, work_dir, split=None, mo
     names, scores, failures = score_split(model, ds, split, work_dir, progress)
     if failures:
         write_failures_csv(Path(run_dir) / "failures.csv", failures)
+    cal = {}
+    if model.calibrator is not None:
+        cal["probabilities"] = model.calibrate(scores)
+    if model.operating_points is not None:
+        cal.update(thresholds=model.operating_points.thresholds_, operating_rule=model.operating_points.describe())
     return write_run_dir(run_dir, model_name=model_name, kind="phow", split=split, names=names,
                          y_true=ds.labels(names), scores=scores, n_bootstrap=n_bootstrap, seed=model.config.seed,
-                         extra={"config": model.config.to_dict(), "n_failures": len(failures)})
+                         extra={"config": model.config.to_dict(), "n_failures": len(failures)}, **cal)
 
 
-def predict_paths(model, paths: Sequence, progress=True):
+def predict_paths(model, paths: Sequence, progress=True, *, raw_scores=False):
     """Scores of image files by any model with ``preprocess`` and ``scores`` (PHOW or CNN):
     ``(names, scores (n, 14), failures [(file, reason)])``.
 
@@ -221,7 +273,7 @@ def predict_paths(model, paths: Sequence, progress=True):
         except ImageReadError as exc:
             failures.append((str(p), exc.reason))
             continue
-        rows.append(model.scores(img))
+        rows.append(model.raw_scores(img) if raw_scores else model.scores(img))
         names.append(Path(p).name)
     scores = np.stack(rows) if rows else np.zeros((0, len(LABELS)), np.float32)
     return names, scores, failures

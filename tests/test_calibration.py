@@ -205,3 +205,96 @@ def test_auroc_of_calibrated_scores_matches_scikit_learn():
         p = PlattCalibrator().fit(s, y).predict_proba(s)
     for j in range(3):
         assert roc_auc_score(y[:, j], p[:, j]) == roc_auc_score(y[:, j], s[:, j])
+
+
+@pytest.mark.slow
+def test_trained_phow_model_gives_calibrated_probabilities(sample_run, sample_dir, tmp_path):
+    """The sample's PHOW model: Platt scaling and operating points stored as data, used by predict and evaluate."""
+    import json
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from phow_baseline.cli import main as cli
+    from phow_baseline.data import LABELS
+    from phow_baseline.model_io import load_model
+
+    out, metrics = sample_run
+    files = json.loads((out / "model" / "model.json").read_text())["files"]
+    assert {"calibration", "operating_points"} <= set(files)
+    model = load_model(out / "model")
+    assert model.score_kind == "probability" and (model.calibrator.a_ > 0).all()
+    info = json.loads((out / "model" / "model.json").read_text())["calibrated_on"]
+    assert info["split"] == "val" and info["n_images"] > 0 and "held-out" in info["scores_from"]
+    # evaluation: calibration measures, operating points; the probabilities rank exactly as the margins
+    assert metrics["calibration"]["auroc_unchanged"] is True and set(metrics["calibration"]["ece"]) == set(LABELS)
+    assert metrics["operating_points"]["applies_to"] == "probability"
+    run = out / "run"
+    probs = pd.read_csv(run / "predictions.csv").set_index("Image Index")
+    margins = pd.read_csv(run / "scores.csv").set_index("Image Index")
+    y = pd.DataFrame(np.asarray(load_y(sample_dir, probs.index)), index=probs.index, columns=list(LABELS))
+    recal = model.calibrate(margins[list(LABELS)].to_numpy())
+    np.testing.assert_allclose(recal, probs[list(LABELS)].to_numpy(), rtol=1e-5, atol=1e-6)
+    defined = [j for j in range(14) if 0 < y.iloc[:, j].sum() < len(y)]
+    np.testing.assert_array_equal(auroc_weighted_all(y.to_numpy(bool)[:, defined], recal[:, defined]),
+                                  auroc_weighted_all(y.to_numpy(bool)[:, defined],
+                                                     margins[list(LABELS)].to_numpy()[:, defined]))
+    # predict: probabilities in [0, 1]; --raw-scores: the margins; --decisions: p >= the stored thresholds
+    images = sorted((sample_dir / "images").glob("*.png"))[:3]
+    r = CliRunner()
+    for args, name in (([], "p.csv"), (["--raw-scores"], "raw.csv"), (["--decisions"], "d.csv")):
+        res = r.invoke(cli, ["predict", str(out / "model"), *map(str, images), "--out", str(tmp_path / name),
+                             "--quiet", *args])
+        assert res.exit_code == 0, res.output
+    p = pd.read_csv(tmp_path / "p.csv")[list(LABELS)].to_numpy()
+    raw = pd.read_csv(tmp_path / "raw.csv")[list(LABELS)].to_numpy()
+    d = pd.read_csv(tmp_path / "d.csv")
+    assert ((p >= 0) & (p <= 1)).all() and (raw < 0).any()
+    np.testing.assert_allclose(model.calibrate(raw), p, rtol=1e-4, atol=1e-6)
+    dec = d[[f"{lab} decision" for lab in LABELS]].to_numpy()
+    np.testing.assert_array_equal(dec, (d[list(LABELS)].to_numpy() >= model.operating_points.thresholds_))
+
+
+def load_y(sample_dir, names):
+    from phow_baseline.data import ChestXray14
+
+    return ChestXray14(sample_dir).labels(list(names))
+
+
+@pytest.mark.slow
+def test_cnn_probabilities_and_temperature_scaling(sample_dir, tmp_path):
+    """A tiny CNN: evaluate with temperature scaling (validation carve), predict probabilities and logits."""
+    import json
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    pytest.importorskip("torch")
+    from phow_baseline.cli import main as cli
+    from phow_baseline.data import LABELS
+
+    r = CliRunner()
+    res = r.invoke(cli, ["cnn", "train", str(sample_dir), "--out", str(tmp_path / "m"), "--backbone", "resnet50",
+                         "--epochs", "1", "--max-steps", "2", "--batch-size", "4", "--crop", "56", "--resize", "64",
+                         "--workers", "0", "--device", "cpu", "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(cli, ["cnn", "evaluate", str(tmp_path / "m"), str(sample_dir), "--out", str(tmp_path / "run"),
+                         "--n-bootstrap", "20", "--quiet", "--device", "cpu", "--temperature-scaling"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    T = m["temperature_scaling"]["temperature"]
+    assert T > 0 and m["temperature_scaling"]["nll_after"] <= m["temperature_scaling"]["nll_before"] + 1e-12
+    assert m["calibration"]["auroc_unchanged"] is True and set(m["calibration"]["brier"]) == set(LABELS)
+    assert set(m["operating_points"]["per_class"]) == set(LABELS)
+    imgs = sorted((sample_dir / "images").glob("*.png"))[:2]
+    for args, name in (([], "p.csv"), (["--raw-scores"], "z.csv")):
+        res = r.invoke(cli, ["predict", str(tmp_path / "m"), *map(str, imgs), "--out", str(tmp_path / name),
+                             "--quiet", *args])
+        assert res.exit_code == 0, res.output
+    p = pd.read_csv(tmp_path / "p.csv")[list(LABELS)].to_numpy()
+    z = pd.read_csv(tmp_path / "z.csv")[list(LABELS)].to_numpy()
+    assert ((p >= 0) & (p <= 1)).all()
+    np.testing.assert_allclose(expit(z), p, rtol=1e-4, atol=1e-6)
+    res = r.invoke(cli, ["predict", str(tmp_path / "m"), str(imgs[0]), "--out", str(tmp_path / "d.csv"),
+                         "--decisions"])
+    assert res.exit_code != 0 and "no operating points" in res.output

@@ -211,3 +211,58 @@ def test_diff_json_file_names_are_confined(sample_images, tmp_path):
     (tmp_path / "d" / "diff.json").write_text("{oops")
     with pytest.raises(DataFileError, match=r"diff\.json.*not valid JSON"):
         read_diff(tmp_path / "d")
+
+
+class _ToyModel:
+    """A model with the preprocessing contract: equalise at full resolution, then resize (like PhowModel)."""
+
+    image_size = 96
+    score_kind = "probability"
+
+    def preprocess(self, image):
+        return preprocess(image, 96, equalization="global")
+
+    def heatmaps(self, img):
+        return np.stack([cv2.GaussianBlur(img.astype(np.float32), (0, 0), 3) * (k + 1) for k in range(14)])
+
+    def scores(self, img):
+        return 1 / (1 + np.exp(-(img.astype(float).mean() / 128 - 1 + np.arange(14) / 14)))
+
+
+def test_diff_reads_images_through_the_model_preprocessing(sample_dir):
+    from phow_baseline.localise import upsample
+
+    m = _ToyModel()
+    fu = sorted((sample_dir / "followups").glob("00000032_*.png"))
+    d = diff_pair(fu[0], fu[1], heatmap_fn=m.heatmaps, score_fn=m.scores, preprocess=m.preprocess,
+                  score_kind="probability")
+    img = m.preprocess(fu[0])  # what localise and predict see
+    np.testing.assert_array_equal(d.a, img)
+    np.testing.assert_array_equal(d.heat_a, upsample(m.heatmaps(img), img.shape))
+    np.testing.assert_array_equal(d.scores_b, m.scores(m.preprocess(fu[1])))
+    # resizing first and equalising after (the old diff path) gives another image: it is not what diff used
+    other = preprocess(preprocess(fu[0], 96, equalization="none"), None, equalization="global")
+    assert (other != d.a).mean() > 0.2
+
+
+@pytest.mark.slow
+def test_cli_diff_heatmap_equals_localise_heatmap(sample_run, sample_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from phow_baseline.cli import main as cli
+    from phow_baseline.localise import upsample
+    from phow_baseline.model_io import load_model
+
+    out, _ = sample_run
+    model = load_model(out / "model")
+    fu = sorted((sample_dir / "followups").glob("00000032_*.png"))
+    d = diff_pair(fu[0], fu[1], heatmap_fn=model.heatmaps, score_fn=model.scores, preprocess=model.preprocess)
+    img = model.preprocess(fu[0])
+    np.testing.assert_array_equal(d.heat_a, upsample(model.heatmaps(img), img.shape))
+    res = CliRunner().invoke(cli, ["diff", str(fu[0]), str(fu[1]), "--model", str(out / "model"),
+                                   "--out", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    meta = read_diff(tmp_path / "d")
+    assert meta["score_kind"] == "probability"
+    sc = meta["score_changes"]["Effusion"]
+    assert sc["a"] == pytest.approx(float(model.scores(img)[2]), rel=1e-6) and 0 <= sc["b"] <= 1

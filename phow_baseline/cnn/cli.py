@@ -83,9 +83,11 @@ def train(data_dir, out, backbone, weights, loss, lr, batch_size, epochs, patien
 @click.option("--name", default=None)
 @click.option("--n-bootstrap", type=int, default=1000, show_default=True)
 @click.option("--ten-crop", is_flag=True, help="Average the sigmoid outputs of the ten crops.")
+@click.option("--temperature-scaling", is_flag=True,
+              help="Fit one temperature (and per-class operating points) on the validation carve; apply to --split.")
 @click.option("--device", default=None)
 @click.option("--quiet", is_flag=True)
-def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, device, quiet):
+def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, temperature_scaling, device, quiet):
     """Per-class ROC/AUROC of a trained CNN (the same run directory as the PHOW baseline's)."""
     _require_torch()
     from ..metrics import format_auroc_table
@@ -93,7 +95,8 @@ def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, devic
 
     try:
         m = evaluate_on_dataset(model_dir, data_dir, out, split, name=name, n_bootstrap=n_bootstrap,
-                                progress=not quiet, device=device, ten_crop=ten_crop or None)
+                                progress=not quiet, device=device, ten_crop=ten_crop or None,
+                                temperature_scaling=temperature_scaling)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_auroc_table(m))

@@ -41,8 +41,17 @@ def train_on_dataset(data_dir, out_dir, cfg: CnnConfig, work=None, resume=False,
 
 
 def evaluate_on_dataset(model_dir, data_dir, run_dir, split="test", work=None, name=None, n_bootstrap=1000,
-                        progress=True, device=None, ten_crop=None) -> dict:
-    """Scores of ``split`` through :func:`phow_baseline.metrics.write_run_dir`; ``ten_crop`` overrides the run's."""
+                        progress=True, device=None, ten_crop=None, temperature_scaling=False) -> dict:
+    """Scores of ``split`` through :func:`phow_baseline.metrics.write_run_dir`; ``ten_crop`` overrides the run's.
+
+    The sigmoid outputs are the probabilities (their Brier score, ECE and
+    reliability go into ``metrics.json``).  With ``temperature_scaling``
+    the patient-wise validation carve is scored too: one temperature is
+    fitted on its logits (:class:`~phow_baseline.calibration.TemperatureScaler`;
+    with ten-crop, the logit of the averaged probability) and applied to
+    ``split``, and per-class operating points (Youden's J) are chosen on the
+    scaled validation probabilities and reported on ``split``.
+    """
     import dataclasses
 
     from ..metrics import write_run_dir
@@ -56,6 +65,21 @@ def evaluate_on_dataset(model_dir, data_dir, run_dir, split="test", work=None, n
     dev = m.device
     p, _ = predict_batches(m.model, loader, dev, cfg, amp=cfg.amp and dev.type == "cuda")
     names = [cache.names[r] for r in rows]
+    cal = {"probabilities": p}
+    extra = {"config": cfg.to_dict()}
+    if temperature_scaling:
+        from ..calibration import OperatingPoints, TemperatureScaler
+
+        logit = lambda q: np.log(np.clip(q, 1e-7, 1 - 1e-7)) - np.log1p(-np.clip(q, 1e-7, 1 - 1e-7))
+        vc, vr, vy = _cache(ds, "val", work, cfg, progress)
+        pv, _ = predict_batches(m.model, make_loader(CacheDataset(vc, vr, vy), cfg.batch_size, False, cfg.workers),
+                                dev, cfg, amp=cfg.amp and dev.type == "cuda")
+        ts = TemperatureScaler().fit(logit(pv), vy)
+        ops = OperatingPoints().fit(ts.predict_proba(logit(pv)), vy)
+        cal = {"probabilities": ts.predict_proba(logit(p)), "thresholds": ops.thresholds_,
+               "operating_rule": ops.describe()}
+        extra["temperature_scaling"] = {"temperature": ts.temperature_, "fitted_on": "val", "n_images": len(vy),
+                                        "nll_before": ts.nll_before_, "nll_after": ts.nll_after_}
     return write_run_dir(run_dir, model_name=name or f"{cfg.backbone} ({'ImageNet' if cfg.weights == 'imagenet' else 'scratch' if cfg.weights is None else 'weights file'})",
                          kind="cnn", split=split, names=names, y_true=y, scores=p, n_bootstrap=n_bootstrap,
-                         seed=cfg.seed, extra={"config": cfg.to_dict()})
+                         seed=cfg.seed, extra=extra, **cal)

@@ -267,9 +267,20 @@ class CnnModel:
         x = torch.from_numpy(np.ascontiguousarray(img, np.uint8))[None, None].to(self.device)
         return BatchTransform(False, self.cfg.resize, self.cfg.crop)(x)
 
+    score_kind = "probability"
+
     @torch.no_grad()
+    def raw_scores(self, img) -> np.ndarray:
+        """The 14 logits of one cache image."""
+        return self.model(self._input(img)).float().cpu().numpy()[0]
+
     def scores(self, img) -> np.ndarray:
-        return torch.sigmoid(self.model(self._input(img))).cpu().numpy()[0]
+        """The 14 sigmoid outputs (probabilities) of one cache image."""
+        return self.calibrate(self.raw_scores(img)[None])[0]
+
+    def calibrate(self, logits) -> np.ndarray:
+        """Logits ``(n, 14)`` -> probabilities (the sigmoid)."""
+        return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
 
     def heatmaps(self, img, method: str = "cam") -> np.ndarray:
         """Per-class CAMs over the image (``(14, S, S)``; the centre crop's maps padded by edge values).
