@@ -36,6 +36,7 @@ def make_pipeline(config: BaselineConfig | None = None, **overrides):
                                          config.size, config.seed)),
         ("kernel_map", kmap if kmap is not None else FunctionTransformer()),
         ("svm", OneVsRestSVM(C=config.C, class_weight=config.class_weight,
-                             solver="sgd" if config.solver == "sgd" else "liblinear", seed=config.seed)),
+                             solver="sgd" if config.solver == "sgd" else "liblinear",
+                             random_state=config.seed)),
     ]
     return Pipeline(steps)

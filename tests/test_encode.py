@@ -61,7 +61,7 @@ def real_words_and_descriptors(sample_images):
     from phow_baseline.vocabulary import Vocabulary
 
     train = [phow(preprocess(p, 128))[1] for p in sample_images[20:26]]
-    C = Vocabulary(300, max_descriptors=15_000, seed=0).fit(train).cluster_centers_
+    C = Vocabulary(300, max_descriptors=15_000, random_state=0).fit(train).cluster_centers_
     X = np.concatenate([phow(preprocess(p, 256))[1] for p in sample_images[:4]])
     return C, X
 
