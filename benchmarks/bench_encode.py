@@ -22,10 +22,15 @@ On the real ChestX-ray14 sample ($CHESTXRAY14_SAMPLE):
      descriptors / time, i.e. the rate a brute-force GEMM would need to
      match our time.  It credits work skipped, so it can exceed the GEMM rate.
 4. The vocabulary's k-means: 100,000 PHOW descriptors of other sample images
-   x 600 words, from one k-means++ initialisation, with the same iterations
-   (``tol=0``, ``--kmeans-iter``): our ``fit_kmeans`` (Lloyd, assignment by
-   the exact pruned search) against ``sklearn.cluster.KMeans(algorithm="lloyd",
-   n_init=1)``; the time ratio, and whether centres and labels agree.
+   x 600 words.  (a) k-means++ seeding with one ``random_state``: ours
+   against ``sklearn.cluster.kmeans_plusplus`` as ``KMeans.fit`` calls it
+   (time, and whether the same points are chosen).  (b) Lloyd from that one
+   initialisation with the same iterations (``tol=0``, ``--kmeans-iter``):
+   our ``fit_kmeans`` (assignment by the exact pruned search) against
+   ``sklearn.cluster.KMeans(algorithm="lloyd", n_init=1)``.  (c) The whole
+   fit, (a) + (b), as ``KMeans(init="k-means++")`` does it.  Agreement of the
+   centres and labels with sklearn on float32 (what the vocabulary gives it)
+   and on float64 (its most exact arithmetic), and of those two with each other.
 5. End to end per 1024x1024 PNG (decode -> equalise -> resize -> PHOW ->
    encode) as a multiple of the PNG decode alone, single process and with
    all cores, and the wall time that implies for all 112,120 images.
@@ -119,6 +124,8 @@ def main():
     ap.add_argument("--kmeans-descriptors", type=int, default=100_000)
     ap.add_argument("--kmeans-images", type=int, default=80, help="Images the k-means descriptors come from.")
     ap.add_argument("--kmeans-iter", type=int, default=20, help="Lloyd iterations of both k-means (tol=0).")
+    ap.add_argument("--no-sklearn-init", dest="sklearn_init", action="store_false",
+                    help="Skip timing sklearn's kmeans_plusplus (slow: minutes at 100,000 x 600).")
     ap.add_argument("--only", default="quantize,kmeans,e2e", help="Comma-separated parts to run.")
     ap.add_argument("--json", help="Write the figures here.")
     a = ap.parse_args()
@@ -128,7 +135,7 @@ def main():
     from sklearn.cluster import KMeans
 
     from phow_baseline.config import BaselineConfig, make_encoder
-    from phow_baseline.kmeans import fit_kmeans, kmeans_plusplus_init
+    from phow_baseline.kmeans import fit_kmeans
     from phow_baseline.phow import phow
     from phow_baseline.preprocess import equalize, preprocess, read_xray, resize
     from phow_baseline.pyramid import pyramid_cells
@@ -147,7 +154,7 @@ def main():
     if parts & {"quantize", "e2e"}:
         t = time.perf_counter()
         train = [phow(preprocess(p, 256))[1] for p in paths[100:140]]
-        vocab = Vocabulary(a.words, max_descriptors=60_000, seed=0).fit(train)
+        vocab = Vocabulary(a.words, max_descriptors=60_000, random_state=0).fit(train)
         C = vocab.cluster_centers_
         res["vocabulary_fit_s"] = time.perf_counter() - t
 
@@ -221,43 +228,87 @@ def main():
 
     # -- the vocabulary's k-means against sklearn's KMeans ----------------------------
     if "kmeans" in parts:
+        from sklearn.cluster import kmeans_plusplus
+
+        from phow_baseline.kmeans import _centred, _kmeans_plusplus
+
         src = paths[200:200 + a.kmeans_images]
         S = sample_descriptors([phow(preprocess(p, 256))[1] for p in src], a.kmeans_descriptors, seed=0)
+        k, it = a.words, a.kmeans_iter
+        print(f"vocabulary k-means: {len(S)} PHOW descriptors of {len(src)} other sample images x {k} words; "
+              f"load average {load()}", flush=True)
+        # (a) k-means++ seeding, same random_state: ours against sklearn's kmeans_plusplus (as KMeans.fit calls
+        # it: on the centred float32 points)
+        mean, Xc, X64 = _centred(S)
+        _kmeans_plusplus(Xc[:2000], X64[:2000], 20, 0)               # warm-up (BLAS threads)
+        fit_kmeans(S[:5000], 100, init=S[:100], max_iter=2, tol=0.0)   # warm-up (Numba kernels loaded)
+        KMeans(100, init=S[:100], n_init=1, max_iter=2, tol=0.0).fit(S[:5000])
         t = time.perf_counter()
-        init = kmeans_plusplus_init(S, a.words, random_state=0)
-        t_init = time.perf_counter() - t
+        c_ours, i_ours = _kmeans_plusplus(Xc, X64, k, 0)
+        t_pp_ours = time.perf_counter() - t
+        del X64
+        if a.sklearn_init:
+            t = time.perf_counter()
+            _, i_sk = kmeans_plusplus(Xc, k, random_state=0)
+            t_pp_sk = time.perf_counter() - t
+            same_idx = bool(np.array_equal(i_ours, i_sk))
+        else:
+            t_pp_sk, same_idx = None, None
+        load_pp = load()
+        init = c_ours + mean
+        # (b) Lloyd from that one initialisation, the same iterations (tol=0), interleaved
         t = time.perf_counter()
-        km = KMeans(a.words, init=init, n_init=1, max_iter=a.kmeans_iter, tol=0.0, algorithm="lloyd").fit(S)
+        km = KMeans(k, init=init, n_init=1, max_iter=it, tol=0.0, algorithm="lloyd").fit(S)
         t_sk = time.perf_counter() - t
         load_sk = load()
         t = time.perf_counter()
-        centers, labels, inertia, n_iter, hist = fit_kmeans(S, a.words, init=init, max_iter=a.kmeans_iter, tol=0.0)
+        centers, labels, inertia, n_iter, hist = fit_kmeans(S, k, init=init, max_iter=it, tol=0.0)
         t_ours_km = time.perf_counter() - t
         load_ours = load()
-        diff = np.abs(centers - km.cluster_centers_)
+        # the float64 reference: sklearn on the same points in float64 (its most exact arithmetic)
+        km64 = KMeans(k, init=init.astype(np.float64), n_init=1, max_iter=it, tol=0.0,
+                      algorithm="lloyd").fit(S.astype(np.float64))
+        scale = float(np.abs(km64.cluster_centers_).max())
+
+        def agree(c1, l1, c2, l2):
+            dc = np.abs(np.asarray(c1, np.float64) - c2).max(1)
+            return {"centres_max_abs_diff": float(dc.max()), "centres_within_1e-4_of_scale": float(np.mean(dc <= 1e-4 * scale)),
+                    "labels_identical_share": float(np.mean(l1 == l2))}
+
         res.update({
-            "kmeans_descriptors": len(S), "kmeans_words": a.words, "kmeans_init_s": t_init,
-            "kmeans_iterations_ours": n_iter, "kmeans_iterations_sklearn": int(km.n_iter_),
-            "kmeans_ours_s": t_ours_km, "kmeans_sklearn_s": t_sk, "kmeans_speedup": t_sk / t_ours_km,
-            "kmeans_ours_s_per_iter": t_ours_km / n_iter, "kmeans_sklearn_s_per_iter": t_sk / km.n_iter_,
-            "kmeans_centres_max_abs_diff": float(diff.max()),
-            "kmeans_centres_max_rel_diff": float(diff.max() / np.abs(km.cluster_centers_).max()),
-            "kmeans_centres_within_1e-3_share": float(np.mean(diff.max(1) <= 1e-3 * np.abs(km.cluster_centers_).max())),
-            "kmeans_labels_identical_share": float(np.mean(labels == km.labels_)),
-            "kmeans_inertia_ours": inertia, "kmeans_inertia_sklearn": float(km.inertia_),
+            "kmeans_descriptors": len(S), "kmeans_words": k, "kmeans_max_iter": it,
+            "kmeanspp_ours_s": t_pp_ours, "kmeanspp_sklearn_s": t_pp_sk,
+            "kmeanspp_speedup": None if t_pp_sk is None else t_pp_sk / t_pp_ours,
+            "kmeanspp_same_indices_as_sklearn": same_idx, "load_average_kmeanspp": load_pp,
+            "lloyd_iterations_ours": n_iter, "lloyd_iterations_sklearn": int(km.n_iter_),
+            "lloyd_ours_s": t_ours_km, "lloyd_sklearn_s": t_sk, "lloyd_speedup": t_sk / t_ours_km,
+            "fit_ours_s": t_pp_ours + t_ours_km, "fit_sklearn_s": None if t_pp_sk is None else t_pp_sk + t_sk,
+            "fit_speedup": None if t_pp_sk is None else (t_pp_sk + t_sk) / (t_pp_ours + t_ours_km),
+            "ours_vs_sklearn32": agree(centers, labels, km.cluster_centers_, km.labels_),
+            "ours_vs_sklearn64": agree(centers, labels, km64.cluster_centers_, km64.labels_),
+            "sklearn32_vs_sklearn64": agree(km.cluster_centers_, km.labels_, km64.cluster_centers_, km64.labels_),
+            "kmeans_inertia_ours": inertia, "kmeans_inertia_sklearn32": float(km.inertia_),
+            "kmeans_inertia_sklearn64": float(km64.inertia_),
             "kmeans_inertia_per_iteration": [h["inertia"] for h in hist],
-            "load_average_kmeans_sklearn": load_sk, "load_average_kmeans_ours": load_ours,
+            "load_average_lloyd_sklearn": load_sk, "load_average_lloyd_ours": load_ours,
         })
-        print(f"vocabulary k-means: {len(S)} PHOW descriptors of {len(src)} other sample images x {a.words} words, "
-              f"one k-means++ init ({t_init:.1f} s, shared), {a.kmeans_iter} Lloyd iterations at most, tol=0")
-        print(f"  sklearn KMeans(lloyd)  {t_sk:7.1f} s  ({km.n_iter_} iterations, {t_sk / km.n_iter_:.2f} s each; "
-              f"load average after: {load_sk})")
-        print(f"  ours fit_kmeans        {t_ours_km:7.1f} s  ({n_iter} iterations, {t_ours_km / n_iter:.2f} s each; "
-              f"load average after: {load_ours})")
-        print(f"  ratio {t_sk / t_ours_km:.2f}x (target >= 3x); centres: max |diff| {diff.max():.3g} "
-              f"({res['kmeans_centres_max_rel_diff']:.2e} of the largest coordinate), "
-              f"{res['kmeans_centres_within_1e-3_share']:.1%} of centres within 1e-3 of it; labels identical "
-              f"{res['kmeans_labels_identical_share']:.4%}; inertia {inertia:.6g} vs {km.inertia_:.6g}")
+        pp_sk = "not run (--no-sklearn-init)" if t_pp_sk is None else \
+            f"{t_pp_sk:.1f} s, same {k} points chosen: {same_idx}"
+        print(f"  k-means++ (random_state=0): ours {t_pp_ours:.1f} s; sklearn kmeans_plusplus {pp_sk}; "
+              f"load average {load_pp}")
+        print(f"  Lloyd, {it} iterations at most (tol=0) from that init: sklearn KMeans(lloyd) {t_sk:.1f} s "
+              f"({km.n_iter_} it., load after {load_sk}); ours fit_kmeans {t_ours_km:.1f} s ({n_iter} it., "
+              f"load after {load_ours}): {t_sk / t_ours_km:.2f}x")
+        if t_pp_sk is not None:
+            print(f"  whole fit (k-means++ + Lloyd): sklearn {t_pp_sk + t_sk:.1f} s, ours {t_pp_ours + t_ours_km:.1f} s: "
+                  f"{res['fit_speedup']:.2f}x (target >= 3x)")
+        for key, what in (("ours_vs_sklearn32", "ours vs sklearn float32"),
+                          ("ours_vs_sklearn64", "ours vs sklearn float64"),
+                          ("sklearn32_vs_sklearn64", "sklearn float32 vs float64")):
+            g = res[key]
+            print(f"  {what:<28} centres max |diff| {g['centres_max_abs_diff']:.3g} (coordinates up to {scale:.0f}), "
+                  f"{g['centres_within_1e-4_of_scale']:.1%} of centres within 1e-4 of that; labels identical "
+                  f"{g['labels_identical_share']:.4%}")
 
     # -- end to end per 1024x1024 PNG -------------------------------------------
     if "e2e" in parts:

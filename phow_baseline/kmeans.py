@@ -53,19 +53,86 @@ def _as_points(X) -> np.ndarray:
     return X
 
 
+def _kmeans_plusplus(Xc, X64, n_clusters: int, random_state, n_local_trials=None):
+    """scikit-learn's ``_kmeans_plusplus`` on float32 points, with its float64 distances precomputed once.
+
+    The same draws from ``random_state`` and the same arithmetic as
+    scikit-learn on float32 data (squared distances computed in float64
+    as ``||x||^2 - 2 x.c + ||c||^2``, then stored in float32; potentials and
+    their cumulative sum in float32), so the same points are chosen.  What
+    it saves: scikit-learn converts every point to float64 again for each
+    of the ``k (2 + ln k)`` candidate centres; here ``X64`` (the float64
+    copy of ``Xc``) is made once and each step is one GEMM against it.
+
+    Returns ``(centers (k, d) float32, indices (k,))``.
+    """
+    from sklearn.utils import check_random_state
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # skinny, memory-bound GEMMs: one thread is as fast
+        return _kmeans_plusplus_steps(Xc, X64, n_clusters, check_random_state(random_state), n_local_trials)
+
+
+def _kmeans_plusplus_steps(Xc, X64, n_clusters, rs, n_local_trials):
+    """The steps of :func:`_kmeans_plusplus` (``rs``: a ``RandomState``)."""
+    n = len(Xc)
+    k = int(n_clusters)
+    w = np.ones(n, dtype=Xc.dtype)
+    if n_local_trials is None:
+        n_local_trials = 2 + int(np.log(k))
+    xx = np.einsum("ij,ij->i", X64, X64)
+
+    def sq_dist(ids):
+        d = X64[ids] @ X64.T
+        d *= -2.0
+        d += xx[ids][:, None]
+        d += xx[None, :]
+        d = d.astype(np.float32)
+        np.maximum(d, 0, out=d)
+        return d
+
+    centers = np.empty((k, Xc.shape[1]), Xc.dtype)
+    indices = np.full(k, -1, dtype=int)
+    center_id = rs.choice(n, p=w / w.sum())
+    centers[0] = Xc[center_id]
+    indices[0] = center_id
+    closest = sq_dist([center_id])
+    current_pot = closest @ w
+    for c in range(1, k):  # one step per centre (k steps), each vectorised over the points
+        rand_vals = rs.uniform(size=n_local_trials) * current_pot
+        cand = np.searchsorted(np.cumsum(w * closest), rand_vals)
+        np.clip(cand, None, closest.size - 1, out=cand)
+        dist = sq_dist(cand)
+        np.minimum(closest, dist, out=dist)
+        pots = dist @ w.reshape(-1, 1)
+        best = np.argmin(pots)
+        current_pot = pots[best]
+        closest = dist[best]
+        centers[c] = Xc[cand[best]]
+        indices[c] = cand[best]
+    return centers, indices
+
+
+def _centred(X):
+    """``KMeans.fit``'s centring: the float32 mean, the centred float32 points and their float64 copy."""
+    mean = X.mean(axis=0)
+    Xc = X - mean
+    return mean, Xc, Xc.astype(np.float64)
+
+
 def kmeans_plusplus_init(X, n_clusters: int, random_state=None) -> np.ndarray:
     """k-means++ centres as ``KMeans(init="k-means++", random_state=...)`` draws them.
 
-    scikit-learn's ``KMeans.fit`` centres the data before seeding; so does
-    this, then calls :func:`sklearn.cluster.kmeans_plusplus` with the same
-    ``random_state`` and adds the mean back.
+    scikit-learn's ``KMeans.fit`` centres the data and then seeds with
+    k-means++ (``sklearn.cluster.kmeans_plusplus``); so does this, with the
+    same draws and arithmetic (:func:`_kmeans_plusplus`), and adds the mean back.
     """
-    from sklearn.cluster import kmeans_plusplus
-
     X = _as_points(X)
-    mean = X.mean(axis=0)
-    centers, _ = kmeans_plusplus(X - mean, int(n_clusters), random_state=random_state)
-    return (centers + mean).astype(np.float32)
+    if not 1 <= int(n_clusters) <= len(X):
+        raise ValueError(f"n_clusters must be in [1, {len(X)}] (the number of points), got {n_clusters}")
+    mean, Xc, X64 = _centred(X)
+    centers, _ = _kmeans_plusplus(Xc, X64, n_clusters, random_state)
+    return centers + mean
 
 
 def _cluster_sums(X64, labels, k):
@@ -106,6 +173,20 @@ def _relocate_empty(X, labels, centers_old, sums, counts) -> int:
         counts[new] = 1.0
         counts[old] -= 1.0
     return n_empty
+
+
+def _assign(X, centers, n_threads, method) -> np.ndarray:
+    """Nearest centre of every point (the exact search), BLAS held to one thread.
+
+    The search runs its GEMMs in its own threads, each single-threaded; the
+    one BLAS call outside them (the 128 x 128 eigen-decomposition of the
+    pruning tables, new centres every iteration) is small, and multithreaded
+    BLAS made it take 0.5 s on a loaded 2-core machine instead of milliseconds.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return quantize(X, centers, n_threads=n_threads, method=method).astype(np.int32, copy=False)
 
 
 def _inertia(X, centers, labels, chunk=65536) -> float:
@@ -173,15 +254,23 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
     if isinstance(init, str):
         if init != "k-means++":
             raise ValueError(f"init must be 'k-means++' or an array of centres, got {init!r}")
-        centers = kmeans_plusplus_init(X, k, random_state)
     else:
-        centers = np.array(init, dtype=np.float32, copy=True, order="C")
-        if centers.shape != (k, d):
-            raise ValueError(f"init has shape {centers.shape}, expected ({k}, {d})")
-        if not np.isfinite(centers).all():
+        init = np.array(init, dtype=np.float32, copy=True, order="C")
+        if init.shape != (k, d):
+            raise ValueError(f"init has shape {init.shape}, expected ({k}, {d})")
+        if not np.isfinite(init).all():
             raise ValueError("init holds NaN or infinite values")
     tol_abs = float(np.mean(np.var(X, axis=0)) * tol) if tol else 0.0
-    X64 = X.astype(np.float64)  # the update step's operand, converted once
+    # As KMeans.fit: work on the centred float32 points (the mean added back at the end).
+    # X64, their float64 copy, made once, is the operand of k-means++ and of the update step.
+    mean, X, X64 = _centred(X)
+    if isinstance(init, str):
+        t0 = time.perf_counter()
+        centers, _ = _kmeans_plusplus(X, X64, k, random_state)
+        if progress:
+            print(f"k-means++: {k} centres in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    else:
+        centers = init - mean
     x_sq = float(np.einsum("ij,ij->", X64, X64))
 
     from tqdm.auto import tqdm
@@ -194,7 +283,7 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
     i = 0
     for i in range(int(max_iter)):
         t0 = time.perf_counter()
-        labels = quantize(X, centers, n_threads=n_threads, method=method).astype(np.int32, copy=False)
+        labels = _assign(X, centers, n_threads, method)
         sums, counts = _cluster_sums(X64, labels, k)
         c64 = centers.astype(np.float64)
         # inertia of these labels against the centres they were assigned to, from the sums:
@@ -223,7 +312,7 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
         labels_old = labels
     bar.close()
     if not strict:
-        labels = quantize(X, centers, n_threads=n_threads, method=method).astype(np.int32, copy=False)
+        labels = _assign(X, centers, n_threads, method)
     inertia = _inertia(X64, centers.astype(np.float64), labels)
     del X64
-    return centers, labels, inertia, i + 1, history
+    return centers + mean, labels, inertia, i + 1, history

@@ -94,3 +94,20 @@ def test_bad_arguments():
         bad = X.copy()
         bad[3, 3] = np.nan
         fit_kmeans(bad, 5)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_kmeans_plusplus_chooses_the_points_sklearn_chooses(seed):
+    """Our seeding (float64 distances computed once) picks the very points of
+    sklearn.cluster.kmeans_plusplus on the centred float32 data, as KMeans.fit calls it."""
+    from sklearn.cluster import kmeans_plusplus
+
+    from phow_baseline.kmeans import _centred, _kmeans_plusplus
+
+    X = _points(n=3000, seed=seed)
+    mean, Xc, X64 = _centred(X)
+    centers, idx = _kmeans_plusplus(Xc, X64, 50, seed)
+    want_centers, want_idx = kmeans_plusplus(Xc, 50, random_state=seed)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(centers, want_centers)
+    np.testing.assert_array_equal(kmeans_plusplus_init(X, 50, seed), want_centers + mean)
