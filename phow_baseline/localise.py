@@ -162,6 +162,8 @@ def evaluate_localisation(model, dataset, names: Sequence[str] | None = None, th
 
     Returns ``(result, examples)``: the ``localisation.json`` contents and
     ``{file name: BGR overlay}`` for the first ``n_examples`` boxes.
+    Unreadable images are skipped (their boxes not scored) and listed in
+    ``result["failures"]`` (file, reason, number of boxes).
     """
     from tqdm.auto import tqdm
 
@@ -178,10 +180,16 @@ def evaluate_localisation(model, dataset, names: Sequence[str] | None = None, th
     boxes = dataset.boxes(size=S)
     if names is not None:
         boxes = boxes[boxes["Image Index"].isin(set(names))]
-    items, examples = [], {}
+    from .preprocess import ImageReadError
+
+    items, examples, failures = [], {}, []
     for name, group in tqdm(boxes.groupby("Image Index", sort=True), desc="localise", unit="img",
                             disable=not progress):
-        img = prep(dataset.image_path(name))
+        try:
+            img = prep(dataset.image_path(name))
+        except ImageReadError as exc:  # one unreadable image is that image's failure, listed; the others go on
+            failures.append({"file": str(exc.path), "reason": exc.reason, "boxes": int(len(group))})
+            continue
         if img.shape != (S, S):
             raise ValueError(f"{name}: preprocessed to {img.shape}, expected ({S}, {S})")
         heat = upsample(heatmap_fn(img), S)
@@ -195,7 +203,7 @@ def evaluate_localisation(model, dataset, names: Sequence[str] | None = None, th
                 cv2.rectangle(ov, (x, y), (x + w, y + h), (0, 255, 0), 1)
                 examples[f"{Path(name).stem}_{r.label}.png"] = ov
     res = evaluate_boxes(items)
-    res.update({"image_size": S, "threshold": threshold, "max_boxes": MAX_BOXES,
+    res.update({"image_size": S, "threshold": threshold, "max_boxes": MAX_BOXES, "failures": failures,
                 "reference_iobb_0.5": WANG2017_IOBB_05,
                 "reference": "Wang et al. 2017, ChestX-ray14 model, arXiv Table 19 (T(IoBB) = 0.5)"})
     return res, examples

@@ -241,3 +241,31 @@ def test_predict_scores_or_lists_every_file(corpus, tiny_model, tmp_path):
     assert sorted(scored) == sorted(ok)  # every readable file scored
     assert listed == failed  # every other file listed, with its reason
     assert f"scored {len(ok)} image(s), {len(failed)} failure(s)" in res.output
+
+
+def test_localisation_skips_and_lists_unreadable_images(sample_images, tmp_path):
+    """localise-eval's evaluation goes on past an unreadable boxed image and lists it."""
+    import pandas as pd
+
+    from phow_baseline.localise import evaluate_localisation
+
+    good = sample_images[0]
+    bad = tmp_path / "huge.png"
+    bad.write_bytes(make_corpus([good], tmp_path / "c")["0_size_40000x40000.png"])
+
+    class Boxed:
+        def boxes(self, size):
+            return pd.DataFrame({"Image Index": [good.name, "huge.png", "huge.png"],
+                                 "label": ["Cardiomegaly", "Mass", "Nodule"],
+                                 "x": [10.0, 5.0, 7.0], "y": [10.0, 5.0, 7.0], "w": [20.0, 9.0, 9.0],
+                                 "h": [20.0, 9.0, 9.0]})
+
+        def image_path(self, name):
+            return good if name == good.name else bad
+
+    heat = np.zeros((14, 8, 8))
+    heat[:, 1:4, 1:4] = 1
+    res, _ = evaluate_localisation(lambda img: heat, Boxed(), image_size=64, progress=False)
+    assert res["failures"] == [{"file": str(bad), "reason": res["failures"][0]["reason"], "boxes": 2}]
+    assert "40000 x 40000" in res["failures"][0]["reason"]
+    assert res["n_images"] == {"Cardiomegaly": 1}  # the unreadable image's boxes are not scored
