@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 #: Tiny settings: the point is where the work runs, not the model.
 TINY = ["--size", "64", "--n-words", "16", "--max-descriptors", "3000", "--vocab-images", "20", "--quiet"]
-#: The parallel steps' task functions (joblib names the dask tasks after them).
+#: The parallel steps' task functions (joblib names the dask tasks after them); prediction's is _predict_job.
 STEP_FUNCTIONS = ("_build_shard", "_vocabulary_samples_job", "_encode_shard_job")
 
 
@@ -136,6 +136,17 @@ def test_cli_run_on_a_dask_scheduler_with_two_workers(small_data, lab_cluster, t
     _cli(["encode", str(small_data), "--work", "loky", "--split", "test", "--backend", "loky", "--n-jobs", "2",
           *TINY], cwd=cli_cwd)
     _assert_same_work(cli_cwd / "loky", cli_cwd / "dask")
+    # prediction on the cluster: the same scores as here
+    _cli(["train", str(small_data), "--work", "dask", "--model", "model", "--backend", "dask", "--scheduler", address,
+          "--n-jobs", "2", "--kernel-map", "none", *TINY], cwd=cli_cwd)
+    t1 = time.time()
+    _cli(["predict", "model", str(small_data / "images"), "--out", "dask.csv", "--backend", "dask", "--scheduler",
+          address, "--n-jobs", "2", "--quiet"], cwd=cli_cwd)
+    on = {rec["worker"] for rec in client.get_task_stream(start=t1) if "_predict_job" in str(rec["key"])}
+    assert on == workers, f"predict tasks ran on {on}"
+    _cli(["predict", "model", str(small_data / "images"), "--out", "here.csv", "--quiet"], cwd=cli_cwd)
+    assert (cli_cwd / "dask.csv").read_text() == (cli_cwd / "here.csv").read_text()
+    assert len((cli_cwd / "here.csv").read_text().splitlines()) == 1 + 52
 
 
 def test_cli_run_on_the_default_local_cluster(small_data, tmp_path):
