@@ -446,7 +446,12 @@ def plot_calibration(summary: dict, path, title="Reliability diagrams") -> None:
 def write_predictions(path, names: Sequence[str], scores, labels: Sequence[str] = LABELS,
                       decisions=None) -> None:
     """The predictions CSV: ``Image Index``, one column per label, then (with
-    ``decisions``) one 0/1 column ``<label> decision`` per label."""
+    ``decisions``) one 0/1 column ``<label> decision`` per label.
+
+    Values are written with 10 significant digits, so that probabilities
+    close to each other (a class whose calibration slope is small) keep
+    their order: the AUROC read back from the file is the AUROC computed.
+    """
     scores = np.asarray(scores)
     df = pd.DataFrame(scores, columns=list(labels))
     df.insert(0, "Image Index", list(names))
@@ -457,7 +462,7 @@ def write_predictions(path, names: Sequence[str], scores, labels: Sequence[str] 
         for j, lab in enumerate(labels):
             df[f"{lab} decision"] = dec[:, j].astype(np.uint8)
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+        df.to_csv(tmp, index=False, float_format="%.10g")
 
 
 def read_predictions(path, labels: Sequence[str] = LABELS) -> tuple[list[str], np.ndarray]:

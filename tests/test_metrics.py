@@ -108,3 +108,17 @@ def test_run_dir_reports_a_calibration_that_changes_the_ranking(tmp_path):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         write_run_dir(tmp_path / "r2", model_name="m", kind="cnn", split="test", names=[str(i) for i in range(60)],
                       y_true=y, scores=s, probabilities=s, n_bootstrap=0)
+
+
+def test_predictions_file_keeps_the_ranking_of_close_probabilities(tmp_path):
+    """A class calibrated with a tiny slope: its probabilities differ in the 6th digit, the file keeps the order."""
+    from sklearn.metrics import roc_auc_score
+
+    y, s = _scores(n=300, seed=7)
+    p = 1 / (1 + np.exp(-(1e-4 * s - 2.4)))  # all about 0.083
+    m = write_run_dir(tmp_path / "run", model_name="m", kind="phow", split="test",
+                      names=[str(i) for i in range(300)], y_true=y, scores=s, probabilities=p, n_bootstrap=0)
+    back = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    for j, lab in enumerate(LABELS):
+        if 0 < y[:, j].sum() < len(y):
+            assert roc_auc_score(y[:, j], back[lab]) == pytest.approx(m["auroc"][lab], abs=1e-12), lab
