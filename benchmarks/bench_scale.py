@@ -14,7 +14,9 @@ whole process tree, its joblib workers included, sampled with psutil every
    ``image cache`` bar (train, then test), ``vocabulary: PHOW``, the
    ``vocabulary: k-means`` line, the ``encode`` bar (train, then test), the
    ``train:`` line; after the test split's ``encode`` bar completes, the
-   scoring and metrics.  The memory peak is kept per stage;
+   scoring and metrics; before the first of them, start-up (imports, reading
+   the dataset).  The memory peak is kept per stage (blank: the stage was
+   shorter than one sample);
 3. ``phow-baseline evaluate RUN/model DATA --work RUN/work`` (features cached);
 4. ``phow-baseline predict RUN/model FOLDER`` on a folder of ``--predict-images``
    test images (symbolic links);
@@ -119,6 +121,9 @@ def run_command(args, log_path, stage_of_line=None, env=None):
     mon = TreeMonitor(proc.pid)
     mon.start()
     stages, current = [], None
+    if stage_of_line is not None:  # until the first stage's output: start-up (imports, reading the dataset)
+        stages.append({"stage": "start-up", "start": 0.0})
+        current = mon.stage = "start-up"
     out_chunks = []
     t_out = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
     t_out.start()
@@ -196,8 +201,8 @@ class RunStages:
         return None
 
 
-def _gb(b):
-    return b / 2 ** 30
+def _mib(b):
+    return b / 2 ** 20
 
 
 def main():
@@ -226,12 +231,12 @@ def main():
         r = {"stage": stage, "seconds": seconds, "images": n_images,
              "images_per_s": (n_images / seconds) if n_images and seconds > 0 else None,
              "ms_per_image": (1e3 * seconds / n_images) if n_images else None,
-             "peak_rss_gib": _gb(peak), "disk_gib": None if disk is None else _gb(disk)}
+             "peak_rss_mib": _mib(peak) if peak else None, "disk_mib": None if disk is None else _mib(disk)}
         r.update(extra)
         rows.append(r)
         print(f"  {stage:<22} {seconds:9.1f} s  {n_images or 0:>7} img  "
-              f"{(r['images_per_s'] or 0):8.2f} img/s  peak {r['peak_rss_gib']:.2f} GiB  "
-              f"disk {0 if disk is None else _gb(disk):.3f} GiB", flush=True)
+              f"{(r['images_per_s'] or 0):8.2f} img/s  peak {r['peak_rss_mib'] or 0:.0f} MiB  "
+              f"disk {0 if disk is None else _mib(disk):.1f} MiB", flush=True)
 
     print(f"rehearsal {tag}: {os.cpu_count()} cores, load average {os.getloadavg()}", flush=True)
     # 1. phantom
@@ -245,7 +250,7 @@ def main():
     n_all = truth["params"]["n_images"]
     n_tv = len([x for x in (data / "train_val_list.txt").read_text().split("\n") if x])
     n_te = len([x for x in (data / "test_list.txt").read_text().split("\n") if x])
-    row("phantom", r["wall_s"], n_all, r["peak_rss"], du(data), load=r["load_after"])
+    row("phantom (whole command)", r["wall_s"], n_all, r["peak_rss"], du(data), load=r["load_after"])
     commands = {"phantom": " ".join(cmd)}
 
     # 2. run
@@ -303,15 +308,15 @@ def main():
     result = {"tag": tag, "n_images": n_all, "n_train_val": n_tv, "n_test": n_te, "size": a.size,
               "cpu_count": os.cpu_count(), "solver": parser.solver, "mean_auroc": metrics.get("mean_auroc"),
               "mean_auroc_evaluate": m_eval.get("mean_auroc"), "auroc": metrics.get("auroc"),
-              "commands": commands, "stages": rows, "disk_data_gib": _gb(du(data)), "disk_run_gib": _gb(du(runp)),
+              "commands": commands, "stages": rows, "disk_data_mib": _mib(du(data)), "disk_run_mib": _mib(du(runp)),
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     js = out / "scale.json"
     allres = json.loads(js.read_text()) if js.exists() else {}
     allres[tag] = result
     js.write_text(json.dumps(allres, indent=2))
     (out / "scale.md").write_text(markdown(allres))
-    print(f"solver {parser.solver}; mean AUROC {metrics.get('mean_auroc'):.4f} (evaluate: "
-          f"{m_eval.get('mean_auroc'):.4f}); table: {out / 'scale.md'}", flush=True)
+    print(f"solver {parser.solver}; mean AUROC {metrics.get('mean_auroc')} (evaluate: "
+          f"{m_eval.get('mean_auroc')}); table: {out / 'scale.md'}", flush=True)
     if not a.keep:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -321,13 +326,14 @@ def markdown(allres: dict) -> str:
     for tag, r in allres.items():
         lines += [f"## {tag}: {r['n_images']} images ({r['n_train_val']} train_val, {r['n_test']} test), "
                   f"{r['size']} px, {r['cpu_count']} cores; solver {r['solver']}; mean AUROC "
-                  f"{r['mean_auroc']:.4f}; finished {r['finished']}", ""]
-        lines += ["| stage | wall s | images | images/s | ms/image | peak RSS GiB | disk GiB |",
+                  f"{r['mean_auroc'] if r['mean_auroc'] is None else format(r['mean_auroc'], '.4f')}; "
+                  f"finished {r['finished']}", ""]
+        lines += ["| stage | wall s | images | images/s | ms/image | peak RSS MiB | disk MiB |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for s in r["stages"]:
             f = lambda v, fmt: "" if v is None else format(v, fmt)
             lines.append(f"| {s['stage']} | {s['seconds']:.1f} | {f(s['images'], 'd')} | {f(s['images_per_s'], '.2f')} "
-                         f"| {f(s['ms_per_image'], '.1f')} | {s['peak_rss_gib']:.2f} | {f(s['disk_gib'], '.3f')} |")
+                         f"| {f(s['ms_per_image'], '.1f')} | {f(s['peak_rss_mib'], '.0f')} | {f(s['disk_mib'], '.1f')} |")
         lines += ["", "Commands:", ""] + [f"    {c}" for c in r["commands"].values()] + [""]
         loads = [s.get("load") for s in r["stages"] if s.get("load")]
         if loads:
