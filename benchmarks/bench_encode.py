@@ -15,9 +15,10 @@ On the real ChestX-ray14 sample ($CHESTXRAY14_SAMPLE):
    * **achieved GFLOP/s**: the floating-point work actually done / time.
      GEMM path: ``2 (d + 1) k`` per non-zero descriptor (the zeroed ones
      are assigned at once, without flops).  Pruned path: the projection
-     ``2 d m``, the bound ``2 (m + 2) k`` and ``2 d`` per exact evaluation,
-     with the exact evaluations counted by running the search's own kernels
-     on the same descriptors (a count, not an estimate).
+     ``2 d m``, the bound ``2 (m + 2) k`` and ``3 d`` per exact evaluation
+     (``x - c``, its square, the sum), with the exact evaluations counted by
+     running the search's own kernels on the same descriptors (a count, not
+     an estimate).  The GEMM path's exact check of near-ties is not counted.
    * **effective GFLOP/s**: the brute-force work ``2 n k d`` for all ``n``
      descriptors / time, i.e. the rate a brute-force GEMM would need to
      match our time.  It credits work skipped, so it can exceed the GEMM rate.
@@ -78,9 +79,13 @@ def pruned_work(X, C):
     ``(flops, exact_evaluations_per_nonzero_row)``, or ``(None, None)`` if the
     quantiser's internals are not those this count was written for.
     """
+    import inspect
+
     from phow_baseline import quantize as Q
 
     try:
+        new_api = "C64" in inspect.signature(Q._refine_words.py_func).parameters
+        C64 = np.asarray(C, np.float64)
         T = Q.pruning_tables(C)
         X = np.ascontiguousarray(X)
         idx = np.flatnonzero(Q._nonzero_rows(X)).astype(np.int64)
@@ -101,14 +106,19 @@ def pruned_work(X, C):
             Q._rest_norms(P, xm2, T.eps_rel, T.rest_max, Pa, slack)
             S = Pa @ T.bound
             w = np.empty(r, np.int32)
-            extra += Q._refine_words(X, rows, T.mu, T.centred, T.centred_sq, Q.PRUNE_MARGIN, cc2_max, S,
-                                     S.argmin(axis=1), xm2, slack, w, Q._PRUNE_GROUPS)
+            if new_api:   # exact distances ||x - c||^2 summed in float64
+                extra += Q._refine_words(X, rows, C64, Q.PRUNE_MARGIN, cc2_max, S, S.argmin(axis=1), xm2, slack, w,
+                                         Q._PRUNE_GROUPS)
+            else:         # exact distances from the centred words
+                extra += Q._refine_words(X, rows, T.mu, T.centred, T.centred_sq, Q.PRUNE_MARGIN, cc2_max, S,
+                                         S.argmin(axis=1), xm2, slack, w, Q._PRUNE_GROUPS)
     except (AttributeError, TypeError, ValueError) as exc:  # internals changed
         print(f"(pruned work not counted: {exc})", file=sys.stderr)
         return None, None
     n = len(idx)
     evals = n + extra
-    return n * (2.0 * d * m + 2.0 * (m + 2) * k) + evals * 2.0 * d, evals / max(n, 1)
+    per_eval = 3.0 * d if new_api else 2.0 * d   # (x - c), its square, the sum; or a dot product
+    return n * (2.0 * d * m + 2.0 * (m + 2) * k) + evals * per_eval, evals / max(n, 1)
 
 
 def load():
