@@ -207,9 +207,14 @@ def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progr
         Yv = np.asarray(Y)[val_rows]
         source = f"held-out SVMs trained on the {len(fit_rows)} {config.train_split} images outside the carve"
     else:
+        if not val:
+            _log(f"warning: {ds.root}: the validation carve is empty; the model is not calibrated (scores are SVM "
+                 "margins)")
+            return model
         names, S, _ = score_split(model, ds, "val", work_dir, progress)
         if not names:
-            raise ValueError(f"{ds.root}: no validation image to calibrate on")
+            _log(f"warning: {ds.root}: no readable validation image; the model is not calibrated")
+            return model
         Yv = ds.labels(names)
         source = "the model"
     model.calibrator = PlattCalibrator().fit(S, Yv)
