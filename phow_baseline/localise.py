@@ -16,8 +16,6 @@ scores them against ``BBox_List_2017``:
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,6 +23,7 @@ import cv2
 import numpy as np
 
 from .data import LABELS
+from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, confined, read_json
 
 IOBB_THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -212,12 +211,14 @@ def evaluate_localisation(model, dataset, names: Sequence[str] | None = None, th
 def write_localisation_dir(out_dir, result: dict, examples: dict, model_name: str = "", kind: str = "") -> Path:
     """``localisation.json``, ``localisation.md`` and ``heatmaps/*.png`` (ground truth green, detections white)."""
     out = Path(out_dir)
-    (out / "heatmaps").mkdir(parents=True, exist_ok=True)
     for fname, img in examples.items():
-        cv2.imwrite(str(out / "heatmaps" / fname), img)
+        ok, png = cv2.imencode(".png", img)
+        if not ok:
+            raise ValueError(f"{out / 'heatmaps' / fname}: could not encode the heatmap as PNG")
+        atomic_write_bytes(confined(out / "heatmaps", fname), png.tobytes())
     result = {"model": model_name, "kind": kind, **result}
-    (out / "localisation.json").write_text(json.dumps(result, indent=2))
-    (out / "localisation.md").write_text(format_localisation(result))
+    atomic_write_json(out / "localisation.json", result)
+    atomic_write_text(out / "localisation.md", format_localisation(result))
     return out
 
 
@@ -240,7 +241,4 @@ def read_localisation(directory) -> dict:
     p = Path(directory) / "localisation.json"
     if not p.exists():
         raise FileNotFoundError(f"{p}: not a localisation directory (no localisation.json)")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}: invalid JSON ({exc})") from exc
+    return read_json(p, what="localisation result")
