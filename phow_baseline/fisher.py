@@ -379,8 +379,8 @@ class _RegionEncoderBase(TransformerMixin, BaseEstimator):
         descs = [x[1] if isinstance(x, tuple) else x for x in X]
         if len(descs) == 0:
             raise ValueError("no images to fit on")
-        S = sample_descriptors(descs, int(self.max_descriptors), seed=self.random_state if
-                               isinstance(self.random_state, int) else 0, drop_zero=True)
+        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else 0
+        S = sample_descriptors(descs, int(self.max_descriptors), None, seed)  # drops all-zero descriptors
         if len(S) == 0:
             raise ValueError("the training images have no non-zero descriptor")
         return root_sift(S) if self.root_sift else S.astype(np.float32)

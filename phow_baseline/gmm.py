@@ -49,6 +49,7 @@ import sys
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import validate_data
 
 #: Gaussians in the mixture by default: the issue's best (PCA 80 + 256).
 DEFAULT_N_COMPONENTS = 256
@@ -200,9 +201,7 @@ class GaussianMixtureVocabulary(BaseEstimator):
 
     # -- fitting ----------------------------------------------------------------
     def _validate(self, X):
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(f"X must be a 2-D array of descriptors, got shape {X.shape}")
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
         K = int(self.n_components)
         if K < 1:
             raise ValueError(f"n_components must be at least 1, got {self.n_components}")
@@ -351,12 +350,17 @@ class GaussianMixtureVocabulary(BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Posteriors ``(n, K)`` float64 of each component for each row."""
         self._check()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return gmm_posteriors(X, self.means_, self.covariances_, self.priors_)[0]
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component of each row."""
+        return self.predict_proba(X).argmax(axis=1)
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per row (scikit-learn's convention)."""
         self._check()
-        X = np.asarray(X)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return gmm_posteriors(X, self.means_, self.covariances_, self.priors_)[1] / max(len(X), 1)
 
     # -- storage as data ---------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import validate_data
 
 #: Principal components kept by default: the issue's best setting (PCA 80 +
 #: 256 Gaussians); Chatfield et al. 2011 use 80 for SIFT.
@@ -48,9 +49,9 @@ def root_sift(descriptors, out=None) -> np.ndarray:
     if X.ndim != 2:
         raise ValueError(f"descriptors must be 2-D, got shape {X.shape}")
     if X.dtype.kind == "f" and X.size and float(X.min()) < 0:
-        raise ValueError("RootSIFT needs non-negative descriptors (got negative entries)")
+        raise ValueError("Negative values in data: RootSIFT needs non-negative descriptors")
     if X.dtype.kind == "i" and X.size and int(X.min()) < 0:
-        raise ValueError("RootSIFT needs non-negative descriptors (got negative entries)")
+        raise ValueError("Negative values in data: RootSIFT needs non-negative descriptors")
     if out is None:
         out = np.empty(X.shape, np.float32)
     np.copyto(out, X, casting="unsafe")
@@ -62,17 +63,22 @@ def root_sift(descriptors, out=None) -> np.ndarray:
 
 
 class RootSIFT(TransformerMixin, BaseEstimator):
-    """:func:`root_sift` as a stateless scikit-learn transformer (``fit`` learns nothing)."""
+    """:func:`root_sift` as a stateless scikit-learn transformer (``fit`` only records the input width)."""
 
-    def fit(self, X=None, y=None):
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=None)
+        root_sift(X[:1])  # checks the sign of a row at least; transform checks all
         return self
 
     def transform(self, X):
+        X = validate_data(self, X, dtype=None, reset=not hasattr(self, "n_features_in_"))
         return root_sift(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.requires_fit = False
+        tags.input_tags.positive_only = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
 
@@ -111,9 +117,7 @@ class PCA(TransformerMixin, BaseEstimator):
         self.whiten_eps = whiten_eps
 
     def fit(self, X, y=None):
-        X = np.asarray(X)
-        if X.ndim != 2 or len(X) < 2:
-            raise ValueError(f"PCA needs a 2-D array of at least 2 rows, got shape {X.shape}")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         d = X.shape[1]
         k = int(self.n_components)
         if not 1 <= k <= d:
@@ -150,6 +154,11 @@ class PCA(TransformerMixin, BaseEstimator):
         if not hasattr(self, "components_"):
             raise NotFittedError("PCA is not fitted: call fit (or from_arrays) first")
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
     @property
     def n_components_(self) -> int:
         self._check()
@@ -158,9 +167,7 @@ class PCA(TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         """Project ``(n, d)`` descriptors: ``(n, n_components)`` float32 (one float32 GEMM)."""
         self._check()
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"PCA was fitted on {self.n_features_in_} dims, got shape {X.shape}")
+        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
         out = np.asarray(X, dtype=np.float32) @ self._W32
         out += self._b32
         return out

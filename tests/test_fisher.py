@@ -15,6 +15,7 @@ it as VLFeat's.
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from phow_baseline.fisher import (FisherVectorEncoder, fisher_regions, fisher_vector, nonzero_rows, region_index,
                                   region_weights)
@@ -97,7 +98,7 @@ def test_root_sift_is_sqrt_of_l1_normalised_and_hellinger():
     # scale invariant (uint8 vs float descriptors)
     np.testing.assert_allclose(root_sift(A.astype(np.float32) / 512), R, rtol=1e-6)
     np.testing.assert_array_equal(RootSIFT().fit_transform(A), R)
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="Negative values"):
         root_sift(-np.ones((2, 3)))
 
 
@@ -128,6 +129,17 @@ def test_pca_axes_variances_whitening_and_storage(tmp_path):
     np.testing.assert_array_equal(q.transform(X), Y)
     with pytest.raises(ValueError, match="n_components"):
         PCA(13).fit(X)
+
+
+_PCA_FLOAT32 = ("transform is one float32 GEMM; BLAS sums the rows of a permuted input in another order "
+                "(float32 rounding, ~1e-7 relative), above the check's rtol 1e-7")
+
+
+@parametrize_with_checks([PCA(n_components=2), RootSIFT(), GaussianMixtureVocabulary(n_components=2, max_iter=5)],
+                         expected_failed_checks=lambda e: {"check_methods_sample_order_invariance": _PCA_FLOAT32}
+                         if isinstance(e, PCA) else {})
+def test_scikit_learn_checks(estimator, check):
+    check(estimator)
 
 
 # --------------------------------------------------------------------------
