@@ -474,7 +474,6 @@ def expected_calibration_error(y_true, prob, n_bins: int = N_BINS) -> np.ndarray
     ece = np.empty(k)
     for j in range(k):
         b = _bins(p[:, j], n_bins)
-        cnt = np.bincount(b, minlength=n_bins)
         gap = np.bincount(b, weights=p[:, j] - y[:, j], minlength=n_bins)
         ece[j] = np.abs(gap).sum() / n if n else np.nan
     return ece

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 #: The 12 image archives of the NIH release (``images_001.tar.gz`` ..
 #: ``images_012.tar.gz``, about 42 GB in all), as the NIH lists them.

@@ -63,12 +63,13 @@ DESCRIPTOR_SIZE = NUM_BIN_X * NUM_BIN_Y * NUM_BIN_T
 DEFAULT_WINDOW_SIZE = 2.0
 #: Clamp of the normalised descriptor entries (Lowe's 0.2).
 CLAMP = 0.2
-_EPS_F = np.float32(1.19209290e-07)  # VL_EPSILON_F
+#: float32 machine epsilon (VLFeat's ``VL_EPSILON_F``), added before the first normalisation.
+_EPS_F = np.float32(1.19209290e-07)
+#: Frames per chunk in the descriptor assembly (16 x 8 x 64 floats = 32 KiB of scratch).
+_CHUNK = 64
 #: Block of the 4x4 spatial bins in the descriptor when the assembly's
 #: outer axis is the image's x axis: loop bin (a, o) = (y bin, x bin) is
 #: descriptor block ``a + 4 o`` (x fastest, see the module docstring).
-#: Frames per chunk in the descriptor assembly (16 x 8 x 64 floats = 32 KiB of scratch).
-_CHUNK = 64
 _BLKPOS_T = np.array([a // NUM_BIN_X + NUM_BIN_X * (a % NUM_BIN_X) for a in range(NUM_BIN_X * NUM_BIN_Y)],
                      np.int64)
 

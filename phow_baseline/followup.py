@@ -51,7 +51,7 @@ import numpy as np
 
 from .data import LABELS, followup_index, patient_from_name
 from .io import atomic_path, atomic_write_bytes, atomic_write_json, confined, read_json
-from .preprocess import ImageReadError, preprocess, read_xray
+from .preprocess import preprocess, read_xray
 
 ORDER_RULE = ("earlier/later by the file-name suffix PPPPPPPP_NNN.png (the NIH numbering); the v2020 "
               "'Follow-up #' column disagrees with it for 24,106 images and is not used")
@@ -322,7 +322,7 @@ def diff_pair(image_a, image_b, *, size: int | None = 256, motion: str = "affine
     ------
     PairError
         Different patients or sizes without the override.
-    ImageReadError
+    phow_baseline.preprocess.ImageReadError
         An unreadable file (named in the message).
     """
     na = Path(image_a).name if not isinstance(image_a, np.ndarray) else None

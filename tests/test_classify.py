@@ -1,6 +1,5 @@
 """The 14 one-vs-rest SVMs, in memory and out of core."""
 
-import subprocess
 import sys
 from pathlib import Path
 

@@ -188,7 +188,6 @@ def test_registration_quality_in_words():
 
 
 def test_diff_json_file_names_are_confined(sample_images, tmp_path):
-    import json
 
     from phow_baseline.followup import figure_paths
     from phow_baseline.io import DataFileError

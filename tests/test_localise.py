@@ -126,7 +126,6 @@ def test_nih_boxes_of_the_sample_scale_with_the_image(sample_dir):
 
 def test_evaluate_localisation_with_a_heatmap_function(sample_dir, tmp_path):
     """An oracle heatmap (the truth box itself) is always right; an empty one never is."""
-    import json as _json
 
     from phow_baseline.data import LABELS
     from phow_baseline.localise import evaluate_localisation, read_localisation, write_localisation_dir

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import CacheDataset, make_loader
-from .train import CnnConfig, load_cnn_model, pick_device, predict_batches, train_cnn
+from .train import CnnConfig, load_cnn_model, predict_batches, train_cnn
 
 
 def _cache(ds, split, work, cfg: CnnConfig, progress):
