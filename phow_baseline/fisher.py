@@ -397,6 +397,9 @@ class _RegionEncoderBase(TransformerMixin, BaseEstimator):
         return self.pca_.transform(S) if self.pca_ is not None else S
 
     def _prepare(self, frames, descriptors):
+        if self._threads() == 1:  # one thread means one BLAS thread for the PCA too
+            with _blas_single_thread():
+                return postprocess_descriptors(frames, descriptors, self.root_sift, self.pca_, self.skip_zero)
         return postprocess_descriptors(frames, descriptors, self.root_sift, self.pca_, self.skip_zero)
 
     def _threads(self):
