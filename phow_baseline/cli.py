@@ -142,6 +142,9 @@ def _baseline_options(f, svm: bool):
         click.option("--size", type=int, help="Image side in pixels [default: 256]."),
         click.option("--equalization", type=click.Choice(["global", "clahe", "none"]), help="[default: global]"),
         click.option("--n-words", type=int, help="Visual words [default: 600]."),
+        click.option("--encoding", type=click.Choice(["bow", "fisher", "vlad"]),
+                     help="Image encoding: bag of words, improved Fisher vectors or VLAD [default: bow]; "
+                          "their settings (fv_components, fv_pca_dims, vlad_words, regions) via --config."),
         click.option("--max-descriptors", type=int, help="Descriptors for k-means [default: 100000]."),
         click.option("--vocab-images", type=int, help="Training images sampled for the vocabulary [default: 2000]."),
         *(_svm_options() if svm else []),
@@ -162,7 +165,8 @@ def _baseline_options(f, svm: bool):
 def _config(kw):
     from .config import BaselineConfig, ConfigError
 
-    over = {k: kw.pop(k, None) for k in ("size", "equalization", "n_words", "max_descriptors", "vocab_images",
+    over = {k: kw.pop(k, None) for k in ("size", "equalization", "n_words", "encoding", "max_descriptors",
+                                         "vocab_images",
                                          "kernel_map", "C", "class_weight", "solver", "train_split", "seed",
                                          "n_jobs", "backend")}
     if over.get("class_weight") == "none":
@@ -543,6 +547,10 @@ def localise(model_dir, images, out, labels, top):
         model = load_model(model_dir)
     except _library_errors() as exc:
         raise click.ClickException(str(exc)) from None
+    encoding = getattr(getattr(model, "config", None), "encoding", "bow")
+    if encoding != "bow":
+        raise click.ClickException(f"{model_dir}: heatmaps are only available for bag-of-words models for now; "
+                                   f"this model uses the {encoding!r} encoding")
     wanted = [l.strip() for l in labels.split(",")] if labels else None
     if wanted and set(wanted) - set(LABELS):
         raise click.BadParameter(f"unknown label(s) {sorted(set(wanted) - set(LABELS))}")
@@ -590,6 +598,8 @@ def localise_eval(model_dir, data_dir, out, threshold, name, quiet):
     if not res["n_images"]:
         raise click.ClickException(f"{data_dir}: no boxed image present (BBox_List_2017 lists test images)")
     write_localisation_dir(out, res, ex, model_name=name or str(model_dir), kind=model.kind)
+    for f in res.get("failures", []):
+        click.echo(f"failed: {f['file']}: {f['reason']} ({f['boxes']} box(es) not scored)", err=True)
     click.echo(format_localisation(res))
     click.echo(f"wrote {out / 'localisation.json'}")
 

@@ -15,8 +15,13 @@ import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .io import DataFileError, jsonable, read_json
 from .kernel_map import KERNEL_MAPS
+
+#: Image encodings (``BaselineConfig.encoding``).
+ENCODINGS = ("bow", "fisher", "vlad")
 
 
 class ConfigError(ValueError):
@@ -91,6 +96,20 @@ class BaselineConfig:
     #: Operating point per class, chosen on the validation carve: Youden's J, or "sensitivity" >= min_sensitivity.
     operating_rule: str = "youden"
     min_sensitivity: float | None = None
+    #: Image encoding: "bow" (bag of words + pyramid + kernel map), "fisher" (improved Fisher vectors on
+    #: RootSIFT + PCA with a diagonal GMM) or "vlad" (VLAD on RootSIFT with k-means words); FV and VLAD
+    #: use no kernel map (``kernel_map`` applies to "bow" only).
+    encoding: str = "bow"
+    #: Fisher vectors: Gaussians and PCA dimensions (the issue's best: PCA 80 + 256; Chatfield et al. 2011).
+    fv_components: int = 256
+    fv_pca_dims: int = 80
+    #: EM iterations at most for the mixture (VLFeat's vl_gmm: 100).
+    gmm_max_iter: int = 100
+    #: VLAD: k-means words and PCA dimensions (0: no PCA).
+    vlad_words: int = 64
+    vlad_pca_dims: int = 0
+    #: FV/VLAD spatial regions: "1x1+2x2" (whole image + quarters) or "1x1+3x1" (+ horizontal strips).
+    regions: str = "1x1+2x2"
 
     def __post_init__(self):
         self.sizes = tuple(int(s) for s in self.sizes)
@@ -135,6 +154,24 @@ class BaselineConfig:
         _int_at_least(self, "shard_size", 1)
         _one_of(self, "calibration", ("platt", "none"))
         _one_of(self, "operating_rule", ("youden", "sensitivity"))
+        _one_of(self, "encoding", ENCODINGS)
+        _int_at_least(self, "fv_components", 1)
+        _int_at_least(self, "fv_pca_dims", 0, "(0: no PCA)")
+        if self.fv_pca_dims > 128:
+            raise ConfigError("fv_pca_dims", f"fv_pca_dims must be at most 128 (the SIFT dimension), "
+                                             f"got {self.fv_pca_dims}")
+        _int_at_least(self, "gmm_max_iter", 0)
+        _int_at_least(self, "vlad_words", 2, "(k-means needs at least two words)")
+        _int_at_least(self, "vlad_pca_dims", 0, "(0: no PCA)")
+        if self.vlad_pca_dims > 128:
+            raise ConfigError("vlad_pca_dims", f"vlad_pca_dims must be at most 128, got {self.vlad_pca_dims}")
+        from .fisher import REGION_LAYOUTS
+
+        _one_of(self, "regions", tuple(REGION_LAYOUTS))
+        if self.encoding != "bow":
+            k = self.fv_components if self.encoding == "fisher" else self.vlad_words
+            _int_at_least(self, "max_descriptors", k, f"(the {self.encoding} vocabulary needs at least one "
+                                                      "descriptor per Gaussian or word)")
         if self.operating_rule == "sensitivity" and not (
                 isinstance(self.min_sensitivity, (int, float)) and 0 < self.min_sensitivity <= 1):
             raise ConfigError("min_sensitivity", "operating_rule 'sensitivity' needs min_sensitivity in (0, 1], "
@@ -170,9 +207,71 @@ def make_phow(config: BaselineConfig, equalization="none", n_jobs=1):
     return PHOW(**config.phow_params(equalization), n_jobs=n_jobs)
 
 
+def kernel_map_name(config: BaselineConfig) -> str:
+    """The kernel map the SVMs use: ``config.kernel_map`` for the bag of words, none for FV and VLAD."""
+    return config.kernel_map if config.encoding == "bow" else "none"
+
+
+def make_vocabulary(config: BaselineConfig):
+    """The unfitted vocabulary of ``config.encoding``: k-means words, or the FV / VLAD encoder (which
+    fits its RootSIFT/PCA and GMM or k-means in ``fit``); ``fit`` takes ``(m, 128)`` PHOW descriptors."""
+    if config.encoding == "fisher":
+        from .fisher import FisherVectorEncoder
+
+        return FisherVectorEncoder(**_fv_params(config))
+    if config.encoding == "vlad":
+        from .vlad import VladEncoder
+
+        return VladEncoder(**_vlad_params(config))
+    from .vocabulary import Vocabulary
+
+    return Vocabulary(config.n_words, config.max_descriptors, random_state=config.seed)
+
+
+def _fv_params(config):
+    return dict(n_components=config.fv_components, pca_dims=config.fv_pca_dims or None, regions=config.regions,
+                max_descriptors=config.max_descriptors, max_iter=config.gmm_max_iter, image_size=config.size,
+                random_state=config.seed, n_threads=1)
+
+
+def _vlad_params(config):
+    return dict(n_words=config.vlad_words, pca_dims=config.vlad_pca_dims or None, regions=config.regions,
+                max_descriptors=config.max_descriptors, image_size=config.size, random_state=config.seed,
+                n_threads=1)
+
+
+def vocabulary_from_arrays(config: BaselineConfig, arrays: dict):
+    """A fitted vocabulary of ``config.encoding`` from its ``to_arrays()`` (model directory, work cache)."""
+    if config.encoding == "fisher":
+        from .fisher import FisherVectorEncoder
+
+        return FisherVectorEncoder.from_arrays(_fv_params(config), arrays)
+    if config.encoding == "vlad":
+        from .vlad import VladEncoder
+
+        return VladEncoder.from_arrays(_vlad_params(config), arrays)
+    from .vocabulary import Vocabulary
+
+    return Vocabulary.from_arrays({"n_words": config.n_words, "max_descriptors": config.max_descriptors,
+                                   "random_state": config.seed}, arrays)
+
+
+def vocabulary_sha256(vocab) -> str:
+    """Content hash of a fitted vocabulary (k-means words, or every array of an FV / VLAD encoder)."""
+    from .io import sha256_array, sha256_strings
+    from .vocabulary import Vocabulary
+
+    if isinstance(vocab, Vocabulary):
+        return sha256_array(vocab.cluster_centers_)
+    arrays = vocab.to_arrays()
+    return sha256_strings([f"{k}:{sha256_array(np.asarray(arrays[k]))}" for k in sorted(arrays)])
+
+
 def make_encoder(vocab, config: BaselineConfig):
     """A fitted :class:`~phow_baseline.pyramid.SpatialPyramidEncoder` over a fitted vocabulary."""
+    if config.encoding != "bow":
+        return vocab  # the fitted FV / VLAD encoder is its own vocabulary
     from .pyramid import SpatialPyramidEncoder
 
     return SpatialPyramidEncoder(config.n_words, config.max_descriptors, config.grids, config.weighting,
-                                 config.size, config.seed, vocabulary=vocab).fit(None)
+                                 config.size, config.seed, centers=vocab.cluster_centers_).fit()

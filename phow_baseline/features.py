@@ -152,19 +152,71 @@ def _encode_shard_job(cache_dir, rows, phow_params, centers, enc_params, store_d
     """One shard, in a worker: read the image cache, PHOW, quantise, pyramid, write atomically."""
     from .phow import PHOW
     from .preprocess import ImageCache
-    from .vocabulary import Vocabulary
 
     cache = ImageCache.open(cache_dir)
     store = FeatureStore.open(store_dir)
     if store.shard_path(s).exists():
         return s
-    vocab = Vocabulary(n_words=len(centers))
-    vocab.cluster_centers_ = centers
-    enc = SpatialPyramidEncoder(**{**enc_params, "vocabulary": vocab, "n_threads": 1}).fit(None)
+    enc = SpatialPyramidEncoder(**{**enc_params, "centers": centers, "n_threads": 1}).fit()
     phow = PHOW(**phow_params)
     imgs = cache.take(rows)
     store.write_shard(s, encode_images(imgs, phow, enc))
     return s
+
+
+def _region_encoder_kind(encoder):
+    """``"fisher"`` or ``"vlad"`` for the FV / VLAD encoders, None for the bag of words."""
+    from .fisher import FisherVectorEncoder
+    from .vlad import VladEncoder
+
+    return "fisher" if isinstance(encoder, FisherVectorEncoder) else \
+        "vlad" if isinstance(encoder, VladEncoder) else None
+
+
+def _encode_shard_job_region(cache_dir, rows, phow_params, kind, enc_params, enc_arrays, store_dir, s):
+    """One shard of Fisher vectors or VLADs, in a worker (the encoder rebuilt from its arrays)."""
+    from .fisher import FisherVectorEncoder
+    from .phow import PHOW
+    from .preprocess import ImageCache
+    from .vlad import VladEncoder
+
+    cache = ImageCache.open(cache_dir)
+    store = FeatureStore.open(store_dir)
+    if store.shard_path(s).exists():
+        return s
+    cls = FisherVectorEncoder if kind == "fisher" else VladEncoder
+    enc = cls.from_arrays({**enc_params, "n_threads": 1}, enc_arrays)
+    store.write_shard(s, encode_images(cache.take(rows), PHOW(**phow_params), enc))
+    return s
+
+
+def _encode_to_store_region(cache, cache_rows, store_dir, phow, encoder, kind, *, n_jobs, backend, shard_size,
+                            progress, names) -> FeatureStore:
+    """:func:`encode_to_store` for the FV / VLAD encoders (same store, same resuming)."""
+    from tqdm.auto import tqdm
+
+    from .io import sha256_strings
+    from .parallel import imap
+
+    cache_rows = [int(r) for r in cache_rows]
+    names = names if names is not None else [cache.names[r] for r in cache_rows]
+    arrays = encoder.to_arrays()
+    enc_params = {k: v for k, v in encoder.get_params().items() if k not in ("gmm", "pca", "vocabulary")}
+    params = {"phow": phow.get_params(), "encoder": kind, "encoder_params": enc_params,
+              "cache": str(Path(cache.directory).resolve().name),
+              "vocabulary_sha256": sha256_strings([f"{k}:{sha256_array(np.asarray(arrays[k]))}"
+                                                   for k in sorted(arrays)])}
+    params = json.loads(json.dumps(params, default=str))
+    store = FeatureStore.create(store_dir, names, encoder.n_features_out_, params, shard_size)
+    todo = store.missing_shards()
+    print(f"encode ({kind}): {len(todo)} of {store.n_shards} shard(s) to do in {store.directory} "
+          f"({store.n_shards - len(todo)} kept)", file=sys.stderr, flush=True)
+    tasks = [(str(Path(cache.directory).resolve()), [cache_rows[i] for i in store.shard_rows(s)],
+              phow.get_params(), kind, enc_params, arrays, str(Path(store.directory).resolve()), s) for s in todo]
+    for _ in tqdm(imap(_encode_shard_job_region, tasks, n_jobs=n_jobs, backend=backend), total=len(todo),
+                  disable=not progress, desc=f"encode ({kind})", unit="shard"):
+        pass
+    return store
 
 
 def encode_to_store(cache, cache_rows, store_dir, phow, encoder, *, n_jobs=-1, backend=None,
@@ -181,6 +233,10 @@ def encode_to_store(cache, cache_rows, store_dir, phow, encoder, *, n_jobs=-1, b
 
     from .parallel import imap
 
+    kind = _region_encoder_kind(encoder)
+    if kind is not None:
+        return _encode_to_store_region(cache, cache_rows, store_dir, phow, encoder, kind, n_jobs=n_jobs,
+                                       backend=backend, shard_size=shard_size, progress=progress, names=names)
     cache_rows = [int(r) for r in cache_rows]
     names = names if names is not None else [cache.names[r] for r in cache_rows]
     centers = encoder.vocabulary_.cluster_centers_

@@ -13,11 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from .classify import OneVsRestSVM
-from .config import BaselineConfig, make_encoder, make_phow
+from .config import BaselineConfig, kernel_map_name, make_encoder, make_phow, vocabulary_from_arrays
 from .data import LABELS
 from .kernel_map import HomogeneousKernelMap, make_kernel_map
 from .model_io import ModelFileError, read_model_dir, write_model_dir
 from .vocabulary import Vocabulary
+
+
+class HeatmapsUnavailableError(ValueError):
+    """The model's encoding has no heatmaps (only the bag of words has them for now)."""
 
 
 class PhowModel:
@@ -43,7 +47,7 @@ class PhowModel:
         self.labels = tuple(labels)
         self.info = info or {}
         self.encoder = make_encoder(vocabulary, config)
-        self.kernel_map = make_kernel_map(config.kernel_map)
+        self.kernel_map = make_kernel_map(kernel_map_name(config), n_features=self.encoder.n_features_out_)
         self.phow = make_phow(config)
 
     @property
@@ -102,13 +106,18 @@ class PhowModel:
 
         See :func:`phow_baseline.attribution.phow_heatmaps`.
         """
+        if self.config.encoding != "bow":
+            raise HeatmapsUnavailableError(
+                f"heatmaps are only available for the bag-of-words encoding for now; this model uses "
+                f"{self.config.encoding!r} (its per-descriptor contributions are not implemented)")
         from .attribution import phow_heatmaps
 
         return phow_heatmaps(self, image)
 
     # -- persistence --------------------------------------------------------
     def save(self, directory, extra: dict | None = None) -> Path:
-        svm_params = {k: getattr(self.svm, k) for k in ("C", "class_weight", "solver", "n_epochs", "seed")}
+        svm_params = {k: getattr(self.svm, k) for k in ("C", "class_weight", "solver", "n_epochs", "tol",
+                                                        "random_state")}
         arrays = {"vocabulary": self.vocabulary.to_arrays(), "svm": self.svm.to_arrays()}
         if isinstance(self.kernel_map, HomogeneousKernelMap):
             arrays["kernel_map"] = {"kappa": self.kernel_map.kappa_, "L": np.array(self.kernel_map.L_),
@@ -127,8 +136,11 @@ class PhowModel:
         meta, arrays = read_model_dir(directory)
         try:
             cfg = BaselineConfig(**meta["params"]["config"])
-            vocab = Vocabulary.from_arrays({"n_words": cfg.n_words, "max_descriptors": cfg.max_descriptors,
-                                            "seed": cfg.seed}, arrays["vocabulary"])
+            if cfg.encoding != "bow":  # the fitted FV / VLAD encoder (RootSIFT, PCA, GMM or k-means)
+                vocab = vocabulary_from_arrays(cfg, arrays["vocabulary"])
+            else:
+                vocab = Vocabulary.from_arrays({"n_words": cfg.n_words, "max_descriptors": cfg.max_descriptors,
+                                                "random_state": cfg.seed}, arrays["vocabulary"])
             svm = OneVsRestSVM.from_arrays(meta["params"]["svm"], arrays["svm"])
             cal = ops = None
             if "calibration" in arrays:
@@ -144,7 +156,7 @@ class PhowModel:
             raise ModelFileError(f"{Path(directory) / 'model.json'}: incomplete or inconsistent model ({exc})") \
                 from exc
         m = cls(cfg, vocab, svm, meta.get("labels", LABELS),
-                info={k: meta[k] for k in ("trained_on", "n_train", "calibrated_on") if k in meta},
+                info={k: meta[k] for k in ("trained_on", "n_train", "calibrated_on", "training") if k in meta},
                 calibrator=cal, operating_points=ops)
         if cal is not None and len(cal.a_) != len(LABELS):
             raise ModelFileError(f"{Path(directory) / 'calibration.npz'}: {len(cal.a_)} classes, expected {len(LABELS)}")

@@ -17,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import BaselineConfig, make_encoder, make_phow
+from .config import (BaselineConfig, kernel_map_name, make_encoder, make_phow, make_vocabulary,
+                     vocabulary_from_arrays, vocabulary_sha256)
 from .data import LABELS
 from .features import FeatureStore, encode_to_store
 from .io import (atomic_save_npz, atomic_write_json, folder_lock, jsonable, load_npz, read_json, sha256_array,
@@ -54,30 +55,56 @@ def _vocab_fingerprint(config: BaselineConfig, names: Sequence[str]) -> dict:
     fp = {k: getattr(config, k) for k in ("size", "equalization", "sizes", "step", "magnif", "window_size",
                                          "contrast_threshold", "n_words", "max_descriptors",
                                          "vocab_images", "seed", "train_split")}
+    if config.encoding != "bow":  # the bag of words' fingerprint is unchanged
+        keys = ("fv_components", "fv_pca_dims", "gmm_max_iter") if config.encoding == "fisher" else \
+            ("vlad_words", "vlad_pca_dims")
+        fp.update({"encoding": config.encoding, "regions": config.regions, **{k: getattr(config, k) for k in keys}})
+        fp.pop("n_words")
     fp["n_images"] = len(names)
     fp["names_sha256"] = sha256_strings(names)
     return jsonable(fp)
+
+
+#: Training images per vocabulary-sampling task.
+VOCAB_CHUNK = 16
+
+
+def _vocabulary_samples_job(cache_dir, rows, seeds, phow_params, per_image):
+    """A task of :func:`fit_vocabulary`: PHOW of cache ``rows``, ``per_image`` descriptors sampled from each."""
+    from .phow import PHOW
+    from .preprocess import ImageCache
+    from .vocabulary import sample_descriptors
+
+    cache, phow = ImageCache.open(cache_dir), PHOW(**phow_params)
+    return [sample_descriptors([phow.transform([cache[r]])[0][1]], max_descriptors=per_image, seed=seed)
+            for r, seed in zip(rows, seeds)]
 
 
 def fit_vocabulary(cache, rows: Sequence[int], work_dir, config: BaselineConfig, progress=True):
     """Fit (or reload) the visual vocabulary on a seeded subset of the training images.
 
     At most ``config.vocab_images`` images contribute, each at most
-    ``max_descriptors / n_images`` descriptors.  The result is kept in
+    ``max_descriptors / n_images`` descriptors (sampled in parallel on
+    ``config.backend``, the same samples on any backend).  The result is kept in
     ``work_dir/vocabulary.npz`` + ``vocabulary.json`` and reused when the
     parameters match.
     """
     from tqdm.auto import tqdm
 
-    from .vocabulary import Vocabulary, sample_descriptors
+    from .parallel import imap
+    from .vocabulary import Vocabulary
 
     work_dir = Path(work_dir)
     npz, js = work_dir / "vocabulary.npz", work_dir / "vocabulary.json"
     rows = [r for r in rows if cache.ok[r]]
     fp = _vocab_fingerprint(config, [cache.names[r] for r in rows])
+    if npz.exists() and js.exists() and read_json(js, what="vocabulary record").get("params") == fp \
+            and config.encoding != "bow":
+        _log(f"vocabulary: reusing {npz}")
+        return vocabulary_from_arrays(config, load_npz(npz))
     if npz.exists() and js.exists() and read_json(js, what="vocabulary record").get("params") == fp:
         v = Vocabulary.from_arrays({"n_words": config.n_words, "max_descriptors": config.max_descriptors,
-                                    "seed": config.seed}, load_npz(npz))
+                                    "random_state": config.seed}, load_npz(npz))
         _log(f"vocabulary: reusing {npz}")
         return v
     if not rows:
@@ -86,14 +113,33 @@ def fit_vocabulary(cache, rows: Sequence[int], work_dir, config: BaselineConfig,
     if len(rows) > config.vocab_images:
         rows = sorted(rng.choice(rows, config.vocab_images, replace=False).tolist())
     per_image = max(1, math.ceil(config.max_descriptors / len(rows)))
-    phow = make_phow(config)
+    seeds = [int(rng.integers(2 ** 31)) for _ in rows]  # drawn here, in row order: any backend, same samples
+    phow_params = make_phow(config).get_params()
+    cache_dir = str(Path(cache.directory).resolve())
+    tasks = [(cache_dir, rows[i:i + VOCAB_CHUNK], seeds[i:i + VOCAB_CHUNK], phow_params, per_image)
+             for i in range(0, len(rows), VOCAB_CHUNK)]
     samples = []
-    for r in tqdm(rows, desc="vocabulary: PHOW", unit="img", disable=not progress):
-        _, d = phow.transform([cache[r]])[0]
-        samples.append(sample_descriptors([d], max_descriptors=per_image, seed=int(rng.integers(2 ** 31))))
+    with tqdm(total=len(rows), desc="vocabulary: PHOW", unit="img", disable=not progress) as bar:
+        for chunk in imap(_vocabulary_samples_job, tasks, n_jobs=config.n_jobs, backend=config.backend,
+                          ordered=True):
+            samples += chunk
+            bar.update(len(chunk))
+    if config.encoding != "bow":
+        v = make_vocabulary(config)
+        if "verbose" in v.get_params():
+            v.set_params(verbose=progress)
+        what = f"RootSIFT, PCA and a {config.fv_components}-Gaussian mixture" if config.encoding == "fisher" \
+            else f"RootSIFT and {config.vlad_words} k-means words"
+        _log(f"vocabulary ({config.encoding}): {what} on {sum(len(s) for s in samples)} descriptors "
+             f"from {len(rows)} images")
+        v.fit(np.concatenate(samples))
+        atomic_save_npz(npz, v.to_arrays())
+        atomic_write_json(js, {"params": fp, "encoding": config.encoding, "n_features_out": v.n_features_out_})
+        return v
     _log(f"vocabulary: k-means, {config.n_words} words on {sum(len(s) for s in samples)} descriptors "
          f"from {len(rows)} images")
-    v = Vocabulary(config.n_words, config.max_descriptors, seed=config.seed).fit(np.concatenate(samples))
+    v = Vocabulary(config.n_words, config.max_descriptors, random_state=config.seed,
+                   progress=progress).fit(np.concatenate(samples))
     atomic_save_npz(npz, v.to_arrays())
     atomic_write_json(js, {"params": fp, "n_samples": v.n_samples_, "inertia": v.inertia_})
     return v
@@ -102,7 +148,7 @@ def fit_vocabulary(cache, rows: Sequence[int], work_dir, config: BaselineConfig,
 def encode_split(cache, rows, names, work_dir, vocab, config: BaselineConfig, tag: str, progress=True):
     """Pyramid features of the given cache rows into ``work_dir/features-<tag>`` (resumes)."""
     enc = make_encoder(vocab, config)
-    store_dir = Path(work_dir) / f"features-{tag}-{sha256_array(vocab.cluster_centers_)[:12]}"
+    store_dir = Path(work_dir) / f"features-{tag}-{vocabulary_sha256(vocab)[:12]}"
     return encode_to_store(cache, rows, store_dir, make_phow(config), enc, n_jobs=config.n_jobs,
                            backend=config.backend, shard_size=config.shard_size, progress=progress, names=names)
 
@@ -118,14 +164,14 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
 
     from .classify import OneVsRestSVM
 
-    kmap = make_kernel_map(config.kernel_map)
+    kmap = make_kernel_map(kernel_map_name(config), n_features=store.dim)
     # both maps give 3 outputs per input (order 1; 2 sample steps)
     dim = store.dim * (1 if kmap is None else 3)
     solver = config.solver
     if solver == "auto":
         solver = "liblinear" if len(rows) * dim * 8 <= IN_MEMORY_BUDGET_BYTES else "sgd"
     svm = OneVsRestSVM(C=config.C, class_weight=config.class_weight, solver=solver, n_epochs=config.n_epochs,
-                       seed=config.seed, n_jobs=config.n_jobs)
+                       random_state=config.seed, n_jobs=config.n_jobs)
     transform = (lambda X: kmap.transform(X)) if kmap is not None else None
     if solver == "liblinear":
         X = store.load(rows)
@@ -138,9 +184,16 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
         return svm
     _log(f"train: 14 linear SVMs (SGD, out of core, {config.n_epochs} epochs) on {len(rows)} x {dim} features")
     bar = tqdm(total=len(rows) * config.n_epochs, desc="train (SGD)", unit="img", disable=not progress)
-    svm.fit_batches(lambda epoch: store.batches(rows, seed=config.seed, epoch=epoch, transform=transform),
-                    np.asarray(Y), dim, progress=bar.update)
+    Y = np.asarray(Y)
+    for epoch in range(config.n_epochs):
+        for Xb, pos in store.batches(rows, seed=config.seed, epoch=epoch, transform=transform):
+            svm.partial_fit(Xb, Y[pos], y_all=Y)  # y_all: lambda = 1/(C n), balanced weights, epoch length
+            bar.update(len(pos))
     bar.close()
+    if not svm.converged_.all():
+        _log(f"warning: SGD did not converge for {int((~svm.converged_).sum())} class(es) in {config.n_epochs} "
+             f"epochs (last relative weight change {svm.weight_change_[-1].max():.2g} > tol {svm.tol:g}; "
+             "objective per epoch in metrics.json)")
     return svm
 
 
@@ -170,7 +223,8 @@ def train_model(data_dir, work_dir, config: BaselineConfig, progress=True, ds=No
                              progress)
         Y = ds.labels([cache.names[r] for r in rows])
         svm = train_svms(store, rows, Y, config, progress)
-        model = PhowModel(config, vocab, svm, info={"trained_on": config.train_split, "n_train": len(rows)})
+        model = PhowModel(config, vocab, svm, info={"trained_on": config.train_split, "n_train": len(rows),
+                                                    "training": svm.convergence()})
         if config.calibration != "none":
             calibrate_model(model, ds, cache, store, rows, Y, work_dir, progress)
     return model
@@ -225,14 +279,32 @@ def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progr
     return model
 
 
+def _runnable(config: BaselineConfig) -> BaselineConfig:
+    """A loaded model's config as this process can run it.
+
+    The backend is an execution setting recorded with the model: ``"dask"``
+    with no dask client open here (a model trained on a cluster, evaluated
+    on a workstation) runs on joblib's default instead, and says so.
+    """
+    import dataclasses
+
+    from .parallel import dask_client_active
+
+    if config.backend == "dask" and not dask_client_active():
+        _log("note: the model was built with backend 'dask' but no dask client is open here; running on loky")
+        return dataclasses.replace(config, backend=None)
+    return config
+
+
 def score_split(model: PhowModel, ds, split: str, work_dir, progress=True):
     """Decision scores of every readable image of ``split``: ``(names, scores, failures)``."""
     names = ds.split_names(split)
     if not names:
         raise ValueError(f"{ds.root}: no image of split {split!r} is present")
+    config = _runnable(model.config)
     with folder_lock(work_dir):
-        cache = build_image_cache(ds, names, work_dir, model.config, progress, tag=split)
-        store = encode_split(cache, range(len(cache)), cache.names, work_dir, model.vocabulary, model.config,
+        cache = build_image_cache(ds, names, work_dir, config, progress, tag=split)
+        store = encode_split(cache, range(len(cache)), cache.names, work_dir, model.vocabulary, config,
                              split, progress)
     rows = [i for i in range(len(cache)) if cache.ok[i]]
     scores = np.concatenate([model.decision_function(Xb) for Xb, _ in store.batches(rows)]) if rows else \
@@ -256,30 +328,65 @@ def evaluate_model(model: PhowModel, data_dir, run_dir, work_dir, split=None, mo
         cal["probabilities"] = model.calibrate(scores)
     if model.operating_points is not None:
         cal.update(thresholds=model.operating_points.thresholds_, operating_rule=model.operating_points.describe())
+    if model.config.encoding != "bow" and model_name == "PHOW baseline":  # the tables name the encoding
+        model_name = f"PHOW baseline ({'Fisher vectors' if model.config.encoding == 'fisher' else 'VLAD'})"
     return write_run_dir(run_dir, model_name=model_name, kind="phow", split=split, names=names,
                          y_true=ds.labels(names), scores=scores, n_bootstrap=n_bootstrap, seed=model.config.seed,
-                         extra={"config": model.config.to_dict(), "n_failures": len(failures)}, **cal)
+                         extra={"config": model.config.to_dict(), "encoding": model.config.encoding,
+                                "n_failures": len(failures),
+                                "training": model.svm.convergence()}, **cal)
 
 
-def predict_paths(model, paths: Sequence, progress=True, *, raw_scores=False):
+#: Image files per prediction task.
+PREDICT_CHUNK = 32
+
+
+def _predict_job(model, paths, raw_scores=False):
+    """A task of :func:`predict_paths`: ``[(name, scores or None, reason or None)]`` per file, in order."""
+    from .preprocess import ImageReadError
+
+    out = []
+    for p in paths:
+        try:
+            img = model.preprocess(p)
+        except ImageReadError as exc:  # every per-file failure is one (see read_xray)
+            out.append((str(p), None, exc.reason))
+            continue
+        out.append((str(p), model.raw_scores(img) if raw_scores else model.scores(img), None))
+    return out
+
+
+def predict_paths(model, paths: Sequence, progress=True, *, n_jobs=1, backend=None, raw_scores=False):
     """Scores of image files by any model with ``preprocess`` and ``scores`` (PHOW or CNN):
     ``(names, scores (n, 14), failures [(file, reason)])``.
 
-    Unreadable files are skipped and listed; the others are still scored.
+    Unreadable files (missing, corrupt, truncated, absurd header, not an
+    image: every :class:`~phow_baseline.preprocess.ImageReadError`) are
+    skipped and listed; the others are still scored.  A PHOW model scores
+    chunks of files in parallel on ``backend`` (``n_jobs`` workers; the model
+    is sent to each); a CNN model scores here, on its device.  The scores
+    are the model's :meth:`scores` (probabilities for a calibrated PHOW model
+    and for a CNN), or with ``raw_scores`` its ``raw_scores`` (SVM margins,
+    CNN logits).
     """
     from tqdm.auto import tqdm
 
-    from .preprocess import ImageReadError
+    from .parallel import imap
 
+    paths = [str(Path(p).resolve()) if backend == "dask" else str(p) for p in paths]
+    chunks = [(model, paths[i:i + PREDICT_CHUNK], raw_scores) for i in range(0, len(paths), PREDICT_CHUNK)]
+    serial = getattr(model, "kind", "phow") == "cnn"
     names, rows, failures = [], [], []
-    for p in tqdm(list(paths), desc="predict", unit="img", disable=not progress):
-        try:
-            img = model.preprocess(p)
-        except ImageReadError as exc:
-            failures.append((str(p), exc.reason))
-            continue
-        rows.append(model.raw_scores(img) if raw_scores else model.scores(img))
-        names.append(Path(p).name)
+    with tqdm(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
+        for chunk in imap(_predict_job, chunks, n_jobs=1 if serial else n_jobs, backend=None if serial else backend,
+                          ordered=True):
+            for p, sc, reason in chunk:
+                if reason is not None:
+                    failures.append((p, reason))
+                else:
+                    rows.append(sc)
+                    names.append(Path(p).name)
+            bar.update(len(chunk))
     scores = np.stack(rows) if rows else np.zeros((0, len(LABELS)), np.float32)
     return names, scores, failures
 
