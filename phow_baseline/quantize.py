@@ -423,8 +423,9 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
             _count_words(rows, w[:r], cells, words, h, k)
 
     run = run_pruned if pruned else run_gemm
-    if n_threads == 1:
-        run(starts, hist)
+    if n_threads == 1:  # one thread in all: BLAS too (OpenBLAS threads on these small GEMMs only contend)
+        with _blas_single_thread():
+            run(starts, hist)
         return words, hist
     parts = [starts[t::n_threads] for t in range(n_threads)]
     hists = [hist] + [np.zeros_like(hist) for _ in range(n_threads - 1)]

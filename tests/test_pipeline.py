@@ -101,7 +101,7 @@ def test_heatmap_decomposes_the_score(sample_run, sample_dir):
     img = model.preprocess(sorted((sample_dir / "images").glob("*.png"))[0])
     heat = model.heatmaps(img)
     assert heat.shape == (14, 256, 256) and np.isfinite(heat).all()
-    s = model.scores(img)
+    s = model.raw_scores(img)  # heatmaps decompose the SVM margin, not the calibrated probability
     # contributions per bin sum to score - bias exactly
     f = per_bin_contributions(model, model.features(img))
     np.testing.assert_allclose(f.sum(1) + model.svm.intercept_, s, rtol=1e-4, atol=1e-4)
