@@ -37,11 +37,17 @@ class _Command(click.Command):
     def format_help_text(self, ctx, formatter):
         super().format_help_text(ctx, formatter)
         notes = [f"{p.human_readable_name} defaults to {p.default}." for p in self.get_params(ctx)
-                 if isinstance(p, click.Argument) and p.default is not None and not callable(p.default)]
+                 if isinstance(p, click.Argument) and not p.required and _has_default(p)]
         if notes:
             formatter.write_paragraph()
             with formatter.indentation():
                 formatter.write_text(" ".join(notes))
+
+
+def _has_default(param) -> bool:
+    """Whether a parameter has a real default (click 8.2+ marks "none given" with a sentinel object)."""
+    d = param.default
+    return d is not None and not callable(d) and isinstance(d, (str, int, float, Path, tuple, list))
 
 
 class _Main(click.Group):

@@ -282,3 +282,16 @@ def test_cnn_commands_without_torch_say_what_to_install(sample_dir, tmp_path):
     assert r.stderr.endswith("\n") and r.stderr.count("Error:") == 1, repr(r.stderr)
     assert "pip install -e '.[cnn]'" in r.stderr and "No module named 'torch" in r.stderr
     assert not (tmp_path / "cnn").exists()
+
+
+def test_no_help_shows_an_internal_marker_as_a_default():
+    """Every command's --help states real defaults only (click's 'unset' sentinel never leaks)."""
+    from click.testing import CliRunner
+
+    from phow_baseline.cli import main
+
+    names = [n for n in main.list_commands(None) if n != "cnn"]
+    for name in names:
+        res = CliRunner().invoke(main, [name, "--help"])
+        assert res.exit_code == 0, (name, res.output)
+        assert "Sentinel" not in res.output and "UNSET" not in res.output, (name, res.output)
