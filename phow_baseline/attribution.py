@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernel_map import HomogeneousKernelMap
-from .pyramid import normalise_pyramid, pyramid_cells
+from .pyramid import normalize_pyramid, pyramid_cells
 from .quantize import quantize_histogram
 
 
@@ -70,7 +70,7 @@ def phow_heatmaps(model, image) -> np.ndarray:
     k = len(enc.vocabulary_.cluster_centers_)
     cells, n_cells = pyramid_cells(frames[:, :2], S, S, enc.grids)
     words, counts = quantize_histogram(desc, enc.vocabulary_.cluster_centers_, cells, n_cells)
-    feat = normalise_pyramid(counts, enc.grids, k, enc.weighting)
+    feat = normalize_pyramid(counts, enc.grids, k, enc.weighting)
     f = per_bin_contributions(model, feat)  # (14, dim)
     bins = cells.astype(np.int64) * k + words[:, None]  # (n, L)
     share = np.zeros((f.shape[0], len(words)), np.float32)

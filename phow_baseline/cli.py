@@ -7,7 +7,6 @@ stderr, machine-readable results to files.
 from __future__ import annotations
 
 import errno
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -55,6 +54,11 @@ class _Main(click.Group):
     or missing folder) ends any command with one line naming the path, not a traceback."""
 
     command_class = _Command
+    #: Old command names (phow-baseline 0.1 spelt them -ise), accepted but not listed.
+    aliases = {"localise": "localize", "localise-eval": "localize-eval"}
+
+    def get_command(self, ctx, cmd_name):
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
 
     def invoke(self, ctx):
         try:
@@ -88,7 +92,9 @@ def info(data_dir, strict, json_out):
     s = ds.summary()
     click.echo(format_summary(s))
     if json_out:
-        json_out.write_text(json.dumps(s, indent=2))
+        from .io import atomic_write_json
+
+        atomic_write_json(json_out, s)
 
 
 @main.command()
@@ -96,6 +102,7 @@ def info(data_dir, strict, json_out):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write comparison.md/.csv here.")
 def compare(run_dirs, out):
     """Put several runs (PHOW and CNN) in one per-class AUROC table with the published columns."""
+    from .io import atomic_write_text
     from .metrics import comparison_table, read_metrics, table_markdown
 
     try:
@@ -106,9 +113,8 @@ def compare(run_dirs, out):
     md = table_markdown(df, runs)
     click.echo(md)
     if out:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "comparison.md").write_text(md)
-        df.to_csv(out / "comparison.csv", float_format="%.4f")
+        atomic_write_text(out / "comparison.md", md)
+        atomic_write_text(out / "comparison.csv", df.to_csv(float_format="%.4f"))
         click.echo(f"wrote {out / 'comparison.md'} and {out / 'comparison.csv'}", err=True)
 
 
@@ -531,7 +537,7 @@ def download(data_dir, parts, metadata_from, metadata_url, mirror, keep_archives
 
 
 # --------------------------------------------------------------------------
-# Localisation, follow-up differencing, report
+# Localization, follow-up differencing, report
 # --------------------------------------------------------------------------
 
 @main.command()
@@ -540,13 +546,13 @@ def download(data_dir, parts, metadata_from, metadata_url, mirror, keep_archives
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="heatmaps", show_default=True)
 @click.option("--labels", help="Comma-separated labels [the 3 highest-scoring of each image].")
 @click.option("--top", type=int, default=3, show_default=True)
-def localise(model_dir, images, out, labels, top):
+def localize(model_dir, images, out, labels, top):
     """Per-class heatmaps of images, overlaid in colour with their boxes (PNG)."""
     import cv2
 
     from .data import LABELS
     from .io import list_images
-    from .localise import boxes_from_heatmap, overlay, upsample
+    from .localize import boxes_from_heatmap, overlay, upsample
     from .model_io import load_model
 
     try:
@@ -581,33 +587,33 @@ def localise(model_dir, images, out, labels, top):
         sys.exit(1)
 
 
-@main.command("localise-eval")
+@main.command("localize-eval")
 @click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), callback=_check_model_dir)
 @_DATA_ARG
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs/localisation",
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs/localization",
               show_default=True)
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Fraction of the heatmap maximum.")
 @click.option("--name", default=None, help="Model name in the table.")
 @click.option("--quiet", is_flag=True)
-def localise_eval(model_dir, data_dir, out, threshold, name, quiet):
+def localize_eval(model_dir, data_dir, out, threshold, name, quiet):
     """Accuracy at T(IoBB) and T(IoU), and false positives, against the NIH boxes."""
     from .data import ChestXray14
-    from .localise import evaluate_localisation, format_localisation, write_localisation_dir
+    from .localize import evaluate_localization, format_localization, write_localization_dir
     from .model_io import load_model
 
     try:
         model = load_model(model_dir)
         ds = ChestXray14(data_dir)
-        res, ex = evaluate_localisation(model, ds, threshold=threshold, progress=not quiet)
+        res, ex = evaluate_localization(model, ds, threshold=threshold, progress=not quiet)
     except _library_errors() as exc:
         raise click.ClickException(str(exc)) from None
     if not res["n_images"]:
         raise click.ClickException(f"{data_dir}: no boxed image present (BBox_List_2017 lists test images)")
-    write_localisation_dir(out, res, ex, model_name=name or str(model_dir), kind=model.kind)
+    write_localization_dir(out, res, ex, model_name=name or str(model_dir), kind=model.kind)
     for f in res.get("failures", []):
         click.echo(f"failed: {f['file']}: {f['reason']} ({f['boxes']} box(es) not scored)", err=True)
-    click.echo(format_localisation(res))
-    click.echo(f"wrote {out / 'localisation.json'}")
+    click.echo(format_localization(res))
+    click.echo(f"wrote {out / 'localization.json'}")
 
 
 @main.command()
@@ -656,16 +662,20 @@ def diff(image_a, image_b, model_dir, out, size, motion, allow_different_patient
 @main.command()
 @click.argument("run_dirs", nargs=-1, type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="report", show_default=True)
-@click.option("--localisation", "loc_dirs", multiple=True, type=click.Path(file_okay=False, exists=True,
+@click.option("--localization", "loc_dirs", multiple=True, type=click.Path(file_okay=False, exists=True,
                                                                            path_type=Path))
+@click.option("--localisation", "loc_dirs_old", multiple=True, hidden=True,
+              type=click.Path(file_okay=False, exists=True, path_type=Path))  # the 0.1 spelling
 @click.option("--diff", "diff_dirs", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--title", default="phow-baseline report", show_default=True)
-def report(run_dirs, out, loc_dirs, diff_dirs, title):
-    """A self-contained static HTML report: AUROC tables, ROC curves, localisation, follow-up dashboards."""
+def report(run_dirs, out, loc_dirs, loc_dirs_old, diff_dirs, title):
+    """A self-contained static HTML report: AUROC tables, ROC curves, localization, follow-up dashboards."""
     from .report import write_report
 
+    loc_dirs = tuple(loc_dirs) + tuple(loc_dirs_old)
+
     if not (run_dirs or loc_dirs or diff_dirs):
-        raise click.UsageError("give at least one run, --localisation or --diff directory")
+        raise click.UsageError("give at least one run, --localization or --diff directory")
     try:
         p = write_report(run_dirs, out, loc_dirs, diff_dirs, title=title)
     except (FileNotFoundError, ValueError) as exc:

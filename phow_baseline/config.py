@@ -60,7 +60,7 @@ def _one_of(cfg, name, choices):
 class BaselineConfig:
     """Every setting of the PHOW baseline, with the defaults of its sources.
 
-    Image: ``size`` 256 and global equalisation (the Uniandes study).
+    Image: ``size`` 256 and global equalization (the Uniandes study).
     PHOW: VLFeat's ``vl_phow`` defaults (sizes 4, 6, 8, 10; step 2; magnif 6;
     window size 1.5; contrast threshold 0.005).  Vocabulary: 600 words from
     about 100,000 descriptors; pyramid 2x2 + 4x4; chi2 kernel map order 1,
@@ -201,7 +201,7 @@ class BaselineConfig:
 
 
 def make_phow(config: BaselineConfig, equalization="none", n_jobs=1):
-    """The PHOW extractor of ``config`` (images already preprocessed: no equalisation by default)."""
+    """The PHOW extractor of ``config`` (images already preprocessed: no equalization by default)."""
     from .phow import PHOW
 
     return PHOW(**config.phow_params(equalization), n_jobs=n_jobs)

@@ -18,8 +18,8 @@ This follows ``vl/dsift.c`` of VLFeat 0.9.21 (``vl_dsift_process`` with
    ``_vl_dsift_get_bin_window_mean``), in place of a per-pixel Gaussian.
 4. The contrast ("norm") of a descriptor is the sum of its 128 entries
    divided by the frame area ``(3 bin_size + 1)^2``, taken before
-   normalisation; the descriptor is L2-normalised (+ float epsilon),
-   clamped at 0.2 and normalised again.
+   normalization; the descriptor is L2-normalized (+ float epsilon),
+   clamped at 0.2 and normalized again.
 5. The 128 entries are ordered ``index = t + 8 x + 32 y`` (orientation
    bin ``t`` of the angle ``atan2(gy, gx)`` in image axes, x to the right
    and y down; spatial bin ``x`` left to right, ``y`` top to bottom), which
@@ -61,9 +61,9 @@ DESCRIPTOR_SIZE = NUM_BIN_X * NUM_BIN_Y * NUM_BIN_T
 #: Gaussian window size in units of the bin size (``vl_dsift``'s default 2;
 #: ``vl_phow`` passes 1.5).
 DEFAULT_WINDOW_SIZE = 2.0
-#: Clamp of the normalised descriptor entries (Lowe's 0.2).
+#: Clamp of the normalized descriptor entries (Lowe's 0.2).
 CLAMP = 0.2
-#: float32 machine epsilon (VLFeat's ``VL_EPSILON_F``), added before the first normalisation.
+#: float32 machine epsilon (VLFeat's ``VL_EPSILON_F``), added before the first normalization.
 _EPS_F = np.float32(1.19209290e-07)
 #: Frames per chunk in the descriptor assembly (16 x 8 x 64 floats = 32 KiB of scratch).
 _CHUNK = 64
@@ -225,7 +225,7 @@ def _scaled_copy_acc(r, src, w, acc, sq):
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _assemble(binned, wbin, sb, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_area, threshold, float_out,
               desc_f, desc_u8, norms):
-    """Gather 4x4x8 bins per frame, contrast, normalise-clamp-normalise, convert.
+    """Gather 4x4x8 bins per frame, contrast, normalize-clamp-normalize, convert.
 
     ``binned[i, j, t]``: filtered planes at the grid positions i (outer
     axis) and j (inner axis) (in steps of ``g``); frame (fxi, fyi)'s bin
@@ -241,7 +241,7 @@ def _assemble(binned, wbin, sb, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_
     ``raw[bin, frame * 8 + t]``: each spatial bin of the whole row is then
     one contiguous run of ``8 nfx`` floats (when ``sb == 1``), so that
     LLVM's loop vectoriser handles the gather, the sums and the
-    normalisations (Numba leaves the SLP vectoriser off, so loops over the
+    normalizations (Numba leaves the SLP vectoriser off, so loops over the
     8 orientations alone stay scalar).  The 8 orientation bytes of a
     spatial bin are moved into the descriptor as one 64-bit word.
     """
@@ -285,7 +285,7 @@ def _assemble(binned, wbin, sb, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_
                                 r[p] = v
                                 acc[p] += v
                                 sq[p] += v * v
-            # contrast, first L2 normalisation (VLFeat adds FLT_EPSILON)
+            # contrast, first L2 normalization (VLFeat adds FLT_EPSILON)
             for f in range(nc):
                 m = np.float32(0.0)
                 s = np.float32(0.0)
@@ -304,7 +304,7 @@ def _assemble(binned, wbin, sb, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_
                     v = min(r[p] * scale[p], np.float32(CLAMP))
                     r[p] = v
                     sq[p] += v * v
-            # second normalisation (x 512 for uint8); low contrast -> 0
+            # second normalization (x 512 for uint8); low contrast -> 0
             for f in range(nc):
                 s = np.float32(0.0)
                 for t in range(NUM_BIN_T):
@@ -445,7 +445,7 @@ def _assemble_uint8(binned, wbin, bb, nfx, nfy, ks_outer, ks_inner, blkpos, fram
             s8, s9, s10, s11 = r2[o0:], r2[o1:], r2[o2:], r2[o3:]
             s12, s13, s14, s15 = r3[o0:], r3[o1:], r3[o2:], r3[o3:]
             _pass_sums(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, w, acc, sq, Fc)
-            # contrast and first L2 normalisation (VLFeat adds FLT_EPSILON)
+            # contrast and first L2 normalization (VLFeat adds FLT_EPSILON)
             _frame_sums(acc, fsum, nc)
             for f in range(nc):
                 norms[k0 + (c0 + f) * ks_inner] = fsum[f] * inv_area
@@ -453,7 +453,7 @@ def _assemble_uint8(binned, wbin, bb, nfx, nfy, ks_outer, ks_inner, blkpos, fram
             for f in range(nc):
                 fval[f] = np.float32(1.0) / (np.float32(math.sqrt(fsum[f])) + _EPS_F)
             _repeat8(fval, scale1, nc)
-            # clamp at 0.2, second normalisation (x 512 for uint8); low contrast -> 0
+            # clamp at 0.2, second normalization (x 512 for uint8); low contrast -> 0
             _pass_clamped_sq(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, w, scale1, sq, Fc)
             _frame_sums(sq, fsum, nc)
             for f in range(nc):
@@ -602,7 +602,7 @@ def dsift(image, step: int = 1, bin_size: int = 3, window_size: float = DEFAULT_
     -------
     frames : (n, 3) float64
         ``x, y`` of each descriptor centre (0-based pixels) and its contrast
-        ("norm": mean gradient mass over the frame, before normalisation).
+        ("norm": mean gradient mass over the frame, before normalization).
     descriptors : (n, 128) uint8 or float32
         Row-major over frames: x fastest, then y.
 

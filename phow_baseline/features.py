@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .io import sha256_array
+from .io import atomic_save_npy, atomic_write_json, jsonable, read_json, sha256_array
 from .pyramid import SpatialPyramidEncoder
 
 FEATURE_FORMAT_VERSION = 1
 #: Images per feature shard (256 x 12,000 float32 = 12 MB).
 FEATURE_SHARD_SIZE = 256
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}-{id(array)}")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 class FeatureStore:
@@ -49,14 +41,11 @@ class FeatureStore:
                  "params": params, "names": list(names)}
         p = directory / "index.json"
         if p.exists():
-            old = json.loads(p.read_text())
-            if old != json.loads(json.dumps(index)):
+            if read_json(p, what="feature-store index") != jsonable(index):
                 raise ValueError(f"{p}: a feature store with other parameters or images is already here; "
                                  "use another folder or delete it")
         else:
-            tmp = p.with_name("index.json.tmp")
-            tmp.write_text(json.dumps(index))
-            os.replace(tmp, p)
+            atomic_write_json(p, index, indent=None)
         return cls(directory, names, dim, shard_size, params)
 
     @classmethod
@@ -64,7 +53,7 @@ class FeatureStore:
         p = Path(directory) / "index.json"
         if not p.exists():
             raise FileNotFoundError(f"{p}: no feature store here")
-        idx = json.loads(p.read_text())
+        idx = read_json(p, what="feature-store index")
         if idx.get("format") != FEATURE_FORMAT_VERSION:
             raise ValueError(f"{p}: unsupported feature store format {idx.get('format')}")
         store = cls(directory, idx["names"], idx["dim"], idx["shard_size"], idx["params"])
@@ -91,7 +80,7 @@ class FeatureStore:
         if features.shape != (len(self.shard_rows(s)), self.dim):
             raise ValueError(f"shard {s}: expected shape {(len(self.shard_rows(s)), self.dim)}, "
                              f"got {features.shape}")
-        _atomic_save(self.shard_path(s), features)
+        atomic_save_npy(self.shard_path(s), features)
 
     def read_shard(self, s: int, mmap=True) -> np.ndarray:
         p = self.shard_path(s)
@@ -149,7 +138,7 @@ def encode_images(images, phow, encoder):
 
 
 def _encode_shard_job(cache_dir, rows, phow_params, centers, enc_params, store_dir, s):
-    """One shard, in a worker: read the image cache, PHOW, quantise, pyramid, write atomically."""
+    """One shard, in a worker: read the image cache, PHOW, quantize, pyramid, write atomically."""
     from .phow import PHOW
     from .preprocess import ImageCache
 

@@ -10,7 +10,7 @@ set to zero, as ``vl/fisher.c`` skips them), the Fisher vector is
 
 and ``u_k = v_k = 0`` for a component whose prior is below ``1e-6``.
 "Improved" (Perronnin, Sanchez and Mensink 2010) is then the signed square
-root of every entry followed by L2 normalisation (``max(||z||, 1e-12)``).
+root of every entry followed by L2 normalization (``max(||z||, 1e-12)``).
 
 The computation, with no loop over descriptors:
 
@@ -103,7 +103,7 @@ def region_index(frames_xy, width, height, regions=REGIONS_1X1_2X2) -> tuple[np.
 def region_weights(regions, level_weights=None) -> np.ndarray:
     """Weight of each region: its level's weight, by default ``1 / sqrt(cells of the level)``.
 
-    With every region's vector L2-normalised, the default gives each level
+    With every region's vector L2-normalized, the default gives each level
     the same energy (squared norm 1), so a 2 x 2 level does not outweigh the
     whole image four to one.  ``level_weights`` (one per level) replaces the
     default and is used as given.
@@ -255,7 +255,7 @@ def fisher_from_moments(G, counts, means, covariances, priors, *, improved=False
     """Fisher vectors ``(..., 2 K d)`` float64 from moments ``G`` ``(..., K, 2d + 1)`` and descriptor counts.
 
     ``counts`` (the ``N`` of each vector) broadcasts against ``G.shape[:-2]``;
-    a vector of no descriptor is zero (and stays zero when normalised).
+    a vector of no descriptor is zero (and stays zero when normalized).
     """
     M = np.asarray(means, np.float64)
     S = np.asarray(covariances, np.float64)
@@ -287,7 +287,7 @@ def fisher_vector(descriptors, means, covariances, priors, *, improved=False, sq
     means, covariances, priors : (K, d), (K, d), (K,) arrays
         A diagonal Gaussian mixture (e.g. :class:`~phow_baseline.gmm.GaussianMixtureVocabulary`'s).
     improved : bool
-        Signed square root then L2 normalisation (``vl_fisher``'s ``Improved``).
+        Signed square root then L2 normalization (``vl_fisher``'s ``Improved``).
     square_root, normalized : bool
         Either step alone (``SquareRoot``, ``Normalized``).
     fast : bool
@@ -317,7 +317,7 @@ def fisher_regions(descriptors, frames_xy, width, height, means, covariances, pr
     Each region's vector is computed as :func:`fisher_vector` does (with
     ``improved``, on the region's descriptors only), multiplied by its
     weight (:func:`region_weights`), and the regions are concatenated in
-    :func:`region_index`'s order; ``normalize`` then L2-normalises the
+    :func:`region_index`'s order; ``normalize`` then L2-normalizes the
     whole.  Returns ``(n_regions * 2 K d,)`` float32.
     """
     X = np.asarray(descriptors)
@@ -449,7 +449,7 @@ class FisherVectorEncoder(_RegionEncoderBase):
     improved : bool
         Signed square root and L2 per region (``vl_fisher``'s ``Improved``).
     normalize : bool
-        L2-normalise the concatenation.
+        L2-normalize the concatenation.
     skip_zero : bool
         Leave out all-zero descriptors (below PHOW's contrast threshold;
         they carry no texture).

@@ -304,7 +304,7 @@ def diff_pair(image_a, image_b, *, size: int | None = 256, motion: str = "affine
         A model's preprocessing contract (``model.preprocess``: raw path or
         array -> the image the model scores).  Both images are read through
         it instead of the plain read + resize, so that the heatmaps and
-        scores are those ``predict`` and ``localise`` give for the files.
+        scores are those ``predict`` and ``localize`` give for the files.
     allow_different_patients : bool
         Compare images whose file names name different patients.
     allow_resize : bool
@@ -392,7 +392,7 @@ def diff_pair(image_a, image_b, *, size: int | None = 256, motion: str = "affine
         d.notes.append(q["text"])
     H, W = a.shape
     if heatmap_fn is not None:
-        from .localise import upsample
+        from .localize import upsample
 
         d.heat_a = upsample(heatmap_fn(a), (H, W))
         d.heat_b = upsample(heatmap_fn(b_fill), (H, W))

@@ -57,7 +57,7 @@ class PhowModel:
     def preprocess(self, image):
         """The model's preprocessing contract: a raw X-ray (path or array) -> the image it scores.
 
-        Read as grey, equalised (``config.equalization``) at full resolution,
+        Read as grey, equalized (``config.equalization``) at full resolution,
         then resized to ``config.size`` square (INTER_AREA), exactly as the
         training images were.  Every caller (predict, localize, diff, the
         report) goes through this.
@@ -75,7 +75,7 @@ class PhowModel:
         return self.encoder.encode_one(frames, desc)
 
     def raw_scores(self, image) -> np.ndarray:
-        """14 SVM margins of one preprocessed (``size`` x ``size``, equalised) image."""
+        """14 SVM margins of one preprocessed (``size`` x ``size``, equalized) image."""
         return self.decision_function(self.features(image)[None])[0]
 
     @property

@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -202,7 +202,6 @@ def render_base(an: Anatomy, rng: np.random.Generator) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 def _blob(shape, center, radius, sigma_frac=0.35):
-    S = shape[0]
     m = np.zeros(shape, np.float32)
     cv2.circle(m, (int(center[0]), int(center[1])), max(1, int(radius)), 1.0, -1)
     return cv2.GaussianBlur(m, (0, 0), max(0.5, radius * sigma_frac))

@@ -4,7 +4,7 @@ For a grey image and each bin size ``s`` in ``sizes`` (``toolbox/sift/vl_phow.m`
 
 1. smooth the image with a Gaussian of standard deviation ``s / magnif``
    pixels (``vl_imsmooth``: kernel half-width ``ceil(4 sigma)``,
-   normalised, borders extended by continuity);
+   normalized, borders extended by continuity);
 2. run dense SIFT in fast mode (:func:`phow_baseline.dsift.dsift`) with
    bin size ``s``, ``step``, ``window_size`` and bounds starting at the
    offset ``floor(1 + 3/2 (max(sizes) - s))`` (1-based, as in MATLAB; the
@@ -86,7 +86,7 @@ def phow(image, sizes=DEFAULT_SIZES, step=DEFAULT_STEP, magnif=DEFAULT_MAGNIF, w
     ----------
     image : (H, W) array
         ``uint8`` (scaled to [0, 1] as ``im2single`` does), ``uint16`` or
-        float in [0, 1].  Equalise first if you want to (see
+        float in [0, 1].  Equalize first if you want to (see
         :class:`PHOW`); this function only smooths.
     sizes : sequence of int
         Bin sizes in pixels, one dense SIFT per size.
@@ -144,9 +144,9 @@ class PHOW(TransformerMixin, BaseEstimator):
     """PHOW feature extraction as a scikit-learn transformer.
 
     ``transform(images)`` returns one ``(frames, descriptors)`` pair per
-    image (see :func:`phow`).  Images are equalised first with
+    image (see :func:`phow`).  Images are equalized first with
     :func:`phow_baseline.preprocess.equalize` (``equalization``; ``"none"``
-    for images that are already equalised, e.g. from the image cache).
+    for images that are already equalized, e.g. from the image cache).
     Stateless: ``fit`` only checks the parameters, and ``transform`` needs
     no ``fit`` (scikit-learn's ``requires_fit`` tag is False).
 

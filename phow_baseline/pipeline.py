@@ -18,7 +18,7 @@ def make_pipeline(config: BaselineConfig | None = None, **overrides):
     Input: images as :func:`phow_baseline.preprocess.preprocess` gives them
     with this config (``size`` pixels square, ``config.equalization``
     already applied at full resolution, as in training at scale); the
-    pipeline's PHOW step does not equalise again.  ``fit(images, Y)``
+    pipeline's PHOW step does not equalize again.  ``fit(images, Y)``
     (``Y``: ``(n, 14)`` 0/1) extracts PHOW, fits the vocabulary, encodes,
     maps and trains the 14 SVMs; ``decision_function(images)`` gives
     ``(n, 14)`` scores.

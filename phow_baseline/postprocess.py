@@ -30,7 +30,7 @@ def root_sift(descriptors, out=None) -> np.ndarray:
     Parameters
     ----------
     descriptors : (n, d) array of non-negative values (uint8 or float)
-        SIFT descriptors, any scale: the L1 normalisation removes it.
+        SIFT descriptors, any scale: the L1 normalization removes it.
     out : (n, d) float32 array, optional
         Where to write the result.
 

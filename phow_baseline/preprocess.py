@@ -1,7 +1,7 @@
-"""Reading and normalising chest X-rays, and the on-disk image cache.
+"""Reading and normalizing chest X-rays, and the on-disk image cache.
 
 Every image the library touches goes through :func:`read_xray` (any PNG ->
-8-bit grey) and :func:`preprocess` (equalise -> resize).  The
+8-bit grey) and :func:`preprocess` (equalize -> resize).  The
 :class:`ImageCache` decodes each image once into a memory-mapped
 ``uint8`` array of shape ``(N, S, S)`` that both the PHOW arm and the CNN
 arm read from.
@@ -26,9 +26,9 @@ import numpy as np
 #: study (Gomez, Rueda and Valderrama 2019) resized ChestX-ray14 to 256x256.
 DEFAULT_SIZE = 256
 
-#: Histogram equalisation applied before feature extraction.  ``"global"`` is
-#: the plain histogram equalisation of the Uniandes study; ``"clahe"`` is
-#: contrast-limited adaptive equalisation; ``"none"`` leaves the image as is.
+#: Histogram equalization applied before feature extraction.  ``"global"`` is
+#: the plain histogram equalization of the Uniandes study; ``"clahe"`` is
+#: contrast-limited adaptive equalization; ``"none"`` leaves the image as is.
 DEFAULT_EQUALIZATION = "global"
 EQUALIZATIONS = ("global", "clahe", "none")
 
@@ -301,9 +301,9 @@ def read_xray(path) -> np.ndarray:
 
 
 def equalize(image: np.ndarray, method: str = DEFAULT_EQUALIZATION) -> np.ndarray:
-    """Equalise the grey-level histogram of an 8-bit image.
+    """Equalize the grey-level histogram of an 8-bit image.
 
-    ``"global"`` maps each level through the normalised cumulative
+    ``"global"`` maps each level through the normalized cumulative
     histogram (OpenCV's ``equalizeHist``): the output's histogram is as flat
     as the input's discrete levels allow.  ``"clahe"`` does the same per
     8x8 tile with the histogram clipped at ``CLAHE_CLIP_LIMIT`` times the
@@ -342,10 +342,10 @@ def resize(image: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
 
 
 def preprocess(image, size: int | None = DEFAULT_SIZE, equalization: str = DEFAULT_EQUALIZATION) -> np.ndarray:
-    """Read (if a path), convert to 8-bit grey, equalise, then resize.
+    """Read (if a path), convert to 8-bit grey, equalize, then resize.
 
-    Equalisation comes first, on the full-resolution image, as in the
-    Uniandes study; the area resize then averages equalised levels.
+    Equalization comes first, on the full-resolution image, as in the
+    Uniandes study; the area resize then averages equalized levels.
     """
     if isinstance(image, (str, os.PathLike)):
         image = read_xray(image)
@@ -394,7 +394,7 @@ def _build_shard(directory: str, s: int, paths: Sequence[str], size: int, equali
             ok[i] = True
         except ImageReadError as exc:
             failures[str(i)] = exc.reason
-        except (cv2.error, MemoryError) as exc:  # after decoding (equalise, resize): still this file's failure
+        except (cv2.error, MemoryError) as exc:  # after decoding (equalize, resize): still this file's failure
             failures[str(i)] = f"preprocessing failed ({type(exc).__name__}: {str(exc).strip()[-200:]})"
     atomic_write_json(_shard_file(directory, s, ".failures.json"), failures)
     atomic_save_npy(_shard_file(directory, s, ".ok.npy"), ok)

@@ -1,9 +1,9 @@
-"""Spatial pyramid of visual words: cells, level weights, normalisation, the encoder.
+"""Spatial pyramid of visual words: cells, level weights, normalization, the encoder.
 
 A frame at pixel ``(x, y)`` of a ``W x H`` image falls in cell
 ``(floor(g x / W), floor(g y / H))`` of a ``g x g`` grid; each level's word
 counts are concatenated over its cells.  VLFeat's PHOW application uses the
-2x2 and 4x4 grids, each level L1-normalised and then the whole vector
+2x2 and 4x4 grids, each level L1-normalized and then the whole vector
 (:data:`VLFEAT_GRIDS`); Lazebnik, Schmid and Ponce 2006 use 1x1, 2x2, 4x4
 with level weights (:data:`LAZEBNIK_GRIDS`).
 """
@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from .quantize import quantize_histogram
 
 #: VLFeat's PHOW application (``phow_caltech101.m``): 2x2 and 4x4 grids,
-#: each level L1-normalised, then the whole vector.
+#: each level L1-normalized, then the whole vector.
 VLFEAT_GRIDS = (2, 4)
 #: Lazebnik, Schmid and Ponce 2006: 1x1, 2x2, 4x4 with level weights
 #: 1/4, 1/4, 1/2 (``1/2^L`` for level 0, ``1/2^(L-l+1)`` for level l).
@@ -53,7 +53,7 @@ def pyramid_cells(frames_xy, width, height, grids=VLFEAT_GRIDS) -> tuple[np.ndar
 
 
 def level_weights(grids, weighting) -> np.ndarray:
-    """Weights of the pyramid levels: VLFeat's (equal, each level L1-normalised) or Lazebnik's."""
+    """Weights of the pyramid levels: VLFeat's (equal, each level L1-normalized) or Lazebnik's."""
     if weighting == "vlfeat":
         return np.ones(len(grids))
     if weighting == "lazebnik":
@@ -62,12 +62,12 @@ def level_weights(grids, weighting) -> np.ndarray:
     raise ValueError(f"weighting must be 'vlfeat' or 'lazebnik', got {weighting!r}")
 
 
-def normalise_pyramid(counts: np.ndarray, grids, k: int, weighting="vlfeat") -> np.ndarray:
+def normalize_pyramid(counts: np.ndarray, grids, k: int, weighting="vlfeat") -> np.ndarray:
     """Turn per-(cell, word) counts into the pyramid feature.
 
     ``vlfeat``: each level divided by its own total (L1), then the whole
     vector by its total, as ``phow_caltech101.m`` does.  ``lazebnik``: each
-    level scaled by its weight, then the whole vector L1-normalised.
+    level scaled by its weight, then the whole vector L1-normalized.
     Empty images give a zero vector.
     """
     counts = np.asarray(counts, np.float64)
@@ -91,7 +91,7 @@ class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
 
     ``fit`` learns the :class:`~phow_baseline.vocabulary.Vocabulary` on the
     descriptors of the training images, unless ``centers`` gives the words;
-    ``transform`` quantises each image's descriptors and returns the pyramid
+    ``transform`` quantizes each image's descriptors and returns the pyramid
     histogram, ``(n_images, n_words * sum(g^2))`` float32 (12,000 dims with
     the defaults).
 
@@ -162,7 +162,7 @@ class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
                              f"for {len(descriptors)} descriptors")
         cells, n_cells = pyramid_cells(frames[:, :2], self.image_size, self.image_size, self.grids)
         words, counts = quantize_histogram(descriptors, centers, cells, n_cells, n_threads=self.n_threads)
-        feat = normalise_pyramid(counts, self.grids, len(centers), self.weighting)
+        feat = normalize_pyramid(counts, self.grids, len(centers), self.weighting)
         return (feat, words) if return_words else feat
 
     def transform(self, X):

@@ -1,8 +1,8 @@
 """The static HTML report and follow-up dashboard: one self-contained file, no server.
 
-``write_report(run_dirs, out_dir, localisation_dirs, diff_dirs)`` reads the
+``write_report(run_dirs, out_dir, localization_dirs, diff_dirs)`` reads the
 files the other commands write (``metrics.json`` + ``roc.png`` of each run,
-``localisation.json`` + ``heatmaps/`` of a localisation evaluation,
+``localization.json`` + ``heatmaps/`` of a localization evaluation,
 ``diff.json`` + PNGs of a follow-up difference) and writes
 ``out_dir/index.html`` with every figure embedded as a ``data:image/png``
 URI, so the file can be mailed, archived or opened offline.
@@ -12,7 +12,7 @@ resamples used where below the number asked for) next to the published
 columns; ROC curves as small multiples; calibration (reliability diagrams,
 Brier score and ECE) and the operating points (sensitivity, specificity,
 PPV, NPV at the validation thresholds) when the run has probabilities;
-localisation; the follow-up dashboards (overlays on the registered later
+localization; the follow-up dashboards (overlays on the registered later
 image, the registration quality in words, probability changes).  File names
 read from ``diff.json`` are confined to its folder.
 
@@ -46,7 +46,7 @@ from .metrics import PUBLISHED, ROC_MARKED
 _e = html.escape
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-#: Example heatmaps shown per localisation directory.
+#: Example heatmaps shown per localization directory.
 MAX_HEATMAPS = 8
 
 
@@ -83,11 +83,13 @@ def read_run(run_dir) -> dict:
     return m
 
 
-def read_localisation_dir(directory) -> dict:
-    """``localisation.json`` of a ``localise-eval`` output directory."""
-    p = Path(directory) / "localisation.json"
+def read_localization_dir(directory) -> dict:
+    """``localization.json`` of a ``localize-eval`` output directory."""
+    from .localize import localization_file
+
+    p = localization_file(directory)
     r = _read_json(p, ("iobb_thresholds", "iou_thresholds", "accuracy_iobb", "accuracy_iou", "avg_fp",
-                       "n_images"), "localisation")
+                       "n_images"), "localization")
     for key, thr in (("accuracy_iobb", "iobb_thresholds"), ("accuracy_iou", "iou_thresholds")):
         for lab, acc in r[key].items():
             if not isinstance(acc, list) or len(acc) != len(r[thr]):
@@ -266,19 +268,19 @@ def _heatmap_caption(path: Path, probabilities: dict | None = None) -> str:
     return cap
 
 
-#: The colour bar of the localisation heatmaps (OpenCV's JET, as ``localise.overlay`` draws them).
+#: The colour bar of the localization heatmaps (OpenCV's JET, as ``localize.overlay`` draws them).
 _JET_BAR = ("<div class='cbar'><span>0</span><div class='jet'></div><span>max</span> "
             "<span class='legend'>heatmap: positive evidence for the finding, scaled to its maximum in each "
             "image (unitless); uncoloured: none</span></div>")
 
 
-def localisation_section(loc_dirs: Sequence[Path]) -> str:
-    parts = ["<section id='localisation'><h2>Localisation against the NIH boxes</h2>"]
+def localization_section(loc_dirs: Sequence[Path]) -> str:
+    parts = ["<section id='localization'><h2>Localization against the NIH boxes</h2>"]
     if not loc_dirs:
-        parts.append("<p>No localisation evaluation given (<code>phow-baseline localise-eval</code>).</p>")
+        parts.append("<p>No localization evaluation given (<code>phow-baseline localize-eval</code>).</p>")
     for d in loc_dirs:
         d = Path(d)
-        r = read_localisation_dir(d)
+        r = read_localization_dir(d)
         ref_map = r.get("reference_iobb_0.5") or {}
         tb, tu = r["iobb_thresholds"], r["iou_thresholds"]
         head = "".join(f"<th>T(IoBB)={_e(str(t))}</th>" for t in tb)
@@ -391,7 +393,7 @@ def followup_section(diff_dirs: Sequence[Path]) -> str:
 # The report
 # --------------------------------------------------------------------------
 
-def render_report(run_dirs: Sequence = (), localisation_dirs: Sequence = (), diff_dirs: Sequence = (),
+def render_report(run_dirs: Sequence = (), localization_dirs: Sequence = (), diff_dirs: Sequence = (),
                   title: str = "phow-baseline report") -> str:
     """The report page as one HTML string (see :func:`write_report`)."""
     run_dirs = [Path(d) for d in run_dirs]
@@ -399,7 +401,7 @@ def render_report(run_dirs: Sequence = (), localisation_dirs: Sequence = (), dif
     body = []
     if runs:
         body += [auroc_section(runs), roc_section(run_dirs, runs), calibration_section(run_dirs, runs)]
-    body += [localisation_section([Path(d) for d in localisation_dirs]),
+    body += [localization_section([Path(d) for d in localization_dirs]),
              followup_section([Path(d) for d in diff_dirs])]
     synthetic = "SYNTHETIC" in title.upper() or any("phantom" in str(r.get("model", "")).lower() for r in runs)
     notice = ("<p class='notice'>These results come from SYNTHETIC phantom radiographs: they show the pipeline "
@@ -409,7 +411,7 @@ def render_report(run_dirs: Sequence = (), localisation_dirs: Sequence = (), dif
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), notice=notice, body="".join(body))
 
 
-def write_report(run_dirs: Sequence = (), out_dir="report", localisation_dirs: Sequence = (),
+def write_report(run_dirs: Sequence = (), out_dir="report", localization_dirs: Sequence = (),
                  diff_dirs: Sequence = (), title: str = "phow-baseline report") -> Path:
     """Write the self-contained report ``out_dir/index.html`` and return its path.
 
@@ -417,7 +419,7 @@ def write_report(run_dirs: Sequence = (), out_dir="report", localisation_dirs: S
     ----------
     run_dirs : run directories (``metrics.json``, ``roc.png``) from ``write_run_dir``.
     out_dir : output folder (created); the page is written atomically.
-    localisation_dirs : ``localise-eval`` outputs (``localisation.json``, optional ``heatmaps/``).
+    localization_dirs : ``localize-eval`` outputs (``localization.json``, optional ``heatmaps/``).
     diff_dirs : ``diff`` outputs (``diff.json`` and its PNGs).
     title : page title (escaped).
 
@@ -426,5 +428,5 @@ def write_report(run_dirs: Sequence = (), out_dir="report", localisation_dirs: S
     FileNotFoundError, ValueError
         Naming the missing or invalid input file.
     """
-    page = render_report(run_dirs, localisation_dirs, diff_dirs, title)
+    page = render_report(run_dirs, localization_dirs, diff_dirs, title)
     return atomic_write_text(Path(out_dir) / "index.html", page)

@@ -21,7 +21,7 @@ from .config import (BaselineConfig, kernel_map_name, make_encoder, make_phow, m
                      vocabulary_from_arrays, vocabulary_sha256)
 from .data import LABELS
 from .features import FeatureStore, encode_to_store
-from .io import (atomic_save_npz, atomic_write_json, folder_lock, jsonable, load_npz, read_json, sha256_array,
+from .io import (atomic_save_npz, atomic_write_json, folder_lock, jsonable, load_npz, read_json,
                  sha256_strings, write_failures_csv)
 from .kernel_map import make_kernel_map
 from .model import PhowModel

@@ -2,16 +2,16 @@
 
 For descriptors ``x_i`` assigned to visual words ``mu_k`` with weights
 ``q_ik`` (here hard: ``q_ik = 1`` for the nearest word, found by the exact
-quantiser :func:`phow_baseline.quantize.quantize`), ``vl/vlad.c`` computes
+quantizer :func:`phow_baseline.quantize.quantize`), ``vl/vlad.c`` computes
 for every word
 
-    v_k = sum_i q_ik x_i - (sum_i q_ik) mu_k            (unnormalised)
+    v_k = sum_i q_ik x_i - (sum_i q_ik) mu_k            (unnormalized)
     v_k = (sum_i q_ik x_i) / (sum_i q_ik) - mu_k         (normalize_mass)
 
 (``v_k = 0`` for a word without mass), then optionally, in this order and
 per word, the signed square root of every entry (``square_root``) and the
-L2 normalisation of ``v_k`` (``normalize_components``, "intra-normalisation"
-of Arandjelovic and Zisserman 2013), and finally the L2 normalisation of the
+L2 normalization of ``v_k`` (``normalize_components``, "intra-normalization"
+of Arandjelovic and Zisserman 2013), and finally the L2 normalization of the
 whole ``K d`` vector unless ``unnormalized``; norms are floored at ``1e-12``.
 
 The sums per (region, word) are one pass of a Numba kernel over the
@@ -99,7 +99,7 @@ def vlad(descriptors, centers, words=None, *, unnormalized=False, square_root=Fa
         The word of each descriptor (default: the nearest, exactly).
     unnormalized, square_root, normalize_components, normalize_mass : bool
         ``vl_vlad``'s options (see the module docstring); all ``False``
-        gives the L2-normalised sum of residuals, VLFeat's default.
+        gives the L2-normalized sum of residuals, VLFeat's default.
 
     Returns
     -------
@@ -117,13 +117,13 @@ def vlad(descriptors, centers, words=None, *, unnormalized=False, square_root=Fa
 def vlad_regions(descriptors, frames_xy, width, height, centers, words=None, *, regions=REGIONS_1X1_2X2,
                  level_weights=None, square_root=True, normalize_components=True, normalize_mass=False,
                  normalize=True, n_threads=None) -> np.ndarray:
-    """VLADs of an image's spatial regions, each L2-normalised, weighted, concatenated.
+    """VLADs of an image's spatial regions, each L2-normalized, weighted, concatenated.
 
     Each region's VLAD is :func:`vlad` of the region's descriptors with the
     given options (and its global L2), multiplied by its weight
     (:func:`phow_baseline.fisher.region_weights`); ``normalize`` then
-    L2-normalises the concatenation.  Defaults: signed square root and
-    intra-normalisation (Arandjelovic and Zisserman 2013).
+    L2-normalizes the concatenation.  Defaults: signed square root and
+    intra-normalization (Arandjelovic and Zisserman 2013).
     Returns ``(n_regions * K d,)`` float32.
     """
     X, C, words = _check(descriptors, centers, words, n_threads)
@@ -150,7 +150,7 @@ class VladEncoder(_RegionEncoderBase):
     fits a k-means vocabulary (:class:`phow_baseline.vocabulary.Vocabulary`);
     ``transform`` assigns each descriptor to its nearest word exactly and
     returns :func:`vlad_regions`.  Defaults: RootSIFT, no PCA, 64 words,
-    signed square root and intra-normalisation, regions 1x1 + 2x2:
+    signed square root and intra-normalization, regions 1x1 + 2x2:
     ``5 * 64 * 128 = 40,960`` dims.
 
     Parameters

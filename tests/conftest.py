@@ -101,6 +101,51 @@ def require_peer(name: str):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cluster: needs the cluster extra (dask.distributed)")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device; deselected (and counted as such in the "
+                                       "summary line) on a machine without one")
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests run only where a CUDA device is; elsewhere they are deselected, which pytest reports in
+    its summary line ("N deselected"), rather than skipped."""
+    gpu = [it for it in items if it.get_closest_marker("gpu") is not None]
+    if gpu and not _cuda_available():
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [it for it in items if it.get_closest_marker("gpu") is None]
+
+
+def applicable_checks(checks_mark, not_applicable: dict[str, str]):
+    """scikit-learn's ``parametrize_with_checks`` less the checks that cannot apply to these estimators.
+
+    ``not_applicable`` maps a check's function name to the reason it does not apply (e.g. the estimators
+    take numpy arrays only, so the array-API check has nothing to test).  Such checks would otherwise
+    raise ``SkipTest`` inside scikit-learn; they are dropped here, by name and with their reason, instead.
+    """
+    import functools
+
+    def name(check):
+        return check.func.__name__ if isinstance(check, functools.partial) else check.__name__
+
+    values = [v for v in checks_mark.args[1]
+              if name(v.values[1] if hasattr(v, "values") else v[1]) not in not_applicable]
+    return pytest.mark.parametrize(checks_mark.args[0], values, **checks_mark.kwargs)
+
+
+#: scikit-learn checks that do not apply to this package's estimators, with the reason.
+SKLEARN_CHECKS_NOT_APPLICABLE = {
+    "check_array_api_input": "the estimators compute on numpy arrays only (float32 GEMMs, Numba kernels); "
+                             "they do not claim array-API support",
+    "check_classifiers_multilabel_output_format_predict_proba": "OneVsRestSVM gives decision values; "
+                             "probabilities come from the model's calibration (calibration.py), not the SVMs",
+}
 
 
 def pytest_runtest_setup(item):

@@ -159,11 +159,11 @@ def run_folder(tmp_path):
 
 
 @pytest.mark.parametrize("given", ["OUT", "OUT/run"])
-@pytest.mark.parametrize("command", ["predict", "evaluate", "localise", "localise-eval"])
+@pytest.mark.parametrize("command", ["predict", "evaluate", "localize", "localize-eval"])
 def test_a_run_folder_as_model_says_where_the_model_is(run_folder, given, command, sample_dir):
     out, img = run_folder
     path = out if given == "OUT" else out / "run"
-    second = sample_dir if command in ("evaluate", "localise-eval") else img
+    second = sample_dir if command in ("evaluate", "localize-eval") else img
     res = invoke(command, path, second)
     assert res.exit_code == 2, res.output
     line = one_error_line(res)
@@ -234,7 +234,7 @@ def test_each_command_shows_only_its_own_options(command, svm):
     assert "--n-words" in res.output and "--seed" in res.output
 
 
-@pytest.mark.parametrize("command", ["info", "vocab", "encode", "train", "evaluate", "run", "localise-eval"])
+@pytest.mark.parametrize("command", ["info", "vocab", "encode", "train", "evaluate", "run", "localize-eval"])
 def test_help_states_the_data_dir_default(command):
     res = invoke(command, "--help")
     assert res.exit_code == 0
@@ -295,3 +295,24 @@ def test_no_help_shows_an_internal_marker_as_a_default():
         res = CliRunner().invoke(main, [name, "--help"])
         assert res.exit_code == 0, (name, res.output)
         assert "Sentinel" not in res.output and "UNSET" not in res.output, (name, res.output)
+
+
+def test_old_spellings_still_work_but_are_not_listed(tmp_path):
+    """Commands and options were renamed to one spelling (-ize); the 0.1 names stay as hidden aliases,
+    and a localisation.json written by 0.1 is still read."""
+    from click.testing import CliRunner
+
+    from phow_baseline.cli import main
+    from phow_baseline.localize import localization_file
+
+    listing = CliRunner().invoke(main, ["--help"]).output
+    assert "localize-eval" in listing and "localise" not in listing
+    for old, new in (("localise", "localize"), ("localise-eval", "localize-eval")):
+        a = CliRunner().invoke(main, [old, "--help"])
+        b = CliRunner().invoke(main, [new, "--help"])
+        assert a.exit_code == 0 and a.output.replace(old, new) == b.output
+    assert "--localisation" not in CliRunner().invoke(main, ["report", "--help"]).output
+    (tmp_path / "localisation.json").write_text("{}")
+    assert localization_file(tmp_path).name == "localisation.json"
+    (tmp_path / "localization.json").write_text("{}")
+    assert localization_file(tmp_path).name == "localization.json"

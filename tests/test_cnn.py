@@ -54,7 +54,7 @@ def test_backbones_build_with_14_outputs_and_backprop(name):
     assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
 
 
-def test_transforms_shapes_and_normalisation():
+def test_transforms_shapes_and_normalization():
     x = torch.randint(0, 256, (4, 1, 300, 300), dtype=torch.uint8)
     tr = BatchTransform(True, generator=torch.Generator().manual_seed(0))(x)
     ev = BatchTransform(False)(x)

@@ -50,7 +50,7 @@ def test_training_default_device_is_cuda_when_available(monkeypatch, tmp_path):
     assert seen == [None]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_loaded_model_runs_on_cuda(tmp_path):
     from phow_baseline.cnn.models import build_model
     from phow_baseline.cnn.train import load_cnn_model, save_model_dir

@@ -43,7 +43,7 @@ def _compare_with_vlfeat(im, s, bounds_xy, where):
 @pytest.mark.peer
 @pytest.mark.slow
 def test_dsift_matches_vlfeat_on_sample_images(sample_images, capsys):
-    """Real images at 256x256 (equalised), every bin size, vl_phow's bounds: frames identical, descriptor
+    """Real images at 256x256 (equalized), every bin size, vl_phow's bounds: frames identical, descriptor
     entries beyond one uint8 level no more than measured (see KNOWN_OUTLIER_IMAGES)."""
     pytest.importorskip("cyvlfeat")
     chosen = [p for i, p in enumerate(sample_images) if i % 12 == 0 or p.name in KNOWN_OUTLIER_IMAGES]
@@ -69,7 +69,7 @@ def test_dsift_matches_vlfeat_non_square_asymmetric_bounds(sample_images):
     pytest.importorskip("cyvlfeat")
     beyond = 0
     for p in sample_images[1:4]:
-        full = preprocess(p, None).astype(np.float32) / 255  # 512 x 512, equalised
+        full = preprocess(p, None).astype(np.float32) / 255  # 512 x 512, equalized
         for im in (full[40:241, 7:324], full[5:322, 100:261]):  # 201 x 317 and 317 x 161
             H, W = im.shape
             for s in SIZES:

@@ -1,4 +1,4 @@
-"""Quantisation, spatial pyramid, kernel map and the feature-shard store."""
+"""Quantization, spatial pyramid, kernel map and the feature-shard store."""
 
 import json
 
@@ -9,7 +9,7 @@ from sklearn.cluster import KMeans
 
 from phow_baseline.features import FeatureStore
 from phow_baseline.kernel_map import HomogeneousKernelMap, homkermap_constants, make_kernel_map
-from phow_baseline.pyramid import level_weights, normalise_pyramid, pyramid_cells
+from phow_baseline.pyramid import level_weights, normalize_pyramid, pyramid_cells
 from phow_baseline.quantize import PRUNE_DIMS, PruningTables, pruning_tables, quantize, quantize_histogram
 
 
@@ -152,17 +152,17 @@ def test_pyramid_cells_edges():
     assert cells[:, 1].tolist() == [1, 4, 1, 4]
 
 
-def test_normalise_vlfeat_and_lazebnik():
+def test_normalize_vlfeat_and_lazebnik():
     k, grids = 3, (2, 4)
     counts = np.arange(1, 20 * k + 1, dtype=float)
-    f = normalise_pyramid(counts, grids, k, "vlfeat")
+    f = normalize_pyramid(counts, grids, k, "vlfeat")
     assert f.dtype == np.float32 and abs(f.sum() - 1) < 1e-6
     # each level sums to the same share (1/2 each) under VLFeat's scheme
     assert abs(f[: 4 * k].sum() - 0.5) < 1e-6
-    g = normalise_pyramid(counts, (1, 2, 4), k, "lazebnik")
+    g = normalize_pyramid(counts, (1, 2, 4), k, "lazebnik")
     np.testing.assert_allclose(level_weights((1, 2, 4), "lazebnik"), [0.25, 0.25, 0.5])
     assert abs(g.sum() - 1) < 1e-6
-    assert not normalise_pyramid(np.zeros(20 * k), grids, k).any()
+    assert not normalize_pyramid(np.zeros(20 * k), grids, k).any()
 
 
 def test_homkermap_approximates_chi2():

@@ -15,6 +15,7 @@ from sklearn.base import clone, is_classifier, is_clusterer
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from conftest import SKLEARN_CHECKS_NOT_APPLICABLE, applicable_checks
 from phow_baseline.classify import OneVsRestSVM
 from phow_baseline.kernel_map import AdditiveChi2Map, HomogeneousKernelMap
 from phow_baseline.vocabulary import Vocabulary
@@ -37,7 +38,8 @@ def _expected_failed(estimator):
     return EXPECTED_FAILED.get(type(estimator).__name__, {})
 
 
-@parametrize_with_checks(ARRAY_ESTIMATORS, expected_failed_checks=_expected_failed)
+@applicable_checks(parametrize_with_checks(ARRAY_ESTIMATORS, expected_failed_checks=_expected_failed),
+                   SKLEARN_CHECKS_NOT_APPLICABLE)
 def test_scikit_learn_checks(estimator, check):
     check(estimator)
 

@@ -213,7 +213,7 @@ def test_diff_json_file_names_are_confined(sample_images, tmp_path):
 
 
 class _ToyModel:
-    """A model with the preprocessing contract: equalise at full resolution, then resize (like PhowModel)."""
+    """A model with the preprocessing contract: equalize at full resolution, then resize (like PhowModel)."""
 
     image_size = 96
     score_kind = "probability"
@@ -229,27 +229,27 @@ class _ToyModel:
 
 
 def test_diff_reads_images_through_the_model_preprocessing(sample_dir):
-    from phow_baseline.localise import upsample
+    from phow_baseline.localize import upsample
 
     m = _ToyModel()
     fu = sorted((sample_dir / "followups").glob("00000032_*.png"))
     d = diff_pair(fu[0], fu[1], heatmap_fn=m.heatmaps, score_fn=m.scores, preprocess=m.preprocess,
                   score_kind="probability")
-    img = m.preprocess(fu[0])  # what localise and predict see
+    img = m.preprocess(fu[0])  # what localize and predict see
     np.testing.assert_array_equal(d.a, img)
     np.testing.assert_array_equal(d.heat_a, upsample(m.heatmaps(img), img.shape))
     np.testing.assert_array_equal(d.scores_b, m.scores(m.preprocess(fu[1])))
-    # resizing first and equalising after (the old diff path) gives another image: it is not what diff used
+    # resizing first and equalizing after (the old diff path) gives another image: it is not what diff used
     other = preprocess(preprocess(fu[0], 96, equalization="none"), None, equalization="global")
     assert (other != d.a).mean() > 0.2
 
 
 @pytest.mark.slow
-def test_cli_diff_heatmap_equals_localise_heatmap(sample_run, sample_dir, tmp_path):
+def test_cli_diff_heatmap_equals_localize_heatmap(sample_run, sample_dir, tmp_path):
     from click.testing import CliRunner
 
     from phow_baseline.cli import main as cli
-    from phow_baseline.localise import upsample
+    from phow_baseline.localize import upsample
     from phow_baseline.model_io import load_model
 
     out, _ = sample_run

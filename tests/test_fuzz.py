@@ -243,11 +243,11 @@ def test_predict_scores_or_lists_every_file(corpus, tiny_model, tmp_path):
     assert f"scored {len(ok)} image(s), {len(failed)} failure(s)" in res.output
 
 
-def test_localisation_skips_and_lists_unreadable_images(sample_images, tmp_path):
-    """localise-eval's evaluation goes on past an unreadable boxed image and lists it."""
+def test_localization_skips_and_lists_unreadable_images(sample_images, tmp_path):
+    """localize-eval's evaluation goes on past an unreadable boxed image and lists it."""
     import pandas as pd
 
-    from phow_baseline.localise import evaluate_localisation
+    from phow_baseline.localize import evaluate_localization
 
     good = sample_images[0]
     bad = tmp_path / "huge.png"
@@ -265,7 +265,7 @@ def test_localisation_skips_and_lists_unreadable_images(sample_images, tmp_path)
 
     heat = np.zeros((14, 8, 8))
     heat[:, 1:4, 1:4] = 1
-    res, _ = evaluate_localisation(lambda img: heat, Boxed(), image_size=64, progress=False)
+    res, _ = evaluate_localization(lambda img: heat, Boxed(), image_size=64, progress=False)
     assert res["failures"] == [{"file": str(bad), "reason": res["failures"][0]["reason"], "boxes": 2}]
     assert "40000 x 40000" in res["failures"][0]["reason"]
     assert res["n_images"] == {"Cardiomegaly": 1}  # the unreadable image's boxes are not scored

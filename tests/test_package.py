@@ -10,7 +10,7 @@ from phow_baseline.cli import main as cli
 
 
 def test_base_modules_do_not_import_torch():
-    code = ("import sys, phow_baseline.cli, phow_baseline.pipeline, phow_baseline.report, phow_baseline.localise, "
+    code = ("import sys, phow_baseline.cli, phow_baseline.pipeline, phow_baseline.report, phow_baseline.localize, "
             "phow_baseline.followup, phow_baseline.phantom, phow_baseline.download, phow_baseline.model_io; "
             "from phow_baseline.cli import main; "
             "assert 'torch' not in sys.modules, 'torch imported'")
@@ -20,8 +20,8 @@ def test_base_modules_do_not_import_torch():
 def test_cli_help_lists_every_command():
     res = CliRunner().invoke(cli, ["--help"])
     assert res.exit_code == 0
-    for cmd in ("info", "vocab", "encode", "train", "evaluate", "predict", "run", "compare", "localise",
-                "localise-eval", "diff", "report", "demo", "phantom", "download", "cnn"):
+    for cmd in ("info", "vocab", "encode", "train", "evaluate", "predict", "run", "compare", "localize",
+                "localize-eval", "diff", "report", "demo", "phantom", "download", "cnn"):
         assert f"  {cmd} " in res.output or f"  {cmd}\n" in res.output, cmd
 
 
@@ -56,7 +56,7 @@ STAGES = [
     ["attribution"],
     ["model"],
     ["steps", "pipeline"],
-    ["localise", "localize"],
+    ["localize", "localize"],
     ["followup"],
     ["phantom", "download"],
     ["report"],

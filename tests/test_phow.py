@@ -41,7 +41,7 @@ def vl_imsmooth(im, sigma):
 
     The MEX file (``toolbox/imop/vl_imsmooth.c``) builds its Gaussian in float,
     ``exp(-z^2 / 2)`` with ``z = (j - W) / (sigma + FLT_EPSILON)`` on
-    ``j = 0..2W``, ``W = ceil(4 sigma)``, normalised by its float sum, and
+    ``j = 0..2W``, ``W = ceil(4 sigma)``, normalized by its float sum, and
     filters twice with libvl's ``vl_imconvcol_vf`` (padding by continuity,
     transposing): the kernel is tabulated here from that formula, and the
     filtering is libvl's.  (libvl's own ``vl_imsmooth_f`` is a different
@@ -165,7 +165,7 @@ def test_small_and_constant_images():
         phow(np.zeros((4, 4, 3)))
 
 
-def test_transformer_equalises_unless_told(sample_images):
+def test_transformer_equalizes_unless_told(sample_images):
     raw = read_xray(sample_images[1])[:256, :256].copy()
     t = PHOW()
     assert t.fit(None) is t and t.get_params()["sizes"] == SIZES

@@ -188,8 +188,8 @@ def test_cli_vocab_then_encode(sample_dir, tmp_path):
 
 
 def test_make_pipeline_does_not_equalize_preprocessed_images_again(sample_images):
-    """The pipeline's input is preprocess()'s output (already equalised): its PHOW step must not
-    equalise a second time, so its descriptors equal those of the training path (PhowModel.features)."""
+    """The pipeline's input is preprocess()'s output (already equalized): its PHOW step must not
+    equalize a second time, so its descriptors equal those of the training path (PhowModel.features)."""
     from phow_baseline.config import make_phow
 
     cfg = BaselineConfig(size=128)

@@ -1,4 +1,4 @@
-"""Reading, equalising, resizing, and the on-disk image cache."""
+"""Reading, equalizing, resizing, and the on-disk image cache."""
 
 import json
 import shutil
@@ -59,7 +59,7 @@ def test_equalize_and_resize(sample_images):
     img = read_xray(sample_images[2])
     eq = equalize(img)
     hist = np.bincount(eq.ravel(), minlength=256)
-    # equalised: cumulative histogram close to the identity ramp
+    # equalized: cumulative histogram close to the identity ramp
     cdf = np.cumsum(hist) / hist.sum()
     assert np.abs(cdf[np.flatnonzero(hist)] - (np.flatnonzero(hist) + 1) / 256).max() < 0.05
     assert equalize(img, "clahe").shape == img.shape

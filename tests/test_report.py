@@ -1,6 +1,6 @@
 """The static HTML report: content, escaping, errors, and rendering in a real browser (headless Chromium).
 
-The inputs are built in tmp_path per the on-disk contracts (metrics.json + roc.png, localisation.json +
+The inputs are built in tmp_path per the on-disk contracts (metrics.json + roc.png, localization.json +
 heatmaps/, diff.json + PNGs), with the figures made from the real sample's X-rays, so the test is fast
 and independent of training a model.
 """
@@ -90,7 +90,7 @@ def _run_dir(path, model, seed, calibrated=False):
 
 @pytest.fixture
 def report_inputs(sample_dir, tmp_path):
-    """Two run dirs (one with a hostile model name), a localisation dir, a follow-up diff dir."""
+    """Two run dirs (one with a hostile model name), a localization dir, a follow-up diff dir."""
     runs = [_run_dir(tmp_path / "run_a", "phow-k1024", 0, calibrated=True), _run_dir(tmp_path / "run_b", EVIL, 1)]
 
     loc = tmp_path / "loc"
@@ -98,7 +98,7 @@ def report_inputs(sample_dir, tmp_path):
     tb, tu = [0.1, 0.25, 0.5, 0.75, 0.9], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     boxed = LABELS[:8]
     rng = np.random.default_rng(2)
-    (loc / "localisation.json").write_text(json.dumps({
+    (loc / "localization.json").write_text(json.dumps({
         "model": f"loc {EVIL}", "kind": "phow", "image_size": 256, "iobb_thresholds": tb, "iou_thresholds": tu,
         "accuracy_iobb": {lab: sorted(rng.random(len(tb)).tolist(), reverse=True) for lab in boxed},
         "accuracy_iou": {lab: sorted(rng.random(len(tu)).tolist(), reverse=True) for lab in boxed},
@@ -158,7 +158,7 @@ def test_report_content_and_escaping(report_inputs, tmp_path):
     html = page.read_text(encoding="utf-8")
     # escaping: hostile text from every input file appears escaped, never as markup
     assert "<script>alert" not in html and "alert('x')" not in html
-    assert html.count(EVIL_ESCAPED) >= 4  # run column, ROC alt+caption, localisation heading, diff note
+    assert html.count(EVIL_ESCAPED) >= 4  # run column, ROC alt+caption, localization heading, diff note
     assert "<title>Sample &amp; &lt;report&gt;</title>" in html
     # AUROC table: header + 14 labels + mean; run columns then every published column with its split
     auroc = _table(html, "auroc")
@@ -168,7 +168,7 @@ def test_report_content_and_escaping(report_inputs, tmp_path):
     assert "0.314" in auroc and "0.745" in auroc  # Uniandes PHOW mean 31.37 %, Wang 2017 mean
     assert "n/a" in auroc  # Hernia without a value
     assert auroc.count("class='ci'") == 2 * 13
-    # localisation: one row per boxed label, Wang's T(IoBB)=0.5 reference column
+    # localization: one row per boxed label, Wang's T(IoBB)=0.5 reference column
     loc = _table(html, "loc")
     assert loc.count("<tr>") == 1 + 8 and "T(IoBB)=0.5" in loc and "0.9452" in loc
     assert _table(html, "loc-iou").count("<tr>") == 1 + 8
@@ -202,7 +202,7 @@ def test_report_content_and_escaping(report_inputs, tmp_path):
 
 def test_report_cli_command(report_inputs, tmp_path):
     runs, locs, diffs, _ = report_inputs
-    args = [str(runs[0]), "--out", str(tmp_path / "o"), "--localisation", str(locs[0]), "--diff", str(diffs[0])]
+    args = [str(runs[0]), "--out", str(tmp_path / "o"), "--localization", str(locs[0]), "--diff", str(diffs[0])]
     res = CliRunner().invoke(cli, ["report", *args])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "index.html").is_file() and "index.html" in res.output
@@ -213,7 +213,7 @@ def test_report_cli_command(report_inputs, tmp_path):
 def test_report_without_optional_sections(report_inputs, tmp_path):
     runs, *_ = report_inputs
     html = write_report(runs[:1], tmp_path / "o").read_text()
-    assert "No localisation evaluation given" in html and "No follow-up pair given" in html
+    assert "No localization evaluation given" in html and "No follow-up pair given" in html
     assert len(_decode_images(html)) == 2  # ROC and reliability diagrams
     html = write_report(runs[1:], tmp_path / "o").read_text()  # an older run dir: no calibration data
     assert "No run has calibrated probabilities" in html and len(_decode_images(html)) == 1
@@ -252,7 +252,7 @@ def test_report_errors_name_the_file(report_inputs, tmp_path):
     (tmp_path / "r" / "metrics.json").write_text(json.dumps({"model": "m", "auroc": {}}))
     with pytest.raises(ValueError, match="metrics.json: missing key.*mean_auroc"):
         write_report([tmp_path / "r"], tmp_path / "out")
-    # a run without its ROC figure, a corrupt PNG, a diff dir missing a figure, a bad localisation file
+    # a run without its ROC figure, a corrupt PNG, a diff dir missing a figure, a bad localization file
     (runs[0] / "roc.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"run_a[/\\]roc\.png"):
         write_report(runs, tmp_path / "out")
@@ -262,11 +262,11 @@ def test_report_errors_name_the_file(report_inputs, tmp_path):
     (diffs[0] / "ssim_map.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"ssim_map\.png"):
         write_report([], tmp_path / "out", diff_dirs=diffs)
-    j = json.loads((locs[0] / "localisation.json").read_text())
+    j = json.loads((locs[0] / "localization.json").read_text())
     j["accuracy_iobb"]["Mass"] = [0.5]
-    (locs[0] / "localisation.json").write_text(json.dumps(j))
-    with pytest.raises(ValueError, match=r"localisation\.json: accuracy_iobb\['Mass'\]"):
-        write_report([], tmp_path / "out", localisation_dirs=locs)
+    (locs[0] / "localization.json").write_text(json.dumps(j))
+    with pytest.raises(ValueError, match=r"localization\.json: accuracy_iobb\['Mass'\]"):
+        write_report([], tmp_path / "out", localization_dirs=locs)
     assert not (tmp_path / "out" / "index.html").exists()
 
 
@@ -313,7 +313,7 @@ def test_report_renders_in_chromium(report_inputs, tmp_path):
     # the ROC figures sit below the AUROC table: coloured curves must have been painted there
     hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
     assert (hsv[..., 1] > 80).mean() > 0.005
-    # X-ray figures (localisation heatmaps, grey greyscale images) painted somewhere down the page:
+    # X-ray figures (localization heatmaps, grey greyscale images) painted somewhere down the page:
     # many mid-grey pixels in textured blocks, which text and tables do not have
     lower = grey[2600:]
     assert ((lower > 40) & (lower < 200)).mean() > 0.05
@@ -322,12 +322,12 @@ def test_report_renders_in_chromium(report_inputs, tmp_path):
 
 @pytest.mark.slow
 def test_report_from_real_outputs(sample_run, sample_dir, tmp_path):
-    """The report reads what the real writers write: a trained run, localise-eval and diff outputs."""
+    """The report reads what the real writers write: a trained run, localize-eval and diff outputs."""
     from phow_baseline.cli import main as cli
 
     out, _ = sample_run
     r = CliRunner()
-    res = r.invoke(cli, ["localise-eval", str(out / "model"), str(sample_dir), "--out", str(tmp_path / "loc"),
+    res = r.invoke(cli, ["localize-eval", str(out / "model"), str(sample_dir), "--out", str(tmp_path / "loc"),
                          "--quiet"])
     assert res.exit_code == 0, res.output
     fu = sorted((sample_dir / "followups").glob("00000032_*.png"))

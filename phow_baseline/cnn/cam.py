@@ -33,7 +33,7 @@ def features_and_head(model, name: str, x: torch.Tensor):
 
 
 def cam(model, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """CAMs ``(B, 14, h, w)`` and logits ``(B, 14)`` of a normalised batch ``x``."""
+    """CAMs ``(B, 14, h, w)`` and logits ``(B, 14)`` of a normalized batch ``x``."""
     f, head = features_and_head(model, name, x)
     maps = torch.einsum("ck,bkhw->bchw", head.weight, f)
     logits = maps.mean(dim=(2, 3)) + head.bias
@@ -92,7 +92,7 @@ def cam_heatmaps(model, image, name: str | None = None, method: str = "cam", res
     crop (CAM, or Grad-CAM with ``method="gradcam"``; VGG11-BN always uses
     Grad-CAM) are up-sampled bilinearly to the crop's extent in the image
     and padded to ``S x S`` with their edge values.  Usable as a
-    ``heatmap_fn`` for :mod:`phow_baseline.localise`.
+    ``heatmap_fn`` for :mod:`phow_baseline.localize`.
     """
     from .data import BatchTransform
 

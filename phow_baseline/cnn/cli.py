@@ -50,7 +50,7 @@ def cnn_group():
 @click.option("--resize", type=int, default=256, show_default=True)
 @click.option("--random-resized-crop", is_flag=True)
 @click.option("--equalization", type=click.Choice(["none", "global", "clahe"]), default="none", show_default=True,
-              help="Equalisation of the cached images (the CNN's default is none).")
+              help="Equalization of the cached images (the CNN's default is none).")
 @click.option("--workers", type=int, default=4, show_default=True)
 @click.option("--device", default=None, help="cuda / cpu [cuda when available].")
 @click.option("--max-steps", type=int, default=None, help="Steps per epoch (for a quick try).")

@@ -5,7 +5,7 @@ memory-mapped :class:`~phow_baseline.preprocess.ImageCache` (no PNG decoding
 per step); the transforms run on whole batches on the training device:
 
 * train: resize to 256, random horizontal flip, random 224 crop (or
-  ``RandomResizedCrop`` to 224 as an option), ImageNet normalisation of the
+  ``RandomResizedCrop`` to 224 as an option), ImageNet normalization of the
   grey image replicated to 3 channels;
 * evaluation: resize 256, centre crop 224 (or the ten crops: four corners,
   centre, and their mirrors, whose sigmoid outputs are averaged).
@@ -51,7 +51,7 @@ def make_loader(dataset, batch_size, shuffle, workers=0, seed=0, pin_memory=Fals
                       pin_memory=pin_memory, drop_last=drop_last, persistent_workers=workers > 0)
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
+def _normalize(x: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x.expand(-1, 3, -1, -1) - mean) / std
@@ -64,7 +64,7 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class BatchTransform:
-    """uint8 ``(B, 1, S, S)`` -> normalised float ``(B, 3, crop, crop)`` on the batch's device.
+    """uint8 ``(B, 1, S, S)`` -> normalized float ``(B, 3, crop, crop)`` on the batch's device.
 
     Parameters
     ----------
@@ -126,15 +126,15 @@ class BatchTransform:
         if self.train:
             flip = (self._rand(B) < 0.5).to(x.device)
             x = torch.where(flip.view(B, 1, 1, 1), x.flip(-1), x)
-        return _normalise(x)
+        return _normalize(x)
 
 
 def ten_crops(x: torch.Tensor, resize=RESIZE, crop=CROP) -> torch.Tensor:
-    """The 10 evaluation crops of uint8 ``(B, 1, S, S)``: ``(10, B, 3, crop, crop)``, normalised."""
+    """The 10 evaluation crops of uint8 ``(B, 1, S, S)``: ``(10, B, 3, crop, crop)``, normalized."""
     x = _resize(x.float().div_(255.0), resize)
     R, c = x.shape[-1], crop
     o = (R - c) // 2
     boxes = [(0, 0), (0, R - c), (R - c, 0), (R - c, R - c), (o, o)]
     crops = [x[:, :, t:t + c, l:l + c] for t, l in boxes]
     crops += [cr.flip(-1) for cr in crops]
-    return torch.stack([_normalise(cr) for cr in crops])
+    return torch.stack([_normalize(cr) for cr in crops])

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from ..data import LABELS
+from ..io import atomic_write_json
 from .data import BatchTransform, CacheDataset, make_loader, ten_crops
 from .models import BACKBONES, build_model, state_dict_to_arrays
 
@@ -177,7 +178,7 @@ def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, ou
         history = json.loads(st["history"])
         _set_rng_state(st["rng"], gen)
         log(f"resumed from {ckpt} after epoch {start}")
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    atomic_write_json(out / "config.json", cfg.to_dict())
     loader = make_loader(train_set, cfg.batch_size, True, cfg.workers, seed=cfg.seed,
                          pin_memory=device.type == "cuda")
     val_loader = make_loader(val_set, cfg.batch_size, False, cfg.workers)
@@ -241,7 +242,7 @@ class CnnModel:
 
     ``scores(img)`` are sigmoid outputs; ``heatmaps(img)`` are CAMs (Grad-CAM
     for VGG11-BN) up-sampled to the crop; ``preprocess(path)`` gives the
-    cache image (``cache_size`` pixels, the run's equalisation).
+    cache image (``cache_size`` pixels, the run's equalization).
     """
 
     kind = "cnn"

@@ -1,4 +1,4 @@
-"""Boxes from heatmaps, IoU/IoBB, the NIH evaluation, and the localise commands."""
+"""Boxes from heatmaps, IoU/IoBB, the NIH evaluation, and the localize commands."""
 
 import json
 import warnings
@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from phow_baseline.cli import main as cli
 from phow_baseline.data import ChestXray14, MissingImagesWarning
-from phow_baseline.localise import (WANG2017_IOBB_05, boxes_from_heatmap, evaluate_boxes, iobb, iou, overlay,
+from phow_baseline.localize import (WANG2017_IOBB_05, boxes_from_heatmap, evaluate_boxes, iobb, iou, overlay,
                                     upsample)
 
 
@@ -65,12 +65,12 @@ def test_overlay_and_upsample():
 
 
 @pytest.mark.slow
-def test_localise_eval_on_the_sample(sample_run, sample_dir, tmp_path):
+def test_localize_eval_on_the_sample(sample_run, sample_dir, tmp_path):
     out, _ = sample_run
-    res = CliRunner().invoke(cli, ["localise-eval", str(out / "model"), str(sample_dir), "--out",
+    res = CliRunner().invoke(cli, ["localize-eval", str(out / "model"), str(sample_dir), "--out",
                                    str(tmp_path / "loc"), "--quiet", "--name", "PHOW <sample>"])
     assert res.exit_code == 0, res.output
-    r = json.loads((tmp_path / "loc" / "localisation.json").read_text())
+    r = json.loads((tmp_path / "loc" / "localization.json").read_text())
     # the sample's 9 boxed images: Cardiomegaly 3, Nodule 2, Pneumonia 2, Atelectasis 1, Mass 1
     assert r["n_images"] == {"Atelectasis": 1, "Cardiomegaly": 3, "Mass": 1, "Nodule": 2, "Pneumonia": 2}
     assert r["image_size"] == 256 and r["reference_iobb_0.5"] == WANG2017_IOBB_05
@@ -81,15 +81,15 @@ def test_localise_eval_on_the_sample(sample_run, sample_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_localise_command_writes_overlays(sample_run, sample_images, tmp_path):
+def test_localize_command_writes_overlays(sample_run, sample_images, tmp_path):
     out, _ = sample_run
-    res = CliRunner().invoke(cli, ["localise", str(out / "model"), str(sample_images[0]), "--out",
+    res = CliRunner().invoke(cli, ["localize", str(out / "model"), str(sample_images[0]), "--out",
                                    str(tmp_path / "h"), "--labels", "Mass,Effusion"])
     assert res.exit_code == 0, res.output
     files = sorted(p.name for p in (tmp_path / "h").glob("*.png"))
     assert files == [f"{sample_images[0].stem}_Effusion.png", f"{sample_images[0].stem}_Mass.png"]
     assert cv2.imread(str(tmp_path / "h" / files[0])).shape == (256, 256, 3)
-    bad = CliRunner().invoke(cli, ["localise", str(out / "model"), str(sample_images[0]), "--labels", "Flu"])
+    bad = CliRunner().invoke(cli, ["localize", str(out / "model"), str(sample_images[0]), "--labels", "Flu"])
     assert bad.exit_code != 0 and "unknown label" in bad.output
 
 
@@ -124,11 +124,11 @@ def test_nih_boxes_of_the_sample_scale_with_the_image(sample_dir):
         assert 0 <= r.x and 0 <= r.y and r.x + r.w <= 256 and r.y + r.h <= 256
 
 
-def test_evaluate_localisation_with_a_heatmap_function(sample_dir, tmp_path):
+def test_evaluate_localization_with_a_heatmap_function(sample_dir, tmp_path):
     """An oracle heatmap (the truth box itself) is always right; an empty one never is."""
 
     from phow_baseline.data import LABELS
-    from phow_baseline.localise import evaluate_localisation, read_localisation, write_localisation_dir
+    from phow_baseline.localize import evaluate_localization, read_localization, write_localization_dir
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingImagesWarning)
@@ -146,14 +146,14 @@ def test_evaluate_localisation_with_a_heatmap_function(sample_dir, tmp_path):
             h[LABELS.index(r.label), int(np.ceil(r.y)):int(r.y + r.h), int(np.ceil(r.x)):int(r.x + r.w)] = 1
         return h
 
-    res, ex = evaluate_localisation(oracle, ds, names=names, image_size=S, n_examples=2, progress=False)
+    res, ex = evaluate_localization(oracle, ds, names=names, image_size=S, n_examples=2, progress=False)
     assert sum(res["n_images"].values()) == len(boxes[boxes["Image Index"].isin(names)])
     for lab in res["n_images"]:
         assert res["accuracy_iobb"][lab] == [1.0] * 5 and res["accuracy_iou"][lab][-1] == 1.0
-    write_localisation_dir(tmp_path, res, ex, model_name="oracle", kind="phow")
-    r = read_localisation(tmp_path)
+    write_localization_dir(tmp_path, res, ex, model_name="oracle", kind="phow")
+    r = read_localization(tmp_path)
     assert r["model"] == "oracle" and len(list((tmp_path / "heatmaps").glob("*.png"))) == 2
-    res0, _ = evaluate_localisation(lambda img: np.zeros((14, 8, 8)), ds, names=names, image_size=S, progress=False)
+    res0, _ = evaluate_localization(lambda img: np.zeros((14, 8, 8)), ds, names=names, image_size=S, progress=False)
     assert all(a == [0.0] * 5 for a in res0["accuracy_iobb"].values())
     with pytest.raises(ValueError, match="image_size"):
-        evaluate_localisation(oracle, ds, names=names)
+        evaluate_localization(oracle, ds, names=names)

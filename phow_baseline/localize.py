@@ -8,9 +8,9 @@ scores them against ``BBox_List_2017``:
 * IoU = area(A and B) / area(A or B);
 * IoBB = area(A and B) / area(A), A the detected box (Wang et al. 2017's
   "intersection over the detected bounding-box area ratio");
-* an image is localised correctly at threshold T when one of its detected
+* an image is localized correctly at threshold T when one of its detected
   boxes reaches T with the ground-truth box; accuracy is the share of the
-  class's boxed images localised correctly; average false positives (AFP)
+  class's boxed images localized correctly; average false positives (AFP)
   is the mean number of detected boxes per image that do not reach T.
 """
 
@@ -115,7 +115,7 @@ def iobb(detected, truth) -> float:
 
 
 def score_boxes(detected: Sequence, truth, thresholds: Sequence[float], measure: Callable) -> tuple[list, list]:
-    """Per threshold: whether the image is localised (bool) and its false positives (int)."""
+    """Per threshold: whether the image is localized (bool) and its false positives (int)."""
     vals = [measure(d, truth) for d in detected]
     hit = [any(v >= t for v in vals) for t in thresholds]
     fp = [sum(v < t for v in vals) for t in thresholds]
@@ -147,7 +147,7 @@ def evaluate_boxes(items: Sequence[tuple[str, Sequence, Sequence]]) -> dict:
     return res
 
 
-def evaluate_localisation(model, dataset, names: Sequence[str] | None = None, threshold=DEFAULT_THRESHOLD,
+def evaluate_localization(model, dataset, names: Sequence[str] | None = None, threshold=DEFAULT_THRESHOLD,
                           n_examples: int = 6, progress=True, *, image_size: int | None = None,
                           preprocess: Callable | None = None) -> tuple[dict, dict]:
     """Score ``model``'s heatmaps against the NIH boxes of ``dataset`` (images present).
@@ -159,7 +159,7 @@ def evaluate_localisation(model, dataset, names: Sequence[str] | None = None, th
     at that size.  Boxes are scaled to ``S x S``; ``names`` restricts the
     evaluation to those images.
 
-    Returns ``(result, examples)``: the ``localisation.json`` contents and
+    Returns ``(result, examples)``: the ``localization.json`` contents and
     ``{file name: BGR overlay}`` for the first ``n_examples`` boxes.
     Unreadable images are skipped (their boxes not scored) and listed in
     ``result["failures"]`` (file, reason, number of boxes).
@@ -171,7 +171,7 @@ def evaluate_localisation(model, dataset, names: Sequence[str] | None = None, th
         prep = preprocess or model.preprocess
     else:
         if image_size is None:
-            raise ValueError("evaluate_localisation: a plain heatmap function needs image_size")
+            raise ValueError("evaluate_localization: a plain heatmap function needs image_size")
         from .preprocess import preprocess as _pre
 
         heatmap_fn, S = model, int(image_size)
@@ -182,7 +182,7 @@ def evaluate_localisation(model, dataset, names: Sequence[str] | None = None, th
     from .preprocess import ImageReadError
 
     items, examples, failures = [], {}, []
-    for name, group in tqdm(boxes.groupby("Image Index", sort=True), desc="localise", unit="img",
+    for name, group in tqdm(boxes.groupby("Image Index", sort=True), desc="localize", unit="img",
                             disable=not progress):
         try:
             img = prep(dataset.image_path(name))
@@ -208,8 +208,8 @@ def evaluate_localisation(model, dataset, names: Sequence[str] | None = None, th
     return res, examples
 
 
-def write_localisation_dir(out_dir, result: dict, examples: dict, model_name: str = "", kind: str = "") -> Path:
-    """``localisation.json``, ``localisation.md`` and ``heatmaps/*.png`` (ground truth green, detections white)."""
+def write_localization_dir(out_dir, result: dict, examples: dict, model_name: str = "", kind: str = "") -> Path:
+    """``localization.json``, ``localization.md`` and ``heatmaps/*.png`` (ground truth green, detections white)."""
     out = Path(out_dir)
     for fname, img in examples.items():
         ok, png = cv2.imencode(".png", img)
@@ -217,12 +217,12 @@ def write_localisation_dir(out_dir, result: dict, examples: dict, model_name: st
             raise ValueError(f"{out / 'heatmaps' / fname}: could not encode the heatmap as PNG")
         atomic_write_bytes(confined(out / "heatmaps", fname), png.tobytes())
     result = {"model": model_name, "kind": kind, **result}
-    atomic_write_json(out / "localisation.json", result)
-    atomic_write_text(out / "localisation.md", format_localisation(result))
+    atomic_write_json(out / "localization.json", result)
+    atomic_write_text(out / "localization.md", format_localization(result))
     return out
 
 
-def format_localisation(r: dict) -> str:
+def format_localization(r: dict) -> str:
     tb = r["iobb_thresholds"]
     head = "| label | n | " + " | ".join(f"T(IoBB)={t}" for t in tb) + " | AFP@0.5 | Wang 2017 @0.5 |"
     lines = [head, "|---|---:|" + "---:|" * (len(tb) + 2)]
@@ -237,8 +237,19 @@ def format_localisation(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_localisation(directory) -> dict:
-    p = Path(directory) / "localisation.json"
+#: The result file of a localization evaluation; phow-baseline 0.1 wrote it as ``localisation.json``.
+LOCALIZATION_FILE = "localization.json"
+
+
+def localization_file(directory) -> Path:
+    """``directory/localization.json``, or the 0.1 name ``localisation.json`` when only that exists."""
+    p = Path(directory) / LOCALIZATION_FILE
+    old = Path(directory) / "localisation.json"
+    return old if not p.exists() and old.exists() else p
+
+
+def read_localization(directory) -> dict:
+    p = localization_file(directory)
     if not p.exists():
-        raise FileNotFoundError(f"{p}: not a localisation directory (no localisation.json)")
-    return read_json(p, what="localisation result")
+        raise FileNotFoundError(f"{p}: not a localization directory (no localization.json)")
+    return read_json(p, what="localization result")
