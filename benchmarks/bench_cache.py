@@ -4,7 +4,7 @@ On the real sample's 1024x1024 PNGs (``images-1024/``) and its 512x512
 ones (``images/``): images/s of
 
 * ``cv2.imread`` of the files (decode only, what a loader without a cache pays per epoch),
-* building the cache (decode + equalise + resize + atomic shard write, all cores),
+* building the cache (decode + equalize + resize + atomic shard write, all cores),
 * reading the cache (memory-mapped ``uint8`` rows: what PHOW and the CNN loader pay).
 
     python benchmarks/bench_cache.py [--json out.json]

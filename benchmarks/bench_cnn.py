@@ -5,7 +5,7 @@ cache images, batch size B:
 
 * ``loader``: images/s of the data pipeline alone: the image cache read by a
   DataLoader (workers, pinned memory), copied to the device and transformed
-  there (resize, flip, crop, normalise), nothing else;
+  there (resize, flip, crop, normalize), nothing else;
 * ``train_compute``: images/s of training steps on a batch already on the
   device (forward + backward + Adam, bf16 autocast and channels_last on CUDA);
 * ``train_e2e``: training steps fed by the loader, asynchronously as

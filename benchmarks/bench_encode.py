@@ -1,10 +1,10 @@
-"""Quantisation + spatial pyramid speed, the vocabulary's k-means, and the end-to-end cost per image.
+"""Quantization + spatial pyramid speed, the vocabulary's k-means, and the end-to-end cost per image.
 
 On the real ChestX-ray14 sample ($CHESTXRAY14_SAMPLE):
 
-1. PHOW descriptors of real equalised 256x256 images, a 600-word vocabulary
+1. PHOW descriptors of real equalized 256x256 images, a 600-word vocabulary
    fit on descriptors of other sample images.
-2. Our quantisation + pyramid (``quantize_histogram``, its default: the
+2. Our quantization + pyramid (``quantize_histogram``, its default: the
    exact pruned search) against ``sklearn.cluster.KMeans.predict`` on the
    same descriptors and words: descriptors/s, the ratio, and whether the
    assignments are identical.  Also our brute-force path
@@ -32,7 +32,7 @@ On the real ChestX-ray14 sample ($CHESTXRAY14_SAMPLE):
    fit, (a) + (b), as ``KMeans(init="k-means++")`` does it.  Agreement of the
    centres and labels with sklearn on float32 (what the vocabulary gives it)
    and on float64 (its most exact arithmetic), and of those two with each other.
-5. End to end per 1024x1024 PNG (decode -> equalise -> resize -> PHOW ->
+5. End to end per 1024x1024 PNG (decode -> equalize -> resize -> PHOW ->
    encode) as a multiple of the PNG decode alone, single process and with
    all cores, and the wall time that implies for all 112,120 images.
 
@@ -77,7 +77,7 @@ def pruned_work(X, C):
     Runs the search's own kernels single-threaded on the non-zero rows to count
     the exact evaluations (the first per row plus the extra ones); returns
     ``(flops, exact_evaluations_per_nonzero_row)``, or ``(None, None)`` if the
-    quantiser's internals are not those this count was written for.
+    quantizer's internals are not those this count was written for.
     """
     import inspect
 
@@ -128,7 +128,7 @@ def load():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sample", default=os.environ.get("CHESTXRAY14_SAMPLE", "../shared/chestxray14-sample"))
-    ap.add_argument("--images", type=int, default=8, help="Images for the quantisation comparison.")
+    ap.add_argument("--images", type=int, default=8, help="Images for the quantization comparison.")
     ap.add_argument("--e2e-images", type=int, default=32, help="1024x1024 images for the end-to-end cost.")
     ap.add_argument("--words", type=int, default=600)
     ap.add_argument("--kmeans-descriptors", type=int, default=100_000)
@@ -168,7 +168,7 @@ def main():
         C = vocab.cluster_centers_
         res["vocabulary_fit_s"] = time.perf_counter() - t
 
-    # -- quantisation against KMeans.predict ------------------------------------
+    # -- quantization against KMeans.predict ------------------------------------
     if "quantize" in parts:
         test = [phow(preprocess(p, 256)) for p in paths[: a.images]]
         n_desc = sum(len(d) for _, d in test)
@@ -220,7 +220,7 @@ def main():
             "gemm_path_effective_gflops": brute / t_gemm / 1e9,
             "load_average_quantize": os.getloadavg(),
         })
-        print(f"quantisation + pyramid, {len(test)} real 256x256 images, {n_desc} descriptors "
+        print(f"quantization + pyramid, {len(test)} real 256x256 images, {n_desc} descriptors "
               f"({zero_share:.1%} zeroed), {a.words} words")
         print(f"  ours (exact pruned)  {res['ours_desc_per_s'] / 1e6:8.2f} M desc/s")
         print(f"  ours (brute GEMM)    {res['ours_gemm_desc_per_s'] / 1e6:8.2f} M desc/s")
@@ -353,7 +353,7 @@ def main():
             "full_dataset_hours_all_cores": 112_120 * t_par / 3600,
         })
         print(f"end to end per 1024x1024 PNG ({len(big)} images): decode {t_dec * 1e3:.1f} ms; "
-              f"decode+equalise+resize+PHOW+encode {t_e2e * 1e3:.1f} ms single process "
+              f"decode+equalize+resize+PHOW+encode {t_e2e * 1e3:.1f} ms single process "
               f"({res['e2e_over_decode_single']:.1f}x decode), {t_par * 1e3:.1f} ms/image on {ncpu} cores "
               f"({res['e2e_over_decode_all_cores']:.1f}x decode)")
         print(f"  all 112,120 images on this machine: {res['full_dataset_hours_all_cores']:.2f} h; "

@@ -1,6 +1,6 @@
 """Feature-extraction speed: our PHOW against VLFeat (cyvlfeat) and OpenCV SIFT, in one run.
 
-Same real images (from $CHESTXRAY14_SAMPLE, equalised), same parameters
+Same real images (from $CHESTXRAY14_SAMPLE, equalized), same parameters
 (bin sizes 4, 6, 8, 10; step 2; VLFeat's defaults otherwise):
 
 * ours: ``phow_baseline.phow.phow`` (Numba);

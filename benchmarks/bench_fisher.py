@@ -17,7 +17,7 @@ same post-processed descriptors of each image:
 - the GEMM share: the floating-point work of the two GEMMs actually done
   (``4 n K (2d + 1)`` per image) over the FV time, against a square float32
   GEMM (2048 x 2048) measured in the same run, one thread and all cores;
-- VLAD: ``vlad`` with the words given and with the exact quantiser included,
+- VLAD: ``vlad`` with the words given and with the exact quantizer included,
   against ``cyvlfeat.vlad.vlad`` given the same one-hot assignments.
 
 Timings are the best of ``--repeat`` runs per image, summed over images.
@@ -136,7 +136,7 @@ def main(argv=None):
         t_vq = sum(best_time(lambda r=r: vlad(r, C, quantize(r, C, n_threads=1), square_root=True,
                                               normalize_components=True), args.repeat)[0] for r in Rs)
     rows.append(("VLAD ours, words given, 1 thread", n / t_v1, None))
-    rows.append(("VLAD ours + exact quantiser, 1 thread", n / t_vq, None))
+    rows.append(("VLAD ours + exact quantizer, 1 thread", n / t_vq, None))
     t_vv = None
     if vl_vlad is not None:
         ones = []
@@ -163,7 +163,7 @@ def main(argv=None):
         print(f"\nFV speed-up over VLFeat, both 1 thread: {t_vl / t_ours1:.1f}x; ours on {cores} threads: "
               f"{t_vl / t_oursN:.1f}x")
     if t_vv is not None:
-        print(f"VLAD speed-up over VLFeat (words given), 1 thread: {t_vv / t_v1:.1f}x; with our quantiser "
+        print(f"VLAD speed-up over VLFeat (words given), 1 thread: {t_vv / t_v1:.1f}x; with our quantizer "
               f"included: {t_vv / t_vq:.1f}x")
     print(f"load average after: {os.getloadavg()}")
 
