@@ -30,6 +30,9 @@ The measures: :func:`brier_scores`, :func:`expected_calibration_error` and
 them), and :func:`operating_point_metrics` (sensitivity, specificity, PPV and
 NPV at the thresholds, with bootstrap percentile intervals and the number of
 resamples on which each is defined).
+
+One concept at this length: turning scores into probabilities and decisions,
+and measuring them.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Human-readable summaries go to stdout, progress bars and warnings to
 stderr, machine-readable results to files.
+
+One concept at this length: the command line (one click command per user task,
+each a few lines over the library).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ The metadata lists all 112,120 images; most users have only some archives.
 :class:`ChestXray14` uses the images present and reports, per split, how
 many listed images are missing (a :class:`MissingImagesWarning` with the
 counts, or an error in strict mode).  Nothing is dropped silently.
+
+One concept at this length: the ChestX-ray14 data layer.
 """
 
 from __future__ import annotations

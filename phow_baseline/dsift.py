@@ -43,6 +43,9 @@ up to 64 frames at once (block-major scratch; each spatial bin's 8
 ``uint8`` are moved as one 64-bit word).  Indices into the hot loops are
 slices or loop counters, so that Numba's negative-index wraparound
 does not block vectorisation.
+
+One concept at this length: VLFeat's dense SIFT (its kernels, geometry and the
+fast uint8 assembly).
 """
 
 from __future__ import annotations

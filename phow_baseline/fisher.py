@@ -32,6 +32,9 @@ column ``floor(gx x / (W - 1))`` and row ``floor(gy y / (H - 1))`` of a
 by the tuple of their cells at every level; each group's moments are
 computed once and each region's moments are sums of its groups', so a
 descriptor goes through the GEMMs once whatever the number of levels.
+
+One concept at this length: the Fisher vector (the formulas, the region layouts
+and the encoder estimator).
 """
 
 from __future__ import annotations

@@ -38,6 +38,9 @@ each with its colour bar and units: structural dissimilarity ``(1 - SSIM) / 2``
 most.  The registration quality is stated in words
 (:func:`registration_quality`); when it is poor the differences are said to
 be unreliable.
+
+One concept at this length: follow-up differencing (ordering, registration, the
+differences, and their figures).
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ positive (or no negative) image of a class has no AUROC for that class and
 is left out of that class's interval.  The number of resamples actually
 used is recorded per class (``n_bootstrap_used``), so a reader sees when an
 interval rests on fewer resamples than asked for.
+
+One concept at this length: evaluation (ROC/AUROC with intervals, the
+calibration and operating-point tables, the published references, the run
+directory they fill).
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ Fibrosis               a reticular network of thin lines at the bases
 Pleural_Thickening     a bright band along the lateral chest wall
 Hernia                 a round retrocardiac opacity with an air-fluid level
 =====================  =====================================================
+
+One concept at this length: the phantom (its anatomy, the 14 findings'
+appearances, and the writers of its two layouts).
 """
 
 from __future__ import annotations

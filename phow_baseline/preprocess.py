@@ -5,6 +5,9 @@ Every image the library touches goes through :func:`read_xray` (any PNG ->
 :class:`ImageCache` decodes each image once into a memory-mapped
 ``uint8`` array of shape ``(N, S, S)`` that both the PHOW arm and the CNN
 arm read from.
+
+One concept at this length: getting images in (robust reading, equalization,
+resizing, the image cache).
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ once.  Small problems (few words or dimensions) use the plain
 evaluate exactly (float64) the words whose float32 score is within rounding
 of the best, so that both paths give the float64 nearest word and resolve
 exact ties (duplicated words) to the lowest index.
+
+One concept at this length: the exact nearest-word search.
 """
 
 from __future__ import annotations
