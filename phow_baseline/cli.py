@@ -340,7 +340,7 @@ def train(data_dir, work, model_dir, scheduler, quiet, **kw):
 @click.option("--split", type=click.Choice(["train_val", "train", "val", "test", "all"]), default=None,
               help="Split to evaluate [the model's test split].")
 @click.option("--name", default="PHOW baseline", show_default=True, help="Model name in the tables.")
-@click.option("--n-bootstrap", type=int, default=1000, show_default=True)
+@click.option("--n-bootstrap", type=click.IntRange(min=10), default=1000, show_default=True)
 @click.option("--quiet", is_flag=True)
 def evaluate(model_dir, data_dir, out, work, split, name, n_bootstrap, quiet):
     """Per-class ROC/AUROC of a trained model on a split; writes the run directory."""
@@ -425,7 +425,7 @@ def predict(model_dir, inputs, out, n_jobs, backend, scheduler, raw_scores, deci
 @main.command()
 @_DATA_ARG
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs/phow", show_default=True)
-@click.option("--n-bootstrap", type=int, default=1000, show_default=True)
+@click.option("--n-bootstrap", type=click.IntRange(min=10), default=1000, show_default=True)
 @config_options
 def run(data_dir, out, n_bootstrap, scheduler, quiet, **kw):
     """The whole PHOW baseline on the official split: train on train_val, evaluate on test."""
@@ -447,17 +447,20 @@ def run(data_dir, out, n_bootstrap, scheduler, quiet, **kw):
               help="A real ChestX-ray14 folder instead of the synthetic phantom.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder [~/.cache/phow-baseline/demo].")
-@click.option("--patients", type=int, default=400, show_default=True, help="Phantom patients.")
+@click.option("--patients", type=click.IntRange(min=20), default=400, show_default=True,
+              help="Phantom patients (at least 20, so that every split has images).")
+@click.option("--encoding", type=click.Choice(["bow", "fisher", "vlad"]), default="bow", show_default=True,
+              help="Image encoding (fisher/vlad at demo-sized settings).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n-bootstrap", type=int, default=1000, show_default=True)
+@click.option("--n-bootstrap", type=click.IntRange(min=10), default=1000, show_default=True)
 @click.option("--quiet", is_flag=True)
-def demo(data_dir, out, patients, seed, n_bootstrap, quiet):
+def demo(data_dir, out, patients, encoding, seed, n_bootstrap, quiet):
     """The whole PHOW baseline on a SYNTHETIC phantom (default) or on --data DIR; writes the report."""
     from .demo import run_demo
     from .metrics import format_auroc_table
 
     try:
-        r = run_demo(out, data_dir, patients, seed, progress=not quiet, n_bootstrap=n_bootstrap)
+        r = run_demo(out, data_dir, patients, seed, progress=not quiet, n_bootstrap=n_bootstrap, encoding=encoding)
     except _library_errors() as exc:
         raise click.ClickException(str(exc)) from None
     if r["synthetic"]:
@@ -471,7 +474,8 @@ def demo(data_dir, out, patients, seed, n_bootstrap, quiet):
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--patients", type=int, default=300, show_default=True)
+@click.option("--patients", type=click.IntRange(min=20), default=300, show_default=True,
+              help="Phantom patients (at least 20, so that every split has images).")
 @click.option("--size", type=int, default=256, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--followups", type=int, default=6, show_default=True, help="Patients with a follow-up series.")

@@ -25,6 +25,9 @@ DEMO_PATIENTS = 400
 #: The demo's settings: VLFeat's PHOW and SVM defaults, a smaller
 #: vocabulary (200 words from 40,000 descriptors) to keep it quick.
 DEMO_CONFIG = dict(n_words=200, max_descriptors=40_000, vocab_images=150)
+#: Per-encoding settings of the demo, scaled to its size (Fisher vectors: 64 Gaussians on PCA-64, 32,768
+#: dimensions per region layout instead of the full run's 204,800).
+DEMO_ENCODING = {"bow": {}, "fisher": dict(fv_components=64, fv_pca_dims=64), "vlad": dict(vlad_words=32)}
 #: The record of what the demo's folder holds.
 FINGERPRINT_FILE = "demo.json"
 #: The subfolders (and files) a demo writes; the only ones it deletes when its fingerprint changed.
@@ -101,7 +104,7 @@ def prepare_demo_dir(out, fingerprint: dict, log=None) -> bool:
 
 
 def run_demo(out_dir=None, data_dir=None, n_patients=DEMO_PATIENTS, seed=0, progress=True, n_bootstrap=1000,
-             config: BaselineConfig | None = None) -> dict:
+             config: BaselineConfig | None = None, encoding: str = "bow") -> dict:
     """Generate the phantom (unless ``data_dir``), run the baseline, write the report.
 
     Returns ``{"metrics", "data_dir", "run_dir", "model_dir", "report", "synthetic", "out_dir", "reused"}``.
@@ -110,7 +113,7 @@ def run_demo(out_dir=None, data_dir=None, n_patients=DEMO_PATIENTS, seed=0, prog
 
     out = Path(out_dir) if out_dir else default_cache_dir() / "demo"
     synthetic = data_dir is None
-    config = config or BaselineConfig(seed=seed, **DEMO_CONFIG)
+    config = config or BaselineConfig(seed=seed, encoding=encoding, **DEMO_CONFIG, **DEMO_ENCODING[encoding])
     print(f"demo: writing to {out} (choose another folder with --out)", file=sys.stderr, flush=True)
     reused = prepare_demo_dir(out, demo_fingerprint(config, data_dir, n_patients, seed))
     if synthetic:

@@ -328,8 +328,9 @@ def evaluate_model(model: PhowModel, data_dir, run_dir, work_dir, split=None, mo
         cal["probabilities"] = model.calibrate(scores)
     if model.operating_points is not None:
         cal.update(thresholds=model.operating_points.thresholds_, operating_rule=model.operating_points.describe())
-    if model.config.encoding != "bow" and model_name == "PHOW baseline":  # the tables name the encoding
-        model_name = f"PHOW baseline ({'Fisher vectors' if model.config.encoding == 'fisher' else 'VLAD'})"
+    label = {"fisher": "Fisher vectors", "vlad": "VLAD"}.get(model.config.encoding)
+    if label and label not in model_name:  # the tables and the report name the encoding of every run
+        model_name = f"PHOW baseline ({label})" if model_name == "PHOW baseline" else f"{model_name}, {label}"
     return write_run_dir(run_dir, model_name=model_name, kind="phow", split=split, names=names,
                          y_true=ds.labels(names), scores=scores, n_bootstrap=n_bootstrap, seed=model.config.seed,
                          extra={"config": model.config.to_dict(), "encoding": model.config.encoding,

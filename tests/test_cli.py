@@ -134,7 +134,7 @@ def test_unwritable_out_in_a_real_process(out, reason, tmp_path):
     """The installed entry point, in its own process: one line naming the path, exit 1."""
     if os.path.exists(os.path.dirname(out)):
         pytest.skip(f"{os.path.dirname(out)} exists here")
-    r = subprocess.run([sys.executable, "-m", "phow_baseline.cli", "phantom", out, "--patients", "4"],
+    r = subprocess.run([sys.executable, "-m", "phow_baseline.cli", "phantom", out, "--patients", "20"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stderr

@@ -104,3 +104,32 @@ def test_demo_command_on_a_real_folder(sample_dir, tmp_path):
                                      "--n-bootstrap", "50"])
     assert again.exit_code == 0, again.output
     assert "demo: reusing the caches" in again.stderr and "vocabulary: reusing" in again.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_with_fisher_vectors(tmp_path):
+    """`phow-baseline demo --encoding fisher` runs end to end (demo-sized mixture) and says which encoding."""
+    from click.testing import CliRunner
+
+    from phow_baseline.cli import main
+
+    out = tmp_path / "fv"
+    res = CliRunner().invoke(main, ["demo", "--out", str(out), "--patients", "40", "--encoding", "fisher",
+                                    "--n-bootstrap", "20", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "SYNTHETIC" in res.output
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["params"]["config"]["encoding"] == "fisher"
+    assert meta["params"]["config"]["fv_components"] == 64
+    m = json.loads((out / "run" / "metrics.json").read_text())
+    assert m["encoding"] == "fisher" and m["model"] == "PHOW baseline (phantom), Fisher vectors"
+    assert (out / "report" / "index.html").exists()
+
+
+def test_demo_refuses_too_few_patients():
+    from click.testing import CliRunner
+
+    from phow_baseline.cli import main
+
+    res = CliRunner().invoke(main, ["demo", "--patients", "0"])
+    assert res.exit_code == 2 and "--patients" in res.output and "Traceback" not in res.output
