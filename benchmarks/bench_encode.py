@@ -88,7 +88,7 @@ def pruned_work(X, C):
         C64 = np.asarray(C, np.float64)
         T = Q.pruning_tables(C)
         X = np.ascontiguousarray(X)
-        idx = np.flatnonzero(Q._nonzero_rows(X)).astype(np.int64)
+        idx = np.flatnonzero(Q.nonzero_descriptor_rows(X)).astype(np.int64)
         m, (k, d) = T.n_dims, C.shape
         mu32 = T.mu.astype(np.float32)
         cc2_max = float(T.centred_sq.max())

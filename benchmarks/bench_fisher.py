@@ -62,7 +62,7 @@ def main(argv=None):
     from phow_baseline.phow import phow
     from phow_baseline.postprocess import PCA, root_sift
     from phow_baseline.preprocess import preprocess, read_xray
-    from phow_baseline.quantize import _blas_single_thread, quantize
+    from phow_baseline.quantize import single_blas_thread, quantize
     from phow_baseline.vlad import vlad
     from phow_baseline.vocabulary import Vocabulary
 
@@ -115,7 +115,7 @@ def main(argv=None):
     t_encN = sum(best_time(lambda f=f, d=d: enc.encode_one(f, d), args.repeat)[0] for f, d in tests)
 
     sq = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
-    with _blas_single_thread():
+    with single_blas_thread():
         t_sq1, _ = best_time(lambda: sq @ sq, 3)
     t_sqN, _ = best_time(lambda: sq @ sq, 3)
     gf_sq1, gf_sqN = 2 * 2048 ** 3 / t_sq1 / 1e9, 2 * 2048 ** 3 / t_sqN / 1e9
@@ -128,11 +128,11 @@ def main(argv=None):
     rows.append(("FV encoder 1x1+2x2 + RootSIFT + PCA, 1 thread", n / t_enc1, None))
     rows.append((f"FV encoder 1x1+2x2 + RootSIFT + PCA, {cores} threads", n / t_encN, None))
 
-    with _blas_single_thread():
+    with single_blas_thread():
         words = [quantize(r, C, n_threads=1) for r in Rs]
     t_v1 = sum(best_time(lambda r=r, w=w: vlad(r, C, w, square_root=True, normalize_components=True),
                          args.repeat)[0] for r, w in zip(Rs, words))
-    with _blas_single_thread():
+    with single_blas_thread():
         t_vq = sum(best_time(lambda r=r: vlad(r, C, quantize(r, C, n_threads=1), square_root=True,
                                               normalize_components=True), args.repeat)[0] for r in Rs)
     rows.append(("VLAD ours, words given, 1 thread", n / t_v1, None))

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -50,6 +49,7 @@ from sklearn.exceptions import NotFittedError
 from .gmm import DEFAULT_N_COMPONENTS, MIN_PRIOR, VLFEAT_COVARIANCE_BOUND, GaussianMixtureVocabulary, \
     log_joint_table, softmax_rows
 from .postprocess import DEFAULT_PCA_DIMS, PCA, root_sift
+from .quantize import single_blas_thread, run_in_threads
 
 #: ``vl/fisher.c``: posteriors below this are skipped (set to zero here).
 FISHER_MIN_POSTERIOR = 1e-6
@@ -145,12 +145,6 @@ def _groups(cells: np.ndarray, n_regions: int):
 # Moments and the vector
 # --------------------------------------------------------------------------
 
-def _blas_single_thread():
-    from .quantize import _blas_single_thread as limit
-
-    return limit()
-
-
 def _check_mixture(means, covariances, priors):
     M = np.ascontiguousarray(means, np.float32)
     S = np.ascontiguousarray(covariances, np.float32)
@@ -230,17 +224,7 @@ def fisher_moments(descriptors, means, covariances, priors, groups=None, n_group
             np.matmul(q.T, a, out=G)                    # [S2, S1, S0] of every component
             acc[g] += G
 
-    if n_threads == 1:
-        with _blas_single_thread():
-            run(jobs, out)
-        return out
-    parts = [jobs[t::n_threads] for t in range(n_threads)]
-    accs = [out] + [np.zeros_like(out) for _ in range(n_threads - 1)]
-    with _blas_single_thread(), ThreadPoolExecutor(n_threads) as ex:
-        list(ex.map(run, parts, accs))
-    for a in accs[1:]:
-        out += a
-    return out
+    return run_in_threads(run, jobs, out, n_threads)
 
 
 def _normalize(enc: np.ndarray, square_root: bool, normalized: bool) -> np.ndarray:
@@ -348,10 +332,10 @@ def fisher_regions(descriptors, frames_xy, width, height, means, covariances, pr
 
 def nonzero_rows(descriptors) -> np.ndarray:
     """Mask of descriptors that are not all zero (PHOW zeroes those below its contrast threshold)."""
-    from .quantize import _nonzero_rows
+    from .quantize import nonzero_descriptor_rows
 
     d = np.ascontiguousarray(descriptors)
-    return _nonzero_rows(d) if len(d) else np.zeros(0, bool)
+    return nonzero_descriptor_rows(d) if len(d) else np.zeros(0, bool)
 
 
 def postprocess_descriptors(frames, descriptors, use_root_sift=True, pca=None, skip_zero=True):
@@ -401,7 +385,7 @@ class _RegionEncoderBase(TransformerMixin, BaseEstimator):
 
     def _prepare(self, frames, descriptors):
         if self._threads() == 1:  # one thread means one BLAS thread for the PCA too
-            with _blas_single_thread():
+            with single_blas_thread():
                 return postprocess_descriptors(frames, descriptors, self.root_sift, self.pca_, self.skip_zero)
         return postprocess_descriptors(frames, descriptors, self.root_sift, self.pca_, self.skip_zero)
 

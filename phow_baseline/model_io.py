@@ -68,7 +68,7 @@ def write_model_dir(directory, kind: str, params: dict, arrays: dict[str, dict[s
     return d
 
 
-def _model_json(directory) -> Path:
+def model_json_path(directory) -> Path:
     """``directory/model.json``, or an error that says where the model is when given a run folder."""
     d = Path(directory)
     mj = d / "model.json"
@@ -90,7 +90,7 @@ def _read_meta(mj: Path) -> dict:
 def read_model_dir(directory) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """Read and verify a model directory: ``(meta, arrays)``."""
     d = Path(directory)
-    mj = _model_json(d)
+    mj = model_json_path(d)
     meta = _read_meta(mj)
     if meta.get("format") != MODEL_FORMAT_VERSION:
         raise ModelFileError(f"{mj}: unsupported model format {meta.get('format')!r}")
@@ -147,7 +147,7 @@ def _resolve(kind: str, mj: Path) -> Callable:
 def load_model(directory):
     """Load a model directory of any registered kind (PHOW; CNN with the cnn extra)."""
     d = Path(directory)
-    mj = _model_json(d)
+    mj = model_json_path(d)
     kind = _read_meta(mj).get("kind")
     if kind not in _MODEL_KINDS:
         raise ModelFileError(f"{mj}: unknown model kind {kind!r} (known: {sorted(_MODEL_KINDS)})")

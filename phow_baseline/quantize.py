@@ -225,7 +225,7 @@ def _refine_gemm(X, rows, C64, S, j0, margin_rel, c2_max, out):
 _CONTROLLER = None
 
 
-def _blas_single_thread():
+def single_blas_thread():
     """A context limiting BLAS to one thread (threadpoolctl; the controller is built once)."""
     global _CONTROLLER
     if _CONTROLLER is None:
@@ -235,7 +235,7 @@ def _blas_single_thread():
     return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
-def _nonzero_rows(desc: np.ndarray) -> np.ndarray:
+def nonzero_descriptor_rows(desc: np.ndarray) -> np.ndarray:
     """Boolean mask of rows that are not all zero (128 uint8 = 16 uint64 words)."""
     if desc.dtype == np.uint8 and desc.shape[1] % 8 == 0 and desc.flags.c_contiguous:
         return desc.view(np.uint64).any(axis=1)
@@ -361,7 +361,7 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
     cnorm = np.einsum("ij,ij->i", C, C, dtype=np.float32)
     C64 = C.astype(np.float64)
     cnorm64 = np.einsum("ij,ij->i", C64, C64)
-    nz = _nonzero_rows(X)
+    nz = nonzero_descriptor_rows(X)
     zero_idx = np.flatnonzero(~nz).astype(np.int64)
     if len(zero_idx):
         # ||0 - c||^2 = ||c||^2: one arg-min (float64, the first on a tie) for all the zeroed descriptors
@@ -424,18 +424,29 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
                           S[:r], j0, xm2[:r], slack[:r], w[:r], _PRUNE_GROUPS)
             _count_words(rows, w[:r], cells, words, h, k)
 
-    run = run_pruned if pruned else run_gemm
-    if n_threads == 1:  # one thread in all: BLAS too (OpenBLAS threads on these small GEMMs only contend)
-        with _blas_single_thread():
-            run(starts, hist)
-        return words, hist
-    parts = [starts[t::n_threads] for t in range(n_threads)]
-    hists = [hist] + [np.zeros_like(hist) for _ in range(n_threads - 1)]
-    with _blas_single_thread(), ThreadPoolExecutor(n_threads) as ex:
-        list(ex.map(run, parts, hists))
-    for h in hists[1:]:
-        hist += h
+    run_in_threads(run_pruned if pruned else run_gemm, starts, hist, n_threads)
     return words, hist
+
+
+def run_in_threads(run, jobs, acc: np.ndarray, n_threads: int) -> np.ndarray:
+    """``run(jobs_part, acc_part)`` over ``n_threads`` threads (every ``n_threads``-th job each), then
+    the per-thread accumulators summed into ``acc``.
+
+    BLAS is held to one thread throughout: with one thread in all, that is
+    the whole budget; with several, each thread runs its own small GEMMs
+    (OpenBLAS's own threads on them only contend).
+    """
+    with single_blas_thread():
+        if n_threads == 1:
+            run(jobs, acc)
+            return acc
+        parts = [jobs[t::n_threads] for t in range(n_threads)]
+        accs = [acc] + [np.zeros_like(acc) for _ in range(n_threads - 1)]
+        with ThreadPoolExecutor(n_threads) as ex:
+            list(ex.map(run, parts, accs))
+    for a in accs[1:]:
+        acc += a
+    return acc
 
 
 def quantize(descriptors, centers, n_threads=None, method="auto") -> np.ndarray:

@@ -69,14 +69,14 @@ def _check(descriptors, centers, words, n_threads=None):
     if X.ndim != 2 or C.ndim != 2 or X.shape[1] != C.shape[1]:
         raise ValueError(f"descriptors {X.shape} and centers {C.shape} must be (n, d) and (k, d)")
     if words is None:
-        from .quantize import _blas_single_thread, quantize
+        from .quantize import single_blas_thread, quantize
 
         if not len(X):
             words = np.zeros(0, np.int32)
         elif n_threads == 1:
             # one thread means one BLAS thread too: OpenBLAS's own threads on many small GEMMs are up to
             # 16x slower on a loaded machine (measured: 2.3 s vs 0.14 s for 50,000 x 64 words)
-            with _blas_single_thread():
+            with single_blas_thread():
                 words = quantize(X, C, n_threads=1)
         else:
             words = quantize(X, C, n_threads=n_threads)

@@ -243,7 +243,7 @@ def test_help_states_the_data_dir_default(command):
 
 def test_help_states_option_defaults():
     out = " ".join(invoke("run", "--help").output.split())  # as one line: help text wraps
-    for text in ("[default: runs/phow]", "[default: 1000]", "[default: 600]", "[default: 10]", "[default: -1]"):
+    for text in ("[default: runs/phow]", "[default: 1000; x>=10]", "[default: 600]", "[default: 10]", "[default: -1]"):
         assert text in out, text
     assert "[default: runs/work]" in invoke("vocab", "--help").output
 

@@ -21,10 +21,10 @@ def _require_torch() -> None:
 
 def _check_model_dir(ctx, param, value):
     """A model directory must hold model.json; given a run's output folder, say where its model is."""
-    from ..model_io import ModelFileError, _model_json
+    from ..model_io import ModelFileError, model_json_path
 
     try:
-        _model_json(value)
+        model_json_path(value)
     except ModelFileError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     return value
