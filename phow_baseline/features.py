@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_save_npy, atomic_write_json, jsonable, read_json, sha256_array
+from .io import atomic_save_npy, claim_folder, read_json, sha256_array
 from .pyramid import SpatialPyramidEncoder
 
 FEATURE_FORMAT_VERSION = 1
@@ -39,13 +39,7 @@ class FeatureStore:
         directory.mkdir(parents=True, exist_ok=True)
         index = {"format": FEATURE_FORMAT_VERSION, "dim": int(dim), "shard_size": int(shard_size),
                  "params": params, "names": list(names)}
-        p = directory / "index.json"
-        if p.exists():
-            if read_json(p, what="feature-store index") != jsonable(index):
-                raise ValueError(f"{p}: a feature store with other parameters or images is already here; "
-                                 "use another folder or delete it")
-        else:
-            atomic_write_json(p, index, indent=None)
+        claim_folder(directory / "index.json", index, what="a feature store")
         return cls(directory, names, dim, shard_size, params)
 
     @classmethod

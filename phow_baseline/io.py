@@ -195,6 +195,25 @@ def list_images(inputs: Iterable) -> list[Path]:
     return paths
 
 
+def claim_folder(params_path, params: dict, *, what: str, error=ValueError) -> bool:
+    """Record what a folder holds (``params`` in ``params_path``), or check it holds the same.
+
+    A cache or dataset folder holds one thing: the first run writes its
+    parameters; a later run with equal parameters resumes (returns True);
+    one with other parameters raises ``error`` naming the folder, so two
+    kinds of output never mix.
+    """
+    params_path = Path(params_path)
+    params = jsonable(params)
+    if params_path.exists():
+        if read_json(params_path, what=f"{what} parameters") != params:
+            raise error(f"{params_path.parent}: {what} with other parameters or images is already here; "
+                        "use another folder or delete it")
+        return True
+    atomic_write_json(params_path, params, indent=None)
+    return False
+
+
 def write_failures_csv(path, failures) -> Path:
     """The files that could not be used, as a CSV ``file,reason`` (atomically)."""
     import csv

@@ -331,6 +331,14 @@ def _grid_axes(n_panels, ncols=4, panel=2.55):
     return plt, fig, axes.ravel()
 
 
+def _label_grid(axes, n_panels: int, xlabel: str, ylabel: str, ncols: int = 4) -> None:
+    """Axis labels on the first column and on the last row of a grid of panels."""
+    for ax in axes[::ncols]:
+        ax.set_ylabel(ylabel, fontsize=7)
+    for ax in axes[max(0, n_panels - ncols):n_panels]:
+        ax.set_xlabel(xlabel, fontsize=7)
+
+
 def plot_roc(result: dict, path, title="ROC curves", band: dict | None = None,
              n_bootstrap: int | None = None, marked: Sequence[str] = ROC_MARKED) -> None:
     """ROC curves as small multiples: one panel per class, into a PNG (matplotlib, Agg).
@@ -384,10 +392,7 @@ def plot_roc(result: dict, path, title="ROC curves", band: dict | None = None,
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=6.5)
-    for ax in axes[::4]:
-        ax.set_ylabel("true positive rate", fontsize=7)
-    for ax in axes[max(0, len(labels) - 4):len(labels)]:
-        ax.set_xlabel("false positive rate", fontsize=7)
+    _label_grid(axes, len(labels), "false positive rate", "true positive rate")
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -435,10 +440,7 @@ def plot_calibration(summary: dict, path, title="Reliability diagrams") -> None:
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=6.5)
-    for ax in axes[::4]:
-        ax.set_ylabel("fraction positive", fontsize=7)
-    for ax in axes[max(0, len(labels) - 4):len(labels)]:
-        ax.set_xlabel("predicted probability", fontsize=7)
+    _label_grid(axes, len(labels), "predicted probability", "fraction positive")
     fig.suptitle(f"{title}: {summary['n_bins']} equal-width bins; grey bars: images per bin "
                  f"(height 0.25 = all), mean ECE {summary['mean_ece']:.3f}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))

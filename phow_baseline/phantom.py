@@ -640,7 +640,7 @@ def make_phantom_like(out, metadata_csv, size: int = DEFAULT_SIZE, limit: int | 
     from tqdm.auto import tqdm
 
     from .data import DatasetError, read_boxes, read_metadata, read_split_list
-    from .io import atomic_write_json, atomic_write_text, read_json, sha256_strings
+    from .io import atomic_write_json, atomic_write_text, claim_folder, read_json, sha256_strings
 
     out = Path(out)
     meta_path = Path(metadata_csv)
@@ -668,15 +668,9 @@ def make_phantom_like(out, metadata_csv, size: int = DEFAULT_SIZE, limit: int | 
               "chunk": int(chunk)}
     out.mkdir(parents=True, exist_ok=True)
     params_path = out / _LIKE_PARAMS
-    if params_path.exists():
-        old = read_json(params_path, what="phantom parameters")
-        if old != params:
-            raise FileExistsError(f"{out}: a phantom with other parameters is there ({old}); "
-                                  "use another folder or delete it")
-    else:
-        if (out / "images").exists() and any((out / "images").iterdir()):
-            raise FileExistsError(f"{out}: holds images but no {_LIKE_PARAMS}; use an empty folder")
-        atomic_write_json(params_path, params)
+    if not params_path.exists() and (out / "images").exists() and any((out / "images").iterdir()):
+        raise FileExistsError(f"{out}: holds images but no {_LIKE_PARAMS}; use an empty folder")
+    claim_folder(params_path, params, what="a phantom", error=FileExistsError)
     image_dir = out / "images"
     image_dir.mkdir(exist_ok=True)
     parts_dir = out / _LIKE_PARTS

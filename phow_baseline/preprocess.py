@@ -457,7 +457,7 @@ class ImageCache:
         """
         from tqdm.auto import tqdm
 
-        from .io import atomic_write_json, read_json
+        from .io import atomic_write_json, claim_folder, read_json
         from .parallel import imap
 
         if equalization not in EQUALIZATIONS:
@@ -472,13 +472,7 @@ class ImageCache:
                   "shard_size": int(shard_size), "names": names}
         index_path = directory / "index.json"
         params_path = directory / "params.json"
-        if params_path.exists():
-            old = read_json(params_path, what="image cache parameters")
-            if old != params:
-                raise ValueError(f"{params_path}: an image cache with other parameters or images "
-                                 "is already there; use another folder or delete it")
-        else:
-            atomic_write_json(params_path, params, indent=None)
+        claim_folder(params_path, params, what="an image cache")
         n_shards = (len(paths) + shard_size - 1) // shard_size
         todo = [s for s in range(n_shards)
                 if not all(_shard_file(directory, s, w).exists() for w in (".npy", ".ok.npy", ".failures.json"))]
