@@ -4,7 +4,9 @@ Each iteration assigns every point to its nearest centre with
 :func:`phow_baseline.quantize.quantize` (the exact pruned search: a PCA lower
 bound as a skinny GEMM, then an exact float64 check of the few centres that
 can win, ties to the lowest index) and moves every centre to the mean of its
-points (sums by a sparse one-hot product, no loop over points).  It follows
+points (per-cluster float64 sums and counts, kept from one iteration to the
+next: only the points whose label changed move their share, a Numba loop
+over those few).  It follows
 ``sklearn.cluster.KMeans(algorithm="lloyd", n_init=1)`` step for step, so the
 two give the same centres from the same initial centres:
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import sys
 import time
 
+import numba
 import numpy as np
 
 try:
@@ -135,19 +138,56 @@ def kmeans_plusplus_init(X, n_clusters: int, random_state=None) -> np.ndarray:
     return centers + mean
 
 
-def _cluster_sums(X64, labels, k):
-    """Per-cluster sums (float64, ``(k, d)``) and counts: one sparse one-hot product.
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sq(X, r, C64, j):
+    """``||x_r - c_j||^2`` in float64 (exact products of float32 values, summed in float64)."""
+    s = 0.0
+    for t in range(X.shape[1]):
+        v = np.float64(X[r, t]) - C64[j, t]
+        s += v * v
+    return s
 
-    ``X64``: the points in float64 (converted once by the caller: a float32
-    operand would be converted on every product).
+
+@numba.njit(cache=True, nogil=True)
+def _move_points(X, idx, old, new, sums, counts):
+    """Per-cluster float64 sums and counts after the points ``idx`` moved from ``old`` to ``new``.
+
+    The sums stay those of the labels up to float64 rounding (each move
+    rounds by at most 2^-53 of a sum, far below the float32 centres' own
+    rounding); only the few points whose label changed are touched, instead
+    of every point at every iteration.
     """
-    from scipy import sparse
+    d = X.shape[1]
+    for t in range(idx.shape[0]):
+        i = idx[t]
+        a = old[i]
+        b = new[i]
+        for q in range(d):
+            v = np.float64(X[i, q])
+            sums[a, q] -= v
+            sums[b, q] += v
+        counts[a] -= 1.0
+        counts[b] += 1.0
 
-    n = len(labels)
-    onehot = sparse.csr_matrix((np.ones(n, np.float64), labels, np.arange(n + 1)), shape=(n, k))
-    sums = np.asarray(onehot.T @ X64)
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
-    return sums, counts
+
+@numba.njit(cache=True, nogil=True)
+def _sum_by_label(X, labels, sums, counts):
+    """Per-cluster float64 sums and counts, the points added in order."""
+    d = X.shape[1]
+    for i in range(X.shape[0]):
+        a = labels[i]
+        for q in range(d):
+            sums[a, q] += np.float64(X[i, q])
+        counts[a] += 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _inertia_kernel(X, C64, labels):
+    """``sum_i ||x_i - C[label_i]||^2`` in float64."""
+    total = 0.0
+    for i in range(X.shape[0]):
+        total += _sq(X, i, C64, labels[i])
+    return total
 
 
 def _relocate_empty(X, labels, centers_old, sums, counts) -> int:
@@ -187,15 +227,6 @@ def _assign(X, centers, n_threads, method) -> np.ndarray:
 
     with threadpool_limits(limits=1, user_api="blas"):
         return quantize(X, centers, n_threads=n_threads, method=method).astype(np.int32, copy=False)
-
-
-def _inertia(X, centers, labels, chunk=65536) -> float:
-    """``sum_i ||x_i - C[label_i]||^2`` in float64 (chunked to bound memory)."""
-    total = 0.0
-    for s in range(0, len(X), chunk):
-        diff = np.asarray(X[s:s + chunk], np.float64) - centers[labels[s:s + chunk]]
-        total += float(np.einsum("ij,ij->", diff, diff))
-    return total
 
 
 def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4,
@@ -272,33 +303,45 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
     else:
         centers = init - mean
     x_sq = float(np.einsum("ij,ij->", X64, X64))
+    del X64
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=int(max_iter), desc="k-means", unit="it", disable=not progress, file=sys.stderr,
                leave=False, mininterval=0)
-    labels_old = np.full(n, -1, np.int32)
+    labels = np.full(n, -1, np.int32)
+    sums = np.zeros((k, d), np.float64)
+    counts = np.zeros(k, np.float64)
     history = []
     strict = False
     i = 0
     for i in range(int(max_iter)):
         t0 = time.perf_counter()
+        labels_old = labels
         labels = _assign(X, centers, n_threads, method)
-        sums, counts = _cluster_sums(X64, labels, k)
+        if i == 0:
+            _sum_by_label(X, labels, sums, counts)
+            changed = n
+        else:  # the sums of these labels: only the points whose label changed move
+            moved = np.flatnonzero(labels != labels_old)
+            _move_points(X, moved, labels_old, labels, sums, counts)
+            changed = len(moved)
         c64 = centers.astype(np.float64)
         # inertia of these labels against the centres they were assigned to, from the sums:
         # sum ||x||^2 - 2 sum_j c_j . S_j + sum_j n_j ||c_j||^2
         inertia = (x_sq - 2.0 * float(np.einsum("ij,ij->", c64, sums))
                    + float(counts @ np.einsum("ij,ij->i", c64, c64)))
-        relocated = _relocate_empty(X, labels, centers, sums, counts)
-        new = np.empty_like(sums)
-        full = counts > 0
-        new[full] = sums[full] / counts[full, None]
+        sums_u, counts_u = sums, counts
+        if not counts.all():  # relocation moves a point's share of the sums, not its label: on copies
+            sums_u, counts_u = sums.copy(), counts.copy()
+        relocated = _relocate_empty(X, labels, centers, sums_u, counts_u)
+        new = np.empty_like(sums_u)
+        full = counts_u > 0
+        new[full] = sums_u[full] / counts_u[full, None]
         if not full.all():
-            new[~full] = new[np.argmax(counts)]
+            new[~full] = new[np.argmax(counts_u)]
         new = new.astype(np.float32)
         shift = float(np.sum((new.astype(np.float64) - c64) ** 2))
-        changed = int(np.count_nonzero(labels != labels_old))
         centers = new
         history.append({"iteration": i + 1, "inertia": inertia, "center_shift": shift, "changed": changed,
                         "relocated": relocated, "seconds": time.perf_counter() - t0})
@@ -309,10 +352,8 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
             break
         if shift <= tol_abs:
             break
-        labels_old = labels
     bar.close()
     if not strict:
         labels = _assign(X, centers, n_threads, method)
-    inertia = _inertia(X64, centers.astype(np.float64), labels)
-    del X64
+    inertia = float(_inertia_kernel(X, centers.astype(np.float64), labels))
     return centers + mean, labels, inertia, i + 1, history

@@ -111,3 +111,46 @@ def test_kmeans_plusplus_chooses_the_points_sklearn_chooses(seed):
     np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_array_equal(centers, want_centers)
     np.testing.assert_array_equal(kmeans_plusplus_init(X, 50, seed), want_centers + mean)
+
+
+def _reference_lloyd(X, init, n_iter):
+    """Lloyd from scratch every iteration (fresh float64 sums of the labels, sklearn's relocation rule)."""
+    from phow_baseline.kmeans import _centred, _relocate_empty
+    from phow_baseline.quantize import quantize
+
+    mean, Xc, _ = _centred(X)
+    C = (np.asarray(init, np.float32) - mean).astype(np.float32)
+    changed, prev = [], None
+    for _ in range(n_iter):
+        lab = quantize(Xc, C).astype(np.int32)
+        changed.append(len(X) if prev is None else int(np.count_nonzero(lab != prev)))
+        prev = lab
+        sums = np.zeros(C.shape, np.float64)
+        np.add.at(sums, lab, Xc.astype(np.float64))
+        counts = np.bincount(lab, minlength=len(C)).astype(np.float64)
+        _relocate_empty(Xc, lab, C, sums, counts)
+        full = counts > 0
+        new = C.astype(np.float64)
+        new[full] = sums[full] / counts[full, None]
+        C = new.astype(np.float32)
+    return C + mean, changed
+
+
+@pytest.mark.parametrize("empty", [False, True])
+def test_kept_sums_equal_fresh_sums(empty):
+    """The update keeps the per-cluster sums across iterations (only moved points change them): the centres
+    equal those of sums recomputed from scratch at every iteration, with and without empty clusters."""
+    X = _points(n=2500, centers=40, seed=4)
+    k = 40
+    init = X[np.random.default_rng(1).choice(len(X), k, replace=False)].copy()
+    if empty:
+        init[3], init[11] = 1e4, -1e4
+    for n_iter in (1, 2, 3, 4, 5):
+        centers, _, _, it, history = fit_kmeans(X, k, init=init, max_iter=n_iter, tol=0)
+        assert it == n_iter  # (converges at the 5th: labels still move before)
+        want, changed = _reference_lloyd(X, init, n_iter)
+        # the same labels, float64 sums kept or fresh: the float32 centres agree to their last bit or two
+        np.testing.assert_allclose(centers, want, rtol=0, atol=2 * np.spacing(np.abs(want).max()))
+        assert [h["changed"] for h in history] == changed
+        if empty:
+            assert history[0]["relocated"] == 2
