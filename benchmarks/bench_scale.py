@@ -40,9 +40,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
+import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -109,11 +112,15 @@ class TreeMonitor(threading.Thread):
         self.join()
 
 
-def run_command(args, log_path, stage_of_line=None, env=None):
+def run_command(args, log_path, stage_of_line=None, env=None, kill=None):
     """Run ``args``; stream its stderr to ``log_path``; return wall time, peaks and stage times.
 
     ``stage_of_line(line, current)`` -> new stage name or None, called on every
-    line (tqdm's carriage-return updates count as lines).
+    line (tqdm's carriage-return updates count as lines).  ``kill(line, stage)``
+    -> True sends SIGKILL to the command's own process (``kill -9 PID``, as a
+    user would; its joblib workers are left to notice and exit, and any still
+    alive after :data:`ORPHAN_GRACE_S` seconds are killed and counted); the
+    result then says ``killed`` and a non-zero exit is not an error.
     """
     t0 = time.perf_counter()
     load0 = os.getloadavg()
@@ -121,6 +128,7 @@ def run_command(args, log_path, stage_of_line=None, env=None):
     mon = TreeMonitor(proc.pid)
     mon.start()
     stages, current = [], None
+    killed = None
     if stage_of_line is not None:  # until the first stage's output: start-up (imports, reading the dataset)
         stages.append({"stage": "start-up", "start": 0.0})
         current = mon.stage = "start-up"
@@ -149,6 +157,8 @@ def run_command(args, log_path, stage_of_line=None, env=None):
                     stages.append({"stage": new, "start": now})
                     current = new
                     mon.stage = new
+                if kill is not None and killed is None and kill(line, current):
+                    killed = _kill_9(proc, current, line, time.perf_counter() - t0)
     rc = proc.wait()
     t_out.join()
     wall = time.perf_counter() - t0
@@ -159,11 +169,53 @@ def run_command(args, log_path, stage_of_line=None, env=None):
         s["seconds"] = s["end"] - s["start"]
         s["peak_rss"] = mon.peaks.get(s["stage"], 0)
     stdout = b"".join(out_chunks).decode("utf-8", "replace")
-    if rc != 0:
+    if killed is not None:
+        killed["orphans_killed"] = killed.pop("reaper")()
+    if rc != 0 and killed is None:
         tail = Path(log_path).read_text(errors="replace")[-3000:]
         raise SystemExit(f"command failed ({rc}): {' '.join(map(str, args))}\n{stdout[-2000:]}\n{tail}")
-    return {"wall_s": wall, "peak_rss": mon.peak, "stages": stages, "stdout": stdout,
-            "load_before": load0, "load_after": os.getloadavg()}
+    return {"wall_s": wall, "peak_rss": mon.peak, "stages": stages, "stdout": stdout, "rc": rc,
+            "killed": killed, "load_before": load0, "load_after": os.getloadavg()}
+
+
+ORPHAN_GRACE_S = 120.0
+"""Seconds the killed command's workers get to notice their parent is gone and exit."""
+
+
+def _kill_9(proc, stage, line, at_s):
+    """SIGKILL ``proc`` alone; return what was killed, and a reaper for workers that outlive the grace time.
+
+    The caller's read loop goes on until every holder of the command's stderr
+    (its orphaned workers too) has exited; the reaper, armed here, kills those
+    still alive after :data:`ORPHAN_GRACE_S` s so the loop cannot hang.
+    """
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    os.kill(proc.pid, signal.SIGKILL)
+    reaped = []
+
+    def reap():
+        for c in children:
+            try:
+                if c.is_running() and c.status() != psutil.STATUS_ZOMBIE:
+                    c.kill()
+                    reaped.append(c.pid)
+            except psutil.Error:
+                pass
+
+    timer = threading.Timer(ORPHAN_GRACE_S, reap)
+    timer.daemon = True
+    timer.start()
+
+    def finish():
+        timer.cancel()
+        return len(reaped)
+
+    m = re.search(r"(\d+)/(\d+)", line)
+    return {"stage": stage, "at_s": at_s, "progress": m.group(0) if m else None,
+            "workers_at_kill": len(children), "reaper": finish}
 
 
 class RunStages:
@@ -201,6 +253,206 @@ class RunStages:
         return None
 
 
+KILL_STAGES = {"encode": ("encode train", re.compile(r"^encode:")),
+               "train": ("train", re.compile(r"^train \(SGD\)"))}
+"""``--kill`` names: the stage of ``run`` and the progress bar whose count decides the moment."""
+
+
+class KillAt:
+    """``kill(line, stage)`` for :func:`run_command`: true once the bar of ``spec`` passes ``fraction``.
+
+    The bar's count (shards encoded; images x epochs of SGD) is read from
+    tqdm's ``n/total`` on the command's stderr, so the kill lands at a drawn
+    point of the stage's own work, never at its start or end.
+    """
+
+    def __init__(self, spec, fraction: float):
+        self.stage, self.bar = spec
+        self.fraction = fraction
+
+    def __call__(self, line: str, stage) -> bool:
+        if stage != self.stage:
+            return False
+        s = line.strip()
+        m = re.search(r"\|\s*(\d+)/(\d+)\s*\[", s)
+        if not (self.bar.match(s) and m):
+            return False
+        done, total = int(m.group(1)), int(m.group(2))
+        return 0 < total and max(1, math.ceil(self.fraction * total)) <= done < total
+
+
+RESUME_LINE = re.compile(r"encode(?: \(\w+\))?: (\d+) of (\d+) shard\(s\) to do in (\S+) \((\d+) kept\)")
+
+
+def resume_lines(log) -> list:
+    """The ``encode: N of M shard(s) to do in DIR (K kept)`` lines of a ``run`` log."""
+    text = Path(log).read_text(errors="replace")
+    return [{"store": Path(d).name, "todo": int(t), "total": int(m), "kept": int(k)}
+            for t, m, d, k in RESUME_LINE.findall(text)]
+
+
+def shard_files(work) -> dict:
+    """Complete shard files on disk per cache / feature folder of a work folder."""
+    out = {}
+    for d in sorted(Path(work).glob("features-*")) + sorted(Path(work).glob("images-*")):
+        pat = "feat_*.npy" if d.name.startswith("features-") else "shard_[0-9]*[0-9].npy"
+        out[d.name] = sorted(f.name for f in d.glob(pat))
+    return out
+
+
+def count_files(work) -> dict:
+    return {k: len(v) for k, v in shard_files(work).items()}
+
+
+RESUMABLE = ("image cache (train)", "image cache (test)", "vocabulary: PHOW", "encode train", "encode test")
+
+
+def effective_stages(invocations) -> dict:
+    """Seconds per stage over all invocations of ``run``, and the seconds the kills lost.
+
+    Resumable stages (caches, encoding) keep what they finished, so their time
+    is summed over invocations (the shards in flight at a kill, redone, are in
+    the sum).  Training starts again after a kill: the killed invocation's
+    training time, and every rerun's start-up, count as ``lost`` instead.
+    """
+    eff, lost = {}, 0.0
+    for i, r in enumerate(invocations):
+        killed_stage = r["killed"]["stage"] if r["killed"] else None
+        for st in r["stages"]:
+            name = st["stage"]
+            if (name == killed_stage and name not in RESUMABLE) or (name == "start-up" and i > 0):
+                lost += st["seconds"]
+                continue
+            eff[name] = eff.get(name, 0.0) + st["seconds"]
+    eff["lost to kills"] = lost
+    return eff
+
+
+def stage_peaks(invocations) -> dict:
+    peaks = {}
+    for r in invocations:
+        for st in r["stages"]:
+            if st["peak_rss"]:
+                peaks[st["stage"]] = max(peaks.get(st["stage"], 0.0), _mib(st["peak_rss"]))
+    return peaks
+
+
+def linked_work(src, dst, drop=()):
+    """A copy of work folder ``src`` at ``dst`` made of hard links, without the files in ``drop``.
+
+    Hard links cost no space; the library writes every file through a
+    temporary and a rename, so nothing written under ``dst`` changes ``src``.
+    ``drop``: paths relative to ``src`` (``features-.../feat_00012.npy``).
+    """
+    src, dst = Path(src), Path(dst)
+    drop = {str(x) for x in drop}
+    if dst.exists():
+        shutil.rmtree(dst)
+    for root, _, files in os.walk(src):
+        rel = Path(root).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            if f == ".lock" or str(rel / f) in drop:
+                continue
+            os.link(Path(root) / f, dst / rel / f)
+
+
+def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> dict:
+    """``--verify-resume`` and ``--compare-solver``: uninterrupted reruns on the features already made.
+
+    Verify: shards are dropped from a hard-linked copy of the work folder
+    (some of those the reruns redid after the kill, some kept from before it,
+    some test shards); an uninterrupted ``run`` there re-encodes exactly those,
+    trains from the start and scores.  Its re-encoded shards must be
+    byte-identical to the resumed run's and its metrics and predictions equal.
+    Compare: ``run --solver S`` on a linked copy (features reused); mean AUROC
+    of both and per class the Spearman rank correlation of the test scores.
+    """
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    res = {}
+    base = ["run", str(data), "--size", str(a.size), "--n-bootstrap", str(a.n_bootstrap)] + a.run_args.split()
+    work = runp / "work"
+    if a.verify_resume:
+        rng = random.Random(a.seed + 1)
+        final = shard_files(work)
+        first = next((r for r in invocations if r["killed"] and r["killed"]["stage"] == "encode train"), None)
+        before = first["killed"]["_present"] if first else {}
+        drop = []
+        for store, files in final.items():
+            if not store.startswith("features-"):
+                continue
+            k = a.verify_resume if "train_val" in store else max(1, a.verify_resume // 2)
+            redone = [f for f in files if f not in set(before.get(store, files))]
+            kept = [f for f in files if f not in set(redone)]
+            pick = rng.sample(redone, min(len(redone), (k + 1) // 2))
+            pick += rng.sample(kept, min(len(kept), k - len(pick)))
+            drop += [f"{store}/{f}" for f in sorted(pick)]
+        ref = out / f"verify-{tag}"
+        if ref.exists():
+            shutil.rmtree(ref)
+        linked_work(work, ref / "work", drop)
+        cmd = cli + base[:2] + ["--out", str(ref)] + base[2:]
+        r = run_command(cmd, out / f"logs-{tag}" / "verify.log", RunStages(), env=env)
+        again = resume_lines(out / f"logs-{tag}" / "verify.log")
+        same_shards = all(
+            (work / d).read_bytes() == (ref / "work" / d).read_bytes() for d in drop)
+        m_ref = json.loads((ref / "run" / "metrics.json").read_text())
+        same_metrics = m_ref["auroc"] == metrics["auroc"] and m_ref["mean_auroc"] == metrics["mean_auroc"]
+        same_pred = (ref / "run" / "predictions.csv").read_bytes() == (runp / "run" / "predictions.csv").read_bytes()
+        res["verify_resume"] = {"command": " ".join(cmd), "dropped": drop, "reencoded": again,
+                                "reencoded_shards_identical": same_shards, "metrics_identical": same_metrics,
+                                "predictions_identical": same_pred, "wall_s": r["wall_s"],
+                                "peak_rss_mib": _mib(r["peak_rss"]), "load_after": r["load_after"]}
+        print(f"  verify: {len(drop)} shard(s) dropped and re-encoded by an uninterrupted run "
+              f"({again}); identical shards {same_shards}, metrics {same_metrics}, predictions {same_pred} "
+              f"({r['wall_s']:.0f} s)", flush=True)
+        if not a.keep:
+            shutil.rmtree(ref, ignore_errors=True)
+    if a.compare_solver:
+        cmp_dir = out / f"solver-{a.compare_solver}-{tag}"
+        linked_work(work, cmp_dir / "work")
+        cmd = cli + base[:2] + ["--out", str(cmp_dir)] + base[2:] + ["--solver", a.compare_solver]
+        parser = RunStages()
+        r = run_command(cmd, out / f"logs-{tag}" / f"solver-{a.compare_solver}.log", parser, env=env)
+        m2 = json.loads((cmp_dir / "run" / "metrics.json").read_text())
+
+        def scores(d):
+            import pandas as pd
+            return pd.read_csv(d / "run" / "scores.csv", index_col=0)
+
+        s1, s2 = scores(runp), scores(cmp_dir)
+        s2 = s2.loc[s1.index]
+        # a class with one label value in training gets w = 0: constant scores, no rank correlation (None)
+        rho = {c: (None if min(s1[c].nunique(), s2[c].nunique()) < 2
+                   else float(spearmanr(s1[c].to_numpy(), s2[c].to_numpy())[0])) for c in s1.columns}
+        defined = [v for v in rho.values() if v is not None]
+        train_st = [st for st in r["stages"] if st["stage"] == "train"]
+        res["compare_solver"] = {
+            "command": " ".join(cmd), "solver": parser.solver, "mean_auroc": m2.get("mean_auroc"),
+            "mean_auroc_main": metrics.get("mean_auroc"), "auroc": m2.get("auroc"), "spearman_scores": rho,
+            "spearman_min": min(defined, default=None),
+            "spearman_median": float(np.median(defined)) if defined else None,
+            "spearman_undefined": [c for c, v in rho.items() if v is None],
+            "train_s": train_st[0]["seconds"] if train_st else None,
+            "train_peak_rss_mib": _mib(train_st[0]["peak_rss"]) if train_st else None,
+            "wall_s": r["wall_s"], "peak_rss_mib": _mib(r["peak_rss"]), "load_after": r["load_after"],
+            "training_main": metrics.get("training"), "training_other": m2.get("training")}
+        c = res["compare_solver"]
+        print(f"  {parser.solver} on the same features: mean AUROC {m2.get('mean_auroc'):.4f} vs "
+              f"{metrics.get('mean_auroc'):.4f}; Spearman of the scores per class min {c['spearman_min']}, "
+              f"median {c['spearman_median']} (undefined: {c['spearman_undefined']}); train {c['train_s']} s",
+              flush=True)
+        if not a.keep:
+            shutil.rmtree(cmp_dir, ignore_errors=True)
+    return res
+
+
+def _fmt(v, fmt=".4f"):
+    return "-" if v is None else format(v, fmt)
+
+
 def _mib(b):
     return b / 2 ** 20
 
@@ -217,6 +469,15 @@ def main():
     ap.add_argument("--n-bootstrap", type=int, default=200)
     ap.add_argument("--keep", action="store_true", help="Keep the phantom and the run folders.")
     ap.add_argument("--run-args", default="", help="Extra options for `run` (e.g. '--solver sgd').")
+    ap.add_argument("--kill", default="", help="Comma-separated stages of `run` to kill it in with SIGKILL, in "
+                    "order, rerunning the same command after each: encode (train split), train (SGD).")
+    ap.add_argument("--seed", type=int, default=0, help="Draws the kill points and the verified shards.")
+    ap.add_argument("--verify-resume", type=int, default=0, metavar="K",
+                    help="After the run: drop K train + K/2 test shards from a linked copy of its work folder, "
+                         "rerun uninterrupted there, and check shards, metrics and predictions are identical.")
+    ap.add_argument("--compare-solver", default=None, choices=["liblinear", "sgd"],
+                    help="After the run: `run --solver S` on the same features; mean AUROC and per-class "
+                         "rank correlation of the test scores.")
     a = ap.parse_args()
 
     cli = _cli()
@@ -253,12 +514,45 @@ def main():
     row("phantom (whole command)", r["wall_s"], n_all, r["peak_rss"], du(data), load=r["load_after"])
     commands = {"phantom": " ".join(cmd)}
 
-    # 2. run
+    # 2. run (killed with SIGKILL in the stages of --kill, then rerun, until it completes)
     cmd = cli + ["run", str(data), "--out", str(runp), "--size", str(a.size), "--n-bootstrap",
                  str(a.n_bootstrap)] + a.run_args.split()
-    parser = RunStages()
-    r = run_command(cmd, logs / "run.log", parser, env=env)
     commands["run"] = " ".join(cmd)
+    plan = [k.strip() for k in a.kill.split(",") if k.strip()]
+    unknown = [k for k in plan if k not in KILL_STAGES]
+    if unknown:
+        raise SystemExit(f"--kill: unknown stage(s) {unknown}; choose from {sorted(KILL_STAGES)}")
+    rng = random.Random(a.seed)
+    invocations = []
+    while True:
+        target = plan[0] if plan else None
+        fraction = round(rng.uniform(0.2, 0.7), 3) if target else None
+        parser = RunStages()
+        log = logs / f"run{len(invocations) + 1 if invocations or plan else ''}.log"
+        r = run_command(cmd, log, parser, env=env,
+                        kill=KillAt(KILL_STAGES[target], fraction) if target else None)
+        r["solver"] = parser.solver
+        r["resumed"] = resume_lines(log)
+        r["log"] = str(log)
+        if r["killed"]:
+            present = shard_files(runp / "work")
+            r["killed"].update(fraction_target=fraction, files_on_disk={k: len(v) for k, v in present.items()},
+                               _present=present)
+            print(f"  killed (SIGKILL) in {r['killed']['stage']} at {r['killed']['at_s']:.1f} s, progress "
+                  f"{r['killed']['progress']}; {r['killed']['orphans_killed']} orphaned worker(s) had to be "
+                  f"killed; on disk: {r['killed']['files_on_disk']}", flush=True)
+            plan.pop(0)
+            invocations.append(r)
+            continue
+        if target is not None:
+            r["kill_missed"] = target
+            print(f"  note: the run completed before it could be killed in {target}", flush=True)
+        invocations.append(r)
+        break
+    for r in invocations[1:]:
+        for x in r["resumed"]:
+            print(f"  rerun: {x['store']}: {x['todo']} of {x['total']} shard(s) redone ({x['kept']} kept)",
+                  flush=True)
     work = runp / "work"
     cfg = json.loads((runp / "config.json").read_text())
     n_vocab = min(cfg.get("vocab_images", 2000), n_tv)
@@ -273,9 +567,19 @@ def main():
     n_of = {"image cache (train)": n_tv, "vocabulary: PHOW": n_vocab, "vocabulary: k-means": None,
             "encode train": n_tv, "train": n_tv, "image cache (test)": n_te, "encode test": n_te,
             "scores + metrics": n_te}
-    for s in r["stages"]:
-        row("run: " + s["stage"], s["seconds"], n_of.get(s["stage"]), s["peak_rss"], disk.get(s["stage"]))
-    row("run (whole command)", r["wall_s"], n_all, r["peak_rss"], du(runp), load=r["load_after"])
+    many = len(invocations) > 1
+    for i, r in enumerate(invocations, 1):
+        tag_i = f" [{i}/{len(invocations)}{', killed' if r['killed'] else ''}]" if many else ""
+        for st in r["stages"]:
+            row(f"run{tag_i}: " + st["stage"], st["seconds"], n_of.get(st["stage"]), st["peak_rss"],
+                None if many else disk.get(st["stage"]))
+        row(f"run{tag_i} (whole command)", r["wall_s"], n_all, r["peak_rss"], None if many else du(runp),
+            load=r["load_after"])
+    if many:
+        row("run (all invocations)", sum(r["wall_s"] for r in invocations), n_all,
+            max(r["peak_rss"] for r in invocations), du(runp), load=invocations[-1]["load_after"])
+    effective = effective_stages(invocations)
+    solver = invocations[-1]["solver"] or next((r["solver"] for r in invocations if r["solver"]), None)
     metrics = json.loads((runp / "run" / "metrics.json").read_text())
 
     # 3. evaluate (features cached by run)
@@ -306,16 +610,27 @@ def main():
     row("report", r["wall_s"], None, r["peak_rss"], du(out / f"report-{tag}"), load=r["load_after"])
 
     result = {"tag": tag, "n_images": n_all, "n_train_val": n_tv, "n_test": n_te, "size": a.size,
-              "cpu_count": os.cpu_count(), "solver": parser.solver, "mean_auroc": metrics.get("mean_auroc"),
+              "cpu_count": os.cpu_count(), "solver": solver, "mean_auroc": metrics.get("mean_auroc"),
               "mean_auroc_evaluate": m_eval.get("mean_auroc"), "auroc": metrics.get("auroc"),
-              "commands": commands, "stages": rows, "disk_data_mib": _mib(du(data)), "disk_run_mib": _mib(du(runp)),
+              "commands": commands, "stages": rows,
+              "stage_seconds": effective, "stage_peak_rss_mib": stage_peaks(invocations),
+              "disk_mib": {k: _mib(v) for k, v in disk.items()},
+              "kills": [dict({k: v for k, v in r["killed"].items() if not k.startswith("_")},
+                             rerun=invocations[i + 1]["resumed"])
+                        for i, r in enumerate(invocations) if r["killed"]],
+              "kill_missed": invocations[-1].get("kill_missed"), "disk_data_mib": _mib(du(data)), "disk_run_mib": _mib(du(runp)),
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     js = out / "scale.json"
     allres = json.loads(js.read_text()) if js.exists() else {}
     allres[tag] = result
     js.write_text(json.dumps(allres, indent=2))
     (out / "scale.md").write_text(markdown(allres))
-    print(f"solver {parser.solver}; mean AUROC {metrics.get('mean_auroc')} (evaluate: "
+    if a.verify_resume or a.compare_solver:
+        result.update(reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics))
+        allres[tag] = result
+        js.write_text(json.dumps(allres, indent=2))
+        (out / "scale.md").write_text(markdown(allres))
+    print(f"solver {solver}; mean AUROC {metrics.get('mean_auroc')} (evaluate: "
           f"{m_eval.get('mean_auroc')}); table: {out / 'scale.md'}", flush=True)
     if not a.keep:
         shutil.rmtree(folder, ignore_errors=True)
@@ -339,7 +654,70 @@ def markdown(allres: dict) -> str:
         if loads:
             lines += ["Load average (1, 5, 15 min) after each command: "
                       + "; ".join(", ".join(f"{x:.2f}" for x in l) for l in loads), ""]
+        for k in r.get("kills") or []:
+            lines.append(f"Killed with SIGKILL in {k['stage']} at {k['at_s']:.0f} s (bar {k['progress']}, "
+                         f"drawn point {k['fraction_target']:.0%}); {k['orphans_killed']} orphaned worker(s) "
+                         f"outlived {ORPHAN_GRACE_S:.0f} s; shards on disk: "
+                         + ", ".join(f"{d} {n}" for d, n in k["files_on_disk"].items() if d.startswith("features"))
+                         + ". The rerun: " + ("; ".join(f"{x['store']}: {x['todo']} of {x['total']} redone "
+                                                        f"({x['kept']} kept)" for x in k["rerun"]) or "-") + ".")
+        if r.get("kills"):
+            lines.append("")
+        v = r.get("verify_resume")
+        if v:
+            lines += [f"Resume check: {len(v['dropped'])} shards dropped from a hard-linked copy of the work "
+                      f"folder and re-encoded by an uninterrupted run ("
+                      + "; ".join(f"{x['store']}: {x['todo']} of {x['total']}" for x in v["reencoded"])
+                      + f"): re-encoded shards byte-identical: {v['reencoded_shards_identical']}; metrics "
+                      f"identical: {v['metrics_identical']}; predictions.csv identical: "
+                      f"{v['predictions_identical']} ({v['wall_s']:.0f} s).", "", f"    {v['command']}", ""]
+        c = r.get("compare_solver")
+        if c:
+            lines += [f"Solver comparison on the same features: {c['solver']} mean AUROC {c['mean_auroc']:.4f} "
+                      f"vs {r['solver']} {c['mean_auroc_main']:.4f}; Spearman rank correlation of the test "
+                      f"scores per class: min {_fmt(c['spearman_min'])}, median {_fmt(c['spearman_median'])}"
+                      + (f" (constant scores, undefined: {', '.join(c['spearman_undefined'])})"
+                         if c.get("spearman_undefined") else "") + "; "
+                      f"{c['solver']} training {c['train_s'] or 0:.0f} s, peak "
+                      f"{c['train_peak_rss_mib'] or 0:.0f} MiB.", "", f"    {c['command']}", ""]
+    if len(allres) > 1:
+        lines += across_n(allres)
     return "\n".join(lines)
+
+
+ACROSS = (("image cache (train)", "n_train_val"), ("encode train", "n_train_val"), ("train", "n_train_val"),
+          ("image cache (test)", "n_test"), ("encode test", "n_test"))
+
+
+def across_n(allres: dict) -> list:
+    """One table over the rehearsals: per-image time of each stage and the memory peaks, to read the scaling."""
+    lines = ["## Across N: time per image (ms) and peak RSS (MiB) per stage", "",
+             "| rehearsal | images | px | " + " | ".join(f"{st} ms/img" for st, _ in ACROSS)
+             + " | run ms/img | vocabulary s | peak RSS per stage (max) | run peak RSS | disk MiB |",
+             "|---|---:|---:|" + "---:|" * (len(ACROSS) + 5)]
+    for tag, r in allres.items():
+        eff = r.get("stage_seconds")
+        if eff is None:  # older result: read the table rows
+            eff = {st["stage"][5:]: st["seconds"] for st in r["stages"] if st["stage"].startswith("run: ")}
+            peaks = {st["stage"][5:]: st["peak_rss_mib"] for st in r["stages"]
+                     if st["stage"].startswith("run: ") and st["peak_rss_mib"]}
+        else:
+            peaks = r.get("stage_peak_rss_mib") or {}
+        cells = []
+        for st, n in ACROSS:
+            cells.append("" if st not in eff else f"{1e3 * eff[st] / r[n]:.1f}")
+        run_rows = [st for st in r["stages"] if st["stage"].startswith("run") and "whole command" in st["stage"]
+                    or st["stage"] == "run (all invocations)"]
+        total = sum(v for k, v in eff.items() if k != "lost to kills")
+        vocab = eff.get("vocabulary: PHOW", 0) + eff.get("vocabulary: k-means", 0)
+        peak_stage = max(peaks.items(), key=lambda kv: kv[1]) if peaks else ("", 0)
+        run_peak = max((st["peak_rss_mib"] or 0) for st in run_rows) if run_rows else 0
+        lines.append(f"| {tag} | {r['n_images']} | {r['size']} | " + " | ".join(cells)
+                     + f" | {1e3 * total / r['n_images']:.1f} | {vocab:.0f} | {peak_stage[1]:.0f} "
+                     f"({peak_stage[0]}) | {run_peak:.0f} | {r['disk_run_mib']:.0f} |")
+    lines += ["", "Stage times summed over a killed run's invocations (resumable stages), training counted "
+              "once (complete); `run ms/img` is that sum over all images.", ""]
+    return lines
 
 
 if __name__ == "__main__":

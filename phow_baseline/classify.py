@@ -201,9 +201,12 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
             return self
         from joblib import Parallel, delayed
 
+        # LinearSVC takes float64: one copy here, shared by the threads (each would otherwise make its own)
+        X = np.ascontiguousarray(X, dtype=np.float64)
         out = Parallel(n_jobs=self.n_jobs, prefer="threads")(
             delayed(_fit_one_liblinear)(X, Y[:, j], self.C, self.class_weight, self.max_iter, self.random_state)
             for j in range(Y.shape[1]))
+        del X
         self.coef_ = np.stack([o[0] for o in out]).astype(np.float32)
         self.intercept_ = np.array([o[1] for o in out], np.float64)
         self.converged_ = np.array([o[2] for o in out], bool)

@@ -227,3 +227,53 @@ def test_vocabulary_cache_is_refit_for_another_split_or_other_images(sample_dir,
     assert not reused
     assert not fit(range(6), BaselineConfig(**{**cfg.to_dict(), "train_split": "train"}))[1]  # other split
     assert fit(range(6), BaselineConfig(**{**cfg.to_dict(), "train_split": "train"}))[1]
+
+
+@pytest.mark.filterwarnings("ignore:Platt scaling")
+def test_auto_solver_estimates_liblinears_peak_and_calibration_uses_the_final_solver(sample_dir, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """The 20,000-image rehearsal found two faults: ``solver="auto"`` chose liblinear for the calibration's
+    held-out SVMs (fewer rows) while the final SVMs were SGD, and its budget counted one float64 matrix where
+    liblinear's threads each hold a sparse copy (14.3 GB measured for a 4 GiB budget)."""
+    from phow_baseline import steps
+
+    # the estimate: the float64 matrix plus one sparse copy per thread (more threads, more memory)
+    one, two = (steps.liblinear_peak_bytes(1000, 100, 300, 0.5, t) for t in (1, 2))
+    assert one == 8 * 1000 * 100 + 12 * 1000 * 300 + 16 * (150_000 + 1000) and two - one == 16 * 151_000
+    assert steps.liblinear_peak_bytes(2000, 100, 300, 0.5, 2) == 2 * two
+
+    cfg = BaselineConfig(size=64, n_words=8, max_descriptors=2000, vocab_images=10, n_jobs=1, kernel_map="none",
+                         n_epochs=2, shard_size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingImagesWarning)
+        ds = ChestXray14(sample_dir)
+    cache, rows, _ = steps.prepare_training(ds, tmp_path, cfg, progress=False)
+    # a budget between the held-out rows' estimate and all rows': the old rule flipped solvers here
+    store = steps.encode_split(cache, range(len(cache)), cache.names, tmp_path, steps.fit_vocabulary(
+        cache, rows, tmp_path, cfg, progress=False), cfg, cfg.train_split, progress=False)
+    n_fit = len([r for r in rows if cache.names[r] not in set(ds.split_names("val"))])
+    assert 0 < n_fit < len(rows)
+    dens = steps.feature_density(store)
+    assert 0 < dens <= 1
+    lo, hi = (steps.liblinear_peak_bytes(n, store.dim, store.dim, dens, 1) for n in (n_fit, len(rows)))
+    monkeypatch.setattr(steps, "IN_MEMORY_BUDGET_BYTES", (lo + hi) // 2)
+    solvers = []
+    real = steps.train_svms
+
+    def spy(*a, **k):
+        svm = real(*a, **k)
+        solvers.append(svm.convergence()["solver"])
+        return svm
+
+    monkeypatch.setattr(steps, "train_svms", spy)
+    capsys.readouterr()
+    model = steps.train_model(sample_dir, tmp_path, cfg, progress=False, ds=ds)
+    err = capsys.readouterr().err
+    assert solvers == ["sgd", "sgd"], solvers  # final SVMs, then the held-out ones for the calibration
+    assert "auto: liblinear's estimated peak" in err and "> the" in err
+    assert model.calibrator is not None
+    # with room for all rows, both are liblinear
+    monkeypatch.setattr(steps, "IN_MEMORY_BUDGET_BYTES", hi)
+    solvers.clear()
+    steps.train_model(sample_dir, tmp_path, cfg, progress=False, ds=ds)
+    assert solvers == ["liblinear", "liblinear"]
