@@ -366,7 +366,8 @@ def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> d
     trains from the start and scores.  Its re-encoded shards must be
     byte-identical to the resumed run's and its metrics and predictions equal.
     Compare: ``run --solver S`` on a linked copy (features reused); mean AUROC
-    of both and per class the Spearman rank correlation of the test scores.
+    of both and per class the Spearman rank correlation of the test scores
+    (the other run is not calibrated: its scores are the SVMs' margins).
     """
     import numpy as np
     from scipy.stats import spearmanr
@@ -413,14 +414,26 @@ def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> d
     if a.compare_solver:
         cmp_dir = out / f"solver-{a.compare_solver}-{tag}"
         linked_work(work, cmp_dir / "work")
-        cmd = cli + base[:2] + ["--out", str(cmp_dir)] + base[2:] + ["--solver", a.compare_solver]
+        # without the calibration's second set of SVMs (the scores compared are the SVMs' margins, and
+        # AUROC does not see a monotone calibration): the same settings otherwise, --config merged
+        extra = a.run_args.split()
+        settings = {}
+        if "--config" in extra:
+            i = extra.index("--config")
+            settings = json.loads(Path(extra[i + 1]).read_text())
+            del extra[i:i + 2]
+        cfg_path = out / f"solver-{a.compare_solver}-{tag}.json"
+        cfg_path.write_text(json.dumps({**settings, "calibration": "none"}))
+        cmd = cli + base[:2] + ["--out", str(cmp_dir)] + base[2:len(base) - len(a.run_args.split())] + extra + [
+            "--config", str(cfg_path), "--solver", a.compare_solver]
         parser = RunStages()
         r = run_command(cmd, out / f"logs-{tag}" / f"solver-{a.compare_solver}.log", parser, env=env)
         m2 = json.loads((cmp_dir / "run" / "metrics.json").read_text())
 
         def scores(d):
             import pandas as pd
-            return pd.read_csv(d / "run" / "scores.csv", index_col=0)
+            f = d / "run" / "scores.csv"  # the margins; an uncalibrated run has them in predictions.csv
+            return pd.read_csv(f if f.exists() else d / "run" / "predictions.csv", index_col=0)
 
         s1, s2 = scores(runp), scores(cmp_dir)
         s2 = s2.loc[s1.index]
