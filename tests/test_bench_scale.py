@@ -1,0 +1,80 @@
+"""The rehearsal benchmark's own helpers: where it kills, what it counts, the linked work folder."""
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "bench_scale", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_scale.py")
+bench_scale = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_scale)
+
+
+def test_kill_lands_inside_the_stage_at_the_drawn_point():
+    kill = bench_scale.KillAt(bench_scale.KILL_STAGES["encode"], 0.5)
+    bar = "encode:  {p}%|##   | {n}/40 [00:10<00:30,  1.2s/shard]"
+    assert not kill(bar.format(p=0, n=0), "encode train")
+    assert not kill(bar.format(p=47, n=19), "encode train")
+    assert kill(bar.format(p=50, n=20), "encode train")
+    assert not kill(bar.format(p=50, n=20), "encode test")  # another stage
+    assert not kill(bar.format(p=100, n=40), "encode train")  # never at the very end
+    train = bench_scale.KillAt(bench_scale.KILL_STAGES["train"], 0.3)
+    assert train("train (SGD):  31%|###  | 31/100 [00:01<00:02, 30img/s]", "train")
+    assert not train("train: 14 linear SVMs (SGD, out of core, 10 epochs) on 10 x 36 features", "train")
+
+
+def test_resume_lines_and_the_time_a_kill_loses(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("image cache: 100%|##| 6/6\rencode: 3 of 19 shard(s) to do in /x/work/features-train_val-ab "
+                   "(16 kept)\nencode (fisher): 0 of 7 shard(s) to do in w/features-test-cd (7 kept)\n")
+    assert bench_scale.resume_lines(log) == [
+        {"store": "features-train_val-ab", "todo": 3, "total": 19, "kept": 16},
+        {"store": "features-test-cd", "todo": 0, "total": 7, "kept": 7}]
+    st = lambda name, s: {"stage": name, "seconds": s, "peak_rss": 0}
+    invocations = [
+        {"killed": {"stage": "encode train"}, "stages": [st("start-up", 2), st("encode train", 10)]},
+        {"killed": {"stage": "train"}, "stages": [st("start-up", 2), st("encode train", 5), st("train", 7)]},
+        {"killed": None, "stages": [st("start-up", 2), st("train", 20), st("encode test", 4)]}]
+    eff = bench_scale.effective_stages(invocations)
+    # encoding resumes: summed; training restarts: the killed part and the reruns' start-ups are lost
+    assert eff == {"start-up": 2, "encode train": 15, "train": 20, "encode test": 4, "lost to kills": 11}
+
+
+def test_linked_work_shares_files_but_not_writes(tmp_path):
+    src = tmp_path / "work"
+    (src / "features-x").mkdir(parents=True)
+    for i in range(3):
+        np.save(src / "features-x" / f"feat_{i:05d}.npy", np.full(4, i, np.float32))
+    (src / "vocabulary.json").write_text("{}")
+    (src / ".lock").write_text("123")
+    dst = tmp_path / "copy" / "work"
+    bench_scale.linked_work(src, dst, ["features-x/feat_00001.npy"])
+    assert sorted(p.name for p in (dst / "features-x").iterdir()) == ["feat_00000.npy", "feat_00002.npy"]
+    assert not (dst / ".lock").exists()
+    assert os.stat(dst / "features-x" / "feat_00000.npy").st_ino == os.stat(src / "features-x" / "feat_00000.npy").st_ino
+    assert bench_scale.count_files(dst) == {"features-x": 2}
+    assert bench_scale.shard_files(src) == {"features-x": ["feat_00000.npy", "feat_00001.npy", "feat_00002.npy"]}
+
+
+def test_markdown_reads_a_killed_run_and_the_table_across_n():
+    def result(n, kills):
+        return {"n_images": n, "n_train_val": n * 3 // 4, "n_test": n // 4, "size": 256, "cpu_count": 2,
+                "solver": "sgd", "mean_auroc": 0.9, "finished": "now", "disk_run_mib": 1.0,
+                "commands": {"run": "phow-baseline run"},
+                "stages": [{"stage": "run (all invocations)", "seconds": 3.0, "images": n, "images_per_s": 1.0,
+                            "ms_per_image": 1.0, "peak_rss_mib": 500.0, "disk_mib": 1.0}],
+                "stage_seconds": {"encode train": 0.75 * n, "train": 0.1 * n, "lost to kills": 1.0},
+                "stage_peak_rss_mib": {"train": 400.0, "encode train": 300.0}, "kills": kills}
+    kill = {"stage": "encode train", "at_s": 12.0, "progress": "5/10", "fraction_target": 0.5,
+            "orphans_killed": 0, "files_on_disk": {"features-train_val-a": 5},
+            "rerun": [{"store": "features-train_val-a", "todo": 5, "total": 10, "kept": 5}]}
+    md = bench_scale.markdown({"n100": result(100, [kill]), "n1000": result(1000, [])})
+    assert "features-train_val-a: 5 of 10 redone (5 kept)" in md
+    rows = [line for line in md.splitlines() if line.startswith("| n1")]
+    assert len(rows) == 2
+    # the per-image cost is the same at both N here: 1000 ms/img for encode train (0.75 n s over 0.75 n images)
+    assert all(re.search(r"\| 1000\.0 \|", r) for r in rows)
