@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -292,8 +294,20 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
             self._loss_sum += (sw * np.maximum(0.0, 1.0 - margin)).sum(0)
         else:
             self._loss_sum += sw.sum(0)  # w = 0: every hinge is 1
-        for j, clf in enumerate(self._sgd):
-            clf.partial_fit(Xb, Yb[:, j], classes=np.array([0, 1]), sample_weight=sw[:, j])
+        classes = np.array([0, 1])
+
+        def step(j):
+            self._sgd[j].partial_fit(Xb, Yb[:, j], classes=classes, sample_weight=sw[:, j])
+
+        # the labels' SVMs are independent and scikit-learn's SGD loop runs without the GIL: one thread per
+        # core, each label's result the same as in a loop
+        threads = min(effective_n_jobs(self.n_jobs), len(self._sgd))
+        if threads > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(step, range(len(self._sgd))))
+        else:
+            for j in range(len(self._sgd)):
+                step(j)
         self._rows_done += len(Xb)
         return self._rows_done
 

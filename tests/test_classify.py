@@ -36,6 +36,19 @@ def test_learns_a_known_signal(solver):
     assert np.mean([roc_auc_score(Yt[:, j], S0[:, j]) for j in range(14)]) < 0.65
 
 
+
+def test_sgd_threads_give_the_same_svms_as_one_thread():
+    """The 14 labels' SGD steps run in threads (one per core); each label's SVM is the loop's, bit for bit."""
+    X, Y = _signal()
+    one = OneVsRestSVM(solver="sgd", n_epochs=3, random_state=0, n_jobs=1).fit(X, Y)
+    two = OneVsRestSVM(solver="sgd", n_epochs=3, random_state=0, n_jobs=2).fit(X, Y)
+    np.testing.assert_array_equal(one.coef_, two.coef_)
+    np.testing.assert_array_equal(one.intercept_, two.intercept_)
+    np.testing.assert_array_equal(one.objective_, two.objective_)
+    # and the threads do not share a label's state: another seed gives other SVMs
+    other = OneVsRestSVM(solver="sgd", n_epochs=3, random_state=1, n_jobs=2).fit(X, Y)
+    assert not np.array_equal(other.coef_, two.coef_)
+
 def test_balanced_class_weight():
     assert class_sample_weights(np.array([1, 0, 0, 0]), "balanced") == (4 / 6, 2.0)
     assert class_sample_weights(np.array([1, 0]), None) == (1.0, 1.0)
