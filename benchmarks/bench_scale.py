@@ -164,13 +164,15 @@ def run_command(args, log_path, stage_of_line=None, env=None, kill=None):
     wall = time.perf_counter() - t0
     mon.stop()
     if stages:
-        stages[-1]["end"] = wall
+        # a killed command's last stage ends at the kill, not when its orphaned workers let go of the pipe
+        stages[-1]["end"] = killed["at_s"] if killed is not None else wall
     for s in stages:
         s["seconds"] = s["end"] - s["start"]
         s["peak_rss"] = mon.peaks.get(s["stage"], 0)
     stdout = b"".join(out_chunks).decode("utf-8", "replace")
     if killed is not None:
         killed["orphans_killed"] = killed.pop("reaper")()
+        killed["orphan_wait_s"] = wall - killed["at_s"]
     if rc != 0 and killed is None:
         tail = Path(log_path).read_text(errors="replace")[-3000:]
         raise SystemExit(f"command failed ({rc}): {' '.join(map(str, args))}\n{stdout[-2000:]}\n{tail}")
@@ -670,7 +672,8 @@ def markdown(allres: dict) -> str:
         for k in r.get("kills") or []:
             lines.append(f"Killed with SIGKILL in {k['stage']} at {k['at_s']:.0f} s (bar {k['progress']}, "
                          f"drawn point {k['fraction_target']:.0%}); {k['orphans_killed']} orphaned worker(s) "
-                         f"outlived {ORPHAN_GRACE_S:.0f} s; shards on disk: "
+                         f"outlived {ORPHAN_GRACE_S:.0f} s (the command's wall time includes "
+                         f"{k.get('orphan_wait_s', 0):.0f} s waiting for its workers to let go); shards on disk: "
                          + ", ".join(f"{d} {n}" for d, n in k["files_on_disk"].items() if d.startswith("features"))
                          + ". The rerun: " + ("; ".join(f"{x['store']}: {x['todo']} of {x['total']} redone "
                                                         f"({x['kept']} kept)" for x in k["rerun"]) or "-") + ".")
