@@ -26,12 +26,18 @@ On the real ChestX-ray14 sample ($CHESTXRAY14_SAMPLE):
    x 600 words.  (a) k-means++ seeding with one ``random_state``: ours
    against ``sklearn.cluster.kmeans_plusplus`` as ``KMeans.fit`` calls it
    (time, and whether the same points are chosen).  (b) Lloyd from that one
-   initialisation with the same iterations (``tol=0``, ``--kmeans-iter``):
-   our ``fit_kmeans`` (assignment by the exact pruned search) against
-   ``sklearn.cluster.KMeans(algorithm="lloyd", n_init=1)``.  (c) The whole
-   fit, (a) + (b), as ``KMeans(init="k-means++")`` does it.  Agreement of the
-   centres and labels with sklearn on float32 (what the vocabulary gives it)
-   and on float64 (its most exact arithmetic), and of those two with each other.
+   initialisation with the same iterations (``tol=0``; ``--kmeans-iter``,
+   20 and 100 by default, 100 being the vocabulary's ``max_iter``): our
+   ``fit_kmeans`` with its default assignment (Elkan's bounds kept between
+   iterations, :mod:`phow_baseline.kmeans_bounds`; the labels of a full
+   search) and with ``bounds=False`` (every point searched every
+   iteration by the exact pruned search) against
+   ``sklearn.cluster.KMeans(algorithm="lloyd", n_init=1)``, all on every
+   core, wall time; the two of ours must give identical centres.  (c) The
+   whole fit, (a) + (b), as ``KMeans(init="k-means++")`` does it.
+   Agreement of the centres and labels with sklearn on float32 (what the
+   vocabulary gives it) and on float64 (its most exact arithmetic), and of
+   those two with each other (at the first ``--kmeans-iter``).
 5. End to end per 1024x1024 PNG (decode -> equalize -> resize -> PHOW ->
    encode) as a multiple of the PNG decode alone, single process and with
    all cores, and the wall time that implies for all 112,120 images.
@@ -133,7 +139,8 @@ def main():
     ap.add_argument("--words", type=int, default=600)
     ap.add_argument("--kmeans-descriptors", type=int, default=100_000)
     ap.add_argument("--kmeans-images", type=int, default=80, help="Images the k-means descriptors come from.")
-    ap.add_argument("--kmeans-iter", type=int, default=20, help="Lloyd iterations of both k-means (tol=0).")
+    ap.add_argument("--kmeans-iter", default="20,100",
+                    help="Comma-separated Lloyd iterations of both k-means (tol=0), one comparison each.")
     ap.add_argument("--no-sklearn-init", dest="sklearn_init", action="store_false",
                     help="Skip timing sklearn's kmeans_plusplus (slow: minutes at 100,000 x 600).")
     ap.add_argument("--only", default="quantize,kmeans,e2e", help="Comma-separated parts to run.")
@@ -244,7 +251,7 @@ def main():
 
         src = paths[200:200 + a.kmeans_images]
         S = sample_descriptors([phow(preprocess(p, 256))[1] for p in src], a.kmeans_descriptors, seed=0)
-        k, it = a.words, a.kmeans_iter
+        k = a.words
         print(f"vocabulary k-means: {len(S)} PHOW descriptors of {len(src)} other sample images x {k} words; "
               f"load average {load()}", flush=True)
         # (a) k-means++ seeding, same random_state: ours against sklearn's kmeans_plusplus (as KMeans.fit calls
@@ -267,58 +274,81 @@ def main():
         load_pp = load()
         init = c_ours + mean
         # (b) Lloyd from that one initialisation, the same iterations (tol=0), interleaved
-        t = time.perf_counter()
-        km = KMeans(k, init=init, n_init=1, max_iter=it, tol=0.0, algorithm="lloyd").fit(S)
-        t_sk = time.perf_counter() - t
-        load_sk = load()
-        t = time.perf_counter()
-        centers, labels, inertia, n_iter, hist = fit_kmeans(S, k, init=init, max_iter=it, tol=0.0)
-        t_ours_km = time.perf_counter() - t
-        load_ours = load()
-        # the float64 reference: sklearn on the same points in float64 (its most exact arithmetic)
-        km64 = KMeans(k, init=init.astype(np.float64), n_init=1, max_iter=it, tol=0.0,
-                      algorithm="lloyd").fit(S.astype(np.float64))
-        scale = float(np.abs(km64.cluster_centers_).max())
-
-        def agree(c1, l1, c2, l2):
-            dc = np.abs(np.asarray(c1, np.float64) - c2).max(1)
-            return {"centres_max_abs_diff": float(dc.max()), "centres_within_1e-4_of_scale": float(np.mean(dc <= 1e-4 * scale)),
-                    "labels_identical_share": float(np.mean(l1 == l2))}
-
-        res.update({
-            "kmeans_descriptors": len(S), "kmeans_words": k, "kmeans_max_iter": it,
-            "kmeanspp_ours_s": t_pp_ours, "kmeanspp_sklearn_s": t_pp_sk,
-            "kmeanspp_speedup": None if t_pp_sk is None else t_pp_sk / t_pp_ours,
-            "kmeanspp_same_indices_as_sklearn": same_idx, "load_average_kmeanspp": load_pp,
-            "lloyd_iterations_ours": n_iter, "lloyd_iterations_sklearn": int(km.n_iter_),
-            "lloyd_ours_s": t_ours_km, "lloyd_sklearn_s": t_sk, "lloyd_speedup": t_sk / t_ours_km,
-            "fit_ours_s": t_pp_ours + t_ours_km, "fit_sklearn_s": None if t_pp_sk is None else t_pp_sk + t_sk,
-            "fit_speedup": None if t_pp_sk is None else (t_pp_sk + t_sk) / (t_pp_ours + t_ours_km),
-            "ours_vs_sklearn32": agree(centers, labels, km.cluster_centers_, km.labels_),
-            "ours_vs_sklearn64": agree(centers, labels, km64.cluster_centers_, km64.labels_),
-            "sklearn32_vs_sklearn64": agree(km.cluster_centers_, km.labels_, km64.cluster_centers_, km64.labels_),
-            "kmeans_inertia_ours": inertia, "kmeans_inertia_sklearn32": float(km.inertia_),
-            "kmeans_inertia_sklearn64": float(km64.inertia_),
-            "kmeans_inertia_per_iteration": [h["inertia"] for h in hist],
-            "load_average_lloyd_sklearn": load_sk, "load_average_lloyd_ours": load_ours,
-        })
+        iters = [int(v) for v in str(a.kmeans_iter).split(",")]
+        scale = None
+        res["kmeans_descriptors"], res["kmeans_words"] = len(S), k
+        res["kmeanspp_ours_s"], res["kmeanspp_sklearn_s"] = t_pp_ours, t_pp_sk
+        res["kmeanspp_speedup"] = None if t_pp_sk is None else t_pp_sk / t_pp_ours
+        res["kmeanspp_same_indices_as_sklearn"], res["load_average_kmeanspp"] = same_idx, load_pp
         pp_sk = "not run (--no-sklearn-init)" if t_pp_sk is None else \
             f"{t_pp_sk:.1f} s, same {k} points chosen: {same_idx}"
         print(f"  k-means++ (random_state=0): ours {t_pp_ours:.1f} s; sklearn kmeans_plusplus {pp_sk}; "
               f"load average {load_pp}")
-        print(f"  Lloyd, {it} iterations at most (tol=0) from that init: sklearn KMeans(lloyd) {t_sk:.1f} s "
-              f"({km.n_iter_} it., load after {load_sk}); ours fit_kmeans {t_ours_km:.1f} s ({n_iter} it., "
-              f"load after {load_ours}): {t_sk / t_ours_km:.2f}x")
-        if t_pp_sk is not None:
-            print(f"  whole fit (k-means++ + Lloyd): sklearn {t_pp_sk + t_sk:.1f} s, ours {t_pp_ours + t_ours_km:.1f} s: "
-                  f"{res['fit_speedup']:.2f}x (target >= 3x)")
-        for key, what in (("ours_vs_sklearn32", "ours vs sklearn float32"),
-                          ("ours_vs_sklearn64", "ours vs sklearn float64"),
-                          ("sklearn32_vs_sklearn64", "sklearn float32 vs float64")):
-            g = res[key]
-            print(f"  {what:<28} centres max |diff| {g['centres_max_abs_diff']:.3g} (coordinates up to {scale:.0f}), "
-                  f"{g['centres_within_1e-4_of_scale']:.1%} of centres within 1e-4 of that; labels identical "
-                  f"{g['labels_identical_share']:.4%}")
+        res["lloyd"] = []
+        for it in iters:
+            t = time.perf_counter()
+            km = KMeans(k, init=init, n_init=1, max_iter=it, tol=0.0, algorithm="lloyd").fit(S)
+            t_sk = time.perf_counter() - t
+            load_sk = load()
+            t = time.perf_counter()
+            centers, labels, inertia, n_iter, hist = fit_kmeans(S, k, init=init, max_iter=it, tol=0.0)
+            t_ours_km = time.perf_counter() - t
+            load_ours = load()
+            t = time.perf_counter()
+            c_full, l_full, _, n_full, _ = fit_kmeans(S, k, init=init, max_iter=it, tol=0.0, bounds=False)
+            t_full = time.perf_counter() - t
+            load_full = load()
+            same_as_full = bool(np.array_equal(centers, c_full) and np.array_equal(labels, l_full))
+            r = {"iterations": it, "iterations_sklearn": int(km.n_iter_), "iterations_ours": n_iter,
+                 "sklearn_s": t_sk, "ours_s": t_ours_km, "ours_no_bounds_s": t_full,
+                 "speedup": t_sk / t_ours_km, "speedup_no_bounds": t_sk / t_full,
+                 "bounds_identical_to_full_search": same_as_full,
+                 "distances_per_point_per_iteration": [h["distances"] / len(S) for h in hist],
+                 "seconds_per_iteration": [h["seconds"] for h in hist],
+                 "inertia_per_iteration": [h["inertia"] for h in hist],
+                 "load_average_sklearn": load_sk, "load_average_ours": load_ours,
+                 "load_average_no_bounds": load_full}
+            if scale is None:
+                # the float64 reference: sklearn on the same points in float64 (its most exact arithmetic)
+                km64 = KMeans(k, init=init.astype(np.float64), n_init=1, max_iter=it, tol=0.0,
+                              algorithm="lloyd").fit(S.astype(np.float64))
+                scale = float(np.abs(km64.cluster_centers_).max())
+
+                def agree(c1, l1, c2, l2):
+                    dc = np.abs(np.asarray(c1, np.float64) - c2).max(1)
+                    return {"centres_max_abs_diff": float(dc.max()),
+                            "centres_within_1e-4_of_scale": float(np.mean(dc <= 1e-4 * scale)),
+                            "labels_identical_share": float(np.mean(l1 == l2))}
+
+                r.update({"ours_vs_sklearn32": agree(centers, labels, km.cluster_centers_, km.labels_),
+                          "ours_vs_sklearn64": agree(centers, labels, km64.cluster_centers_, km64.labels_),
+                          "sklearn32_vs_sklearn64": agree(km.cluster_centers_, km.labels_, km64.cluster_centers_,
+                                                          km64.labels_),
+                          "kmeans_inertia_ours": inertia, "kmeans_inertia_sklearn32": float(km.inertia_),
+                          "kmeans_inertia_sklearn64": float(km64.inertia_)})
+            res["lloyd"].append(r)
+            print(f"  Lloyd, {it} iterations (tol=0) from that init, all cores: sklearn KMeans(lloyd) {t_sk:.1f} s "
+                  f"(load after {load_sk}); ours fit_kmeans {t_ours_km:.1f} s (load after {load_ours}): "
+                  f"{t_sk / t_ours_km:.2f}x (target >= 3x); ours without the bounds {t_full:.1f} s: "
+                  f"{t_sk / t_full:.2f}x; bounds and full search identical: {same_as_full}")
+            dpp = r["distances_per_point_per_iteration"]
+            print(f"    distances per point, iterations 1/2/5/10/last: "
+                  + "/".join(f"{dpp[i]:.1f}" for i in (0, 1, 4, 9, len(dpp) - 1) if i < len(dpp))
+                  + f" (a full search: {k})")
+            if t_pp_sk is not None:
+                fit_sk, fit_ours = t_pp_sk + t_sk, t_pp_ours + t_ours_km
+                r.update(fit_ours_s=fit_ours, fit_sklearn_s=fit_sk, fit_speedup=fit_sk / fit_ours)
+                print(f"    whole fit (k-means++ + {it} Lloyd iterations): sklearn {fit_sk:.1f} s, ours "
+                      f"{fit_ours:.1f} s: {fit_sk / fit_ours:.2f}x")
+            for key, what in (("ours_vs_sklearn32", "ours vs sklearn float32"),
+                              ("ours_vs_sklearn64", "ours vs sklearn float64"),
+                              ("sklearn32_vs_sklearn64", "sklearn float32 vs float64")):
+                if key not in r:
+                    continue
+                g = r[key]
+                print(f"    {what:<28} centres max |diff| {g['centres_max_abs_diff']:.3g} (coordinates up to "
+                      f"{scale:.0f}), {g['centres_within_1e-4_of_scale']:.1%} of centres within 1e-4 of that; "
+                      f"labels identical {g['labels_identical_share']:.4%}")
 
     # -- end to end per 1024x1024 PNG -------------------------------------------
     if "e2e" in parts:

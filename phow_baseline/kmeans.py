@@ -36,10 +36,8 @@ import time
 import numba
 import numpy as np
 
-try:
-    from .quantize import quantize
-except ImportError:  # pragma: no cover - the layout before quantize.py
-    from .encode import quantize
+from .kmeans_bounds import BoundedAssignment, bounds_fit
+from .quantize import quantize
 
 __all__ = ["fit_kmeans", "kmeans_plusplus_init"]
 
@@ -231,7 +229,7 @@ def _assign(X, centers, n_threads, method) -> np.ndarray:
 
 def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4,
                random_state=None, progress: bool = False, n_threads: int | None = None,
-               method: str = "auto"):
+               method: str = "auto", bounds: bool = True):
     """Lloyd's k-means whose assignment step is the exact nearest-word search.
 
     Parameters
@@ -257,6 +255,14 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
         Threads of the assignment step (default: all cores).
     method : {"auto", "pruned", "gemm"}
         Nearest-centre search (see :func:`phow_baseline.quantize.quantize_histogram`).
+    bounds : bool
+        Keep per point an upper bound of the distance to its centre and a
+        lower bound for every other centre between iterations (Elkan's
+        algorithm, :class:`phow_baseline.kmeans_bounds.BoundedAssignment`),
+        and measure only the distances they cannot rule out.  The labels are
+        those of ``False`` (every point searched every iteration) at every
+        iteration.  Used when the bounds (``4 n k`` bytes) fit
+        :data:`phow_baseline.kmeans_bounds.MAX_BOUND_BYTES`.
 
     Returns
     -------
@@ -271,7 +277,11 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
         Per iteration: ``iteration``, ``inertia`` (of the labels just
         assigned, against the centres they were assigned to), ``center_shift``
         (squared, summed over centres), ``changed`` (labels that changed),
-        ``relocated`` (empty clusters moved) and ``seconds``.
+        ``relocated`` (empty clusters moved), ``searched`` (points whose
+        bounds did not settle them at once: all of them without
+        ``bounds``), ``distances`` (point-centre distances computed: ``n k``
+        without ``bounds``), ``ties`` (points left to the exact search for
+        a near-tie) and ``seconds``.
     """
     X = _as_points(X)
     n, d = X.shape
@@ -309,6 +319,12 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
 
     bar = tqdm(total=int(max_iter), desc="k-means", unit="it", disable=not progress, file=sys.stderr,
                leave=False, mininterval=0)
+    if bounds and bounds_fit(n, k):
+        assign = BoundedAssignment(X, n_threads, method)
+    else:
+        def assign(c):
+            return _assign(X, c, n_threads, method)
+        assign.searched, assign.distances, assign.ties = n, n * k, 0
     labels = np.full(n, -1, np.int32)
     sums = np.zeros((k, d), np.float64)
     counts = np.zeros(k, np.float64)
@@ -318,7 +334,7 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
     for i in range(int(max_iter)):
         t0 = time.perf_counter()
         labels_old = labels
-        labels = _assign(X, centers, n_threads, method)
+        labels = assign(centers)
         if i == 0:
             _sum_by_label(X, labels, sums, counts)
             changed = n
@@ -344,9 +360,11 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
         shift = float(np.sum((new.astype(np.float64) - c64) ** 2))
         centers = new
         history.append({"iteration": i + 1, "inertia": inertia, "center_shift": shift, "changed": changed,
-                        "relocated": relocated, "seconds": time.perf_counter() - t0})
+                        "relocated": relocated, "searched": int(assign.searched),
+                        "distances": int(assign.distances), "ties": int(assign.ties),
+                        "seconds": time.perf_counter() - t0})
         bar.update(1)
-        bar.set_postfix(inertia=f"{inertia:.6g}", shift=f"{shift:.3g}", changed=changed)
+        bar.set_postfix(inertia=f"{inertia:.6g}", shift=f"{shift:.3g}", changed=changed, searched=assign.searched)
         if changed == 0:
             strict = True
             break
@@ -354,6 +372,6 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
             break
     bar.close()
     if not strict:
-        labels = _assign(X, centers, n_threads, method)
+        labels = assign(centers)
     inertia = float(_inertia_kernel(X, centers.astype(np.float64), labels))
     return centers + mean, labels, inertia, i + 1, history

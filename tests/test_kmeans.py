@@ -49,12 +49,27 @@ def test_empty_clusters_are_relocated_like_sklearn():
     k = 40
     init = kmeans_plusplus_init(X, k, random_state=1)
     init[5], init[17] = 1e4, -1e4       # no point near these two
-    init[30] = init[2]                 # a duplicate: every tie goes to centre 2
     ours = fit_kmeans(X, k, init=init, max_iter=50, tol=0)
-    assert ours[4][0]["relocated"] == 3
+    assert ours[4][0]["relocated"] == 2
     km = _sklearn(X, k, init, 50, 0)
     _assert_same(ours, km)
     assert len(np.unique(ours[1])) == k
+
+
+@pytest.mark.parametrize("bounds", [True, False])
+def test_a_duplicated_centre_loses_every_tie_and_is_relocated(bounds):
+    """Exact ties go to the lowest index, so the copy of centre 2 is left empty and relocated.  (scikit-learn
+    breaks these ties by its float32 GEMM's rounding, which depends on the BLAS build: not compared here.)"""
+    X = _points()
+    k = 40
+    init = kmeans_plusplus_init(X, k, random_state=1)
+    init[30] = init[2]
+    centers, labels, _, n_iter, history = fit_kmeans(X, k, init=init, max_iter=50, tol=0, bounds=bounds)
+    assert history[0]["relocated"] == 1
+    assert len(np.unique(labels)) == k
+    want, changed = _reference_lloyd(X, init, n_iter)
+    np.testing.assert_allclose(centers, want, rtol=0, atol=2 * np.spacing(np.abs(want).max()))
+    assert [h["changed"] for h in history] == changed
 
 
 @pytest.mark.parametrize("tol", [0.0, 1e-2])
@@ -154,3 +169,111 @@ def test_kept_sums_equal_fresh_sums(empty):
         assert [h["changed"] for h in history] == changed
         if empty:
             assert history[0]["relocated"] == 2
+
+
+# -- the bounded assignment (Elkan's bounds, phow_baseline.kmeans_bounds) ---------------------------
+
+
+def _real_descriptors(n_images=12, per_image=2500):
+    """PHOW descriptors of real sample images (the vocabulary's own kind of data)."""
+    import os
+    from pathlib import Path
+
+    from phow_baseline.phow import phow
+    from phow_baseline.preprocess import preprocess
+    from phow_baseline.vocabulary import sample_descriptors
+
+    root = Path(os.environ.get("CHESTXRAY14_SAMPLE", "../shared/chestxray14-sample")) / "images"
+    paths = sorted(root.glob("*.png"))[:n_images]
+    assert len(paths) == n_images, f"the sample's images are missing under {root}"
+    return sample_descriptors([phow(preprocess(p, 128))[1] for p in paths], n_images * per_image, seed=0)
+
+
+def _same_runs(a, b):
+    ca, la, ia, na, ha = a
+    cb, lb, ib, nb, hb = b
+    assert na == nb
+    np.testing.assert_array_equal(ca, cb)
+    np.testing.assert_array_equal(la, lb)
+    assert ia == ib
+    assert [h["changed"] for h in ha] == [h["changed"] for h in hb]
+    assert [h["inertia"] for h in ha] == [h["inertia"] for h in hb]
+
+
+def test_bounds_give_the_labels_of_a_full_search_at_every_iteration_on_real_descriptors():
+    """Elkan's bounds skip work, never change a label: bit-identical centres, labels and history to searching
+    every point every iteration; and most distances are never computed after the first iteration."""
+    X = _real_descriptors()
+    k = 150
+    init = kmeans_plusplus_init(X, k, random_state=0)
+    fast = fit_kmeans(X, k, init=init, max_iter=25, tol=0, bounds=True)
+    full = fit_kmeans(X, k, init=init, max_iter=25, tol=0, bounds=False)
+    _same_runs(fast, full)
+    hist = fast[4]
+    assert hist[0]["searched"] == len(X)
+    assert all(h["searched"] == len(X) for h in full[4])
+    late = hist[-5:]
+    # after 20 iterations: about one distance per point instead of k (measured: well under 5)
+    assert max(h["distances"] for h in late) < 5 * len(X)
+    assert hist[-1]["changed"] < hist[1]["changed"]
+
+
+@pytest.mark.parametrize("k, method", [(12, "auto"), (64, "auto"), (64, "gemm")])
+def test_bounds_equal_a_full_search_and_sklearn_on_blobs(k, method):
+    X = _points()
+    init = kmeans_plusplus_init(X, k, random_state=1)
+    fast = fit_kmeans(X, k, init=init, max_iter=50, tol=1e-4, method=method, bounds=True)
+    _same_runs(fast, fit_kmeans(X, k, init=init, max_iter=50, tol=1e-4, method=method, bounds=False))
+    _assert_same(fast, _sklearn(X, k, init, 50, 1e-4))
+
+
+def test_near_ties_go_to_the_exact_search():
+    """Integer points and duplicated centres make exact ties: the bounded step hands them to quantize,
+    which gives them to the lowest index, as the full search does."""
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 4, size=(3000, 64)).astype(np.float32)  # many points at equal distances
+    k = 80
+    init = X[rng.choice(len(X), k, replace=False)].copy()
+    init[40:50] = init[:10]                                      # duplicated centres
+    fast = fit_kmeans(X, k, init=init, max_iter=15, tol=0, bounds=True)
+    _same_runs(fast, fit_kmeans(X, k, init=init, max_iter=15, tol=0, bounds=False))
+    assert sum(h["ties"] for h in fast[4]) > 0  # the tie path ran
+
+
+def test_bounds_beyond_the_memory_cap_search_every_point(monkeypatch):
+    from phow_baseline import kmeans_bounds
+
+    X = _points(n=1500)
+    init = X[:30]
+    monkeypatch.setattr(kmeans_bounds, "MAX_BOUND_BYTES", 4 * len(X) * 30 - 1)
+    capped = fit_kmeans(X, 30, init=init, max_iter=10, tol=0)
+    assert all(h["searched"] == len(X) for h in capped[4])
+    monkeypatch.undo()
+    _same_runs(capped, fit_kmeans(X, 30, init=init, max_iter=10, tol=0))
+
+
+def test_the_kept_bounds_stay_true():
+    """Its bounds stay true: after several moves, every stored lower bound is below the true distance and
+    every upper bound above it (float64 reference)."""
+    from phow_baseline.kmeans import _centred
+    from phow_baseline.kmeans_bounds import BoundedAssignment
+
+    X = _points(n=2000, centers=40, seed=5)
+    _, Xc, _ = _centred(X)
+    C = Xc[np.random.default_rng(2).choice(len(Xc), 40, replace=False)].copy()
+    ba = BoundedAssignment(Xc, n_threads=2)
+    for _ in range(6):
+        lab = ba(C)
+        sums = np.zeros(C.shape)
+        np.add.at(sums, lab, Xc.astype(np.float64))
+        cnt = np.bincount(lab, minlength=len(C))
+        C = np.where(cnt[:, None] > 0, sums / np.maximum(cnt, 1)[:, None], C).astype(np.float32)
+    lab = ba(C)
+    d = np.sqrt(((Xc[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1))
+    np.testing.assert_array_equal(lab, d.argmin(1))
+    own = d[np.arange(len(Xc)), lab]
+    assert np.all(ba.upper >= own * (1 - 1e-12))
+    lower = ba.B.astype(np.float64) - ba.D[None]
+    other = np.ones_like(d, bool)
+    other[np.arange(len(Xc)), lab] = False
+    assert np.all(lower[other] <= d[other] * (1 + 1e-12))

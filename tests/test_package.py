@@ -44,6 +44,7 @@ STAGES = [
     ["dsift"],
     ["phow"],
     ["postprocess", "quantize"],
+    ["kmeans_bounds"],
     ["kmeans"],
     ["vocabulary", "gmm"],
     ["pyramid", "fisher", "vlad"],
