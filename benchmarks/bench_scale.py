@@ -293,6 +293,14 @@ def resume_lines(log) -> list:
             for t, m, d, k in RESUME_LINE.findall(text)]
 
 
+TRAIN_RESUME_LINE = re.compile(r"^train: .*resuming after epoch (\d+)", re.M)
+
+
+def train_resumes(log) -> list:
+    """Epochs each SGD training of a ``run`` log took up from its checkpoint (``resuming after epoch E``)."""
+    return [int(e) for e in TRAIN_RESUME_LINE.findall(Path(log).read_text(errors="replace"))]
+
+
 def shard_files(work) -> dict:
     """Complete shard files on disk per cache / feature folder of a work folder."""
     out = {}
@@ -312,17 +320,21 @@ RESUMABLE = ("image cache (train)", "image cache (test)", "vocabulary: PHOW", "e
 def effective_stages(invocations) -> dict:
     """Seconds per stage over all invocations of ``run``, and the seconds the kills lost.
 
-    Resumable stages (caches, encoding) keep what they finished, so their time
-    is summed over invocations (the shards in flight at a kill, redone, are in
-    the sum).  Training starts again after a kill: the killed invocation's
-    training time, and every rerun's start-up, count as ``lost`` instead.
+    Resumable stages (caches, encoding; training when the rerun took up its
+    SGD checkpoint, ``train_resumed``) keep what they finished, so their time
+    is summed over invocations (the shards or the epoch in flight at a kill,
+    redone, are in the sum).  A training that starts again after a kill: the
+    killed invocation's training time, and every rerun's start-up, count as
+    ``lost`` instead.
     """
     eff, lost = {}, 0.0
     for i, r in enumerate(invocations):
         killed_stage = r["killed"]["stage"] if r["killed"] else None
+        nxt = invocations[i + 1] if i + 1 < len(invocations) else {}
+        resumable = RESUMABLE + (("train",) if any(e > 0 for e in nxt.get("train_resumed") or ()) else ())
         for st in r["stages"]:
             name = st["stage"]
-            if (name == killed_stage and name not in RESUMABLE) or (name == "start-up" and i > 0):
+            if (name == killed_stage and name not in resumable) or (name == "start-up" and i > 0):
                 lost += st["seconds"]
                 continue
             eff[name] = eff.get(name, 0.0) + st["seconds"]
@@ -563,6 +575,7 @@ def main():
                         kill=KillAt(KILL_STAGES[target], fraction) if target else None)
         r["solver"] = parser.solver
         r["resumed"] = resume_lines(log)
+        r["train_resumed"] = train_resumes(log)
         r["log"] = str(log)
         if r["killed"]:
             present = shard_files(runp / "work")
@@ -646,7 +659,8 @@ def main():
               "stage_seconds": effective, "stage_peak_rss_mib": stage_peaks(invocations),
               "disk_mib": {k: _mib(v) for k, v in disk.items()},
               "kills": [dict({k: v for k, v in r["killed"].items() if not k.startswith("_")},
-                             rerun=invocations[i + 1]["resumed"])
+                             rerun=invocations[i + 1]["resumed"],
+                             train_resumed_after_epochs=invocations[i + 1]["train_resumed"])
                         for i, r in enumerate(invocations) if r["killed"]],
               "kill_missed": invocations[-1].get("kill_missed"), "disk_data_mib": _mib(du(data)), "disk_run_mib": _mib(du(runp)),
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -691,7 +705,11 @@ def markdown(allres: dict) -> str:
                          f"{k.get('orphan_wait_s', 0):.0f} s waiting for its workers to let go); shards on disk: "
                          + ", ".join(f"{d} {n}" for d, n in k["files_on_disk"].items() if d.startswith("features"))
                          + ". The rerun: " + ("; ".join(f"{x['store']}: {x['todo']} of {x['total']} redone "
-                                                        f"({x['kept']} kept)" for x in k["rerun"]) or "-") + ".")
+                                                        f"({x['kept']} kept)" for x in k["rerun"]) or "-")
+                         + ("; SGD training taken up after epoch(s) "
+                            + ", ".join(map(str, k["train_resumed_after_epochs"]))
+                            if k.get("train_resumed_after_epochs") else
+                            ("; training started again" if k["stage"] == "train" else "")) + ".")
         if r.get("kills"):
             lines.append("")
         v = r.get("verify_resume")

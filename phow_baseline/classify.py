@@ -329,6 +329,71 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         self.coef_ = W[:, :-1].astype(np.float32)
         self.intercept_ = W[:, -1].astype(np.float64)
 
+    # -- SGD checkpoints (resume out-of-core training after the last complete epoch) ----------------------
+    def sgd_checkpoint(self) -> dict:
+        """The SGD state at the end of an epoch, as arrays (no pickles): what :meth:`restore_sgd_checkpoint`
+        needs to go on exactly as if never stopped.
+
+        Per label: scikit-learn's ``coef_``, ``intercept_`` and step counter
+        ``t_`` (which sets the learning rate); and the epochs' objective and
+        weight change, the previous epoch's weights, the class weights and
+        ``lambda``.  Only at an epoch's end (no partial epoch is kept).
+        """
+        if not hasattr(self, "_sgd") or self._rows_done != 0:
+            raise ValueError("an SGD checkpoint is taken at the end of an epoch of partial_fit")
+        W = self._sgd_weights()
+        return {"coef": W[:, :-1], "intercept": W[:, -1],
+                "t": np.array([getattr(c, "t_", 1.0) for c in self._sgd], np.float64),
+                "started": np.array([hasattr(c, "coef_") for c in self._sgd]),
+                "objective": self.objective_, "weight_change": self.weight_change_, "n_iter": self.n_iter_,
+                "converged": self.converged_, "prev": self._prev if self._prev is not None else np.zeros_like(W),
+                "has_prev": np.array(self._prev is not None), "alpha": np.array(self._alpha),
+                "weights": self._weights, "epoch_rows": np.array(self._epoch_rows), "classes": self.classes_,
+                "y_type": np.array(self.y_type_), "n_features_in": np.array(self.n_features_in_)}
+
+    def restore_sgd_checkpoint(self, arrays: dict) -> "OneVsRestSVM":
+        """Continue SGD training from :meth:`sgd_checkpoint`'s arrays (the next ``partial_fit`` starts
+        the following epoch; the result equals an uninterrupted run's bit for bit)."""
+        from sklearn.linear_model import SGDClassifier
+
+        self._check_params()
+        coef = np.asarray(arrays["coef"], np.float64)
+        n_models, d = coef.shape
+        self.classes_ = np.asarray(arrays["classes"])
+        self.y_type_ = str(arrays["y_type"])
+        self.n_features_in_ = int(arrays["n_features_in"])
+        if self.n_features_in_ != d:
+            raise ValueError(f"SGD checkpoint: {d} weights per label for {self.n_features_in_} features")
+        self._alpha = float(arrays["alpha"])
+        self._sgd = []
+        for j in range(n_models):
+            c = SGDClassifier(loss="hinge", alpha=self._alpha, learning_rate="optimal",
+                              random_state=self.random_state)
+            if bool(arrays["started"][j]):
+                # what partial_fit keeps between calls (average=False): the weights, the classes, the step
+                c.coef_ = coef[j:j + 1].copy()
+                c.intercept_ = np.array([float(arrays["intercept"][j])])
+                c.t_ = float(arrays["t"][j])
+                c.classes_ = np.array([0, 1])
+                c.n_features_in_ = d
+            self._sgd.append(c)
+        self._weights = np.asarray(arrays["weights"], np.float64)
+        self._epoch_rows = int(arrays["epoch_rows"])
+        self._rows_done = 0
+        self._loss_sum = np.zeros(n_models)
+        self._prev = np.asarray(arrays["prev"], np.float64) if bool(arrays["has_prev"]) else None
+        self.objective_ = np.asarray(arrays["objective"], np.float64).reshape(-1, n_models)
+        self.weight_change_ = np.asarray(arrays["weight_change"], np.float64).reshape(-1, n_models)
+        self.n_iter_ = np.asarray(arrays["n_iter"], np.int64)
+        self.converged_ = np.asarray(arrays["converged"], bool)
+        self._sgd_sync()
+        return self
+
+    @property
+    def sgd_epochs_done(self) -> int:
+        """Complete SGD epochs (0 before any)."""
+        return len(getattr(self, "objective_", ()))
+
     def convergence(self) -> dict:
         """How the training went, for ``metrics.json``: plain lists, one entry per label or class."""
         check_is_fitted(self)

@@ -10,6 +10,7 @@ model directory and the run directory (see ``DESIGN.md``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from .config import (BaselineConfig, kernel_map_name, make_encoder, make_phow, m
                      vocabulary_from_arrays, vocabulary_sha256)
 from .data import LABELS
 from .features import FeatureStore, encode_to_store
-from .io import (atomic_save_npz, atomic_write_json, folder_lock, jsonable, load_npz, read_json,
+from .io import (DataFileError, atomic_save_npz, atomic_write_json, folder_lock, jsonable, load_npz, read_json,
                  sha256_strings, write_failures_csv)
 from .kernel_map import make_kernel_map
 from .model import PhowModel
@@ -224,20 +225,49 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
         if not svm.converged_.all():
             _log(f"warning: liblinear did not converge for {int((~svm.converged_).sum())} class(es)")
         return svm
-    _log(f"train: 14 linear SVMs (SGD, out of core, {config.n_epochs} epochs) on {len(rows)} x {dim} "
-         f"features{why}")
-    bar = tqdm(total=len(rows) * config.n_epochs, desc="train (SGD)", unit="img", disable=not progress)
     Y = np.asarray(Y)
-    for epoch in range(config.n_epochs):
+    ckpt = sgd_checkpoint_path(store, rows, Y, config)
+    start = 0
+    if ckpt.exists():
+        try:
+            svm.restore_sgd_checkpoint(load_npz(ckpt))
+            start = min(svm.sgd_epochs_done, config.n_epochs)
+        except (DataFileError, KeyError, ValueError) as exc:  # unreadable: start again, say why
+            _log(f"warning: {ckpt}: {exc}; training from the first epoch")
+            svm = OneVsRestSVM(C=config.C, class_weight=config.class_weight, solver=solver,
+                               n_epochs=config.n_epochs, random_state=config.seed, n_jobs=config.n_jobs)
+    _log(f"train: 14 linear SVMs (SGD, out of core, {config.n_epochs} epochs) on {len(rows)} x {dim} "
+         f"features{why}" + (f"; resuming after epoch {start} ({ckpt.name})" if start else ""))
+    bar = tqdm(total=len(rows) * config.n_epochs, initial=len(rows) * start, desc="train (SGD)", unit="img",
+               disable=not progress)
+    for epoch in range(start, config.n_epochs):
         for Xb, pos in store.batches(rows, seed=config.seed, epoch=epoch, transform=transform):
             svm.partial_fit(Xb, Y[pos], y_all=Y)  # y_all: lambda = 1/(C n), balanced weights, epoch length
             bar.update(len(pos))
+        atomic_save_npz(ckpt, svm.sgd_checkpoint())  # a kill from here on resumes after this epoch
     bar.close()
     if not svm.converged_.all():
         _log(f"warning: SGD did not converge for {int((~svm.converged_).sum())} class(es) in {config.n_epochs} "
              f"epochs (last relative weight change {svm.weight_change_[-1].max():.2g} > tol {svm.tol:g}; "
              "objective per epoch in metrics.json)")
     return svm
+
+
+def sgd_checkpoint_path(store: FeatureStore, rows, Y, config: BaselineConfig) -> Path:
+    """Where the SGD training of these rows, labels and settings keeps its state after each epoch.
+
+    Beside the feature store, named by a hash of everything the weights
+    depend on (the store, which holds the vocabulary's hash, the rows, the
+    labels and the training settings), so a checkpoint is only ever taken
+    up by the very same training.
+    """
+    h = hashlib.sha256()
+    h.update(str(Path(store.directory).name).encode())
+    h.update(np.ascontiguousarray(rows, np.int64).tobytes())
+    h.update(np.ascontiguousarray(Y, np.uint8).tobytes())
+    h.update(repr(tuple(getattr(config, k) for k in ("C", "class_weight", "n_epochs", "seed",
+                                                     "kernel_map"))).encode())
+    return Path(store.directory).parent / f"sgd-{h.hexdigest()[:16]}.npz"
 
 
 def open_dataset(data_dir, config: BaselineConfig, strict=False):

@@ -42,6 +42,13 @@ def test_resume_lines_and_the_time_a_kill_loses(tmp_path):
     eff = bench_scale.effective_stages(invocations)
     # encoding resumes: summed; training restarts: the killed part and the reruns' start-ups are lost
     assert eff == {"start-up": 2, "encode train": 15, "train": 20, "encode test": 4, "lost to kills": 11}
+    # a training that took up its SGD checkpoint resumes too: summed
+    log.write_text("train: 14 linear SVMs (SGD, out of core, 10 epochs) on 10 x 36 features; resuming after "
+                   "epoch 4 (sgd-0123.npz)\ntrain: 14 linear SVMs (SGD, out of core, 10 epochs) on 9 x 36 features\n")
+    assert bench_scale.train_resumes(log) == [4]
+    invocations[2]["train_resumed"] = [4]
+    eff = bench_scale.effective_stages(invocations)
+    assert eff == {"start-up": 2, "encode train": 15, "train": 27, "encode test": 4, "lost to kills": 4}
 
 
 def test_linked_work_shares_files_but_not_writes(tmp_path):

@@ -189,3 +189,91 @@ def test_out_of_core_peak_memory_does_not_grow_with_rows():
     growth = large["peak_rss_mb"] - small["peak_rss_mb"]
     assert growth < 0.25 * data_growth_mb, (small, large)
     assert large["coef_shape"] == [14, 36000]
+
+
+def _store(tmp_path, X, shard_size=128):
+    st = FeatureStore.create(tmp_path / "features-x", [str(i) for i in range(len(X))], X.shape[1], {},
+                             shard_size=shard_size)
+    for s in range(st.n_shards):
+        r = st.shard_rows(s)
+        st.write_shard(s, X[r.start:r.stop])
+    return st
+
+
+def test_sgd_checkpoint_resumes_bit_for_bit(tmp_path):
+    """Stopped after an epoch, saved as arrays (no pickles), restored into a new estimator: the remaining
+    epochs give the very weights, objective and convergence record of an uninterrupted run."""
+    from phow_baseline.io import atomic_save_npz, load_npz
+
+    X, Y = _signal(n=500)
+    st = _store(tmp_path, X)
+
+    def epochs(m, first, last):
+        for epoch in range(first, last):
+            for Xb, rows in st.batches(seed=3, epoch=epoch):
+                m.partial_fit(Xb, Y[rows], y_all=Y)
+        return m
+
+    whole = epochs(OneVsRestSVM(solver="sgd", class_weight="balanced", random_state=3), 0, 4)
+    half = epochs(OneVsRestSVM(solver="sgd", class_weight="balanced", random_state=3), 0, 2)
+    atomic_save_npz(tmp_path / "ckpt.npz", half.sgd_checkpoint())
+    resumed = OneVsRestSVM(solver="sgd", class_weight="balanced", random_state=3)
+    resumed.restore_sgd_checkpoint(load_npz(tmp_path / "ckpt.npz"))
+    assert resumed.sgd_epochs_done == 2
+    np.testing.assert_array_equal(resumed.coef_, half.coef_)
+    epochs(resumed, 2, 4)
+    np.testing.assert_array_equal(resumed.coef_, whole.coef_)
+    np.testing.assert_array_equal(resumed.intercept_, whole.intercept_)
+    np.testing.assert_array_equal(resumed.objective_, whole.objective_)
+    np.testing.assert_array_equal(resumed.weight_change_, whole.weight_change_)
+    assert resumed.n_iter_.tolist() == whole.n_iter_.tolist() == [4] * 14
+    # mid-epoch there is nothing consistent to keep
+    epochs(resumed, 4, 4)
+    Xb, rows = next(iter(st.batches(seed=3, epoch=4)))
+    resumed.partial_fit(Xb, Y[rows], y_all=Y)
+    with pytest.raises(ValueError, match="end of an epoch"):
+        resumed.sgd_checkpoint()
+
+
+def test_train_svms_resumes_a_killed_sgd_training_after_its_last_epoch(tmp_path, monkeypatch, capsys):
+    """The dataset-scale step: a training stopped in its fourth epoch (an exception standing in for kill -9)
+    reruns from the checkpoint after the third, and its SVMs equal an uninterrupted training's."""
+    from phow_baseline import steps
+    from phow_baseline.config import BaselineConfig
+
+    X, Y = _signal(n=700)
+    st = _store(tmp_path, np.abs(X))
+    rows = list(range(0, 700, 1))
+    cfg = BaselineConfig(n_epochs=6, seed=2, n_jobs=1)
+    ref = steps.train_svms(st, rows, Y, cfg, progress=False, solver="sgd")
+    for f in tmp_path.glob("sgd-*.npz"):   # the reference's own checkpoint: a rerun would take it up at once
+        f.unlink()
+
+    calls = {"n": 0}
+    real = OneVsRestSVM.partial_fit
+
+    def dies_in_epoch_4(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] > 3 * st.n_shards + 2:
+            raise KeyboardInterrupt("killed")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(OneVsRestSVM, "partial_fit", dies_in_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        steps.train_svms(st, rows, Y, cfg, progress=False, solver="sgd")
+    monkeypatch.undo()
+    (ckpt,) = tmp_path.glob("sgd-*.npz")
+    assert ckpt == steps.sgd_checkpoint_path(st, rows, Y, cfg)
+    capsys.readouterr()
+    again = steps.train_svms(st, rows, Y, cfg, progress=False, solver="sgd")
+    assert "resuming after epoch 3" in capsys.readouterr().err
+    np.testing.assert_array_equal(again.coef_, ref.coef_)
+    np.testing.assert_array_equal(again.objective_, ref.objective_)
+    # other rows, labels or settings never take it up
+    assert steps.sgd_checkpoint_path(st, rows[1:], Y[1:], cfg) != ckpt
+    assert steps.sgd_checkpoint_path(st, rows, Y, BaselineConfig(n_epochs=7, seed=2)) != ckpt
+    # an unreadable checkpoint: trained from the start, with a warning naming it
+    ckpt.write_bytes(b"not an npz")
+    third = steps.train_svms(st, rows, Y, cfg, progress=False, solver="sgd")
+    assert str(ckpt) in capsys.readouterr().err
+    np.testing.assert_array_equal(third.coef_, ref.coef_)
