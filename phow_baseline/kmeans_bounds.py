@@ -31,9 +31,9 @@ exact distances lie within :data:`TIE_SHARE` of each other goes to
 :func:`phow_baseline.quantize.quantize` itself, which decides ties (to the
 lowest index).  So the labels are those of :func:`quantize` on every point
 at every iteration (tested), at a fraction of its cost once the centres
-settle.  The first iteration measures every point against every centre
-with one float32 GEMM per block of points (as scikit-learn's Lloyd step),
-decided exactly in the same way, which gives the first bounds too.
+settle.  The first iteration is :func:`quantize` on every point, which
+gives the first lower bounds too (its own pruning bounds, at no extra
+distance).
 
 Memory: the bounds take ``4 n k`` bytes (240 MB for 100,000 points and 600
 centres); :data:`MAX_BOUND_BYTES` caps them (above it, k-means searches
@@ -48,7 +48,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from .quantize import quantize, single_blas_thread
+from .quantize import BOUND_FAR as _FAR32
+from .quantize import BOUND_ROUND_DOWN as _ROUND_DOWN
+from .quantize import quantize, quantize_histogram, single_blas_thread
 
 __all__ = ["BoundedAssignment", "bounds_fit", "BOUND_SLACK", "DIST_MARGIN", "TIE_SHARE", "MAX_BOUND_BYTES"]
 
@@ -59,8 +61,9 @@ __all__ = ["BoundedAssignment", "bounds_fit", "BOUND_SLACK", "DIST_MARGIN", "TIE
 BOUND_SLACK = 1e-6
 #: Relative error allowed for a squared distance computed in float32: for
 #: ``sum_t (x_t - c_t)^2`` (128 positive terms) at most ``(d + 2) 2^-24``,
-#: 8e-6, of the result; for the first iteration's GEMM ``||x||^2 + ||c||^2 -
-#: 2 x.c`` at most that share of ``||x||^2 + ||c||^2``.  1e-4: a 10x reserve.
+#: 8e-6, of the result; for the centres' separations by a GEMM, ``||a||^2 +
+#: ||b||^2 - 2 a.b``, at most that share of ``||a||^2 + ||b||^2``.  1e-4: a
+#: 10x reserve.
 DIST_MARGIN = 1e-4
 #: Two exact squared distances closer than this share of the smaller are a
 #: near-tie, left to :func:`phow_baseline.quantize.quantize` to decide.
@@ -70,10 +73,7 @@ MAX_BOUND_BYTES = 2 * 2 ** 30
 #: Points per task of a threaded step.
 _BLOCK = 2048
 _BIG = 1e300
-_FAR32 = np.float32(3e38)
 _TINY = 1e-30
-#: Stored bounds are rounded down by this share (float32 rounding is 6e-8).
-_ROUND_DOWN = 1.0 - 1e-6
 
 
 def bounds_fit(n_points: int, n_centres: int) -> bool:
@@ -101,57 +101,11 @@ def _d2_f64(X, i, C64, j):
     return s
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _first_step(X, C64, XC, xx, cc, row0, eps, tie, labels, upper, B, flags):
-    """The first assignment and bounds of the points of one GEMM block ``XC = X[rows] @ C.T`` (float32).
-
-    ``d^2 ~ ||x||^2 + ||c||^2 - 2 x.c`` within ``eps (||x||^2 + ||c||^2)``.
-    The centres that bound does not exclude are compared exactly (float64,
-    :func:`_d2_f64`); a near-tie sets ``flags``.  ``B[i, j]`` the lower
-    bounds rounded down, ``B[i, label] = +FAR`` (never a candidate),
-    ``upper[i]`` the label's upper bound.
-    """
-    m, k = XC.shape
-    d2 = np.empty(k, np.float64)
-    err = np.empty(k, np.float64)
-    for r in range(m):
-        i = row0 + r
-        x2 = xx[r]
-        best = _BIG
-        for j in range(k):
-            v = x2 + cc[j] - 2.0 * np.float64(XC[r, j])
-            e = eps * (x2 + cc[j])
-            d2[j] = v
-            err[j] = e
-            best = min(best, v + e)
-        for j in range(k):
-            B[i, j] = np.float32(np.sqrt(np.float32(max(d2[j] - err[j], 0.0))) * _ROUND_DOWN)
-        n_cand = 0
-        b = 0
-        for j in range(k):
-            if d2[j] - err[j] <= best:
-                n_cand += 1
-                b = j
-        hi = d2[b] + err[b]
-        if n_cand > 1:
-            e1 = _BIG
-            e2 = _BIG
-            for j in range(k):
-                if d2[j] - err[j] <= best:
-                    v = _d2_f64(X, i, C64, j)
-                    B[i, j] = np.float32(np.sqrt(v) * _ROUND_DOWN)
-                    if v < e1:
-                        e2 = e1
-                        e1 = v
-                        b = j
-                    elif v < e2:
-                        e2 = v
-            if e2 - e1 <= tie * e1 + _TINY:
-                flags[i] = 1
-            hi = e1
-        labels[i] = b
-        upper[i] = np.sqrt(max(hi, 0.0))
-        B[i, b] = _FAR32
+@numba.njit(cache=True, nogil=True)
+def _exact_upper(X, C64, labels, upper):
+    """``upper[i]``: the exact distance to the label's centre, a hair above (float64 rounding)."""
+    for i in range(X.shape[0]):
+        upper[i] = np.sqrt(_d2_f64(X, i, C64, labels[i])) * (1.0 + 1e-12)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -346,29 +300,21 @@ class BoundedAssignment:
                     list(ex.map(fn, jobs))
 
     def _start(self, centers):
-        """Every point searched: one float32 GEMM block by block, near-ties to :func:`quantize`."""
+        """Every point searched by :func:`quantize` itself, which also gives the first lower bounds (its own
+        pruning bounds, at no extra distance); the upper bounds are the exact distances to the words found."""
         n, k = len(self.X), len(centers)
-        self.labels = np.empty(n, np.int32)
-        self.upper = np.empty(n, np.float64)
         # np.zeros, not np.empty: NumPy asks for transparent huge pages on large np.empty arrays, and
         # where the kernel then compacts memory at the first touch (defrag "madvise") filling 240 MB
         # took 0.8 s here, against 0.07 s for calloc's pages
         self.B = np.zeros((n, k), np.float32)
         self.D = np.zeros(k, np.float64)
-        C64 = centers.astype(np.float64)
-        cc = np.einsum("ij,ij->i", C64, C64)
-        CT = np.ascontiguousarray(centers.T)
-        flags = np.zeros(n, np.uint8)
-
-        def block(s):
-            Xb = self.X[s:s + _BLOCK]
-            xx = np.einsum("ij,ij->i", Xb.astype(np.float64), Xb.astype(np.float64))
-            _first_step(self.X, C64, Xb @ CT, xx, cc, s, DIST_MARGIN, TIE_SHARE, self.labels, self.upper,
-                        self.B, flags)
-
-        self._map(block, range(0, n, _BLOCK))
-        self._settle_ties(flags, centers, C64)
-        self.searched, self.tightened, self.distances, self.exact = n, 0, n * k, 0
+        with single_blas_thread():  # the search runs its own threads, each on one BLAS thread
+            words, _ = quantize_histogram(self.X, centers, n_threads=self.n_threads, method=self.method,
+                                          bounds_out=self.B)
+        self.labels = words.astype(np.int32)
+        self.upper = np.empty(n, np.float64)
+        _exact_upper(self.X, centers.astype(np.float64), self.labels, self.upper)
+        self.searched, self.tightened, self.distances, self.exact, self.ties = n, 0, n * k, 0, 0
 
     def _settle_ties(self, flags, centers, C64):
         """The flagged points' labels from :func:`quantize`; their bounds reset (upper exact, lower 0)."""

@@ -222,6 +222,43 @@ def _refine_gemm(X, rows, C64, S, j0, margin_rel, c2_max, out):
     return n_checked
 
 
+#: What :func:`quantize_histogram` writes for the word found in ``bounds_out`` (a float32 above every bound).
+BOUND_FAR = np.float32(3e38)
+#: ``bounds_out`` is rounded down by this share (float32 rounding is 6e-8 of a value).
+BOUND_ROUND_DOWN = 1.0 - 1e-6
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _export_pruned_bounds(S, rows, xm2, slack, margin_rel, cc2_max, w, out):
+    """``out[rows[r], j]``: the pruned search's lower bound of ``||x - c_j||`` (``S + ||x - mu||^2``, less
+    the rounding margin the search itself allows, square root, rounded down); ``+FAR`` at the word found."""
+    m, K = S.shape
+    for r in range(m):
+        base = xm2[r] - (margin_rel * (xm2[r] + cc2_max) + slack[r])
+        o = out[rows[r]]
+        for j in range(K):
+            o[j] = np.float32(np.sqrt(np.float32(max(np.float64(S[r, j]) + base, 0.0))) * BOUND_ROUND_DOWN)
+        o[w[r]] = BOUND_FAR
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _export_gemm_bounds(X, rows, S, margin_rel, c2_max, w, out):
+    """As :func:`_export_pruned_bounds` for the GEMM path: ``||x||^2 - (2 x.c - ||c||^2)`` less its margin."""
+    m, K = S.shape
+    d = X.shape[1]
+    for r in range(m):
+        i = rows[r]
+        x2 = 0.0
+        for t in range(d):
+            v = np.float64(X[i, t])
+            x2 += v * v
+        base = x2 - margin_rel * (x2 + 2.0 * c2_max)
+        o = out[i]
+        for j in range(K):
+            o[j] = np.float32(np.sqrt(np.float32(max(base - np.float64(S[r, j]), 0.0))) * BOUND_ROUND_DOWN)
+        o[w[r]] = BOUND_FAR
+
+
 _CONTROLLER = None
 
 
@@ -310,7 +347,7 @@ def _use_pruning(method: str, k: int, d: int) -> bool:
 
 
 def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=None, chunk=QUANTIZE_CHUNK,
-                       method="auto"):
+                       method="auto", bounds_out=None):
     """Nearest word of every descriptor, and counts per (cell, word).
 
     Parameters
@@ -331,6 +368,11 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
         chunk and its arg-max, near-ties decided exactly in float64
         (lowest index on an exact tie); ``"auto"``: pruned from
         :data:`PRUNE_MIN_WORDS` words and ``2 * PRUNE_DIMS`` dims on.
+    bounds_out : (n, k) float32 array, optional
+        Filled, for k-means' kept bounds (:mod:`phow_baseline.kmeans_bounds`),
+        with a lower bound of ``||x_i - c_j||`` (Euclidean) for every word:
+        the search's own bound less its rounding margin (so at no extra
+        distance), rounded down; :data:`BOUND_FAR` at the word found.
 
     Returns
     -------
@@ -356,6 +398,9 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
         raise ValueError("cells and descriptors differ in length")
     words = np.empty(n, np.int32)
     hist = np.zeros(n_cells * k, np.float64)
+    if bounds_out is not None and (bounds_out.shape != (n, k) or bounds_out.dtype != np.float32
+                                   or not bounds_out.flags.c_contiguous):
+        raise ValueError(f"bounds_out must be a C-ordered ({n}, {k}) float32 array")
     if n == 0:
         return words, hist
     cnorm = np.einsum("ij,ij->i", C, C, dtype=np.float32)
@@ -367,6 +412,9 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
         # ||0 - c||^2 = ||c||^2: one arg-min (float64, the first on a tie) for all the zeroed descriptors
         w0 = np.full(len(zero_idx), np.argmin(cnorm64), np.int32)
         _count_words(zero_idx, w0, cells, words, hist, k)
+        if bounds_out is not None:   # exact: ||0 - c_j|| = ||c_j||
+            bounds_out[zero_idx] = (np.sqrt(cnorm64) * BOUND_ROUND_DOWN).astype(np.float32)
+            bounds_out[zero_idx, w0[0]] = BOUND_FAR
     idx = np.flatnonzero(nz).astype(np.int64)
     if len(idx) == 0:
         return words, hist
@@ -403,6 +451,8 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
             # near-ties within float32 rounding: decided exactly (float64, lowest index)
             _refine_gemm(X, rows, C64, S[:r], S[:r].argmax(axis=1), PRUNE_MARGIN, c2_max, w[:r])
             _count_words(rows, w[:r], cells, words, h, k)
+            if bounds_out is not None:
+                _export_gemm_bounds(X, rows, S[:r], PRUNE_MARGIN, c2_max, w[:r], bounds_out)
 
     def run_pruned(part, h):
         xc = np.empty((chunk, d), np.float32)
@@ -423,6 +473,8 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
             _refine_words(X, rows, C64, PRUNE_MARGIN, cc2_max,
                           S[:r], j0, xm2[:r], slack[:r], w[:r], _PRUNE_GROUPS)
             _count_words(rows, w[:r], cells, words, h, k)
+            if bounds_out is not None:
+                _export_pruned_bounds(S[:r], rows, xm2[:r], slack[:r], PRUNE_MARGIN, cc2_max, w[:r], bounds_out)
 
     run_in_threads(run_pruned if pruned else run_gemm, starts, hist, n_threads)
     return words, hist

@@ -228,16 +228,25 @@ def test_bounds_equal_a_full_search_and_sklearn_on_blobs(k, method):
 
 
 def test_near_ties_go_to_the_exact_search():
-    """Integer points and duplicated centres make exact ties: the bounded step hands them to quantize,
-    which gives them to the lowest index, as the full search does."""
+    """Exact ties met by the bounded step (a centre moved onto another, integer points) are handed to
+    quantize, which gives them to the lowest index; and a whole run with ties equals the full search."""
+    from phow_baseline.kmeans_bounds import BoundedAssignment
+    from phow_baseline.quantize import quantize
+
     rng = np.random.default_rng(3)
     X = rng.integers(0, 4, size=(3000, 64)).astype(np.float32)  # many points at equal distances
     k = 80
-    init = X[rng.choice(len(X), k, replace=False)].copy()
-    init[40:50] = init[:10]                                      # duplicated centres
+    C1 = X[rng.choice(len(X), k, replace=False)].copy()
+    ba = BoundedAssignment(X, n_threads=2)
+    np.testing.assert_array_equal(ba(C1), quantize(X, C1))
+    C2 = C1.copy()
+    C2[40:50] = C2[:10]                                         # ten centres move onto ten others
+    C2[60:] += 1.0                                              # and some others move a whole unit
+    np.testing.assert_array_equal(ba(C2), quantize(X, C2))
+    assert ba.ties > 0                                          # the tie path ran
+    init = C2.copy()
     fast = fit_kmeans(X, k, init=init, max_iter=15, tol=0, bounds=True)
     _same_runs(fast, fit_kmeans(X, k, init=init, max_iter=15, tol=0, bounds=False))
-    assert sum(h["ties"] for h in fast[4]) > 0  # the tie path ran
 
 
 def test_bounds_beyond_the_memory_cap_search_every_point(monkeypatch):
@@ -277,3 +286,4 @@ def test_the_kept_bounds_stay_true():
     other = np.ones_like(d, bool)
     other[np.arange(len(Xc)), lab] = False
     assert np.all(lower[other] <= d[other] * (1 + 1e-12))
+

@@ -59,3 +59,26 @@ def test_duplicated_words_never_win_a_tie(k):
     for method in ("gemm", "pruned"):
         w, _ = quantize_histogram(np.zeros((5, d), np.uint8), C2, method=method)
         assert (w == min(j, k - 1)).all()
+
+
+@pytest.mark.parametrize("method, k, d", [("pruned", 150, 128), ("gemm", 150, 128), ("auto", 12, 40)])
+def test_bounds_out_are_lower_bounds_of_every_distance(method, k, d):
+    """quantize_histogram(bounds_out=...) gives k-means its first bounds: below every true distance (the
+    word found excepted, marked far), and close to it (the pruning bound's own tightness)."""
+    from phow_baseline.quantize import BOUND_FAR, quantize_histogram
+
+    rng = np.random.default_rng(4)
+    C = (rng.random((k, d)) * 60).astype(np.float32)
+    X = (C[rng.integers(0, k, 3000)] + rng.normal(0, 6, (3000, d))).astype(np.float32)
+    X[:7] = 0                                   # the all-zero descriptors' shortcut too
+    B = np.zeros((len(X), k), np.float32)
+    words, _ = quantize_histogram(X, C, method=method, bounds_out=B)
+    np.testing.assert_array_equal(words, quantize_histogram(X, C, method=method)[0])
+    D = np.sqrt(((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1))
+    assert np.all(B[np.arange(len(X)), words] == BOUND_FAR)
+    other = np.ones(D.shape, bool)
+    other[np.arange(len(X)), words] = False
+    assert np.all(B[other] <= D[other])
+    assert np.median(B[other] / D[other]) > 0.5
+    with pytest.raises(ValueError, match="bounds_out"):
+        quantize_histogram(X, C, bounds_out=np.zeros((len(X), k + 1), np.float32))
