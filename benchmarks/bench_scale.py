@@ -79,7 +79,14 @@ def du(path) -> int:
 
 
 class TreeMonitor(threading.Thread):
-    """Samples the summed RSS of a process and all its descendants; keeps the peak per stage."""
+    """Samples the summed RSS and CPU time of a process and all its descendants; keeps the peak per stage.
+
+    CPU time (user + system, seconds) is summed over every process of the
+    tree ever seen, each at its last sample (a worker that exits keeps what
+    it had used at its last sample, up to 0.2 s short), so the CPU seconds of
+    a stage are the difference of that sum at its ends: a cost per image that,
+    unlike wall time, hardly moves when other work shares the machine.
+    """
 
     def __init__(self, pid: int, interval: float = 0.2):
         super().__init__(daemon=True)
@@ -88,6 +95,8 @@ class TreeMonitor(threading.Thread):
         self.stage = None
         self.peaks: dict = {}
         self.peak = 0
+        self._cpu: dict = {}
+        self.cpu = 0.0
         self._halt = threading.Event()
 
     def run(self):
@@ -100,8 +109,11 @@ class TreeMonitor(threading.Thread):
             for p in procs:
                 try:
                     rss += p.memory_info().rss
+                    t = p.cpu_times()
+                    self._cpu[p.pid] = t.user + t.system
                 except psutil.Error:
                     pass
+            self.cpu = sum(self._cpu.values())
             self.peak = max(self.peak, rss)
             if self.stage is not None:
                 self.peaks[self.stage] = max(self.peaks.get(self.stage, 0), rss)
@@ -130,7 +142,7 @@ def run_command(args, log_path, stage_of_line=None, env=None, kill=None):
     stages, current = [], None
     killed = None
     if stage_of_line is not None:  # until the first stage's output: start-up (imports, reading the dataset)
-        stages.append({"stage": "start-up", "start": 0.0})
+        stages.append({"stage": "start-up", "start": 0.0, "cpu_start": 0.0})
         current = mon.stage = "start-up"
     out_chunks = []
     t_out = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
@@ -154,11 +166,13 @@ def run_command(args, log_path, stage_of_line=None, env=None, kill=None):
                     now = time.perf_counter() - t0
                     if stages:
                         stages[-1]["end"] = now
-                    stages.append({"stage": new, "start": now})
+                        stages[-1]["cpu_end"] = mon.cpu
+                    stages.append({"stage": new, "start": now, "cpu_start": mon.cpu})
                     current = new
                     mon.stage = new
                 if kill is not None and killed is None and kill(line, current):
                     killed = _kill_9(proc, current, line, time.perf_counter() - t0)
+                    killed["cpu_at_kill"] = mon.cpu
     rc = proc.wait()
     t_out.join()
     wall = time.perf_counter() - t0
@@ -166,8 +180,10 @@ def run_command(args, log_path, stage_of_line=None, env=None, kill=None):
     if stages:
         # a killed command's last stage ends at the kill, not when its orphaned workers let go of the pipe
         stages[-1]["end"] = killed["at_s"] if killed is not None else wall
+        stages[-1]["cpu_end"] = killed["cpu_at_kill"] if killed is not None else mon.cpu
     for s in stages:
         s["seconds"] = s["end"] - s["start"]
+        s["cpu_s"] = s["cpu_end"] - s["cpu_start"]
         s["peak_rss"] = mon.peaks.get(s["stage"], 0)
     stdout = b"".join(out_chunks).decode("utf-8", "replace")
     if killed is not None:
@@ -176,7 +192,7 @@ def run_command(args, log_path, stage_of_line=None, env=None, kill=None):
     if rc != 0 and killed is None:
         tail = Path(log_path).read_text(errors="replace")[-3000:]
         raise SystemExit(f"command failed ({rc}): {' '.join(map(str, args))}\n{stdout[-2000:]}\n{tail}")
-    return {"wall_s": wall, "peak_rss": mon.peak, "stages": stages, "stdout": stdout, "rc": rc,
+    return {"wall_s": wall, "cpu_s": mon.cpu, "peak_rss": mon.peak, "stages": stages, "stdout": stdout, "rc": rc,
             "killed": killed, "load_before": load0, "load_after": os.getloadavg()}
 
 
@@ -317,7 +333,7 @@ def count_files(work) -> dict:
 RESUMABLE = ("image cache (train)", "image cache (test)", "vocabulary: PHOW", "encode train", "encode test")
 
 
-def effective_stages(invocations) -> dict:
+def effective_stages(invocations, key="seconds") -> dict:
     """Seconds per stage over all invocations of ``run``, and the seconds the kills lost.
 
     Resumable stages (caches, encoding; training when the rerun took up its
@@ -325,7 +341,7 @@ def effective_stages(invocations) -> dict:
     is summed over invocations (the shards or the epoch in flight at a kill,
     redone, are in the sum).  A training that starts again after a kill: the
     killed invocation's training time, and every rerun's start-up, count as
-    ``lost`` instead.
+    ``lost`` instead.  ``key="cpu_s"``: the same for CPU seconds.
     """
     eff, lost = {}, 0.0
     for i, r in enumerate(invocations):
@@ -335,9 +351,9 @@ def effective_stages(invocations) -> dict:
         for st in r["stages"]:
             name = st["stage"]
             if (name == killed_stage and name not in resumable) or (name == "start-up" and i > 0):
-                lost += st["seconds"]
+                lost += st.get(key, 0.0)
                 continue
-            eff[name] = eff.get(name, 0.0) + st["seconds"]
+            eff[name] = eff.get(name, 0.0) + st.get(key, 0.0)
     eff["lost to kills"] = lost
     return eff
 
@@ -530,15 +546,16 @@ def main():
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     rows = []
 
-    def row(stage, seconds, n_images, peak, disk, **extra):
+    def row(stage, seconds, n_images, peak, disk, cpu=None, **extra):
         r = {"stage": stage, "seconds": seconds, "images": n_images,
              "images_per_s": (n_images / seconds) if n_images and seconds > 0 else None,
              "ms_per_image": (1e3 * seconds / n_images) if n_images else None,
+             "cpu_s": cpu, "cpu_ms_per_image": (1e3 * cpu / n_images) if n_images and cpu is not None else None,
              "peak_rss_mib": _mib(peak) if peak else None, "disk_mib": None if disk is None else _mib(disk)}
         r.update(extra)
         rows.append(r)
         print(f"  {stage:<22} {seconds:9.1f} s  {n_images or 0:>7} img  "
-              f"{(r['images_per_s'] or 0):8.2f} img/s  peak {r['peak_rss_mib'] or 0:.0f} MiB  "
+              f"{(r['images_per_s'] or 0):8.2f} img/s  CPU {cpu or 0:8.1f} s  peak {r['peak_rss_mib'] or 0:.0f} MiB  "
               f"disk {0 if disk is None else _mib(disk):.1f} MiB", flush=True)
 
     print(f"rehearsal {tag}: {os.cpu_count()} cores, load average {os.getloadavg()}", flush=True)
@@ -553,7 +570,7 @@ def main():
     n_all = truth["params"]["n_images"]
     n_tv = len([x for x in (data / "train_val_list.txt").read_text().split("\n") if x])
     n_te = len([x for x in (data / "test_list.txt").read_text().split("\n") if x])
-    row("phantom (whole command)", r["wall_s"], n_all, r["peak_rss"], du(data), load=r["load_after"])
+    row("phantom (whole command)", r["wall_s"], n_all, r["peak_rss"], du(data), cpu=r["cpu_s"], load=r["load_after"])
     commands = {"phantom": " ".join(cmd)}
 
     # 2. run (killed with SIGKILL in the stages of --kill, then rerun, until it completes)
@@ -615,13 +632,15 @@ def main():
         tag_i = f" [{i}/{len(invocations)}{', killed' if r['killed'] else ''}]" if many else ""
         for st in r["stages"]:
             row(f"run{tag_i}: " + st["stage"], st["seconds"], n_of.get(st["stage"]), st["peak_rss"],
-                None if many else disk.get(st["stage"]))
+                None if many else disk.get(st["stage"]), cpu=st.get("cpu_s"))
         row(f"run{tag_i} (whole command)", r["wall_s"], n_all, r["peak_rss"], None if many else du(runp),
-            load=r["load_after"])
+            cpu=r["cpu_s"], load=r["load_after"])
     if many:
         row("run (all invocations)", sum(r["wall_s"] for r in invocations), n_all,
-            max(r["peak_rss"] for r in invocations), du(runp), load=invocations[-1]["load_after"])
+            max(r["peak_rss"] for r in invocations), du(runp), cpu=sum(r["cpu_s"] for r in invocations),
+            load=invocations[-1]["load_after"])
     effective = effective_stages(invocations)
+    effective_cpu = effective_stages(invocations, key="cpu_s")
     solver = invocations[-1]["solver"] or next((r["solver"] for r in invocations if r["solver"]), None)
     metrics = json.loads((runp / "run" / "metrics.json").read_text())
 
@@ -630,7 +649,8 @@ def main():
                  "--n-bootstrap", str(a.n_bootstrap)]
     r = run_command(cmd, logs / "evaluate.log", env=env)
     commands["evaluate"] = " ".join(cmd)
-    row("evaluate (cached)", r["wall_s"], n_te, r["peak_rss"], du(out / f"eval-{tag}"), load=r["load_after"])
+    row("evaluate (cached)", r["wall_s"], n_te, r["peak_rss"], du(out / f"eval-{tag}"), cpu=r["cpu_s"],
+        load=r["load_after"])
     m_eval = json.loads((out / f"eval-{tag}" / "metrics.json").read_text())
 
     # 4. predict on a folder
@@ -644,19 +664,20 @@ def main():
     r = run_command(cmd, logs / "predict.log", env=env)
     commands["predict"] = " ".join(cmd)
     row("predict (folder)", r["wall_s"], len(test_names), r["peak_rss"], du(out / f"predictions-{tag}.csv"),
-        load=r["load_after"])
+        cpu=r["cpu_s"], load=r["load_after"])
 
     # 5. report
     cmd = cli + ["report", str(runp / "run"), "--out", str(out / f"report-{tag}")]
     r = run_command(cmd, logs / "report.log", env=env)
     commands["report"] = " ".join(cmd)
-    row("report", r["wall_s"], None, r["peak_rss"], du(out / f"report-{tag}"), load=r["load_after"])
+    row("report", r["wall_s"], None, r["peak_rss"], du(out / f"report-{tag}"), cpu=r["cpu_s"], load=r["load_after"])
 
     result = {"tag": tag, "n_images": n_all, "n_train_val": n_tv, "n_test": n_te, "size": a.size,
               "cpu_count": os.cpu_count(), "solver": solver, "mean_auroc": metrics.get("mean_auroc"),
               "mean_auroc_evaluate": m_eval.get("mean_auroc"), "auroc": metrics.get("auroc"),
               "commands": commands, "stages": rows,
-              "stage_seconds": effective, "stage_peak_rss_mib": stage_peaks(invocations),
+              "stage_seconds": effective, "stage_cpu_seconds": effective_cpu,
+              "stage_peak_rss_mib": stage_peaks(invocations),
               "disk_mib": {k: _mib(v) for k, v in disk.items()},
               "kills": [dict({k: v for k, v in r["killed"].items() if not k.startswith("_")},
                              rerun=invocations[i + 1]["resumed"],
@@ -687,12 +708,14 @@ def markdown(allres: dict) -> str:
                   f"{r['size']} px, {r['cpu_count']} cores; solver {r['solver']}; mean AUROC "
                   f"{r['mean_auroc'] if r['mean_auroc'] is None else format(r['mean_auroc'], '.4f')}; "
                   f"finished {r['finished']}", ""]
-        lines += ["| stage | wall s | images | images/s | ms/image | peak RSS MiB | disk MiB |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| stage | wall s | images | images/s | ms/image | CPU s | CPU ms/image | peak RSS MiB | disk MiB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s in r["stages"]:
             f = lambda v, fmt: "" if v is None else format(v, fmt)
             lines.append(f"| {s['stage']} | {s['seconds']:.1f} | {f(s['images'], 'd')} | {f(s['images_per_s'], '.2f')} "
-                         f"| {f(s['ms_per_image'], '.1f')} | {f(s['peak_rss_mib'], '.0f')} | {f(s['disk_mib'], '.1f')} |")
+                         f"| {f(s['ms_per_image'], '.1f')} | {f(s.get('cpu_s'), '.1f')} "
+                         f"| {f(s.get('cpu_ms_per_image'), '.1f')} | {f(s['peak_rss_mib'], '.0f')} "
+                         f"| {f(s['disk_mib'], '.1f')} |")
         lines += ["", "Commands:", ""] + [f"    {c}" for c in r["commands"].values()] + [""]
         loads = [s.get("load") for s in r["stages"] if s.get("load")]
         if loads:
@@ -752,13 +775,14 @@ ACROSS = (("image cache (train)", "n_train_val"), ("encode train", "n_train_val"
 
 
 def across_n(allres: dict) -> list:
-    """One table over the rehearsals: per-image time of each stage and the memory peaks, to read the scaling."""
-    lines = ["## Across N: time per image (ms) and peak RSS (MiB) per stage", "",
+    """One table over the rehearsals: per-image wall and CPU time of each stage and the memory peaks."""
+    lines = ["## Across N: time per image (ms, wall / CPU) and peak RSS (MiB) per stage", "",
              "| rehearsal | images | px | " + " | ".join(f"{st} ms/img" for st, _ in ACROSS)
-             + " | run ms/img | vocabulary s | peak RSS per stage (max) | run peak RSS | disk MiB |",
-             "|---|---:|---:|" + "---:|" * (len(ACROSS) + 5)]
+             + " | run ms/img | vocabulary s | peak RSS per stage (max) | run peak RSS | disk MiB | load |",
+             "|---|---:|---:|" + "---:|" * (len(ACROSS) + 5) + "---|"]
     for tag, r in allres.items():
         eff = r.get("stage_seconds")
+        cpu = r.get("stage_cpu_seconds") or {}
         if eff is None:  # older result: read the table rows
             eff = {st["stage"][5:]: st["seconds"] for st in r["stages"] if st["stage"].startswith("run: ")}
             peaks = {st["stage"][5:]: st["peak_rss_mib"] for st in r["stages"]
@@ -767,18 +791,27 @@ def across_n(allres: dict) -> list:
             peaks = r.get("stage_peak_rss_mib") or {}
         cells = []
         for st, n in ACROSS:
-            cells.append("" if st not in eff else f"{1e3 * eff[st] / r[n]:.1f}")
+            cell = "" if st not in eff else f"{1e3 * eff[st] / r[n]:.1f}"
+            if cell and cpu.get(st):
+                cell += f" / {1e3 * cpu[st] / r[n]:.1f}"
+            cells.append(cell)
         run_rows = [st for st in r["stages"] if st["stage"].startswith("run") and "whole command" in st["stage"]
                     or st["stage"] == "run (all invocations)"]
         total = sum(v for k, v in eff.items() if k != "lost to kills")
+        total_cpu = sum(v for k, v in cpu.items() if k != "lost to kills")
         vocab = eff.get("vocabulary: PHOW", 0) + eff.get("vocabulary: k-means", 0)
         peak_stage = max(peaks.items(), key=lambda kv: kv[1]) if peaks else ("", 0)
         run_peak = max((st["peak_rss_mib"] or 0) for st in run_rows) if run_rows else 0
+        loads = [st["load"][1] for st in r["stages"] if st.get("load")]
         lines.append(f"| {tag} | {r['n_images']} | {r['size']} | " + " | ".join(cells)
-                     + f" | {1e3 * total / r['n_images']:.1f} | {vocab:.0f} | {peak_stage[1]:.0f} "
-                     f"({peak_stage[0]}) | {run_peak:.0f} | {r['disk_run_mib']:.0f} |")
-    lines += ["", "Stage times summed over a killed run's invocations (resumable stages), training counted "
-              "once (complete); `run ms/img` is that sum over all images.", ""]
+                     + f" | {1e3 * total / r['n_images']:.1f}"
+                     + (f" / {1e3 * total_cpu / r['n_images']:.1f}" if cpu else "")
+                     + f" | {vocab:.0f} | {peak_stage[1]:.0f} ({peak_stage[0]}) | {run_peak:.0f} "
+                     f"| {r['disk_run_mib']:.0f} | {max(loads, default=0):.1f} |")
+    lines += ["", "Stage times summed over a killed run's invocations (resumable stages), a training that started "
+              "again counted once (complete); `run ms/img` is that sum over all images.  `a / b`: wall / CPU "
+              "(user + system of the command's process tree); wall time grows with what else the machine runs, "
+              "CPU time hardly.  `load`: the largest 5-minute load average after a command.", ""]
     return lines
 
 
