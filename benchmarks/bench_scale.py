@@ -392,8 +392,8 @@ def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> d
 
     Verify: shards are dropped from a hard-linked copy of the work folder
     (some of those the reruns redid after the kill, some kept from before it,
-    some test shards); an uninterrupted ``run`` there re-encodes exactly those,
-    trains from the start and scores.  Its re-encoded shards must be
+    some test shards) and the SGD checkpoints; an uninterrupted ``run`` there
+    re-encodes exactly those, trains from the first epoch and scores.  Its re-encoded shards must be
     byte-identical to the resumed run's and its metrics and predictions equal.
     Compare: ``run --solver S`` on a linked copy (features reused); mean AUROC
     of both and per class the Spearman rank correlation of the test scores
@@ -423,10 +423,13 @@ def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> d
         ref = out / f"verify-{tag}"
         if ref.exists():
             shutil.rmtree(ref)
-        linked_work(work, ref / "work", drop)
+        # without the SGD checkpoints too: the reference trains from its first epoch, uninterrupted
+        ckpts = [p.name for p in work.glob("sgd-*.npz")]
+        linked_work(work, ref / "work", drop + ckpts)
         cmd = cli + base[:2] + ["--out", str(ref)] + base[2:]
         r = run_command(cmd, out / f"logs-{tag}" / "verify.log", RunStages(), env=env)
         again = resume_lines(out / f"logs-{tag}" / "verify.log")
+        from_start = "resuming after epoch" not in (out / f"logs-{tag}" / "verify.log").read_text()
         same_shards = all(
             (work / d).read_bytes() == (ref / "work" / d).read_bytes() for d in drop)
         m_ref = json.loads((ref / "run" / "metrics.json").read_text())
@@ -434,10 +437,12 @@ def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> d
         same_pred = (ref / "run" / "predictions.csv").read_bytes() == (runp / "run" / "predictions.csv").read_bytes()
         res["verify_resume"] = {"command": " ".join(cmd), "dropped": drop, "reencoded": again,
                                 "reencoded_shards_identical": same_shards, "metrics_identical": same_metrics,
-                                "predictions_identical": same_pred, "wall_s": r["wall_s"],
+                                "predictions_identical": same_pred, "trained_from_first_epoch": from_start,
+                                "wall_s": r["wall_s"],
                                 "peak_rss_mib": _mib(r["peak_rss"]), "load_after": r["load_after"]}
         print(f"  verify: {len(drop)} shard(s) dropped and re-encoded by an uninterrupted run "
-              f"({again}); identical shards {same_shards}, metrics {same_metrics}, predictions {same_pred} "
+              f"({again}); trained from the first epoch {from_start}; identical shards {same_shards}, "
+              f"metrics {same_metrics}, predictions {same_pred} "
               f"({r['wall_s']:.0f} s)", flush=True)
         if not a.keep:
             shutil.rmtree(ref, ignore_errors=True)
@@ -742,7 +747,8 @@ def markdown(allres: dict) -> str:
                       + "; ".join(f"{x['store']}: {x['todo']} of {x['total']}" for x in v["reencoded"])
                       + f"): re-encoded shards byte-identical: {v['reencoded_shards_identical']}; metrics "
                       f"identical: {v['metrics_identical']}; predictions.csv identical: "
-                      f"{v['predictions_identical']} ({v['wall_s']:.0f} s).", "", f"    {v['command']}", ""]
+                      f"{v['predictions_identical']}; trained from the first epoch (no SGD checkpoint): "
+                      f"{v.get('trained_from_first_epoch')} ({v['wall_s']:.0f} s).", "", f"    {v['command']}", ""]
         c = r.get("compare_solver")
         if c:
             lines += [f"Solver comparison on the same features: {c['solver']} mean AUROC {c['mean_auroc']:.4f} "
