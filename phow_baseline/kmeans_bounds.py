@@ -13,12 +13,18 @@ point ``x`` (labelled ``a``) and centre ``j``:
   else ``u`` is recomputed, and only the centres with ``l_j < u`` are
   measured, their bounds renewed.
 
-Here the lower bounds are stored once per point and centre in float32 as
+Here the lower bounds are stored once per point and centre as
 ``B_j = l_j + D_j`` with ``D_j`` the centre's cumulative shift (so
 ``l_j = B_j - D_j`` now), which turns the per-iteration decrement of all
 ``n k`` bounds into a read: one vectorised pass per unsettled point that
 counts the centres its bounds do not rule out, then a scan that stops at
-the last of them.
+the last of them.  ``B_j`` is kept as a 16-bit integer ``q`` in units of
+:attr:`BoundedAssignment.step` (``4 max ||x|| / 65534``), rounded down, so
+that ``q step <= B_j``: in high dimension (128 for SIFT) almost every point
+needs its bound pass at every iteration (its centre is never nearer than
+half the way to the next one), and that pass, a read of all ``n k`` bounds,
+is what a late iteration costs; 2 bytes a bound halve it.  A bound above
+the range is stored as the range's top (still below it: a looser bound).
 
 Exactness.  A point is settled by its bounds only when they clear by
 :data:`BOUND_SLACK` times the scale of the values compared (above the
@@ -35,9 +41,10 @@ settle.  The first iteration is :func:`quantize` on every point, which
 gives the first lower bounds too (its own pruning bounds, at no extra
 distance).
 
-Memory: the bounds take ``4 n k`` bytes (240 MB for 100,000 points and 600
-centres); :data:`MAX_BOUND_BYTES` caps them (above it, k-means searches
-every point every iteration).
+Memory: the bounds take ``2 n k`` bytes (120 MB for 100,000 points and 600
+centres; the first iteration briefly ``4 n k`` more, :func:`quantize`'s
+float32 bounds); :data:`MAX_BOUND_BYTES` caps them (above it, k-means
+searches every point every iteration).
 """
 
 from __future__ import annotations
@@ -68,12 +75,16 @@ DIST_MARGIN = 1e-4
 #: Two exact squared distances closer than this share of the smaller are a
 #: near-tie, left to :func:`phow_baseline.quantize.quantize` to decide.
 TIE_SHARE = 1e-10
-#: Largest size of the float32 lower bounds (``4 n k`` bytes) k-means keeps.
+#: Largest size of the lower bounds (``4 n k`` bytes while the first iteration converts them) k-means keeps.
 MAX_BOUND_BYTES = 2 * 2 ** 30
 #: Points per task of a threaded step.
 _BLOCK = 2048
 _BIG = 1e300
 _TINY = 1e-30
+#: The 16-bit bound of a point's own centre (never read as a bound: the scan skips the label).
+_QFAR = 65535
+#: The largest 16-bit bound of another centre.
+_QTOP = 65534
 
 
 def bounds_fit(n_points: int, n_centres: int) -> bool:
@@ -109,12 +120,12 @@ def _exact_upper(X, C64, labels, upper):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _bounded_step(X, C32, C64, labels, upper, B, D64, D32, shift, half_sep, eta, eps, tie, start, stop,
+def _bounded_step(X, C32, C64, labels, upper, B, step, D64, D32, shift, half_sep, eta, eps, tie, start, stop,
                   flags, stats):
     """One assignment step of points ``start:stop`` with their bounds (see the module docstring).
 
-    ``B[i, j] - D[j]`` is a lower bound of ``||x_i - c_j||`` (``j`` not the
-    label; ``D32`` the cumulative shifts rounded up), ``upper[i]`` an upper
+    ``B[i, j] step - D[j]`` is a lower bound of ``||x_i - c_j||`` (``j`` not
+    the label; ``D32`` the cumulative shifts rounded up), ``upper[i]`` an upper
     bound of the distance to the label's centre before this move.  Per
     point: the half-separation test; the same with ``u`` recomputed; the
     bound pass (how many ``j`` with ``B - D < u``?); the float32 distances
@@ -125,6 +136,8 @@ def _bounded_step(X, C32, C64, labels, upper, B, D64, D32, shift, half_sep, eta,
     distances, float64 distances).
     """
     k = C32.shape[0]
+    step32 = np.float32(step)
+    inv = (1.0 / step) * _ROUND_DOWN
     lo_d = np.empty(k, np.float64)      # lower bound of ||x - c_j|| where computed
     hi_d2 = np.empty(k, np.float64)     # upper bound of ||x - c_j||^2 where computed
     comp = np.empty(k, np.int64)        # centres whose distance was computed
@@ -151,7 +164,7 @@ def _bounded_step(X, C32, C64, labels, upper, B, D64, D32, shift, half_sep, eta,
         thr = np.float32(up + eta)
         hit = 0
         for j in range(k):              # vectorised: is any centre not ruled out?
-            hit += 1 if row[j] - D32[j] < thr else 0
+            hit += 1 if np.float32(row[j]) * step32 - D32[j] < thr else 0
         if hit == 0:
             upper[i] = up
             continue
@@ -164,10 +177,10 @@ def _bounded_step(X, C32, C64, labels, upper, B, D64, D32, shift, half_sep, eta,
         thr0 = thr
         seen = 0
         for j in range(k):
-            v = row[j] - D32[j]
+            v = np.float32(row[j]) * step32 - D32[j]
             if v < thr0:                # one of the ``hit`` centres not ruled out at first
                 seen += 1
-                if v < thr:             # (and not since, by a nearer centre found)
+                if v < thr and j != a:  # (and not since, by a nearer centre found; the label's is no bound)
                     d2 = np.float64(_d2_f32(X, i, C32, j))
                     n_dist += 1
                     lo_d[j] = np.sqrt(max(d2 * (1.0 - eps) - _TINY, 0.0))
@@ -216,8 +229,8 @@ def _bounded_step(X, C32, C64, labels, upper, B, D64, D32, shift, half_sep, eta,
         for c in range(nc):
             j = comp[c]
             if j != b:
-                row[j] = np.float32((lo_d[j] + D64[j]) * _ROUND_DOWN)
-        row[b] = _FAR32
+                row[j] = min(np.int64(np.floor((lo_d[j] + D64[j]) * inv)), _QTOP)
+        row[b] = _QFAR
         upper[i] = np.sqrt(hi_d2[b])
         labels[i] = b
     stats[0] += n_pass
@@ -227,15 +240,30 @@ def _bounded_step(X, C32, C64, labels, upper, B, D64, D32, shift, half_sep, eta,
 
 
 @numba.njit(cache=True, nogil=True)
-def _reset_rows(X, C64, labels, rows, upper, B, D64):
+def _reset_rows(X, C64, labels, rows, upper, B, step, D64):
     """After an exact search of ``rows``: ``upper`` their exact distance (a hair above), bounds none (0)."""
     k = B.shape[1]
+    inv = (1.0 / step) * _ROUND_DOWN
     for r in range(rows.shape[0]):
         i = rows[r]
         upper[i] = np.sqrt(_d2_f64(X, i, C64, labels[i])) * (1.0 + 1e-12)
         for j in range(k):
-            B[i, j] = np.float32(D64[j] * _ROUND_DOWN)   # l_j = 0
-        B[i, labels[i]] = _FAR32
+            B[i, j] = min(np.int64(np.floor(D64[j] * inv)), _QTOP)   # l_j = 0
+        B[i, labels[i]] = _QFAR
+
+
+@numba.njit(cache=True, nogil=True)
+def _to_q16(B32, start, stop, inv, out):
+    """Rows ``start:stop`` of float32 bounds as 16-bit multiples of ``1 / inv``, rounded down (``BOUND_FAR``:
+    the label's, :data:`_QFAR`)."""
+    k = B32.shape[1]
+    for i in range(start, stop):
+        for j in range(k):
+            v = B32[i, j]
+            if v >= _FAR32:
+                out[i, j] = _QFAR
+            else:
+                out[i, j] = min(np.int64(np.floor(np.float64(v) * inv)), _QTOP)
 
 
 def _half_separations(C: np.ndarray) -> np.ndarray:
@@ -282,6 +310,10 @@ class BoundedAssignment:
         self.n_threads = max(1, int(n_threads or os.cpu_count() or 1))
         self.method = method
         self.radius = float(np.sqrt(np.einsum("ij,ij->i", self.X, self.X).max(initial=0.0)))
+        # the 16-bit bounds' unit: their range, 65534 units, is twice the largest distance of a point
+        # to a centre inside the points' ball (2 radius)
+        # (a float32 value, so that the kernels' float32 unit is exactly this one)
+        self.step = float(np.float32(max(4.0 * self.radius, 1e-30) / _QTOP))
         self.labels = self.centers = None
         self.searched = self.tightened = self.distances = self.exact = self.ties = 0
 
@@ -306,22 +338,30 @@ class BoundedAssignment:
         # np.zeros, not np.empty: NumPy asks for transparent huge pages on large np.empty arrays, and
         # where the kernel then compacts memory at the first touch (defrag "madvise") filling 240 MB
         # took 0.8 s here, against 0.07 s for calloc's pages
-        self.B = np.zeros((n, k), np.float32)
+        B32 = np.zeros((n, k), np.float32)
         self.D = np.zeros(k, np.float64)
         with single_blas_thread():  # the search runs its own threads, each on one BLAS thread
             words, _ = quantize_histogram(self.X, centers, n_threads=self.n_threads, method=self.method,
-                                          bounds_out=self.B)
+                                          bounds_out=B32)
         self.labels = words.astype(np.int32)
+        self.B = np.zeros((n, k), np.uint16)
+        inv = (1.0 / self.step) * _ROUND_DOWN
+        self._map(lambda s: _to_q16(B32, s, min(s + _BLOCK, n), inv, self.B), range(0, n, _BLOCK))
+        del B32
         self.upper = np.empty(n, np.float64)
         _exact_upper(self.X, centers.astype(np.float64), self.labels, self.upper)
         self.searched, self.tightened, self.distances, self.exact, self.ties = n, 0, n * k, 0, 0
+
+    def lower_bounds(self) -> np.ndarray:
+        """The lower bounds of ``||x_i - c_j||`` now, float64 ``(n, k)`` (meaningless at the labels)."""
+        return self.B.astype(np.float64) * self.step - self.D[None]
 
     def _settle_ties(self, flags, centers, C64):
         """The flagged points' labels from :func:`quantize`; their bounds reset (upper exact, lower 0)."""
         ties = np.flatnonzero(flags)
         if len(ties):
             self.labels[ties] = self._quantize(self.X[ties], centers)
-            _reset_rows(self.X, C64, self.labels, ties, self.upper, self.B, self.D)
+            _reset_rows(self.X, C64, self.labels, ties, self.upper, self.B, self.step, self.D)
         self.ties = len(ties)
 
     def __call__(self, centers: np.ndarray) -> np.ndarray:
@@ -345,7 +385,7 @@ class BoundedAssignment:
             half = _half_separations(centers)
 
         def block(s):
-            _bounded_step(self.X, centers, C64, labels, self.upper, self.B, self.D, D32, shift, half, eta,
+            _bounded_step(self.X, centers, C64, labels, self.upper, self.B, self.step, self.D, D32, shift, half, eta,
                           DIST_MARGIN, TIE_SHARE, s, min(s + _BLOCK, n), flags, stats[s // _BLOCK])
 
         self._map(block, starts)

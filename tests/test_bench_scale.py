@@ -85,3 +85,31 @@ def test_markdown_reads_a_killed_run_and_the_table_across_n():
     assert len(rows) == 2
     # the per-image cost is the same at both N here: 1000 ms/img for encode train (0.75 n s over 0.75 n images)
     assert all(re.search(r"\| 1000\.0 \|", r) for r in rows)
+
+
+@pytest.mark.slow
+def test_a_small_rehearsal_end_to_end_with_the_resume_check(tmp_path, sample_dir):
+    """bench_scale itself on 300 phantom images at 64 px with SGD: the table is written, and the resume
+    check's reference run re-encodes exactly the dropped shards, trains from its first epoch (the SGD
+    checkpoints are not carried over) and gives identical shards, metrics and predictions."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "scale"
+    cmd = [sys.executable, str(Path(bench_scale.__file__)), "--n", "300", "--size", "64", "--out", str(out),
+           "--like", str(sample_dir / "Data_Entry_2017_v2020.csv.gz"),
+           "--bbox", str(sample_dir / "BBox_List_2017.csv.gz"), "--n-bootstrap", "10", "--predict-images", "5",
+           "--run-args", "--solver sgd --n-words 40 --max-descriptors 4000 --n-jobs 2", "--verify-resume", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "scale.json").read_text())["n300-s64"]
+    assert res["solver"] == "sgd" and res["finished"]
+    assert list((out / "run-n300-s64" / "work").glob("sgd-*.npz")), "the SGD run left no checkpoint"
+    v = res["verify_resume"]
+    assert len(v["dropped"]) == 2
+    assert sum(x["todo"] for x in v["reencoded"]) == 2
+    assert v["trained_from_first_epoch"] is True
+    assert v["reencoded_shards_identical"] and v["metrics_identical"] and v["predictions_identical"]
+    assert 0.0 < res["mean_auroc"] <= 1.0
+    assert "Resume check" in (out / "scale.md").read_text()

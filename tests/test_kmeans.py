@@ -282,8 +282,37 @@ def test_the_kept_bounds_stay_true():
     np.testing.assert_array_equal(lab, d.argmin(1))
     own = d[np.arange(len(Xc)), lab]
     assert np.all(ba.upper >= own * (1 - 1e-12))
-    lower = ba.B.astype(np.float64) - ba.D[None]
+    assert ba.B.dtype == np.uint16
+    lower = ba.lower_bounds()
     other = np.ones_like(d, bool)
     other[np.arange(len(Xc)), lab] = False
     assert np.all(lower[other] <= d[other] * (1 + 1e-12))
 
+
+
+def test_bounds_clipped_to_the_16_bit_range_still_give_exact_labels():
+    """With a unit so small that nearly every bound clips to the top of the 16-bit range (and the label's
+    own entry falls below the threshold), the bounds are loose but true, and the labels those of a full
+    search at every iteration."""
+    from phow_baseline.kmeans import _centred
+    from phow_baseline.kmeans_bounds import BoundedAssignment
+    from phow_baseline.quantize import quantize
+
+    X = _points(n=1500, centers=25, seed=9)
+    _, Xc, _ = _centred(X)
+    C = Xc[np.random.default_rng(4).choice(len(Xc), 25, replace=False)].copy()
+    ba = BoundedAssignment(Xc, n_threads=2)
+    ba.step = float(np.float32(ba.radius / 1e6))      # range 65534 units: a few hundredths of the radius
+    for it in range(5):
+        lab = ba(C)
+        np.testing.assert_array_equal(lab, quantize(Xc, C), err_msg=f"iteration {it}")
+        if it == 0:
+            assert (ba.B == 65534).mean() > 0.5       # clipped
+        sums = np.zeros(C.shape)
+        np.add.at(sums, lab, Xc.astype(np.float64))
+        cnt = np.bincount(lab, minlength=len(C))
+        C = np.where(cnt[:, None] > 0, sums / np.maximum(cnt, 1)[:, None], C).astype(np.float32)
+    d = np.sqrt(((Xc[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1))
+    other = np.ones_like(d, bool)
+    other[np.arange(len(Xc)), lab] = False
+    assert np.all(ba.lower_bounds()[other] <= d[other] * (1 + 1e-12))
