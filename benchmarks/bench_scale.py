@@ -55,7 +55,7 @@ from pathlib import Path
 import psutil
 
 STAGES_RUN = ("image cache (train)", "vocabulary: PHOW", "vocabulary: k-means", "encode train", "train",
-              "image cache (test)", "encode test", "scores + metrics")
+              "calibrate", "image cache (test)", "encode test", "scores + metrics")
 
 
 def _cli() -> list[str]:
@@ -259,6 +259,8 @@ class RunStages:
             return "train"
         if s.startswith("train (SGD)"):
             return "train"
+        if s.startswith("calibrate"):   # the calibration's held-out SVMs ("calibrate: ...", its bar)
+            return "calibrate"
         if s.startswith("encode"):
             if current not in ("encode train", "encode test", "scores + metrics"):
                 self.encode_seen += 1

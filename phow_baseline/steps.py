@@ -193,13 +193,15 @@ def encode_split(cache, rows, names, work_dir, vocab, config: BaselineConfig, ta
                            backend=config.backend, shard_size=config.shard_size, progress=progress, names=names)
 
 
-def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=True, solver=None):
+def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=True, solver=None, label="train"):
     """Train the 14 SVMs on store ``rows`` (positions) with labels ``Y`` (len(rows), 14).
 
     ``solver`` (default ``config.solver``) ``"auto"`` trains in memory with
     liblinear when its estimated peak (:func:`liblinear_peak_bytes`) fits
     :data:`IN_MEMORY_BUDGET_BYTES`, else out of core with SGD, one shard at a
-    time (peak memory independent of the number of images).
+    time (peak memory independent of the number of images).  ``label``
+    begins its log line and names its progress bar (``"calibrate"`` for the
+    calibration's held-out SVMs).
     """
     from tqdm.auto import tqdm
 
@@ -220,10 +222,10 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
         X = store.load(rows)
         if transform:
             X = transform(X)
-        _log(f"train: 14 linear SVMs (liblinear, C={config.C}) on {X.shape[0]} x {X.shape[1]} features{why}")
+        _log(f"{label}: 14 linear SVMs (liblinear, C={config.C}) on {X.shape[0]} x {X.shape[1]} features{why}")
         svm.fit(X, Y)
         if not svm.converged_.all():
-            _log(f"warning: liblinear did not converge for {int((~svm.converged_).sum())} class(es)")
+            _log(f"warning: {label}: liblinear did not converge for {int((~svm.converged_).sum())} class(es)")
         return svm
     Y = np.asarray(Y)
     ckpt = sgd_checkpoint_path(store, rows, Y, config)
@@ -236,9 +238,9 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
             _log(f"warning: {ckpt}: {exc}; training from the first epoch")
             svm = OneVsRestSVM(C=config.C, class_weight=config.class_weight, solver=solver,
                                n_epochs=config.n_epochs, random_state=config.seed, n_jobs=config.n_jobs)
-    _log(f"train: 14 linear SVMs (SGD, out of core, {config.n_epochs} epochs) on {len(rows)} x {dim} "
+    _log(f"{label}: 14 linear SVMs (SGD, out of core, {config.n_epochs} epochs) on {len(rows)} x {dim} "
          f"features{why}" + (f"; resuming after epoch {start} ({ckpt.name})" if start else ""))
-    bar = tqdm(total=len(rows) * config.n_epochs, initial=len(rows) * start, desc="train (SGD)", unit="img",
+    bar = tqdm(total=len(rows) * config.n_epochs, initial=len(rows) * start, desc=f"{label} (SGD)", unit="img",
                disable=not progress)
     for epoch in range(start, config.n_epochs):
         for Xb, pos in store.batches(rows, seed=config.seed, epoch=epoch, transform=transform):
@@ -247,7 +249,7 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
         atomic_save_npz(ckpt, svm.sgd_checkpoint())  # a kill from here on resumes after this epoch
     bar.close()
     if not svm.converged_.all():
-        _log(f"warning: SGD did not converge for {int((~svm.converged_).sum())} class(es) in {config.n_epochs} "
+        _log(f"warning: {label}: SGD did not converge for {int((~svm.converged_).sum())} class(es) in {config.n_epochs} "
              f"epochs (last relative weight change {svm.weight_change_[-1].max():.2g} > tol {svm.tol:g}; "
              "objective per epoch in metrics.json)")
     return svm
@@ -329,8 +331,8 @@ def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progr
              f"validation images")
         # the solver of the final SVMs (not chosen again for the fewer rows): the calibration must map
         # the scores of the same kind of SVM
-        ho = train_svms(store, [rows[i] for i in fit_rows], np.asarray(Y)[fit_rows], config, progress=False,
-                        solver=model.svm.solver)
+        ho = train_svms(store, [rows[i] for i in fit_rows], np.asarray(Y)[fit_rows], config, progress=progress,
+                        solver=model.svm.solver, label="calibrate")
         kmap = model.kernel_map
         S = np.concatenate([ho.decision_function(Xb if kmap is None else kmap.transform(np.asarray(Xb, np.float32)))
                             for Xb, _ in store.batches([rows[i] for i in val_rows])])

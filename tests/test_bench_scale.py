@@ -105,6 +105,7 @@ def test_a_small_rehearsal_end_to_end_with_the_resume_check(tmp_path, sample_dir
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((out / "scale.json").read_text())["n300-s64"]
     assert res["solver"] == "sgd" and res["finished"]
+    assert res["stage_seconds"].get("calibrate", 0) > 0, res["stage_seconds"]   # its own stage, its own bar
     assert list((out / "run-n300-s64" / "work").glob("sgd-*.npz")), "the SGD run left no checkpoint"
     v = res["verify_resume"]
     assert len(v["dropped"]) == 2
