@@ -42,8 +42,8 @@ gives the first lower bounds too (its own pruning bounds, at no extra
 distance).
 
 Memory: the bounds take ``2 n k`` bytes (120 MB for 100,000 points and 600
-centres; the first iteration briefly ``4 n k`` more, :func:`quantize`'s
-float32 bounds); :data:`MAX_BOUND_BYTES` caps them (above it, k-means
+centres, written by :func:`quantize` itself in the first iteration);
+:data:`MAX_BOUND_BYTES` caps them (above it, k-means
 searches every point every iteration).
 """
 
@@ -55,7 +55,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from .quantize import BOUND_FAR as _FAR32
+from .quantize import BOUND_Q16_FAR as _QFAR
+from .quantize import BOUND_Q16_TOP as _QTOP
 from .quantize import BOUND_ROUND_DOWN as _ROUND_DOWN
 from .quantize import quantize, quantize_histogram, single_blas_thread
 
@@ -75,21 +76,17 @@ DIST_MARGIN = 1e-4
 #: Two exact squared distances closer than this share of the smaller are a
 #: near-tie, left to :func:`phow_baseline.quantize.quantize` to decide.
 TIE_SHARE = 1e-10
-#: Largest size of the lower bounds (``4 n k`` bytes while the first iteration converts them) k-means keeps.
+#: Largest size of the 16-bit lower bounds (``2 n k`` bytes) k-means keeps.
 MAX_BOUND_BYTES = 2 * 2 ** 30
 #: Points per task of a threaded step.
 _BLOCK = 2048
 _BIG = 1e300
 _TINY = 1e-30
-#: The 16-bit bound of a point's own centre (never read as a bound: the scan skips the label).
-_QFAR = 65535
-#: The largest 16-bit bound of another centre.
-_QTOP = 65534
 
 
 def bounds_fit(n_points: int, n_centres: int) -> bool:
     """Whether the bounds of ``n_points`` x ``n_centres`` fit :data:`MAX_BOUND_BYTES`."""
-    return 4 * int(n_points) * int(n_centres) <= MAX_BOUND_BYTES
+    return 2 * int(n_points) * int(n_centres) <= MAX_BOUND_BYTES
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, inline="always")
@@ -252,20 +249,6 @@ def _reset_rows(X, C64, labels, rows, upper, B, step, D64):
         B[i, labels[i]] = _QFAR
 
 
-@numba.njit(cache=True, nogil=True)
-def _to_q16(B32, start, stop, inv, out):
-    """Rows ``start:stop`` of float32 bounds as 16-bit multiples of ``1 / inv``, rounded down (``BOUND_FAR``:
-    the label's, :data:`_QFAR`)."""
-    k = B32.shape[1]
-    for i in range(start, stop):
-        for j in range(k):
-            v = B32[i, j]
-            if v >= _FAR32:
-                out[i, j] = _QFAR
-            else:
-                out[i, j] = min(np.int64(np.floor(np.float64(v) * inv)), _QTOP)
-
-
 def _half_separations(C: np.ndarray) -> np.ndarray:
     """Half the distance from each centre to its nearest other centre, rounded down (one float32 GEMM).
 
@@ -338,16 +321,12 @@ class BoundedAssignment:
         # np.zeros, not np.empty: NumPy asks for transparent huge pages on large np.empty arrays, and
         # where the kernel then compacts memory at the first touch (defrag "madvise") filling 240 MB
         # took 0.8 s here, against 0.07 s for calloc's pages
-        B32 = np.zeros((n, k), np.float32)
+        self.B = np.zeros((n, k), np.uint16)
         self.D = np.zeros(k, np.float64)
         with single_blas_thread():  # the search runs its own threads, each on one BLAS thread
             words, _ = quantize_histogram(self.X, centers, n_threads=self.n_threads, method=self.method,
-                                          bounds_out=B32)
+                                          bounds_out=self.B, bounds_unit=self.step)
         self.labels = words.astype(np.int32)
-        self.B = np.zeros((n, k), np.uint16)
-        inv = (1.0 / self.step) * _ROUND_DOWN
-        self._map(lambda s: _to_q16(B32, s, min(s + _BLOCK, n), inv, self.B), range(0, n, _BLOCK))
-        del B32
         self.upper = np.empty(n, np.float64)
         _exact_upper(self.X, centers.astype(np.float64), self.labels, self.upper)
         self.searched, self.tightened, self.distances, self.exact, self.ties = n, 0, n * k, 0, 0

@@ -226,10 +226,23 @@ def _refine_gemm(X, rows, C64, S, j0, margin_rel, c2_max, out):
 BOUND_FAR = np.float32(3e38)
 #: ``bounds_out`` is rounded down by this share (float32 rounding is 6e-8 of a value).
 BOUND_ROUND_DOWN = 1.0 - 1e-6
+#: 16-bit ``bounds_out`` (a uint16 array, with ``bounds_unit``): the largest bound stored (a bound above
+#: ``BOUND_Q16_TOP * unit`` is stored as that, still a lower bound), and what the word found gets.
+BOUND_Q16_TOP = 65534
+BOUND_Q16_FAR = 65535
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bound_value(v, inv):
+    """A bound ``v`` (float64, already rounded down) as stored: itself (``inv`` 0, float32 output) or
+    ``floor(v inv)`` capped at :data:`BOUND_Q16_TOP` (16-bit output, ``inv`` = 1 / unit, rounded down)."""
+    if inv > 0.0:
+        return min(np.floor(v * inv), np.float64(BOUND_Q16_TOP))
+    return v
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _export_pruned_bounds(S, rows, xm2, slack, margin_rel, cc2_max, w, out):
+def _export_pruned_bounds(S, rows, xm2, slack, margin_rel, cc2_max, w, out, inv, far):
     """``out[rows[r], j]``: the pruned search's lower bound of ``||x - c_j||`` (``S + ||x - mu||^2``, less
     the rounding margin the search itself allows, square root, rounded down); ``+FAR`` at the word found."""
     m, K = S.shape
@@ -237,12 +250,13 @@ def _export_pruned_bounds(S, rows, xm2, slack, margin_rel, cc2_max, w, out):
         base = xm2[r] - (margin_rel * (xm2[r] + cc2_max) + slack[r])
         o = out[rows[r]]
         for j in range(K):
-            o[j] = np.float32(np.sqrt(np.float32(max(np.float64(S[r, j]) + base, 0.0))) * BOUND_ROUND_DOWN)
-        o[w[r]] = BOUND_FAR
+            b = np.float64(np.float32(np.sqrt(np.float32(max(np.float64(S[r, j]) + base, 0.0)))))
+            o[j] = _bound_value(b * BOUND_ROUND_DOWN, inv)
+        o[w[r]] = far
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _export_gemm_bounds(X, rows, S, margin_rel, c2_max, w, out):
+def _export_gemm_bounds(X, rows, S, margin_rel, c2_max, w, out, inv, far):
     """As :func:`_export_pruned_bounds` for the GEMM path: ``||x||^2 - (2 x.c - ||c||^2)`` less its margin."""
     m, K = S.shape
     d = X.shape[1]
@@ -255,8 +269,9 @@ def _export_gemm_bounds(X, rows, S, margin_rel, c2_max, w, out):
         base = x2 - margin_rel * (x2 + 2.0 * c2_max)
         o = out[i]
         for j in range(K):
-            o[j] = np.float32(np.sqrt(np.float32(max(base - np.float64(S[r, j]), 0.0))) * BOUND_ROUND_DOWN)
-        o[w[r]] = BOUND_FAR
+            b = np.float64(np.float32(np.sqrt(np.float32(max(base - np.float64(S[r, j]), 0.0)))))
+            o[j] = _bound_value(b * BOUND_ROUND_DOWN, inv)
+        o[w[r]] = far
 
 
 _CONTROLLER = None
@@ -347,7 +362,7 @@ def _use_pruning(method: str, k: int, d: int) -> bool:
 
 
 def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=None, chunk=QUANTIZE_CHUNK,
-                       method="auto", bounds_out=None):
+                       method="auto", bounds_out=None, bounds_unit=None):
     """Nearest word of every descriptor, and counts per (cell, word).
 
     Parameters
@@ -372,7 +387,12 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
         Filled, for k-means' kept bounds (:mod:`phow_baseline.kmeans_bounds`),
         with a lower bound of ``||x_i - c_j||`` (Euclidean) for every word:
         the search's own bound less its rounding margin (so at no extra
-        distance), rounded down; :data:`BOUND_FAR` at the word found.
+        distance), rounded down; :data:`BOUND_FAR` at the word found.  A
+        uint16 array holds it in units of ``bounds_unit``, rounded down and
+        capped at :data:`BOUND_Q16_TOP` (:data:`BOUND_Q16_FAR` at the word
+        found): half the memory, written directly.
+    bounds_unit : float, optional
+        The unit of a uint16 ``bounds_out`` (Euclidean distance units).
 
     Returns
     -------
@@ -398,9 +418,14 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
         raise ValueError("cells and descriptors differ in length")
     words = np.empty(n, np.int32)
     hist = np.zeros(n_cells * k, np.float64)
-    if bounds_out is not None and (bounds_out.shape != (n, k) or bounds_out.dtype != np.float32
+    if bounds_out is not None and (bounds_out.shape != (n, k) or bounds_out.dtype not in (np.float32, np.uint16)
                                    or not bounds_out.flags.c_contiguous):
-        raise ValueError(f"bounds_out must be a C-ordered ({n}, {k}) float32 array")
+        raise ValueError(f"bounds_out must be a C-ordered ({n}, {k}) float32 or uint16 array")
+    inv, far = 0.0, BOUND_FAR
+    if bounds_out is not None and bounds_out.dtype == np.uint16:
+        if bounds_unit is None or not bounds_unit > 0:
+            raise ValueError("a uint16 bounds_out needs bounds_unit > 0")
+        inv, far = (1.0 / float(bounds_unit)) * BOUND_ROUND_DOWN, BOUND_Q16_FAR
     if n == 0:
         return words, hist
     cnorm = np.einsum("ij,ij->i", C, C, dtype=np.float32)
@@ -413,8 +438,11 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
         w0 = np.full(len(zero_idx), np.argmin(cnorm64), np.int32)
         _count_words(zero_idx, w0, cells, words, hist, k)
         if bounds_out is not None:   # exact: ||0 - c_j|| = ||c_j||
-            bounds_out[zero_idx] = (np.sqrt(cnorm64) * BOUND_ROUND_DOWN).astype(np.float32)
-            bounds_out[zero_idx, w0[0]] = BOUND_FAR
+            b = np.sqrt(cnorm64) * BOUND_ROUND_DOWN
+            if inv > 0.0:
+                b = np.minimum(np.floor(b * inv), BOUND_Q16_TOP)
+            bounds_out[zero_idx] = b.astype(bounds_out.dtype)
+            bounds_out[zero_idx, w0[0]] = far
     idx = np.flatnonzero(nz).astype(np.int64)
     if len(idx) == 0:
         return words, hist
@@ -452,7 +480,7 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
             _refine_gemm(X, rows, C64, S[:r], S[:r].argmax(axis=1), PRUNE_MARGIN, c2_max, w[:r])
             _count_words(rows, w[:r], cells, words, h, k)
             if bounds_out is not None:
-                _export_gemm_bounds(X, rows, S[:r], PRUNE_MARGIN, c2_max, w[:r], bounds_out)
+                _export_gemm_bounds(X, rows, S[:r], PRUNE_MARGIN, c2_max, w[:r], bounds_out, inv, far)
 
     def run_pruned(part, h):
         xc = np.empty((chunk, d), np.float32)
@@ -474,7 +502,8 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
                           S[:r], j0, xm2[:r], slack[:r], w[:r], _PRUNE_GROUPS)
             _count_words(rows, w[:r], cells, words, h, k)
             if bounds_out is not None:
-                _export_pruned_bounds(S[:r], rows, xm2[:r], slack[:r], PRUNE_MARGIN, cc2_max, w[:r], bounds_out)
+                _export_pruned_bounds(S[:r], rows, xm2[:r], slack[:r], PRUNE_MARGIN, cc2_max, w[:r], bounds_out,
+                                      inv, far)
 
     run_in_threads(run_pruned if pruned else run_gemm, starts, hist, n_threads)
     return words, hist

@@ -254,7 +254,7 @@ def test_bounds_beyond_the_memory_cap_search_every_point(monkeypatch):
 
     X = _points(n=1500)
     init = X[:30]
-    monkeypatch.setattr(kmeans_bounds, "MAX_BOUND_BYTES", 4 * len(X) * 30 - 1)
+    monkeypatch.setattr(kmeans_bounds, "MAX_BOUND_BYTES", 2 * len(X) * 30 - 1)
     capped = fit_kmeans(X, 30, init=init, max_iter=10, tol=0)
     assert all(h["searched"] == len(X) for h in capped[4])
     monkeypatch.undo()
