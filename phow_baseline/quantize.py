@@ -233,7 +233,7 @@ BOUND_Q16_FAR = 65535
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _bound_value(v, inv):
+def stored_bound(v, inv):
     """A bound ``v`` (float64, already rounded down) as stored: itself (``inv`` 0, float32 output) or
     ``floor(v inv)`` capped at :data:`BOUND_Q16_TOP` (16-bit output, ``inv`` = 1 / unit, rounded down)."""
     if inv > 0.0:
@@ -251,7 +251,7 @@ def _export_pruned_bounds(S, rows, xm2, slack, margin_rel, cc2_max, w, out, inv,
         o = out[rows[r]]
         for j in range(K):
             b = np.float64(np.float32(np.sqrt(np.float32(max(np.float64(S[r, j]) + base, 0.0)))))
-            o[j] = _bound_value(b * BOUND_ROUND_DOWN, inv)
+            o[j] = stored_bound(b * BOUND_ROUND_DOWN, inv)
         o[w[r]] = far
 
 
@@ -270,7 +270,7 @@ def _export_gemm_bounds(X, rows, S, margin_rel, c2_max, w, out, inv, far):
         o = out[i]
         for j in range(K):
             b = np.float64(np.float32(np.sqrt(np.float32(max(base - np.float64(S[r, j]), 0.0)))))
-            o[j] = _bound_value(b * BOUND_ROUND_DOWN, inv)
+            o[j] = stored_bound(b * BOUND_ROUND_DOWN, inv)
         o[w[r]] = far
 
 
