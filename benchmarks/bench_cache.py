@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--json")
     a = ap.parse_args()
-    from phow_baseline.preprocess import ImageCache
+    from phow_baseline.data.preprocess import ImageCache
 
     res = {"cpu_count": os.cpu_count(), "size": a.size}
     for folder in ("images-1024", "images"):

@@ -34,7 +34,7 @@ import numpy as np
 
 
 def build_cache(tmp, sample, synthetic, size=256):
-    from phow_baseline.preprocess import ImageCache
+    from phow_baseline.data.preprocess import ImageCache
 
     if synthetic:
         rng = np.random.default_rng(0)

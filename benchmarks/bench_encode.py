@@ -29,7 +29,7 @@ On the real ChestX-ray14 sample ($CHESTXRAY14_SAMPLE):
    initialisation with the same iterations (``tol=0``; ``--kmeans-iter``,
    20 and 100 by default, 100 being the vocabulary's ``max_iter``): our
    ``fit_kmeans`` with its default assignment (Elkan's bounds kept between
-   iterations, :mod:`phow_baseline.kmeans_bounds`; the labels of a full
+   iterations, :mod:`phow_baseline.encoding.kmeans_bounds`; the labels of a full
    search) and with ``bounds=False`` (every point searched every
    iteration by the exact pruned search) against
    ``sklearn.cluster.KMeans(algorithm="lloyd", n_init=1)``, all on every
@@ -87,7 +87,7 @@ def pruned_work(X, C):
     """
     import inspect
 
-    from phow_baseline import quantize as Q
+    from phow_baseline.encoding import quantize as Q
 
     try:
         new_api = "C64" in inspect.signature(Q._refine_words.py_func).parameters
@@ -152,12 +152,12 @@ def main():
     from sklearn.cluster import KMeans
 
     from phow_baseline.config import BaselineConfig, make_encoder
-    from phow_baseline.kmeans import fit_kmeans
-    from phow_baseline.phow import phow
-    from phow_baseline.preprocess import equalize, preprocess, read_xray, resize
-    from phow_baseline.pyramid import pyramid_cells
-    from phow_baseline.quantize import quantize_histogram
-    from phow_baseline.vocabulary import Vocabulary, sample_descriptors
+    from phow_baseline.encoding.kmeans import fit_kmeans
+    from phow_baseline.features.phow import phow
+    from phow_baseline.data.preprocess import equalize, preprocess, read_xray, resize
+    from phow_baseline.encoding.pyramid import pyramid_cells
+    from phow_baseline.encoding.quantize import quantize_histogram
+    from phow_baseline.encoding.vocabulary import Vocabulary, sample_descriptors
 
     sample = Path(a.sample)
     paths = sorted((sample / "images").glob("*.png"))
@@ -247,7 +247,7 @@ def main():
     if "kmeans" in parts:
         from sklearn.cluster import kmeans_plusplus
 
-        from phow_baseline.kmeans import _centred, _kmeans_plusplus
+        from phow_baseline.encoding.kmeans import _centred, _kmeans_plusplus
 
         src = paths[200:200 + a.kmeans_images]
         S = sample_descriptors([phow(preprocess(p, 256))[1] for p in src], a.kmeans_descriptors, seed=0)

@@ -7,7 +7,7 @@ Usage::
         [--max-descriptors 100000] [--n-bootstrap 2000]
 
 Each encoding is trained on the sample's ``train_val`` images and scored on its
-``test`` images by :func:`phow_baseline.steps.run_baseline` (same PHOW, same
+``test`` images by :func:`phow_baseline.workflow.steps.run_baseline` (same PHOW, same
 linear SVMs with C = 10; the bag of words with its chi2 kernel map, FV and VLAD
 without one; no calibration: AUROC does not need it), each in
 ``OUT/<encoding>``.  The test images are then resampled with replacement
@@ -52,10 +52,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from phow_baseline.config import BaselineConfig
-    from phow_baseline.data import LABELS, MissingImagesWarning
-    from phow_baseline.metrics import bootstrap_auroc, read_predictions
-    from phow_baseline.model_io import load_model
-    from phow_baseline.steps import open_dataset, run_baseline
+    from phow_baseline.data.chestxray14 import LABELS, MissingImagesWarning
+    from phow_baseline.evaluation.metrics import bootstrap_auroc, read_predictions
+    from phow_baseline.model.directory import load_model
+    from phow_baseline.workflow.steps import open_dataset, run_baseline
 
     encodings = [e.strip() for e in args.encodings.split(",") if e.strip()]
     out = Path(args.out)
@@ -92,7 +92,7 @@ def main(argv=None):
             raise SystemExit(f"{enc} and {base} scored different test images")
     y = results[base]["y"]
     boot = {e: bootstrap_auroc(y, r["scores"], n_bootstrap=args.n_bootstrap, seed=0) for e, r in results.items()}
-    from phow_baseline.metrics import auroc_weighted
+    from phow_baseline.evaluation.metrics import auroc_weighted
 
     mean_auc = {}
     for e, r in results.items():

@@ -3,7 +3,7 @@
 Same real images (from $CHESTXRAY14_SAMPLE, equalized), same parameters
 (bin sizes 4, 6, 8, 10; step 2; VLFeat's defaults otherwise):
 
-* ours: ``phow_baseline.phow.phow`` (Numba);
+* ours: ``phow_baseline.features.phow.phow`` (Numba);
 * ``cyvlfeat.sift.phow``: VLFeat's C dense SIFT through cyvlfeat (it smooths
   with scipy and departs from ``vl_phow`` in details, but does the same work);
 * OpenCV: ``cv2.SIFT_create().compute`` on the same dense grid (the frames
@@ -112,7 +112,7 @@ def vl_phow(img_f32):
 
 
 def ours_one(img_u8):
-    from phow_baseline.phow import phow
+    from phow_baseline.features.phow import phow
 
     return phow(img_u8, sizes=SIZES, step=STEP)
 
@@ -122,7 +122,7 @@ def measure(images, label, ncpu, repeats=REPEATS):
 
     from joblib import Parallel, delayed
 
-    from phow_baseline.phow import phow
+    from phow_baseline.features.phow import phow
 
     floats = [im.astype(np.float32) / 255 for im in images]
     frames0, desc0 = phow(images[0])
@@ -182,7 +182,7 @@ def measure(images, label, ncpu, repeats=REPEATS):
 FIRST_CALL = """
 import time, numpy as np
 t0 = time.perf_counter()
-from phow_baseline.phow import phow
+from phow_baseline.features.phow import phow
 t1 = time.perf_counter()
 phow(np.random.default_rng(0).integers(0, 256, (256, 256)).astype(np.uint8))
 t2 = time.perf_counter()
@@ -214,7 +214,7 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--skip-first-call", action="store_true")
     a = ap.parse_args()
-    from phow_baseline.preprocess import preprocess
+    from phow_baseline.data.preprocess import preprocess
 
     sample = Path(a.sample)
     ncpu = os.cpu_count() or 1

@@ -57,14 +57,14 @@ def main(argv=None):
 
     from threadpoolctl import threadpool_limits
 
-    from phow_baseline.fisher import FisherVectorEncoder, fisher_vector, nonzero_rows
-    from phow_baseline.gmm import GaussianMixtureVocabulary
-    from phow_baseline.phow import phow
-    from phow_baseline.postprocess import PCA, root_sift
-    from phow_baseline.preprocess import preprocess, read_xray
-    from phow_baseline.quantize import single_blas_thread, quantize
-    from phow_baseline.vlad import vlad
-    from phow_baseline.vocabulary import Vocabulary
+    from phow_baseline.encoding.fisher import FisherVectorEncoder, fisher_vector, nonzero_rows
+    from phow_baseline.encoding.gmm import GaussianMixtureVocabulary
+    from phow_baseline.features.phow import phow
+    from phow_baseline.features.descriptors import PCA, root_sift
+    from phow_baseline.data.preprocess import preprocess, read_xray
+    from phow_baseline.encoding.quantize import single_blas_thread, quantize
+    from phow_baseline.encoding.vlad import vlad
+    from phow_baseline.encoding.vocabulary import Vocabulary
 
     try:
         from cyvlfeat.fisher import fisher as vl_fisher

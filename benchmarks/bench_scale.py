@@ -60,7 +60,7 @@ STAGES_RUN = ("image cache (train)", "vocabulary: PHOW", "vocabulary: k-means", 
 
 def _cli() -> list[str]:
     exe = Path(sys.executable).with_name("phow-baseline")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "phow_baseline.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "phow_baseline.cli.commands"]
 
 
 def du(path) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 
 
 def make_store(directory, rows, dim, shard_size=256, seed=0):
-    from phow_baseline.features import FeatureStore
+    from phow_baseline.encoding.store import FeatureStore
 
     rng = np.random.default_rng(seed)
     names = [f"{i:08d}_000.png" for i in range(rows)]
@@ -45,9 +45,9 @@ def make_store(directory, rows, dim, shard_size=256, seed=0):
 
 def train_child(directory, kernel_map, epochs):
     """Runs in a fresh process: train out of core, print JSON with peak RSS."""
-    from phow_baseline.features import FeatureStore
+    from phow_baseline.encoding.store import FeatureStore
     from phow_baseline.config import BaselineConfig
-    from phow_baseline.steps import train_svms
+    from phow_baseline.workflow.steps import train_svms
 
     store = FeatureStore.open(directory)
     y = np.load(Path(directory) / "labels.npy", allow_pickle=False)

@@ -1,17 +1,22 @@
 """phow-baseline: a classical PHOW + SVM baseline for NIH ChestX-ray14.
 
-The package reads as the pipeline, one module per stage, each importing
+The package reads as the pipeline, one subpackage per stage, each importing
 only the stages below it (``tests/test_package.py`` checks the import graph):
 
-data -> preprocess -> dsift -> phow -> quantize -> vocabulary -> pyramid ->
-kernel_map -> features -> classify -> config -> attribution -> model ->
-steps / pipeline -> metrics -> localize / followup -> report -> demo -> cli.
+``data`` -> ``features`` -> ``encoding`` -> ``classification`` -> ``model`` ->
+``evaluation`` -> ``followup`` -> ``report`` -> ``workflow`` -> ``cnn`` -> ``cli``,
 
-:mod:`~phow_baseline.io` (atomic writes, JSON reading, checksums, image
-listing) and :mod:`~phow_baseline.model_io` (the model directory) serve
-every stage.
+with :mod:`~phow_baseline.io` (atomic writes, JSON, checksums, locks),
+:mod:`~phow_baseline.parallel` (joblib/Dask backends) and
+:mod:`~phow_baseline.config` (the baseline's settings) beneath them all.
 The CNN comparison lives in :mod:`phow_baseline.cnn` and is the only place
-that imports torch.
+that imports torch.  The 0.1 flat module names (``phow_baseline.dsift``,
+``phow_baseline.metrics``, ...) still import, with a DeprecationWarning.
 """
 
-__version__ = "0.1.0"
+from . import _compat
+from ._version import __version__
+
+_compat.install()
+
+__all__ = ["__version__"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import DataFileError, jsonable, read_json
-from .kernel_map import KERNEL_MAPS
+from .classification.kernel_map import KERNEL_MAPS
 
 #: Image encodings (``BaselineConfig.encoding``).
 ENCODINGS = ("bow", "fisher", "vlad")
@@ -118,9 +118,9 @@ class BaselineConfig:
 
     def _validate(self):
         """Check every value now, so that a bad one stops a run before any work (:class:`ConfigError`)."""
-        from .data import SPLITS
+        from .data.chestxray14 import SPLITS
         from .parallel import BACKENDS
-        from .preprocess import EQUALIZATIONS
+        from .data.preprocess import EQUALIZATIONS
 
         _one_of(self, "equalization", EQUALIZATIONS)
         _int_at_least(self, "size", 3 * max(self.sizes, default=0) + 1,
@@ -165,7 +165,7 @@ class BaselineConfig:
         _int_at_least(self, "vlad_pca_dims", 0, "(0: no PCA)")
         if self.vlad_pca_dims > 128:
             raise ConfigError("vlad_pca_dims", f"vlad_pca_dims must be at most 128, got {self.vlad_pca_dims}")
-        from .fisher import REGION_LAYOUTS
+        from .encoding.fisher import REGION_LAYOUTS
 
         _one_of(self, "regions", tuple(REGION_LAYOUTS))
         if self.encoding != "bow":
@@ -202,7 +202,7 @@ class BaselineConfig:
 
 def make_phow(config: BaselineConfig, equalization="none", n_jobs=1):
     """The PHOW extractor of ``config`` (images already preprocessed: no equalization by default)."""
-    from .phow import PHOW
+    from .features.phow import PHOW
 
     return PHOW(**config.phow_params(equalization), n_jobs=n_jobs)
 
@@ -216,14 +216,14 @@ def make_vocabulary(config: BaselineConfig):
     """The unfitted vocabulary of ``config.encoding``: k-means words, or the FV / VLAD encoder (which
     fits its RootSIFT/PCA and GMM or k-means in ``fit``); ``fit`` takes ``(m, 128)`` PHOW descriptors."""
     if config.encoding == "fisher":
-        from .fisher import FisherVectorEncoder
+        from .encoding.fisher import FisherVectorEncoder
 
         return FisherVectorEncoder(**_fv_params(config))
     if config.encoding == "vlad":
-        from .vlad import VladEncoder
+        from .encoding.vlad import VladEncoder
 
         return VladEncoder(**_vlad_params(config))
-    from .vocabulary import Vocabulary
+    from .encoding.vocabulary import Vocabulary
 
     return Vocabulary(config.n_words, config.max_descriptors, random_state=config.seed)
 
@@ -243,14 +243,14 @@ def _vlad_params(config):
 def vocabulary_from_arrays(config: BaselineConfig, arrays: dict):
     """A fitted vocabulary of ``config.encoding`` from its ``to_arrays()`` (model directory, work cache)."""
     if config.encoding == "fisher":
-        from .fisher import FisherVectorEncoder
+        from .encoding.fisher import FisherVectorEncoder
 
         return FisherVectorEncoder.from_arrays(_fv_params(config), arrays)
     if config.encoding == "vlad":
-        from .vlad import VladEncoder
+        from .encoding.vlad import VladEncoder
 
         return VladEncoder.from_arrays(_vlad_params(config), arrays)
-    from .vocabulary import Vocabulary
+    from .encoding.vocabulary import Vocabulary
 
     return Vocabulary.from_arrays({"n_words": config.n_words, "max_descriptors": config.max_descriptors,
                                    "random_state": config.seed}, arrays)
@@ -259,7 +259,7 @@ def vocabulary_from_arrays(config: BaselineConfig, arrays: dict):
 def vocabulary_sha256(vocab) -> str:
     """Content hash of a fitted vocabulary (k-means words, or every array of an FV / VLAD encoder)."""
     from .io import sha256_array, sha256_strings
-    from .vocabulary import Vocabulary
+    from .encoding.vocabulary import Vocabulary
 
     if isinstance(vocab, Vocabulary):
         return sha256_array(vocab.cluster_centers_)
@@ -268,10 +268,10 @@ def vocabulary_sha256(vocab) -> str:
 
 
 def make_encoder(vocab, config: BaselineConfig):
-    """A fitted :class:`~phow_baseline.pyramid.SpatialPyramidEncoder` over a fitted vocabulary."""
+    """A fitted :class:`~phow_baseline.encoding.pyramid.SpatialPyramidEncoder` over a fitted vocabulary."""
     if config.encoding != "bow":
         return vocab  # the fitted FV / VLAD encoder is its own vocabulary
-    from .pyramid import SpatialPyramidEncoder
+    from .encoding.pyramid import SpatialPyramidEncoder
 
     return SpatialPyramidEncoder(config.n_words, config.max_descriptors, config.grids, config.weighting,
                                  config.size, config.seed, centers=vocab.cluster_centers_).fit()

@@ -211,9 +211,9 @@ def sample_run(sample_dir, tmp_path_factory):
     test images: ``(out_dir, metrics)`` with ``out_dir/model`` and ``out_dir/run``."""
     import warnings
 
-    from phow_baseline.data import MissingImagesWarning
+    from phow_baseline.data.chestxray14 import MissingImagesWarning
     from phow_baseline.config import BaselineConfig
-    from phow_baseline.steps import run_baseline
+    from phow_baseline.workflow.steps import run_baseline
 
     out = tmp_path_factory.mktemp("phow_run")
     with warnings.catch_warnings():

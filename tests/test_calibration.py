@@ -8,12 +8,12 @@ from scipy.special import expit
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score
 
-from phow_baseline.calibration import (N_BINS, OperatingPoints, PlattCalibrator, TemperatureScaler,
+from phow_baseline.classification.calibration import (N_BINS, OperatingPoints, PlattCalibrator, TemperatureScaler,
                                        bootstrap_weights, brier_scores, calibration_summary, choose_threshold,
                                        expected_calibration_error, fit_sigmoid, operating_point_metrics,
                                        reliability_curve)
 from phow_baseline.io import atomic_save_npz, load_npz
-from phow_baseline.metrics import auroc_weighted_all
+from phow_baseline.evaluation.metrics import auroc_weighted_all
 
 
 def _svm_like(n=400, k=5, seed=0):
@@ -216,8 +216,8 @@ def test_trained_phow_model_gives_calibrated_probabilities(sample_run, sample_di
     from click.testing import CliRunner
 
     from phow_baseline.cli import main as cli
-    from phow_baseline.data import LABELS
-    from phow_baseline.model_io import load_model
+    from phow_baseline.data.chestxray14 import LABELS
+    from phow_baseline.model.directory import load_model
 
     out, metrics = sample_run
     files = json.loads((out / "model" / "model.json").read_text())["files"]
@@ -256,7 +256,7 @@ def test_trained_phow_model_gives_calibrated_probabilities(sample_run, sample_di
 
 
 def load_y(sample_dir, names):
-    from phow_baseline.data import ChestXray14
+    from phow_baseline.data.chestxray14 import ChestXray14
 
     return ChestXray14(sample_dir).labels(list(names))
 
@@ -271,7 +271,7 @@ def test_cnn_probabilities_and_temperature_scaling(sample_dir, tmp_path):
 
     pytest.importorskip("torch")
     from phow_baseline.cli import main as cli
-    from phow_baseline.data import LABELS
+    from phow_baseline.data.chestxray14 import LABELS
 
     r = CliRunner()
     res = r.invoke(cli, ["cnn", "train", str(sample_dir), "--out", str(tmp_path / "m"), "--backbone", "resnet50",

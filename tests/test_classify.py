@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from phow_baseline.classify import OneVsRestSVM, class_sample_weights
-from phow_baseline.features import FeatureStore
+from phow_baseline.classification.svm import OneVsRestSVM, class_sample_weights
+from phow_baseline.encoding.store import FeatureStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def test_roundtrip_arrays():
 def test_out_of_core_equals_in_memory_given_the_same_row_order():
     """partial_fit over the batches fit would draw (same permutation, same batch size, y_all for
     lambda and the epochs) gives bit-identical weights, objectives and weight changes."""
-    from phow_baseline.classify import SGD_BATCH
+    from phow_baseline.classification.svm import SGD_BATCH
 
     X, Y = _signal(n=2500)
     m = OneVsRestSVM(solver="sgd", n_epochs=3, class_weight="balanced").fit(X, Y)
@@ -238,7 +238,7 @@ def test_sgd_checkpoint_resumes_bit_for_bit(tmp_path):
 def test_train_svms_resumes_a_killed_sgd_training_after_its_last_epoch(tmp_path, monkeypatch, capsys):
     """The dataset-scale step: a training stopped in its fourth epoch (an exception standing in for kill -9)
     reruns from the checkpoint after the third, and its SVMs equal an uninterrupted training's."""
-    from phow_baseline import steps
+    from phow_baseline.workflow import steps
     from phow_baseline.config import BaselineConfig
 
     X, Y = _signal(n=700)

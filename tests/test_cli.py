@@ -117,7 +117,7 @@ def test_read_only_out_is_one_line(command, read_only, sample_dir, tmp_path):
     elif command == "run":
         args = ["run", sample_dir, "--out", out, "--quiet"]
     else:
-        from phow_baseline.metrics import write_run_dir
+        from phow_baseline.evaluation.metrics import write_run_dir
 
         rng = np.random.default_rng(0)
         run = tmp_path / "run"
@@ -303,7 +303,7 @@ def test_old_spellings_still_work_but_are_not_listed(tmp_path):
     from click.testing import CliRunner
 
     from phow_baseline.cli import main
-    from phow_baseline.localize import localization_file
+    from phow_baseline.evaluation.localization import localization_file
 
     listing = CliRunner().invoke(main, ["--help"]).output
     assert "localize-eval" in listing and "localise" not in listing

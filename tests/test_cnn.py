@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from phow_baseline.cli import main as cli
-from phow_baseline.data import ChestXray14
-from phow_baseline.preprocess import ImageCache
+from phow_baseline.data.chestxray14 import ChestXray14
+from phow_baseline.data.preprocess import ImageCache
 
 try:  # the cnn extra; without it every test below is skipped (or fails under ./run-tests) one by one,
     import torch  # through the cnn marker and tests/conftest.py, never hidden by a module-level skip

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phow_baseline.data import (LABELS, ChestXray14, DatasetError, MissingImagesWarning, followup_index,
+from phow_baseline.data.chestxray14 import (LABELS, ChestXray14, DatasetError, MissingImagesWarning, followup_index,
                                 labels_from_strings, patient_from_name, patient_validation_split,
                                 read_boxes, read_metadata, read_split_list)
 

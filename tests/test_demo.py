@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from phow_baseline.cli import main as cli
 from phow_baseline.config import BaselineConfig
-from phow_baseline.demo import DEMO_OUTPUTS, demo_fingerprint, prepare_demo_dir, run_demo
-from phow_baseline.model_io import load_model
-from phow_baseline.phantom import CONSPICUOUS, load_truth
+from phow_baseline.workflow.demo import DEMO_OUTPUTS, demo_fingerprint, prepare_demo_dir, run_demo
+from phow_baseline.model.directory import load_model
+from phow_baseline.data.phantom import CONSPICUOUS, load_truth
 
 FAST = BaselineConfig(n_words=100, max_descriptors=20_000, vocab_images=100, n_jobs=2)
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from phow_baseline.cli import main as cli
-from phow_baseline.download import (NIH_IMAGE_ARCHIVES, DownloadError, download, extract_images, fetch,
+from phow_baseline.data.download import (NIH_IMAGE_ARCHIVES, DownloadError, download, extract_images, fetch,
                                     parse_parts)
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from phow_baseline.dsift import DESCRIPTOR_SIZE, dsift, dsift_grid, mirror_permutation
-from phow_baseline.preprocess import preprocess
+from phow_baseline.features.dsift import DESCRIPTOR_SIZE, dsift, dsift_grid, mirror_permutation
+from phow_baseline.data.preprocess import preprocess
 
 SIZES = (4, 6, 8, 10)
 

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from sklearn.cluster import KMeans
 
-from phow_baseline.features import FeatureStore
-from phow_baseline.kernel_map import HomogeneousKernelMap, homkermap_constants, make_kernel_map
-from phow_baseline.pyramid import level_weights, normalize_pyramid, pyramid_cells
-from phow_baseline.quantize import PRUNE_DIMS, PruningTables, pruning_tables, quantize, quantize_histogram
+from phow_baseline.encoding.store import FeatureStore
+from phow_baseline.classification.kernel_map import HomogeneousKernelMap, homkermap_constants, make_kernel_map
+from phow_baseline.encoding.pyramid import level_weights, normalize_pyramid, pyramid_cells
+from phow_baseline.encoding.quantize import PRUNE_DIMS, PruningTables, pruning_tables, quantize, quantize_histogram
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,9 @@ def _brute_force_words(X, C):
 @pytest.fixture(scope="module")
 def real_words_and_descriptors(sample_images):
     """PHOW descriptors of 4 real images and 300 words k-means'd on 6 others."""
-    from phow_baseline.phow import phow
-    from phow_baseline.preprocess import preprocess
-    from phow_baseline.vocabulary import Vocabulary
+    from phow_baseline.features.phow import phow
+    from phow_baseline.data.preprocess import preprocess
+    from phow_baseline.encoding.vocabulary import Vocabulary
 
     train = [phow(preprocess(p, 128))[1] for p in sample_images[20:26]]
     C = Vocabulary(300, max_descriptors=15_000, random_state=0).fit(train).cluster_centers_

@@ -16,9 +16,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import SKLEARN_CHECKS_NOT_APPLICABLE, applicable_checks
-from phow_baseline.classify import OneVsRestSVM
-from phow_baseline.kernel_map import AdditiveChi2Map, HomogeneousKernelMap
-from phow_baseline.vocabulary import Vocabulary
+from phow_baseline.classification.svm import OneVsRestSVM
+from phow_baseline.classification.kernel_map import AdditiveChi2Map, HomogeneousKernelMap
+from phow_baseline.encoding.vocabulary import Vocabulary
 
 ARRAY_ESTIMATORS = [HomogeneousKernelMap(), AdditiveChi2Map(), OneVsRestSVM(), OneVsRestSVM(solver="sgd"),
                     Vocabulary(n_words=3, max_descriptors=1000)]
@@ -46,7 +46,7 @@ def test_scikit_learn_checks(estimator, check):
 
 def test_estimator_types():
     from phow_baseline.config import BaselineConfig
-    from phow_baseline.pipeline import make_pipeline
+    from phow_baseline.workflow.pipeline import make_pipeline
 
     assert is_classifier(OneVsRestSVM()) and is_clusterer(Vocabulary())
     assert is_classifier(make_pipeline(BaselineConfig(n_jobs=1)))
@@ -62,7 +62,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def phow_output(images):
-    from phow_baseline.phow import PHOW
+    from phow_baseline.features.phow import PHOW
 
     return PHOW(equalization="none").transform(images)
 
@@ -78,7 +78,7 @@ def _same_params(a, b):
 
 
 def test_phow_transformer_contract(images, phow_output):
-    from phow_baseline.phow import PHOW
+    from phow_baseline.features.phow import PHOW
 
     t = PHOW(sizes=(4, 6), equalization="none")
     c = clone(t)
@@ -96,7 +96,7 @@ def test_phow_transformer_contract(images, phow_output):
 
 
 def test_spatial_pyramid_encoder_contract(phow_output):
-    from phow_baseline.pyramid import SpatialPyramidEncoder
+    from phow_baseline.encoding.pyramid import SpatialPyramidEncoder
 
     enc = SpatialPyramidEncoder(n_words=4, max_descriptors=2000, image_size=48)
     with pytest.raises(NotFittedError):

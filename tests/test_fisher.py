@@ -18,10 +18,10 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import SKLEARN_CHECKS_NOT_APPLICABLE, applicable_checks
-from phow_baseline.fisher import (FisherVectorEncoder, fisher_regions, fisher_vector, nonzero_rows, region_index,
+from phow_baseline.encoding.fisher import (FisherVectorEncoder, fisher_regions, fisher_vector, nonzero_rows, region_index,
                                   region_weights)
-from phow_baseline.gmm import GaussianMixtureVocabulary, gmm_posteriors
-from phow_baseline.postprocess import PCA, RootSIFT, root_sift
+from phow_baseline.encoding.gmm import GaussianMixtureVocabulary, gmm_posteriors
+from phow_baseline.features.descriptors import PCA, RootSIFT, root_sift
 
 FIDELITY = 1e-4
 
@@ -257,7 +257,7 @@ def test_fisher_vector_skips_tiny_posteriors_and_priors(small_mixture):
 
 
 def test_region_index_matches_pyramid_cells():
-    from phow_baseline.pyramid import pyramid_cells
+    from phow_baseline.encoding.pyramid import pyramid_cells
 
     rng = np.random.default_rng(0)
     xy = np.concatenate([rng.uniform(0, 255, (500, 2)), [[0, 0], [255, 255], [127.5, 127.5], [255, 0]]])
@@ -340,8 +340,8 @@ def test_fisher_encoder_fit_transform_and_storage(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_fv_setup(sample_images):
-    from phow_baseline.phow import phow
-    from phow_baseline.preprocess import preprocess, read_xray
+    from phow_baseline.features.phow import phow
+    from phow_baseline.data.preprocess import preprocess, read_xray
 
     imgs = [phow(preprocess(read_xray(p), 256)) for p in sample_images[:4]]
     train = np.concatenate([d[nonzero_rows(d)] for _, d in imgs[:2]])
@@ -410,11 +410,11 @@ def test_fisher_regions_match_vlfeat_on_real_phow(real_fv_setup):
 @pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["fisher", "vlad"])
 def test_phow_model_with_fv_or_vlad_saves_and_loads_as_data(tmp_path, encoding):
-    from phow_baseline.classify import OneVsRestSVM
+    from phow_baseline.classification.svm import OneVsRestSVM
     from phow_baseline.config import BaselineConfig, make_encoder, make_phow, make_vocabulary
-    from phow_baseline.data import LABELS
-    from phow_baseline.model import HeatmapsUnavailableError, PhowModel
-    from phow_baseline.model_io import load_model
+    from phow_baseline.data.chestxray14 import LABELS
+    from phow_baseline.model.phow_model import HeatmapsUnavailableError, PhowModel
+    from phow_baseline.model.directory import load_model
 
     cfg = BaselineConfig(size=64, encoding=encoding, fv_components=4, fv_pca_dims=16, gmm_max_iter=5, vlad_words=4,
                          max_descriptors=3000, regions="1x1+3x1", calibration="none")

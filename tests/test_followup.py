@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from phow_baseline.followup import PairError, diff_pair, read_diff, register, write_diff_dir
-from phow_baseline.preprocess import ImageReadError, preprocess
+from phow_baseline.followup.pairs import PairError, diff_pair, read_diff, register, write_diff_dir
+from phow_baseline.data.preprocess import ImageReadError, preprocess
 
 
 def _warp(img, dx, dy, angle_deg):
@@ -103,7 +103,7 @@ def test_bad_pairs(sample_dir, sample_images, tmp_path):
 
 
 def test_pyramid_ecc_recovers_a_large_shift_from_the_identity(sample_images):
-    from phow_baseline.followup import _ecc_pyramid
+    from phow_baseline.followup.pairs import _ecc_pyramid
 
     a = preprocess(sample_images[40], 256, equalization="none")
     b, M = _warp(a, 28.0, -18.0, 2.5)
@@ -114,7 +114,7 @@ def test_pyramid_ecc_recovers_a_large_shift_from_the_identity(sample_images):
 
 
 def test_metadata_followup_is_reported_not_used(sample_dir, tmp_path):
-    from phow_baseline.data import read_metadata
+    from phow_baseline.data.chestxray14 import read_metadata
 
     md = read_metadata(sample_dir / "Data_Entry_2017_v2020.csv.gz")
     fu = sorted((sample_dir / "followups").glob("*.png"))
@@ -132,7 +132,7 @@ def _shift(img, dx, dy):
 
 
 def test_known_translation_reports_no_change_outside_the_overlap(sample_images, tmp_path):
-    from phow_baseline.followup import NO_DATA_GREYS, SSIM_WINDOW
+    from phow_baseline.followup.pairs import NO_DATA_GREYS, SSIM_WINDOW
 
     big = preprocess(sample_images[50], 300, equalization="none")
     dx, dy = 14, -9
@@ -159,7 +159,7 @@ def test_known_translation_reports_no_change_outside_the_overlap(sample_images, 
     assert np.abs(d.intensity_diff[d.valid > 0]).max() <= 2
     assert np.abs(d.heat_diff).max() < 0.05
     # the figures draw the strip as hatched "no data", never in a colour of the change scale
-    from phow_baseline.followup import overlay_rgb
+    from phow_baseline.followup.pairs import overlay_rgb
 
     rgb = overlay_rgb(d.b_registered, d.intensity_diff + 50 * strip, d.valid, "RdBu_r", -10, 10, signed=True)
     greys = {tuple(g) for g in NO_DATA_GREYS}
@@ -175,7 +175,7 @@ def test_known_translation_reports_no_change_outside_the_overlap(sample_images, 
 
 
 def test_registration_quality_in_words():
-    from phow_baseline.followup import Registration, registration_quality
+    from phow_baseline.followup.pairs import Registration, registration_quality
 
     M = np.eye(2, 3)
     assert registration_quality(Registration(M, 0.95, False, "affine"))["text"].startswith(
@@ -189,7 +189,7 @@ def test_registration_quality_in_words():
 
 def test_diff_json_file_names_are_confined(sample_images, tmp_path):
 
-    from phow_baseline.followup import figure_paths
+    from phow_baseline.followup.pairs import figure_paths
     from phow_baseline.io import DataFileError
 
     a = preprocess(sample_images[60], 128, equalization="none")
@@ -229,7 +229,7 @@ class _ToyModel:
 
 
 def test_diff_reads_images_through_the_model_preprocessing(sample_dir):
-    from phow_baseline.localize import upsample
+    from phow_baseline.evaluation.localization import upsample
 
     m = _ToyModel()
     fu = sorted((sample_dir / "followups").glob("00000032_*.png"))
@@ -249,8 +249,8 @@ def test_cli_diff_heatmap_equals_localize_heatmap(sample_run, sample_dir, tmp_pa
     from click.testing import CliRunner
 
     from phow_baseline.cli import main as cli
-    from phow_baseline.localize import upsample
-    from phow_baseline.model_io import load_model
+    from phow_baseline.evaluation.localization import upsample
+    from phow_baseline.model.directory import load_model
 
     out, _ = sample_run
     model = load_model(out / "model")

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from phow_baseline.preprocess import ImageCache, ImageReadError, read_xray
+from phow_baseline.data.preprocess import ImageCache, ImageReadError, read_xray
 
 #: Peak memory (RSS) a fresh process may add while reading the whole corpus, in MiB.  Reading one real
 #: 512 x 512 PNG needs ~1 MiB; a decoder that believed a header of 40000 x 40000 pixels would need >= 1.5 GiB.
@@ -180,7 +180,7 @@ def test_memory_stays_bounded(corpus):
     script = textwrap.dedent(f"""
         import resource
         from pathlib import Path
-        from phow_baseline.preprocess import ImageCache, ImageReadError, read_xray
+        from phow_baseline.data.preprocess import ImageCache, ImageReadError, read_xray
         import tempfile
         paths = sorted(Path({str(folder)!r}).glob("*.png"))
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -205,7 +205,7 @@ def tiny_model(sample_dir, tmp_path_factory):
     import warnings
 
     from phow_baseline.config import BaselineConfig
-    from phow_baseline.steps import run_baseline
+    from phow_baseline.workflow.steps import run_baseline
 
     root = tmp_path_factory.mktemp("fuzz_data")
     for f in ("Data_Entry_2017_v2020.csv.gz", "BBox_List_2017.csv.gz", "train_val_list.txt", "test_list.txt"):
@@ -247,7 +247,7 @@ def test_localization_skips_and_lists_unreadable_images(sample_images, tmp_path)
     """localize-eval's evaluation goes on past an unreadable boxed image and lists it."""
     import pandas as pd
 
-    from phow_baseline.localize import evaluate_localization
+    from phow_baseline.evaluation.localization import evaluate_localization
 
     good = sample_images[0]
     bad = tmp_path / "huge.png"

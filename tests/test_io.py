@@ -152,7 +152,7 @@ def test_second_run_on_a_busy_work_folder_stops_at_once(sample_dir, tmp_path):
 
 
 def test_model_json_file_names_are_confined(tmp_path):
-    from phow_baseline.model_io import ModelFileError, read_model_dir, write_model_dir
+    from phow_baseline.model.directory import ModelFileError, read_model_dir, write_model_dir
 
     d = write_model_dir(tmp_path / "m", "phow", {}, {"svm": {"w": np.zeros(3)}})
     meta = json.loads((d / "model.json").read_text())
@@ -164,7 +164,7 @@ def test_model_json_file_names_are_confined(tmp_path):
 
 
 def test_run_folder_given_as_model_says_where_the_model_is(tmp_path):
-    from phow_baseline.model_io import ModelFileError, load_model, write_model_dir
+    from phow_baseline.model.directory import ModelFileError, load_model, write_model_dir
 
     write_model_dir(tmp_path / "out" / "model", "phow", {}, {})
     (tmp_path / "out" / "run").mkdir()

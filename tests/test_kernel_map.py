@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from phow_baseline.kernel_map import (HOMKERMAP_MAX_VALUE, HOMKERMAP_MIN_VALUE, AdditiveChi2Map,
+from phow_baseline.classification.kernel_map import (HOMKERMAP_MAX_VALUE, HOMKERMAP_MIN_VALUE, AdditiveChi2Map,
                                       HomogeneousKernelMap, homkermap_constants, make_kernel_map)
 
 f32 = np.float32

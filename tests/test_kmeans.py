@@ -5,7 +5,7 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
-from phow_baseline.kmeans import fit_kmeans, kmeans_plusplus_init
+from phow_baseline.encoding.kmeans import fit_kmeans, kmeans_plusplus_init
 
 
 def _points(n=2000, d=128, centers=30, seed=0):
@@ -117,7 +117,7 @@ def test_kmeans_plusplus_chooses_the_points_sklearn_chooses(seed):
     sklearn.cluster.kmeans_plusplus on the centred float32 data, as KMeans.fit calls it."""
     from sklearn.cluster import kmeans_plusplus
 
-    from phow_baseline.kmeans import _centred, _kmeans_plusplus
+    from phow_baseline.encoding.kmeans import _centred, _kmeans_plusplus
 
     X = _points(n=3000, seed=seed)
     mean, Xc, X64 = _centred(X)
@@ -130,8 +130,8 @@ def test_kmeans_plusplus_chooses_the_points_sklearn_chooses(seed):
 
 def _reference_lloyd(X, init, n_iter):
     """Lloyd from scratch every iteration (fresh float64 sums of the labels, sklearn's relocation rule)."""
-    from phow_baseline.kmeans import _centred, _relocate_empty
-    from phow_baseline.quantize import quantize
+    from phow_baseline.encoding.kmeans import _centred, _relocate_empty
+    from phow_baseline.encoding.quantize import quantize
 
     mean, Xc, _ = _centred(X)
     C = (np.asarray(init, np.float32) - mean).astype(np.float32)
@@ -171,7 +171,7 @@ def test_kept_sums_equal_fresh_sums(empty):
             assert history[0]["relocated"] == 2
 
 
-# -- the bounded assignment (Elkan's bounds, phow_baseline.kmeans_bounds) ---------------------------
+# -- the bounded assignment (Elkan's bounds, phow_baseline.encoding.kmeans_bounds) ---------------------------
 
 
 def _real_descriptors(n_images=12, per_image=2500):
@@ -179,9 +179,9 @@ def _real_descriptors(n_images=12, per_image=2500):
     import os
     from pathlib import Path
 
-    from phow_baseline.phow import phow
-    from phow_baseline.preprocess import preprocess
-    from phow_baseline.vocabulary import sample_descriptors
+    from phow_baseline.features.phow import phow
+    from phow_baseline.data.preprocess import preprocess
+    from phow_baseline.encoding.vocabulary import sample_descriptors
 
     root = Path(os.environ.get("CHESTXRAY14_SAMPLE", "../shared/chestxray14-sample")) / "images"
     paths = sorted(root.glob("*.png"))[:n_images]
@@ -230,8 +230,8 @@ def test_bounds_equal_a_full_search_and_sklearn_on_blobs(k, method):
 def test_near_ties_go_to_the_exact_search():
     """Exact ties met by the bounded step (a centre moved onto another, integer points) are handed to
     quantize, which gives them to the lowest index; and a whole run with ties equals the full search."""
-    from phow_baseline.kmeans_bounds import BoundedAssignment
-    from phow_baseline.quantize import quantize
+    from phow_baseline.encoding.kmeans_bounds import BoundedAssignment
+    from phow_baseline.encoding.quantize import quantize
 
     rng = np.random.default_rng(3)
     X = rng.integers(0, 4, size=(3000, 64)).astype(np.float32)  # many points at equal distances
@@ -250,7 +250,7 @@ def test_near_ties_go_to_the_exact_search():
 
 
 def test_bounds_beyond_the_memory_cap_search_every_point(monkeypatch):
-    from phow_baseline import kmeans_bounds
+    from phow_baseline.encoding import kmeans_bounds
 
     X = _points(n=1500)
     init = X[:30]
@@ -264,8 +264,8 @@ def test_bounds_beyond_the_memory_cap_search_every_point(monkeypatch):
 def test_the_kept_bounds_stay_true():
     """Its bounds stay true: after several moves, every stored lower bound is below the true distance and
     every upper bound above it (float64 reference)."""
-    from phow_baseline.kmeans import _centred
-    from phow_baseline.kmeans_bounds import BoundedAssignment
+    from phow_baseline.encoding.kmeans import _centred
+    from phow_baseline.encoding.kmeans_bounds import BoundedAssignment
 
     X = _points(n=2000, centers=40, seed=5)
     _, Xc, _ = _centred(X)
@@ -294,9 +294,9 @@ def test_bounds_clipped_to_the_16_bit_range_still_give_exact_labels():
     """With a unit so small that nearly every bound clips to the top of the 16-bit range (and the label's
     own entry falls below the threshold), the bounds are loose but true, and the labels those of a full
     search at every iteration."""
-    from phow_baseline.kmeans import _centred
-    from phow_baseline.kmeans_bounds import BoundedAssignment
-    from phow_baseline.quantize import quantize
+    from phow_baseline.encoding.kmeans import _centred
+    from phow_baseline.encoding.kmeans_bounds import BoundedAssignment
+    from phow_baseline.encoding.quantize import quantize
 
     X = _points(n=1500, centers=25, seed=9)
     _, Xc, _ = _centred(X)

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from phow_baseline.cli import main as cli
-from phow_baseline.data import ChestXray14, MissingImagesWarning
-from phow_baseline.localize import (WANG2017_IOBB_05, boxes_from_heatmap, evaluate_boxes, iobb, iou, overlay,
+from phow_baseline.data.chestxray14 import ChestXray14, MissingImagesWarning
+from phow_baseline.evaluation.localization import (WANG2017_IOBB_05, boxes_from_heatmap, evaluate_boxes, iobb, iou, overlay,
                                     upsample)
 
 
@@ -127,8 +127,8 @@ def test_nih_boxes_of_the_sample_scale_with_the_image(sample_dir):
 def test_evaluate_localization_with_a_heatmap_function(sample_dir, tmp_path):
     """An oracle heatmap (the truth box itself) is always right; an empty one never is."""
 
-    from phow_baseline.data import LABELS
-    from phow_baseline.localize import evaluate_localization, read_localization, write_localization_dir
+    from phow_baseline.data.chestxray14 import LABELS
+    from phow_baseline.evaluation.localization import evaluate_localization, read_localization, write_localization_dir
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingImagesWarning)

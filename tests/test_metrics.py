@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_curve
 
-from phow_baseline.calibration import OperatingPoints, PlattCalibrator, bootstrap_weights
-from phow_baseline.data import LABELS
-from phow_baseline.metrics import (ROC_GRID, bootstrap_auroc, bootstrap_roc_band, evaluate_scores,
+from phow_baseline.classification.calibration import OperatingPoints, PlattCalibrator, bootstrap_weights
+from phow_baseline.data.chestxray14 import LABELS
+from phow_baseline.evaluation.metrics import (ROC_GRID, bootstrap_auroc, bootstrap_roc_band, evaluate_scores,
                                    format_auroc_table, read_metrics, write_run_dir)
 
 

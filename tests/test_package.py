@@ -10,8 +10,8 @@ from phow_baseline.cli import main as cli
 
 
 def test_base_modules_do_not_import_torch():
-    code = ("import sys, phow_baseline.cli, phow_baseline.pipeline, phow_baseline.report, phow_baseline.localize, "
-            "phow_baseline.followup, phow_baseline.phantom, phow_baseline.download, phow_baseline.model_io; "
+    code = ("import sys, phow_baseline.cli.commands, phow_baseline.workflow.pipeline, phow_baseline.report.html, phow_baseline.evaluation.localization, "
+            "phow_baseline.followup.pairs, phow_baseline.data.phantom, phow_baseline.data.download, phow_baseline.model.directory; "
             "from phow_baseline.cli import main; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -34,38 +34,25 @@ def test_info_command(sample_dir):
     assert bad.exit_code != 0 and "no metadata CSV" in bad.output
 
 
-# The pipeline's stages, lowest first: a module may import only modules of a
-# lower rank (its own rank for modules of one stage that sit side by side).
-# ``cli`` is the top; ``cnn`` (a subpackage) sits just below it.
+# The pipeline's stages, lowest first: one subpackage per stage (io, parallel
+# and config are single modules); a module may import only subpackages of a
+# lower rank, or modules of its own subpackage.  ``cli`` is the top; ``cnn``
+# sits just below it.
 STAGES = [
-    ["io", "parallel"],
+    ["io", "parallel", "_compat", "_version"],
     ["data"],
-    ["preprocess"],
-    ["dsift"],
-    ["phow"],
-    ["postprocess", "quantize"],
-    ["kmeans_bounds"],
-    ["kmeans"],
-    ["vocabulary", "gmm"],
-    ["pyramid", "fisher", "vlad"],
-    ["kernel_map"],
     ["features"],
-    ["classify"],
-    ["calibration"],
-    ["metrics"],
-    ["config", "model_io"],
-    ["attribution"],
+    ["encoding"],
+    ["classification"],
+    ["config"],
     ["model"],
-    ["steps", "pipeline"],
-    ["localize", "localize"],
+    ["evaluation"],
     ["followup"],
-    ["phantom", "download"],
     ["report"],
-    ["demo"],
+    ["workflow"],
     ["cnn"],
     ["cli"],
 ]
-
 
 def _package_imports():
     """{module: {imported package modules}} from the source (every import statement, lazy ones included)."""

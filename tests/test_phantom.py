@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from phow_baseline.data import LABELS, ChestXray14
-from phow_baseline.phantom import (CONSPICUOUS, REAL_COMBINATIONS, draw_finding, load_truth, make_anatomy, make_phantom_dataset,
+from phow_baseline.data.chestxray14 import LABELS, ChestXray14
+from phow_baseline.data.phantom import (CONSPICUOUS, REAL_COMBINATIONS, draw_finding, load_truth, make_anatomy, make_phantom_dataset,
                                    render_base, render_case)
 
 
@@ -116,7 +116,7 @@ def test_existing_folder_with_other_parameters(tmp_path):
 def test_differencing_finds_the_change_between_followups(phantom_dir):
     """On the phantom's follow-up series, the structural difference concentrates in the
     box of the finding that appeared or grew."""
-    from phow_baseline.followup import diff_pair
+    from phow_baseline.followup.pairs import diff_pair
 
     truth = load_truth(phantom_dir)
     checked = 0
@@ -178,7 +178,7 @@ def test_conspicuous_findings_are_learnable_from_pixels(label):
 def test_prevalence_matches_the_configured_combination_table(phantom_dir):
     """Each label's count over the single-image patients lies within 4 binomial standard
     deviations of what the (enriched) real combination table predicts."""
-    from phow_baseline.phantom import DEFAULT_ENRICH, _combo_table
+    from phow_baseline.data.phantom import DEFAULT_ENRICH, _combo_table
 
     names, probs = _combo_table(DEFAULT_ENRICH)
     truth = load_truth(phantom_dir)
@@ -196,7 +196,7 @@ def test_prevalence_matches_the_configured_combination_table(phantom_dir):
 # --------------------------------------------------------------------------
 
 def _like(sample_dir, out, **kw):
-    from phow_baseline.phantom import make_phantom_like
+    from phow_baseline.data.phantom import make_phantom_like
 
     kw.setdefault("size", 64)
     kw.setdefault("limit", 200)
@@ -212,7 +212,7 @@ def like_dir(sample_dir, tmp_path_factory):
 
 
 def test_like_has_the_real_names_labels_patients_and_split(sample_dir, like_dir):
-    from phow_baseline.data import read_metadata, read_split_list
+    from phow_baseline.data.chestxray14 import read_metadata, read_split_list
 
     real = read_metadata(sample_dir / "Data_Entry_2017_v2020.csv.gz")
     with warnings.catch_warnings():
@@ -244,8 +244,8 @@ def test_like_has_the_real_names_labels_patients_and_split(sample_dir, like_dir)
 
 
 def test_like_subset_is_seeded(sample_dir, tmp_path):
-    from phow_baseline.data import read_metadata
-    from phow_baseline.phantom import _patient_subset
+    from phow_baseline.data.chestxray14 import read_metadata
+    from phow_baseline.data.phantom import _patient_subset
 
     real = read_metadata(sample_dir / "Data_Entry_2017_v2020.csv.gz")
     p = real["Patient ID"].to_numpy()
@@ -258,8 +258,8 @@ def test_like_subset_is_seeded(sample_dir, tmp_path):
 def test_like_boxes_follow_the_real_box_list(sample_dir, tmp_path):
     """Every real box row of a chosen image becomes a row holding the phantom's own box
     for that finding, which the data layer scales back to the truth in pixels."""
-    from phow_baseline.data import read_boxes, read_metadata, read_split_list
-    from phow_baseline.phantom import make_phantom_like
+    from phow_baseline.data.chestxray14 import read_boxes, read_metadata, read_split_list
+    from phow_baseline.data.phantom import make_phantom_like
 
     real = read_metadata(sample_dir / "Data_Entry_2017_v2020.csv.gz")
     boxes = read_boxes(sample_dir / "BBox_List_2017.csv.gz")
@@ -295,7 +295,7 @@ def _bytes(folder):
 def test_like_images_are_the_same_whoever_draws_them(sample_dir, like_dir, tmp_path):
     """An image depends on its name, row, size and seed only: not on the subset, the order,
     the chunking or the process that drew it."""
-    from phow_baseline.phantom import _encode_png, render_like
+    from phow_baseline.data.phantom import _encode_png, render_like
 
     first = _bytes(like_dir)
     other = _bytes(_like(sample_dir, tmp_path / "b", limit=260, chunk=7))   # another subset and order

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from phow_baseline.phow import PHOW, n_descriptors, phow, phow_batch, phow_offsets
-from phow_baseline.preprocess import equalize, preprocess, read_xray
+from phow_baseline.features.phow import PHOW, n_descriptors, phow, phow_batch, phow_offsets
+from phow_baseline.data.preprocess import equalize, preprocess, read_xray
 
 SIZES = (4, 6, 8, 10)
 
@@ -82,7 +82,7 @@ def test_smoothing_matches_vlfeat_imsmooth(sample_images):
     """Our smoothing of every PHOW scale equals VLFeat's vl_imsmooth (its kernel, libvl's filtering with
     continuity padding) within float rounding, on non-square real images (so rows and columns cannot be
     swapped unnoticed); the comparison is sharp enough to tell libvl's other kernel (3 sigma) apart."""
-    from phow_baseline.phow import smooth
+    from phow_baseline.features.phow import smooth
 
     for p in sample_images[:4]:
         full = preprocess(p, None).astype(np.float32) / 255

@@ -12,14 +12,14 @@ from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from phow_baseline.cli import main as cli
-from phow_baseline.data import LABELS, ChestXray14, MissingImagesWarning
-from phow_baseline.model_io import ModelFileError, load_model
-from phow_baseline.attribution import per_bin_contributions
+from phow_baseline.data.chestxray14 import LABELS, ChestXray14, MissingImagesWarning
+from phow_baseline.model.directory import ModelFileError, load_model
+from phow_baseline.model.attribution import per_bin_contributions
 from phow_baseline.config import BaselineConfig
-from phow_baseline.model import PhowModel
-from phow_baseline.pipeline import make_pipeline
-from phow_baseline.steps import run_baseline
-from phow_baseline.preprocess import preprocess
+from phow_baseline.model.phow_model import PhowModel
+from phow_baseline.workflow.pipeline import make_pipeline
+from phow_baseline.workflow.steps import run_baseline
+from phow_baseline.data.preprocess import preprocess
 
 from conftest import SMALL_CONFIG as SMALL
 
@@ -32,7 +32,7 @@ def test_sample_run_outputs(sample_run, sample_dir):
     # the AUROCs are those of the written predictions against the metadata's labels
     from sklearn.metrics import roc_auc_score
 
-    from phow_baseline.data import ChestXray14, MissingImagesWarning
+    from phow_baseline.data.chestxray14 import ChestXray14, MissingImagesWarning
 
     pred = pd.read_csv(out / "run" / "predictions.csv")
     with pytest.warns(MissingImagesWarning):
@@ -153,8 +153,8 @@ def test_known_signal_is_learnt(sample_images):
 def test_dask_backend_gives_identical_features(sample_dir, tmp_path):
     from dask.distributed import Client, LocalCluster
 
-    from phow_baseline.features import FeatureStore
-    from phow_baseline.steps import build_image_cache, encode_split, fit_vocabulary
+    from phow_baseline.encoding.store import FeatureStore
+    from phow_baseline.workflow.steps import build_image_cache, encode_split, fit_vocabulary
 
     cfg = BaselineConfig(size=128, n_words=32, max_descriptors=5000, vocab_images=20, n_jobs=2, shard_size=8)
     with warnings.catch_warnings():
@@ -205,7 +205,7 @@ def test_make_pipeline_does_not_equalize_preprocessed_images_again(sample_images
 def test_vocabulary_cache_is_refit_for_another_split_or_other_images(sample_dir, tmp_path, capsys):
     """The cached vocabulary is reused only for the same split and the same images: words fitted on
     train_val must not be reused by a run that trains on `train` (it would have seen the val images)."""
-    from phow_baseline.steps import build_image_cache, fit_vocabulary
+    from phow_baseline.workflow.steps import build_image_cache, fit_vocabulary
 
     cfg = BaselineConfig(size=64, n_words=8, max_descriptors=2000, vocab_images=10, n_jobs=1)
     with warnings.catch_warnings():
@@ -235,7 +235,7 @@ def test_auto_solver_estimates_liblinears_peak_and_calibration_uses_the_final_so
     """The 20,000-image rehearsal found two faults: ``solver="auto"`` chose liblinear for the calibration's
     held-out SVMs (fewer rows) while the final SVMs were SGD, and its budget counted one float64 matrix where
     liblinear's threads each hold a sparse copy (14.3 GB measured for a 4 GiB budget)."""
-    from phow_baseline import steps
+    from phow_baseline.workflow import steps
 
     # the estimate: the float64 matrix plus one sparse copy per thread (more threads, more memory)
     one, two = (steps.liblinear_peak_bytes(1000, 100, 300, 0.5, t) for t in (1, 2))

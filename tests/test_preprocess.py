@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from phow_baseline.preprocess import (ImageCache, ImageReadError, equalize, preprocess, read_xray, resize,
+from phow_baseline.data.preprocess import (ImageCache, ImageReadError, equalize, preprocess, read_xray, resize,
                                       to_gray_uint8)
 
 
@@ -150,7 +150,7 @@ def test_zero_size_and_bad_crc_png(sample_images, tmp_path):
 
 
 def test_header_size_reads_every_format(tmp_path):
-    from phow_baseline.preprocess import header_size
+    from phow_baseline.data.preprocess import header_size
 
     img = np.random.default_rng(0).integers(0, 255, (37, 53), dtype=np.uint8)  # not square: w and h not swapped
     for ext, fmt in ((".png", "PNG"), (".jpg", "JPEG"), (".tif", "TIFF"), (".bmp", "BMP")):
@@ -178,7 +178,7 @@ def test_absurd_jpeg_header_refused(tmp_path):
 
 def test_decoder_exceptions_become_image_read_errors(sample_images, tmp_path, monkeypatch):
     """Whatever the decoder raises (OpenCV's assertions, MemoryError) is that file's ImageReadError."""
-    import phow_baseline.preprocess as pp
+    import phow_baseline.data.preprocess as pp
 
     def boom(exc):
         def f(*a, **k):
@@ -195,7 +195,7 @@ def test_decoder_exceptions_become_image_read_errors(sample_images, tmp_path, mo
 
 
 def test_directory_and_too_large_file(tmp_path, monkeypatch):
-    import phow_baseline.preprocess as pp
+    import phow_baseline.data.preprocess as pp
 
     with pytest.raises(ImageReadError, match="not a regular file"):
         read_xray(tmp_path)

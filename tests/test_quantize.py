@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from phow_baseline.quantize import quantize, quantize_histogram
+from phow_baseline.encoding.quantize import quantize, quantize_histogram
 
 
 def _exact_words(X, C):
@@ -65,7 +65,7 @@ def test_duplicated_words_never_win_a_tie(k):
 def test_bounds_out_are_lower_bounds_of_every_distance(method, k, d):
     """quantize_histogram(bounds_out=...) gives k-means its first bounds: below every true distance (the
     word found excepted, marked far), and close to it (the pruning bound's own tightness)."""
-    from phow_baseline.quantize import BOUND_FAR, quantize_histogram
+    from phow_baseline.encoding.quantize import BOUND_FAR, quantize_histogram
 
     rng = np.random.default_rng(4)
     C = (rng.random((k, d)) * 60).astype(np.float32)
@@ -84,7 +84,7 @@ def test_bounds_out_are_lower_bounds_of_every_distance(method, k, d):
         quantize_histogram(X, C, bounds_out=np.zeros((len(X), k + 1), np.float32))
     # 16 bits: floor(B / unit) where the float32 bound is below the cap (the same bound, rounded down
     # to the unit), the cap above it, BOUND_Q16_FAR at the word found
-    from phow_baseline.quantize import BOUND_Q16_FAR, BOUND_Q16_TOP
+    from phow_baseline.encoding.quantize import BOUND_Q16_FAR, BOUND_Q16_TOP
     unit = float(np.float32(np.median(B[other]) / BOUND_Q16_TOP))  # the cap, 65534 units, amid the bounds
     Q = np.zeros((len(X), k), np.uint16)
     w16, _ = quantize_histogram(X, C, method=method, bounds_out=Q, bounds_unit=unit)

@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from phow_baseline.cli import main as cli
-from phow_baseline.data import LABELS
-from phow_baseline.metrics import PUBLISHED
-from phow_baseline.report import write_report
+from phow_baseline.data.chestxray14 import LABELS
+from phow_baseline.evaluation.metrics import PUBLISHED
+from phow_baseline.report.html import write_report
 
 EVIL = "<script>alert('x')</script>"
 EVIL_ESCAPED = "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;"
@@ -347,9 +347,9 @@ def test_real_writers_render_in_chromium(sample_dir, tmp_path):
     """What write_run_dir (with probabilities and thresholds) and write_diff_dir draw, rendered by Chromium."""
     import warnings
 
-    from phow_baseline.calibration import OperatingPoints, PlattCalibrator
-    from phow_baseline.followup import diff_pair, write_diff_dir
-    from phow_baseline.metrics import write_run_dir
+    from phow_baseline.classification.calibration import OperatingPoints, PlattCalibrator
+    from phow_baseline.followup.pairs import diff_pair, write_diff_dir
+    from phow_baseline.evaluation.metrics import write_run_dir
 
     rng = np.random.default_rng(0)
     y_val = (rng.random((300, 14)) < 0.15).astype(int)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from phow_baseline.fisher import nonzero_rows, region_index, region_weights
-from phow_baseline.postprocess import root_sift
-from phow_baseline.quantize import quantize
-from phow_baseline.vlad import VladEncoder, vlad, vlad_regions
+from phow_baseline.encoding.fisher import nonzero_rows, region_index, region_weights
+from phow_baseline.features.descriptors import root_sift
+from phow_baseline.encoding.quantize import quantize
+from phow_baseline.encoding.vlad import VladEncoder, vlad, vlad_regions
 
 FIDELITY = 1e-4
 FLAG_NAMES = ("unnormalized", "square_root", "normalize_components", "normalize_mass")
@@ -132,9 +132,9 @@ def test_vlad_encoder_fit_transform_and_storage(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_vlad_setup(sample_images):
-    from phow_baseline.phow import phow
-    from phow_baseline.preprocess import preprocess, read_xray
-    from phow_baseline.vocabulary import Vocabulary
+    from phow_baseline.features.phow import phow
+    from phow_baseline.data.preprocess import preprocess, read_xray
+    from phow_baseline.encoding.vocabulary import Vocabulary
 
     imgs = [phow(preprocess(read_xray(p), 256)) for p in sample_images[4:7]]
     S = root_sift(np.concatenate([d[nonzero_rows(d)] for _, d in imgs[:2]]))

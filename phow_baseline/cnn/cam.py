@@ -92,7 +92,7 @@ def cam_heatmaps(model, image, name: str | None = None, method: str = "cam", res
     crop (CAM, or Grad-CAM with ``method="gradcam"``; VGG11-BN always uses
     Grad-CAM) are up-sampled bilinearly to the crop's extent in the image
     and padded to ``S x S`` with their edge values.  Usable as a
-    ``heatmap_fn`` for :mod:`phow_baseline.localize`.
+    ``heatmap_fn`` for :mod:`phow_baseline.evaluation.localization`.
     """
     from .data import BatchTransform
 

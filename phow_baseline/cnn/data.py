@@ -1,7 +1,7 @@
 """Feeding the CNN from the preprocessed uint8 image cache, and the Uniandes study's transforms.
 
 The loader yields uint8 ``(B, 1, S, S)`` batches straight from the
-memory-mapped :class:`~phow_baseline.preprocess.ImageCache` (no PNG decoding
+memory-mapped :class:`~phow_baseline.data.preprocess.ImageCache` (no PNG decoding
 per step); the transforms run on whole batches on the training device:
 
 * train: resize to 256, random horizontal flip, random 224 crop (or

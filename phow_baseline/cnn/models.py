@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from ..data import LABELS
+from ..data.chestxray14 import LABELS
 
 BACKBONES = ("vgg11_bn", "resnet50", "resnet101", "densenet121")
 _IMAGENET = {"vgg11_bn": "VGG11_BN_Weights", "resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights",

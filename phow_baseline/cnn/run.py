@@ -12,7 +12,7 @@ from .train import CnnConfig, load_cnn_model, predict_batches, train_cnn
 
 def _cache(ds, split, work, cfg: CnnConfig, progress):
     from ..config import BaselineConfig
-    from ..steps import build_image_cache
+    from ..workflow.steps import build_image_cache
 
     bc = BaselineConfig(size=cfg.cache_size, equalization=cfg.equalization, val_fraction=cfg.val_fraction,
                         seed=cfg.seed)
@@ -25,7 +25,7 @@ def _cache(ds, split, work, cfg: CnnConfig, progress):
 
 
 def open_dataset(data_dir, cfg: CnnConfig):
-    from ..data import ChestXray14
+    from ..data.chestxray14 import ChestXray14
 
     return ChestXray14(data_dir, val_fraction=cfg.val_fraction, seed=cfg.seed)
 
@@ -42,19 +42,19 @@ def train_on_dataset(data_dir, out_dir, cfg: CnnConfig, work=None, resume=False,
 
 def evaluate_on_dataset(model_dir, data_dir, run_dir, split="test", work=None, name=None, n_bootstrap=1000,
                         progress=True, device=None, ten_crop=None, temperature_scaling=False) -> dict:
-    """Scores of ``split`` through :func:`phow_baseline.metrics.write_run_dir`; ``ten_crop`` overrides the run's.
+    """Scores of ``split`` through :func:`phow_baseline.evaluation.metrics.write_run_dir`; ``ten_crop`` overrides the run's.
 
     The sigmoid outputs are the probabilities (their Brier score, ECE and
     reliability go into ``metrics.json``).  With ``temperature_scaling``
     the patient-wise validation carve is scored too: one temperature is
-    fitted on its logits (:class:`~phow_baseline.calibration.TemperatureScaler`;
+    fitted on its logits (:class:`~phow_baseline.classification.calibration.TemperatureScaler`;
     with ten-crop, the logit of the averaged probability) and applied to
     ``split``, and per-class operating points (Youden's J) are chosen on the
     scaled validation probabilities and reported on ``split``.
     """
     import dataclasses
 
-    from ..metrics import write_run_dir
+    from ..evaluation.metrics import write_run_dir
 
     m = load_cnn_model(model_dir, device)
     cfg = m.cfg if ten_crop is None else dataclasses.replace(m.cfg, ten_crop=bool(ten_crop))
@@ -68,7 +68,7 @@ def evaluate_on_dataset(model_dir, data_dir, run_dir, split="test", work=None, n
     cal = {"probabilities": p}
     extra = {"config": cfg.to_dict()}
     if temperature_scaling:
-        from ..calibration import OperatingPoints, TemperatureScaler
+        from ..classification.calibration import OperatingPoints, TemperatureScaler
 
         logit = lambda q: np.log(np.clip(q, 1e-7, 1 - 1e-7)) - np.log1p(-np.clip(q, 1e-7, 1 - 1e-7))
         vc, vr, vy = _cache(ds, "val", work, cfg, progress)

@@ -6,7 +6,7 @@ best score and every RNG state; loaded with ``weights_only=True``, so
 loading runs no code), and the model directory files of the best epoch by
 validation mean AUROC: ``model.json`` + ``weights.npz`` (plain arrays,
 ``allow_pickle=False``).  Evaluation goes through
-:func:`phow_baseline.metrics.write_run_dir`, the same code as the PHOW
+:func:`phow_baseline.evaluation.metrics.write_run_dir`, the same code as the PHOW
 baseline's.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..data import LABELS
+from ..data.chestxray14 import LABELS
 from ..io import atomic_write_json
 from .data import BatchTransform, CacheDataset, make_loader, ten_crops
 from .models import BACKBONES, build_model, state_dict_to_arrays
@@ -148,7 +148,7 @@ def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, ou
     """
     from tqdm.auto import tqdm
 
-    from ..metrics import evaluate_scores
+    from ..evaluation.metrics import evaluate_scores
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(out_dir)
@@ -230,7 +230,7 @@ def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, ou
 
 
 def save_model_dir(out, model, cfg: CnnConfig, extra=None):
-    from ..model_io import write_model_dir
+    from ..model.directory import write_model_dir
 
     params = {"config": {**cfg.to_dict(), "weights": None if cfg.weights is None else str(cfg.weights)}}
     write_model_dir(out, "cnn", params, {"weights": state_dict_to_arrays(model)},
@@ -260,7 +260,7 @@ class CnnModel:
         return self.cfg.cache_size
 
     def preprocess(self, image):
-        from ..preprocess import preprocess
+        from ..data.preprocess import preprocess
 
         return preprocess(image, size=self.cfg.cache_size, equalization=self.cfg.equalization)
 
@@ -295,7 +295,7 @@ class CnnModel:
 
 def load_cnn_model(directory, device=None) -> CnnModel:
     """Load ``model.json`` + ``weights.npz`` (checksums verified, no pickles)."""
-    from ..model_io import ModelFileError, read_model_dir
+    from ..model.directory import ModelFileError, read_model_dir
 
     meta, arrays = read_model_dir(directory)
     c = dict(meta["params"]["config"])

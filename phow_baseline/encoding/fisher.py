@@ -1,0 +1,535 @@
+"""Fisher vectors with VLFeat's ``vl_fisher`` semantics, per spatial region, computed with two GEMMs per chunk.
+
+For descriptors ``x_1..x_N`` of a region and a diagonal mixture
+``(pi_k, mu_k, sigma_k^2)``, with posteriors ``q_ik`` (those below ``1e-6``
+set to zero, as ``vl/fisher.c`` skips them), the Fisher vector is
+``[u_1 .. u_K, v_1 .. v_K]`` (``2 K d`` numbers, VLFeat's order) with
+
+    u_k = 1 / (N sqrt(pi_k))   sum_i q_ik (x_i - mu_k) / sigma_k
+    v_k = 1 / (N sqrt(2 pi_k)) sum_i q_ik ((x_i - mu_k)^2 / sigma_k^2 - 1)
+
+and ``u_k = v_k = 0`` for a component whose prior is below ``1e-6``.
+"Improved" (Perronnin, Sanchez and Mensink 2010) is then the signed square
+root of every entry followed by L2 normalization (``max(||z||, 1e-12)``).
+
+The computation, with no loop over descriptors:
+
+1. posteriors: ``[x^2, x, 1] @ B`` is the log of ``pi_k N(x; mu_k,
+   sigma_k^2)`` for every component at once, one float32 GEMM per chunk of
+   descriptors (:func:`phow_baseline.encoding.gmm.log_joint_table`), then a row
+   soft-max;
+2. moments: ``Q^T @ [x^2, x, 1]`` gives the zeroth, first and second
+   posterior-weighted moments ``S0, S1, S2`` of every component, a second
+   float32 GEMM per chunk, accumulated in float64;
+3. ``sum_i q (x - mu)/sigma = (S1 - S0 mu) / sigma`` and
+   ``sum_i q ((x - mu)^2/sigma^2 - 1) = (S2 - 2 mu S1 + S0 mu^2)/sigma^2 - S0``,
+   in float64.
+
+Spatial regions: a frame at pixel ``(x, y)`` of a ``W x H`` image is in
+column ``floor(gx x / (W - 1))`` and row ``floor(gy y / (H - 1))`` of a
+``gx x gy`` grid (clipped; the cell edges of
+:func:`phow_baseline.pyramid.pyramid_cells`).  The descriptors are grouped
+by the tuple of their cells at every level; each group's moments are
+computed once and each region's moments are sums of its groups', so a
+descriptor goes through the GEMMs once whatever the number of levels.
+
+One concept at this length: the Fisher vector (the formulas, the region layouts
+and the encoder estimator).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+
+from .gmm import DEFAULT_N_COMPONENTS, MIN_PRIOR, VLFEAT_COVARIANCE_BOUND, GaussianMixtureVocabulary, \
+    log_joint_table, softmax_rows
+from ..features.descriptors import DEFAULT_PCA_DIMS, PCA, root_sift
+from .quantize import single_blas_thread, run_in_threads
+
+#: ``vl/fisher.c``: posteriors below this are skipped (set to zero here).
+FISHER_MIN_POSTERIOR = 1e-6
+#: Rows per GEMM chunk: 1024 x 256 posteriors + 1024 x 161 inputs (float32) stay in L2.
+FISHER_CHUNK = 1024
+#: Default regions: the whole image and its 2 x 2 quarters, as ``(columns, rows)``.
+REGIONS_1X1_2X2 = ((1, 1), (2, 2))
+#: The whole image and three horizontal strips (top, middle, bottom).
+REGIONS_1X1_3X1 = ((1, 1), (1, 3))
+#: Named region layouts (for configurations and the command line).
+REGION_LAYOUTS = {"1x1+2x2": REGIONS_1X1_2X2, "1x1+3x1": REGIONS_1X1_3X1, "1x1": ((1, 1),)}
+
+
+# --------------------------------------------------------------------------
+# Regions
+# --------------------------------------------------------------------------
+
+def check_regions(regions) -> tuple[tuple[int, int], ...]:
+    """Validate a region layout: a name of :data:`REGION_LAYOUTS` or ``(columns, rows)`` pairs (an int g = g x g)."""
+    if isinstance(regions, str):
+        if regions not in REGION_LAYOUTS:
+            raise ValueError(f"unknown region layout {regions!r}; expected one of {sorted(REGION_LAYOUTS)}")
+        regions = REGION_LAYOUTS[regions]
+    out = []
+    for r in regions:
+        gx, gy = (r, r) if np.isscalar(r) else tuple(r)
+        if int(gx) != gx or int(gy) != gy or gx < 1 or gy < 1:
+            raise ValueError(f"a region grid must be (columns, rows) of positive integers, got {r!r}")
+        out.append((int(gx), int(gy)))
+    if not out:
+        raise ValueError("at least one region grid is needed")
+    return tuple(out)
+
+
+def region_index(frames_xy, width, height, regions=REGIONS_1X1_2X2) -> tuple[np.ndarray, int]:
+    """Flat region of each frame at each level: ``(n, L)`` int32, and the number of regions.
+
+    Level ``l``'s regions are numbered after those of the levels before it,
+    row-major within a level (the convention of
+    :func:`phow_baseline.pyramid.pyramid_cells`).
+    """
+    regions = check_regions(regions)
+    xy = np.asarray(frames_xy, dtype=np.float64).reshape(-1, 2)
+    out = np.empty((len(xy), len(regions)), np.int32)
+    offset = 0
+    for l, (gx, gy) in enumerate(regions):
+        bx = np.clip(np.floor(xy[:, 0] * gx / max(width - 1, 1)), 0, gx - 1).astype(np.int32)
+        by = np.clip(np.floor(xy[:, 1] * gy / max(height - 1, 1)), 0, gy - 1).astype(np.int32)
+        out[:, l] = offset + by * gx + bx
+        offset += gx * gy
+    return out, offset
+
+
+def region_weights(regions, level_weights=None) -> np.ndarray:
+    """Weight of each region: its level's weight, by default ``1 / sqrt(cells of the level)``.
+
+    With every region's vector L2-normalized, the default gives each level
+    the same energy (squared norm 1), so a 2 x 2 level does not outweigh the
+    whole image four to one.  ``level_weights`` (one per level) replaces the
+    default and is used as given.
+    """
+    regions = check_regions(regions)
+    if level_weights is None:
+        lw = [1.0 / math.sqrt(gx * gy) for gx, gy in regions]
+    else:
+        lw = [float(w) for w in level_weights]
+        if len(lw) != len(regions) or not all(w >= 0 and math.isfinite(w) for w in lw):
+            raise ValueError(f"level_weights must be {len(regions)} non-negative numbers, got {level_weights!r}")
+    return np.concatenate([np.full(gx * gy, w) for (gx, gy), w in zip(regions, lw)])
+
+
+def _groups(cells: np.ndarray, n_regions: int):
+    """Group rows by their tuple of regions: (group of each row, membership (n_regions, n_groups))."""
+    n, L = cells.shape
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros((n_regions, 0))
+    code = np.zeros(n, np.int64)
+    for l in range(L):
+        code = code * n_regions + cells[:, l]
+    uniq, inv = np.unique(code, return_inverse=True)
+    member = np.zeros((n_regions, len(uniq)))
+    rows = np.empty((len(uniq), L), np.int64)
+    c = uniq.copy()
+    for l in range(L - 1, -1, -1):
+        rows[:, l] = c % n_regions
+        c //= n_regions
+    for l in range(L):
+        member[rows[:, l], np.arange(len(uniq))] = 1.0
+    return inv.astype(np.int64).ravel(), member
+
+
+# --------------------------------------------------------------------------
+# Moments and the vector
+# --------------------------------------------------------------------------
+
+def _check_mixture(means, covariances, priors):
+    M = np.ascontiguousarray(means, np.float32)
+    S = np.ascontiguousarray(covariances, np.float32)
+    w = np.ascontiguousarray(priors, np.float32)
+    if M.ndim != 2 or S.shape != M.shape or w.shape != (len(M),):
+        raise ValueError(f"means {M.shape}, covariances {S.shape} and priors {w.shape} do not match")
+    if not np.all(S > 0):
+        raise ValueError("covariances must be positive")
+    return M, S, w
+
+
+def fisher_moments(descriptors, means, covariances, priors, groups=None, n_groups=1, *, fast=False,
+                   chunk=FISHER_CHUNK, n_threads=1, table=None) -> np.ndarray:
+    """Posterior-weighted moments of descriptors per group: ``(n_groups, K, 2d + 1)`` float64.
+
+    ``out[g, k] = [sum q_ik x_i^2, sum q_ik x_i, sum q_ik]`` over the rows
+    ``i`` of group ``g``, with the posteriors ``q`` of :func:`fisher_vector`
+    (below ``1e-6`` set to zero; with ``fast``, one-hot on the most probable
+    component, VLFeat's ``FAST`` flag).  Two float32 GEMMs per chunk of
+    ``chunk`` rows; ``n_threads`` threads each run single-threaded BLAS on
+    their own chunks.
+
+    Parameters
+    ----------
+    descriptors : (n, d) float32 array
+    means, covariances, priors : the diagonal mixture, (K, d), (K, d), (K,)
+    groups : (n,) int array in ``[0, n_groups)``, optional (default: one group)
+    table : the float32 :func:`~phow_baseline.encoding.gmm.log_joint_table`, if already computed
+    """
+    X = np.asarray(descriptors)
+    if X.ndim != 2:
+        raise ValueError(f"descriptors must be 2-D, got shape {X.shape}")
+    M, S, w = _check_mixture(means, covariances, priors)
+    K, d = M.shape
+    if X.shape[1] != d:
+        raise ValueError(f"descriptors have {X.shape[1]} dims, the mixture {d}")
+    B = log_joint_table(M, S, w, np.float32) if table is None else table
+    n = len(X)
+    out = np.zeros((n_groups, K, 2 * d + 1))
+    if n == 0:
+        return out
+    order = None
+    if groups is None:
+        bounds = [(0, 0, n)]
+    else:
+        groups = np.asarray(groups, np.int64)
+        if groups.shape != (n,) or (n and (groups.min() < 0 or groups.max() >= n_groups)):
+            raise ValueError("groups must give each descriptor a group in [0, n_groups)")
+        order = np.argsort(groups, kind="stable")
+        g_sorted = groups[order]
+        starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+        ends = np.r_[starts[1:], n]
+        bounds = [(int(g_sorted[s]), int(s), int(e)) for s, e in zip(starts, ends)]
+    Xs = X if order is None else X[order]
+    jobs = [(g, s, min(s + chunk, e)) for g, lo, e in bounds for s in range(lo, e, chunk)]
+    n_threads = max(1, min(int(n_threads or os.cpu_count() or 1), len(jobs)))
+
+    def run(part, acc):
+        A = np.empty((chunk, 2 * d + 1), np.float32)
+        A[:, 2 * d] = 1.0
+        L = np.empty((chunk, K), np.float32)
+        G = np.empty((K, 2 * d + 1), np.float32)
+        for g, s, e in part:
+            r = e - s
+            a = A[:r]
+            a[:, d:2 * d] = Xs[s:e]
+            np.multiply(a[:, d:2 * d], a[:, d:2 * d], out=a[:, :d])
+            q = L[:r]
+            np.matmul(a, B, out=q)                      # log pi_k N(x; mu_k, sigma_k^2)
+            if fast:
+                best = q.argmax(axis=1)
+                q[:] = 0.0
+                q[np.arange(r), best] = 1.0
+            else:
+                softmax_rows(q)
+                q[q < FISHER_MIN_POSTERIOR] = 0.0
+            np.matmul(q.T, a, out=G)                    # [S2, S1, S0] of every component
+            acc[g] += G
+
+    return run_in_threads(run, jobs, out, n_threads)
+
+
+def _normalize(enc: np.ndarray, square_root: bool, normalized: bool) -> np.ndarray:
+    """VLFeat's options on the last axis: signed square root, then L2 (``max(norm, 1e-12)``)."""
+    if square_root:
+        enc = np.sign(enc) * np.sqrt(np.abs(enc))
+    if normalized:
+        n = np.sqrt((enc * enc).sum(axis=-1, keepdims=True))
+        enc = enc / np.maximum(n, 1e-12)
+    return enc
+
+
+def fisher_from_moments(G, counts, means, covariances, priors, *, improved=False, square_root=False,
+                        normalized=False) -> np.ndarray:
+    """Fisher vectors ``(..., 2 K d)`` float64 from moments ``G`` ``(..., K, 2d + 1)`` and descriptor counts.
+
+    ``counts`` (the ``N`` of each vector) broadcasts against ``G.shape[:-2]``;
+    a vector of no descriptor is zero (and stays zero when normalized).
+    """
+    M = np.asarray(means, np.float64)
+    S = np.asarray(covariances, np.float64)
+    w = np.asarray(priors, np.float64)
+    G = np.asarray(G, np.float64)
+    d = M.shape[1]
+    S2, S1, S0 = G[..., :d], G[..., d:2 * d], G[..., 2 * d:]
+    sigma = np.sqrt(S)
+    u = (S1 - S0 * M) / sigma
+    v = (S2 - 2.0 * M * S1 + S0 * M * M) / S - S0
+    N = np.asarray(counts, np.float64)[..., None, None]
+    live = (w >= MIN_PRIOR)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.where(live & (N > 0), u / (N * np.sqrt(w)[:, None]), 0.0)
+        v = np.where(live & (N > 0), v / (N * np.sqrt(2.0 * w)[:, None]), 0.0)
+    shape = G.shape[:-2] + (-1,)
+    enc = np.concatenate([u.reshape(shape), v.reshape(shape)], axis=-1)
+    return _normalize(enc, square_root or improved, normalized or improved)
+
+
+def fisher_vector(descriptors, means, covariances, priors, *, improved=False, square_root=False, normalized=False,
+                  fast=False, n_threads=1, chunk=FISHER_CHUNK) -> np.ndarray:
+    """Fisher vector of a set of descriptors, as VLFeat's ``vl_fisher`` computes it.
+
+    Parameters
+    ----------
+    descriptors : (n, d) array
+        The descriptors (float32; other types are converted).
+    means, covariances, priors : (K, d), (K, d), (K,) arrays
+        A diagonal Gaussian mixture (e.g. :class:`~phow_baseline.encoding.gmm.GaussianMixtureVocabulary`'s).
+    improved : bool
+        Signed square root then L2 normalization (``vl_fisher``'s ``Improved``).
+    square_root, normalized : bool
+        Either step alone (``SquareRoot``, ``Normalized``).
+    fast : bool
+        Hard-assign each descriptor to its most probable component (``Fast``).
+    n_threads : int
+        Threads over chunks of descriptors (None: all cores).
+
+    Returns
+    -------
+    (2 K d,) float32
+        ``[u_1 .. u_K, v_1 .. v_K]``, each ``u_k``, ``v_k`` of ``d`` numbers
+        (see the module docstring for the formulas).
+    """
+    X = np.asarray(descriptors)
+    if X.dtype != np.float32:
+        X = X.astype(np.float32)
+    G = fisher_moments(X, means, covariances, priors, fast=fast, n_threads=n_threads, chunk=chunk)
+    return fisher_from_moments(G[0], len(X), means, covariances, priors, improved=improved,
+                               square_root=square_root, normalized=normalized).astype(np.float32)
+
+
+def fisher_regions(descriptors, frames_xy, width, height, means, covariances, priors, *,
+                   regions=REGIONS_1X1_2X2, level_weights=None, improved=True, normalize=True, fast=False,
+                   n_threads=1, chunk=FISHER_CHUNK, table=None) -> np.ndarray:
+    """Fisher vectors of an image's spatial regions, weighted and concatenated.
+
+    Each region's vector is computed as :func:`fisher_vector` does (with
+    ``improved``, on the region's descriptors only), multiplied by its
+    weight (:func:`region_weights`), and the regions are concatenated in
+    :func:`region_index`'s order; ``normalize`` then L2-normalizes the
+    whole.  Returns ``(n_regions * 2 K d,)`` float32.
+    """
+    X = np.asarray(descriptors)
+    if X.dtype != np.float32:
+        X = X.astype(np.float32)
+    cells, n_regions = region_index(frames_xy, width, height, regions)
+    if len(cells) != len(X):
+        raise ValueError(f"{len(cells)} frames but {len(X)} descriptors")
+    groups, member = _groups(cells, n_regions)
+    G = fisher_moments(X, means, covariances, priors, groups, member.shape[1], fast=fast, n_threads=n_threads,
+                       chunk=chunk, table=table)
+    counts_g = np.bincount(groups, minlength=member.shape[1]).astype(np.float64)
+    Gr = np.tensordot(member, G, axes=(1, 0))
+    enc = fisher_from_moments(Gr, member @ counts_g, means, covariances, priors, improved=improved)
+    enc *= region_weights(regions, level_weights)[:, None]
+    enc = enc.ravel()
+    if normalize:
+        enc = _normalize(enc, False, True)
+    return enc.astype(np.float32)
+
+
+# --------------------------------------------------------------------------
+# Descriptor post-processing shared by the FV and VLAD encoders
+# --------------------------------------------------------------------------
+
+def nonzero_rows(descriptors) -> np.ndarray:
+    """Mask of descriptors that are not all zero (PHOW zeroes those below its contrast threshold)."""
+    from .quantize import nonzero_descriptor_rows
+
+    d = np.ascontiguousarray(descriptors)
+    return nonzero_descriptor_rows(d) if len(d) else np.zeros(0, bool)
+
+
+def postprocess_descriptors(frames, descriptors, use_root_sift=True, pca=None, skip_zero=True):
+    """RootSIFT, PCA and the dropping of all-zero descriptors: ``(xy (m, 2), X (m, d') float32)``."""
+    F = np.asarray(frames)
+    D = np.asarray(descriptors)
+    if D.ndim != 2 or len(F) != len(D):
+        raise ValueError(f"frames ({len(F)}) and descriptors (shape {D.shape}) do not match")
+    xy = F[:, :2] if len(F) else np.zeros((0, 2))
+    if skip_zero and len(D):
+        keep = nonzero_rows(D)
+        if not keep.all():
+            xy, D = xy[keep], D[keep]
+    X = root_sift(D) if use_root_sift else np.asarray(D, np.float32)
+    if pca is not None:
+        X = pca.transform(X)
+    return xy, np.ascontiguousarray(X, dtype=np.float32)
+
+
+class _RegionEncoderBase(TransformerMixin, BaseEstimator):
+    """What the FV and VLAD encoders share: the descriptor sample, RootSIFT, PCA, regions, threads."""
+
+    def _sample(self, X):
+        from .vocabulary import sample_descriptors
+
+        if isinstance(X, np.ndarray) and X.ndim == 2:
+            X = [X]  # one (m, 128) array of descriptors
+        descs = [x[1] if isinstance(x, tuple) else x for x in X]
+        if len(descs) == 0:
+            raise ValueError("no images to fit on")
+        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else 0
+        S = sample_descriptors(descs, int(self.max_descriptors), None, seed)  # drops all-zero descriptors
+        if len(S) == 0:
+            raise ValueError("the training images have no non-zero descriptor")
+        return root_sift(S) if self.root_sift else S.astype(np.float32)
+
+    def _fit_pca(self, S):
+        if self.pca is not None:
+            if not hasattr(self.pca, "components_"):
+                raise NotFittedError("the PCA given is not fitted")
+            self.pca_ = self.pca
+        elif self.pca_dims:
+            self.pca_ = PCA(int(self.pca_dims), whiten=self.whiten).fit(S)
+        else:
+            self.pca_ = None
+        return self.pca_.transform(S) if self.pca_ is not None else S
+
+    def _prepare(self, frames, descriptors):
+        if self._threads() == 1:  # one thread means one BLAS thread for the PCA too
+            with single_blas_thread():
+                return postprocess_descriptors(frames, descriptors, self.root_sift, self.pca_, self.skip_zero)
+        return postprocess_descriptors(frames, descriptors, self.root_sift, self.pca_, self.skip_zero)
+
+    def _threads(self):
+        n = self.n_threads
+        return os.cpu_count() or 1 if n is None or n < 0 else int(n)
+
+    def transform(self, X):
+        """Encode a sequence of ``(frames, descriptors)``: ``(n_images, n_features_out_)`` float32."""
+        self._check()
+        out = np.empty((len(X), self.n_features_out_), np.float32)
+        for i, (frames, desc) in enumerate(X):
+            out[i] = self.encode_one(frames, desc)
+        return out
+
+    def _check(self):
+        if not hasattr(self, "n_features_out_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit (or from_arrays) first")
+
+
+class FisherVectorEncoder(_RegionEncoderBase):
+    """Improved Fisher vectors of PHOW descriptors per spatial region: PHOW output -> fixed-length vector.
+
+    ``fit`` samples descriptors across the training images, applies RootSIFT,
+    fits the PCA and then the Gaussian mixture on them; ``transform``
+    encodes each image with :func:`fisher_regions`.  Input: a sequence of
+    ``(frames, descriptors)`` per image (``frames[:, 0:2]`` are 0-based
+    ``x, y`` pixel centres) from square images of side ``image_size``.
+
+    Defaults: RootSIFT, PCA to 80 dimensions, 256 Gaussians, the improved
+    FV on the whole image and its 2 x 2 quarters: ``5 * 2 * 256 * 80 =
+    204,800`` dims (the issue's best setting; Chatfield et al. 2011).
+
+    Parameters
+    ----------
+    n_components : int
+        Gaussians.
+    pca_dims : int or None
+        PCA dimensions (None: no PCA).
+    whiten : bool
+        Whitened PCA.
+    root_sift : bool
+        RootSIFT before the PCA.
+    regions : str or sequence of (columns, rows)
+        ``"1x1+2x2"`` (default), ``"1x1+3x1"`` (horizontal strips) or explicit grids.
+    level_weights : sequence of float, optional
+        Weight of each level's regions (default ``1/sqrt(cells)``, see :func:`region_weights`).
+    improved : bool
+        Signed square root and L2 per region (``vl_fisher``'s ``Improved``).
+    normalize : bool
+        L2-normalize the concatenation.
+    skip_zero : bool
+        Leave out all-zero descriptors (below PHOW's contrast threshold;
+        they carry no texture).
+    max_descriptors : int
+        Descriptors sampled for the PCA and the mixture.
+    max_iter, covariance_bound : see :class:`~phow_baseline.encoding.gmm.GaussianMixtureVocabulary`.
+    image_size : int
+        Side of the images the frames come from (pixels).
+    random_state : int
+    n_threads : int or None
+        Threads per image (None: all cores).
+    gmm, pca : fitted mixture / PCA to use instead of fitting them.
+    """
+
+    def __init__(self, n_components=DEFAULT_N_COMPONENTS, pca_dims=DEFAULT_PCA_DIMS, whiten=False, root_sift=True,
+                 regions="1x1+2x2", level_weights=None, improved=True, normalize=True, skip_zero=True,
+                 max_descriptors=100_000, max_iter=100, covariance_bound=VLFEAT_COVARIANCE_BOUND, image_size=256,
+                 random_state=0, n_threads=1, gmm=None, pca=None, verbose=False):
+        self.n_components = n_components
+        self.pca_dims = pca_dims
+        self.whiten = whiten
+        self.root_sift = root_sift
+        self.regions = regions
+        self.level_weights = level_weights
+        self.improved = improved
+        self.normalize = normalize
+        self.skip_zero = skip_zero
+        self.max_descriptors = max_descriptors
+        self.max_iter = max_iter
+        self.covariance_bound = covariance_bound
+        self.image_size = image_size
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.gmm = gmm
+        self.pca = pca
+        self.verbose = verbose
+
+    def _finish(self):
+        regions = check_regions(self.regions)
+        region_weights(regions, self.level_weights)  # validates
+        K, d = self.gmm_.means_.shape
+        self.n_regions_ = sum(gx * gy for gx, gy in regions)
+        self.n_features_out_ = self.n_regions_ * 2 * K * d
+        self._table = log_joint_table(self.gmm_.means_, self.gmm_.covariances_, self.gmm_.priors_, np.float32)
+
+    def fit(self, X, y=None):
+        """Fit PCA and mixture on descriptors sampled from ``X`` (a sequence of ``(frames, descriptors)``)."""
+        check_regions(self.regions)
+        region_weights(self.regions, self.level_weights)
+        if self.gmm is not None:
+            if not hasattr(self.gmm, "means_"):
+                raise NotFittedError("the mixture given is not fitted")
+            self.pca_ = self.pca if self.pca is not None else None
+            if self.pca is None and self.pca_dims:
+                raise ValueError("give the PCA the mixture was fitted with (pca=...) or pca_dims=None")
+            self.gmm_ = self.gmm
+        else:
+            S = self._fit_pca(self._sample(X))
+            self.gmm_ = GaussianMixtureVocabulary(int(self.n_components), max_iter=self.max_iter,
+                                                  covariance_bound=self.covariance_bound,
+                                                  random_state=self.random_state, verbose=self.verbose).fit(S)
+        d_in = self.pca_.n_components_ if self.pca_ is not None else None
+        if d_in is not None and d_in != self.gmm_.means_.shape[1]:
+            raise ValueError(f"the PCA gives {d_in} dims but the mixture has {self.gmm_.means_.shape[1]}")
+        self._finish()
+        return self
+
+    def encode_one(self, frames, descriptors) -> np.ndarray:
+        """Fisher vector of one image: ``(n_features_out_,)`` float32."""
+        self._check()
+        xy, X = self._prepare(frames, descriptors)
+        g = self.gmm_
+        return fisher_regions(X, xy, self.image_size, self.image_size, g.means_, g.covariances_, g.priors_,
+                              regions=self.regions, level_weights=self.level_weights, improved=self.improved,
+                              normalize=self.normalize, n_threads=self._threads(), table=self._table)
+
+    # -- storage as data -------------------------------------------------------
+    def to_arrays(self) -> dict:
+        """Fitted state as numpy arrays: ``gmm_*`` and (with PCA) ``pca_*`` keys."""
+        self._check()
+        out = {f"gmm_{k}": v for k, v in self.gmm_.to_arrays().items()}
+        if self.pca_ is not None:
+            out.update({f"pca_{k}": v for k, v in self.pca_.to_arrays().items()})
+        return out
+
+    @classmethod
+    def from_arrays(cls, params: dict, arrays: dict) -> "FisherVectorEncoder":
+        """Rebuild a fitted encoder from its parameters (``get_params()`` of plain values) and :meth:`to_arrays`."""
+        params = {k: v for k, v in params.items() if k not in ("gmm", "pca")}
+        enc = cls(**params)
+        enc.gmm_ = GaussianMixtureVocabulary.from_arrays(
+            {k[4:]: v for k, v in arrays.items() if k.startswith("gmm_")})
+        pca = {k[4:]: v for k, v in arrays.items() if k.startswith("pca_")}
+        enc.pca_ = PCA.from_arrays(pca) if pca else None
+        enc._finish()
+        return enc

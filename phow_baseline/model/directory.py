@@ -1,0 +1,159 @@
+"""The model directory: ``model.json`` plus ``.npz`` arrays, never pickles.
+
+``train`` writes it; ``predict``, ``evaluate``, ``localize`` and ``diff``
+read it.  ``model.json`` records the kind, the parameters of every stage,
+the labels, library and dependency versions, the creation time and the
+sha256 of each array file; loading checks every checksum and reads arrays
+with ``allow_pickle=False``, so loading a model runs no code.
+
+Which class loads a directory is decided by its ``kind`` through one
+registry (:func:`register_model_kind`): the PHOW model registers itself as
+``"phow"`` and the CNN extra as ``"cnn"``, by name, so this module imports
+neither.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import __version__
+from ..data.chestxray14 import LABELS
+from ..io import (DataFileError, atomic_save_npz, atomic_write_json, confined, load_npz, read_json,
+                 sha256_file)
+
+MODEL_FORMAT_VERSION = 1
+
+
+class ModelFileError(DataFileError):
+    """A model directory is missing a file, or a file does not match its checksum."""
+
+
+def dependency_versions() -> dict:
+    import cv2
+    import numba
+    import skimage
+    import sklearn
+
+    return {"phow_baseline": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "scikit-image": skimage.__version__, "numba": numba.__version__,
+            "opencv": cv2.__version__}
+
+
+def write_model_dir(directory, kind: str, params: dict, arrays: dict[str, dict[str, np.ndarray]],
+                    extra: dict | None = None) -> Path:
+    """Write ``model.json`` and one ``.npz`` per entry of ``arrays`` (name -> {key: array}).
+
+    Array files are written first, ``model.json`` last (each atomically), so a
+    directory with a ``model.json`` is complete.
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, arrs in arrays.items():
+        fname = f"{name}.npz"
+        atomic_save_npz(d / fname, arrs)
+        files[name] = {"file": fname, "sha256": sha256_file(d / fname)}
+    meta = {"format": MODEL_FORMAT_VERSION, "kind": kind, "labels": list(LABELS), "params": params,
+            "files": files, "versions": dependency_versions(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if extra:
+        meta.update(extra)
+    atomic_write_json(d / "model.json", meta)
+    return d
+
+
+def model_json_path(directory) -> Path:
+    """``directory/model.json``, or an error that says where the model is when given a run folder."""
+    d = Path(directory)
+    mj = d / "model.json"
+    if mj.exists():
+        return mj
+    for cand in (d / "model", d.parent / "model"):
+        if (cand / "model.json").exists() and cand.resolve() != d.resolve():
+            raise ModelFileError(f"{d}: not a model directory (no model.json); the model of this run is in {cand}")
+    raise ModelFileError(f"{mj}: not a model directory (no model.json)")
+
+
+def _read_meta(mj: Path) -> dict:
+    try:
+        return read_json(mj, what="model file")
+    except DataFileError as exc:
+        raise ModelFileError(str(exc)) from None
+
+
+def read_model_dir(directory) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """Read and verify a model directory: ``(meta, arrays)``."""
+    d = Path(directory)
+    mj = model_json_path(d)
+    meta = _read_meta(mj)
+    if meta.get("format") != MODEL_FORMAT_VERSION:
+        raise ModelFileError(f"{mj}: unsupported model format {meta.get('format')!r}")
+    arrays = {}
+    files = meta.get("files", {})
+    if not isinstance(files, dict):
+        raise ModelFileError(f"{mj}: 'files' should map names to files")
+    for name, f in files.items():
+        try:
+            p = confined(d, f["file"])
+            digest = f["sha256"]
+        except (TypeError, KeyError, DataFileError) as exc:
+            raise ModelFileError(f"{mj}: bad entry for {name!r} in 'files' ({exc})") from None
+        if not p.exists():
+            raise ModelFileError(f"{p}: array file listed in model.json is missing")
+        if sha256_file(p) != digest:
+            raise ModelFileError(f"{p}: checksum mismatch (the file changed after the model was written)")
+        arrays[name] = load_npz(p)
+    return meta, arrays
+
+
+#: kind -> loader (a callable taking the directory, or "module:attribute" imported when first needed).
+_MODEL_KINDS: dict[str, Callable | str] = {}
+_MODEL_KIND_NEEDS: dict[str, str] = {}
+
+
+def register_model_kind(kind: str, loader: Callable | str, needs: str | None = None) -> None:
+    """Make :func:`load_model` load directories of ``kind`` with ``loader``.
+
+    ``loader`` is a callable ``loader(directory)`` or a ``"module:attr"``
+    string (dotted attributes allowed) imported on first use; ``needs`` says
+    what to install when that import fails.
+    """
+    _MODEL_KINDS[kind] = loader
+    if needs:
+        _MODEL_KIND_NEEDS[kind] = needs
+
+
+def _resolve(kind: str, mj: Path) -> Callable:
+    loader = _MODEL_KINDS[kind]
+    if callable(loader):
+        return loader
+    module, _, attr = loader.partition(":")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as exc:
+        need = _MODEL_KIND_NEEDS.get(kind, "")
+        raise ModelFileError(f"{mj}: a {kind!r} model needs {need or module} ({exc})") from None
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_model(directory):
+    """Load a model directory of any registered kind (PHOW; CNN with the cnn extra)."""
+    d = Path(directory)
+    mj = model_json_path(d)
+    kind = _read_meta(mj).get("kind")
+    if kind not in _MODEL_KINDS:
+        raise ModelFileError(f"{mj}: unknown model kind {kind!r} (known: {sorted(_MODEL_KINDS)})")
+    return _resolve(kind, mj)(d)
+
+
+register_model_kind("phow", "phow_baseline.model.phow_model:PhowModel.load")
+register_model_kind("cnn", "phow_baseline.cnn:load_cnn_model",
+                    needs="the cnn extra (pip install -e '.[cnn]': torch and torchvision)")

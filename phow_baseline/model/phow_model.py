@@ -1,0 +1,167 @@
+"""The trained PHOW model: its preprocessing contract, scoring, heatmaps, and the model directory.
+
+A :class:`PhowModel` holds the config, the fitted vocabulary and the 14
+SVMs; the PHOW extractor, pyramid encoder and kernel map are rebuilt from
+the config.  ``save``/``load`` use :mod:`phow_baseline.model.directory` (JSON +
+``.npz``, checksummed, never pickled).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..classification.svm import OneVsRestSVM
+from ..config import BaselineConfig, kernel_map_name, make_encoder, make_phow, vocabulary_from_arrays
+from ..data.chestxray14 import LABELS
+from ..classification.kernel_map import HomogeneousKernelMap, make_kernel_map
+from .directory import ModelFileError, read_model_dir, write_model_dir
+from ..encoding.vocabulary import Vocabulary
+
+
+class HeatmapsUnavailableError(ValueError):
+    """The model's encoding has no heatmaps (only the bag of words has them for now)."""
+
+
+class PhowModel:
+    """A trained PHOW baseline: preprocessing, PHOW, vocabulary, pyramid, kernel map, 14 SVMs.
+
+    The SVMs give decision values (margins, ``w.psi(h) + b``), one per
+    label (:meth:`raw_scores`, :meth:`decision_function`).  A model trained
+    with calibration also holds a per-class Platt scaling and per-class
+    operating points, both fitted on the patient-wise validation carve
+    (see :func:`phow_baseline.workflow.steps.calibrate_model`); its :meth:`scores`
+    are then probabilities and :meth:`decide` turns them into 0/1 calls.
+    """
+
+    kind = "phow"
+
+    def __init__(self, config: BaselineConfig, vocabulary, svm, labels=LABELS, info=None, calibrator=None,
+                 operating_points=None):
+        self.config = config
+        self.vocabulary = vocabulary
+        self.svm = svm
+        self.calibrator = calibrator                # PlattCalibrator or None
+        self.operating_points = operating_points    # OperatingPoints (on the probabilities) or None
+        self.labels = tuple(labels)
+        self.info = info or {}
+        self.encoder = make_encoder(vocabulary, config)
+        self.kernel_map = make_kernel_map(kernel_map_name(config), n_features=self.encoder.n_features_out_)
+        self.phow = make_phow(config)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.size
+
+    def preprocess(self, image):
+        """The model's preprocessing contract: a raw X-ray (path or array) -> the image it scores.
+
+        Read as grey, equalized (``config.equalization``) at full resolution,
+        then resized to ``config.size`` square (INTER_AREA), exactly as the
+        training images were.  Every caller (predict, localize, diff, the
+        report) goes through this.
+        """
+        from ..data.preprocess import preprocess
+
+        return preprocess(image, size=self.config.size, equalization=self.config.equalization)
+
+    def _map(self, X):
+        return X if self.kernel_map is None else self.kernel_map.transform(X)
+
+    def features(self, image) -> np.ndarray:
+        """Pyramid feature of one preprocessed image."""
+        frames, desc = self.phow.transform([image])[0]
+        return self.encoder.encode_one(frames, desc)
+
+    def raw_scores(self, image) -> np.ndarray:
+        """14 SVM margins of one preprocessed (``size`` x ``size``, equalized) image."""
+        return self.decision_function(self.features(image)[None])[0]
+
+    @property
+    def score_kind(self) -> str:
+        """What :meth:`scores` gives: ``"probability"`` (calibrated) or ``"margin"``."""
+        return "probability" if self.calibrator is not None else "margin"
+
+    def scores(self, image) -> np.ndarray:
+        """14 scores of one preprocessed image: probabilities when calibrated, else the SVM margins."""
+        return self.calibrate(self.raw_scores(image)[None])[0]
+
+    def calibrate(self, margins) -> np.ndarray:
+        """Margins ``(n, 14)`` -> probabilities by the stored Platt scaling (unchanged if uncalibrated)."""
+        m = np.asarray(margins, np.float64)
+        return m if self.calibrator is None else self.calibrator.predict_proba(m)
+
+    def decide(self, probabilities) -> np.ndarray:
+        """0/1 calls ``(n, 14)`` at the stored operating points (needs a calibrated model)."""
+        if self.operating_points is None:
+            raise ValueError("this model has no operating points (trained without calibration)")
+        return self.operating_points.decide(probabilities)
+
+    def decision_function(self, features) -> np.ndarray:
+        return self.svm.decision_function(self._map(np.asarray(features, np.float32)))
+
+    def heatmaps(self, image) -> np.ndarray:
+        """Per-class heatmaps of one preprocessed image, ``(14, size, size)`` float32.
+
+        See :func:`phow_baseline.model.attribution.phow_heatmaps`.
+        """
+        if self.config.encoding != "bow":
+            raise HeatmapsUnavailableError(
+                f"heatmaps are only available for the bag-of-words encoding for now; this model uses "
+                f"{self.config.encoding!r} (its per-descriptor contributions are not implemented)")
+        from .attribution import phow_heatmaps
+
+        return phow_heatmaps(self, image)
+
+    # -- persistence --------------------------------------------------------
+    def save(self, directory, extra: dict | None = None) -> Path:
+        svm_params = {k: getattr(self.svm, k) for k in ("C", "class_weight", "solver", "n_epochs", "tol",
+                                                        "random_state")}
+        arrays = {"vocabulary": self.vocabulary.to_arrays(), "svm": self.svm.to_arrays()}
+        if isinstance(self.kernel_map, HomogeneousKernelMap):
+            arrays["kernel_map"] = {"kappa": self.kernel_map.kappa_, "L": np.array(self.kernel_map.L_),
+                                    "period": np.array(self.kernel_map.period_)}
+        params = {"config": self.config.to_dict(), "svm": svm_params}
+        if self.calibrator is not None:
+            arrays["calibration"] = self.calibrator.to_arrays()
+            params["calibration"] = {"method": "platt", **self.calibrator.get_params()}
+        if self.operating_points is not None:
+            arrays["operating_points"] = self.operating_points.to_arrays()
+            params["operating_points"] = self.operating_points.get_params()
+        return write_model_dir(directory, "phow", params, arrays, extra={**self.info, **(extra or {})})
+
+    @classmethod
+    def load(cls, directory) -> "PhowModel":
+        meta, arrays = read_model_dir(directory)
+        try:
+            cfg = BaselineConfig(**meta["params"]["config"])
+            if cfg.encoding != "bow":  # the fitted FV / VLAD encoder (RootSIFT, PCA, GMM or k-means)
+                vocab = vocabulary_from_arrays(cfg, arrays["vocabulary"])
+            else:
+                vocab = Vocabulary.from_arrays({"n_words": cfg.n_words, "max_descriptors": cfg.max_descriptors,
+                                                "random_state": cfg.seed}, arrays["vocabulary"])
+            svm = OneVsRestSVM.from_arrays(meta["params"]["svm"], arrays["svm"])
+            cal = ops = None
+            if "calibration" in arrays:
+                from ..classification.calibration import PlattCalibrator
+
+                p = {k: v for k, v in meta["params"].get("calibration", {}).items() if k != "method"}
+                cal = PlattCalibrator.from_arrays(arrays["calibration"], **p)
+            if "operating_points" in arrays:
+                from ..classification.calibration import OperatingPoints
+
+                ops = OperatingPoints.from_arrays(arrays["operating_points"], **meta["params"].get("operating_points", {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{Path(directory) / 'model.json'}: incomplete or inconsistent model ({exc})") \
+                from exc
+        m = cls(cfg, vocab, svm, meta.get("labels", LABELS),
+                info={k: meta[k] for k in ("trained_on", "n_train", "calibrated_on", "training") if k in meta},
+                calibrator=cal, operating_points=ops)
+        if cal is not None and len(cal.a_) != len(LABELS):
+            raise ModelFileError(f"{Path(directory) / 'calibration.npz'}: {len(cal.a_)} classes, expected {len(LABELS)}")
+        expected = m.encoder.n_features_out_ * (1 if m.kernel_map is None else 3)
+        if svm.coef_.shape != (len(LABELS), expected):
+            raise ModelFileError(f"{Path(directory) / 'svm.npz'}: SVM weights of shape {svm.coef_.shape}, "
+                                 f"expected {(len(LABELS), expected)}")
+        return m

@@ -1,0 +1,130 @@
+"""``phow-baseline demo``: the whole PHOW baseline on a synthetic phantom (or a real folder).
+
+The demo writes into one folder (``~/.cache/phow-baseline/demo`` unless told
+otherwise) and says so.  Its caches (the phantom, the image cache, the
+vocabulary, the features) are reused by a later demo only when the
+fingerprint recorded in ``OUT/demo.json`` (the versions of phow-baseline and
+of the libraries that compute the caches, and every parameter) matches;
+otherwise the demo's own subfolders are deleted and regenerated.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ..config import BaselineConfig
+from ..io import atomic_write_json, jsonable, read_json
+from .steps import run_baseline
+
+#: Phantom size of the demo: 400 patients (+ follow-ups) at 256x256, a few
+#: minutes end to end on 2 cores.
+DEMO_PATIENTS = 400
+#: The demo's settings: VLFeat's PHOW and SVM defaults, a smaller
+#: vocabulary (200 words from 40,000 descriptors) to keep it quick.
+DEMO_CONFIG = dict(n_words=200, max_descriptors=40_000, vocab_images=150)
+#: Per-encoding settings of the demo, scaled to its size (Fisher vectors: 64 Gaussians on PCA-64, 32,768
+#: dimensions per region layout instead of the full run's 204,800).
+DEMO_ENCODING = {"bow": {}, "fisher": dict(fv_components=64, fv_pca_dims=64), "vlad": dict(vlad_words=32)}
+#: The record of what the demo's folder holds.
+FINGERPRINT_FILE = "demo.json"
+#: The subfolders (and files) a demo writes; the only ones it deletes when its fingerprint changed.
+DEMO_OUTPUTS = ("phantom", "work", "model", "run", "report", "config.json")
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "phow-baseline"
+
+
+def demo_fingerprint(config: BaselineConfig, data_dir=None, n_patients=DEMO_PATIENTS, seed=0) -> dict:
+    """What the demo's caches depend on: the versions of the code that computes them and every parameter."""
+    import cv2
+    import numpy
+    import sklearn
+
+    from .. import __version__
+
+    return jsonable({
+        "versions": {"phow_baseline": __version__, "numpy": numpy.__version__, "opencv": cv2.__version__,
+                     "scikit-learn": sklearn.__version__},
+        "data": "phantom" if data_dir is None else str(Path(data_dir).resolve()),
+        "n_patients": n_patients if data_dir is None else None,
+        "seed": seed,
+        "config": config.to_dict(),
+    })
+
+
+def _differences(old: dict, new: dict, prefix="") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k} {a!r} -> {b!r}")
+    return out
+
+
+def prepare_demo_dir(out, fingerprint: dict, log=None) -> bool:
+    """Make ``out`` hold only caches made with ``fingerprint``; returns True when they are reused.
+
+    A folder with another fingerprint, or with demo outputs and no
+    fingerprint (an older version), loses the demo's own subfolders
+    (:data:`DEMO_OUTPUTS`); nothing else in it is touched.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    out = Path(out)
+    record = out / FINGERPRINT_FILE
+    leftovers = [n for n in DEMO_OUTPUTS if (out / n).exists()]
+    old = None
+    if record.exists():
+        try:
+            old = read_json(record, what="demo fingerprint").get("fingerprint")
+        except ValueError:  # a damaged record: regenerate
+            old = None
+    if old == fingerprint:
+        if leftovers:
+            log(f"demo: reusing the caches in {out} (same versions and settings)")
+        reused = bool(leftovers)
+    else:
+        if leftovers:
+            why = ("made with " + "; ".join(_differences(old, fingerprint)[:6]) if isinstance(old, dict)
+                   else "made by an older version (no fingerprint)")
+            log(f"demo: the caches in {out} were {why}: regenerating them")
+            for n in leftovers:
+                p = out / n
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        reused = False
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(record, {"fingerprint": fingerprint})
+    return reused
+
+
+def run_demo(out_dir=None, data_dir=None, n_patients=DEMO_PATIENTS, seed=0, progress=True, n_bootstrap=1000,
+             config: BaselineConfig | None = None, encoding: str = "bow") -> dict:
+    """Generate the phantom (unless ``data_dir``), run the baseline, write the report.
+
+    Returns ``{"metrics", "data_dir", "run_dir", "model_dir", "report", "synthetic", "out_dir", "reused"}``.
+    """
+    from ..data.phantom import make_phantom_dataset
+
+    out = Path(out_dir) if out_dir else default_cache_dir() / "demo"
+    synthetic = data_dir is None
+    config = config or BaselineConfig(seed=seed, encoding=encoding, **DEMO_CONFIG, **DEMO_ENCODING[encoding])
+    print(f"demo: writing to {out} (choose another folder with --out)", file=sys.stderr, flush=True)
+    reused = prepare_demo_dir(out, demo_fingerprint(config, data_dir, n_patients, seed))
+    if synthetic:
+        data_dir = make_phantom_dataset(out / "phantom", n_patients=n_patients, seed=seed)
+        print(f"SYNTHETIC data: a phantom of {n_patients} patients in {data_dir} (not real X-rays)",
+              file=sys.stderr)
+    metrics = run_baseline(data_dir, out, config, progress=progress, n_bootstrap=n_bootstrap,
+                           model_name="PHOW baseline (phantom)" if synthetic else "PHOW baseline")
+    from ..report.html import write_report
+
+    report = write_report([out / "run"], out / "report",
+                          title="phow-baseline demo" + (" (SYNTHETIC phantom data)" if synthetic else ""))
+    return {"metrics": metrics, "data_dir": Path(data_dir), "run_dir": out / "run", "model_dir": out / "model",
+            "report": Path(report), "synthetic": synthetic, "out_dir": out, "reused": reused}

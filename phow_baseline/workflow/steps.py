@@ -1,0 +1,490 @@
+"""The PHOW baseline at dataset scale: image cache -> vocabulary -> feature shards -> 14 SVMs -> evaluation.
+
+Each step works on a ChestX-ray14 folder with on-disk caches in a work
+folder that resume (:func:`build_image_cache`, :func:`fit_vocabulary`,
+:func:`encode_split`, :func:`train_svms`); :func:`train_model`,
+:func:`evaluate_model` and :func:`run_baseline` chain them and write the
+model directory and the run directory (see ``DESIGN.md``).
+:func:`predict_paths` scores image files with any model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..config import (BaselineConfig, kernel_map_name, make_encoder, make_phow, make_vocabulary,
+                     vocabulary_from_arrays, vocabulary_sha256)
+from ..data.chestxray14 import LABELS
+from ..encoding.store import FeatureStore, encode_to_store
+from ..io import (DataFileError, atomic_save_npz, atomic_write_json, folder_lock, jsonable, load_npz, read_json,
+                 sha256_strings, write_failures_csv)
+from ..classification.kernel_map import make_kernel_map
+from ..model.phow_model import PhowModel
+
+#: Bytes the in-memory liblinear training may take (its estimated peak,
+#: :func:`liblinear_peak_bytes`) before ``solver="auto"`` trains out of core
+#: with SGD instead.
+IN_MEMORY_BUDGET_BYTES = 4 * 2 ** 30
+
+
+def liblinear_peak_bytes(n_rows: int, dim_in: int, dim: int, density: float, n_threads: int) -> int:
+    """Estimated peak memory of training the SVMs in memory with liblinear, in bytes.
+
+    The stored features of the ``n`` rows read and row-selected (two float32
+    copies of ``dim_in`` columns: ``8 n dim_in``), the kernel-mapped matrix in
+    float32 and its one float64 copy that ``LinearSVC`` needs, shared by the
+    threads (``12 n dim``), and per thread (one class each) liblinear's own
+    sparse copy of it, 16 bytes (index and double) per non-zero entry and one
+    terminator per row (``16 t (rho n dim + n)``, ``rho`` the fraction of
+    non-zero features).  Example: the calibration's held-out SVMs of the
+    20,000-image rehearsal, 13,823 rows x 36,000 mapped features (12,000
+    stored), density 0.27, 2 threads: 11.6 GB estimated; the process measured
+    14.3 GB (the rest: the process itself, the features being read).  The old
+    rule (one float64 matrix, 3.7 GiB) had let it through a 4 GiB budget.
+    """
+    n, d_in, d, t = int(n_rows), int(dim_in), int(dim), max(1, int(n_threads))
+    return 8 * n * d_in + 12 * n * d + 16 * t * int(float(density) * n * d + n)
+
+
+def feature_density(store: FeatureStore) -> float:
+    """Fraction of non-zero entries in the store's first shard (1.0 when it is empty)."""
+    if not store.n_shards:
+        return 1.0
+    X = np.asarray(store.read_shard(0))
+    return float(np.count_nonzero(X)) / X.size if X.size else 1.0
+
+
+def choose_solver(store: FeatureStore, n_rows: int, dim: int, n_jobs) -> tuple[str, str]:
+    """``"liblinear"`` if its estimated peak fits :data:`IN_MEMORY_BUDGET_BYTES`, else ``"sgd"``; and why."""
+    from joblib import effective_n_jobs
+
+    threads = min(effective_n_jobs(n_jobs), 14)
+    peak = liblinear_peak_bytes(n_rows, store.dim, dim, feature_density(store), threads)
+    solver = "liblinear" if peak <= IN_MEMORY_BUDGET_BYTES else "sgd"
+    return solver, (f"liblinear's estimated peak {peak / 2 ** 30:.1f} GiB "
+                    f"{'<=' if solver == 'liblinear' else '>'} the {IN_MEMORY_BUDGET_BYTES / 2 ** 30:g} GiB budget")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_image_cache(ds, names: Sequence[str], work_dir, config: BaselineConfig, progress=True, tag="images"):
+    """Decode ``names`` of dataset ``ds`` once into ``work_dir/images-<tag>-<size>-<eq>`` (resumes)."""
+    from ..data.preprocess import ImageCache
+
+    cache_dir = Path(work_dir) / f"images-{tag}-{config.size}-{config.equalization}"
+    paths = [ds.image_path(n) for n in names]
+    cache = ImageCache.build(cache_dir, paths, names, size=config.size, equalization=config.equalization,
+                             n_jobs=config.n_jobs, progress=progress, backend=config.backend)
+    if cache.failures:
+        _log(f"warning: {len(cache.failures)} unreadable image(s) skipped (listed in {cache_dir / 'index.json'}):")
+        for f in cache.failures[:20]:
+            _log(f"  {f.path}: {f.reason}")
+    return cache
+
+
+def _vocab_fingerprint(config: BaselineConfig, names: Sequence[str]) -> dict:
+    """What the vocabulary depends on: the PHOW and k-means settings, the split and the images."""
+    fp = {k: getattr(config, k) for k in ("size", "equalization", "sizes", "step", "magnif", "window_size",
+                                         "contrast_threshold", "n_words", "max_descriptors",
+                                         "vocab_images", "seed", "train_split")}
+    if config.encoding != "bow":  # the bag of words' fingerprint is unchanged
+        keys = ("fv_components", "fv_pca_dims", "gmm_max_iter") if config.encoding == "fisher" else \
+            ("vlad_words", "vlad_pca_dims")
+        fp.update({"encoding": config.encoding, "regions": config.regions, **{k: getattr(config, k) for k in keys}})
+        fp.pop("n_words")
+    fp["n_images"] = len(names)
+    fp["names_sha256"] = sha256_strings(names)
+    return jsonable(fp)
+
+
+#: Training images per vocabulary-sampling task.
+VOCAB_CHUNK = 16
+
+
+def _vocabulary_samples_job(cache_dir, rows, seeds, phow_params, per_image):
+    """A task of :func:`fit_vocabulary`: PHOW of cache ``rows``, ``per_image`` descriptors sampled from each."""
+    from ..features.phow import PHOW
+    from ..data.preprocess import ImageCache
+    from ..encoding.vocabulary import sample_descriptors
+
+    cache, phow = ImageCache.open(cache_dir), PHOW(**phow_params)
+    return [sample_descriptors([phow.transform([cache[r]])[0][1]], max_descriptors=per_image, seed=seed)
+            for r, seed in zip(rows, seeds)]
+
+
+def fit_vocabulary(cache, rows: Sequence[int], work_dir, config: BaselineConfig, progress=True):
+    """Fit (or reload) the visual vocabulary on a seeded subset of the training images.
+
+    At most ``config.vocab_images`` images contribute, each at most
+    ``max_descriptors / n_images`` descriptors (sampled in parallel on
+    ``config.backend``, the same samples on any backend).  The result is kept in
+    ``work_dir/vocabulary.npz`` + ``vocabulary.json`` and reused when the
+    parameters match.
+    """
+    from tqdm.auto import tqdm
+
+    from ..parallel import imap
+    from ..encoding.vocabulary import Vocabulary
+
+    work_dir = Path(work_dir)
+    npz, js = work_dir / "vocabulary.npz", work_dir / "vocabulary.json"
+    rows = [r for r in rows if cache.ok[r]]
+    fp = _vocab_fingerprint(config, [cache.names[r] for r in rows])
+    if npz.exists() and js.exists() and read_json(js, what="vocabulary record").get("params") == fp \
+            and config.encoding != "bow":
+        _log(f"vocabulary: reusing {npz}")
+        return vocabulary_from_arrays(config, load_npz(npz))
+    if npz.exists() and js.exists() and read_json(js, what="vocabulary record").get("params") == fp:
+        v = Vocabulary.from_arrays({"n_words": config.n_words, "max_descriptors": config.max_descriptors,
+                                    "random_state": config.seed}, load_npz(npz))
+        _log(f"vocabulary: reusing {npz}")
+        return v
+    if not rows:
+        raise ValueError("no readable training image to fit the vocabulary on")
+    rng = np.random.default_rng(config.seed)
+    if len(rows) > config.vocab_images:
+        rows = sorted(rng.choice(rows, config.vocab_images, replace=False).tolist())
+    per_image = max(1, math.ceil(config.max_descriptors / len(rows)))
+    seeds = [int(rng.integers(2 ** 31)) for _ in rows]  # drawn here, in row order: any backend, same samples
+    phow_params = make_phow(config).get_params()
+    cache_dir = str(Path(cache.directory).resolve())
+    tasks = [(cache_dir, rows[i:i + VOCAB_CHUNK], seeds[i:i + VOCAB_CHUNK], phow_params, per_image)
+             for i in range(0, len(rows), VOCAB_CHUNK)]
+    samples = []
+    with tqdm(total=len(rows), desc="vocabulary: PHOW", unit="img", disable=not progress) as bar:
+        for chunk in imap(_vocabulary_samples_job, tasks, n_jobs=config.n_jobs, backend=config.backend,
+                          ordered=True):
+            samples += chunk
+            bar.update(len(chunk))
+    if config.encoding != "bow":
+        v = make_vocabulary(config)
+        if "verbose" in v.get_params():
+            v.set_params(verbose=progress)
+        what = f"RootSIFT, PCA and a {config.fv_components}-Gaussian mixture" if config.encoding == "fisher" \
+            else f"RootSIFT and {config.vlad_words} k-means words"
+        _log(f"vocabulary ({config.encoding}): {what} on {sum(len(s) for s in samples)} descriptors "
+             f"from {len(rows)} images")
+        v.fit(np.concatenate(samples))
+        atomic_save_npz(npz, v.to_arrays())
+        atomic_write_json(js, {"params": fp, "encoding": config.encoding, "n_features_out": v.n_features_out_})
+        return v
+    _log(f"vocabulary: k-means, {config.n_words} words on {sum(len(s) for s in samples)} descriptors "
+         f"from {len(rows)} images")
+    v = Vocabulary(config.n_words, config.max_descriptors, random_state=config.seed,
+                   progress=progress).fit(np.concatenate(samples))
+    atomic_save_npz(npz, v.to_arrays())
+    atomic_write_json(js, {"params": fp, "n_samples": v.n_samples_, "inertia": v.inertia_})
+    return v
+
+
+def encode_split(cache, rows, names, work_dir, vocab, config: BaselineConfig, tag: str, progress=True):
+    """Pyramid features of the given cache rows into ``work_dir/features-<tag>`` (resumes)."""
+    enc = make_encoder(vocab, config)
+    store_dir = Path(work_dir) / f"features-{tag}-{vocabulary_sha256(vocab)[:12]}"
+    return encode_to_store(cache, rows, store_dir, make_phow(config), enc, n_jobs=config.n_jobs,
+                           backend=config.backend, shard_size=config.shard_size, progress=progress, names=names)
+
+
+def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=True, solver=None, label="train"):
+    """Train the 14 SVMs on store ``rows`` (positions) with labels ``Y`` (len(rows), 14).
+
+    ``solver`` (default ``config.solver``) ``"auto"`` trains in memory with
+    liblinear when its estimated peak (:func:`liblinear_peak_bytes`) fits
+    :data:`IN_MEMORY_BUDGET_BYTES`, else out of core with SGD, one shard at a
+    time (peak memory independent of the number of images).  ``label``
+    begins its log line and names its progress bar (``"calibrate"`` for the
+    calibration's held-out SVMs).
+    """
+    from tqdm.auto import tqdm
+
+    from ..classification.svm import OneVsRestSVM
+
+    kmap = make_kernel_map(kernel_map_name(config), n_features=store.dim)
+    # both maps give 3 outputs per input (order 1; 2 sample steps)
+    dim = store.dim * (1 if kmap is None else 3)
+    solver = solver or config.solver
+    why = ""
+    if solver == "auto":
+        solver, why = choose_solver(store, len(rows), dim, config.n_jobs)
+        why = f"; auto: {why}"
+    svm = OneVsRestSVM(C=config.C, class_weight=config.class_weight, solver=solver, n_epochs=config.n_epochs,
+                       random_state=config.seed, n_jobs=config.n_jobs)
+    transform = (lambda X: kmap.transform(X)) if kmap is not None else None
+    if solver == "liblinear":
+        X = store.load(rows)
+        if transform:
+            X = transform(X)
+        _log(f"{label}: 14 linear SVMs (liblinear, C={config.C}) on {X.shape[0]} x {X.shape[1]} features{why}")
+        svm.fit(X, Y)
+        if not svm.converged_.all():
+            _log(f"warning: {label}: liblinear did not converge for {int((~svm.converged_).sum())} class(es)")
+        return svm
+    Y = np.asarray(Y)
+    ckpt = sgd_checkpoint_path(store, rows, Y, config)
+    start = 0
+    if ckpt.exists():
+        try:
+            svm.restore_sgd_checkpoint(load_npz(ckpt))
+            start = min(svm.sgd_epochs_done, config.n_epochs)
+        except (DataFileError, KeyError, ValueError) as exc:  # unreadable: start again, say why
+            _log(f"warning: {ckpt}: {exc}; training from the first epoch")
+            svm = OneVsRestSVM(C=config.C, class_weight=config.class_weight, solver=solver,
+                               n_epochs=config.n_epochs, random_state=config.seed, n_jobs=config.n_jobs)
+    _log(f"{label}: 14 linear SVMs (SGD, out of core, {config.n_epochs} epochs) on {len(rows)} x {dim} "
+         f"features{why}" + (f"; resuming after epoch {start} ({ckpt.name})" if start else ""))
+    bar = tqdm(total=len(rows) * config.n_epochs, initial=len(rows) * start, desc=f"{label} (SGD)", unit="img",
+               disable=not progress)
+    for epoch in range(start, config.n_epochs):
+        for Xb, pos in store.batches(rows, seed=config.seed, epoch=epoch, transform=transform):
+            svm.partial_fit(Xb, Y[pos], y_all=Y)  # y_all: lambda = 1/(C n), balanced weights, epoch length
+            bar.update(len(pos))
+        atomic_save_npz(ckpt, svm.sgd_checkpoint())  # a kill from here on resumes after this epoch
+    bar.close()
+    if not svm.converged_.all():
+        _log(f"warning: {label}: SGD did not converge for {int((~svm.converged_).sum())} class(es) in {config.n_epochs} "
+             f"epochs (last relative weight change {svm.weight_change_[-1].max():.2g} > tol {svm.tol:g}; "
+             "objective per epoch in metrics.json)")
+    return svm
+
+
+def sgd_checkpoint_path(store: FeatureStore, rows, Y, config: BaselineConfig) -> Path:
+    """Where the SGD training of these rows, labels and settings keeps its state after each epoch.
+
+    Beside the feature store, named by a hash of everything the weights
+    depend on (the store, which holds the vocabulary's hash, the rows, the
+    labels and the training settings), so a checkpoint is only ever taken
+    up by the very same training.
+    """
+    h = hashlib.sha256()
+    h.update(str(Path(store.directory).name).encode())
+    h.update(np.ascontiguousarray(rows, np.int64).tobytes())
+    h.update(np.ascontiguousarray(Y, np.uint8).tobytes())
+    h.update(repr(tuple(getattr(config, k) for k in ("C", "class_weight", "n_epochs", "seed",
+                                                     "kernel_map"))).encode())
+    return Path(store.directory).parent / f"sgd-{h.hexdigest()[:16]}.npz"
+
+
+def open_dataset(data_dir, config: BaselineConfig, strict=False):
+    from ..data.chestxray14 import ChestXray14
+
+    return ChestXray14(data_dir, strict=strict, val_fraction=config.val_fraction, seed=config.seed)
+
+
+def prepare_training(ds, work_dir, config: BaselineConfig, progress=True):
+    """The training split's image cache, its readable rows and the vocabulary (all cached in ``work_dir``)."""
+    names = ds.split_names(config.train_split)
+    if not names:
+        raise ValueError(f"{ds.root}: no image of split {config.train_split!r} is present")
+    with folder_lock(work_dir):
+        cache = build_image_cache(ds, names, work_dir, config, progress, tag=config.train_split)
+        rows = [i for i in range(len(cache)) if cache.ok[i]]
+        return cache, rows, fit_vocabulary(cache, rows, work_dir, config, progress)
+
+
+def train_model(data_dir, work_dir, config: BaselineConfig, progress=True, ds=None) -> PhowModel:
+    """Cache, vocabulary, features and SVMs on ``config.train_split``; returns the model."""
+    ds = ds or open_dataset(data_dir, config)
+    with folder_lock(work_dir):
+        cache, rows, vocab = prepare_training(ds, work_dir, config, progress)
+        store = encode_split(cache, range(len(cache)), cache.names, work_dir, vocab, config, config.train_split,
+                             progress)
+        Y = ds.labels([cache.names[r] for r in rows])
+        svm = train_svms(store, rows, Y, config, progress)
+        model = PhowModel(config, vocab, svm, info={"trained_on": config.train_split, "n_train": len(rows),
+                                                    "training": svm.convergence()})
+        if config.calibration != "none":
+            calibrate_model(model, ds, cache, store, rows, Y, work_dir, progress)
+    return model
+
+
+def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progress=True) -> PhowModel:
+    """Fit the model's Platt scaling and operating points on the patient-wise validation carve (in place).
+
+    The validation images must be scored by SVMs that did not see them.
+    When the training split holds the carve (``train_val``, the default), a
+    second set of 14 SVMs is trained on the training rows outside it (the
+    ``train`` carve) and scores it; the final SVMs, trained on all rows, are
+    then calibrated with those held-out scores (scikit-learn's
+    ``CalibratedClassifierCV(ensemble=False)`` does the same with
+    cross-validation).  When the training split excludes the carve
+    (``train``), the model itself scores it.  Platt scaling is per class
+    (:class:`~phow_baseline.classification.calibration.PlattCalibrator`); the operating
+    points (``config.operating_rule``) are chosen on the calibrated
+    validation probabilities.
+    """
+    from ..classification.calibration import OperatingPoints, PlattCalibrator
+
+    config = model.config
+    val = set(ds.split_names("val"))
+    val_rows = [i for i, r in enumerate(rows) if cache.names[r] in val]
+    if val_rows:
+        fit_rows = [i for i in range(len(rows)) if cache.names[rows[i]] not in val]
+        _log(f"calibrate: 14 held-out SVMs on {len(fit_rows)} training images score the {len(val_rows)} "
+             f"validation images")
+        # the solver of the final SVMs (not chosen again for the fewer rows): the calibration must map
+        # the scores of the same kind of SVM
+        ho = train_svms(store, [rows[i] for i in fit_rows], np.asarray(Y)[fit_rows], config, progress=progress,
+                        solver=model.svm.solver, label="calibrate")
+        kmap = model.kernel_map
+        S = np.concatenate([ho.decision_function(Xb if kmap is None else kmap.transform(np.asarray(Xb, np.float32)))
+                            for Xb, _ in store.batches([rows[i] for i in val_rows])])
+        Yv = np.asarray(Y)[val_rows]
+        source = f"held-out SVMs trained on the {len(fit_rows)} {config.train_split} images outside the carve"
+    else:
+        if not val:
+            _log(f"warning: {ds.root}: the validation carve is empty; the model is not calibrated (scores are SVM "
+                 "margins)")
+            return model
+        names, S, _ = score_split(model, ds, "val", work_dir, progress)
+        if not names:
+            _log(f"warning: {ds.root}: no readable validation image; the model is not calibrated")
+            return model
+        Yv = ds.labels(names)
+        source = "the model"
+    model.calibrator = PlattCalibrator().fit(S, Yv)
+    model.operating_points = OperatingPoints(config.operating_rule, config.min_sensitivity).fit(
+        model.calibrator.predict_proba(S), Yv)
+    model.info["calibrated_on"] = {"split": "val", "n_images": int(len(Yv)), "scores_from": source,
+                                   "n_positive": {lab: int(v) for lab, v in zip(LABELS, np.asarray(Yv).sum(0))}}
+    return model
+
+
+def _runnable(config: BaselineConfig) -> BaselineConfig:
+    """A loaded model's config as this process can run it.
+
+    The backend is an execution setting recorded with the model: ``"dask"``
+    with no dask client open here (a model trained on a cluster, evaluated
+    on a workstation) runs on joblib's default instead, and says so.
+    """
+    import dataclasses
+
+    from ..parallel import dask_client_active
+
+    if config.backend == "dask" and not dask_client_active():
+        _log("note: the model was built with backend 'dask' but no dask client is open here; running on loky")
+        return dataclasses.replace(config, backend=None)
+    return config
+
+
+def score_split(model: PhowModel, ds, split: str, work_dir, progress=True):
+    """Decision scores of every readable image of ``split``: ``(names, scores, failures)``."""
+    names = ds.split_names(split)
+    if not names:
+        raise ValueError(f"{ds.root}: no image of split {split!r} is present")
+    config = _runnable(model.config)
+    with folder_lock(work_dir):
+        cache = build_image_cache(ds, names, work_dir, config, progress, tag=split)
+        store = encode_split(cache, range(len(cache)), cache.names, work_dir, model.vocabulary, config,
+                             split, progress)
+    rows = [i for i in range(len(cache)) if cache.ok[i]]
+    scores = np.concatenate([model.decision_function(Xb) for Xb, _ in store.batches(rows)]) if rows else \
+        np.zeros((0, len(LABELS)))
+    failures = [(f.path, f.reason) for f in cache.failures]
+    return [cache.names[r] for r in rows], scores, failures
+
+
+def evaluate_model(model: PhowModel, data_dir, run_dir, work_dir, split=None, model_name="PHOW baseline",
+                   n_bootstrap=1000, progress=True, ds=None) -> dict:
+    """Score ``split`` (default the config's test split) and write the run directory."""
+    from ..evaluation.metrics import write_run_dir
+
+    ds = ds or open_dataset(data_dir, model.config)
+    split = split or model.config.test_split
+    names, scores, failures = score_split(model, ds, split, work_dir, progress)
+    if failures:
+        write_failures_csv(Path(run_dir) / "failures.csv", failures)
+    cal = {}
+    if model.calibrator is not None:
+        cal["probabilities"] = model.calibrate(scores)
+    if model.operating_points is not None:
+        cal.update(thresholds=model.operating_points.thresholds_, operating_rule=model.operating_points.describe())
+    label = {"fisher": "Fisher vectors", "vlad": "VLAD"}.get(model.config.encoding)
+    if label and label not in model_name:  # the tables and the report name the encoding of every run
+        model_name = f"PHOW baseline ({label})" if model_name == "PHOW baseline" else f"{model_name}, {label}"
+    return write_run_dir(run_dir, model_name=model_name, kind="phow", split=split, names=names,
+                         y_true=ds.labels(names), scores=scores, n_bootstrap=n_bootstrap, seed=model.config.seed,
+                         extra={"config": model.config.to_dict(), "encoding": model.config.encoding,
+                                "n_failures": len(failures),
+                                "training": model.svm.convergence()}, **cal)
+
+
+#: Image files per prediction task.
+PREDICT_CHUNK = 32
+
+
+def _predict_job(model, paths, raw_scores=False):
+    """A task of :func:`predict_paths`: ``[(name, scores or None, reason or None)]`` per file, in order."""
+    from ..data.preprocess import ImageReadError
+
+    out = []
+    for p in paths:
+        try:
+            img = model.preprocess(p)
+        except ImageReadError as exc:  # every per-file failure is one (see read_xray)
+            out.append((str(p), None, exc.reason))
+            continue
+        out.append((str(p), model.raw_scores(img) if raw_scores else model.scores(img), None))
+    return out
+
+
+def predict_paths(model, paths: Sequence, progress=True, *, n_jobs=1, backend=None, raw_scores=False):
+    """Scores of image files by any model with ``preprocess`` and ``scores`` (PHOW or CNN):
+    ``(names, scores (n, 14), failures [(file, reason)])``.
+
+    Unreadable files (missing, corrupt, truncated, absurd header, not an
+    image: every :class:`~phow_baseline.data.preprocess.ImageReadError`) are
+    skipped and listed; the others are still scored.  A PHOW model scores
+    chunks of files in parallel on ``backend`` (``n_jobs`` workers; the model
+    is sent to each); a CNN model scores here, on its device.  The scores
+    are the model's :meth:`scores` (probabilities for a calibrated PHOW model
+    and for a CNN), or with ``raw_scores`` its ``raw_scores`` (SVM margins,
+    CNN logits).
+    """
+    from tqdm.auto import tqdm
+
+    from ..parallel import imap
+
+    paths = [str(Path(p).resolve()) if backend == "dask" else str(p) for p in paths]
+    chunks = [(model, paths[i:i + PREDICT_CHUNK], raw_scores) for i in range(0, len(paths), PREDICT_CHUNK)]
+    serial = getattr(model, "kind", "phow") == "cnn"
+    names, rows, failures = [], [], []
+    with tqdm(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
+        for chunk in imap(_predict_job, chunks, n_jobs=1 if serial else n_jobs, backend=None if serial else backend,
+                          ordered=True):
+            for p, sc, reason in chunk:
+                if reason is not None:
+                    failures.append((p, reason))
+                else:
+                    rows.append(sc)
+                    names.append(Path(p).name)
+            bar.update(len(chunk))
+    scores = np.stack(rows) if rows else np.zeros((0, len(LABELS)), np.float32)
+    return names, scores, failures
+
+
+def run_baseline(data_dir, out_dir, config: BaselineConfig | None = None, progress=True, n_bootstrap=1000,
+                 model_name="PHOW baseline") -> dict:
+    """All of it: train on ``config.train_split``, evaluate on ``config.test_split``.
+
+    Writes ``out_dir/work`` (caches; reruns resume), ``out_dir/model``
+    (model directory) and ``out_dir/run`` (metrics.json, predictions.csv,
+    roc.png, comparison.md/.csv).  Returns the metrics.
+    """
+    config = config or BaselineConfig()
+    out = Path(out_dir)
+    work = out / "work"
+    with folder_lock(work):
+        atomic_write_json(out / "config.json", config.to_dict())
+        ds = open_dataset(data_dir, config)
+        model = train_model(data_dir, work, config, progress, ds=ds)
+        model.save(out / "model")
+        return evaluate_model(model, data_dir, out / "run", work, model_name=model_name,
+                              n_bootstrap=n_bootstrap, progress=progress, ds=ds)
