@@ -35,26 +35,35 @@ def main():
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--json")
     a = ap.parse_args()
-    from phow_baseline.data.preprocess import ImageCache
+    from phow_baseline.data import ImageCache
 
     res = {"cpu_count": os.cpu_count(), "size": a.size}
     for folder in ("images-1024", "images"):
         paths = sorted((Path(a.sample) / folder).glob("*.png"))
         for p in paths:  # warm the OS file cache for both contestants
             p.read_bytes()
-        t_read = min(timed(lambda: [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths]) for _ in range(2))
+        t_read = min(
+            timed(lambda paths=paths: [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths]) for _ in range(2)
+        )
         with tempfile.TemporaryDirectory() as tmp:
-            t_build = timed(lambda: ImageCache.build(Path(tmp) / "c", paths, size=a.size, progress=False))
+            t_build = timed(lambda paths=paths: ImageCache.build(Path(tmp) / "c", paths, size=a.size, progress=False))
             cache = ImageCache.open(Path(tmp) / "c")
-            t_cache = min(timed(lambda: [np.array(cache[i]) for i in range(len(cache))]) for _ in range(3))
-            t_take = min(timed(lambda: cache.take(range(len(cache)))) for _ in range(3))
-        r = {"n": len(paths), "imread_per_s": len(paths) / t_read, "build_per_s": len(paths) / t_build,
-             "cache_read_per_s": len(paths) / t_cache, "cache_take_per_s": len(paths) / t_take}
+            t_cache = min(timed(lambda cache=cache: [np.array(cache[i]) for i in range(len(cache))]) for _ in range(3))
+            t_take = min(timed(lambda cache=cache: cache.take(range(len(cache)))) for _ in range(3))
+        r = {
+            "n": len(paths),
+            "imread_per_s": len(paths) / t_read,
+            "build_per_s": len(paths) / t_build,
+            "cache_read_per_s": len(paths) / t_cache,
+            "cache_take_per_s": len(paths) / t_take,
+        }
         r["cache_read_over_imread"] = r["cache_read_per_s"] / r["imread_per_s"]
         res[folder] = r
-        print(f"{folder:<12} n={r['n']:>4}  cv2.imread {r['imread_per_s']:>9.0f} img/s | cache build "
-              f"{r['build_per_s']:>7.0f} img/s | cache read {r['cache_read_per_s']:>9.0f} img/s "
-              f"({r['cache_read_over_imread']:.0f}x imread)")
+        print(
+            f"{folder:<12} n={r['n']:>4}  cv2.imread {r['imread_per_s']:>9.0f} img/s | cache build "
+            f"{r['build_per_s']:>7.0f} img/s | cache read {r['cache_read_per_s']:>9.0f} img/s "
+            f"({r['cache_read_over_imread']:.0f}x imread)"
+        )
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
 

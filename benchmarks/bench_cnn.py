@@ -34,7 +34,7 @@ import numpy as np
 
 
 def build_cache(tmp, sample, synthetic, size=256):
-    from phow_baseline.data.preprocess import ImageCache
+    from phow_baseline.data import ImageCache
 
     if synthetic:
         rng = np.random.default_rng(0)
@@ -77,8 +77,14 @@ def main():
     cuda = dev.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     torch.backends.cudnn.benchmark = True
-    res = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
-           "batch_size": a.batch_size, "workers": a.workers, "cpu_count": os.cpu_count(), "backbones": {}}
+    res = {
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "torch": torch.__version__,
+        "batch_size": a.batch_size,
+        "workers": a.workers,
+        "cpu_count": os.cpu_count(),
+        "backbones": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         cache = build_cache(tmp, a.sample, a.synthetic)
         n = len(cache)
@@ -91,8 +97,7 @@ def main():
 
         def batches():  # one loader, its workers kept alive across epochs
             while True:
-                for xb, yb in loader:
-                    yield xb, yb
+                yield from loader
 
         # loader alone (to the device, transformed)
         it = batches()
@@ -108,7 +113,9 @@ def main():
         res["loader_img_s"] = a.steps * a.batch_size / (time.perf_counter() - t)
         print(f"device {res['device']}, batch {a.batch_size}, {a.workers} loader workers, {n} cached images")
         print(f"data pipeline alone: {res['loader_img_s']:.0f} img/s")
-        print(f"{'backbone':<12} {'train (GPU only)':>17} {'train (with loader)':>20} {'GPU busy':>9} {'inference':>10}")
+        print(
+            f"{'backbone':<12} {'train (GPU only)':>17} {'train (with loader)':>20} {'GPU busy':>9} {'inference':>10}"
+        )
         for name in a.backbones.split(","):
             model = build_model(name, None).to(dev).to(memory_format=torch.channels_last)
             opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -117,7 +124,7 @@ def main():
             x_res = tf(xb.to(dev)).contiguous(memory_format=torch.channels_last)
             y_res = yb.to(dev)
 
-            def step(x, yy):
+            def step(x, yy, model=model, opt=opt, crit=crit):  # this backbone's, bound now
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
                     loss = crit(model(x).float(), yy)
                 opt.zero_grad(set_to_none=True)
@@ -164,8 +171,12 @@ def main():
                     model(xe)
                 sync()
             inf = a.steps * a.batch_size / (time.perf_counter() - t)
-            res["backbones"][name] = {"train_compute_img_s": compute, "train_e2e_img_s": e2e, "gpu_busy_share": busy,
-                                      "inference_img_s": inf}
+            res["backbones"][name] = {
+                "train_compute_img_s": compute,
+                "train_e2e_img_s": e2e,
+                "gpu_busy_share": busy,
+                "inference_img_s": inf,
+            }
             print(f"{name:<12} {compute:>17.0f} {e2e:>20.0f} {busy:>9.0%} {inf:>10.0f}")
             del model, opt
             if cuda:

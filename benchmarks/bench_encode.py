@@ -74,7 +74,7 @@ def gemm_rate(n=2048, repeat=5):
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     b = np.random.default_rng(1).random((n, n), dtype=np.float32)
     a @ b
-    return 2 * n ** 3 / best_of(lambda: a @ b, repeat)
+    return 2 * n**3 / best_of(lambda: a @ b, repeat)
 
 
 def pruned_work(X, C):
@@ -101,7 +101,7 @@ def pruned_work(X, C):
         extra = 0
         chunk = Q.QUANTIZE_CHUNK
         for s in range(0, len(idx), chunk):
-            rows = idx[s:s + chunk]
+            rows = idx[s : s + chunk]
             r = len(rows)
             xc = np.empty((r, d), np.float32)
             xm2 = np.empty(r)
@@ -112,18 +112,32 @@ def pruned_work(X, C):
             Q._rest_norms(P, xm2, T.eps_rel, T.rest_max, Pa, slack)
             S = Pa @ T.bound
             w = np.empty(r, np.int32)
-            if new_api:   # exact distances ||x - c||^2 summed in float64
-                extra += Q._refine_words(X, rows, C64, Q.PRUNE_MARGIN, cc2_max, S, S.argmin(axis=1), xm2, slack, w,
-                                         Q._PRUNE_GROUPS)
-            else:         # exact distances from the centred words
-                extra += Q._refine_words(X, rows, T.mu, T.centred, T.centred_sq, Q.PRUNE_MARGIN, cc2_max, S,
-                                         S.argmin(axis=1), xm2, slack, w, Q._PRUNE_GROUPS)
+            if new_api:  # exact distances ||x - c||^2 summed in float64
+                extra += Q._refine_words(
+                    X, rows, C64, Q.PRUNE_MARGIN, cc2_max, S, S.argmin(axis=1), xm2, slack, w, Q._PRUNE_GROUPS
+                )
+            else:  # exact distances from the centred words
+                extra += Q._refine_words(
+                    X,
+                    rows,
+                    T.mu,
+                    T.centred,
+                    T.centred_sq,
+                    Q.PRUNE_MARGIN,
+                    cc2_max,
+                    S,
+                    S.argmin(axis=1),
+                    xm2,
+                    slack,
+                    w,
+                    Q._PRUNE_GROUPS,
+                )
     except (AttributeError, TypeError, ValueError) as exc:  # internals changed
         print(f"(pruned work not counted: {exc})", file=sys.stderr)
         return None, None
     n = len(idx)
     evals = n + extra
-    per_eval = 3.0 * d if new_api else 2.0 * d   # (x - c), its square, the sum; or a dot product
+    per_eval = 3.0 * d if new_api else 2.0 * d  # (x - c), its square, the sum; or a dot product
     return n * (2.0 * d * m + 2.0 * (m + 2) * k) + evals * per_eval, evals / max(n, 1)
 
 
@@ -139,10 +153,17 @@ def main():
     ap.add_argument("--words", type=int, default=600)
     ap.add_argument("--kmeans-descriptors", type=int, default=100_000)
     ap.add_argument("--kmeans-images", type=int, default=80, help="Images the k-means descriptors come from.")
-    ap.add_argument("--kmeans-iter", default="20,100",
-                    help="Comma-separated Lloyd iterations of both k-means (tol=0), one comparison each.")
-    ap.add_argument("--no-sklearn-init", dest="sklearn_init", action="store_false",
-                    help="Skip timing sklearn's kmeans_plusplus (slow: minutes at 100,000 x 600).")
+    ap.add_argument(
+        "--kmeans-iter",
+        default="20,100",
+        help="Comma-separated Lloyd iterations of both k-means (tol=0), one comparison each.",
+    )
+    ap.add_argument(
+        "--no-sklearn-init",
+        dest="sklearn_init",
+        action="store_false",
+        help="Skip timing sklearn's kmeans_plusplus (slow: minutes at 100,000 x 600).",
+    )
     ap.add_argument("--only", default="quantize,kmeans,e2e", help="Comma-separated parts to run.")
     ap.add_argument("--json", help="Write the figures here.")
     a = ap.parse_args()
@@ -151,13 +172,15 @@ def main():
     from joblib import Parallel, delayed
     from sklearn.cluster import KMeans
 
-    from phow_baseline.config import BaselineConfig, make_encoder
+    from phow_baseline.config import BaselineConfig
+    from phow_baseline.data import equalize, read_xray, resize
+    from phow_baseline.data.preprocess import preprocess
+    from phow_baseline.encoding import encoding_for
     from phow_baseline.encoding.kmeans import fit_kmeans
-    from phow_baseline.features.phow import phow
-    from phow_baseline.data.preprocess import equalize, preprocess, read_xray, resize
     from phow_baseline.encoding.pyramid import pyramid_cells
     from phow_baseline.encoding.quantize import quantize_histogram
     from phow_baseline.encoding.vocabulary import Vocabulary, sample_descriptors
+    from phow_baseline.features.phow import phow
 
     sample = Path(a.sample)
     paths = sorted((sample / "images").glob("*.png"))
@@ -206,42 +229,57 @@ def main():
             t_gemm.append(best_of(ours_gemm, 1))
         t_ours, t_km, t_gemm = min(t_ours), min(t_km), min(t_gemm)
         k, d = C.shape
-        brute = 2.0 * n_desc * k * d                       # every descriptor against every word
-        gemm_done = 2.0 * n_nonzero * k * (d + 1)          # what the GEMM path computes
+        brute = 2.0 * n_desc * k * d  # every descriptor against every word
+        gemm_done = 2.0 * n_nonzero * k * (d + 1)  # what the GEMM path computes
         pruned = [pruned_work(x, C) for _, x in test]
         pruned_done = None if pruned[0][0] is None else sum(f for f, _ in pruned)
         evals = None if pruned_done is None else sum(f * e for (f, e) in pruned) / pruned_done
         g = gemm_rate()
-        res.update({
-            "descriptors": n_desc, "descriptors_per_image": n_desc / len(test), "zeroed_share": zero_share,
-            "ours_desc_per_s": n_desc / t_ours, "kmeans_predict_desc_per_s": n_desc / t_km,
-            "speedup_vs_kmeans_predict": t_km / t_ours, "assignments_identical_share": agree,
-            "ours_gemm_desc_per_s": n_desc / t_gemm, "gemm_path_speedup_vs_kmeans_predict": t_km / t_gemm,
-            "gemm_path_assignments_identical_share": agree_gemm,
-            "square_gemm_gflops": g / 1e9,
-            "pruned_achieved_gflops": None if pruned_done is None else pruned_done / t_ours / 1e9,
-            "pruned_effective_gflops": brute / t_ours / 1e9,
-            "pruned_work_share_of_brute_force": None if pruned_done is None else pruned_done / brute,
-            "pruned_exact_evaluations_per_nonzero_descriptor": evals,
-            "gemm_path_achieved_gflops": gemm_done / t_gemm / 1e9,
-            "gemm_path_effective_gflops": brute / t_gemm / 1e9,
-            "load_average_quantize": os.getloadavg(),
-        })
-        print(f"quantization + pyramid, {len(test)} real 256x256 images, {n_desc} descriptors "
-              f"({zero_share:.1%} zeroed), {a.words} words")
+        res.update(
+            {
+                "descriptors": n_desc,
+                "descriptors_per_image": n_desc / len(test),
+                "zeroed_share": zero_share,
+                "ours_desc_per_s": n_desc / t_ours,
+                "kmeans_predict_desc_per_s": n_desc / t_km,
+                "speedup_vs_kmeans_predict": t_km / t_ours,
+                "assignments_identical_share": agree,
+                "ours_gemm_desc_per_s": n_desc / t_gemm,
+                "gemm_path_speedup_vs_kmeans_predict": t_km / t_gemm,
+                "gemm_path_assignments_identical_share": agree_gemm,
+                "square_gemm_gflops": g / 1e9,
+                "pruned_achieved_gflops": None if pruned_done is None else pruned_done / t_ours / 1e9,
+                "pruned_effective_gflops": brute / t_ours / 1e9,
+                "pruned_work_share_of_brute_force": None if pruned_done is None else pruned_done / brute,
+                "pruned_exact_evaluations_per_nonzero_descriptor": evals,
+                "gemm_path_achieved_gflops": gemm_done / t_gemm / 1e9,
+                "gemm_path_effective_gflops": brute / t_gemm / 1e9,
+                "load_average_quantize": os.getloadavg(),
+            }
+        )
+        print(
+            f"quantization + pyramid, {len(test)} real 256x256 images, {n_desc} descriptors "
+            f"({zero_share:.1%} zeroed), {a.words} words"
+        )
         print(f"  ours (exact pruned)  {res['ours_desc_per_s'] / 1e6:8.2f} M desc/s")
         print(f"  ours (brute GEMM)    {res['ours_gemm_desc_per_s'] / 1e6:8.2f} M desc/s")
         print(f"  KMeans.predict       {res['kmeans_predict_desc_per_s'] / 1e6:8.2f} M desc/s")
-        print(f"  ratio                {res['speedup_vs_kmeans_predict']:8.2f}x; identical assignments: {agree:.6%}; "
-              f"brute GEMM path {res['gemm_path_speedup_vs_kmeans_predict']:.2f}x, identical {agree_gemm:.6%}")
+        print(
+            f"  ratio                {res['speedup_vs_kmeans_predict']:8.2f}x; identical assignments: {agree:.6%}; "
+            f"brute GEMM path {res['gemm_path_speedup_vs_kmeans_predict']:.2f}x, identical {agree_gemm:.6%}"
+        )
         print(f"  square float32 GEMM now: {g / 1e9:.1f} GFLOP/s")
         if pruned_done is not None:
-            print(f"  pruned path: achieved {res['pruned_achieved_gflops']:.1f} GFLOP/s (work done: "
-                  f"{res['pruned_work_share_of_brute_force']:.1%} of brute force, {evals:.2f} exact evaluations "
-                  f"per non-zero descriptor); effective {res['pruned_effective_gflops']:.1f} GFLOP/s "
-                  "(brute-force flops / time)")
-        print(f"  GEMM path:   achieved {res['gemm_path_achieved_gflops']:.1f} GFLOP/s (zeroed descriptors "
-              f"skipped); effective {res['gemm_path_effective_gflops']:.1f} GFLOP/s; load average {load()}")
+            print(
+                f"  pruned path: achieved {res['pruned_achieved_gflops']:.1f} GFLOP/s (work done: "
+                f"{res['pruned_work_share_of_brute_force']:.1%} of brute force, {evals:.2f} exact evaluations "
+                f"per non-zero descriptor); effective {res['pruned_effective_gflops']:.1f} GFLOP/s "
+                "(brute-force flops / time)"
+            )
+        print(
+            f"  GEMM path:   achieved {res['gemm_path_achieved_gflops']:.1f} GFLOP/s (zeroed descriptors "
+            f"skipped); effective {res['gemm_path_effective_gflops']:.1f} GFLOP/s; load average {load()}"
+        )
 
     # -- the vocabulary's k-means against sklearn's KMeans ----------------------------
     if "kmeans" in parts:
@@ -249,16 +287,19 @@ def main():
 
         from phow_baseline.encoding.kmeans import _centred, _kmeans_plusplus
 
-        src = paths[200:200 + a.kmeans_images]
+        src = paths[200 : 200 + a.kmeans_images]
         S = sample_descriptors([phow(preprocess(p, 256))[1] for p in src], a.kmeans_descriptors, seed=0)
         k = a.words
-        print(f"vocabulary k-means: {len(S)} PHOW descriptors of {len(src)} other sample images x {k} words; "
-              f"load average {load()}", flush=True)
+        print(
+            f"vocabulary k-means: {len(S)} PHOW descriptors of {len(src)} other sample images x {k} words; "
+            f"load average {load()}",
+            flush=True,
+        )
         # (a) k-means++ seeding, same random_state: ours against sklearn's kmeans_plusplus (as KMeans.fit calls
         # it: on the centred float32 points)
         mean, Xc, X64 = _centred(S)
-        _kmeans_plusplus(Xc[:2000], X64[:2000], 20, 0)               # warm-up (BLAS threads)
-        fit_kmeans(S[:5000], 100, init=S[:100], max_iter=2, tol=0.0)   # warm-up (Numba kernels loaded)
+        _kmeans_plusplus(Xc[:2000], X64[:2000], 20, 0)  # warm-up (BLAS threads)
+        fit_kmeans(S[:5000], 100, init=S[:100], max_iter=2, tol=0.0)  # warm-up (Numba kernels loaded)
         KMeans(100, init=S[:100], n_init=1, max_iter=2, tol=0.0).fit(S[:5000])
         t = time.perf_counter()
         c_ours, i_ours = _kmeans_plusplus(Xc, X64, k, 0)
@@ -280,10 +321,13 @@ def main():
         res["kmeanspp_ours_s"], res["kmeanspp_sklearn_s"] = t_pp_ours, t_pp_sk
         res["kmeanspp_speedup"] = None if t_pp_sk is None else t_pp_sk / t_pp_ours
         res["kmeanspp_same_indices_as_sklearn"], res["load_average_kmeanspp"] = same_idx, load_pp
-        pp_sk = "not run (--no-sklearn-init)" if t_pp_sk is None else \
-            f"{t_pp_sk:.1f} s, same {k} points chosen: {same_idx}"
-        print(f"  k-means++ (random_state=0): ours {t_pp_ours:.1f} s; sklearn kmeans_plusplus {pp_sk}; "
-              f"load average {load_pp}")
+        pp_sk = (
+            "not run (--no-sklearn-init)" if t_pp_sk is None else f"{t_pp_sk:.1f} s, same {k} points chosen: {same_idx}"
+        )
+        print(
+            f"  k-means++ (random_state=0): ours {t_pp_ours:.1f} s; sklearn kmeans_plusplus {pp_sk}; "
+            f"load average {load_pp}"
+        )
         res["lloyd"] = []
         for it in iters:
             t = time.perf_counter()
@@ -299,62 +343,89 @@ def main():
             t_full = time.perf_counter() - t
             load_full = load()
             same_as_full = bool(np.array_equal(centers, c_full) and np.array_equal(labels, l_full))
-            r = {"iterations": it, "iterations_sklearn": int(km.n_iter_), "iterations_ours": n_iter,
-                 "sklearn_s": t_sk, "ours_s": t_ours_km, "ours_no_bounds_s": t_full,
-                 "speedup": t_sk / t_ours_km, "speedup_no_bounds": t_sk / t_full,
-                 "bounds_identical_to_full_search": same_as_full,
-                 "distances_per_point_per_iteration": [h["distances"] / len(S) for h in hist],
-                 "seconds_per_iteration": [h["seconds"] for h in hist],
-                 "inertia_per_iteration": [h["inertia"] for h in hist],
-                 "load_average_sklearn": load_sk, "load_average_ours": load_ours,
-                 "load_average_no_bounds": load_full}
+            r = {
+                "iterations": it,
+                "iterations_sklearn": int(km.n_iter_),
+                "iterations_ours": n_iter,
+                "sklearn_s": t_sk,
+                "ours_s": t_ours_km,
+                "ours_no_bounds_s": t_full,
+                "speedup": t_sk / t_ours_km,
+                "speedup_no_bounds": t_sk / t_full,
+                "bounds_identical_to_full_search": same_as_full,
+                "distances_per_point_per_iteration": [h["distances"] / len(S) for h in hist],
+                "seconds_per_iteration": [h["seconds"] for h in hist],
+                "inertia_per_iteration": [h["inertia"] for h in hist],
+                "load_average_sklearn": load_sk,
+                "load_average_ours": load_ours,
+                "load_average_no_bounds": load_full,
+            }
             if scale is None:
                 # the float64 reference: sklearn on the same points in float64 (its most exact arithmetic)
-                km64 = KMeans(k, init=init.astype(np.float64), n_init=1, max_iter=it, tol=0.0,
-                              algorithm="lloyd").fit(S.astype(np.float64))
+                km64 = KMeans(k, init=init.astype(np.float64), n_init=1, max_iter=it, tol=0.0, algorithm="lloyd").fit(
+                    S.astype(np.float64)
+                )
                 scale = float(np.abs(km64.cluster_centers_).max())
 
-                def agree(c1, l1, c2, l2):
+                def agree(c1, l1, c2, l2, scale=scale):
                     dc = np.abs(np.asarray(c1, np.float64) - c2).max(1)
-                    return {"centres_max_abs_diff": float(dc.max()),
-                            "centres_within_1e-4_of_scale": float(np.mean(dc <= 1e-4 * scale)),
-                            "labels_identical_share": float(np.mean(l1 == l2))}
+                    return {
+                        "centres_max_abs_diff": float(dc.max()),
+                        "centres_within_1e-4_of_scale": float(np.mean(dc <= 1e-4 * scale)),
+                        "labels_identical_share": float(np.mean(l1 == l2)),
+                    }
 
-                r.update({"ours_vs_sklearn32": agree(centers, labels, km.cluster_centers_, km.labels_),
-                          "ours_vs_sklearn64": agree(centers, labels, km64.cluster_centers_, km64.labels_),
-                          "sklearn32_vs_sklearn64": agree(km.cluster_centers_, km.labels_, km64.cluster_centers_,
-                                                          km64.labels_),
-                          "kmeans_inertia_ours": inertia, "kmeans_inertia_sklearn32": float(km.inertia_),
-                          "kmeans_inertia_sklearn64": float(km64.inertia_)})
+                r.update(
+                    {
+                        "ours_vs_sklearn32": agree(centers, labels, km.cluster_centers_, km.labels_),
+                        "ours_vs_sklearn64": agree(centers, labels, km64.cluster_centers_, km64.labels_),
+                        "sklearn32_vs_sklearn64": agree(
+                            km.cluster_centers_, km.labels_, km64.cluster_centers_, km64.labels_
+                        ),
+                        "kmeans_inertia_ours": inertia,
+                        "kmeans_inertia_sklearn32": float(km.inertia_),
+                        "kmeans_inertia_sklearn64": float(km64.inertia_),
+                    }
+                )
             res["lloyd"].append(r)
-            print(f"  Lloyd, {it} iterations (tol=0) from that init, all cores: sklearn KMeans(lloyd) {t_sk:.1f} s "
-                  f"(load after {load_sk}); ours fit_kmeans {t_ours_km:.1f} s (load after {load_ours}): "
-                  f"{t_sk / t_ours_km:.2f}x (target >= 3x); ours without the bounds {t_full:.1f} s: "
-                  f"{t_sk / t_full:.2f}x; bounds and full search identical: {same_as_full}")
+            print(
+                f"  Lloyd, {it} iterations (tol=0) from that init, all cores: sklearn KMeans(lloyd) {t_sk:.1f} s "
+                f"(load after {load_sk}); ours fit_kmeans {t_ours_km:.1f} s (load after {load_ours}): "
+                f"{t_sk / t_ours_km:.2f}x (target >= 3x); ours without the bounds {t_full:.1f} s: "
+                f"{t_sk / t_full:.2f}x; bounds and full search identical: {same_as_full}"
+            )
             dpp = r["distances_per_point_per_iteration"]
-            print(f"    distances per point, iterations 1/2/5/10/last: "
-                  + "/".join(f"{dpp[i]:.1f}" for i in (0, 1, 4, 9, len(dpp) - 1) if i < len(dpp))
-                  + f" (a full search: {k})")
+            print(
+                "    distances per point, iterations 1/2/5/10/last: "
+                + "/".join(f"{dpp[i]:.1f}" for i in (0, 1, 4, 9, len(dpp) - 1) if i < len(dpp))
+                + f" (a full search: {k})"
+            )
             if t_pp_sk is not None:
                 fit_sk, fit_ours = t_pp_sk + t_sk, t_pp_ours + t_ours_km
                 r.update(fit_ours_s=fit_ours, fit_sklearn_s=fit_sk, fit_speedup=fit_sk / fit_ours)
-                print(f"    whole fit (k-means++ + {it} Lloyd iterations): sklearn {fit_sk:.1f} s, ours "
-                      f"{fit_ours:.1f} s: {fit_sk / fit_ours:.2f}x")
-            for key, what in (("ours_vs_sklearn32", "ours vs sklearn float32"),
-                              ("ours_vs_sklearn64", "ours vs sklearn float64"),
-                              ("sklearn32_vs_sklearn64", "sklearn float32 vs float64")):
+                print(
+                    f"    whole fit (k-means++ + {it} Lloyd iterations): sklearn {fit_sk:.1f} s, ours "
+                    f"{fit_ours:.1f} s: {fit_sk / fit_ours:.2f}x"
+                )
+            for key, what in (
+                ("ours_vs_sklearn32", "ours vs sklearn float32"),
+                ("ours_vs_sklearn64", "ours vs sklearn float64"),
+                ("sklearn32_vs_sklearn64", "sklearn float32 vs float64"),
+            ):
                 if key not in r:
                     continue
                 g = r[key]
-                print(f"    {what:<28} centres max |diff| {g['centres_max_abs_diff']:.3g} (coordinates up to "
-                      f"{scale:.0f}), {g['centres_within_1e-4_of_scale']:.1%} of centres within 1e-4 of that; "
-                      f"labels identical {g['labels_identical_share']:.4%}")
+                print(
+                    f"    {what:<28} centres max |diff| {g['centres_max_abs_diff']:.3g} (coordinates up to "
+                    f"{scale:.0f}), {g['centres_within_1e-4_of_scale']:.1%} of centres within 1e-4 of that; "
+                    f"labels identical {g['labels_identical_share']:.4%}"
+                )
 
     # -- end to end per 1024x1024 PNG -------------------------------------------
     if "e2e" in parts:
         big = sorted((sample / "images-1024").glob("*.png"))[: a.e2e_images]
         cfg = BaselineConfig()
-        enc = make_encoder(vocab, cfg)
+        enc = encoding_for(cfg).make_encoder(vocab, cfg)
         enc.n_threads = 1
 
         def decode_all():
@@ -377,17 +448,25 @@ def main():
         par = Parallel(n_jobs=ncpu, prefer="processes")
         par(delayed(one)(p) for p in big[:ncpu])
         t_par = best_of(lambda: par(delayed(one)(p) for p in big), 2) / len(big)
-        res.update({
-            "png_decode_ms": t_dec * 1e3, "e2e_ms_single": t_e2e * 1e3, "e2e_over_decode_single": t_e2e / t_dec,
-            "e2e_ms_per_image_all_cores": t_par * 1e3, "e2e_over_decode_all_cores": t_par / t_dec,
-            "full_dataset_hours_all_cores": 112_120 * t_par / 3600,
-        })
-        print(f"end to end per 1024x1024 PNG ({len(big)} images): decode {t_dec * 1e3:.1f} ms; "
-              f"decode+equalize+resize+PHOW+encode {t_e2e * 1e3:.1f} ms single process "
-              f"({res['e2e_over_decode_single']:.1f}x decode), {t_par * 1e3:.1f} ms/image on {ncpu} cores "
-              f"({res['e2e_over_decode_all_cores']:.1f}x decode)")
-        print(f"  all 112,120 images on this machine: {res['full_dataset_hours_all_cores']:.2f} h; "
-              f"load average {load()}")
+        res.update(
+            {
+                "png_decode_ms": t_dec * 1e3,
+                "e2e_ms_single": t_e2e * 1e3,
+                "e2e_over_decode_single": t_e2e / t_dec,
+                "e2e_ms_per_image_all_cores": t_par * 1e3,
+                "e2e_over_decode_all_cores": t_par / t_dec,
+                "full_dataset_hours_all_cores": 112_120 * t_par / 3600,
+            }
+        )
+        print(
+            f"end to end per 1024x1024 PNG ({len(big)} images): decode {t_dec * 1e3:.1f} ms; "
+            f"decode+equalize+resize+PHOW+encode {t_e2e * 1e3:.1f} ms single process "
+            f"({res['e2e_over_decode_single']:.1f}x decode), {t_par * 1e3:.1f} ms/image on {ncpu} cores "
+            f"({res['e2e_over_decode_all_cores']:.1f}x decode)"
+        )
+        print(
+            f"  all 112,120 images on this machine: {res['full_dataset_hours_all_cores']:.2f} h; load average {load()}"
+        )
     res["load_average_end"] = os.getloadavg()
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2, default=float))

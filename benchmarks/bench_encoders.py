@@ -53,7 +53,7 @@ def main(argv=None):
 
     from phow_baseline.config import BaselineConfig
     from phow_baseline.data.chestxray14 import LABELS, MissingImagesWarning
-    from phow_baseline.evaluation.metrics import bootstrap_auroc, read_predictions
+    from phow_baseline.evaluation import bootstrap_auroc, read_predictions
     from phow_baseline.model.directory import load_model
     from phow_baseline.workflow.steps import open_dataset, run_baseline
 
@@ -62,10 +62,19 @@ def main(argv=None):
     print(f"load average before: {os.getloadavg()}  cores: {os.cpu_count()}")
     results = {}
     for enc in encodings:
-        cfg = BaselineConfig(encoding=enc, n_words=args.n_words, fv_components=args.fv_components,
-                             fv_pca_dims=args.fv_pca_dims, gmm_max_iter=args.gmm_max_iter, vlad_words=args.vlad_words,
-                             regions=args.regions, max_descriptors=args.max_descriptors,
-                             vocab_images=args.vocab_images, calibration="none", n_jobs=args.n_jobs)
+        cfg = BaselineConfig(
+            encoding=enc,
+            n_words=args.n_words,
+            fv_components=args.fv_components,
+            fv_pca_dims=args.fv_pca_dims,
+            gmm_max_iter=args.gmm_max_iter,
+            vlad_words=args.vlad_words,
+            regions=args.regions,
+            max_descriptors=args.max_descriptors,
+            vocab_images=args.vocab_images,
+            calibration="none",
+            n_jobs=args.n_jobs,
+        )
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MissingImagesWarning)
@@ -76,14 +85,21 @@ def main(argv=None):
         order = np.argsort(names)
         names, scores = [names[i] for i in order], scores[order]
         ds = open_dataset(args.sample, cfg)
-        test_imgs = [model.preprocess(ds.image_path(n)) for n in names[:args.time_images]]
+        test_imgs = [model.preprocess(ds.image_path(n)) for n in names[: args.time_images]]
         t = time.perf_counter()
         for img in test_imgs:
             model.features(img)
         t_enc = (time.perf_counter() - t) / max(len(test_imgs), 1)
         dim = model.encoder.n_features_out_ * (1 if model.kernel_map is None else 3)
-        results[enc] = dict(names=names, scores=scores, y=ds.labels(names), t_run=t_run, t_enc=t_enc, dim=dim,
-                            n_train=model.info.get("n_train"))
+        results[enc] = dict(
+            names=names,
+            scores=scores,
+            y=ds.labels(names),
+            t_run=t_run,
+            t_enc=t_enc,
+            dim=dim,
+            n_train=model.info.get("n_train"),
+        )
         print(f"{enc}: run {t_run:.0f} s, {t_enc:.2f} s/image encoding, {dim} SVM inputs", flush=True)
 
     base = encodings[0]
@@ -92,17 +108,22 @@ def main(argv=None):
             raise SystemExit(f"{enc} and {base} scored different test images")
     y = results[base]["y"]
     boot = {e: bootstrap_auroc(y, r["scores"], n_bootstrap=args.n_bootstrap, seed=0) for e, r in results.items()}
-    from phow_baseline.evaluation.metrics import auroc_weighted
+    from phow_baseline.evaluation import auroc_weighted
 
     mean_auc = {}
     for e, r in results.items():
-        per = [float(auroc_weighted(y[:, j].astype(bool), r["scores"][:, j].astype(float))[0])
-               for j in range(len(LABELS))]
+        per = [
+            float(auroc_weighted(y[:, j].astype(bool), r["scores"][:, j].astype(float))[0]) for j in range(len(LABELS))
+        ]
         mean_auc[e] = float(np.nanmean(per))
-    print(f"\n{len(y)} test images, {results[base]['n_train']} training images; "
-          f"paired bootstrap: {args.n_bootstrap} resamples of the test images, 95% percentile intervals")
-    print("\n| encoding | mean AUROC | 95% CI | difference vs " + base + " | 95% CI of difference | "
-          "encoding s/image | SVM inputs | whole run s |")
+    print(
+        f"\n{len(y)} test images, {results[base]['n_train']} training images; "
+        f"paired bootstrap: {args.n_bootstrap} resamples of the test images, 95% percentile intervals"
+    )
+    print(
+        "\n| encoding | mean AUROC | 95% CI | difference vs " + base + " | 95% CI of difference | "
+        "encoding s/image | SVM inputs | whole run s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     summary = {}
     for e in encodings:
@@ -116,12 +137,22 @@ def main(argv=None):
             dci = f"[{dlo:+.3f}, {dhi:+.3f}]"
             summary[e] = {"difference": mean_auc[e] - mean_auc[base], "ci95": [float(dlo), float(dhi)]}
         r = results[e]
-        print(f"| {e} | {mean_auc[e]:.3f} | [{lo:.3f}, {hi:.3f}] | {diff} | {dci} | {r['t_enc']:.2f} | {r['dim']} | "
-              f"{r['t_run']:.0f} |")
-    (out / "bench_encoders.json").write_text(json.dumps(
-        {"args": vars(args), "mean_auroc": mean_auc, "difference_vs_" + base: summary,
-         "encoding_s_per_image": {e: r["t_enc"] for e, r in results.items()},
-         "svm_inputs": {e: r["dim"] for e, r in results.items()}}, indent=2))
+        print(
+            f"| {e} | {mean_auc[e]:.3f} | [{lo:.3f}, {hi:.3f}] | {diff} | {dci} | {r['t_enc']:.2f} | {r['dim']} | "
+            f"{r['t_run']:.0f} |"
+        )
+    (out / "bench_encoders.json").write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "mean_auroc": mean_auc,
+                "difference_vs_" + base: summary,
+                "encoding_s_per_image": {e: r["t_enc"] for e, r in results.items()},
+                "svm_inputs": {e: r["dim"] for e, r in results.items()},
+            },
+            indent=2,
+        )
+    )
     print(f"\nload average after: {os.getloadavg()}")
 
 

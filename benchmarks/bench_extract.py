@@ -128,24 +128,35 @@ def measure(images, label, ncpu, repeats=REPEATS):
     frames0, desc0 = phow(images[0])
     kps = [_cv_keypoints(phow(im)[0]) for im in images]
     n, w = len(images), min(ncpu, len(images))
-    res = {"images": n, "shape": list(images[0].shape), "descriptors_per_image": int(len(desc0)),
-           "repeats": repeats, "ncpu": ncpu}
+    res = {
+        "images": n,
+        "shape": list(images[0].shape),
+        "descriptors_per_image": int(len(desc0)),
+        "repeats": repeats,
+        "ncpu": ncpu,
+    }
     cv2.setNumThreads(1)  # OpenCV: one thread per call in both settings (all cores: our thread pool)
     t = {}
     # 1 thread: a stream in this process
     t["ours", "1"] = _protocol(lambda: _stream(ours_one, images), lambda: ours_one(images[0]), repeats)
     t["vl", "1"] = _protocol(lambda: _stream(vl_phow, floats), lambda: vl_phow(floats[0]), repeats)
-    t["cv", "1"] = _protocol(lambda: _stream(opencv_dense, images, kps),
-                             lambda: opencv_dense(images[0], kps[0]), repeats)
+    t["cv", "1"] = _protocol(
+        lambda: _stream(opencv_dense, images, kps), lambda: opencv_dense(images[0], kps[0]), repeats
+    )
     # all cores: ours and OpenCV in ncpu threads, cyvlfeat in ncpu processes (see the module docstring)
     with ThreadPoolExecutor(ncpu) as pool:
         for key, f, args in (("ours", ours_one, (images,)), ("cv", opencv_dense, (images, kps))):
             t[key, "all"] = _protocol(
-                lambda: list(pool.map(_dropped, [f] * n, *args)),
-                lambda: list(pool.map(_dropped, [f] * w, *(a[:w] for a in args))), repeats)
+                lambda f=f, args=args: list(pool.map(_dropped, [f] * n, *args)),
+                lambda f=f, args=args: list(pool.map(_dropped, [f] * w, *(a[:w] for a in args))),
+                repeats,
+            )
     par = Parallel(n_jobs=ncpu)
-    t["vl", "all"] = _protocol(lambda: par(delayed(_dropped)(vl_phow, f) for f in floats),
-                               lambda: par(delayed(_dropped)(vl_phow, f) for f in floats[:w]), repeats)
+    t["vl", "all"] = _protocol(
+        lambda: par(delayed(_dropped)(vl_phow, f) for f in floats),
+        lambda: par(delayed(_dropped)(vl_phow, f) for f in floats[:w]),
+        repeats,
+    )
     names = {"ours": "ours", "vl": "cyvlfeat_phow", "cv": "opencv_sift"}
     for (k, setting), r in t.items():
         res[f"{names[k]}_img_s_{'1thread' if setting == '1' else 'all_cores'}"] = n / r["best_s"]
@@ -160,22 +171,28 @@ def measure(images, label, ncpu, repeats=REPEATS):
     res["ours_over_opencv_all_cores"] = b["cv", "all"] / b["ours", "all"]
     res["ours_core_scaling"] = b["ours", "1"] / b["ours", "all"]
     res["load_average"] = os.getloadavg()
-    print(f"\n{label}: {n} real images {images[0].shape[1]}x{images[0].shape[0]}, "
-          f"{res['descriptors_per_image']} descriptors each; every figure: best of {repeats} timed passes "
-          f"after a warm-up pass")
+    print(
+        f"\n{label}: {n} real images {images[0].shape[1]}x{images[0].shape[0]}, "
+        f"{res['descriptors_per_image']} descriptors each; every figure: best of {repeats} timed passes "
+        f"after a warm-up pass"
+    )
     print(f"  {'':<22} {'1 thread img/s':>15} {f'all {ncpu} cores img/s':>20}  all cores means")
     means = {"ours": f"{ncpu} threads, 1 process", "vl": f"{ncpu} loky processes", "cv": f"{ncpu} threads, 1 process"}
     for k, name in (("ours", "ours (Numba PHOW)"), ("vl", "cyvlfeat.sift.phow"), ("cv", "OpenCV SIFT dense")):
         print(f"  {name:<22} {n / b[k, '1']:>15.1f} {n / b[k, 'all']:>20.1f}  {means[k]}")
-    print(f"  ours / cyvlfeat: {res['ours_over_cyvlfeat_1thread']:.1f}x (1 thread), "
-          f"{res['ours_over_cyvlfeat_all_cores']:.1f}x (all cores); ours / OpenCV: "
-          f"{res['ours_over_opencv_1thread']:.1f}x, {res['ours_over_opencv_all_cores']:.1f}x; "
-          f"ours scaling 1 -> {ncpu} cores: {res['ours_core_scaling']:.2f}x")
+    print(
+        f"  ours / cyvlfeat: {res['ours_over_cyvlfeat_1thread']:.1f}x (1 thread), "
+        f"{res['ours_over_cyvlfeat_all_cores']:.1f}x (all cores); ours / OpenCV: "
+        f"{res['ours_over_opencv_1thread']:.1f}x, {res['ours_over_opencv_all_cores']:.1f}x; "
+        f"ours scaling 1 -> {ncpu} cores: {res['ours_core_scaling']:.2f}x"
+    )
     cpu = res["cpu_s_per_image_1thread"]
-    print(f"  1 thread, CPU time per image: ours {1e3 * cpu['ours']:.1f} ms, cyvlfeat {1e3 * cpu['vl']:.1f} ms, "
-          f"OpenCV {1e3 * cpu['cv']:.1f} ms -> ours / cyvlfeat {res['ours_over_cyvlfeat_1thread_cpu_time']:.1f}x; "
-          f"load average {res['load_average'][0]:.1f} (other processes share the cores: wall-clock ratios "
-          f"are then distorted, CPU-time ratios much less)")
+    print(
+        f"  1 thread, CPU time per image: ours {1e3 * cpu['ours']:.1f} ms, cyvlfeat {1e3 * cpu['vl']:.1f} ms, "
+        f"OpenCV {1e3 * cpu['cv']:.1f} ms -> ours / cyvlfeat {res['ours_over_cyvlfeat_1thread_cpu_time']:.1f}x; "
+        f"load average {res['load_average'][0]:.1f} (other processes share the cores: wall-clock ratios "
+        f"are then distorted, CPU-time ratios much less)"
+    )
     return res
 
 
@@ -195,13 +212,14 @@ def first_call_latency():
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
         for label in ("cold_cache", "warm_cache"):
-            r = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True,
-                               check=True)
+            r = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True, check=True)
             imp, call = (float(v) for v in r.stdout.split())
             out[label] = {"import_s": imp, "first_call_s": call}
-    print(f"\nfirst call in a fresh process: empty Numba cache {out['cold_cache']['first_call_s']:.2f} s "
-          f"(compilation), warm cache {out['warm_cache']['first_call_s']:.3f} s "
-          f"(import {out['warm_cache']['import_s']:.2f} s)")
+    print(
+        f"\nfirst call in a fresh process: empty Numba cache {out['cold_cache']['first_call_s']:.2f} s "
+        f"(compilation), warm cache {out['warm_cache']['first_call_s']:.3f} s "
+        f"(import {out['warm_cache']['import_s']:.2f} s)"
+    )
     return out
 
 
@@ -230,8 +248,10 @@ def main():
         res["first_call"] = first_call_latency()
     target = res["256"]["ours_over_cyvlfeat_1thread"]
     target_cpu = res["256"]["ours_over_cyvlfeat_1thread_cpu_time"]
-    print(f"\ntarget: at least 10x cyvlfeat.sift.phow single-threaded at 256x256 -> measured {target:.1f}x wall, "
-          f"{target_cpu:.1f}x CPU time ({'met' if min(target, target_cpu) >= 10 else 'NOT met on both'})")
+    print(
+        f"\ntarget: at least 10x cyvlfeat.sift.phow single-threaded at 256x256 -> measured {target:.1f}x wall, "
+        f"{target_cpu:.1f}x CPU time ({'met' if min(target, target_cpu) >= 10 else 'NOT met on both'})"
+    )
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
 

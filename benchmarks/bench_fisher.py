@@ -57,14 +57,15 @@ def main(argv=None):
 
     from threadpoolctl import threadpool_limits
 
+    from phow_baseline.data import read_xray
+    from phow_baseline.data.preprocess import preprocess
     from phow_baseline.encoding.fisher import FisherVectorEncoder, fisher_vector, nonzero_rows
     from phow_baseline.encoding.gmm import GaussianMixtureVocabulary
-    from phow_baseline.features.phow import phow
-    from phow_baseline.features.descriptors import PCA, root_sift
-    from phow_baseline.data.preprocess import preprocess, read_xray
-    from phow_baseline.encoding.quantize import single_blas_thread, quantize
+    from phow_baseline.encoding.quantize import quantize, single_blas_thread
     from phow_baseline.encoding.vlad import vlad
     from phow_baseline.encoding.vocabulary import Vocabulary
+    from phow_baseline.features.descriptors import PCA, root_sift
+    from phow_baseline.features.phow import phow
 
     try:
         from cyvlfeat.fisher import fisher as vl_fisher
@@ -78,7 +79,7 @@ def main(argv=None):
         raise SystemExit(f"{args.sample}: not enough sample images")
     cores = os.cpu_count() or 1
     print(f"load average before: {os.getloadavg()}  cores: {cores}")
-    imgs = [phow(preprocess(read_xray(p), 256)) for p in paths[:args.images + 2]]
+    imgs = [phow(preprocess(read_xray(p), 256)) for p in paths[: args.images + 2]]
     train = np.concatenate([d[nonzero_rows(d)] for _, d in imgs[:2]])
     train = train[np.random.default_rng(0).choice(len(train), min(len(train), 40_000), replace=False)]
     R = root_sift(train)
@@ -118,7 +119,7 @@ def main(argv=None):
     with single_blas_thread():
         t_sq1, _ = best_time(lambda: sq @ sq, 3)
     t_sqN, _ = best_time(lambda: sq @ sq, 3)
-    gf_sq1, gf_sqN = 2 * 2048 ** 3 / t_sq1 / 1e9, 2 * 2048 ** 3 / t_sqN / 1e9
+    gf_sq1, gf_sqN = 2 * 2048**3 / t_sq1 / 1e9, 2 * 2048**3 / t_sqN / 1e9
 
     n = len(Xs)
     rows.append(("FV ours, 1 thread", n / t_ours1, flops / t_ours1 / 1e9))
@@ -130,11 +131,18 @@ def main(argv=None):
 
     with single_blas_thread():
         words = [quantize(r, C, n_threads=1) for r in Rs]
-    t_v1 = sum(best_time(lambda r=r, w=w: vlad(r, C, w, square_root=True, normalize_components=True),
-                         args.repeat)[0] for r, w in zip(Rs, words))
+    t_v1 = sum(
+        best_time(lambda r=r, w=w: vlad(r, C, w, square_root=True, normalize_components=True), args.repeat)[0]
+        for r, w in zip(Rs, words)
+    )
     with single_blas_thread():
-        t_vq = sum(best_time(lambda r=r: vlad(r, C, quantize(r, C, n_threads=1), square_root=True,
-                                              normalize_components=True), args.repeat)[0] for r in Rs)
+        t_vq = sum(
+            best_time(
+                lambda r=r: vlad(r, C, quantize(r, C, n_threads=1), square_root=True, normalize_components=True),
+                args.repeat,
+            )[0]
+            for r in Rs
+        )
     rows.append(("VLAD ours, words given, 1 thread", n / t_v1, None))
     rows.append(("VLAD ours + exact quantizer, 1 thread", n / t_vq, None))
     t_vv = None
@@ -145,14 +153,20 @@ def main(argv=None):
             a[np.arange(len(r)), w] = 1
             ones.append(a)
         with threadpool_limits(1, user_api="openmp"):
-            t_vv = sum(best_time(lambda r=r, a=a: vl_vlad(r, C, a, square_root=True, normalize_components=True),
-                                 args.repeat)[0] for r, a in zip(Rs, ones))
+            t_vv = sum(
+                best_time(lambda r=r, a=a: vl_vlad(r, C, a, square_root=True, normalize_components=True), args.repeat)[
+                    0
+                ]
+                for r, a in zip(Rs, ones)
+            )
         rows.append(("VLAD VLFeat (cyvlfeat), assignments given, 1 thread", n / t_vv, None))
 
-    print(f"\n{n} images, {n_desc / n:.0f} non-zero descriptors per image, PCA {dim}, {K} Gaussians, "
-          f"VLAD {len(C)} words x {C.shape[1]} dims; mixture fit ({args.em_iter} EM iterations) {t_gmm:.1f} s")
+    print(
+        f"\n{n} images, {n_desc / n:.0f} non-zero descriptors per image, PCA {dim}, {K} Gaussians, "
+        f"VLAD {len(C)} words x {C.shape[1]} dims; mixture fit ({args.em_iter} EM iterations) {t_gmm:.1f} s"
+    )
     print(f"square float32 GEMM 2048^3: {gf_sq1:.1f} GFLOP/s on 1 thread, {gf_sqN:.1f} GFLOP/s on {cores}")
-    print(f"\n| encoder | images/s | GEMM GFLOP/s | share of square GEMM |")
+    print("\n| encoder | images/s | GEMM GFLOP/s | share of square GEMM |")
     print("|---|---|---|---|")
     for name, ips, gf in rows:
         share = ""
@@ -160,11 +174,15 @@ def main(argv=None):
             share = f"{gf / (gf_sq1 if '1 thread' in name else gf_sqN):.0%}"
         print(f"| {name} | {ips:.2f} | {'' if gf is None else f'{gf:.1f}'} | {share} |")
     if t_vl is not None:
-        print(f"\nFV speed-up over VLFeat, both 1 thread: {t_vl / t_ours1:.1f}x; ours on {cores} threads: "
-              f"{t_vl / t_oursN:.1f}x")
+        print(
+            f"\nFV speed-up over VLFeat, both 1 thread: {t_vl / t_ours1:.1f}x; ours on {cores} threads: "
+            f"{t_vl / t_oursN:.1f}x"
+        )
     if t_vv is not None:
-        print(f"VLAD speed-up over VLFeat (words given), 1 thread: {t_vv / t_v1:.1f}x; with our quantizer "
-              f"included: {t_vv / t_vq:.1f}x")
+        print(
+            f"VLAD speed-up over VLFeat (words given), 1 thread: {t_vv / t_v1:.1f}x; with our quantizer "
+            f"included: {t_vv / t_vq:.1f}x"
+        )
     print(f"load average after: {os.getloadavg()}")
 
 

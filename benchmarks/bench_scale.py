@@ -42,8 +42,8 @@ import argparse
 import json
 import math
 import os
-import re
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -54,8 +54,17 @@ from pathlib import Path
 
 import psutil
 
-STAGES_RUN = ("image cache (train)", "vocabulary: PHOW", "vocabulary: k-means", "encode train", "train",
-              "calibrate", "image cache (test)", "encode test", "scores + metrics")
+STAGES_RUN = (
+    "image cache (train)",
+    "vocabulary: PHOW",
+    "vocabulary: k-means",
+    "encode train",
+    "train",
+    "calibrate",
+    "image cache (test)",
+    "encode test",
+    "scores + metrics",
+)
 
 
 def _cli() -> list[str]:
@@ -192,8 +201,17 @@ def run_command(args, log_path, stage_of_line=None, env=None, kill=None):
     if rc != 0 and killed is None:
         tail = Path(log_path).read_text(errors="replace")[-3000:]
         raise SystemExit(f"command failed ({rc}): {' '.join(map(str, args))}\n{stdout[-2000:]}\n{tail}")
-    return {"wall_s": wall, "cpu_s": mon.cpu, "peak_rss": mon.peak, "stages": stages, "stdout": stdout, "rc": rc,
-            "killed": killed, "load_before": load0, "load_after": os.getloadavg()}
+    return {
+        "wall_s": wall,
+        "cpu_s": mon.cpu,
+        "peak_rss": mon.peak,
+        "stages": stages,
+        "stdout": stdout,
+        "rc": rc,
+        "killed": killed,
+        "load_before": load0,
+        "load_after": os.getloadavg(),
+    }
 
 
 ORPHAN_GRACE_S = 120.0
@@ -232,8 +250,13 @@ def _kill_9(proc, stage, line, at_s):
         return len(reaped)
 
     m = re.search(r"(\d+)/(\d+)", line)
-    return {"stage": stage, "at_s": at_s, "progress": m.group(0) if m else None,
-            "workers_at_kill": len(children), "reaper": finish}
+    return {
+        "stage": stage,
+        "at_s": at_s,
+        "progress": m.group(0) if m else None,
+        "workers_at_kill": len(children),
+        "reaper": finish,
+    }
 
 
 class RunStages:
@@ -259,22 +282,21 @@ class RunStages:
             return "train"
         if s.startswith("train (SGD)"):
             return "train"
-        if s.startswith("calibrate"):   # the calibration's held-out SVMs ("calibrate: ...", its bar)
+        if s.startswith("calibrate"):  # the calibration's held-out SVMs ("calibrate: ...", its bar)
             return "calibrate"
         if s.startswith("encode"):
             if current not in ("encode train", "encode test", "scores + metrics"):
                 self.encode_seen += 1
             stage = "encode train" if self.encode_seen == 1 else "encode test"
             if stage == "encode test" and re.search(r"\b(\d+)/\1\b", s):
-                return "scores + metrics"   # the test split's last shard is written
+                return "scores + metrics"  # the test split's last shard is written
             if current == "scores + metrics":
                 return None
             return stage
         return None
 
 
-KILL_STAGES = {"encode": ("encode train", re.compile(r"^encode:")),
-               "train": ("train", re.compile(r"^train \(SGD\)"))}
+KILL_STAGES = {"encode": ("encode train", re.compile(r"^encode:")), "train": ("train", re.compile(r"^train \(SGD\)"))}
 """``--kill`` names: the stage of ``run`` and the progress bar whose count decides the moment."""
 
 
@@ -307,8 +329,10 @@ RESUME_LINE = re.compile(r"encode(?: \(\w+\))?: (\d+) of (\d+) shard\(s\) to do 
 def resume_lines(log) -> list:
     """The ``encode: N of M shard(s) to do in DIR (K kept)`` lines of a ``run`` log."""
     text = Path(log).read_text(errors="replace")
-    return [{"store": Path(d).name, "todo": int(t), "total": int(m), "kept": int(k)}
-            for t, m, d, k in RESUME_LINE.findall(text)]
+    return [
+        {"store": Path(d).name, "todo": int(t), "total": int(m), "kept": int(k)}
+        for t, m, d, k in RESUME_LINE.findall(text)
+    ]
 
 
 TRAIN_RESUME_LINE = re.compile(r"^train: .*resuming after epoch (\d+)", re.M)
@@ -432,20 +456,29 @@ def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> d
         r = run_command(cmd, out / f"logs-{tag}" / "verify.log", RunStages(), env=env)
         again = resume_lines(out / f"logs-{tag}" / "verify.log")
         from_start = "resuming after epoch" not in (out / f"logs-{tag}" / "verify.log").read_text()
-        same_shards = all(
-            (work / d).read_bytes() == (ref / "work" / d).read_bytes() for d in drop)
+        same_shards = all((work / d).read_bytes() == (ref / "work" / d).read_bytes() for d in drop)
         m_ref = json.loads((ref / "run" / "metrics.json").read_text())
         same_metrics = m_ref["auroc"] == metrics["auroc"] and m_ref["mean_auroc"] == metrics["mean_auroc"]
         same_pred = (ref / "run" / "predictions.csv").read_bytes() == (runp / "run" / "predictions.csv").read_bytes()
-        res["verify_resume"] = {"command": " ".join(cmd), "dropped": drop, "reencoded": again,
-                                "reencoded_shards_identical": same_shards, "metrics_identical": same_metrics,
-                                "predictions_identical": same_pred, "trained_from_first_epoch": from_start,
-                                "wall_s": r["wall_s"],
-                                "peak_rss_mib": _mib(r["peak_rss"]), "load_after": r["load_after"]}
-        print(f"  verify: {len(drop)} shard(s) dropped and re-encoded by an uninterrupted run "
-              f"({again}); trained from the first epoch {from_start}; identical shards {same_shards}, "
-              f"metrics {same_metrics}, predictions {same_pred} "
-              f"({r['wall_s']:.0f} s)", flush=True)
+        res["verify_resume"] = {
+            "command": " ".join(cmd),
+            "dropped": drop,
+            "reencoded": again,
+            "reencoded_shards_identical": same_shards,
+            "metrics_identical": same_metrics,
+            "predictions_identical": same_pred,
+            "trained_from_first_epoch": from_start,
+            "wall_s": r["wall_s"],
+            "peak_rss_mib": _mib(r["peak_rss"]),
+            "load_after": r["load_after"],
+        }
+        print(
+            f"  verify: {len(drop)} shard(s) dropped and re-encoded by an uninterrupted run "
+            f"({again}); trained from the first epoch {from_start}; identical shards {same_shards}, "
+            f"metrics {same_metrics}, predictions {same_pred} "
+            f"({r['wall_s']:.0f} s)",
+            flush=True,
+        )
         if not a.keep:
             shutil.rmtree(ref, ignore_errors=True)
     if a.compare_solver:
@@ -458,36 +491,54 @@ def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> d
         if "--config" in extra:
             i = extra.index("--config")
             settings = json.loads(Path(extra[i + 1]).read_text())
-            del extra[i:i + 2]
+            del extra[i : i + 2]
         cfg_path = out / f"solver-{a.compare_solver}-{tag}.json"
         cfg_path.write_text(json.dumps({**settings, "calibration": "none"}))
-        cmd = cli + base[:2] + ["--out", str(cmp_dir)] + base[2:len(base) - len(a.run_args.split())] + extra + [
-            "--config", str(cfg_path), "--solver", a.compare_solver]
+        cmd = (
+            cli
+            + base[:2]
+            + ["--out", str(cmp_dir)]
+            + base[2 : len(base) - len(a.run_args.split())]
+            + extra
+            + ["--config", str(cfg_path), "--solver", a.compare_solver]
+        )
         parser = RunStages()
         r = run_command(cmd, out / f"logs-{tag}" / f"solver-{a.compare_solver}.log", parser, env=env)
         m2 = json.loads((cmp_dir / "run" / "metrics.json").read_text())
 
         def scores(d):
             import pandas as pd
+
             f = d / "run" / "scores.csv"  # the margins; an uncalibrated run has them in predictions.csv
             return pd.read_csv(f if f.exists() else d / "run" / "predictions.csv", index_col=0)
 
         s1, s2 = scores(runp), scores(cmp_dir)
         s2 = s2.loc[s1.index]
         # a class with one label value in training gets w = 0: constant scores, no rank correlation (None)
-        rho = {c: (None if min(s1[c].nunique(), s2[c].nunique()) < 2
-                   else float(spearmanr(s1[c].to_numpy(), s2[c].to_numpy())[0])) for c in s1.columns}
+        rho = {
+            c: (
+                None
+                if min(s1[c].nunique(), s2[c].nunique()) < 2
+                else float(spearmanr(s1[c].to_numpy(), s2[c].to_numpy())[0])
+            )
+            for c in s1.columns
+        }
         defined = [v for v in rho.values() if v is not None]
         # where both solvers separate the test images perfectly the order within each side is not learnt
         # (any margin beyond the hinge costs nothing): the rank correlation that matters is elsewhere
         a1, a2 = metrics.get("auroc") or {}, m2.get("auroc") or {}
-        imperfect = [c for c, v in rho.items() if v is not None and c in a1 and c in a2
-                     and min(a1[c], a2[c]) < PERFECT_AUROC]
+        imperfect = [
+            c for c, v in rho.items() if v is not None and c in a1 and c in a2 and min(a1[c], a2[c]) < PERFECT_AUROC
+        ]
         d_auroc = {c: a2[c] - a1[c] for c in a1 if c in a2}
         train_st = [st for st in r["stages"] if st["stage"] == "train"]
         res["compare_solver"] = {
-            "command": " ".join(cmd), "solver": parser.solver, "mean_auroc": m2.get("mean_auroc"),
-            "mean_auroc_main": metrics.get("mean_auroc"), "auroc": m2.get("auroc"), "spearman_scores": rho,
+            "command": " ".join(cmd),
+            "solver": parser.solver,
+            "mean_auroc": m2.get("mean_auroc"),
+            "mean_auroc_main": metrics.get("mean_auroc"),
+            "auroc": m2.get("auroc"),
+            "spearman_scores": rho,
             "spearman_min": min(defined, default=None),
             "spearman_median": float(np.median(defined)) if defined else None,
             "spearman_undefined": [c for c, v in rho.items() if v is None],
@@ -498,13 +549,19 @@ def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> d
             "auroc_difference_max_abs": max((abs(v) for v in d_auroc.values()), default=None),
             "train_s": train_st[0]["seconds"] if train_st else None,
             "train_peak_rss_mib": _mib(train_st[0]["peak_rss"]) if train_st else None,
-            "wall_s": r["wall_s"], "peak_rss_mib": _mib(r["peak_rss"]), "load_after": r["load_after"],
-            "training_main": metrics.get("training"), "training_other": m2.get("training")}
+            "wall_s": r["wall_s"],
+            "peak_rss_mib": _mib(r["peak_rss"]),
+            "load_after": r["load_after"],
+            "training_main": metrics.get("training"),
+            "training_other": m2.get("training"),
+        }
         c = res["compare_solver"]
-        print(f"  {parser.solver} on the same features: mean AUROC {m2.get('mean_auroc'):.4f} vs "
-              f"{metrics.get('mean_auroc'):.4f}; Spearman of the scores per class min {c['spearman_min']}, "
-              f"median {c['spearman_median']} (undefined: {c['spearman_undefined']}); train {c['train_s']} s",
-              flush=True)
+        print(
+            f"  {parser.solver} on the same features: mean AUROC {m2.get('mean_auroc'):.4f} vs "
+            f"{metrics.get('mean_auroc'):.4f}; Spearman of the scores per class min {c['spearman_min']}, "
+            f"median {c['spearman_median']} (undefined: {c['spearman_undefined']}); train {c['train_s']} s",
+            flush=True,
+        )
         if not a.keep:
             shutil.rmtree(cmp_dir, ignore_errors=True)
     return res
@@ -519,7 +576,7 @@ def _fmt(v, fmt=".4f"):
 
 
 def _mib(b):
-    return b / 2 ** 20
+    return b / 2**20
 
 
 def main():
@@ -534,15 +591,28 @@ def main():
     ap.add_argument("--n-bootstrap", type=int, default=200)
     ap.add_argument("--keep", action="store_true", help="Keep the phantom and the run folders.")
     ap.add_argument("--run-args", default="", help="Extra options for `run` (e.g. '--solver sgd').")
-    ap.add_argument("--kill", default="", help="Comma-separated stages of `run` to kill it in with SIGKILL, in "
-                    "order, rerunning the same command after each: encode (train split), train (SGD).")
+    ap.add_argument(
+        "--kill",
+        default="",
+        help="Comma-separated stages of `run` to kill it in with SIGKILL, in "
+        "order, rerunning the same command after each: encode (train split), train (SGD).",
+    )
     ap.add_argument("--seed", type=int, default=0, help="Draws the kill points and the verified shards.")
-    ap.add_argument("--verify-resume", type=int, default=0, metavar="K",
-                    help="After the run: drop K train + K/2 test shards from a linked copy of its work folder, "
-                         "rerun uninterrupted there, and check shards, metrics and predictions are identical.")
-    ap.add_argument("--compare-solver", default=None, choices=["liblinear", "sgd"],
-                    help="After the run: `run --solver S` on the same features; mean AUROC and per-class "
-                         "rank correlation of the test scores.")
+    ap.add_argument(
+        "--verify-resume",
+        type=int,
+        default=0,
+        metavar="K",
+        help="After the run: drop K train + K/2 test shards from a linked copy of its work folder, "
+        "rerun uninterrupted there, and check shards, metrics and predictions are identical.",
+    )
+    ap.add_argument(
+        "--compare-solver",
+        default=None,
+        choices=["liblinear", "sgd"],
+        help="After the run: `run --solver S` on the same features; mean AUROC and per-class "
+        "rank correlation of the test scores.",
+    )
     a = ap.parse_args()
 
     cli = _cli()
@@ -554,16 +624,25 @@ def main():
     rows = []
 
     def row(stage, seconds, n_images, peak, disk, cpu=None, **extra):
-        r = {"stage": stage, "seconds": seconds, "images": n_images,
-             "images_per_s": (n_images / seconds) if n_images and seconds > 0 else None,
-             "ms_per_image": (1e3 * seconds / n_images) if n_images else None,
-             "cpu_s": cpu, "cpu_ms_per_image": (1e3 * cpu / n_images) if n_images and cpu is not None else None,
-             "peak_rss_mib": _mib(peak) if peak else None, "disk_mib": None if disk is None else _mib(disk)}
+        r = {
+            "stage": stage,
+            "seconds": seconds,
+            "images": n_images,
+            "images_per_s": (n_images / seconds) if n_images and seconds > 0 else None,
+            "ms_per_image": (1e3 * seconds / n_images) if n_images else None,
+            "cpu_s": cpu,
+            "cpu_ms_per_image": (1e3 * cpu / n_images) if n_images and cpu is not None else None,
+            "peak_rss_mib": _mib(peak) if peak else None,
+            "disk_mib": None if disk is None else _mib(disk),
+        }
         r.update(extra)
         rows.append(r)
-        print(f"  {stage:<22} {seconds:9.1f} s  {n_images or 0:>7} img  "
-              f"{(r['images_per_s'] or 0):8.2f} img/s  CPU {cpu or 0:8.1f} s  peak {r['peak_rss_mib'] or 0:.0f} MiB  "
-              f"disk {0 if disk is None else _mib(disk):.1f} MiB", flush=True)
+        print(
+            f"  {stage:<22} {seconds:9.1f} s  {n_images or 0:>7} img  "
+            f"{(r['images_per_s'] or 0):8.2f} img/s  CPU {cpu or 0:8.1f} s  peak {r['peak_rss_mib'] or 0:.0f} MiB  "
+            f"disk {0 if disk is None else _mib(disk):.1f} MiB",
+            flush=True,
+        )
 
     print(f"rehearsal {tag}: {os.cpu_count()} cores, load average {os.getloadavg()}", flush=True)
     # 1. phantom
@@ -581,8 +660,11 @@ def main():
     commands = {"phantom": " ".join(cmd)}
 
     # 2. run (killed with SIGKILL in the stages of --kill, then rerun, until it completes)
-    cmd = cli + ["run", str(data), "--out", str(runp), "--size", str(a.size), "--n-bootstrap",
-                 str(a.n_bootstrap)] + a.run_args.split()
+    cmd = (
+        cli
+        + ["run", str(data), "--out", str(runp), "--size", str(a.size), "--n-bootstrap", str(a.n_bootstrap)]
+        + a.run_args.split()
+    )
     commands["run"] = " ".join(cmd)
     plan = [k.strip() for k in a.kill.split(",") if k.strip()]
     unknown = [k for k in plan if k not in KILL_STAGES]
@@ -595,19 +677,22 @@ def main():
         fraction = round(rng.uniform(0.2, 0.7), 3) if target else None
         parser = RunStages()
         log = logs / f"run{len(invocations) + 1 if invocations or plan else ''}.log"
-        r = run_command(cmd, log, parser, env=env,
-                        kill=KillAt(KILL_STAGES[target], fraction) if target else None)
+        r = run_command(cmd, log, parser, env=env, kill=KillAt(KILL_STAGES[target], fraction) if target else None)
         r["solver"] = parser.solver
         r["resumed"] = resume_lines(log)
         r["train_resumed"] = train_resumes(log)
         r["log"] = str(log)
         if r["killed"]:
             present = shard_files(runp / "work")
-            r["killed"].update(fraction_target=fraction, files_on_disk={k: len(v) for k, v in present.items()},
-                               _present=present)
-            print(f"  killed (SIGKILL) in {r['killed']['stage']} at {r['killed']['at_s']:.1f} s, progress "
-                  f"{r['killed']['progress']}; {r['killed']['orphans_killed']} orphaned worker(s) had to be "
-                  f"killed; on disk: {r['killed']['files_on_disk']}", flush=True)
+            r["killed"].update(
+                fraction_target=fraction, files_on_disk={k: len(v) for k, v in present.items()}, _present=present
+            )
+            print(
+                f"  killed (SIGKILL) in {r['killed']['stage']} at {r['killed']['at_s']:.1f} s, progress "
+                f"{r['killed']['progress']}; {r['killed']['orphans_killed']} orphaned worker(s) had to be "
+                f"killed; on disk: {r['killed']['files_on_disk']}",
+                flush=True,
+            )
             plan.pop(0)
             invocations.append(r)
             continue
@@ -618,8 +703,7 @@ def main():
         break
     for r in invocations[1:]:
         for x in r["resumed"]:
-            print(f"  rerun: {x['store']}: {x['todo']} of {x['total']} shard(s) redone ({x['kept']} kept)",
-                  flush=True)
+            print(f"  rerun: {x['store']}: {x['todo']} of {x['total']} shard(s) redone ({x['kept']} kept)", flush=True)
     work = runp / "work"
     cfg = json.loads((runp / "config.json").read_text())
     n_vocab = min(cfg.get("vocab_images", 2000), n_tv)
@@ -629,35 +713,78 @@ def main():
         "vocabulary: k-means": du(work / "vocabulary.npz") + du(work / "vocabulary.json"),
         "encode train": sum(du(p) for p in work.glob("features-train_val-*")),
         "encode test": sum(du(p) for p in work.glob("features-test-*")),
-        "train": du(runp / "model"), "scores + metrics": du(runp / "run"),
+        "train": du(runp / "model"),
+        "scores + metrics": du(runp / "run"),
     }
-    n_of = {"image cache (train)": n_tv, "vocabulary: PHOW": n_vocab, "vocabulary: k-means": None,
-            "encode train": n_tv, "train": n_tv, "image cache (test)": n_te, "encode test": n_te,
-            "scores + metrics": n_te}
+    n_of = {
+        "image cache (train)": n_tv,
+        "vocabulary: PHOW": n_vocab,
+        "vocabulary: k-means": None,
+        "encode train": n_tv,
+        "train": n_tv,
+        "image cache (test)": n_te,
+        "encode test": n_te,
+        "scores + metrics": n_te,
+    }
     many = len(invocations) > 1
     for i, r in enumerate(invocations, 1):
         tag_i = f" [{i}/{len(invocations)}{', killed' if r['killed'] else ''}]" if many else ""
         for st in r["stages"]:
-            row(f"run{tag_i}: " + st["stage"], st["seconds"], n_of.get(st["stage"]), st["peak_rss"],
-                None if many else disk.get(st["stage"]), cpu=st.get("cpu_s"))
-        row(f"run{tag_i} (whole command)", r["wall_s"], n_all, r["peak_rss"], None if many else du(runp),
-            cpu=r["cpu_s"], load=r["load_after"])
+            row(
+                f"run{tag_i}: " + st["stage"],
+                st["seconds"],
+                n_of.get(st["stage"]),
+                st["peak_rss"],
+                None if many else disk.get(st["stage"]),
+                cpu=st.get("cpu_s"),
+            )
+        row(
+            f"run{tag_i} (whole command)",
+            r["wall_s"],
+            n_all,
+            r["peak_rss"],
+            None if many else du(runp),
+            cpu=r["cpu_s"],
+            load=r["load_after"],
+        )
     if many:
-        row("run (all invocations)", sum(r["wall_s"] for r in invocations), n_all,
-            max(r["peak_rss"] for r in invocations), du(runp), cpu=sum(r["cpu_s"] for r in invocations),
-            load=invocations[-1]["load_after"])
+        row(
+            "run (all invocations)",
+            sum(r["wall_s"] for r in invocations),
+            n_all,
+            max(r["peak_rss"] for r in invocations),
+            du(runp),
+            cpu=sum(r["cpu_s"] for r in invocations),
+            load=invocations[-1]["load_after"],
+        )
     effective = effective_stages(invocations)
     effective_cpu = effective_stages(invocations, key="cpu_s")
     solver = invocations[-1]["solver"] or next((r["solver"] for r in invocations if r["solver"]), None)
     metrics = json.loads((runp / "run" / "metrics.json").read_text())
 
     # 3. evaluate (features cached by run)
-    cmd = cli + ["evaluate", str(runp / "model"), str(data), "--out", str(out / f"eval-{tag}"), "--work", str(work),
-                 "--n-bootstrap", str(a.n_bootstrap)]
+    cmd = cli + [
+        "evaluate",
+        str(runp / "model"),
+        str(data),
+        "--out",
+        str(out / f"eval-{tag}"),
+        "--work",
+        str(work),
+        "--n-bootstrap",
+        str(a.n_bootstrap),
+    ]
     r = run_command(cmd, logs / "evaluate.log", env=env)
     commands["evaluate"] = " ".join(cmd)
-    row("evaluate (cached)", r["wall_s"], n_te, r["peak_rss"], du(out / f"eval-{tag}"), cpu=r["cpu_s"],
-        load=r["load_after"])
+    row(
+        "evaluate (cached)",
+        r["wall_s"],
+        n_te,
+        r["peak_rss"],
+        du(out / f"eval-{tag}"),
+        cpu=r["cpu_s"],
+        load=r["load_after"],
+    )
     m_eval = json.loads((out / f"eval-{tag}" / "metrics.json").read_text())
 
     # 4. predict on a folder
@@ -670,8 +797,15 @@ def main():
     cmd = cli + ["predict", str(runp / "model"), str(folder), "--out", str(out / f"predictions-{tag}.csv")]
     r = run_command(cmd, logs / "predict.log", env=env)
     commands["predict"] = " ".join(cmd)
-    row("predict (folder)", r["wall_s"], len(test_names), r["peak_rss"], du(out / f"predictions-{tag}.csv"),
-        cpu=r["cpu_s"], load=r["load_after"])
+    row(
+        "predict (folder)",
+        r["wall_s"],
+        len(test_names),
+        r["peak_rss"],
+        du(out / f"predictions-{tag}.csv"),
+        cpu=r["cpu_s"],
+        load=r["load_after"],
+    )
 
     # 5. report
     cmd = cli + ["report", str(runp / "run"), "--out", str(out / f"report-{tag}")]
@@ -679,19 +813,37 @@ def main():
     commands["report"] = " ".join(cmd)
     row("report", r["wall_s"], None, r["peak_rss"], du(out / f"report-{tag}"), cpu=r["cpu_s"], load=r["load_after"])
 
-    result = {"tag": tag, "n_images": n_all, "n_train_val": n_tv, "n_test": n_te, "size": a.size,
-              "cpu_count": os.cpu_count(), "solver": solver, "mean_auroc": metrics.get("mean_auroc"),
-              "mean_auroc_evaluate": m_eval.get("mean_auroc"), "auroc": metrics.get("auroc"),
-              "commands": commands, "stages": rows,
-              "stage_seconds": effective, "stage_cpu_seconds": effective_cpu,
-              "stage_peak_rss_mib": stage_peaks(invocations),
-              "disk_mib": {k: _mib(v) for k, v in disk.items()},
-              "kills": [dict({k: v for k, v in r["killed"].items() if not k.startswith("_")},
-                             rerun=invocations[i + 1]["resumed"],
-                             train_resumed_after_epochs=invocations[i + 1]["train_resumed"])
-                        for i, r in enumerate(invocations) if r["killed"]],
-              "kill_missed": invocations[-1].get("kill_missed"), "disk_data_mib": _mib(du(data)), "disk_run_mib": _mib(du(runp)),
-              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result = {
+        "tag": tag,
+        "n_images": n_all,
+        "n_train_val": n_tv,
+        "n_test": n_te,
+        "size": a.size,
+        "cpu_count": os.cpu_count(),
+        "solver": solver,
+        "mean_auroc": metrics.get("mean_auroc"),
+        "mean_auroc_evaluate": m_eval.get("mean_auroc"),
+        "auroc": metrics.get("auroc"),
+        "commands": commands,
+        "stages": rows,
+        "stage_seconds": effective,
+        "stage_cpu_seconds": effective_cpu,
+        "stage_peak_rss_mib": stage_peaks(invocations),
+        "disk_mib": {k: _mib(v) for k, v in disk.items()},
+        "kills": [
+            dict(
+                {k: v for k, v in r["killed"].items() if not k.startswith("_")},
+                rerun=invocations[i + 1]["resumed"],
+                train_resumed_after_epochs=invocations[i + 1]["train_resumed"],
+            )
+            for i, r in enumerate(invocations)
+            if r["killed"]
+        ],
+        "kill_missed": invocations[-1].get("kill_missed"),
+        "disk_data_mib": _mib(du(data)),
+        "disk_run_mib": _mib(du(runp)),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     js = out / "scale.json"
     allres = json.loads(js.read_text()) if js.exists() else {}
     allres[tag] = result
@@ -702,75 +854,123 @@ def main():
         allres[tag] = result
         js.write_text(json.dumps(allres, indent=2))
         (out / "scale.md").write_text(markdown(allres))
-    print(f"solver {solver}; mean AUROC {metrics.get('mean_auroc')} (evaluate: "
-          f"{m_eval.get('mean_auroc')}); table: {out / 'scale.md'}", flush=True)
+    print(
+        f"solver {solver}; mean AUROC {metrics.get('mean_auroc')} (evaluate: "
+        f"{m_eval.get('mean_auroc')}); table: {out / 'scale.md'}",
+        flush=True,
+    )
     if not a.keep:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def markdown(allres: dict) -> str:
+    def cell(v, fmt):  # a table cell: empty when the value was not measured
+        return "" if v is None else format(v, fmt)
+
     lines = ["# Scale rehearsal (phantom in the real dataset's shape; measured by benchmarks/bench_scale.py)", ""]
     for tag, r in allres.items():
-        lines += [f"## {tag}: {r['n_images']} images ({r['n_train_val']} train_val, {r['n_test']} test), "
-                  f"{r['size']} px, {r['cpu_count']} cores; solver {r['solver']}; mean AUROC "
-                  f"{r['mean_auroc'] if r['mean_auroc'] is None else format(r['mean_auroc'], '.4f')}; "
-                  f"finished {r['finished']}", ""]
-        lines += ["| stage | wall s | images | images/s | ms/image | CPU s | CPU ms/image | peak RSS MiB | disk MiB |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {tag}: {r['n_images']} images ({r['n_train_val']} train_val, {r['n_test']} test), "
+            f"{r['size']} px, {r['cpu_count']} cores; solver {r['solver']}; mean AUROC "
+            f"{r['mean_auroc'] if r['mean_auroc'] is None else format(r['mean_auroc'], '.4f')}; "
+            f"finished {r['finished']}",
+            "",
+        ]
+        lines += [
+            "| stage | wall s | images | images/s | ms/image | CPU s | CPU ms/image | peak RSS MiB | disk MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for s in r["stages"]:
-            f = lambda v, fmt: "" if v is None else format(v, fmt)
-            lines.append(f"| {s['stage']} | {s['seconds']:.1f} | {f(s['images'], 'd')} | {f(s['images_per_s'], '.2f')} "
-                         f"| {f(s['ms_per_image'], '.1f')} | {f(s.get('cpu_s'), '.1f')} "
-                         f"| {f(s.get('cpu_ms_per_image'), '.1f')} | {f(s['peak_rss_mib'], '.0f')} "
-                         f"| {f(s['disk_mib'], '.1f')} |")
+            lines.append(
+                f"| {s['stage']} | {s['seconds']:.1f} | {cell(s['images'], 'd')} "
+                f"| {cell(s['images_per_s'], '.2f')} "
+                f"| {cell(s['ms_per_image'], '.1f')} | {cell(s.get('cpu_s'), '.1f')} "
+                f"| {cell(s.get('cpu_ms_per_image'), '.1f')} | {cell(s['peak_rss_mib'], '.0f')} "
+                f"| {cell(s['disk_mib'], '.1f')} |"
+            )
         lines += ["", "Commands:", ""] + [f"    {c}" for c in r["commands"].values()] + [""]
         loads = [s.get("load") for s in r["stages"] if s.get("load")]
         if loads:
-            lines += ["Load average (1, 5, 15 min) after each command: "
-                      + "; ".join(", ".join(f"{x:.2f}" for x in l) for l in loads), ""]
+            lines += [
+                "Load average (1, 5, 15 min) after each command: "
+                + "; ".join(", ".join(f"{x:.2f}" for x in l) for l in loads),
+                "",
+            ]
         for k in r.get("kills") or []:
-            lines.append(f"Killed with SIGKILL in {k['stage']} at {k['at_s']:.0f} s (bar {k['progress']}, "
-                         f"drawn point {k['fraction_target']:.0%}); {k['orphans_killed']} orphaned worker(s) "
-                         f"outlived {ORPHAN_GRACE_S:.0f} s (the command's wall time includes "
-                         f"{k.get('orphan_wait_s', 0):.0f} s waiting for its workers to let go); shards on disk: "
-                         + ", ".join(f"{d} {n}" for d, n in k["files_on_disk"].items() if d.startswith("features"))
-                         + ". The rerun: " + ("; ".join(f"{x['store']}: {x['todo']} of {x['total']} redone "
-                                                        f"({x['kept']} kept)" for x in k["rerun"]) or "-")
-                         + ("; SGD training taken up after epoch(s) "
-                            + ", ".join(map(str, k["train_resumed_after_epochs"]))
-                            if k.get("train_resumed_after_epochs") else
-                            ("; training started again" if k["stage"] == "train" else "")) + ".")
+            lines.append(
+                f"Killed with SIGKILL in {k['stage']} at {k['at_s']:.0f} s (bar {k['progress']}, "
+                f"drawn point {k['fraction_target']:.0%}); {k['orphans_killed']} orphaned worker(s) "
+                f"outlived {ORPHAN_GRACE_S:.0f} s (the command's wall time includes "
+                f"{k.get('orphan_wait_s', 0):.0f} s waiting for its workers to let go); shards on disk: "
+                + ", ".join(f"{d} {n}" for d, n in k["files_on_disk"].items() if d.startswith("features"))
+                + ". The rerun: "
+                + (
+                    "; ".join(
+                        f"{x['store']}: {x['todo']} of {x['total']} redone ({x['kept']} kept)" for x in k["rerun"]
+                    )
+                    or "-"
+                )
+                + (
+                    "; SGD training taken up after epoch(s) " + ", ".join(map(str, k["train_resumed_after_epochs"]))
+                    if k.get("train_resumed_after_epochs")
+                    else ("; training started again" if k["stage"] == "train" else "")
+                )
+                + "."
+            )
         if r.get("kills"):
             lines.append("")
         v = r.get("verify_resume")
         if v:
-            lines += [f"Resume check: {len(v['dropped'])} shards dropped from a hard-linked copy of the work "
-                      f"folder and re-encoded by an uninterrupted run ("
-                      + "; ".join(f"{x['store']}: {x['todo']} of {x['total']}" for x in v["reencoded"])
-                      + f"): re-encoded shards byte-identical: {v['reencoded_shards_identical']}; metrics "
-                      f"identical: {v['metrics_identical']}; predictions.csv identical: "
-                      f"{v['predictions_identical']}; trained from the first epoch (no SGD checkpoint): "
-                      f"{v.get('trained_from_first_epoch')} ({v['wall_s']:.0f} s).", "", f"    {v['command']}", ""]
+            lines += [
+                f"Resume check: {len(v['dropped'])} shards dropped from a hard-linked copy of the work "
+                f"folder and re-encoded by an uninterrupted run ("
+                + "; ".join(f"{x['store']}: {x['todo']} of {x['total']}" for x in v["reencoded"])
+                + f"): re-encoded shards byte-identical: {v['reencoded_shards_identical']}; metrics "
+                f"identical: {v['metrics_identical']}; predictions.csv identical: "
+                f"{v['predictions_identical']}; trained from the first epoch (no SGD checkpoint): "
+                f"{v.get('trained_from_first_epoch')} ({v['wall_s']:.0f} s).",
+                "",
+                f"    {v['command']}",
+                "",
+            ]
         c = r.get("compare_solver")
         if c:
-            lines += [f"Solver comparison on the same features: {c['solver']} mean AUROC {c['mean_auroc']:.4f} "
-                      f"vs {r['solver']} {c['mean_auroc_main']:.4f}; Spearman rank correlation of the test "
-                      f"scores per class: min {_fmt(c['spearman_min'])}, median {_fmt(c['spearman_median'])}"
-                      + (f" (constant scores, undefined: {', '.join(c['spearman_undefined'])})"
-                         if c.get("spearman_undefined") else "")
-                      + (f"; over the {len(c['spearman_imperfect_classes'])} classes not separated perfectly "
-                         f"(AUROC < {PERFECT_AUROC}): min {_fmt(c['spearman_min_imperfect'])}, median "
-                         f"{_fmt(c['spearman_median_imperfect'])}" if c.get("spearman_imperfect_classes") else "")
-                      + (f"; largest per-class AUROC difference {_fmt(c['auroc_difference_max_abs'])}"
-                         if c.get("auroc_difference_max_abs") is not None else "") + "; "
-                      f"{c['solver']} training {c['train_s'] or 0:.0f} s, peak "
-                      f"{c['train_peak_rss_mib'] or 0:.0f} MiB.", ""]
+            lines += [
+                f"Solver comparison on the same features: {c['solver']} mean AUROC {c['mean_auroc']:.4f} "
+                f"vs {r['solver']} {c['mean_auroc_main']:.4f}; Spearman rank correlation of the test "
+                f"scores per class: min {_fmt(c['spearman_min'])}, median {_fmt(c['spearman_median'])}"
+                + (
+                    f" (constant scores, undefined: {', '.join(c['spearman_undefined'])})"
+                    if c.get("spearman_undefined")
+                    else ""
+                )
+                + (
+                    f"; over the {len(c['spearman_imperfect_classes'])} classes not separated perfectly "
+                    f"(AUROC < {PERFECT_AUROC}): min {_fmt(c['spearman_min_imperfect'])}, median "
+                    f"{_fmt(c['spearman_median_imperfect'])}"
+                    if c.get("spearman_imperfect_classes")
+                    else ""
+                )
+                + (
+                    f"; largest per-class AUROC difference {_fmt(c['auroc_difference_max_abs'])}"
+                    if c.get("auroc_difference_max_abs") is not None
+                    else ""
+                )
+                + "; "
+                f"{c['solver']} training {c['train_s'] or 0:.0f} s, peak "
+                f"{c['train_peak_rss_mib'] or 0:.0f} MiB.",
+                "",
+            ]
             if c.get("auroc_difference"):
-                lines += [f"| class | {r['solver']} AUROC | {c['solver']} AUROC | difference | Spearman |",
-                          "|---|---:|---:|---:|---:|"]
+                lines += [
+                    f"| class | {r['solver']} AUROC | {c['solver']} AUROC | difference | Spearman |",
+                    "|---|---:|---:|---:|---:|",
+                ]
                 for cl, dv in c["auroc_difference"].items():
-                    lines.append(f"| {cl} | {r['auroc'][cl]:.4f} | {c['auroc'][cl]:.4f} | {dv:+.4f} | "
-                                 f"{_fmt(c['spearman_scores'].get(cl))} |")
+                    lines.append(
+                        f"| {cl} | {r['auroc'][cl]:.4f} | {c['auroc'][cl]:.4f} | {dv:+.4f} | "
+                        f"{_fmt(c['spearman_scores'].get(cl))} |"
+                    )
                 lines.append("")
             lines += [f"    {c['command']}", ""]
     if len(allres) > 1:
@@ -778,23 +978,35 @@ def markdown(allres: dict) -> str:
     return "\n".join(lines)
 
 
-ACROSS = (("image cache (train)", "n_train_val"), ("encode train", "n_train_val"), ("train", "n_train_val"),
-          ("image cache (test)", "n_test"), ("encode test", "n_test"))
+ACROSS = (
+    ("image cache (train)", "n_train_val"),
+    ("encode train", "n_train_val"),
+    ("train", "n_train_val"),
+    ("image cache (test)", "n_test"),
+    ("encode test", "n_test"),
+)
 
 
 def across_n(allres: dict) -> list:
     """One table over the rehearsals: per-image wall and CPU time of each stage and the memory peaks."""
-    lines = ["## Across N: time per image (ms, wall / CPU) and peak RSS (MiB) per stage", "",
-             "| rehearsal | images | px | " + " | ".join(f"{st} ms/img" for st, _ in ACROSS)
-             + " | run ms/img | vocabulary s | peak RSS per stage (max) | run peak RSS | disk MiB | load |",
-             "|---|---:|---:|" + "---:|" * (len(ACROSS) + 5) + "---|"]
+    lines = [
+        "## Across N: time per image (ms, wall / CPU) and peak RSS (MiB) per stage",
+        "",
+        "| rehearsal | images | px | "
+        + " | ".join(f"{st} ms/img" for st, _ in ACROSS)
+        + " | run ms/img | vocabulary s | peak RSS per stage (max) | run peak RSS | disk MiB | load |",
+        "|---|---:|---:|" + "---:|" * (len(ACROSS) + 5) + "---|",
+    ]
     for tag, r in allres.items():
         eff = r.get("stage_seconds")
         cpu = r.get("stage_cpu_seconds") or {}
         if eff is None:  # older result: read the table rows
             eff = {st["stage"][5:]: st["seconds"] for st in r["stages"] if st["stage"].startswith("run: ")}
-            peaks = {st["stage"][5:]: st["peak_rss_mib"] for st in r["stages"]
-                     if st["stage"].startswith("run: ") and st["peak_rss_mib"]}
+            peaks = {
+                st["stage"][5:]: st["peak_rss_mib"]
+                for st in r["stages"]
+                if st["stage"].startswith("run: ") and st["peak_rss_mib"]
+            }
         else:
             peaks = r.get("stage_peak_rss_mib") or {}
         cells = []
@@ -803,23 +1015,35 @@ def across_n(allres: dict) -> list:
             if cell and cpu.get(st):
                 cell += f" / {1e3 * cpu[st] / r[n]:.1f}"
             cells.append(cell)
-        run_rows = [st for st in r["stages"] if st["stage"].startswith("run") and "whole command" in st["stage"]
-                    or st["stage"] == "run (all invocations)"]
+        run_rows = [
+            st
+            for st in r["stages"]
+            if st["stage"].startswith("run")
+            and "whole command" in st["stage"]
+            or st["stage"] == "run (all invocations)"
+        ]
         total = sum(v for k, v in eff.items() if k != "lost to kills")
         total_cpu = sum(v for k, v in cpu.items() if k != "lost to kills")
         vocab = eff.get("vocabulary: PHOW", 0) + eff.get("vocabulary: k-means", 0)
         peak_stage = max(peaks.items(), key=lambda kv: kv[1]) if peaks else ("", 0)
         run_peak = max((st["peak_rss_mib"] or 0) for st in run_rows) if run_rows else 0
         loads = [st["load"][1] for st in r["stages"] if st.get("load")]
-        lines.append(f"| {tag} | {r['n_images']} | {r['size']} | " + " | ".join(cells)
-                     + f" | {1e3 * total / r['n_images']:.1f}"
-                     + (f" / {1e3 * total_cpu / r['n_images']:.1f}" if cpu else "")
-                     + f" | {vocab:.0f} | {peak_stage[1]:.0f} ({peak_stage[0]}) | {run_peak:.0f} "
-                     f"| {r['disk_run_mib']:.0f} | {max(loads, default=0):.1f} |")
-    lines += ["", "Stage times summed over a killed run's invocations (resumable stages), a training that started "
-              "again counted once (complete); `run ms/img` is that sum over all images.  `a / b`: wall / CPU "
-              "(user + system of the command's process tree); wall time grows with what else the machine runs, "
-              "CPU time hardly.  `load`: the largest 5-minute load average after a command.", ""]
+        lines.append(
+            f"| {tag} | {r['n_images']} | {r['size']} | "
+            + " | ".join(cells)
+            + f" | {1e3 * total / r['n_images']:.1f}"
+            + (f" / {1e3 * total_cpu / r['n_images']:.1f}" if cpu else "")
+            + f" | {vocab:.0f} | {peak_stage[1]:.0f} ({peak_stage[0]}) | {run_peak:.0f} "
+            f"| {r['disk_run_mib']:.0f} | {max(loads, default=0):.1f} |"
+        )
+    lines += [
+        "",
+        "Stage times summed over a killed run's invocations (resumable stages), a training that started "
+        "again counted once (complete); `run ms/img` is that sum over all images.  `a / b`: wall / CPU "
+        "(user + system of the command's process tree); wall time grows with what else the machine runs, "
+        "CPU time hardly.  `load`: the largest 5-minute load average after a command.",
+        "",
+    ]
     return lines
 
 

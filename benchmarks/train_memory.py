@@ -38,15 +38,15 @@ def make_store(directory, rows, dim, shard_size=256, seed=0):
         X[:, :14] += lab * 2.0  # a learnable signal
         X /= X.sum(1, keepdims=True)
         store.write_shard(s, X)
-        y[r.start:r.stop] = lab
+        y[r.start : r.stop] = lab
     np.save(Path(directory) / "labels.npy", y)
     return store
 
 
 def train_child(directory, kernel_map, epochs):
     """Runs in a fresh process: train out of core, print JSON with peak RSS."""
-    from phow_baseline.encoding.store import FeatureStore
     from phow_baseline.config import BaselineConfig
+    from phow_baseline.encoding.store import FeatureStore
     from phow_baseline.workflow.steps import train_svms
 
     store = FeatureStore.open(directory)
@@ -57,16 +57,30 @@ def train_child(directory, kernel_map, epochs):
     svm = train_svms(store, np.arange(len(store)), y, cfg, progress=False)
     dt = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rows": len(store), "dim": store.dim, "peak_rss_mb": peak / 1024,
-                      "rss_before_train_mb": base / 1024, "train_s": dt, "coef_shape": list(svm.coef_.shape)}))
+    print(
+        json.dumps(
+            {
+                "rows": len(store),
+                "dim": store.dim,
+                "peak_rss_mb": peak / 1024,
+                "rss_before_train_mb": base / 1024,
+                "train_s": dt,
+                "coef_shape": list(svm.coef_.shape),
+            }
+        )
+    )
 
 
 def measure(rows, dim, kernel_map="homkermap", epochs=1, workdir=None) -> dict:
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         d = Path(tmp) / "store"
         make_store(d, rows, dim)
-        out = subprocess.run([sys.executable, __file__, "--child", str(d), "--kernel-map", kernel_map,
-                              "--epochs", str(epochs)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(d), "--kernel-map", kernel_map, "--epochs", str(epochs)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -85,8 +99,11 @@ def main():
     print(f"{'rows':>8} {'dim':>7} {'store MB':>9} {'peak RSS MB':>12} {'train s':>8}")
     for r in a.rows:
         m = measure(r, a.dim, a.kernel_map, a.epochs, a.workdir)
-        print(f"{m['rows']:>8} {m['dim']:>7} {r * a.dim * 4 / 2**20:>9.0f} {m['peak_rss_mb']:>12.0f} "
-              f"{m['train_s']:>8.1f}", flush=True)
+        print(
+            f"{m['rows']:>8} {m['dim']:>7} {r * a.dim * 4 / 2**20:>9.0f} {m['peak_rss_mb']:>12.0f} "
+            f"{m['train_s']:>8.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,13 @@ that imports torch.  The 0.1 flat module names (``phow_baseline.dsift``,
 ``phow_baseline.metrics``, ...) still import, with a DeprecationWarning.
 """
 
+import logging
+
 from . import _compat
 from ._version import __version__
 
 _compat.install()
+# messages go through logging (phow_baseline.progress); the library adds no handler but this one
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = ["__version__"]

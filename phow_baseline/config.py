@@ -1,10 +1,19 @@
-"""Every setting of the PHOW baseline in one validated dataclass, and the stage
-objects built from it.
+"""Every setting of the PHOW baseline in one validated dataclass: values only.
 
 A :class:`BaselineConfig` is checked when it is built, so a bad value is
 reported before any work starts; it round-trips through JSON
 (:meth:`BaselineConfig.to_dict`, :meth:`BaselineConfig.from_file`) and is
 stored in every model directory.
+
+This module sits beneath every stage and imports none of them: the stages
+build their objects from a config (:func:`phow_baseline.features.phow.make_phow`,
+:func:`phow_baseline.encoding.encoding_for`).  The choices that stages define
+are repeated here as plain tuples (:data:`SPLITS`, :data:`EQUALIZATIONS`,
+:data:`KERNEL_MAPS`, :data:`REGION_LAYOUTS`; ``tests/test_registry.py`` checks
+that they equal the stages' own).  ``encoding`` is the name of a registered
+encoding: it is checked against the registry, with the settings that encoding
+needs, when the encoding is looked up (:func:`phow_baseline.encoding.encoding_for`,
+the first thing every step does), so that a new encoding needs no edit here.
 """
 
 from __future__ import annotations
@@ -15,13 +24,17 @@ import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .io import DataFileError, jsonable, read_json
-from .classification.kernel_map import KERNEL_MAPS
+from .parallel import BACKENDS
 
-#: Image encodings (``BaselineConfig.encoding``).
-ENCODINGS = ("bow", "fisher", "vlad")
+#: Dataset splits (``phow_baseline.data.chestxray14.SPLITS``).
+SPLITS = ("train_val", "train", "val", "test", "all")
+#: Contrast equalizations (``phow_baseline.data.preprocess.EQUALIZATIONS``).
+EQUALIZATIONS = ("global", "clahe", "none")
+#: Kernel maps (``phow_baseline.classification.kernel_map.KERNEL_MAPS``).
+KERNEL_MAPS = ("homkermap", "additive_chi2", "none")
+#: FV / VLAD region layouts (the names of ``phow_baseline.encoding.fisher.REGION_LAYOUTS``).
+REGION_LAYOUTS = ("1x1+2x2", "1x1+3x1", "1x1")
 
 
 class ConfigError(ValueError):
@@ -44,8 +57,12 @@ def _int_at_least(cfg, name, low, why=""):
 
 def _positive(cfg, name, allow_zero=False):
     v = getattr(cfg, name)
-    ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (
-        v >= 0 if allow_zero else v > 0)
+    ok = (
+        isinstance(v, numbers.Real)
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and (v >= 0 if allow_zero else v > 0)
+    )
     if not ok:
         raise ConfigError(name, f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {v!r}")
 
@@ -118,13 +135,13 @@ class BaselineConfig:
 
     def _validate(self):
         """Check every value now, so that a bad one stops a run before any work (:class:`ConfigError`)."""
-        from .data.chestxray14 import SPLITS
-        from .parallel import BACKENDS
-        from .data.preprocess import EQUALIZATIONS
-
         _one_of(self, "equalization", EQUALIZATIONS)
-        _int_at_least(self, "size", 3 * max(self.sizes, default=0) + 1,
-                      "(one descriptor of the largest bin size needs 3 x bin size + 1 pixels)")
+        _int_at_least(
+            self,
+            "size",
+            3 * max(self.sizes, default=0) + 1,
+            "(one descriptor of the largest bin size needs 3 x bin size + 1 pixels)",
+        )
         if not self.sizes or min(self.sizes) < 1:
             raise ConfigError("sizes", f"sizes must be one or more bin sizes >= 1, got {self.sizes!r}")
         _int_at_least(self, "step", 1)
@@ -148,37 +165,39 @@ class BaselineConfig:
             raise ConfigError("val_fraction", f"val_fraction must be between 0 and 1, got {self.val_fraction!r}")
         _int_at_least(self, "seed", 0)
         if not _is_int(self.n_jobs) or self.n_jobs == 0:
-            raise ConfigError("n_jobs", f"n_jobs must be a whole number of workers, or -1 for all cores, "
-                                        f"not {self.n_jobs!r}")
+            raise ConfigError(
+                "n_jobs", f"n_jobs must be a whole number of workers, or -1 for all cores, not {self.n_jobs!r}"
+            )
         _one_of(self, "backend", (None, *BACKENDS))
         _int_at_least(self, "shard_size", 1)
         _one_of(self, "calibration", ("platt", "none"))
         _one_of(self, "operating_rule", ("youden", "sensitivity"))
-        _one_of(self, "encoding", ENCODINGS)
+        if not (isinstance(self.encoding, str) and self.encoding.isidentifier()):
+            raise ConfigError(
+                "encoding", f"encoding must be the name of an encoding (bow, fisher, vlad, ...), got {self.encoding!r}"
+            )
         _int_at_least(self, "fv_components", 1)
         _int_at_least(self, "fv_pca_dims", 0, "(0: no PCA)")
         if self.fv_pca_dims > 128:
-            raise ConfigError("fv_pca_dims", f"fv_pca_dims must be at most 128 (the SIFT dimension), "
-                                             f"got {self.fv_pca_dims}")
+            raise ConfigError(
+                "fv_pca_dims", f"fv_pca_dims must be at most 128 (the SIFT dimension), got {self.fv_pca_dims}"
+            )
         _int_at_least(self, "gmm_max_iter", 0)
         _int_at_least(self, "vlad_words", 2, "(k-means needs at least two words)")
         _int_at_least(self, "vlad_pca_dims", 0, "(0: no PCA)")
         if self.vlad_pca_dims > 128:
             raise ConfigError("vlad_pca_dims", f"vlad_pca_dims must be at most 128, got {self.vlad_pca_dims}")
-        from .encoding.fisher import REGION_LAYOUTS
-
-        _one_of(self, "regions", tuple(REGION_LAYOUTS))
-        if self.encoding != "bow":
-            k = self.fv_components if self.encoding == "fisher" else self.vlad_words
-            _int_at_least(self, "max_descriptors", k, f"(the {self.encoding} vocabulary needs at least one "
-                                                      "descriptor per Gaussian or word)")
+        _one_of(self, "regions", REGION_LAYOUTS)
         if self.operating_rule == "sensitivity" and not (
-                isinstance(self.min_sensitivity, (int, float)) and 0 < self.min_sensitivity <= 1):
-            raise ConfigError("min_sensitivity", "operating_rule 'sensitivity' needs min_sensitivity in (0, 1], "
-                                                 f"got {self.min_sensitivity!r}")
+            isinstance(self.min_sensitivity, (int, float)) and 0 < self.min_sensitivity <= 1
+        ):
+            raise ConfigError(
+                "min_sensitivity",
+                f"operating_rule 'sensitivity' needs min_sensitivity in (0, 1], got {self.min_sensitivity!r}",
+            )
 
     @classmethod
-    def from_file(cls, path, **overrides) -> "BaselineConfig":
+    def from_file(cls, path, **overrides) -> BaselineConfig:
         """Read a JSON config file; unknown keys are an error naming the file."""
         path = Path(path)
         d = read_json(path, what="config file")
@@ -193,85 +212,36 @@ class BaselineConfig:
             raise DataFileError(f"{path}: {exc}") from None
 
     def to_dict(self) -> dict:
+        """Every setting, JSON-ready (tuples as lists): what ``model.json`` and ``config.json`` hold."""
         return jsonable(dataclasses.asdict(self))
 
     def phow_params(self, equalization="none") -> dict:
-        return {"sizes": self.sizes, "step": self.step, "magnif": self.magnif, "window_size": self.window_size,
-                "contrast_threshold": self.contrast_threshold, "equalization": equalization}
+        """The keyword arguments of :class:`~phow_baseline.features.phow.PHOW` (``equalization``: of its
+        input images).
+        """
+        return {
+            "sizes": self.sizes,
+            "step": self.step,
+            "magnif": self.magnif,
+            "window_size": self.window_size,
+            "contrast_threshold": self.contrast_threshold,
+            "equalization": equalization,
+        }
 
 
-def make_phow(config: BaselineConfig, equalization="none", n_jobs=1):
-    """The PHOW extractor of ``config`` (images already preprocessed: no equalization by default)."""
-    from .features.phow import PHOW
-
-    return PHOW(**config.phow_params(equalization), n_jobs=n_jobs)
-
-
-def kernel_map_name(config: BaselineConfig) -> str:
-    """The kernel map the SVMs use: ``config.kernel_map`` for the bag of words, none for FV and VLAD."""
-    return config.kernel_map if config.encoding == "bow" else "none"
-
-
-def make_vocabulary(config: BaselineConfig):
-    """The unfitted vocabulary of ``config.encoding``: k-means words, or the FV / VLAD encoder (which
-    fits its RootSIFT/PCA and GMM or k-means in ``fit``); ``fit`` takes ``(m, 128)`` PHOW descriptors."""
-    if config.encoding == "fisher":
-        from .encoding.fisher import FisherVectorEncoder
-
-        return FisherVectorEncoder(**_fv_params(config))
-    if config.encoding == "vlad":
-        from .encoding.vlad import VladEncoder
-
-        return VladEncoder(**_vlad_params(config))
-    from .encoding.vocabulary import Vocabulary
-
-    return Vocabulary(config.n_words, config.max_descriptors, random_state=config.seed)
+#: Factories that lived here in 0.1, forwarded with a DeprecationWarning (config imports no stage now).
+_MOVED = {
+    "make_phow": "phow_baseline.features.phow:make_phow",
+    "make_vocabulary": "phow_baseline.encoding.registry:make_vocabulary",
+    "vocabulary_from_arrays": "phow_baseline.encoding.registry:vocabulary_from_arrays",
+    "vocabulary_sha256": "phow_baseline.encoding.registry:vocabulary_sha256",
+    "make_encoder": "phow_baseline.encoding.registry:make_encoder",
+    "kernel_map_name": "phow_baseline.encoding.registry:kernel_map_name",
+    "ENCODINGS": "phow_baseline.encoding.registry:ENCODINGS",
+}
 
 
-def _fv_params(config):
-    return dict(n_components=config.fv_components, pca_dims=config.fv_pca_dims or None, regions=config.regions,
-                max_descriptors=config.max_descriptors, max_iter=config.gmm_max_iter, image_size=config.size,
-                random_state=config.seed, n_threads=1)
+def __getattr__(name):
+    from ._compat import forward
 
-
-def _vlad_params(config):
-    return dict(n_words=config.vlad_words, pca_dims=config.vlad_pca_dims or None, regions=config.regions,
-                max_descriptors=config.max_descriptors, image_size=config.size, random_state=config.seed,
-                n_threads=1)
-
-
-def vocabulary_from_arrays(config: BaselineConfig, arrays: dict):
-    """A fitted vocabulary of ``config.encoding`` from its ``to_arrays()`` (model directory, work cache)."""
-    if config.encoding == "fisher":
-        from .encoding.fisher import FisherVectorEncoder
-
-        return FisherVectorEncoder.from_arrays(_fv_params(config), arrays)
-    if config.encoding == "vlad":
-        from .encoding.vlad import VladEncoder
-
-        return VladEncoder.from_arrays(_vlad_params(config), arrays)
-    from .encoding.vocabulary import Vocabulary
-
-    return Vocabulary.from_arrays({"n_words": config.n_words, "max_descriptors": config.max_descriptors,
-                                   "random_state": config.seed}, arrays)
-
-
-def vocabulary_sha256(vocab) -> str:
-    """Content hash of a fitted vocabulary (k-means words, or every array of an FV / VLAD encoder)."""
-    from .io import sha256_array, sha256_strings
-    from .encoding.vocabulary import Vocabulary
-
-    if isinstance(vocab, Vocabulary):
-        return sha256_array(vocab.cluster_centers_)
-    arrays = vocab.to_arrays()
-    return sha256_strings([f"{k}:{sha256_array(np.asarray(arrays[k]))}" for k in sorted(arrays)])
-
-
-def make_encoder(vocab, config: BaselineConfig):
-    """A fitted :class:`~phow_baseline.encoding.pyramid.SpatialPyramidEncoder` over a fitted vocabulary."""
-    if config.encoding != "bow":
-        return vocab  # the fitted FV / VLAD encoder is its own vocabulary
-    from .encoding.pyramid import SpatialPyramidEncoder
-
-    return SpatialPyramidEncoder(config.n_words, config.max_descriptors, config.grids, config.weighting,
-                                 config.size, config.seed, centers=vocab.cluster_centers_).fit()
+    return forward(__name__, _MOVED, name)

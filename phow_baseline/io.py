@@ -1,21 +1,36 @@
 """File helpers every stage uses: atomic writes, JSON reading with errors that
-name the file, image listing, checksums, confined file names, a work-folder lock.
+name the file, image listing, checksums, confined file names, a work-folder
+lock, and the disk-space checks.
 
 An atomic write goes to a unique temporary name in the destination's folder
 (``.NAME.XXXXXXXX.tmp``), is flushed and fsynced, then renamed over the
 destination, so a reader sees the old file or the new one, never half of one,
-and two writers of one file never share a temporary name.
+and two writers of one file never share a temporary name.  The temporary is
+created as ``open()`` creates a file (mode ``0o666`` less the process umask,
+and the folder's default ACL), so the result is as readable as any other file
+of the user: 0644 under the usual umask 0022, 0664 under 0002 (a lab's shared
+folder), never the 0600 of :func:`tempfile.mkstemp`.
+
+A full disk (``ENOSPC``, a quota's ``EDQUOT``, or numpy's own short-write
+errors, which carry no errno) while writing is raised as one
+:class:`OutOfSpaceError` naming the file, the bytes it needed and the bytes
+free; the temporary is removed and the previous file, if any, is kept, so a
+rerun after freeing space resumes.  :func:`check_free_space` refuses a job
+before it starts when an estimate of what it writes exceeds the free space.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -31,8 +46,185 @@ class DataFileError(ValueError):
 
 
 # --------------------------------------------------------------------------
+# A full disk
+# --------------------------------------------------------------------------
+
+#: errno values that mean "the file system (or the user's quota) is full".
+OUT_OF_SPACE_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+# numpy's tofile/np.save report a full disk without an errno: "Not enough free space to write N bytes after
+# offset M" (numpy >= 1.25, when it preallocates) or "N requested and M written" (a short fwrite)
+_NUMPY_FALLOCATE = re.compile(r"Not enough free space to write (\d+) bytes after offset (\d+)")
+_NUMPY_SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")
+
+
+def format_bytes(n: int | float) -> str:
+    """``n`` bytes for a message: ``"512 bytes"``, ``"3.0 MiB"``, ``"7.3 GiB"`` (binary units)."""
+    n = float(n)
+    if abs(n) < 1024:
+        return f"{int(n)} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+class OutOfSpaceError(OSError):
+    """A file could not be written because its file system is full.
+
+    An :class:`OSError` with ``errno`` ``ENOSPC`` and ``filename`` the path
+    that could not be written (or the folder a job was refused for); its
+    message is one line, ``"PATH: no space left on device (3.0 MiB needed,
+    2.1 MiB free)"``.
+
+    Parameters
+    ----------
+    filename : path
+        The file (or folder) that could not be written.
+    needed : int, optional
+        Bytes the write needed, when known.
+    free : int, optional
+        Bytes free on the file system (for an unprivileged user) when the
+        write failed.
+    what : str, optional
+        What was refused, for a refusal before any write (``"the run"``).
+    at_least : bool
+        ``needed`` is only a lower bound (the bytes written when the disk
+        filled up).
+    detail : str, optional
+        Appended after the numbers (e.g. what the estimate is made of).
+
+    Attributes
+    ----------
+    needed, free : int or None
+        As given, in bytes.
+    """
+
+    def __init__(
+        self,
+        filename,
+        needed: int | None = None,
+        free: int | None = None,
+        what: str | None = None,
+        at_least: bool = False,
+        detail: str | None = None,
+    ):
+        numbers = []
+        if needed is not None:
+            approx = "at least " if at_least else "about " if what else ""  # a refusal gives an estimate
+            numbers.append(f"{approx}{format_bytes(needed)} needed")
+        if free is not None:
+            numbers.append(f"{format_bytes(free)} free")
+        text = "no space left on device" + (f" for {what}" if what else "")
+        if numbers:
+            text += f" ({', '.join(numbers)}{'; ' + detail if detail else ''})"
+        elif detail:
+            text += f" ({detail})"
+        super().__init__(errno.ENOSPC, text, str(filename))
+        self.needed = None if needed is None else int(needed)
+        self.free = None if free is None else int(free)
+        self._init_args = (str(filename), needed, free, what, at_least, detail)
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+    def __reduce__(self):  # sent back intact from a joblib / dask worker
+        return type(self), self._init_args
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` says that a file system (or a quota) is full.
+
+    True for ``ENOSPC`` and ``EDQUOT``, and for the errno-less
+    :class:`OSError` numpy raises when ``tofile``/``np.save`` runs out of
+    space.
+    """
+    if not isinstance(exc, OSError):
+        return False
+    if isinstance(exc, OutOfSpaceError) or exc.errno in OUT_OF_SPACE_ERRNOS:
+        return True
+    return exc.errno is None and bool(_NUMPY_FALLOCATE.search(str(exc)) or _NUMPY_SHORT_WRITE.search(str(exc)))
+
+
+def free_bytes(path) -> int:
+    """Bytes an unprivileged user may still write on the file system holding ``path``.
+
+    ``path`` need not exist: its nearest existing ancestor is asked
+    (``statvfs``'s ``f_bavail * f_frsize``, as ``df`` shows).
+    """
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def _needed_from_numpy(exc: BaseException) -> int | None:
+    """The file size numpy's errno-less out-of-space message names, if it is one of them."""
+    m = _NUMPY_FALLOCATE.search(str(exc))
+    if m:
+        return int(m.group(1)) + int(m.group(2))
+    return None
+
+
+@contextlib.contextmanager
+def translate_out_of_space(path, *, size: int | None = None) -> Iterator[None]:
+    """Context manager: a full disk inside the block becomes :class:`OutOfSpaceError` naming ``path``.
+
+    For writers that do not go through :func:`atomic_path` (a file appended
+    to, a folder being filled).  Other errors pass unchanged.
+
+    Parameters
+    ----------
+    path : path
+        The file or folder being written (named in the message).
+    size : int, optional
+        Bytes the block writes, when known (else the message gives only the
+        free space).
+    """
+    try:
+        yield
+    except OutOfSpaceError:
+        raise
+    except OSError as exc:
+        if not is_out_of_space(exc):
+            raise
+        raise OutOfSpaceError(path, needed=size or _needed_from_numpy(exc), free=free_bytes(path)) from exc
+
+
+def check_free_space(path, need: int, what: str, detail: str | None = None) -> int:
+    """Refuse a job before it starts when it needs more disk than the file system of ``path`` has free.
+
+    Parameters
+    ----------
+    path : path
+        Where the job will write (it need not exist yet).
+    need : int
+        Bytes the job is estimated to write.
+    what : str
+        What is refused, for the message (``"the run"``).
+    detail : str, optional
+        What the estimate is made of, appended to the message.
+
+    Returns
+    -------
+    int
+        The free bytes found.
+
+    Raises
+    ------
+    OutOfSpaceError
+        ``"PATH: no space left on device for WHAT (about N needed, M free; DETAIL)"``.
+    """
+    free = free_bytes(path)
+    if int(need) > free:
+        raise OutOfSpaceError(path, needed=int(need), free=free, what=what, detail=detail)
+    return free
+
+
+# --------------------------------------------------------------------------
 # Atomic writes
 # --------------------------------------------------------------------------
+
 
 def _fsync_dir(directory: Path) -> None:
     try:
@@ -47,39 +239,84 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _new_temporary(path: Path) -> Path:
+    """Create an empty, unique ``.NAME.XXXXXXXX.tmp`` beside ``path`` with the mode ``open()`` gives.
+
+    ``O_CREAT | O_EXCL`` with mode ``0o666``: the kernel applies the umask
+    (and a default ACL of the folder), unlike ``mkstemp``'s fixed 0600.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no unused temporary name after 100 tries", str(path))
+
+
 @contextlib.contextmanager
-def atomic_path(path, *, fsync: bool = True) -> Iterator[Path]:
+def atomic_path(path, *, fsync: bool = True, size: int | None = None) -> Iterator[Path]:
     """Context manager: a unique temporary path to write; renamed to ``path`` on success.
 
-    The parent folder is created if needed.  On an exception the temporary
-    file is removed and ``path`` is left as it was.
+    Parameters
+    ----------
+    path : path
+        The file to write.  Its parent folder is created if needed.
+    fsync : bool
+        Flush the file (and the folder) to disk before and after the rename.
+    size : int, optional
+        Bytes the file will take, when known: named by the
+        :class:`OutOfSpaceError` of a full disk.
+
+    Yields
+    ------
+    Path
+        The temporary file (it exists, empty, with the umask's mode); write
+        it (or replace its contents) inside the block.
+
+    On an exception the temporary file is removed and ``path`` is left as
+    it was.  A full disk anywhere (the folder, the temporary, the writes,
+    the fsync, the rename) raises :class:`OutOfSpaceError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    with translate_out_of_space(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with translate_out_of_space(path, size=size):
+        tmp = _new_temporary(path)
     try:
         yield tmp
         if fsync:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        written = 0
+        with contextlib.suppress(OSError):
+            written = tmp.stat().st_size
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, OutOfSpaceError) and is_out_of_space(exc):
+            needed = size or _needed_from_numpy(exc)
+            raise OutOfSpaceError(
+                path, needed=needed or written or None, free=free_bytes(path.parent), at_least=needed is None
+            ) from exc
         raise
     if fsync:
         _fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    with atomic_path(path) as tmp:
+def atomic_write_bytes(path, data: bytes, *, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``."""
+    with atomic_path(path, fsync=fsync, size=len(data)) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
 def atomic_write_text(path, text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` atomically; returns ``path``."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -90,8 +327,9 @@ def atomic_write_json(path, obj, *, indent: int | None = 2, default=None) -> Pat
 
 def atomic_save_npy(path, array: np.ndarray) -> Path:
     """``np.save`` atomically (never pickled)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.asarray(array), allow_pickle=False)
+    array = np.asarray(array)
+    with atomic_path(path, size=array.nbytes + 128) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
     return Path(path)
 
 
@@ -101,7 +339,8 @@ def atomic_save_npz(path, arrays: dict, *, compressed: bool = False) -> Path:
     for k, v in arrays.items():
         if v.dtype == object:
             raise TypeError(f"{path}: array {k!r} has dtype object, which would need pickling")
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    size = None if compressed else sum(v.nbytes + 128 + 100 + 2 * len(k) for k, v in arrays.items()) + 22
+    with atomic_path(path, size=size) as tmp, open(tmp, "wb") as fh:
         (np.savez_compressed if compressed else np.savez)(fh, **arrays)
     return Path(path)
 
@@ -130,6 +369,7 @@ def jsonable(obj):
 # Reading
 # --------------------------------------------------------------------------
 
+
 def read_json(path, *, what: str = "JSON file", expect=dict):
     """Read a JSON file; every failure is a :class:`DataFileError` naming ``path``.
 
@@ -147,8 +387,7 @@ def read_json(path, *, what: str = "JSON file", expect=dict):
     except json.JSONDecodeError as exc:
         raise DataFileError(f"{path}: {what} is not valid JSON ({exc})") from None
     if expect is not None and not isinstance(obj, expect):
-        raise DataFileError(f"{path}: {what} should hold a JSON {expect.__name__}, "
-                            f"found {type(obj).__name__}")
+        raise DataFileError(f"{path}: {what} should hold a JSON {expect.__name__}, found {type(obj).__name__}")
     return obj
 
 
@@ -207,8 +446,10 @@ def claim_folder(params_path, params: dict, *, what: str, error=ValueError) -> b
     params = jsonable(params)
     if params_path.exists():
         if read_json(params_path, what=f"{what} parameters") != params:
-            raise error(f"{params_path.parent}: {what} with other parameters or images is already here; "
-                        "use another folder or delete it")
+            raise error(
+                f"{params_path.parent}: {what} with other parameters or images is already here; "
+                "use another folder or delete it"
+            )
         return True
     atomic_write_json(params_path, params, indent=None)
     return False
@@ -229,6 +470,7 @@ def write_failures_csv(path, failures) -> Path:
 # --------------------------------------------------------------------------
 # Checksums
 # --------------------------------------------------------------------------
+
 
 def sha256_file(path) -> str:
     h = hashlib.sha256()
@@ -255,6 +497,7 @@ def sha256_strings(items: Iterable[str]) -> str:
 # --------------------------------------------------------------------------
 # A lock for a work folder
 # --------------------------------------------------------------------------
+
 
 class FolderBusyError(RuntimeError):
     """Another process holds the lock of a work folder."""
@@ -291,8 +534,10 @@ def folder_lock(directory, *, what: str = "work folder") -> Iterator[Path]:
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
-            raise FolderBusyError(f"{directory}: {what} is in use by another run (pid {holder}); "
-                                  "wait for it to finish or use another folder") from None
+            raise FolderBusyError(
+                f"{directory}: {what} is in use by another run (pid {holder}); "
+                "wait for it to finish or use another folder"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 #: Backends the library accepts (joblib's, plus ``"dask"`` through a client).
 BACKENDS = ("loky", "threading", "multiprocessing", "sequential", "dask")
@@ -36,14 +36,15 @@ def _active_dask_client():
     try:
         return get_client()
     except ValueError:
-        raise ValueError("backend 'dask' needs an open dask.distributed client: use "
-                           "phow_baseline.parallel.dask_client(scheduler) (the CLI opens one for --backend dask)"
-                           ) from None
+        raise ValueError(
+            "backend 'dask' needs an open dask.distributed client: use "
+            "phow_baseline.parallel.dask_client(scheduler) (the CLI opens one for --backend dask)"
+        ) from None
 
 
 @contextlib.contextmanager
 def backend_config(backend: str | None):
-    """joblib's ``parallel_config`` for ``backend`` (``None``: leave joblib's default, loky).
+    """Joblib's ``parallel_config`` for ``backend`` (``None``: leave joblib's default, loky).
 
     ``"dask"`` requires an active ``dask.distributed`` client (see
     :func:`dask_client`); without one this raises at once
@@ -62,8 +63,9 @@ def backend_config(backend: str | None):
         yield
 
 
-def imap(fn: Callable, tasks: Iterable[tuple], *, n_jobs: int = -1, backend: str | None = None,
-         ordered: bool = False) -> Iterator:
+def imap(
+    fn: Callable, tasks: Iterable[tuple], *, n_jobs: int = -1, backend: str | None = None, ordered: bool = False
+) -> Iterator:
     """Yield ``fn(*task)`` for every task, computed in parallel on ``backend``.
 
     Results come as they finish (``ordered=False``) or in task order.  With
@@ -103,8 +105,9 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None):
         cluster = None
     else:
         n = n_workers if n_workers and n_workers > 0 else (os.cpu_count() or 1)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        )
         client = Client(cluster)
     try:
         yield client

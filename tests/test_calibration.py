@@ -8,12 +8,20 @@ from scipy.special import expit
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score
 
-from phow_baseline.classification.calibration import (N_BINS, OperatingPoints, PlattCalibrator, TemperatureScaler,
-                                       bootstrap_weights, brier_scores, calibration_summary, choose_threshold,
-                                       expected_calibration_error, fit_sigmoid, operating_point_metrics,
-                                       reliability_curve)
+from phow_baseline.classification import OperatingPoints, PlattCalibrator, TemperatureScaler
+from phow_baseline.classification.calibration import fit_sigmoid
+from phow_baseline.classification.operating_points import choose_threshold
+from phow_baseline.evaluation import (
+    N_BINS,
+    bootstrap_weights,
+    brier_scores,
+    calibration_summary,
+    expected_calibration_error,
+    operating_point_metrics,
+    reliability_curve,
+)
+from phow_baseline.evaluation.roc import auroc_weighted_all
 from phow_baseline.io import atomic_save_npz, load_npz
-from phow_baseline.evaluation.metrics import auroc_weighted_all
 
 
 def _svm_like(n=400, k=5, seed=0):
@@ -21,9 +29,9 @@ def _svm_like(n=400, k=5, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.random((n, k)) < np.array([0.3, 0.1, 0.04, 0.2, 0.0])[:k]
     s = rng.normal(0, 1, (n, k)) + 1.2 * y
-    s[:, 1] = np.round(s[:, 1], 1)           # many tied scores
+    s[:, 1] = np.round(s[:, 1], 1)  # many tied scores
     if k > 3:
-        s[:, 3] = -s[:, 3]                   # ranks the positives below: AUROC < 0.5
+        s[:, 3] = -s[:, 3]  # ranks the positives below: AUROC < 0.5
     return s, y.astype(int)
 
 
@@ -66,8 +74,9 @@ def test_calibration_leaves_every_auroc_identical():
         np.testing.assert_array_equal(np.argsort(p[:, j], kind="stable"), np.argsort(s2[:, j], kind="stable"))
         assert len(np.unique(p[:, j])) == len(np.unique(s2[:, j]))
     t = TemperatureScaler().fit(s, y)
-    np.testing.assert_array_equal(auroc_weighted_all(y2.astype(bool), t.predict_proba(s2)),
-                                  auroc_weighted_all(y2.astype(bool), s2))
+    np.testing.assert_array_equal(
+        auroc_weighted_all(y2.astype(bool), t.predict_proba(s2)), auroc_weighted_all(y2.astype(bool), s2)
+    )
 
 
 def test_platt_as_data_round_trip(tmp_path):
@@ -169,7 +178,7 @@ def test_calibration_measures_by_hand():
     summ = calibration_summary(yy, pp, list("ABCD"))
     assert summ["n_bins"] == N_BINS == 10 and sum(summ["reliability"]["C"]["count"]) == 500
     assert all(v < 0.1 for v in summ["ece"].values())  # calibrated by construction
-    assert expected_calibration_error(yy, pp ** 3).min() > 0.1  # badly calibrated
+    assert expected_calibration_error(yy, pp**3).min() > 0.1  # badly calibrated
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         brier_scores(yy, pp + 1)
 
@@ -236,15 +245,17 @@ def test_trained_phow_model_gives_calibrated_probabilities(sample_run, sample_di
     recal = model.calibrate(margins[list(LABELS)].to_numpy())
     np.testing.assert_allclose(recal, probs[list(LABELS)].to_numpy(), rtol=1e-5, atol=1e-6)
     defined = [j for j in range(14) if 0 < y.iloc[:, j].sum() < len(y)]
-    np.testing.assert_array_equal(auroc_weighted_all(y.to_numpy(bool)[:, defined], recal[:, defined]),
-                                  auroc_weighted_all(y.to_numpy(bool)[:, defined],
-                                                     margins[list(LABELS)].to_numpy()[:, defined]))
+    np.testing.assert_array_equal(
+        auroc_weighted_all(y.to_numpy(bool)[:, defined], recal[:, defined]),
+        auroc_weighted_all(y.to_numpy(bool)[:, defined], margins[list(LABELS)].to_numpy()[:, defined]),
+    )
     # predict: probabilities in [0, 1]; --raw-scores: the margins; --decisions: p >= the stored thresholds
     images = sorted((sample_dir / "images").glob("*.png"))[:3]
     r = CliRunner()
     for args, name in (([], "p.csv"), (["--raw-scores"], "raw.csv"), (["--decisions"], "d.csv")):
-        res = r.invoke(cli, ["predict", str(out / "model"), *map(str, images), "--out", str(tmp_path / name),
-                             "--quiet", *args])
+        res = r.invoke(
+            cli, ["predict", str(out / "model"), *map(str, images), "--out-csv", str(tmp_path / name), "--quiet", *args]
+        )
         assert res.exit_code == 0, res.output
     p = pd.read_csv(tmp_path / "p.csv")[list(LABELS)].to_numpy()
     raw = pd.read_csv(tmp_path / "raw.csv")[list(LABELS)].to_numpy()
@@ -262,6 +273,7 @@ def load_y(sample_dir, names):
 
 
 @pytest.mark.slow
+@pytest.mark.cnn
 def test_cnn_probabilities_and_temperature_scaling(sample_dir, tmp_path):
     """A tiny CNN: evaluate with temperature scaling (validation carve), predict probabilities and logits."""
     import json
@@ -269,17 +281,55 @@ def test_cnn_probabilities_and_temperature_scaling(sample_dir, tmp_path):
     import pandas as pd
     from click.testing import CliRunner
 
-    pytest.importorskip("torch")
     from phow_baseline.cli import main as cli
     from phow_baseline.data.chestxray14 import LABELS
 
     r = CliRunner()
-    res = r.invoke(cli, ["cnn", "train", str(sample_dir), "--out", str(tmp_path / "m"), "--backbone", "resnet50",
-                         "--epochs", "1", "--max-steps", "2", "--batch-size", "4", "--crop", "56", "--resize", "64",
-                         "--workers", "0", "--device", "cpu", "--quiet"])
+    res = r.invoke(
+        cli,
+        [
+            "cnn",
+            "train",
+            str(sample_dir),
+            "--out",
+            str(tmp_path / "m"),
+            "--backbone",
+            "resnet50",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--crop",
+            "56",
+            "--resize",
+            "64",
+            "--n-jobs",
+            "0",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = r.invoke(cli, ["cnn", "evaluate", str(tmp_path / "m"), str(sample_dir), "--out", str(tmp_path / "run"),
-                         "--n-bootstrap", "20", "--quiet", "--device", "cpu", "--temperature-scaling"])
+    res = r.invoke(
+        cli,
+        [
+            "cnn",
+            "evaluate",
+            str(tmp_path / "m"),
+            str(sample_dir),
+            "--out",
+            str(tmp_path / "run"),
+            "--n-bootstrap",
+            "20",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--temperature-scaling",
+        ],
+    )
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     T = m["temperature_scaling"]["temperature"]
@@ -288,13 +338,15 @@ def test_cnn_probabilities_and_temperature_scaling(sample_dir, tmp_path):
     assert set(m["operating_points"]["per_class"]) == set(LABELS)
     imgs = sorted((sample_dir / "images").glob("*.png"))[:2]
     for args, name in (([], "p.csv"), (["--raw-scores"], "z.csv")):
-        res = r.invoke(cli, ["predict", str(tmp_path / "m"), *map(str, imgs), "--out", str(tmp_path / name),
-                             "--quiet", *args])
+        res = r.invoke(
+            cli, ["predict", str(tmp_path / "m"), *map(str, imgs), "--out-csv", str(tmp_path / name), "--quiet", *args]
+        )
         assert res.exit_code == 0, res.output
     p = pd.read_csv(tmp_path / "p.csv")[list(LABELS)].to_numpy()
     z = pd.read_csv(tmp_path / "z.csv")[list(LABELS)].to_numpy()
     assert ((p >= 0) & (p <= 1)).all()
     np.testing.assert_allclose(expit(z), p, rtol=1e-4, atol=1e-6)
-    res = r.invoke(cli, ["predict", str(tmp_path / "m"), str(imgs[0]), "--out", str(tmp_path / "d.csv"),
-                         "--decisions"])
+    res = r.invoke(
+        cli, ["predict", str(tmp_path / "m"), str(imgs[0]), "--out-csv", str(tmp_path / "d.csv"), "--decisions"]
+    )
     assert res.exit_code != 0 and "no operating points" in res.output

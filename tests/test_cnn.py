@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from phow_baseline.cli import main as cli
+from phow_baseline.data import ImageCache
 from phow_baseline.data.chestxray14 import ChestXray14
-from phow_baseline.data.preprocess import ImageCache
 
 try:  # the cnn extra; without it every test below is skipped (or fails under ./run-tests) one by one,
     import torch  # through the cnn marker and tests/conftest.py, never hidden by a module-level skip
@@ -35,8 +35,15 @@ def small_cache(sample_dir, tmp_path_factory):
         warnings.simplefilter("ignore")
         ds = ChestXray14(sample_dir)
     names = ds.split_names("train_val")[:48]
-    cache = ImageCache.build(tmp_path_factory.mktemp("cnncache"), [ds.image_path(n) for n in names], names,
-                             size=64, equalization="none", progress=False, n_jobs=1)
+    cache = ImageCache.build(
+        tmp_path_factory.mktemp("cnncache"),
+        [ds.image_path(n) for n in names],
+        names,
+        size=64,
+        equalization="none",
+        progress=False,
+        n_jobs=1,
+    )
     return cache, ds.labels(names)
 
 
@@ -71,8 +78,15 @@ def test_transforms_shapes_and_normalization():
 
 def _train(cfg, cache, y, out, resume=False):
     rows = np.arange(len(y))
-    return train_cnn(cfg, CacheDataset(cache, rows[:40], y[:40]), CacheDataset(cache, rows[40:], y[40:]), out,
-                     resume=resume, progress=False, log=lambda m: None)
+    return train_cnn(
+        cfg,
+        CacheDataset(cache, rows[:40], y[:40]),
+        CacheDataset(cache, rows[40:], y[40:]),
+        out,
+        resume=resume,
+        progress=False,
+        log=lambda m: None,
+    )
 
 
 @pytest.mark.slow
@@ -148,14 +162,20 @@ def test_local_weights_file_and_wrong_shapes(tmp_path):
     # old-style DenseNet keys (norm.1, conv.2 ...) and an ImageNet-sized head
     old = {}
     for k, v in src.state_dict().items():
-        k = k.replace("norm1", "norm.1").replace("conv1", "conv.1").replace("norm2", "norm.2").replace("conv2", "conv.2")
+        k = (
+            k.replace("norm1", "norm.1")
+            .replace("conv1", "conv.1")
+            .replace("norm2", "norm.2")
+            .replace("conv2", "conv.2")
+        )
         old[k] = v
     old["classifier.weight"] = torch.zeros(1000, 1024)
     old["classifier.bias"] = torch.zeros(1000)
     torch.save(old, tmp_path / "old.pth")
     m2 = build_model("densenet121", tmp_path / "old.pth")
-    assert torch.equal(m2.features.denseblock1.denselayer1.norm1.weight,
-                       src.features.denseblock1.denselayer1.norm1.weight)
+    assert torch.equal(
+        m2.features.denseblock1.denselayer1.norm1.weight, src.features.denseblock1.denselayer1.norm1.weight
+    )
     assert m2.classifier.out_features == 14
     bad = build_model("resnet50", None).state_dict()
     torch.save(bad, tmp_path / "resnet.pth")
@@ -188,20 +208,61 @@ def test_vgg_grad_cam():
 @pytest.mark.slow
 def test_cli_train_and_evaluate_on_the_sample(sample_dir, tmp_path):
     r = CliRunner()
-    res = r.invoke(cli, ["cnn", "train", str(sample_dir), "--out", str(tmp_path / "m"), "--backbone", "resnet50",
-                         "--epochs", "1", "--max-steps", "2", "--batch-size", "4", "--crop", "56", "--resize", "64",
-                         "--workers", "0", "--device", "cpu", "--quiet"])
+    res = r.invoke(
+        cli,
+        [
+            "cnn",
+            "train",
+            str(sample_dir),
+            "--out",
+            str(tmp_path / "m"),
+            "--backbone",
+            "resnet50",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--crop",
+            "56",
+            "--resize",
+            "64",
+            "--n-jobs",
+            "0",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = r.invoke(cli, ["cnn", "evaluate", str(tmp_path / "m"), str(sample_dir), "--out", str(tmp_path / "run"),
-                         "--n-bootstrap", "20", "--quiet", "--device", "cpu"])
+    res = r.invoke(
+        cli,
+        [
+            "cnn",
+            "evaluate",
+            str(tmp_path / "m"),
+            str(sample_dir),
+            "--out",
+            str(tmp_path / "run"),
+            "--n-bootstrap",
+            "20",
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert m["kind"] == "cnn" and m["n_test"] == 59 and set(m["auroc"]) == set(json.loads(
-        (tmp_path / "m" / "model.json").read_text())["labels"])
+    assert (
+        m["kind"] == "cnn"
+        and m["n_test"] == 59
+        and set(m["auroc"]) == set(json.loads((tmp_path / "m" / "model.json").read_text())["labels"])
+    )
     cmp_ = r.invoke(cli, ["compare", str(tmp_path / "run")])
     assert cmp_.exit_code == 0 and "Wang2017_official" in cmp_.output
     imgs = sorted((sample_dir / "images").glob("*.png"))[:2]
-    res = r.invoke(cli, ["cnn", "predict", str(tmp_path / "m"), *map(str, imgs), "--out", str(tmp_path / "p.csv")])
+    res = r.invoke(cli, ["cnn", "predict", str(tmp_path / "m"), *map(str, imgs), "--out-csv", str(tmp_path / "p.csv")])
     assert res.exit_code == 0, res.output
     import pandas as pd
 

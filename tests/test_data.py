@@ -8,9 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phow_baseline.data.chestxray14 import (LABELS, ChestXray14, DatasetError, MissingImagesWarning, followup_index,
-                                labels_from_strings, patient_from_name, patient_validation_split,
-                                read_boxes, read_metadata, read_split_list)
+from phow_baseline.data.chestxray14 import (
+    LABELS,
+    ChestXray14,
+    DatasetError,
+    MissingImagesWarning,
+    followup_index,
+    labels_from_strings,
+    patient_from_name,
+    patient_validation_split,
+    read_boxes,
+    read_metadata,
+    read_split_list,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +64,13 @@ def test_missing_images_warn_with_counts_and_strict_raises(sample_dir):
 def test_boxes_of_sample(ds):
     b = ds.boxes()
     assert len(b) == 9 and b["Image Index"].nunique() == 9
-    assert b["label"].value_counts().to_dict() == {"Cardiomegaly": 3, "Nodule": 2, "Pneumonia": 2,
-                                                   "Atelectasis": 1, "Mass": 1}
+    assert b["label"].value_counts().to_dict() == {
+        "Cardiomegaly": 3,
+        "Nodule": 2,
+        "Pneumonia": 2,
+        "Atelectasis": 1,
+        "Mass": 1,
+    }
     assert set(b["Image Index"]) <= set(ds.split_names("test"))
     # boxes scale from the 1024 frame to the 512x512 files on disk
     raw = read_boxes(ds.bbox_path).set_index("Image Index")

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from phow_baseline.cli import main as cli
 from phow_baseline.config import BaselineConfig
-from phow_baseline.workflow.demo import DEMO_OUTPUTS, demo_fingerprint, prepare_demo_dir, run_demo
-from phow_baseline.model.directory import load_model
 from phow_baseline.data.phantom import CONSPICUOUS, load_truth
+from phow_baseline.model.directory import load_model
+from phow_baseline.workflow.demo import DEMO_OUTPUTS, demo_fingerprint, prepare_demo_dir, run_demo
 
 FAST = BaselineConfig(n_words=100, max_descriptors=20_000, vocab_images=100, n_jobs=2)
 
@@ -42,7 +42,7 @@ def test_heatmaps_land_in_the_true_boxes(demo_run):
         heat = model.heatmaps(img)[model.labels.index("Mass")]
         pos = np.clip(heat, 0, None)
         x, y, w, h = (int(round(v)) for v in t["boxes"]["Mass"])
-        inside = pos[y:y + h + 1, x:x + w + 1].sum() / pos.sum()
+        inside = pos[y : y + h + 1, x : x + w + 1].sum() / pos.sum()
         area = (w + 1) * (h + 1) / pos.size
         ratios.append(inside / area)
     assert len(ratios) >= 4
@@ -94,14 +94,16 @@ def test_demo_caches_are_reused_only_with_the_same_fingerprint(tmp_path):
 def test_demo_command_on_a_real_folder(sample_dir, tmp_path):
     """`phow-baseline demo --data DIR` runs on the real sample (here with the phantom's
     demo settings; the table printed says which data it was)."""
-    res = CliRunner().invoke(cli, ["demo", "--data", str(sample_dir), "--out", str(tmp_path / "d"), "--quiet",
-                                   "--n-bootstrap", "50"])
+    res = CliRunner().invoke(
+        cli, ["demo", "--data", str(sample_dir), "--out", str(tmp_path / "d"), "--quiet", "--n-bootstrap", "50"]
+    )
     assert res.exit_code == 0, res.output
     assert "SYNTHETIC" not in res.output and "Mean" in res.output
     assert f"demo: writing to {tmp_path / 'd'}" in res.stderr
     assert (tmp_path / "d" / "run" / "metrics.json").exists()
-    again = CliRunner().invoke(cli, ["demo", "--data", str(sample_dir), "--out", str(tmp_path / "d"), "--quiet",
-                                     "--n-bootstrap", "50"])
+    again = CliRunner().invoke(
+        cli, ["demo", "--data", str(sample_dir), "--out", str(tmp_path / "d"), "--quiet", "--n-bootstrap", "50"]
+    )
     assert again.exit_code == 0, again.output
     assert "demo: reusing the caches" in again.stderr and "vocabulary: reusing" in again.stderr
 
@@ -114,8 +116,9 @@ def test_demo_runs_with_fisher_vectors(tmp_path):
     from phow_baseline.cli import main
 
     out = tmp_path / "fv"
-    res = CliRunner().invoke(main, ["demo", "--out", str(out), "--patients", "40", "--encoding", "fisher",
-                                    "--n-bootstrap", "20", "--quiet"])
+    res = CliRunner().invoke(
+        main, ["demo", "--out", str(out), "--patients", "40", "--encoding", "fisher", "--n-bootstrap", "20", "--quiet"]
+    )
     assert res.exit_code == 0, res.output
     assert "SYNTHETIC" in res.output
     meta = json.loads((out / "model" / "model.json").read_text())

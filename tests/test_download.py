@@ -10,8 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from phow_baseline.cli import main as cli
-from phow_baseline.data.download import (NIH_IMAGE_ARCHIVES, DownloadError, download, extract_images, fetch,
-                                    parse_parts)
+from phow_baseline.data.download import NIH_IMAGE_ARCHIVES, DownloadError, download, extract_images, fetch, parse_parts
 
 
 class Server:
@@ -19,7 +18,7 @@ class Server:
 
     def __init__(self, files):
         self.files = dict(files)
-        self.cut_first = {}      # path -> byte count after which the first response is cut
+        self.cut_first = {}  # path -> byte count after which the first response is cut
         self.ignore_range = False
         self.corrupt_first = set()
         self.requests = []
@@ -156,9 +155,20 @@ def test_truncated_archive_leaves_nothing(sample_images, tmp_path):
 
 
 def test_cli_download(server, sample_dir, tmp_path):
-    res = CliRunner().invoke(cli, ["download", str(tmp_path / "d"), "--parts", "2", "--quiet",
-                                   "--mirror", f"2={server.url}/images_002.tar.gz",
-                                   "--metadata-from", str(sample_dir)])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "download",
+            str(tmp_path / "d"),
+            "--parts",
+            "2",
+            "--quiet",
+            "--mirror",
+            f"2={server.url}/images_002.tar.gz",
+            "--metadata-from",
+            str(sample_dir),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "images_002.tar.gz: 3 images" in res.output and "all: 3 of 112120" in res.output
 

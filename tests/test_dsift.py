@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from phow_baseline.features.dsift import DESCRIPTOR_SIZE, dsift, dsift_grid, mirror_permutation
 from phow_baseline.data.preprocess import preprocess
+from phow_baseline.features.dsift import DESCRIPTOR_SIZE, dsift, dsift_grid, mirror_permutation
 
 SIZES = (4, 6, 8, 10)
 
@@ -31,8 +32,9 @@ def _compare_with_vlfeat(im, s, bounds_xy, where):
     from cyvlfeat.sift import dsift as vl_dsift
 
     xmin, ymin, xmax, ymax = bounds_xy
-    fv, dv = vl_dsift(im, step=2, size=s, bounds=np.array([ymin, xmin, ymax, xmax]), window_size=1.5, fast=True,
-                      norm=True)
+    fv, dv = vl_dsift(
+        im, step=2, size=s, bounds=np.array([ymin, xmin, ymax, xmax]), window_size=1.5, fast=True, norm=True
+    )
     f, d = dsift(im, step=2, bin_size=s, window_size=1.5, bounds=bounds_xy)
     assert len(f) == len(fv) and np.array_equal(f[:, :2], fv[:, [1, 0]]), f"{where} size {s}: frames differ"
     np.testing.assert_allclose(f[:, 2], fv[:, 2], rtol=1e-4, atol=1e-7)
@@ -45,7 +47,6 @@ def _compare_with_vlfeat(im, s, bounds_xy, where):
 def test_dsift_matches_vlfeat_on_sample_images(sample_images, capsys):
     """Real images at 256x256 (equalized), every bin size, vl_phow's bounds: frames identical, descriptor
     entries beyond one uint8 level no more than measured (see KNOWN_OUTLIER_IMAGES)."""
-    pytest.importorskip("cyvlfeat")
     chosen = [p for i, p in enumerate(sample_images) if i % 12 == 0 or p.name in KNOWN_OUTLIER_IMAGES]
     assert sum(p.name in KNOWN_OUTLIER_IMAGES for p in chosen) == len(KNOWN_OUTLIER_IMAGES)
     total = beyond = maxdiff = 0
@@ -57,8 +58,10 @@ def test_dsift_matches_vlfeat_on_sample_images(sample_images, capsys):
             assert k <= MAX_OUTLIERS_PER_PAIR, f"{p.name} size {s}: {k} entries beyond 1 level"
             total, beyond, maxdiff = total + n, beyond + k, max(maxdiff, m)
     with capsys.disabled():
-        print(f"\ndsift vs VLFeat: {len(chosen)} images x {len(SIZES)} sizes, {total} entries, {beyond} beyond "
-              f"1 level, max |diff| {maxdiff}")
+        print(
+            f"\ndsift vs VLFeat: {len(chosen)} images x {len(SIZES)} sizes, {total} entries, {beyond} beyond "
+            f"1 level, max |diff| {maxdiff}"
+        )
     assert beyond <= MAX_OUTLIERS_SUBSET
 
 
@@ -66,7 +69,6 @@ def test_dsift_matches_vlfeat_on_sample_images(sample_images, capsys):
 @pytest.mark.slow
 def test_dsift_matches_vlfeat_non_square_asymmetric_bounds(sample_images):
     """Wide and tall crops of real images, bounds different on all four sides (axis order checked)."""
-    pytest.importorskip("cyvlfeat")
     beyond = 0
     for p in sample_images[1:4]:
         full = preprocess(p, None).astype(np.float32) / 255  # 512 x 512, equalized
@@ -89,8 +91,9 @@ def test_frame_geometry():
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(h=st.integers(1, 40), w=st.integers(1, 40), b=st.integers(1, 5), step=st.integers(1, 4),
-       seed=st.integers(0, 10_000))
+@given(
+    h=st.integers(1, 40), w=st.integers(1, 40), b=st.integers(1, 5), step=st.integers(1, 4), seed=st.integers(0, 10_000)
+)
 def test_any_size_float_norms(h, w, b, step, seed):
     im = np.random.default_rng(seed).random((h, w)).astype(np.float32)
     f, d = dsift(im, step=step, bin_size=b, float_descriptors=True)
@@ -137,16 +140,21 @@ def test_mirroring_permutes_descriptor_entries(seed, b, step, k):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(h=st.integers(13, 70), w=st.integers(13, 70), b=st.integers(1, 6), step=st.integers(1, 3),
-       seed=st.integers(0, 10_000), threshold=st.sampled_from([-1.0, 0.005, 0.02]))
+@given(
+    h=st.integers(13, 70),
+    w=st.integers(13, 70),
+    b=st.integers(1, 6),
+    step=st.integers(1, 3),
+    seed=st.integers(0, 10_000),
+    threshold=st.sampled_from([-1.0, 0.005, 0.02]),
+)
 def test_uint8_fast_path_matches_general_path(h, w, b, step, seed, threshold):
     """uint8 output (the fast assembly when the step divides the bin size, the general one otherwise)
     equals min(512 d, 255) of the float descriptors, truncated, within float rounding."""
     im = np.random.default_rng(seed).random((h, w)).astype(np.float32)
     im[: h // 3] *= 0.02  # a low-contrast band, so that some descriptors fall under the threshold
     f8, d8 = dsift(im, step=step, bin_size=b, window_size=1.5, contrast_threshold=threshold)
-    ff, df = dsift(im, step=step, bin_size=b, window_size=1.5, contrast_threshold=threshold,
-                   float_descriptors=True)
+    ff, df = dsift(im, step=step, bin_size=b, window_size=1.5, contrast_threshold=threshold, float_descriptors=True)
     assert np.array_equal(f8[:, :2], ff[:, :2])
     np.testing.assert_allclose(f8[:, 2], ff[:, 2], rtol=1e-5, atol=1e-9)  # sums in another order
     # a contrast within rounding of the threshold may be zeroed on one side only

@@ -4,13 +4,14 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.cluster import KMeans
 
-from phow_baseline.encoding.store import FeatureStore
 from phow_baseline.classification.kernel_map import HomogeneousKernelMap, homkermap_constants, make_kernel_map
 from phow_baseline.encoding.pyramid import level_weights, normalize_pyramid, pyramid_cells
 from phow_baseline.encoding.quantize import PRUNE_DIMS, PruningTables, pruning_tables, quantize, quantize_histogram
+from phow_baseline.encoding.store import FeatureStore
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +50,16 @@ def test_quantize_brute_force_small():
 
 def _brute_force_words(X, C):
     X64, C64 = X.astype(np.float64), C.astype(np.float64)
-    d = (C64 ** 2).sum(1)[None] - 2 * X64 @ C64.T + (X64 ** 2).sum(1)[:, None]
+    d = (C64**2).sum(1)[None] - 2 * X64 @ C64.T + (X64**2).sum(1)[:, None]
     return d, d.argmin(1)
 
 
 @pytest.fixture(scope="module")
 def real_words_and_descriptors(sample_images):
     """PHOW descriptors of 4 real images and 300 words k-means'd on 6 others."""
-    from phow_baseline.features.phow import phow
     from phow_baseline.data.preprocess import preprocess
     from phow_baseline.encoding.vocabulary import Vocabulary
+    from phow_baseline.features.phow import phow
 
     train = [phow(preprocess(p, 128))[1] for p in sample_images[20:26]]
     C = Vocabulary(300, max_descriptors=15_000, random_state=0).fit(train).cluster_centers_
@@ -94,10 +95,10 @@ def test_pruning_bound_is_a_lower_bound(real_words_and_descriptors):
     x = X[X.any(1)][::50].astype(np.float64)
     xc = x - T.mu
     P = xc @ T.V.astype(np.float64)
-    r = np.sqrt(np.maximum((xc ** 2).sum(1) - (P ** 2).sum(1), 0))
+    r = np.sqrt(np.maximum((xc**2).sum(1) - (P**2).sum(1), 0))
     bound = np.hstack([P, np.ones((len(x), 1)), r[:, None]]) @ T.bound.astype(np.float64)
     exact = T.centred_sq[None] - 2 * xc @ T.centred.T
-    scale = (xc ** 2).sum(1)[:, None] + T.centred_sq.max()
+    scale = (xc**2).sum(1)[:, None] + T.centred_sq.max()
     assert ((bound - exact) / scale).max() < 1e-6
     # and it prunes: few words per descriptor come near the bound of the best
     best = exact.min(1)

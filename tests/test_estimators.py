@@ -16,21 +16,32 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import SKLEARN_CHECKS_NOT_APPLICABLE, applicable_checks
-from phow_baseline.classification.svm import OneVsRestSVM
 from phow_baseline.classification.kernel_map import AdditiveChi2Map, HomogeneousKernelMap
+from phow_baseline.classification.svm import OneVsRestSVM
 from phow_baseline.encoding.vocabulary import Vocabulary
 
-ARRAY_ESTIMATORS = [HomogeneousKernelMap(), AdditiveChi2Map(), OneVsRestSVM(), OneVsRestSVM(solver="sgd"),
-                    Vocabulary(n_words=3, max_descriptors=1000)]
+ARRAY_ESTIMATORS = [
+    HomogeneousKernelMap(),
+    AdditiveChi2Map(),
+    OneVsRestSVM(),
+    OneVsRestSVM(solver="sgd"),
+    Vocabulary(n_words=3, max_descriptors=1000),
+]
 
-_FLOAT32_SCORES = ("scores are one float32 GEMM of float32 features and weights (the 14 x 36,000 model is "
-                   "float32 throughout); scoring rows in batches of other sizes changes BLAS's summation and the "
-                   "scores by float32 rounding (~5e-7 absolute), above the check's 1e-7")
-_CLASS_WEIGHT = ("class_weight is None or 'balanced', per label of a 0/1 label matrix; a dict keyed by class "
-                 "(this check sets {0: 1000, 1: 1e-4}) is not supported")
+_FLOAT32_SCORES = (
+    "scores are one float32 GEMM of float32 features and weights (the 14 x 36,000 model is "
+    "float32 throughout); scoring rows in batches of other sizes changes BLAS's summation and the "
+    "scores by float32 rounding (~5e-7 absolute), above the check's 1e-7"
+)
+_CLASS_WEIGHT = (
+    "class_weight is None or 'balanced', per label of a 0/1 label matrix; a dict keyed by class "
+    "(this check sets {0: 1000, 1: 1e-4}) is not supported"
+)
 EXPECTED_FAILED = {
-    "OneVsRestSVM": {"check_methods_subset_invariance": _FLOAT32_SCORES,
-                     "check_class_weight_classifiers": _CLASS_WEIGHT},
+    "OneVsRestSVM": {
+        "check_methods_subset_invariance": _FLOAT32_SCORES,
+        "check_class_weight_classifiers": _CLASS_WEIGHT,
+    },
 }
 
 
@@ -38,8 +49,9 @@ def _expected_failed(estimator):
     return EXPECTED_FAILED.get(type(estimator).__name__, {})
 
 
-@applicable_checks(parametrize_with_checks(ARRAY_ESTIMATORS, expected_failed_checks=_expected_failed),
-                   SKLEARN_CHECKS_NOT_APPLICABLE)
+@applicable_checks(
+    parametrize_with_checks(ARRAY_ESTIMATORS, expected_failed_checks=_expected_failed), SKLEARN_CHECKS_NOT_APPLICABLE
+)
 def test_scikit_learn_checks(estimator, check):
     check(estimator)
 
@@ -53,6 +65,7 @@ def test_estimator_types():
 
 
 # -- the image-input transformers ------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def images():
@@ -135,8 +148,9 @@ def test_vocabulary_contract(phow_output):
     with pytest.raises(NotFittedError):
         v.predict(per_image[0])
     assert v.fit(per_image) is v and v.n_features_in_ == 128 and not hasattr(v, "labels_")
-    np.testing.assert_array_equal(Vocabulary(n_words=4, max_descriptors=2000).fit(phow_output).cluster_centers_,
-                                  v.cluster_centers_)  # (frames, descriptors) pairs work too
+    np.testing.assert_array_equal(
+        Vocabulary(n_words=4, max_descriptors=2000).fit(phow_output).cluster_centers_, v.cluster_centers_
+    )  # (frames, descriptors) pairs work too
     # init-style words survive clone; a fitted vocabulary's learnt words do not (scikit-learn's rule)
     w = clone(Vocabulary(n_words=4, max_descriptors=2000, init=v.cluster_centers_, max_iter=1))
     np.testing.assert_array_equal(w.init, v.cluster_centers_)

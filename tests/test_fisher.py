@@ -18,8 +18,14 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import SKLEARN_CHECKS_NOT_APPLICABLE, applicable_checks
-from phow_baseline.encoding.fisher import (FisherVectorEncoder, fisher_regions, fisher_vector, nonzero_rows, region_index,
-                                  region_weights)
+from phow_baseline.encoding.fisher import (
+    FisherVectorEncoder,
+    fisher_regions,
+    fisher_vector,
+    nonzero_rows,
+    region_index,
+    region_weights,
+)
 from phow_baseline.encoding.gmm import GaussianMixtureVocabulary, gmm_posteriors
 from phow_baseline.features.descriptors import PCA, RootSIFT, root_sift
 
@@ -30,6 +36,7 @@ FIDELITY = 1e-4
 # helpers: a float64 implementation of vl_fisher straight from its formulas
 # --------------------------------------------------------------------------
 
+
 def fisher_reference(X, means, covs, priors, improved=False, fast=False):
     """vl_fisher's formulas in float64, one descriptor and one component at a time (no GEMM)."""
     X = np.asarray(X, np.float64)
@@ -37,8 +44,12 @@ def fisher_reference(X, means, covs, priors, improved=False, fast=False):
     K, d = M.shape
     logp = np.empty((len(X), K))
     for k in range(K):
-        logp[:, k] = (np.log(w[k]) - 0.5 * d * np.log(2 * np.pi) - 0.5 * np.log(S[k]).sum()
-                      - 0.5 * (((X - M[k]) ** 2) / S[k]).sum(1))
+        logp[:, k] = (
+            np.log(w[k])
+            - 0.5 * d * np.log(2 * np.pi)
+            - 0.5 * np.log(S[k]).sum()
+            - 0.5 * (((X - M[k]) ** 2) / S[k]).sum(1)
+        )
     Q = np.exp(logp - logp.max(1, keepdims=True))
     Q /= Q.sum(1, keepdims=True)
     if fast:
@@ -82,6 +93,7 @@ def small_mixture():
 # --------------------------------------------------------------------------
 # RootSIFT and PCA
 # --------------------------------------------------------------------------
+
 
 def test_root_sift_is_sqrt_of_l1_normalized_and_hellinger():
     rng = np.random.default_rng(0)
@@ -132,15 +144,21 @@ def test_pca_axes_variances_whitening_and_storage(tmp_path):
         PCA(13).fit(X)
 
 
-_PCA_FLOAT32 = ("transform is one float32 GEMM; BLAS sums the rows of a permuted input in another order "
-                "(float32 rounding, ~1e-7 relative), above the check's rtol 1e-7")
+_PCA_FLOAT32 = (
+    "transform is one float32 GEMM; BLAS sums the rows of a permuted input in another order "
+    "(float32 rounding, ~1e-7 relative), above the check's rtol 1e-7"
+)
 
 
 @applicable_checks(
-    parametrize_with_checks([PCA(n_components=2), RootSIFT(), GaussianMixtureVocabulary(n_components=2, max_iter=5)],
-                            expected_failed_checks=lambda e: {"check_methods_sample_order_invariance": _PCA_FLOAT32}
-                            if isinstance(e, PCA) else {}),
-    SKLEARN_CHECKS_NOT_APPLICABLE)
+    parametrize_with_checks(
+        [PCA(n_components=2), RootSIFT(), GaussianMixtureVocabulary(n_components=2, max_iter=5)],
+        expected_failed_checks=lambda e: (
+            {"check_methods_sample_order_invariance": _PCA_FLOAT32} if isinstance(e, PCA) else {}
+        ),
+    ),
+    SKLEARN_CHECKS_NOT_APPLICABLE,
+)
 def test_scikit_learn_checks(estimator, check):
     check(estimator)
 
@@ -148,6 +166,7 @@ def test_scikit_learn_checks(estimator, check):
 # --------------------------------------------------------------------------
 # The Gaussian mixture
 # --------------------------------------------------------------------------
+
 
 def _blobs(seed=0):
     rng = np.random.default_rng(seed)
@@ -164,14 +183,13 @@ def test_gmm_em_monotone_floor_and_fit():
     # overlapping data and more components than blobs: EM has work left after k-means
     rng = np.random.default_rng(2)
     Y = np.concatenate([X[:, :4], rng.normal(0, 1, (len(X), 1)) * 0.002], axis=1) * 0.3
-    g = GaussianMixtureVocabulary(8, max_iter=40, covariance_bound=1e-4, kmeans_max_iter=2,
-                                  random_state=0).fit(Y)
+    g = GaussianMixtureVocabulary(8, max_iter=40, covariance_bound=1e-4, kmeans_max_iter=2, random_state=0).fit(Y)
     hist = g.log_likelihood_history_
     assert len(hist) == g.n_iter_ + 1 >= 5
     assert np.all(g.restarts_ == 0)
     assert np.all(np.diff(hist) >= -1e-9 * np.abs(hist[1:])), hist
     assert hist[-1] > hist[0] + 1.0
-    assert np.all(g.covariances_[:, 4] == np.float32(1e-4))   # std 0.0006 in that dimension
+    assert np.all(g.covariances_[:, 4] == np.float32(1e-4))  # std 0.0006 in that dimension
     g = GaussianMixtureVocabulary(4, max_iter=30, covariance_bound=1e-4, random_state=0).fit(X)
     # dimension 4 has std 0.002 (variance 4e-6): the floor 1e-4 must hold it up
     assert np.all(g.covariances_ >= np.float32(1e-4))
@@ -196,7 +214,7 @@ def test_gmm_restarts_empty_modes():
     X = np.concatenate([X, X[:1] + 1000]).astype(np.float32)
     g = GaussianMixtureVocabulary(5, max_iter=12, covariance_bound=1e-4, kmeans_max_iter=1, random_state=0).fit(X)
     assert g.restarts_.sum() >= 1
-    assert np.all(g.restarts_[:2] == 0)          # VLFeat restarts from the third E step on
+    assert np.all(g.restarts_[:2] == 0)  # VLFeat restarts from the third E step on
     assert np.all(np.isfinite(g.means_)) and np.all(g.covariances_ >= 1e-4)
     np.testing.assert_allclose(g.priors_.sum(), 1, rtol=1e-6)
     # EM steps without a restart never lower the log-likelihood
@@ -217,16 +235,17 @@ def test_gmm_storage_round_trip(tmp_path):
     np.testing.assert_array_equal(h.predict_proba(X), g.predict_proba(X))
     assert h.log_likelihood_ == g.log_likelihood_
     with pytest.raises(ValueError, match="inconsistent"):
-        GaussianMixtureVocabulary.from_arrays({"means": g.means_, "covariances": g.covariances_[:2],
-                                               "priors": g.priors_})
+        GaussianMixtureVocabulary.from_arrays(
+            {"means": g.means_, "covariances": g.covariances_[:2], "priors": g.priors_}
+        )
 
 
 # --------------------------------------------------------------------------
 # Fisher vectors on plain arrays
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flags", [{}, {"improved": True}, {"fast": True}, {"square_root": True},
-                                   {"normalized": True}])
+
+@pytest.mark.parametrize("flags", [{}, {"improved": True}, {"fast": True}, {"square_root": True}, {"normalized": True}])
 def test_fisher_vector_equals_float64_formulas(small_mixture, flags):
     X, M, S, w = small_mixture
     ref = fisher_reference(X, M, S, w, improved=flags.get("improved", False), fast=flags.get("fast", False))
@@ -243,15 +262,15 @@ def test_fisher_vector_equals_float64_formulas(small_mixture, flags):
 def test_fisher_vector_skips_tiny_posteriors_and_priors(small_mixture):
     X, M, S, w = small_mixture
     w2 = w.copy()
-    w2[2] = 1e-7          # below VLFeat's minimum prior: no mass, zero block
+    w2[2] = 1e-7  # below VLFeat's minimum prior: no mass, zero block
     w2 /= w2.sum()
     a = fisher_vector(X, M, S, w2)
     K, d = M.shape
-    assert np.all(a[2 * d:3 * d] == 0) and np.all(a[K * d + 2 * d:K * d + 3 * d] == 0)
+    assert np.all(a[2 * d : 3 * d] == 0) and np.all(a[K * d + 2 * d : K * d + 3 * d] == 0)
     assert rel_to_max(a, fisher_reference(X, M, S, w2)) < 1e-5
     # a descriptor far from every component but one contributes only there
     far = np.full((1, d), 50.0, np.float32)
-    assert np.count_nonzero(fisher_vector(far, M, S, w)[:K * d]) == d
+    assert np.count_nonzero(fisher_vector(far, M, S, w)[: K * d]) == d
     # no descriptor: zero vector, also when normalized
     assert not np.any(fisher_vector(np.zeros((0, d), np.float32), M, S, w, improved=True))
 
@@ -270,7 +289,7 @@ def test_region_index_matches_pyramid_cells():
     np.testing.assert_array_equal(strips[:, 1], 1 + np.clip(np.floor(xy[:, 1] * 3 / 255), 0, 2))
     with pytest.raises(ValueError, match="unknown region layout"):
         region_index(xy, 256, 256, "2x9")
-    np.testing.assert_allclose(region_weights("1x1+2x2"), [1, .5, .5, .5, .5])
+    np.testing.assert_allclose(region_weights("1x1+2x2"), [1, 0.5, 0.5, 0.5, 0.5])
 
 
 @pytest.mark.parametrize("regions", ["1x1+2x2", "1x1+3x1"])
@@ -278,21 +297,20 @@ def test_fisher_regions_is_weighted_concatenation(small_mixture, regions):
     X, M, S, w = small_mixture
     rng = np.random.default_rng(5)
     xy = rng.uniform(0, 100, (len(X), 2))
-    xy[:, 0] = np.minimum(xy[:, 0], 45)           # right half empty: its 2x2 regions are zero blocks
+    xy[:, 0] = np.minimum(xy[:, 0], 45)  # right half empty: its 2x2 regions are zero blocks
     enc = fisher_regions(X, xy, 101, 101, M, S, w, regions=regions)
     cells, n_regions = region_index(xy, 101, 101, regions)
     wts = region_weights(regions)
     blocks = []
     for r in range(n_regions):
         sel = (cells == r).any(axis=1)
-        blocks.append(wts[r] * fisher_reference(X[sel], M, S, w, improved=True) if sel.any()
-                      else np.zeros(2 * M.size))
+        blocks.append(wts[r] * fisher_reference(X[sel], M, S, w, improved=True) if sel.any() else np.zeros(2 * M.size))
     ref = np.concatenate(blocks)
     ref /= np.linalg.norm(ref)
     assert enc.shape == ref.shape
     assert rel_to_max(enc, ref) < 1e-5
     if regions == "1x1+2x2":
-        assert not np.any(enc.reshape(n_regions, -1)[[2, 4]])   # right-hand quarters
+        assert not np.any(enc.reshape(n_regions, -1)[[2, 4]])  # right-hand quarters
     un = fisher_regions(X, xy, 101, 101, M, S, w, regions=regions, level_weights=[1] * 2, normalize=False)
     np.testing.assert_allclose(np.linalg.norm(un.reshape(n_regions, -1), axis=1)[0], 1, rtol=1e-5)
 
@@ -322,8 +340,9 @@ def test_fisher_encoder_fit_transform_and_storage(tmp_path):
     keep = nonzero_rows(desc)
     X = enc.pca_.transform(root_sift(desc[keep]))
     g = enc.gmm_
-    np.testing.assert_allclose(F[0], fisher_regions(X, frames[keep, :2], 64, 64, g.means_, g.covariances_,
-                                                    g.priors_), atol=1e-7)
+    np.testing.assert_allclose(
+        F[0], fisher_regions(X, frames[keep, :2], 64, 64, g.means_, g.covariances_, g.priors_), atol=1e-7
+    )
     arrays = enc.to_arrays()
     np.savez(tmp_path / "fv.npz", **arrays)
     params = {k: v for k, v in enc.get_params().items() if k not in ("gmm", "pca")}
@@ -338,10 +357,12 @@ def test_fisher_encoder_fit_transform_and_storage(tmp_path):
 # Fidelity against VLFeat on real PHOW descriptors
 # --------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def real_fv_setup(sample_images):
+    from phow_baseline.data import read_xray
+    from phow_baseline.data.preprocess import preprocess
     from phow_baseline.features.phow import phow
-    from phow_baseline.data.preprocess import preprocess, read_xray
 
     imgs = [phow(preprocess(read_xray(p), 256)) for p in sample_images[:4]]
     train = np.concatenate([d[nonzero_rows(d)] for _, d in imgs[:2]])
@@ -359,7 +380,8 @@ def real_fv_setup(sample_images):
 @pytest.mark.peer
 @pytest.mark.parametrize("flags", [{}, {"improved": True}, {"fast": True}, {"square_root": True}])
 def test_fisher_matches_vlfeat_on_real_phow(real_fv_setup, flags):
-    cyfisher = pytest.importorskip("cyvlfeat.fisher")
+    import cyvlfeat.fisher as cyfisher  # the peer marker has checked it (tests/conftest.py)
+
     g, tests = real_fv_setup
     args = (g.means_, g.covariances_, g.priors_)
     for _, X in tests:
@@ -369,14 +391,14 @@ def test_fisher_matches_vlfeat_on_real_phow(real_fv_setup, flags):
         err = rel_to_max(a, b)
         assert err < FIDELITY, err
         if flags.get("fast"):
-            continue   # float64 ties of the arg-max are not comparable
+            continue  # float64 ties of the arg-max are not comparable
         # ours is at least as close as VLFeat's to a float64 evaluation of the formulas
         Q, _ = gmm_posteriors(X.astype(np.float64), *args)
         Q[Q < 1e-6] = 0
         M, S, w = (np.asarray(v, np.float64) for v in args)
         X64 = X.astype(np.float64)
         S0 = Q.sum(0)[:, None]
-        S1, S2 = Q.T @ X64, Q.T @ X64 ** 2
+        S1, S2 = Q.T @ X64, Q.T @ X64**2
         u = (S1 - S0 * M) / np.sqrt(S) / (len(X) * np.sqrt(w[:, None]))
         v = ((S2 - 2 * M * S1 + S0 * M * M) / S - S0) / (len(X) * np.sqrt(2 * w[:, None]))
         ref = np.concatenate([u.ravel(), v.ravel()])
@@ -389,7 +411,8 @@ def test_fisher_matches_vlfeat_on_real_phow(real_fv_setup, flags):
 
 @pytest.mark.peer
 def test_fisher_regions_match_vlfeat_on_real_phow(real_fv_setup):
-    cyfisher = pytest.importorskip("cyvlfeat.fisher")
+    import cyvlfeat.fisher as cyfisher  # the peer marker has checked it (tests/conftest.py)
+
     g, tests = real_fv_setup
     args = (g.means_, g.covariances_, g.priors_)
     xy, X = tests[0]
@@ -397,8 +420,12 @@ def test_fisher_regions_match_vlfeat_on_real_phow(real_fv_setup):
         enc = fisher_regions(X, xy, 256, 256, *args, regions=regions, n_threads=2)
         cells, n_regions = region_index(xy, 256, 256, regions)
         wts = region_weights(regions)
-        ref = np.concatenate([wts[r] * cyfisher.fisher(np.ascontiguousarray(X[(cells == r).any(1)]), *args,
-                                                       improved=True).ravel() for r in range(n_regions)])
+        ref = np.concatenate(
+            [
+                wts[r] * cyfisher.fisher(np.ascontiguousarray(X[(cells == r).any(1)]), *args, improved=True).ravel()
+                for r in range(n_regions)
+            ]
+        )
         ref /= np.linalg.norm(ref)
         assert rel_to_max(enc, ref) < FIDELITY
 
@@ -407,30 +434,43 @@ def test_fisher_regions_match_vlfeat_on_real_phow(real_fv_setup):
 # The model directory with FV / VLAD
 # --------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["fisher", "vlad"])
 def test_phow_model_with_fv_or_vlad_saves_and_loads_as_data(tmp_path, encoding):
     from phow_baseline.classification.svm import OneVsRestSVM
-    from phow_baseline.config import BaselineConfig, make_encoder, make_phow, make_vocabulary
+    from phow_baseline.config import BaselineConfig
     from phow_baseline.data.chestxray14 import LABELS
-    from phow_baseline.model.phow_model import HeatmapsUnavailableError, PhowModel
+    from phow_baseline.encoding import encoding_for
+    from phow_baseline.features.phow import make_phow
     from phow_baseline.model.directory import load_model
+    from phow_baseline.model.phow_model import HeatmapsUnavailableError, PhowModel
 
-    cfg = BaselineConfig(size=64, encoding=encoding, fv_components=4, fv_pca_dims=16, gmm_max_iter=5, vlad_words=4,
-                         max_descriptors=3000, regions="1x1+3x1", calibration="none")
+    cfg = BaselineConfig(
+        size=64,
+        encoding=encoding,
+        fv_components=4,
+        fv_pca_dims=16,
+        gmm_max_iter=5,
+        vlad_words=4,
+        max_descriptors=3000,
+        regions="1x1+3x1",
+        calibration="none",
+    )
     rng = np.random.default_rng(0)
     imgs = [(rng.random((64, 64)) * np.linspace(0.2, 1, 64)[None] * 255).astype(np.uint8) for _ in range(12)]
     phow = make_phow(cfg)
     pairs = phow.transform(imgs)
-    vocab = make_vocabulary(cfg).fit(np.concatenate([d for _, d in pairs]))
-    enc = make_encoder(vocab, cfg)
+    registered = encoding_for(cfg)
+    vocab = registered.fit(cfg, np.concatenate([d for _, d in pairs]))
+    enc = registered.make_encoder(vocab, cfg)
     X = enc.transform(pairs)
     dim = 4 * (2 * 4 * 16 if encoding == "fisher" else 4 * 128)
     assert X.shape == (12, dim)
     Y = np.tile([0, 1], (14, 6)).T
     Y[::3] = 1 - Y[::3]
     model = PhowModel(cfg, vocab, OneVsRestSVM(C=1.0).fit(X, Y))
-    assert model.kernel_map is None                 # FV / VLAD: linear SVMs on the vectors
+    assert model.kernel_map is None  # FV / VLAD: linear SVMs on the vectors
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m")
     assert loaded.config.encoding == encoding and loaded.config.regions == "1x1+3x1"

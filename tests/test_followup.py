@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from phow_baseline.followup.pairs import PairError, diff_pair, read_diff, register, write_diff_dir
-from phow_baseline.data.preprocess import ImageReadError, preprocess
+from phow_baseline.data import ImageReadError
+from phow_baseline.data.preprocess import preprocess
+from phow_baseline.followup import PairError, diff_pair, read_diff, register, write_diff_dir
 
 
 def _warp(img, dx, dy, angle_deg):
@@ -103,12 +104,13 @@ def test_bad_pairs(sample_dir, sample_images, tmp_path):
 
 
 def test_pyramid_ecc_recovers_a_large_shift_from_the_identity(sample_images):
-    from phow_baseline.followup.pairs import _ecc_pyramid
+    from phow_baseline.followup.registration import _ecc_pyramid
 
     a = preprocess(sample_images[40], 256, equalization="none")
     b, M = _warp(a, 28.0, -18.0, 2.5)
-    W, ecc, ok = _ecc_pyramid(a.astype(np.float32), b.astype(np.float32), np.eye(2, 3, dtype=np.float32),
-                              cv2.MOTION_AFFINE, 200, 1e-6)
+    W, ecc, ok = _ecc_pyramid(
+        a.astype(np.float32), b.astype(np.float32), np.eye(2, 3, dtype=np.float32), cv2.MOTION_AFFINE, 200, 1e-6
+    )
     pts = np.array([[64, 64, 1], [192, 64, 1], [128, 200, 1]], float)
     assert ok and ecc > 0.99 and np.abs(pts @ W.T - pts @ M.T).max() < 1.0, (W, M)
 
@@ -132,21 +134,27 @@ def _shift(img, dx, dy):
 
 
 def test_known_translation_reports_no_change_outside_the_overlap(sample_images, tmp_path):
-    from phow_baseline.followup.pairs import NO_DATA_GREYS, SSIM_WINDOW
+    from phow_baseline.followup import NO_DATA_GREYS, SSIM_WINDOW
 
     big = preprocess(sample_images[50], 300, equalization="none")
     dx, dy = 14, -9
     # two crops of one film, moved by (dx, dy): the same anatomy, nothing changed; b(x + dx, y + dy) = a(x, y)
     a = big[20:276, 20:276]
-    b = big[20 - dy:276 - dy, 20 - dx:276 - dx]
+    b = big[20 - dy : 276 - dy, 20 - dx : 276 - dx]
     heat = lambda img: np.stack([img.astype(np.float32) / 255 * (k + 1) for k in range(14)])
-    d = diff_pair(a, b, motion="translation", heatmap_fn=heat, score_fn=lambda img: np.full(14, img.mean() / 255),
-                  score_kind="probability")
+    d = diff_pair(
+        a,
+        b,
+        motion="translation",
+        heatmap_fn=heat,
+        score_fn=lambda img: np.full(14, img.mean() / 255),
+        score_kind="probability",
+    )
     assert d.registration.converged and d.quality["level"] == "good"
     np.testing.assert_allclose(d.registration.matrix, [[1, 0, dx], [0, 1, dy]], atol=0.05)
     # the strip of a that b does not cover: x >= 256 - 14 and y < 9
     strip = np.zeros(a.shape, bool)
-    strip[:, 256 - dx:] = True
+    strip[:, 256 - dx :] = True
     strip[:-dy, :] = True
     assert not (d.valid[strip] > 0).any() and (d.valid > 0).mean() > 0.85
     # zero change reported there, in every map
@@ -159,7 +167,7 @@ def test_known_translation_reports_no_change_outside_the_overlap(sample_images, 
     assert np.abs(d.intensity_diff[d.valid > 0]).max() <= 2
     assert np.abs(d.heat_diff).max() < 0.05
     # the figures draw the strip as hatched "no data", never in a colour of the change scale
-    from phow_baseline.followup.pairs import overlay_rgb
+    from phow_baseline.followup import overlay_rgb
 
     rgb = overlay_rgb(d.b_registered, d.intensity_diff + 50 * strip, d.valid, "RdBu_r", -10, 10, signed=True)
     greys = {tuple(g) for g in NO_DATA_GREYS}
@@ -175,11 +183,12 @@ def test_known_translation_reports_no_change_outside_the_overlap(sample_images, 
 
 
 def test_registration_quality_in_words():
-    from phow_baseline.followup.pairs import Registration, registration_quality
+    from phow_baseline.followup import Registration, registration_quality
 
     M = np.eye(2, 3)
     assert registration_quality(Registration(M, 0.95, False, "affine"))["text"].startswith(
-        "not converged: differences are unreliable")
+        "not converged: differences are unreliable"
+    )
     q = registration_quality(Registration(M, 0.5, True, "affine"))
     assert q["level"] == "poor" and not q["reliable"] and "unreliable" in q["text"]
     assert registration_quality(Registration(M, 0.95, True, "affine"), overlap_fraction=0.4)["level"] == "poor"
@@ -189,7 +198,7 @@ def test_registration_quality_in_words():
 
 def test_diff_json_file_names_are_confined(sample_images, tmp_path):
 
-    from phow_baseline.followup.pairs import figure_paths
+    from phow_baseline.followup import figure_paths
     from phow_baseline.io import DataFileError
 
     a = preprocess(sample_images[60], 128, equalization="none")
@@ -233,8 +242,9 @@ def test_diff_reads_images_through_the_model_preprocessing(sample_dir):
 
     m = _ToyModel()
     fu = sorted((sample_dir / "followups").glob("00000032_*.png"))
-    d = diff_pair(fu[0], fu[1], heatmap_fn=m.heatmaps, score_fn=m.scores, preprocess=m.preprocess,
-                  score_kind="probability")
+    d = diff_pair(
+        fu[0], fu[1], heatmap_fn=m.heatmaps, score_fn=m.scores, preprocess=m.preprocess, score_kind="probability"
+    )
     img = m.preprocess(fu[0])  # what localize and predict see
     np.testing.assert_array_equal(d.a, img)
     np.testing.assert_array_equal(d.heat_a, upsample(m.heatmaps(img), img.shape))
@@ -258,8 +268,9 @@ def test_cli_diff_heatmap_equals_localize_heatmap(sample_run, sample_dir, tmp_pa
     d = diff_pair(fu[0], fu[1], heatmap_fn=model.heatmaps, score_fn=model.scores, preprocess=model.preprocess)
     img = model.preprocess(fu[0])
     np.testing.assert_array_equal(d.heat_a, upsample(model.heatmaps(img), img.shape))
-    res = CliRunner().invoke(cli, ["diff", str(fu[0]), str(fu[1]), "--model", str(out / "model"),
-                                   "--out", str(tmp_path / "d")])
+    res = CliRunner().invoke(
+        cli, ["diff", str(fu[0]), str(fu[1]), "--model", str(out / "model"), "--out", str(tmp_path / "d")]
+    )
     assert res.exit_code == 0, res.output
     meta = read_diff(tmp_path / "d")
     assert meta["score_kind"] == "probability"

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from phow_baseline.data.preprocess import ImageCache, ImageReadError, read_xray
+from phow_baseline.data import ImageCache, ImageReadError, read_xray
 
 #: Peak memory (RSS) a fresh process may add while reading the whole corpus, in MiB.  Reading one real
 #: 512 x 512 PNG needs ~1 MiB; a decoder that believed a header of 40000 x 40000 pixels would need >= 1.5 GiB.
@@ -31,14 +31,14 @@ def _chunks(data: bytes):
     """``(offset, type, length)`` of each PNG chunk."""
     i, out = 8, []
     while i + 8 <= len(data):
-        n = int.from_bytes(data[i:i + 4], "big")
-        out.append((i, data[i + 4:i + 8], n))
+        n = int.from_bytes(data[i : i + 4], "big")
+        out.append((i, data[i + 4 : i + 8], n))
         i += 12 + n
     return out
 
 
 def _fix_crc(data: bytearray, off: int, n: int):
-    data[off + 8 + n:off + 12 + n] = struct.pack(">I", zlib.crc32(bytes(data[off + 4:off + 8 + n])))
+    data[off + 8 + n : off + 12 + n] = struct.pack(">I", zlib.crc32(bytes(data[off + 4 : off + 8 + n])))
 
 
 def _with_ihdr(data: bytes, w=None, h=None, depth=None, colour=None) -> bytes:
@@ -73,12 +73,27 @@ def make_corpus(sources, out: Path, seed=0) -> dict[str, bytes]:
             b[int(rng.integers(16, 29))] ^= int(rng.integers(1, 256))
             files[f"{k}_ihdr_flip_{j}.png"] = bytes(b)
         # IHDR fields changed with the CRC fixed: huge, zero, odd depths and colour types
-        for j, (w, h) in enumerate([(40000, 40000), (16385, 16), (16, 16385), (9000, 9000), (0, 512), (512, 0),
-                                    (2 ** 31 - 1, 2 ** 31 - 1), (1, 1), (513, 512), (4096, 4096)]):
+        for j, (w, h) in enumerate(
+            [
+                (40000, 40000),
+                (16385, 16),
+                (16, 16385),
+                (9000, 9000),
+                (0, 512),
+                (512, 0),
+                (2**31 - 1, 2**31 - 1),
+                (1, 1),
+                (513, 512),
+                (4096, 4096),
+            ]
+        ):
             files[f"{k}_size_{w}x{h}.png"] = _with_ihdr(data, w, h)
         for j in range(12):
-            files[f"{k}_ihdr_fields_{j}.png"] = _with_ihdr(data, depth=int(rng.choice([0, 1, 2, 3, 4, 7, 8, 16, 255])),
-                                                           colour=int(rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 255])))
+            files[f"{k}_ihdr_fields_{j}.png"] = _with_ihdr(
+                data,
+                depth=int(rng.choice([0, 1, 2, 3, 4, 7, 8, 16, 255])),
+                colour=int(rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 255])),
+            )
         # IDAT bytes flipped (CRC left wrong, and fixed so that zlib sees the damage)
         off, _, n = idat[0]
         for j in range(25):
@@ -95,7 +110,7 @@ def make_corpus(sources, out: Path, seed=0) -> dict[str, bytes]:
             files[f"{k}_crc_{j}.png"] = bytes(b)
         # a chunk length that runs past the end of the file
         b = bytearray(data)
-        b[off:off + 4] = struct.pack(">I", 0x7FFFFFF0)
+        b[off : off + 4] = struct.pack(">I", 0x7FFFFFF0)
         files[f"{k}_idat_length.png"] = bytes(b)
         # other formats, renamed .png
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)[:200, :300]
@@ -104,7 +119,7 @@ def make_corpus(sources, out: Path, seed=0) -> dict[str, bytes]:
         files[f"{k}_jpeg_trunc.png"] = bytes(jpg[: len(jpg) // 2])
         sof = next(i for i in range(len(jpg) - 1) if jpg[i] == 0xFF and jpg[i + 1] == 0xC0)
         big = bytearray(jpg)
-        big[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)
+        big[sof + 5 : sof + 9] = struct.pack(">HH", 60000, 60000)
         files[f"{k}_jpeg_huge.png"] = bytes(big)
         for ext in (".tif", ".bmp"):
             files[f"{k}_as{ext[1:]}.png"] = cv2.imencode(ext, img)[1].tobytes()
@@ -166,8 +181,9 @@ def test_read_xray_reads_or_names_each_file(corpus):
 def test_image_cache_lists_every_bad_file(corpus, tmp_path):
     folder, names = corpus
     ok, failed = _read_all(folder, names)
-    cache = ImageCache.build(tmp_path / "cache", [folder / n for n in names], size=32, n_jobs=2, shard_size=64,
-                             progress=False)
+    cache = ImageCache.build(
+        tmp_path / "cache", [folder / n for n in names], size=32, n_jobs=2, shard_size=64, progress=False
+    )
     assert len(cache) == len(names)
     assert {f.name: f.reason for f in cache.failures} == failed
     assert [n for n, k in zip(cache.names, cache.ok) if k] == sorted(ok)
@@ -180,7 +196,7 @@ def test_memory_stays_bounded(corpus):
     script = textwrap.dedent(f"""
         import resource
         from pathlib import Path
-        from phow_baseline.data.preprocess import ImageCache, ImageReadError, read_xray
+        from phow_baseline.data import ImageCache, ImageReadError, read_xray
         import tempfile
         paths = sorted(Path({str(folder)!r}).glob("*.png"))
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -218,8 +234,13 @@ def tiny_model(sample_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("fuzz_model")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run_baseline(root, out, BaselineConfig(size=64, n_words=16, max_descriptors=3000, vocab_images=20, n_jobs=1),
-                     progress=False, n_bootstrap=0)
+        run_baseline(
+            root,
+            out,
+            BaselineConfig(size=64, n_words=16, max_descriptors=3000, vocab_images=20, n_jobs=1),
+            progress=False,
+            n_bootstrap=0,
+        )
     return out / "model"
 
 
@@ -231,7 +252,7 @@ def test_predict_scores_or_lists_every_file(corpus, tiny_model, tmp_path):
     folder, names = corpus
     ok, failed = _read_all(folder, names)
     out = tmp_path / "pred.csv"
-    res = CliRunner().invoke(main, ["predict", str(tiny_model), str(folder), "--out", str(out), "--quiet"])
+    res = CliRunner().invoke(main, ["predict", str(tiny_model), str(folder), "--out-csv", str(out), "--quiet"])
     assert res.exception is None or isinstance(res.exception, SystemExit), res.output
     assert res.exit_code == 0 and "Traceback" not in res.output, res.output
     with open(out, newline="") as fh:
@@ -255,10 +276,16 @@ def test_localization_skips_and_lists_unreadable_images(sample_images, tmp_path)
 
     class Boxed:
         def boxes(self, size):
-            return pd.DataFrame({"Image Index": [good.name, "huge.png", "huge.png"],
-                                 "label": ["Cardiomegaly", "Mass", "Nodule"],
-                                 "x": [10.0, 5.0, 7.0], "y": [10.0, 5.0, 7.0], "w": [20.0, 9.0, 9.0],
-                                 "h": [20.0, 9.0, 9.0]})
+            return pd.DataFrame(
+                {
+                    "Image Index": [good.name, "huge.png", "huge.png"],
+                    "label": ["Cardiomegaly", "Mass", "Nodule"],
+                    "x": [10.0, 5.0, 7.0],
+                    "y": [10.0, 5.0, 7.0],
+                    "w": [20.0, 9.0, 9.0],
+                    "h": [20.0, 9.0, 9.0],
+                }
+            )
 
         def image_path(self, name):
             return good if name == good.name else bad

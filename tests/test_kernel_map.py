@@ -1,14 +1,20 @@
 """The chi2 kernel maps against VLFeat's own ``vl_homkermap`` values (libvl, and tabulated)."""
 
 import ctypes
-import ctypes.util
 
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from phow_baseline.classification.kernel_map import (HOMKERMAP_MAX_VALUE, HOMKERMAP_MIN_VALUE, AdditiveChi2Map,
-                                      HomogeneousKernelMap, homkermap_constants, make_kernel_map)
+from conftest import require_peer
+from phow_baseline.classification.kernel_map import (
+    HOMKERMAP_MAX_VALUE,
+    HOMKERMAP_MIN_VALUE,
+    AdditiveChi2Map,
+    HomogeneousKernelMap,
+    homkermap_constants,
+    make_kernel_map,
+)
 
 f32 = np.float32
 
@@ -18,16 +24,26 @@ f32 = np.float32
 VLFEAT_ORDER1_GAMMA05 = {
     1.0: [0.809014194474343, 0.5820673411764811, 0.0],
     0.25: [0.5720594229889803, 0.1870214113137659, -0.3666390412140205],
-    2.0 ** -19: [0.03006516988147137, -0.01138163047853425, 0.01839477108588365],
-    2.0 ** -5: [0.34014856801142324, -0.22599394454205668, -0.09391008377044922],
+    2.0**-19: [0.03006516988147137, -0.01138163047853425, 0.01839477108588365],
+    2.0**-5: [0.34014856801142324, -0.22599394454205668, -0.09391008377044922],
     4.0: [1.1441188459779605, 0.3740428226275318, 0.733278082428041],
 }
 VLFEAT_ORDER2_GAMMA1 = {
     1.0: [7.5740193622897678e-01, 6.2270664266068554e-01, 0.0, 1.6149075575548655e-01, 0.0],
-    0.25: [3.7870096811448839e-01, 1.9474994695749401e-01, -2.4292663267638842e-01,
-           -1.7563088636988845e-02, -7.8812143519567002e-02],
-    2.0 ** -19: [1.0460235257643174e-03, -5.1964417488310278e-04, -6.8525194848125415e-04,
-                 -6.0172208878511105e-05, 2.1475929359348998e-04],
+    0.25: [
+        3.7870096811448839e-01,
+        1.9474994695749401e-01,
+        -2.4292663267638842e-01,
+        -1.7563088636988845e-02,
+        -7.8812143519567002e-02,
+    ],
+    2.0**-19: [
+        1.0460235257643174e-03,
+        -5.1964417488310278e-04,
+        -6.8525194848125415e-04,
+        -6.0172208878511105e-05,
+        2.1475929359348998e-04,
+    ],
 }
 
 
@@ -46,11 +62,27 @@ def test_tabulated_vlfeat_values(order, gamma, table):
 def test_zero_outside_vlfeats_table_range():
     """VLFeat zeroes x = m 2^e (1 <= m < 2) with e <= minExponent = -20 or e >= maxExponent = 8:
     |x| < 2^-19 and |x| >= 256.  (Before the fix [2^-20, 2^-19) was mapped.)"""
-    assert HOMKERMAP_MIN_VALUE == 2.0 ** -19 and HOMKERMAP_MAX_VALUE == 256.0
-    below = [0.0, 2.0 ** -21, 2.0 ** -20, 1.5 * 2.0 ** -20, np.nextafter(f32(2.0 ** -19), f32(0)), 256.0, 300.0,
-             -2.0 ** -20, -256.0]
-    inside = [2.0 ** -19, np.nextafter(f32(2.0 ** -19), f32(1)), 1e-3, 1.0, np.nextafter(f32(256), f32(0)),
-              -2.0 ** -19, -1.0]
+    assert HOMKERMAP_MIN_VALUE == 2.0**-19 and HOMKERMAP_MAX_VALUE == 256.0
+    below = [
+        0.0,
+        2.0**-21,
+        2.0**-20,
+        1.5 * 2.0**-20,
+        np.nextafter(f32(2.0**-19), f32(0)),
+        256.0,
+        300.0,
+        -(2.0**-20),
+        -256.0,
+    ]
+    inside = [
+        2.0**-19,
+        np.nextafter(f32(2.0**-19), f32(1)),
+        1e-3,
+        1.0,
+        np.nextafter(f32(256), f32(0)),
+        -(2.0**-19),
+        -1.0,
+    ]
     assert not _ours(below).any()
     assert (np.abs(_ours(inside))[:, 0] > 0).all()
     # odd in x: VLFeat maps -x to -psi(x)
@@ -61,10 +93,8 @@ def test_zero_outside_vlfeats_table_range():
 
 
 def _libvl_homkermap():
-    try:
-        lib = ctypes.CDLL(ctypes.util.find_library("vl") or "libvl.so.1")
-    except OSError as exc:  # cyvlfeat is there (the marker checked it), so libvl must be
-        pytest.fail(f"VLFeat's libvl (libvlfeat-dev) cannot be loaded: {exc}")
+    """VLFeat's ``vl_homkermap`` from libvl through ctypes (a peer: tests/conftest.py skips or fails without it)."""
+    lib = require_peer("libvl")
     new = lib.vl_homogeneouskernelmap_new
     new.restype = ctypes.c_void_p
     new.argtypes = [ctypes.c_int, ctypes.c_double, ctypes.c_uint64, ctypes.c_double, ctypes.c_int]
@@ -100,9 +130,23 @@ def test_matches_libvl(order, period, gamma):
     rng = np.random.default_rng(order)
     n_sub = 8 + 8 * order  # VLFeat's numSubdivisions
     nodes = np.array([np.ldexp(1 + i / n_sub, e) for e in range(-19, 8) for i in range(n_sub)], np.float32)
-    between = np.exp(rng.uniform(np.log(2.0 ** -19), np.log(256.0), 3000)).astype(np.float32)
-    edges = np.array([0, 2.0 ** -21, 2.0 ** -20, np.nextafter(f32(2.0 ** -19), f32(0)), 2.0 ** -19, 255.0,
-                      np.nextafter(f32(256), f32(0)), 256.0, 1e4, -0.25, -2.0 ** -20], np.float32)
+    between = np.exp(rng.uniform(np.log(2.0**-19), np.log(256.0), 3000)).astype(np.float32)
+    edges = np.array(
+        [
+            0,
+            2.0**-21,
+            2.0**-20,
+            np.nextafter(f32(2.0**-19), f32(0)),
+            2.0**-19,
+            255.0,
+            np.nextafter(f32(256), f32(0)),
+            256.0,
+            1e4,
+            -0.25,
+            -(2.0**-20),
+        ],
+        np.float32,
+    )
     for xs, tol in ((nodes, 1e-5), (between, 1e-3), (edges, 1e-3)):
         want = vl_homkermap(xs.astype(np.float64), order, gamma, -1.0 if period is None else period)
         got = _ours(xs, order, gamma, period)

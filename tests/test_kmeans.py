@@ -14,8 +14,9 @@ def _points(n=2000, d=128, centers=30, seed=0):
 
 
 def _sklearn(X, k, init, max_iter, tol, random_state=None):
-    return KMeans(k, init=init, n_init=1, max_iter=max_iter, tol=tol, algorithm="lloyd",
-                  random_state=random_state).fit(X)
+    return KMeans(k, init=init, n_init=1, max_iter=max_iter, tol=tol, algorithm="lloyd", random_state=random_state).fit(
+        X
+    )
 
 
 def _assert_same(ours, km):
@@ -48,7 +49,7 @@ def test_empty_clusters_are_relocated_like_sklearn():
     X = _points()
     k = 40
     init = kmeans_plusplus_init(X, k, random_state=1)
-    init[5], init[17] = 1e4, -1e4       # no point near these two
+    init[5], init[17] = 1e4, -1e4  # no point near these two
     ours = fit_kmeans(X, k, init=init, max_iter=50, tol=0)
     assert ours[4][0]["relocated"] == 2
     km = _sklearn(X, k, init, 50, 0)
@@ -179,9 +180,9 @@ def _real_descriptors(n_images=12, per_image=2500):
     import os
     from pathlib import Path
 
-    from phow_baseline.features.phow import phow
     from phow_baseline.data.preprocess import preprocess
     from phow_baseline.encoding.vocabulary import sample_descriptors
+    from phow_baseline.features.phow import phow
 
     root = Path(os.environ.get("CHESTXRAY14_SAMPLE", "../shared/chestxray14-sample")) / "images"
     paths = sorted(root.glob("*.png"))[:n_images]
@@ -240,10 +241,10 @@ def test_near_ties_go_to_the_exact_search():
     ba = BoundedAssignment(X, n_threads=2)
     np.testing.assert_array_equal(ba(C1), quantize(X, C1))
     C2 = C1.copy()
-    C2[40:50] = C2[:10]                                         # ten centres move onto ten others
-    C2[60:] += 1.0                                              # and some others move a whole unit
+    C2[40:50] = C2[:10]  # ten centres move onto ten others
+    C2[60:] += 1.0  # and some others move a whole unit
     np.testing.assert_array_equal(ba(C2), quantize(X, C2))
-    assert ba.ties > 0                                          # the tie path ran
+    assert ba.ties > 0  # the tie path ran
     init = C2.copy()
     fast = fit_kmeans(X, k, init=init, max_iter=15, tol=0, bounds=True)
     _same_runs(fast, fit_kmeans(X, k, init=init, max_iter=15, tol=0, bounds=False))
@@ -289,7 +290,6 @@ def test_the_kept_bounds_stay_true():
     assert np.all(lower[other] <= d[other] * (1 + 1e-12))
 
 
-
 def test_bounds_clipped_to_the_16_bit_range_still_give_exact_labels():
     """With a unit so small that nearly every bound clips to the top of the 16-bit range (and the label's
     own entry falls below the threshold), the bounds are loose but true, and the labels those of a full
@@ -302,12 +302,12 @@ def test_bounds_clipped_to_the_16_bit_range_still_give_exact_labels():
     _, Xc, _ = _centred(X)
     C = Xc[np.random.default_rng(4).choice(len(Xc), 25, replace=False)].copy()
     ba = BoundedAssignment(Xc, n_threads=2)
-    ba.step = float(np.float32(ba.radius / 1e6))      # range 65534 units: a few hundredths of the radius
+    ba.step = float(np.float32(ba.radius / 1e6))  # range 65534 units: a few hundredths of the radius
     for it in range(5):
         lab = ba(C)
         np.testing.assert_array_equal(lab, quantize(Xc, C), err_msg=f"iteration {it}")
         if it == 0:
-            assert (ba.B == 65534).mean() > 0.5       # clipped
+            assert (ba.B == 65534).mean() > 0.5  # clipped
         sums = np.zeros(C.shape)
         np.add.at(sums, lab, Xc.astype(np.float64))
         cnt = np.bincount(lab, minlength=len(C))

@@ -10,8 +10,15 @@ from click.testing import CliRunner
 
 from phow_baseline.cli import main as cli
 from phow_baseline.data.chestxray14 import ChestXray14, MissingImagesWarning
-from phow_baseline.evaluation.localization import (WANG2017_IOBB_05, boxes_from_heatmap, evaluate_boxes, iobb, iou, overlay,
-                                    upsample)
+from phow_baseline.evaluation.localization import (
+    WANG2017_IOBB_05,
+    boxes_from_heatmap,
+    evaluate_boxes,
+    iobb,
+    iou,
+    overlay,
+    upsample,
+)
 
 
 def test_iou_and_iobb_by_hand():
@@ -36,15 +43,17 @@ def test_boxes_from_heatmap_finds_blobs():
     assert boxes_from_heatmap(-np.ones((10, 10))) == []
     many = np.zeros((50, 50), np.float32)
     for i in range(5):
-        many[5 + 9 * i: 8 + 9 * i, 5:8] = 1 + i
+        many[5 + 9 * i : 8 + 9 * i, 5:8] = 1 + i
     assert len(boxes_from_heatmap(many, threshold=0.1)) == 3
 
 
 def test_evaluation_counts_hits_and_false_positives():
     truth = (10, 10, 20, 20)
-    items = [("Mass", [(12, 12, 10, 10, 1.0), (60, 60, 5, 5, 0.5)], truth),  # one hit, one FP
-             ("Mass", [(70, 70, 10, 10, 1.0)], truth),                        # miss
-             ("Nodule", [], (0, 0, 5, 5))]
+    items = [
+        ("Mass", [(12, 12, 10, 10, 1.0), (60, 60, 5, 5, 0.5)], truth),  # one hit, one FP
+        ("Mass", [(70, 70, 10, 10, 1.0)], truth),  # miss
+        ("Nodule", [], (0, 0, 5, 5)),
+    ]
     r = evaluate_boxes(items)
     assert r["n_images"] == {"Mass": 2, "Nodule": 1}
     acc = dict(zip(r["iobb_thresholds"], r["accuracy_iobb"]["Mass"]))
@@ -67,8 +76,19 @@ def test_overlay_and_upsample():
 @pytest.mark.slow
 def test_localize_eval_on_the_sample(sample_run, sample_dir, tmp_path):
     out, _ = sample_run
-    res = CliRunner().invoke(cli, ["localize-eval", str(out / "model"), str(sample_dir), "--out",
-                                   str(tmp_path / "loc"), "--quiet", "--name", "PHOW <sample>"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "localize-eval",
+            str(out / "model"),
+            str(sample_dir),
+            "--out",
+            str(tmp_path / "loc"),
+            "--quiet",
+            "--name",
+            "PHOW <sample>",
+        ],
+    )
     assert res.exit_code == 0, res.output
     r = json.loads((tmp_path / "loc" / "localization.json").read_text())
     # the sample's 9 boxed images: Cardiomegaly 3, Nodule 2, Pneumonia 2, Atelectasis 1, Mass 1
@@ -83,8 +103,18 @@ def test_localize_eval_on_the_sample(sample_run, sample_dir, tmp_path):
 @pytest.mark.slow
 def test_localize_command_writes_overlays(sample_run, sample_images, tmp_path):
     out, _ = sample_run
-    res = CliRunner().invoke(cli, ["localize", str(out / "model"), str(sample_images[0]), "--out",
-                                   str(tmp_path / "h"), "--labels", "Mass,Effusion"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "localize",
+            str(out / "model"),
+            str(sample_images[0]),
+            "--out",
+            str(tmp_path / "h"),
+            "--labels",
+            "Mass,Effusion",
+        ],
+    )
     assert res.exit_code == 0, res.output
     files = sorted(p.name for p in (tmp_path / "h").glob("*.png"))
     assert files == [f"{sample_images[0].stem}_Effusion.png", f"{sample_images[0].stem}_Mass.png"]
@@ -97,8 +127,9 @@ def test_localize_command_writes_overlays(sample_run, sample_images, tmp_path):
 def test_diff_command_with_model(sample_run, sample_dir, tmp_path):
     out, _ = sample_run
     fu = sorted((sample_dir / "followups").glob("*.png"))
-    res = CliRunner().invoke(cli, ["diff", str(fu[4]), str(fu[5]), "--model", str(out / "model"), "--out",
-                                   str(tmp_path / "d")])
+    res = CliRunner().invoke(
+        cli, ["diff", str(fu[4]), str(fu[5]), "--model", str(out / "model"), "--out", str(tmp_path / "d")]
+    )
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "d" / "diff.json").read_text())
     assert m["patient"] == 32 and len(m["score_changes"]) == 14 and len(m["heatmap_labels"]) == 4
@@ -143,7 +174,7 @@ def test_evaluate_localization_with_a_heatmap_function(sample_dir, tmp_path):
         g = truth[next(order)]
         h = np.zeros((14, S, S), np.float32)
         for r in g.itertuples():
-            h[LABELS.index(r.label), int(np.ceil(r.y)):int(r.y + r.h), int(np.ceil(r.x)):int(r.x + r.w)] = 1
+            h[LABELS.index(r.label), int(np.ceil(r.y)) : int(r.y + r.h), int(np.ceil(r.x)) : int(r.x + r.w)] = 1
         return h
 
     res, ex = evaluate_localization(oracle, ds, names=names, image_size=S, n_examples=2, progress=False)

@@ -9,10 +9,18 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_curve
 
-from phow_baseline.classification.calibration import OperatingPoints, PlattCalibrator, bootstrap_weights
+from phow_baseline.classification import OperatingPoints, PlattCalibrator
 from phow_baseline.data.chestxray14 import LABELS
-from phow_baseline.evaluation.metrics import (ROC_GRID, bootstrap_auroc, bootstrap_roc_band, evaluate_scores,
-                                   format_auroc_table, read_metrics, write_run_dir)
+from phow_baseline.evaluation import (
+    bootstrap_auroc,
+    bootstrap_roc_band,
+    bootstrap_weights,
+    evaluate_scores,
+    format_auroc_table,
+    read_metrics,
+    write_run_dir,
+)
+from phow_baseline.evaluation.roc import ROC_GRID
 
 
 def _scores(n=80, seed=0):
@@ -68,9 +76,19 @@ def test_run_dir_with_probabilities_and_operating_points(tmp_path):
     ops = OperatingPoints().fit(cal.predict_proba(s_val), y_val)
     p = cal.predict_proba(s)
     names = [f"{i:08d}_000.png" for i in range(len(y))]
-    m = write_run_dir(tmp_path / "run", model_name="m", kind="phow", split="test", names=names, y_true=y,
-                      scores=s, probabilities=p, thresholds=ops.thresholds_, operating_rule=ops.describe(),
-                      n_bootstrap=200)
+    m = write_run_dir(
+        tmp_path / "run",
+        model_name="m",
+        kind="phow",
+        split="test",
+        names=names,
+        y_true=y,
+        scores=s,
+        probabilities=p,
+        thresholds=ops.thresholds_,
+        operating_rule=ops.describe(),
+        n_bootstrap=200,
+    )
     on_disk = read_metrics(tmp_path / "run")
     assert on_disk == json.loads(json.dumps(m))
     # the earlier contract is unchanged
@@ -100,14 +118,31 @@ def test_run_dir_with_probabilities_and_operating_points(tmp_path):
 
 def test_run_dir_reports_a_calibration_that_changes_the_ranking(tmp_path):
     y, s = _scores(n=60, seed=6)
-    not_monotone = 1 / (1 + np.exp(-(s - 0.5) ** 2))  # ranks by distance from 0.5: changes the AUROC
-    m = write_run_dir(tmp_path / "run", model_name="m", kind="cnn", split="test",
-                      names=[str(i) for i in range(60)], y_true=y, scores=s, probabilities=not_monotone,
-                      n_bootstrap=0)
+    not_monotone = 1 / (1 + np.exp(-((s - 0.5) ** 2)))  # ranks by distance from 0.5: changes the AUROC
+    m = write_run_dir(
+        tmp_path / "run",
+        model_name="m",
+        kind="cnn",
+        split="test",
+        names=[str(i) for i in range(60)],
+        y_true=y,
+        scores=s,
+        probabilities=not_monotone,
+        n_bootstrap=0,
+    )
     assert m["calibration"]["auroc_unchanged"] is False and m["calibration"]["auroc_of_probabilities"]
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        write_run_dir(tmp_path / "r2", model_name="m", kind="cnn", split="test", names=[str(i) for i in range(60)],
-                      y_true=y, scores=s, probabilities=s, n_bootstrap=0)
+        write_run_dir(
+            tmp_path / "r2",
+            model_name="m",
+            kind="cnn",
+            split="test",
+            names=[str(i) for i in range(60)],
+            y_true=y,
+            scores=s,
+            probabilities=s,
+            n_bootstrap=0,
+        )
 
 
 def test_predictions_file_keeps_the_ranking_of_close_probabilities(tmp_path):
@@ -116,8 +151,17 @@ def test_predictions_file_keeps_the_ranking_of_close_probabilities(tmp_path):
 
     y, s = _scores(n=300, seed=7)
     p = 1 / (1 + np.exp(-(1e-4 * s - 2.4)))  # all about 0.083
-    m = write_run_dir(tmp_path / "run", model_name="m", kind="phow", split="test",
-                      names=[str(i) for i in range(300)], y_true=y, scores=s, probabilities=p, n_bootstrap=0)
+    m = write_run_dir(
+        tmp_path / "run",
+        model_name="m",
+        kind="phow",
+        split="test",
+        names=[str(i) for i in range(300)],
+        y_true=y,
+        scores=s,
+        probabilities=p,
+        n_bootstrap=0,
+    )
     back = pd.read_csv(tmp_path / "run" / "predictions.csv")
     for j, lab in enumerate(LABELS):
         if 0 < y[:, j].sum() < len(y):

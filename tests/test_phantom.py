@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from phow_baseline.data.chestxray14 import LABELS, ChestXray14
-from phow_baseline.data.phantom import (CONSPICUOUS, REAL_COMBINATIONS, draw_finding, load_truth, make_anatomy, make_phantom_dataset,
-                                   render_base, render_case)
+from phow_baseline.data.phantom import (
+    CONSPICUOUS,
+    REAL_COMBINATIONS,
+    draw_finding,
+    load_truth,
+    make_anatomy,
+    make_phantom_dataset,
+    render_base,
+    render_case,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +89,7 @@ def test_each_finding_changes_its_box(label):
         diff = np.abs(img - base)
     x, y, w, h = (int(round(v)) for v in box)
     assert w > 0 and h > 0
-    inside = diff[y:y + h + 1, x:x + w + 1].sum()
+    inside = diff[y : y + h + 1, x : x + w + 1].sum()
     assert inside > 0.5 * diff.sum(), label
 
 
@@ -116,7 +124,7 @@ def test_existing_folder_with_other_parameters(tmp_path):
 def test_differencing_finds_the_change_between_followups(phantom_dir):
     """On the phantom's follow-up series, the structural difference concentrates in the
     box of the finding that appeared or grew."""
-    from phow_baseline.followup.pairs import diff_pair
+    from phow_baseline.followup import diff_pair
 
     truth = load_truth(phantom_dir)
     checked = 0
@@ -131,8 +139,10 @@ def test_differencing_finds_the_change_between_followups(phantom_dir):
         inv = cv2.invertAffineTransform(d.registration.matrix)
         cx, cy = inv @ np.array([x + w / 2, y + h / 2, 1.0])
         x0, y0, x1, y1 = int(max(cx - w / 2, 0)), int(max(cy - h / 2, 0)), int(cx + w / 2) + 1, int(cy + h / 2) + 1
-        for name, change in (("structure", (1 - d.ssim_map) * d.valid),
-                             ("intensity increase", np.clip(d.intensity_diff, 0, None))):
+        for name, change in (
+            ("structure", (1 - d.ssim_map) * d.valid),
+            ("intensity increase", np.clip(d.intensity_diff, 0, None)),
+        ):
             smooth = cv2.GaussianBlur(change.astype(np.float32), (0, 0), 4)
             yy, xx = np.unravel_index(np.argmax(smooth), smooth.shape)
             assert x0 <= xx <= x1 and y0 <= yy <= y1, (f["finding"], f["change"], name, (xx, yy), (x0, y0, x1, y1))
@@ -163,8 +173,8 @@ def test_conspicuous_findings_are_learnable_from_pixels(label):
     separates each conspicuous finding from images with another finding or none
     (4-fold cross-validated AUROC > 0.85); with the labels shuffled it does not (< 0.7)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_predict
     from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
 
     X, y = _learnability_set(label, 50)
     clf = LogisticRegression(C=1.0, max_iter=500)
@@ -178,7 +188,8 @@ def test_conspicuous_findings_are_learnable_from_pixels(label):
 def test_prevalence_matches_the_configured_combination_table(phantom_dir):
     """Each label's count over the single-image patients lies within 4 binomial standard
     deviations of what the (enriched) real combination table predicts."""
-    from phow_baseline.data.phantom import DEFAULT_ENRICH, _combo_table
+    from phow_baseline.data.phantom import DEFAULT_ENRICH
+    from phow_baseline.data.phantom.dataset import _combo_table
 
     names, probs = _combo_table(DEFAULT_ENRICH)
     truth = load_truth(phantom_dir)
@@ -195,6 +206,7 @@ def test_prevalence_matches_the_configured_combination_table(phantom_dir):
 # make_phantom_like: the shape of the real metadata
 # --------------------------------------------------------------------------
 
+
 def _like(sample_dir, out, **kw):
     from phow_baseline.data.phantom import make_phantom_like
 
@@ -202,8 +214,9 @@ def _like(sample_dir, out, **kw):
     kw.setdefault("limit", 200)
     kw.setdefault("n_jobs", 1)
     kw.setdefault("progress", False)
-    return make_phantom_like(out, sample_dir / "Data_Entry_2017_v2020.csv.gz",
-                             bbox_csv=sample_dir / "BBox_List_2017.csv.gz", **kw)
+    return make_phantom_like(
+        out, sample_dir / "Data_Entry_2017_v2020.csv.gz", bbox_csv=sample_dir / "BBox_List_2017.csv.gz", **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +258,7 @@ def test_like_has_the_real_names_labels_patients_and_split(sample_dir, like_dir)
 
 def test_like_subset_is_seeded(sample_dir, tmp_path):
     from phow_baseline.data.chestxray14 import read_metadata
-    from phow_baseline.data.phantom import _patient_subset
+    from phow_baseline.data.phantom.like import _patient_subset
 
     real = read_metadata(sample_dir / "Data_Entry_2017_v2020.csv.gz")
     p = real["Patient ID"].to_numpy()
@@ -267,13 +280,24 @@ def test_like_boxes_follow_the_real_box_list(sample_dir, tmp_path):
     sub = real[real["Image Index"].isin(pick)]
     small = tmp_path / "meta"
     small.mkdir()
-    sub.rename(columns={"Original Width": "OriginalImage[Width", "Original Height": "Height]",
-                        "Pixel Spacing x": "OriginalImagePixelSpacing[x", "Pixel Spacing y": "y]"}).to_csv(
-        small / "Data_Entry_2017_v2020.csv", index=False)
+    sub.rename(
+        columns={
+            "Original Width": "OriginalImage[Width",
+            "Original Height": "Height]",
+            "Pixel Spacing x": "OriginalImagePixelSpacing[x",
+            "Pixel Spacing y": "y]",
+        }
+    ).to_csv(small / "Data_Entry_2017_v2020.csv", index=False)
     for fname in ("train_val_list.txt", "test_list.txt"):
         (small / fname).write_text("\n".join(n for n in read_split_list(sample_dir / fname) if n in pick))
-    out = make_phantom_like(tmp_path / "p", small / "Data_Entry_2017_v2020.csv", size=64,
-                            bbox_csv=sample_dir / "BBox_List_2017.csv.gz", n_jobs=1, progress=False)
+    out = make_phantom_like(
+        tmp_path / "p",
+        small / "Data_Entry_2017_v2020.csv",
+        size=64,
+        bbox_csv=sample_dir / "BBox_List_2017.csv.gz",
+        n_jobs=1,
+        progress=False,
+    )
     ds = ChestXray14(out, strict=True)
     got = ds.boxes()
     want = boxes[boxes["Image Index"].isin(pick)]
@@ -284,8 +308,9 @@ def test_like_boxes_follow_the_real_box_list(sample_dir, tmp_path):
     assert truth["box_rows_skipped"] == len(want) - len(drawable)
     assert {(n, l) for n, l in zip(got["Image Index"], got["label"])} == drawable
     for _, r in got.iterrows():
-        np.testing.assert_allclose([r.x, r.y, r.w, r.h], truth["images"][r["Image Index"]]["boxes"][r["label"]],
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            [r.x, r.y, r.w, r.h], truth["images"][r["Image Index"]]["boxes"][r["label"]], atol=1e-3
+        )
 
 
 def _bytes(folder):
@@ -295,17 +320,18 @@ def _bytes(folder):
 def test_like_images_are_the_same_whoever_draws_them(sample_dir, like_dir, tmp_path):
     """An image depends on its name, row, size and seed only: not on the subset, the order,
     the chunking or the process that drew it."""
-    from phow_baseline.data.phantom import _encode_png, render_like
+    from phow_baseline.data.phantom import render_like
+    from phow_baseline.data.phantom.like import _encode_png
 
     first = _bytes(like_dir)
-    other = _bytes(_like(sample_dir, tmp_path / "b", limit=260, chunk=7))   # another subset and order
+    other = _bytes(_like(sample_dir, tmp_path / "b", limit=260, chunk=7))  # another subset and order
     common = set(first) & set(other)
     assert len(common) >= 100
     assert all(first[n] == other[n] for n in common)
     ds = ChestXray14(like_dir)
     name = sorted(first)[5]
     findings = [LABELS[j] for j in np.flatnonzero(ds.labels([name])[0])]
-    img, _ = render_like(name, findings, ds.patient_of(name), 64, 0)   # drawn here, in this process
+    img, _ = render_like(name, findings, ds.patient_of(name), 64, 0)  # drawn here, in this process
     assert _encode_png(img) == first[name]
     reseeded = _bytes(_like(sample_dir, tmp_path / "c", seed=1, limit=40))
     assert all(reseeded[n] != first.get(n, reseeded[n] + b"x") for n in reseeded)
@@ -341,8 +367,19 @@ def test_cli_phantom_like(sample_dir, tmp_path):
     from phow_baseline.cli import main
 
     out = tmp_path / "p"
-    args = ["phantom", str(out), "--like", str(sample_dir / "Data_Entry_2017_v2020.csv.gz"), "--limit", "30",
-            "--size", "64", "--n-jobs", "1", "--quiet"]
+    args = [
+        "phantom",
+        str(out),
+        "--like",
+        str(sample_dir / "Data_Entry_2017_v2020.csv.gz"),
+        "--limit",
+        "30",
+        "--size",
+        "64",
+        "--n-jobs",
+        "1",
+        "--quiet",
+    ]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert "30 images" in r.output

@@ -5,31 +5,51 @@ import math
 import numpy as np
 import pytest
 
+from conftest import require_peer
+from phow_baseline.data import equalize, read_xray
+from phow_baseline.data.preprocess import preprocess
 from phow_baseline.features.phow import PHOW, n_descriptors, phow, phow_batch, phow_offsets
-from phow_baseline.data.preprocess import equalize, preprocess, read_xray
 
 SIZES = (4, 6, 8, 10)
 
 
 def _libvl():
-    """VLFeat's C library (``libvl``, the one cyvlfeat is built on), through ctypes; skip if absent."""
-    import ctypes
-    import ctypes.util
+    """VLFeat's C library (``libvl``, the one cyvlfeat is built on), through ctypes.
 
-    pytest.importorskip("cyvlfeat")
-    try:
-        lib = ctypes.CDLL(ctypes.util.find_library("vl") or "libvl.so.1")
-    except OSError:
-        pytest.skip("VLFeat's libvl is not installed")
+    A peer: tests/conftest.py's ``require_peer`` skips the test when it is missing, or fails it under
+    ./run-tests and CI (the tests that come here are marked ``peer``, which checks it before they start).
+    """
+    import ctypes
+
+    lib = require_peer("libvl")
     P = ctypes.POINTER(ctypes.c_float)
     conv = lib.vl_imconvcol_vf
     conv.restype = None
-    conv.argtypes = [P, ctypes.c_size_t, P, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, P,
-                     ctypes.c_ssize_t, ctypes.c_ssize_t, ctypes.c_int, ctypes.c_uint]
+    conv.argtypes = [
+        P,
+        ctypes.c_size_t,
+        P,
+        ctypes.c_size_t,
+        ctypes.c_size_t,
+        ctypes.c_size_t,
+        P,
+        ctypes.c_ssize_t,
+        ctypes.c_ssize_t,
+        ctypes.c_int,
+        ctypes.c_uint,
+    ]
     smooth_f = lib.vl_imsmooth_f
     smooth_f.restype = None
-    smooth_f.argtypes = [P, ctypes.c_size_t, P, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t,
-                         ctypes.c_double, ctypes.c_double]
+    smooth_f.argtypes = [
+        P,
+        ctypes.c_size_t,
+        P,
+        ctypes.c_size_t,
+        ctypes.c_size_t,
+        ctypes.c_size_t,
+        ctypes.c_double,
+        ctypes.c_double,
+    ]
     return conv, smooth_f, P
 
 
@@ -53,8 +73,9 @@ def vl_imsmooth(im, sigma):
     if sigma < 0.01:
         return im.copy()
     W = int(math.ceil(4.0 * sigma))
-    z = ((np.arange(2 * W + 1, dtype=np.float32) - np.float32(W)).astype(np.float64)
-         / (sigma + np.finfo(np.float32).eps)).astype(np.float32)
+    z = (
+        (np.arange(2 * W + 1, dtype=np.float32) - np.float32(W)).astype(np.float64) / (sigma + np.finfo(np.float32).eps)
+    ).astype(np.float32)
     k = np.exp(-0.5 * (z * z).astype(np.float64)).astype(np.float32)
     acc = np.float32(0)
     for v in k:  # the MEX's float accumulation, in order
@@ -72,8 +93,9 @@ def libvl_imsmooth_f(im, sigma):
     _, smooth_f, P = _libvl()
     im = np.ascontiguousarray(im, np.float32)
     out = np.empty_like(im)
-    smooth_f(out.ctypes.data_as(P), im.shape[1], im.ctypes.data_as(P), im.shape[1], im.shape[0], im.shape[1],
-             sigma, sigma)
+    smooth_f(
+        out.ctypes.data_as(P), im.shape[1], im.ctypes.data_as(P), im.shape[1], im.shape[0], im.shape[1], sigma, sigma
+    )
     return out
 
 
@@ -106,8 +128,15 @@ def reference_phow(im):
     for s in SIZES:
         off = math.floor(1 + 1.5 * (max(SIZES) - s))  # vl_phow's 1-based offset
         ims = vl_imsmooth(im, s / 6)
-        f, d = vl_dsift(ims, step=2, size=s, bounds=np.array([off - 1, off - 1, H - 1, W - 1]),
-                        window_size=1.5, fast=True, norm=True)
+        f, d = vl_dsift(
+            ims,
+            step=2,
+            size=s,
+            bounds=np.array([off - 1, off - 1, H - 1, W - 1]),
+            window_size=1.5,
+            fast=True,
+            norm=True,
+        )
         d[f[:, 2] < 0.005] = 0
         frames.append(np.column_stack([f[:, 1], f[:, 0], f[:, 2], np.full(len(f), s)]))
         descs.append(d)
@@ -131,9 +160,11 @@ def test_phow_matches_vlfeat_on_every_sample_image(sample_images, capsys):
         threshold_flips += int(((~d.any(1)) != (~dr.any(1))).sum())
     share = within / total
     with capsys.disabled():
-        print(f"\nphow vs VLFeat dsift per scale: {len(sample_images)} images, within 1 level {share:.8%} of "
-              f"{total} entries ({total - within} beyond), max |diff| {maxdiff}, descriptors zeroed on one side only "
-              f"(contrast within float error of the threshold): {threshold_flips}")
+        print(
+            f"\nphow vs VLFeat dsift per scale: {len(sample_images)} images, within 1 level {share:.8%} of "
+            f"{total} entries ({total - within} beyond), max |diff| {maxdiff}, descriptors zeroed on one side only "
+            f"(contrast within float error of the threshold): {threshold_flips}"
+        )
     assert share >= 0.999
 
 
@@ -169,10 +200,10 @@ def test_transformer_equalizes_unless_told(sample_images):
     raw = read_xray(sample_images[1])[:256, :256].copy()
     t = PHOW()
     assert t.fit(None) is t and t.get_params()["sizes"] == SIZES
-    (f1, d1), = t.transform([raw])
+    ((f1, d1),) = t.transform([raw])
     f2, d2 = phow(equalize(raw))
     np.testing.assert_array_equal(d1, d2)
-    (f3, d3), = PHOW(equalization="none").transform([raw])
+    ((f3, d3),) = PHOW(equalization="none").transform([raw])
     np.testing.assert_array_equal(d3, phow(raw)[1])
     batch = phow_batch([raw, raw[::-1].copy()], n_jobs=2)
     np.testing.assert_array_equal(batch[0][1], d3)

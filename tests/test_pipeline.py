@@ -11,17 +11,16 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
+from conftest import SMALL_CONFIG as SMALL
 from phow_baseline.cli import main as cli
-from phow_baseline.data.chestxray14 import LABELS, ChestXray14, MissingImagesWarning
-from phow_baseline.model.directory import ModelFileError, load_model
-from phow_baseline.model.attribution import per_bin_contributions
 from phow_baseline.config import BaselineConfig
+from phow_baseline.data.chestxray14 import LABELS, ChestXray14, MissingImagesWarning
+from phow_baseline.data.preprocess import preprocess
+from phow_baseline.model.attribution import per_bin_contributions
+from phow_baseline.model.directory import ModelFileError, load_model
 from phow_baseline.model.phow_model import PhowModel
 from phow_baseline.workflow.pipeline import make_pipeline
 from phow_baseline.workflow.steps import run_baseline
-from phow_baseline.data.preprocess import preprocess
-
-from conftest import SMALL_CONFIG as SMALL
 
 
 @pytest.mark.slow
@@ -40,8 +39,9 @@ def test_sample_run_outputs(sample_run, sample_dir):
     for j, lab in enumerate(LABELS):
         if 0 < Y[:, j].sum() < len(Y):
             assert m["auroc"][lab] == pytest.approx(roc_auc_score(Y[:, j], pred[lab]), abs=1e-9), lab
-    assert m["mean_auroc"] == pytest.approx(np.nanmean([m["auroc"][lab] for lab in LABELS
-                                                         if m["auroc"][lab] is not None]), abs=1e-12)
+    assert m["mean_auroc"] == pytest.approx(
+        np.nanmean([m["auroc"][lab] for lab in LABELS if m["auroc"][lab] is not None]), abs=1e-12
+    )
     on_disk = json.loads((out / "run" / "metrics.json").read_text())
     assert on_disk["mean_auroc"] == m["mean_auroc"]
     pred = pd.read_csv(out / "run" / "predictions.csv")
@@ -120,8 +120,9 @@ def test_cli_predict_and_failures(sample_run, sample_dir, tmp_path):
     for p in imgs:
         shutil.copy(p, src / p.name)
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    res = CliRunner().invoke(cli, ["predict", str(out / "model"), str(src), "--out", str(tmp_path / "p.csv"),
-                                   "--quiet"])
+    res = CliRunner().invoke(
+        cli, ["predict", str(out / "model"), str(src), "--out-csv", str(tmp_path / "p.csv"), "--quiet"]
+    )
     assert res.exit_code == 0, res.output
     df = pd.read_csv(tmp_path / "p.csv")
     assert len(df) == 2 and list(df.columns[1:]) == list(LABELS)
@@ -164,8 +165,7 @@ def test_dask_backend_gives_identical_features(sample_dir, tmp_path):
     cache = build_image_cache(ds, names, tmp_path, cfg, progress=False, tag="t")
     vocab = fit_vocabulary(cache, range(len(cache)), tmp_path, cfg, progress=False)
     local = encode_split(cache, range(24), names, tmp_path / "loky", vocab, cfg, "t", progress=False)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
-            Client(lc):
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, Client(lc):
         dcfg = BaselineConfig(**{**cfg.to_dict(), "backend": "dask"})
         remote = encode_split(cache, range(24), names, tmp_path / "dask", vocab, dcfg, "t", progress=False)
     assert isinstance(remote, FeatureStore) and remote.n_shards == 3
@@ -175,8 +175,21 @@ def test_dask_backend_gives_identical_features(sample_dir, tmp_path):
 @pytest.mark.slow
 def test_cli_vocab_then_encode(sample_dir, tmp_path):
     """The stepwise commands share one work folder: encode reuses the vocabulary that vocab wrote."""
-    opts = ["--work", str(tmp_path / "w"), "--size", "128", "--n-words", "32", "--max-descriptors", "5000",
-            "--vocab-images", "20", "--n-jobs", "2", "--quiet"]
+    opts = [
+        "--work",
+        str(tmp_path / "w"),
+        "--size",
+        "128",
+        "--n-words",
+        "32",
+        "--max-descriptors",
+        "5000",
+        "--vocab-images",
+        "20",
+        "--n-jobs",
+        "2",
+        "--quiet",
+    ]
     res = CliRunner().invoke(cli, ["vocab", str(sample_dir), *opts])
     assert res.exit_code == 0, res.output
     assert "32 words" in res.output and (tmp_path / "w" / "vocabulary.npz").exists()
@@ -190,14 +203,14 @@ def test_cli_vocab_then_encode(sample_dir, tmp_path):
 def test_make_pipeline_does_not_equalize_preprocessed_images_again(sample_images):
     """The pipeline's input is preprocess()'s output (already equalized): its PHOW step must not
     equalize a second time, so its descriptors equal those of the training path (PhowModel.features)."""
-    from phow_baseline.config import make_phow
+    from phow_baseline.features.phow import make_phow
 
     cfg = BaselineConfig(size=128)
     pipe = make_pipeline(cfg)
     assert pipe.named_steps["phow"].equalization == "none"
     img = preprocess(sample_images[0], size=cfg.size, equalization=cfg.equalization)
-    (f1, d1), = pipe.named_steps["phow"].transform([img])
-    (f2, d2), = make_phow(cfg).transform([img])
+    ((f1, d1),) = pipe.named_steps["phow"].transform([img])
+    ((f2, d2),) = make_phow(cfg).transform([img])
     assert np.array_equal(d1, d2) and np.array_equal(f1, f2)
 
 
@@ -230,8 +243,9 @@ def test_vocabulary_cache_is_refit_for_another_split_or_other_images(sample_dir,
 
 
 @pytest.mark.filterwarnings("ignore:Platt scaling")
-def test_auto_solver_estimates_liblinears_peak_and_calibration_uses_the_final_solver(sample_dir, tmp_path,
-                                                                                    monkeypatch, capsys):
+def test_auto_solver_estimates_liblinears_peak_and_calibration_uses_the_final_solver(
+    sample_dir, tmp_path, monkeypatch, capsys
+):
     """The 20,000-image rehearsal found two faults: ``solver="auto"`` chose liblinear for the calibration's
     held-out SVMs (fewer rows) while the final SVMs were SGD, and its budget counted one float64 matrix where
     liblinear's threads each hold a sparse copy (14.3 GB measured for a 4 GiB budget)."""
@@ -242,15 +256,31 @@ def test_auto_solver_estimates_liblinears_peak_and_calibration_uses_the_final_so
     assert one == 8 * 1000 * 100 + 12 * 1000 * 300 + 16 * (150_000 + 1000) and two - one == 16 * 151_000
     assert steps.liblinear_peak_bytes(2000, 100, 300, 0.5, 2) == 2 * two
 
-    cfg = BaselineConfig(size=64, n_words=8, max_descriptors=2000, vocab_images=10, n_jobs=1, kernel_map="none",
-                         n_epochs=2, shard_size=64)
+    cfg = BaselineConfig(
+        size=64,
+        n_words=8,
+        max_descriptors=2000,
+        vocab_images=10,
+        n_jobs=1,
+        kernel_map="none",
+        n_epochs=2,
+        shard_size=64,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingImagesWarning)
         ds = ChestXray14(sample_dir)
     cache, rows, _ = steps.prepare_training(ds, tmp_path, cfg, progress=False)
     # a budget between the held-out rows' estimate and all rows': the old rule flipped solvers here
-    store = steps.encode_split(cache, range(len(cache)), cache.names, tmp_path, steps.fit_vocabulary(
-        cache, rows, tmp_path, cfg, progress=False), cfg, cfg.train_split, progress=False)
+    store = steps.encode_split(
+        cache,
+        range(len(cache)),
+        cache.names,
+        tmp_path,
+        steps.fit_vocabulary(cache, rows, tmp_path, cfg, progress=False),
+        cfg,
+        cfg.train_split,
+        progress=False,
+    )
     n_fit = len([r for r in rows if cache.names[r] not in set(ds.split_names("val"))])
     assert 0 < n_fit < len(rows)
     dens = steps.feature_density(store)

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from phow_baseline.data.preprocess import (ImageCache, ImageReadError, equalize, preprocess, read_xray, resize,
-                                      to_gray_uint8)
+from phow_baseline.data import ImageCache, ImageReadError, equalize, read_xray, resize, to_gray_uint8
+from phow_baseline.data.preprocess import preprocess
 
 
 def test_read_real_png(sample_images):
@@ -21,8 +21,9 @@ def test_read_16bit_rgb_rgba(sample_images, tmp_path):
     p16 = tmp_path / "a16.png"
     cv2.imwrite(str(p16), grey.astype(np.uint16) * 257)
     assert cv2.imread(str(p16), cv2.IMREAD_UNCHANGED).dtype == np.uint16
-    np.testing.assert_array_equal(read_xray(p16), np.rint((grey.astype(float) - grey.min())
-                                                          * 255 / (grey.max() - grey.min())).astype(np.uint8))
+    np.testing.assert_array_equal(
+        read_xray(p16), np.rint((grey.astype(float) - grey.min()) * 255 / (grey.max() - grey.min())).astype(np.uint8)
+    )
     prgb, prgba = tmp_path / "rgb.png", tmp_path / "rgba.png"
     cv2.imwrite(str(prgb), np.dstack([grey] * 3))
     cv2.imwrite(str(prgba), np.dstack([grey] * 3 + [np.full_like(grey, 255)]))
@@ -30,10 +31,13 @@ def test_read_16bit_rgb_rgba(sample_images, tmp_path):
     np.testing.assert_array_equal(read_xray(prgba), grey)
 
 
-@pytest.mark.parametrize("content,reason", [
-    (b"", "empty file"),
-    (b"this is a text file, not a picture", "not a readable image"),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"", "empty file"),
+        (b"this is a text file, not a picture", "not a readable image"),
+    ],
+)
 def test_bad_files(tmp_path, content, reason):
     p = tmp_path / "bad.png"
     p.write_bytes(content)
@@ -118,6 +122,7 @@ def test_open_incomplete_cache(tmp_path):
 # Bad input never escapes as anything but that file's ImageReadError
 # --------------------------------------------------------------------------
 
+
 def _png_with_size(data: bytes, w: int, h: int) -> bytes:
     """The PNG ``data`` with its IHDR width and height replaced and the CRC fixed."""
     import struct
@@ -150,7 +155,7 @@ def test_zero_size_and_bad_crc_png(sample_images, tmp_path):
 
 
 def test_header_size_reads_every_format(tmp_path):
-    from phow_baseline.data.preprocess import header_size
+    from phow_baseline.data.imread import header_size
 
     img = np.random.default_rng(0).integers(0, 255, (37, 53), dtype=np.uint8)  # not square: w and h not swapped
     for ext, fmt in ((".png", "PNG"), (".jpg", "JPEG"), (".tif", "TIFF"), (".bmp", "BMP")):
@@ -170,7 +175,7 @@ def test_absurd_jpeg_header_refused(tmp_path):
     ok, buf = cv2.imencode(".jpg", np.zeros((20, 30), np.uint8))
     b = bytearray(buf.tobytes())
     i = next(i for i in range(len(b) - 1) if b[i] == 0xFF and b[i + 1] == 0xC0)  # baseline frame header
-    b[i + 5:i + 9] = (60000).to_bytes(2, "big") + (50000).to_bytes(2, "big")
+    b[i + 5 : i + 9] = (60000).to_bytes(2, "big") + (50000).to_bytes(2, "big")
     p = _write(tmp_path / "big.jpg", bytes(b))
     with pytest.raises(ImageReadError, match="JPEG header claims 50000 x 60000 pixels"):
         read_xray(p)
@@ -178,29 +183,30 @@ def test_absurd_jpeg_header_refused(tmp_path):
 
 def test_decoder_exceptions_become_image_read_errors(sample_images, tmp_path, monkeypatch):
     """Whatever the decoder raises (OpenCV's assertions, MemoryError) is that file's ImageReadError."""
-    import phow_baseline.data.preprocess as pp
+    import phow_baseline.data.imread as imread
 
     def boom(exc):
         def f(*a, **k):
             raise exc
+
         return f
 
     p = sample_images[0]
-    monkeypatch.setattr(pp.cv2, "imdecode", boom(cv2.error("validateInputImageSize failed")))
+    monkeypatch.setattr(imread.cv2, "imdecode", boom(cv2.error("validateInputImageSize failed")))
     with pytest.raises(ImageReadError, match=rf"{p.name}: decoder error: validateInputImageSize"):
         read_xray(p)
-    monkeypatch.setattr(pp.cv2, "imdecode", boom(MemoryError()))
+    monkeypatch.setattr(imread.cv2, "imdecode", boom(MemoryError()))
     with pytest.raises(ImageReadError, match="out of memory while decoding"):
         read_xray(p)
 
 
 def test_directory_and_too_large_file(tmp_path, monkeypatch):
-    import phow_baseline.data.preprocess as pp
+    import phow_baseline.data.imread as imread
 
     with pytest.raises(ImageReadError, match="not a regular file"):
         read_xray(tmp_path)
     p = _write(tmp_path / "big.png", bytes(1000))
-    monkeypatch.setattr(pp, "MAX_FILE_BYTES", 999)
+    monkeypatch.setattr(imread, "MAX_FILE_BYTES", 999)
     with pytest.raises(ImageReadError, match="1000 bytes is above the limit"):
         read_xray(p)
 

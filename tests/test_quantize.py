@@ -70,7 +70,7 @@ def test_bounds_out_are_lower_bounds_of_every_distance(method, k, d):
     rng = np.random.default_rng(4)
     C = (rng.random((k, d)) * 60).astype(np.float32)
     X = (C[rng.integers(0, k, 3000)] + rng.normal(0, 6, (3000, d))).astype(np.float32)
-    X[:7] = 0                                   # the all-zero descriptors' shortcut too
+    X[:7] = 0  # the all-zero descriptors' shortcut too
     B = np.zeros((len(X), k), np.float32)
     words, _ = quantize_histogram(X, C, method=method, bounds_out=B)
     np.testing.assert_array_equal(words, quantize_histogram(X, C, method=method)[0])
@@ -85,6 +85,7 @@ def test_bounds_out_are_lower_bounds_of_every_distance(method, k, d):
     # 16 bits: floor(B / unit) where the float32 bound is below the cap (the same bound, rounded down
     # to the unit), the cap above it, BOUND_Q16_FAR at the word found
     from phow_baseline.encoding.quantize import BOUND_Q16_FAR, BOUND_Q16_TOP
+
     unit = float(np.float32(np.median(B[other]) / BOUND_Q16_TOP))  # the cap, 65534 units, amid the bounds
     Q = np.zeros((len(X), k), np.uint16)
     w16, _ = quantize_histogram(X, C, method=method, bounds_out=Q, bounds_unit=unit)
@@ -93,8 +94,8 @@ def test_bounds_out_are_lower_bounds_of_every_distance(method, k, d):
     lower = Q.astype(np.float64) * unit
     assert np.all(lower[other] <= D[other])
     below = other & (B.astype(np.float64) < BOUND_Q16_TOP * unit * 0.999)
-    assert 0 < below.sum() < other.sum()                # some capped, some not
-    gap = B[below].astype(np.float64) - lower[below]   # one unit of rounding down, and a 1e-6 share
+    assert 0 < below.sum() < other.sum()  # some capped, some not
+    gap = B[below].astype(np.float64) - lower[below]  # one unit of rounding down, and a 1e-6 share
     assert gap.min() >= -1e-6 * B[below].max() and np.all(gap <= unit + 3e-6 * B[below])
     assert np.all(Q[other & ~below & (B > BOUND_Q16_TOP * unit * 1.001)] == BOUND_Q16_TOP)
     with pytest.raises(ValueError, match="bounds_unit"):

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from phow_baseline.cli import main as cli
 from phow_baseline.data.chestxray14 import LABELS
-from phow_baseline.evaluation.metrics import PUBLISHED
+from phow_baseline.evaluation import PUBLISHED
 from phow_baseline.report.html import write_report
 
 EVIL = "<script>alert('x')</script>"
@@ -65,22 +65,46 @@ def _run_dir(path, model, seed, calibrated=False):
     auroc["Hernia"] = None  # no positive test image: the contract allows null
     ci = {lab: [a - 0.05, a + 0.05] for lab, a in auroc.items() if a is not None}
     vals = [a for a in auroc.values() if a is not None]
-    m = {"model": model, "kind": "phow", "split": "official test (sample)", "n_test": 59, "labels": list(LABELS),
-         "auroc": auroc, "auroc_ci95": ci, "mean_auroc": float(np.mean(vals))}
+    m = {
+        "model": model,
+        "kind": "phow",
+        "split": "official test (sample)",
+        "n_test": 59,
+        "labels": list(LABELS),
+        "auroc": auroc,
+        "auroc_ci95": ci,
+        "mean_auroc": float(np.mean(vals)),
+    }
     if calibrated:
         m["n_bootstrap"] = 1000
         m["n_bootstrap_used"] = {lab: 1000 for lab in LABELS}
         m["n_bootstrap_used"]["Pneumonia"] = 861
-        m["calibration"] = {"n_bins": 10, "brier": {lab: 0.01 * (k + 1) for k, lab in enumerate(LABELS)},
-                            "ece": {lab: 0.002 * (k + 1) for k, lab in enumerate(LABELS)}, "mean_brier": 0.075,
-                            "mean_ece": 0.015, "auroc_unchanged": True}
+        m["calibration"] = {
+            "n_bins": 10,
+            "brier": {lab: 0.01 * (k + 1) for k, lab in enumerate(LABELS)},
+            "ece": {lab: 0.002 * (k + 1) for k, lab in enumerate(LABELS)},
+            "mean_brier": 0.075,
+            "mean_ece": 0.015,
+            "auroc_unchanged": True,
+        }
         per = {}
         for k, lab in enumerate(LABELS):
-            per[lab] = {"threshold": 0.1 + 0.01 * k, "tp": 3, "fp": 10, "tn": 44, "fn": 2,
-                        "sensitivity": 0.6, "sensitivity_ci95": [0.2, 0.9], "specificity": 0.81,
-                        "specificity_ci95": [0.7, 0.9], "ppv": 0.23, "ppv_ci95": [0.05, 0.45], "npv": 0.957,
-                        "npv_ci95": [0.9, 1.0], "n_bootstrap_used": {"sensitivity": 1000 - 7 * k, "specificity": 1000,
-                                                                   "ppv": 1000, "npv": 1000}}
+            per[lab] = {
+                "threshold": 0.1 + 0.01 * k,
+                "tp": 3,
+                "fp": 10,
+                "tn": 44,
+                "fn": 2,
+                "sensitivity": 0.6,
+                "sensitivity_ci95": [0.2, 0.9],
+                "specificity": 0.81,
+                "specificity_ci95": [0.7, 0.9],
+                "ppv": 0.23,
+                "ppv_ci95": [0.05, 0.45],
+                "npv": 0.957,
+                "npv_ci95": [0.9, 1.0],
+                "n_bootstrap_used": {"sensitivity": 1000 - 7 * k, "specificity": 1000, "ppv": 1000, "npv": 1000},
+            }
         m["operating_points"] = {"rule": "Youden's J", "applies_to": "probability", "per_class": per}
         _roc_png(path / "calibration.png", seed + 10)
     (path / "metrics.json").write_text(json.dumps(m))
@@ -98,14 +122,31 @@ def report_inputs(sample_dir, tmp_path):
     tb, tu = [0.1, 0.25, 0.5, 0.75, 0.9], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     boxed = LABELS[:8]
     rng = np.random.default_rng(2)
-    (loc / "localization.json").write_text(json.dumps({
-        "model": f"loc {EVIL}", "kind": "phow", "image_size": 256, "iobb_thresholds": tb, "iou_thresholds": tu,
-        "accuracy_iobb": {lab: sorted(rng.random(len(tb)).tolist(), reverse=True) for lab in boxed},
-        "accuracy_iou": {lab: sorted(rng.random(len(tu)).tolist(), reverse=True) for lab in boxed},
-        "avg_fp": {lab: float(rng.random()) for lab in boxed}, "n_images": {lab: 3 for lab in boxed},
-        "reference_iobb_0.5": {"Atelectasis": .1944, "Cardiomegaly": .9452, "Effusion": .4183,
-                               "Infiltration": .6504, "Mass": .3058, "Nodule": 0.0, "Pneumonia": .4833,
-                               "Pneumothorax": .2653}}))
+    (loc / "localization.json").write_text(
+        json.dumps(
+            {
+                "model": f"loc {EVIL}",
+                "kind": "phow",
+                "image_size": 256,
+                "iobb_thresholds": tb,
+                "iou_thresholds": tu,
+                "accuracy_iobb": {lab: sorted(rng.random(len(tb)).tolist(), reverse=True) for lab in boxed},
+                "accuracy_iou": {lab: sorted(rng.random(len(tu)).tolist(), reverse=True) for lab in boxed},
+                "avg_fp": {lab: float(rng.random()) for lab in boxed},
+                "n_images": {lab: 3 for lab in boxed},
+                "reference_iobb_0.5": {
+                    "Atelectasis": 0.1944,
+                    "Cardiomegaly": 0.9452,
+                    "Effusion": 0.4183,
+                    "Infiltration": 0.6504,
+                    "Mass": 0.3058,
+                    "Nodule": 0.0,
+                    "Pneumonia": 0.4833,
+                    "Pneumothorax": 0.2653,
+                },
+            }
+        )
+    )
     images = sorted((sample_dir / "images").glob("*.png"))[:6]
     for k, p in enumerate(images):
         g = _xray(p)
@@ -120,28 +161,45 @@ def report_inputs(sample_dir, tmp_path):
     m = np.float32([[1, 0, 3], [0, 1, -2]])
     b_reg = cv2.warpAffine(b, m, (256, 256))
     assert cv2.imwrite(str(diff / "a.png"), a) and cv2.imwrite(str(diff / "b_registered.png"), b_reg)
-    assert cv2.imwrite(str(diff / "ssim_map.png"),
-                       cv2.applyColorMap(255 - np.abs(a.astype(int) - b_reg).astype(np.uint8), cv2.COLORMAP_VIRIDIS))
+    assert cv2.imwrite(
+        str(diff / "ssim_map.png"),
+        cv2.applyColorMap(255 - np.abs(a.astype(int) - b_reg).astype(np.uint8), cv2.COLORMAP_VIRIDIS),
+    )
     d = (b_reg.astype(np.float32) - a) / 2 + 128
-    assert cv2.imwrite(str(diff / "intensity_diff.png"),
-                       cv2.applyColorMap(np.uint8(np.clip(d, 0, 255)), cv2.COLORMAP_COOL))
-    scores = {lab: {"a": float(x), "b": float(x + dlt), "delta": float(dlt)}
-              for lab, x, dlt in zip(LABELS, rng.uniform(-1, 1, 14), rng.normal(0, 0.5, 14))}
+    assert cv2.imwrite(
+        str(diff / "intensity_diff.png"), cv2.applyColorMap(np.uint8(np.clip(d, 0, 255)), cv2.COLORMAP_COOL)
+    )
+    scores = {
+        lab: {"a": float(x), "b": float(x + dlt), "delta": float(dlt)}
+        for lab, x, dlt in zip(LABELS, rng.uniform(-1, 1, 14), rng.normal(0, 0.5, 14))
+    }
     order = sorted(LABELS, key=lambda lab: -abs(scores[lab]["delta"]))
     for lab in order[:2]:
         hd = _blob(256, 128, 100, 25) - _blob(256, 90, 170, 20)
         assert cv2.imwrite(str(diff / f"heatmap_diff_{lab}.png"), _overlay(a, (hd + 1) / 2))
-    (diff / "diff.json").write_text(json.dumps({
-        "image_a": fu[0].name, "image_b": fu[1].name, "patient": 32,
-        "order_rule": "earlier = smaller file-name suffix", "notes": [f"note {EVIL}"],
-        "registration": {"motion": "affine", "ecc": 0.9712, "matrix": m.tolist(), "converged": True},
-        "ssim_mean": 0.81, "intensity_diff_mean_abs": 6.5, "score_changes": scores, "score_kind": "probability",
-        "heatmap_labels": order[:2], "overlap_fraction": 0.97}))
+    (diff / "diff.json").write_text(
+        json.dumps(
+            {
+                "image_a": fu[0].name,
+                "image_b": fu[1].name,
+                "patient": 32,
+                "order_rule": "earlier = smaller file-name suffix",
+                "notes": [f"note {EVIL}"],
+                "registration": {"motion": "affine", "ecc": 0.9712, "matrix": m.tolist(), "converged": True},
+                "ssim_mean": 0.81,
+                "intensity_diff_mean_abs": 6.5,
+                "score_changes": scores,
+                "score_kind": "probability",
+                "heatmap_labels": order[:2],
+                "overlap_fraction": 0.97,
+            }
+        )
+    )
     return runs, [loc], [diff], order
 
 
 def _table(html, cls):
-    t = html[html.index(f"<table class='{cls}'>"):]
+    t = html[html.index(f"<table class='{cls}'>") :]
     return t[: t.index("</table>")]
 
 
@@ -270,14 +328,25 @@ def test_report_errors_name_the_file(report_inputs, tmp_path):
     assert not (tmp_path / "out" / "index.html").exists()
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 
 def _chromium():
-    exe = shutil.which("chromium") or shutil.which("chromium-browser") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    exe = (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    )
     assert exe, "Chromium is not installed: this test needs Debian's chromium (.ci/run installs it)"
     return exe
 
@@ -291,18 +360,27 @@ def test_report_renders_in_chromium(report_inputs, tmp_path):
     shot = tmp_path / "shot.png"
     with tempfile.TemporaryDirectory() as profile:
         common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
-        r = subprocess.run([*common, "--window-size=1280,5200", f"--screenshot={shot}", page.as_uri()],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [*common, "--window-size=1280,5200", f"--screenshot={shot}", page.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0 and shot.is_file(), f"chromium screenshot failed: {r.stderr[-2000:]}"
-        r = subprocess.run([*common, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [*common, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, f"chromium --dump-dom failed: {r.stderr[-2000:]}"
     dom = r.stdout
     # the browser parsed the 7 tables (AUROC, Brier/ECE, operating points, IoBB, IoU, registration, scores) and the
     # figures, and decoded every figure (naturalWidth > 0)
     assert dom.count("<table") == 7 and dom.count("<img") == 15
-    assert re.search(r'data-images-loaded="15"', dom) and re.search(r'data-images-total="15"', dom), \
-        re.search(r"<body[^>]*>", dom).group(0)
+    assert re.search(r'data-images-loaded="15"', dom) and re.search(r'data-images-total="15"', dom), re.search(
+        r"<body[^>]*>", dom
+    ).group(0)
     assert "Per-class AUROC" in dom and "Atelectasis" in dom and "Follow-up dashboard" in dom
     assert "<script>alert" not in dom
     img = cv2.imread(str(shot))
@@ -327,11 +405,14 @@ def test_report_from_real_outputs(sample_run, sample_dir, tmp_path):
 
     out, _ = sample_run
     r = CliRunner()
-    res = r.invoke(cli, ["localize-eval", str(out / "model"), str(sample_dir), "--out", str(tmp_path / "loc"),
-                         "--quiet"])
+    res = r.invoke(
+        cli, ["localize-eval", str(out / "model"), str(sample_dir), "--out", str(tmp_path / "loc"), "--quiet"]
+    )
     assert res.exit_code == 0, res.output
     fu = sorted((sample_dir / "followups").glob("00000032_*.png"))
-    res = r.invoke(cli, ["diff", str(fu[0]), str(fu[1]), "--model", str(out / "model"), "--out", str(tmp_path / "diff")])
+    res = r.invoke(
+        cli, ["diff", str(fu[0]), str(fu[1]), "--model", str(out / "model"), "--out", str(tmp_path / "diff")]
+    )
     assert res.exit_code == 0, res.output
     html = write_report([out / "run"], tmp_path / "rep", [tmp_path / "loc"], [tmp_path / "diff"]).read_text()
     assert _table(html, "auroc").count("<tr>") == 1 + len(LABELS)
@@ -347,9 +428,9 @@ def test_real_writers_render_in_chromium(sample_dir, tmp_path):
     """What write_run_dir (with probabilities and thresholds) and write_diff_dir draw, rendered by Chromium."""
     import warnings
 
-    from phow_baseline.classification.calibration import OperatingPoints, PlattCalibrator
-    from phow_baseline.followup.pairs import diff_pair, write_diff_dir
-    from phow_baseline.evaluation.metrics import write_run_dir
+    from phow_baseline.classification import OperatingPoints, PlattCalibrator
+    from phow_baseline.evaluation import write_run_dir
+    from phow_baseline.followup import diff_pair, write_diff_dir
 
     rng = np.random.default_rng(0)
     y_val = (rng.random((300, 14)) < 0.15).astype(int)
@@ -362,12 +443,23 @@ def test_real_writers_render_in_chromium(sample_dir, tmp_path):
         cal = PlattCalibrator().fit(s_val, y_val)
     ops = OperatingPoints().fit(cal.predict_proba(s_val), y_val)
     run = tmp_path / "run"
-    write_run_dir(run, model_name="calibrated", kind="phow", split="test", names=[str(i) for i in range(120)],
-                  y_true=y, scores=s, probabilities=cal.predict_proba(s), thresholds=ops.thresholds_,
-                  operating_rule=ops.describe(), n_bootstrap=200)
+    write_run_dir(
+        run,
+        model_name="calibrated",
+        kind="phow",
+        split="test",
+        names=[str(i) for i in range(120)],
+        y_true=y,
+        scores=s,
+        probabilities=cal.predict_proba(s),
+        thresholds=ops.thresholds_,
+        operating_rule=ops.describe(),
+        n_bootstrap=200,
+    )
     fu = sorted((sample_dir / "followups").glob("00000032_*.png"))
-    heat = lambda img: np.stack([cv2.GaussianBlur(img.astype(np.float32) / 255, (0, 0), 6) * (k + 1) / 14
-                                 for k in range(14)])
+    heat = lambda img: np.stack(
+        [cv2.GaussianBlur(img.astype(np.float32) / 255, (0, 0), 6) * (k + 1) / 14 for k in range(14)]
+    )
     prob = lambda img: 1 / (1 + np.exp(-(np.arange(14) / 7 - 1 + img.astype(float).mean() / 64 - 2)))
     d = diff_pair(fu[0], fu[1], heatmap_fn=heat, score_fn=prob, score_kind="probability")
     write_diff_dir(tmp_path / "diff", d, heatmap_units="toy heatmap units")
@@ -378,13 +470,21 @@ def test_real_writers_render_in_chromium(sample_dir, tmp_path):
     shot = tmp_path / "shot.png"
     with tempfile.TemporaryDirectory() as profile:
         common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
-        r = subprocess.run([*common, "--window-size=1280,7000", f"--screenshot={shot}", page.as_uri()],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [*common, "--window-size=1280,7000", f"--screenshot={shot}", page.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0 and shot.is_file(), f"chromium screenshot failed: {r.stderr[-2000:]}"
-        r = subprocess.run([*common, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [*common, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     n = html.count("<img ")
-    assert n == 2 + 4 + 4 and re.search(fr'data-images-loaded="{n}"', r.stdout)
+    assert n == 2 + 4 + 4 and re.search(rf'data-images-loaded="{n}"', r.stdout)
     img = cv2.imread(str(shot))
     assert img is not None and cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).std() > 20
     shutil.copy(shot, tmp_path.parent / "report_real_screenshot.png")

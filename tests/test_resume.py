@@ -14,19 +14,29 @@ CLI = [sys.executable, "-c", "from phow_baseline.cli import main; main()"]
 
 
 def _run_args(sample_dir, out, config):
-    return [*CLI, "run", str(sample_dir), "--out", str(out), "--config", str(config), "--quiet",
-            "--n-bootstrap", "50"]
+    return [*CLI, "run", str(sample_dir), "--out", str(out), "--config", str(config), "--quiet", "--n-bootstrap", "50"]
 
 
 @pytest.mark.slow
 def test_kill_9_during_encode_resumes_with_the_unfinished_shards(sample_dir, tmp_path):
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"size": 64, "n_words": 8, "max_descriptors": 2000, "vocab_images": 10,
-                                  "n_jobs": 1, "shard_size": 16, "kernel_map": "none", "solver": "sgd",
-                                  "n_epochs": 2}))
+    config.write_text(
+        json.dumps(
+            {
+                "size": 64,
+                "n_words": 8,
+                "max_descriptors": 2000,
+                "vocab_images": 10,
+                "n_jobs": 1,
+                "shard_size": 16,
+                "kernel_map": "none",
+                "solver": "sgd",
+                "n_epochs": 2,
+            }
+        )
+    )
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_run_args(sample_dir, out, config), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_run_args(sample_dir, out, config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 600
         shards = []
@@ -44,8 +54,7 @@ def test_kill_9_during_encode_resumes_with_the_unfinished_shards(sample_dir, tmp
     assert kept >= 3
     res = subprocess.run(_run_args(sample_dir, out, config), capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
-    m = re.search(r"encode: (\d+) of (\d+) shard\(s\) to do in \S*features-train_val-\S* \((\d+) kept\)",
-                  res.stderr)
+    m = re.search(r"encode: (\d+) of (\d+) shard\(s\) to do in \S*features-train_val-\S* \((\d+) kept\)", res.stderr)
     assert m, res.stderr[-3000:]
     todo, total, kept_now = map(int, m.groups())
     assert total == -(-422 // 16) and kept_now == kept and todo == total - kept  # only the unfinished ones

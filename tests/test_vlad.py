@@ -15,17 +15,18 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from phow_baseline.encoding.fisher import nonzero_rows, region_index, region_weights
-from phow_baseline.features.descriptors import root_sift
 from phow_baseline.encoding.quantize import quantize
 from phow_baseline.encoding.vlad import VladEncoder, vlad, vlad_regions
+from phow_baseline.features.descriptors import root_sift
 
 FIDELITY = 1e-4
 FLAG_NAMES = ("unnormalized", "square_root", "normalize_components", "normalize_mass")
 ALL_FLAGS = [dict(zip(FLAG_NAMES, v)) for v in itertools.product([False, True], repeat=4)]
 
 
-def vlad_reference(X, C, words, unnormalized=False, square_root=False, normalize_components=False,
-                   normalize_mass=False):
+def vlad_reference(
+    X, C, words, unnormalized=False, square_root=False, normalize_components=False, normalize_mass=False
+):
     """vl_vlad's steps in float64, word by word."""
     X = np.asarray(X, np.float64)
     C = np.asarray(C, np.float64)
@@ -68,7 +69,7 @@ def test_vlad_equals_float64_formulas(small, flags):
     ref = vlad_reference(X, C, words, **flags)
     assert a.dtype == np.float32 and a.shape == (C.size,)
     assert rel_to_max(a, ref) < 1e-6
-    np.testing.assert_array_equal(vlad(X, C, **flags), a)    # default words: the nearest
+    np.testing.assert_array_equal(vlad(X, C, **flags), a)  # default words: the nearest
 
 
 def test_vlad_empty_word_and_no_descriptor(small):
@@ -76,7 +77,7 @@ def test_vlad_empty_word_and_no_descriptor(small):
     words = quantize(X, C)
     assert not np.any(words == 5)
     a = vlad(X, C, words, unnormalized=True)
-    assert not np.any(a[5 * 5:])
+    assert not np.any(a[5 * 5 :])
     assert not np.any(vlad(X[:0], C))
     with pytest.raises(ValueError, match="words"):
         vlad(X, C, np.full(len(X), 6))
@@ -87,18 +88,24 @@ def test_vlad_regions_is_weighted_concatenation(small, regions):
     X, C = small
     rng = np.random.default_rng(1)
     xy = rng.uniform(0, 63, (len(X), 2))
-    xy[:, 1] = np.minimum(xy[:, 1], 15)       # only the top quarter-height is populated
+    xy[:, 1] = np.minimum(xy[:, 1], 15)  # only the top quarter-height is populated
     enc = vlad_regions(X, xy, 64, 64, C, regions=regions)
     cells, n_regions = region_index(xy, 64, 64, regions)
     words = quantize(X, C)
     w = region_weights(regions)
-    ref = np.concatenate([w[r] * vlad_reference(X[(cells == r).any(1)], C, words[(cells == r).any(1)],
-                                                square_root=True, normalize_components=True)
-                          for r in range(n_regions)])
+    ref = np.concatenate(
+        [
+            w[r]
+            * vlad_reference(
+                X[(cells == r).any(1)], C, words[(cells == r).any(1)], square_root=True, normalize_components=True
+            )
+            for r in range(n_regions)
+        ]
+    )
     ref /= np.linalg.norm(ref)
     assert rel_to_max(enc, ref) < 1e-6
     blocks = enc.reshape(n_regions, -1)
-    empty = [3, 4] if regions == "1x1+2x2" else [2, 3]          # bottom regions
+    empty = [3, 4] if regions == "1x1+2x2" else [2, 3]  # bottom regions
     assert not np.any(blocks[empty]) and np.all(np.abs(blocks[:2]).sum(1) > 0)
 
 
@@ -132,9 +139,10 @@ def test_vlad_encoder_fit_transform_and_storage(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_vlad_setup(sample_images):
-    from phow_baseline.features.phow import phow
-    from phow_baseline.data.preprocess import preprocess, read_xray
+    from phow_baseline.data import read_xray
+    from phow_baseline.data.preprocess import preprocess
     from phow_baseline.encoding.vocabulary import Vocabulary
+    from phow_baseline.features.phow import phow
 
     imgs = [phow(preprocess(read_xray(p), 256)) for p in sample_images[4:7]]
     S = root_sift(np.concatenate([d[nonzero_rows(d)] for _, d in imgs[:2]]))
@@ -145,7 +153,8 @@ def real_vlad_setup(sample_images):
 
 @pytest.mark.peer
 def test_vlad_matches_vlfeat_on_real_phow(real_vlad_setup):
-    cyvlad = pytest.importorskip("cyvlfeat.vlad")
+    import cyvlfeat.vlad as cyvlad  # the peer marker has checked it (tests/conftest.py)
+
     C, X = real_vlad_setup
     words = quantize(X, C)
     onehot = np.zeros((len(X), len(C)), np.float32)

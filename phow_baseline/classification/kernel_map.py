@@ -21,8 +21,8 @@ HOMKERMAP_GAMMA = 0.5
 #: VLFeat's table range (``vl/homkermap.c``, ``minExponent = -20``,
 #: ``maxExponent = 8``): ``x = m 2^e`` with ``1 <= m < 2`` maps to zero when
 #: ``e <= -20`` or ``e >= 8``, i.e. ``|x| < 2^-19`` or ``|x| >= 2^8``.
-HOMKERMAP_MIN_VALUE = 2.0 ** -19
-HOMKERMAP_MAX_VALUE = 2.0 ** 8
+HOMKERMAP_MIN_VALUE = 2.0**-19
+HOMKERMAP_MAX_VALUE = 2.0**8
 
 
 def _chi2_spectrum(omega):
@@ -145,9 +145,16 @@ class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False, order="C")
         out = np.zeros((X.shape[0], X.shape[1] * self.dim_per_input), np.float32)
-        _homkermap_kernel(X, out, np.float32(self.gamma), np.float32(self.L_), self.kappa_.astype(np.float32),
-                          self.frequencies_.astype(np.float64), np.float32(HOMKERMAP_MIN_VALUE),
-                          np.float32(HOMKERMAP_MAX_VALUE))
+        _homkermap_kernel(
+            X,
+            out,
+            np.float32(self.gamma),
+            np.float32(self.L_),
+            self.kappa_.astype(np.float32),
+            self.frequencies_.astype(np.float64),
+            np.float32(HOMKERMAP_MIN_VALUE),
+            np.float32(HOMKERMAP_MAX_VALUE),
+        )
         return out
 
     def get_feature_names_out(self, input_features=None):
@@ -170,7 +177,7 @@ def _homkermap_kernel(X, out, gamma, L, kappa, freq, lo, hi):
             if ax < lo or ax >= hi:
                 continue
             sign = np.float32(1.0) if x >= 0 else np.float32(-1.0)
-            lxg = L * ax ** gamma
+            lxg = L * ax**gamma
             llog = L * np.log(ax)
             base = j * D
             out[i, base] = sign * np.sqrt(lxg * kappa[0])
@@ -238,8 +245,7 @@ class AdditiveChi2Map(TransformerMixin, BaseEstimator):
         from sklearn.kernel_approximation import AdditiveChi2Sampler
 
         X = validate_data(self, X, dtype=np.float32, ensure_non_negative=True)
-        self.sampler_ = AdditiveChi2Sampler(sample_steps=self.sample_steps,
-                                            sample_interval=self.sample_interval).fit(X)
+        self.sampler_ = AdditiveChi2Sampler(sample_steps=self.sample_steps, sample_interval=self.sample_interval).fit(X)
         return self
 
     def transform(self, X):

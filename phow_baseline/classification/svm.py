@@ -4,8 +4,11 @@ VLFeat's PHOW application trains each class with ``vl_svmtrain`` on
 ``lambda/2 ||w||^2 + 1/n sum_i max(0, 1 - y_i (w.x_i + b))`` with
 ``lambda = 1 / (C n)``, ``C = 10`` and a bias multiplier of 1.  That is
 scikit-learn's ``LinearSVC(loss="hinge", C=C, intercept_scaling=1)`` (the
-in-memory path) and ``SGDClassifier(loss="hinge", alpha=1/(C n))`` (the
-out-of-core path, ``partial_fit`` over feature shards).
+in-memory path), ``SGDClassifier(loss="hinge", alpha=1/(C n))`` (the
+out-of-core path, ``partial_fit`` over feature shards) and VLFeat's own
+solver, stochastic dual coordinate ascent (:mod:`.sdca`: in memory with
+``fit`` and out of core with :meth:`OneVsRestSVM.fit_store`, stopped on the
+duality gap).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 #: VLFeat's ``phow_caltech101.m``: ``conf.svm.C = 10``.
 DEFAULT_C = 10.0
-SOLVERS = ("liblinear", "sgd")
+SOLVERS = ("liblinear", "sgd", "sdca")
 #: Rows per ``partial_fit`` step of the in-memory SGD solver.
 SGD_BATCH = 1024
 
@@ -83,9 +86,13 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
     class_weight : {None, "balanced"}
         Weight positives and negatives of each label against the imbalance
         (:func:`class_sample_weights`).
-    solver : {"liblinear", "sgd"}
-        Exact dual coordinate descent in memory, or SGD (``SGDClassifier``,
-        hinge loss, ``alpha = lambda``, ``learning_rate="optimal"``).
+    solver : {"liblinear", "sgd", "sdca"}
+        Exact dual coordinate descent in memory (liblinear), SGD
+        (``SGDClassifier``, hinge loss, ``alpha = lambda``,
+        ``learning_rate="optimal"``), or VLFeat's stochastic dual coordinate
+        ascent for all labels at once (:mod:`.sdca`; bias multiplier 1, the
+        bias regularised as liblinear's), in memory or out of core
+        (:meth:`fit_store`).
     max_iter : int
         liblinear iterations.
     n_epochs : int
@@ -94,10 +101,18 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         SGD convergence: a label's SVM has converged when its last epoch
         changed its weights ``[w, b]`` by less than ``tol`` relative to their
         norm.  Used to judge, not to stop: ``fit`` runs ``n_epochs``.
+        SDCA: a label stops when its duality gap relative to its primal
+        objective, ``(P(w) - D(alpha)) / P(w)``, is below ``tol`` (VLFeat's
+        gap; the default 1e-3 is ``vl_svmtrain``'s documented ``Epsilon``;
+        see :mod:`.sdca` for why relative).
     random_state : int, RandomState or None
-        Seeds liblinear, SGD and the SGD row order.
+        Seeds liblinear, SGD and the SGD and SDCA row orders.
     n_jobs : int
-        Labels trained in parallel (liblinear, threads).
+        Threads: labels trained in parallel (liblinear, sgd), or the BLAS
+        threads of SDCA's GEMMs (the results do not depend on it).
+    max_epochs : int, optional
+        SDCA: epochs at most (default
+        :data:`~phow_baseline.classification.sdca.DEFAULT_MAX_EPOCHS`, 1000).
 
     Attributes
     ----------
@@ -106,9 +121,10 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
     intercept_ : (n_models,) float64
     n_features_in_ : int
     converged_ : (n_models,) bool
-        liblinear: finished within ``max_iter``; sgd: last weight change below ``tol``.
+        liblinear: finished within ``max_iter``; sgd: last weight change below ``tol``;
+        sdca: relative duality gap below ``tol``.
     n_iter_ : (n_models,) int
-        liblinear iterations, or SGD epochs.
+        liblinear iterations, SGD epochs, or the SDCA epochs behind each label's weights.
     objective_ : (n_epochs, n_models) float64 (sgd)
         Per epoch, ``lambda/2 ||w||^2 + 1/n sum_i s_i max(0, 1 - y_i (w.x_i + b))``
         (``s_i`` the class weights) with ``w`` the weights at the end of the
@@ -116,10 +132,19 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         each batch's update (progressive loss: no extra pass over the data).
     weight_change_ : (n_epochs, n_models) float64 (sgd)
         ``||[w, b]_e - [w, b]_{e-1}|| / ||[w, b]_e||`` per epoch.
+    duality_gap_, primal_objective_, dual_objective_ : (n_models,) float64 (sdca)
+        ``P - D``, ``P`` and ``D`` of each label's returned weights (the objective above, bias included in
+        the regulariser).
+    train_time_ : (n_models,) float64 (sdca)
+        Seconds of training until each label's weights were certified.
+    duality_gap_history_ : (n_epochs, n_models) float64 (sdca)
+        The gap after each epoch (NaN after the label stopped).
+    dual_coef_ : (n_samples, n_models) float64 (sdca, not saved)
+        The dual variables ``alpha`` (``y s [0, 1]``).
     """
 
     def __init__(self, C=DEFAULT_C, class_weight=None, solver="liblinear", max_iter=5000, n_epochs=10,
-                 tol=1e-3, random_state=0, n_jobs=None):
+                 tol=1e-3, random_state=0, n_jobs=None, max_epochs=None):
         self.C = C
         self.class_weight = class_weight
         self.solver = solver
@@ -128,6 +153,7 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.max_epochs = max_epochs
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -149,6 +175,9 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not (isinstance(self.tol, numbers.Real) and self.tol >= 0):
             raise ValueError(f"tol must be >= 0, got {self.tol!r}")
+        if self.max_epochs is not None and not (isinstance(self.max_epochs, numbers.Integral)
+                                                and self.max_epochs >= 1):
+            raise ValueError(f"max_epochs must be a positive integer or None, got {self.max_epochs!r}")
 
     def _targets(self, y, classes=None):
         """Set ``classes_``, ``y_type_``; return the 0/1 matrix ``(n, n_models)`` int8."""
@@ -189,6 +218,10 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True)
         Y = self._targets(y)
+        if self.solver == "sdca":
+            from .sdca import ArrayRows
+
+            return self._fit_sdca(ArrayRows(X), Y)
         if self.solver == "sgd":
             self._sgd_start(X.shape[1], Y)
             rng = np.random.default_rng(self._seed())
@@ -213,9 +246,78 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         self.intercept_ = np.array([o[1] for o in out], np.float64)
         self.converged_ = np.array([o[2] for o in out], bool)
         self.n_iter_ = np.array([o[3] for o in out], np.int64)
-        for a in ("objective_", "weight_change_"):
+        self._forget(_SGD_ATTRS + _SDCA_ATTRS)
+        return self
+
+    def _forget(self, names):
+        for a in names:
             if hasattr(self, a):
                 delattr(self, a)
+
+    # -- SDCA ---------------------------------------------------------------------------------------------------
+    def fit_store(self, store, y, rows=None, transform=None, checkpoint=None, on_epoch=None,
+                  label_names=None) -> "OneVsRestSVM":
+        """Fit with SDCA out of core: one shard of a feature store in memory at a time.
+
+        Parameters
+        ----------
+        store : FeatureStore
+            The features (:class:`phow_baseline.encoding.store.FeatureStore`), unmapped or mapped.
+        y : (len(rows), n_labels) 0/1 matrix or (len(rows),) class labels
+            Labels of the training rows, in the order of ``rows``.
+        rows : sequence of int, optional
+            The store rows to train on (default all).
+        transform : callable or fitted kernel map, optional
+            Applied to each shard as it is read (the homogeneous kernel map of the stored histograms).
+        checkpoint : path, optional
+            ``.npz`` saved after every epoch; when it exists and holds this very training (same labels,
+            class weights, settings and dimension) training resumes after its last epoch, bit for bit as
+            if never stopped; otherwise a warning names it and training starts over.
+        on_epoch : callable, optional
+            Called with the :class:`~phow_baseline.classification.sdca.SDCASolver` after each epoch.
+        label_names : sequence of str, optional
+            Names of the labels in warnings (e.g. the 14 findings).
+
+        Returns
+        -------
+        OneVsRestSVM
+            ``self``, trained by SDCA whatever ``solver`` says.
+        """
+        from .sdca import StoreRows
+
+        self._check_params()
+        Y = self._targets(y)
+        return self._fit_sdca(StoreRows(store, rows), Y, transform=transform, checkpoint=checkpoint,
+                              on_epoch=on_epoch, label_names=label_names)
+
+    def _fit_sdca(self, source, Y, transform=None, checkpoint=None, on_epoch=None, label_names=None):
+        from .sdca import BIAS_MULTIPLIER, SDCASolver, load_or_start
+
+        weights = np.array([class_sample_weights(Y[:, j], self.class_weight) for j in range(Y.shape[1])])
+        if label_names is not None:
+            names = list(label_names)
+        elif self.y_type_ == "binary":
+            names = [f"class {self.classes_[1]!r} against {self.classes_[0]!r}"]
+        else:
+            names = [f"label {c}" if self.y_type_ == "multilabel-indicator" else f"class {c!r}"
+                     for c in self.classes_]
+        solver = SDCASolver(Y, float(self.C), weights, float(self.tol), self.max_epochs, self._seed() or 0,
+                            BIAS_MULTIPLIER, effective_n_jobs(self.n_jobs), names)
+        if checkpoint is not None:
+            solver = load_or_start(checkpoint, solver, source.n_features if transform is None else -1)
+        solver.run(source, transform=transform, checkpoint=checkpoint, on_epoch=on_epoch)
+        self._forget(_SGD_ATTRS)
+        self.n_features_in_ = int(solver.n_features)
+        self.coef_ = solver.coef.astype(np.float32)
+        self.intercept_ = solver.intercept.astype(np.float64)
+        self.converged_ = solver.converged.copy()
+        self.n_iter_ = solver.n_epochs.copy()
+        self.duality_gap_ = solver.duality_gap.copy()
+        self.primal_objective_ = solver.primal.copy()
+        self.dual_objective_ = solver.dual.copy()
+        self.train_time_ = solver.time_s.copy()
+        self.duality_gap_history_ = solver.gap_history.copy()
+        self.dual_coef_ = solver.alpha
         return self
 
     def partial_fit(self, X, y, classes=None, y_all=None):
@@ -235,7 +337,8 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
 
         Every ``n`` rows seen close an epoch: its objective and weight
         change are recorded (``objective_``, ``weight_change_``) and
-        ``converged_`` is updated.  The solver is SGD whatever ``solver`` says.
+        ``converged_`` is updated.  The solver is SGD whatever ``solver`` says
+        (SDCA's out-of-core path is :meth:`fit_store`).
         """
         first = not hasattr(self, "_sgd")
         if first:
@@ -273,6 +376,7 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         self._rows_done = 0
         self._loss_sum = np.zeros(Y_all.shape[1])
         self._prev = None
+        self._forget(_SDCA_ATTRS)
         self.n_features_in_ = n_features
         self.objective_ = np.zeros((0, Y_all.shape[1]))
         self.weight_change_ = np.zeros((0, Y_all.shape[1]))
@@ -357,6 +461,7 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         from sklearn.linear_model import SGDClassifier
 
         self._check_params()
+        self._forget(_SDCA_ATTRS)
         coef = np.asarray(arrays["coef"], np.float64)
         n_models, d = coef.shape
         self.classes_ = np.asarray(arrays["classes"])
@@ -397,10 +502,21 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
     def convergence(self) -> dict:
         """How the training went, for ``metrics.json``: plain lists, one entry per label or class."""
         check_is_fitted(self)
-        out = {"solver": "sgd" if hasattr(self, "objective_") else "liblinear",
+        sdca = hasattr(self, "duality_gap_")
+        out = {"solver": "sdca" if sdca else "sgd" if hasattr(self, "objective_") else "liblinear",
                "n_iter": self.n_iter_.tolist(), "converged": self.converged_.tolist(),
                "all_converged": bool(self.converged_.all())}
-        if hasattr(self, "objective_"):
+        if sdca:
+            from .sdca import BIAS_MULTIPLIER, DEFAULT_MAX_EPOCHS
+
+            out.update(tol=float(self.tol), stopping="(P(w) - D(alpha)) / P(w) < tol: VLFeat's duality gap "
+                       "(objectives are means over the rows) relative to the primal",
+                       max_epochs=int(self.max_epochs or DEFAULT_MAX_EPOCHS),
+                       bias_multiplier=BIAS_MULTIPLIER, duality_gap=_json_floats(self.duality_gap_),
+                       primal_objective=_json_floats(self.primal_objective_),
+                       dual_objective=_json_floats(self.dual_objective_), time_s=_json_floats(self.train_time_),
+                       duality_gap_per_epoch=[_json_floats(r) for r in self.duality_gap_history_])
+        elif hasattr(self, "objective_"):
             out.update(tol=float(self.tol), objective_per_epoch=self.objective_.tolist(),
                        weight_change_per_epoch=self.weight_change_.tolist())
         else:
@@ -431,6 +547,10 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
                "n_iter": self.n_iter_, "classes": self.classes_, "y_type": np.array(self.y_type_)}
         if hasattr(self, "objective_"):
             out.update(objective=self.objective_, weight_change=self.weight_change_)
+        if hasattr(self, "duality_gap_"):
+            out.update(duality_gap=self.duality_gap_, primal_objective=self.primal_objective_,
+                       dual_objective=self.dual_objective_, train_time=self.train_time_,
+                       duality_gap_history=self.duality_gap_history_)
         return out
 
     @classmethod
@@ -450,4 +570,21 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         if "objective" in arrays:
             m.objective_ = np.asarray(arrays["objective"], np.float64)
             m.weight_change_ = np.asarray(arrays["weight_change"], np.float64)
+        if "duality_gap" in arrays:
+            m.duality_gap_ = np.asarray(arrays["duality_gap"], np.float64)
+            m.primal_objective_ = np.asarray(arrays["primal_objective"], np.float64)
+            m.dual_objective_ = np.asarray(arrays["dual_objective"], np.float64)
+            m.train_time_ = np.asarray(arrays["train_time"], np.float64)
+            m.duality_gap_history_ = np.asarray(arrays["duality_gap_history"], np.float64).reshape(-1, n)
         return m
+
+
+#: Fitted attributes of one solver that another solver's fit removes.
+_SGD_ATTRS = ("objective_", "weight_change_")
+_SDCA_ATTRS = ("duality_gap_", "primal_objective_", "dual_objective_", "train_time_", "duality_gap_history_",
+               "dual_coef_")
+
+
+def _json_floats(values) -> list:
+    """Floats for JSON: NaN (a label stopped before that epoch, or not certified) becomes None."""
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, np.float64).ravel()]

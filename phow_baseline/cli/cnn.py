@@ -1,130 +1,192 @@
-"""``phow-baseline cnn train | evaluate | predict`` (thin over :mod:`phow_baseline.cnn.run`)."""
+"""``phow-baseline cnn train | evaluate | predict``: the CNN comparison (thin over :mod:`phow_baseline.cnn.run`).
+
+Importing this module does not import torch: the backbones, the losses and
+the defaults of :class:`phow_baseline.cnn.train.CnnConfig` are read when a
+command's help or run needs them, so that ``cnn --help`` works without the
+extra, and a cnn command without it says what to install.  ``cnn predict``
+is ``predict`` itself (which loads a model of any kind).
+"""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import dataclasses
+from collections.abc import Callable
 
 import click
 
-_NEEDS_CNN = "this command needs the cnn extra (torch and torchvision): pip install -e '.[cnn]'"
+from ._group import Group
+from ._options import (
+    LibraryChoice,
+    _equalizations,
+    _splits,
+    data_dir_argument,
+    model_dir_argument,
+    n_jobs_option,
+    option,
+    out_folder_option,
+    show_progress,
+)
+from .evaluate import predict
 
 
-def _require_torch() -> None:
-    """Stop a cnn command at once, with one line, when torch is missing (``--help`` never needs it)."""
-    try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
-    except ImportError as exc:
-        raise click.ClickException(f"{_NEEDS_CNN} ({exc})") from None
+def _without_the_extra_none(load: Callable) -> Callable:
+    """``load`` returning None where torch is missing (the help then shows no default)."""
+
+    def guarded():
+        try:
+            return load()
+        except ImportError:
+            return None
+
+    return guarded
 
 
-def _check_model_dir(ctx, param, value):
-    """A model directory must hold model.json; given a run's output folder, say where its model is."""
-    from ..model.directory import ModelFileError, model_json_path
+def _cnn_default(field: str) -> Callable:
+    """A loader of the default of :class:`~phow_baseline.cnn.train.CnnConfig` field ``field`` (None without torch)."""
 
-    try:
-        model_json_path(value)
-    except ModelFileError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    return value
+    def load():
+        from ..cnn.train import CnnConfig
+
+        return {f.name: f.default for f in dataclasses.fields(CnnConfig)}[field]
+
+    return _without_the_extra_none(load)
 
 
-@click.group("cnn")
+def _evaluate_default(name: str) -> Callable:
+    """A loader of the default of keyword ``name`` of :func:`phow_baseline.cnn.run.evaluate_on_dataset`."""
+
+    def load():
+        import inspect
+
+        from ..cnn.run import evaluate_on_dataset
+
+        return inspect.signature(evaluate_on_dataset).parameters[name].default
+
+    return _without_the_extra_none(load)
+
+
+def _backbones():
+    from ..cnn.models import BACKBONES
+
+    return BACKBONES
+
+
+def _losses():
+    from ..cnn.train import LOSSES
+
+    return LOSSES
+
+
+def _weights(ctx, param, value):
+    return None if value is None or value.lower() == "none" else value
+
+
+@click.group("cnn", cls=Group)
 def cnn_group():
     """The CNN comparison (extra 'cnn': torch + torchvision)."""
 
 
 @cnn_group.command("train")
-@click.argument("data_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs/cnn", show_default=True)
-@click.option("--backbone", type=click.Choice(["vgg11_bn", "resnet50", "resnet101", "densenet121"]),
-              default="resnet50", show_default=True)
-@click.option("--weights", default=None, help="'imagenet' (torchvision, downloads once), a local file, or none.")
-@click.option("--loss", type=click.Choice(["bce", "bce_weighted", "soft_margin"]), default="bce", show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--patience", type=int, default=3, show_default=True)
-@click.option("--crop", type=int, default=224, show_default=True)
-@click.option("--resize", type=int, default=256, show_default=True)
-@click.option("--random-resized-crop", is_flag=True)
-@click.option("--equalization", type=click.Choice(["none", "global", "clahe"]), default="none", show_default=True,
-              help="Equalization of the cached images (the CNN's default is none).")
-@click.option("--workers", type=int, default=4, show_default=True)
-@click.option("--device", default=None, help="cuda / cpu [cuda when available].")
-@click.option("--max-steps", type=int, default=None, help="Steps per epoch (for a quick try).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-@click.option("--quiet", is_flag=True)
-def train(data_dir, out, backbone, weights, loss, lr, batch_size, epochs, patience, crop, resize,
-          random_resized_crop, equalization, workers, device, max_steps, seed, resume, quiet):
+@data_dir_argument()
+@out_folder_option("runs/cnn", "Run folder: the model directory, last.pt (resume) and the image caches.")
+@option("--backbone", type=LibraryChoice(_backbones, needs_extra=True), library_default=_cnn_default("backbone"))
+@option(
+    "--weights",
+    callback=_weights,
+    library_default=_cnn_default("weights"),
+    help="'imagenet' (torchvision's, downloaded once), a local weights file, or none (from scratch).",
+)
+@option("--loss", type=LibraryChoice(_losses, needs_extra=True), library_default=_cnn_default("loss"))
+@option("--lr", type=float, library_default=_cnn_default("lr"), help="Adam's learning rate.")
+@option("--batch-size", type=int, library_default=_cnn_default("batch_size"))
+@option("--epochs", type=int, library_default=_cnn_default("epochs"), help="Epochs at most (early stopping).")
+@option(
+    "--patience",
+    type=int,
+    library_default=_cnn_default("patience"),
+    help="Epochs without a better validation mean AUROC before stopping.",
+)
+@option("--crop", type=int, library_default=_cnn_default("crop"), help="Side of the network's input, pixels.")
+@option("--resize", type=int, library_default=_cnn_default("resize"), help="Side before the crop, pixels.")
+@option(
+    "--cache-size",
+    type=int,
+    library_default=_cnn_default("cache_size"),
+    help="Side of the cached images the transforms start from, pixels.",
+)
+@option("--random-resized-crop", "random_resized", is_flag=True, help="Train on random resized crops.")
+@option(
+    "--equalization",
+    type=LibraryChoice(_equalizations),
+    library_default=_cnn_default("equalization"),
+    help="Equalization of the cached images.",
+)
+@n_jobs_option(
+    _cnn_default("workers"),
+    old_spellings=("--workers",),
+    help="Data-loading worker processes (0: load in the training process).",
+)
+@option("--device", library_default=_cnn_default("device"), help="cuda or cpu [cuda when available].")
+@option(
+    "--max-steps",
+    "max_steps_per_epoch",
+    type=int,
+    library_default=_cnn_default("max_steps_per_epoch"),
+    help="Steps per epoch at most (for a quick try).",
+)
+@option("--seed", type=int, library_default=_cnn_default("seed"))
+@option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+def train(data_dir, out, resume, n_jobs, **settings):
     """Train a CNN on the train carve of the official train_val split (model selection on val)."""
-    _require_torch()
     from ..cnn.run import train_on_dataset
     from ..cnn.train import CnnConfig
 
-    cfg = CnnConfig(backbone=backbone, weights=weights, loss=loss, lr=lr, batch_size=batch_size, epochs=epochs,
-                    patience=patience, crop=crop, resize=resize, random_resized=random_resized_crop,
-                    equalization=equalization,
-                    workers=workers, device=device, max_steps_per_epoch=max_steps, seed=seed)
-    try:
-        h = train_on_dataset(data_dir, out, cfg, resume=resume, progress=not quiet)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"best validation mean AUROC {h['best_val_mean_auroc']:.4f}; model in {out}")
+    history = train_on_dataset(
+        data_dir, out, CnnConfig(workers=n_jobs, **settings), resume=resume, progress=show_progress()
+    )
+    click.echo(f"best validation mean AUROC {history['best_val_mean_auroc']:.4f}; model in {out}")
 
 
 @cnn_group.command("evaluate")
-@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), callback=_check_model_dir)
-@click.argument("data_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="runs/cnn-run", show_default=True)
-@click.option("--split", default="test", show_default=True)
-@click.option("--name", default=None)
-@click.option("--n-bootstrap", type=int, default=1000, show_default=True)
-@click.option("--ten-crop", is_flag=True, help="Average the sigmoid outputs of the ten crops.")
-@click.option("--temperature-scaling", is_flag=True,
-              help="Fit one temperature (and per-class operating points) on the validation carve; apply to --split.")
-@click.option("--device", default=None)
-@click.option("--quiet", is_flag=True)
-def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, temperature_scaling, device, quiet):
+@model_dir_argument()
+@data_dir_argument()
+@out_folder_option("runs/cnn-run", "Run directory to write (metrics.json, predictions.csv, figures).")
+@option("--split", type=LibraryChoice(_splits), library_default=_evaluate_default("split"), help="Split to evaluate.")
+@option("--name", help="Model name in the tables [the backbone and its weights when not given].")
+@option(
+    "--n-bootstrap",
+    type=click.IntRange(min=10),
+    library_default=_evaluate_default("n_bootstrap"),
+    help="Bootstrap resamples of the intervals.",
+)
+@option("--ten-crop", is_flag=True, help="Average the sigmoid outputs of the ten crops.")
+@option(
+    "--temperature-scaling",
+    is_flag=True,
+    help="Fit one temperature (and per-class operating points) on the validation carve; apply to --split.",
+)
+@option("--device", help="cuda or cpu [cuda when available].")
+def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, temperature_scaling, device):
     """Per-class ROC/AUROC of a trained CNN (the same run directory as the PHOW baseline's)."""
-    _require_torch()
-    from ..evaluation.metrics import format_auroc_table
     from ..cnn.run import evaluate_on_dataset
+    from ..evaluation import format_auroc_table
 
-    try:
-        m = evaluate_on_dataset(model_dir, data_dir, out, split, name=name, n_bootstrap=n_bootstrap,
-                                progress=not quiet, device=device, ten_crop=ten_crop or None,
-                                temperature_scaling=temperature_scaling)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(format_auroc_table(m))
+    metrics = evaluate_on_dataset(
+        model_dir,
+        data_dir,
+        out,
+        split,
+        name=name,
+        n_bootstrap=n_bootstrap,
+        progress=show_progress(),
+        device=device,
+        ten_crop=ten_crop or None,
+        temperature_scaling=temperature_scaling,
+    )
+    click.echo(format_auroc_table(metrics))
     click.echo(f"\nrun directory: {out}")
 
 
-@cnn_group.command("predict")
-@click.argument("model_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), callback=_check_model_dir)
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="predictions.csv", show_default=True)
-def predict(model_dir, inputs, out):
-    """Sigmoid scores of images (files or folders) into a CSV."""
-    _require_torch()
-    from ..io import list_images
-    from ..evaluation.metrics import write_predictions
-    from ..workflow.steps import predict_paths
-    from ..cnn.train import load_cnn_model
+cnn_group.add_command(predict)  # one predict for every model kind
 
-    out.parent.mkdir(parents=True, exist_ok=True)  # --out into a new folder: made (an unwritable one: one line)
-    paths = list_images(inputs)
-    if not paths:
-        raise click.ClickException(f"no images to score in {', '.join(str(i) for i in inputs)}")
-    m = load_cnn_model(model_dir)
-    names, scores, failures = predict_paths(m, paths, progress=False)
-    write_predictions(out, names, scores)
-    for f, why in failures:
-        click.echo(f"failed: {f}: {why}", err=True)
-    click.echo(f"scored {len(names)} image(s), {len(failures)} failure(s); wrote {out}")
-    if not names:
-        click.echo("error: no image could be scored (the reasons are listed above)", err=True)
-        sys.exit(1)
+COMMANDS = (cnn_group,)

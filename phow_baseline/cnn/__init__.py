@@ -4,7 +4,7 @@
 14-output head; :mod:`.data` feeds them from the uint8 image cache with the
 Uniandes study's transforms; :mod:`.train` trains (Adam, BCE or multi-label
 soft margin, plateau schedule, early stopping, exact resume), evaluates
-through the shared :mod:`phow_baseline.evaluation.metrics`, and loads a trained model;
+through the shared :mod:`phow_baseline.evaluation`, and loads a trained model;
 :mod:`.cam` gives class activation maps.
 
 Importing this package does not import torch (so that ``phow-baseline cnn

@@ -52,7 +52,7 @@ def grad_cam(model, name: str, x: torch.Tensor, target_layer=None) -> torch.Tens
             a = store["a"]
             maps = []
             for c in range(logits.shape[1]):
-                g, = torch.autograd.grad(logits[:, c].sum(), a, retain_graph=c < logits.shape[1] - 1)
+                (g,) = torch.autograd.grad(logits[:, c].sum(), a, retain_graph=c < logits.shape[1] - 1)
                 w = g.mean(dim=(2, 3), keepdim=True)
                 maps.append(F.relu((w * a).sum(1)))
             return torch.stack(maps, 1).detach()
@@ -83,8 +83,9 @@ def backbone_of(model) -> str:
     raise ValueError(f"no CAM rule for a {type(model).__name__}")
 
 
-def cam_heatmaps(model, image, name: str | None = None, method: str = "cam", resize: int = 256,
-                 crop: int = 224, device=None) -> np.ndarray:
+def cam_heatmaps(
+    model, image, name: str | None = None, method: str = "cam", resize: int = 256, crop: int = 224, device=None
+) -> np.ndarray:
     """Per-class maps ``(14, S, S)`` (float32) of one uint8 ``(S, S)`` image, on the image's own pixel grid.
 
     The image goes through the evaluation transform (resize ``resize``,

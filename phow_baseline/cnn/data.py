@@ -1,7 +1,7 @@
 """Feeding the CNN from the preprocessed uint8 image cache, and the Uniandes study's transforms.
 
 The loader yields uint8 ``(B, 1, S, S)`` batches straight from the
-memory-mapped :class:`~phow_baseline.data.preprocess.ImageCache` (no PNG decoding
+memory-mapped :class:`~phow_baseline.data.ImageCache` (no PNG decoding
 per step); the transforms run on whole batches on the training device:
 
 * train: resize to 256, random horizontal flip, random 224 crop (or
@@ -47,8 +47,16 @@ class CacheDataset(Dataset):
 def make_loader(dataset, batch_size, shuffle, workers=0, seed=0, pin_memory=False, drop_last=False):
     g = torch.Generator()
     g.manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=g,
-                      pin_memory=pin_memory, drop_last=drop_last, persistent_workers=workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=g,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+    )
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
@@ -107,8 +115,15 @@ class BatchTransform:
                     w = h = S
                 top = int(float(self._rand(1)) * (S - h + 1))
                 left = int(float(self._rand(1)) * (S - w + 1))
-                out.append(F.interpolate(x[i:i + 1, :, top:top + h, left:left + w], size=(c, c), mode="bilinear",
-                                         align_corners=False, antialias=True))
+                out.append(
+                    F.interpolate(
+                        x[i : i + 1, :, top : top + h, left : left + w],
+                        size=(c, c),
+                        mode="bilinear",
+                        align_corners=False,
+                        antialias=True,
+                    )
+                )
             x = torch.cat(out)
         else:
             x = _resize(x, self.resize)
@@ -122,7 +137,7 @@ class BatchTransform:
                 x = x[torch.arange(B, device=x.device)[:, None, None], 0, rows, cols][:, None]
             else:
                 o = (R - c) // 2
-                x = x[:, :, o:o + c, o:o + c]
+                x = x[:, :, o : o + c, o : o + c]
         if self.train:
             flip = (self._rand(B) < 0.5).to(x.device)
             x = torch.where(flip.view(B, 1, 1, 1), x.flip(-1), x)
@@ -135,6 +150,6 @@ def ten_crops(x: torch.Tensor, resize=RESIZE, crop=CROP) -> torch.Tensor:
     R, c = x.shape[-1], crop
     o = (R - c) // 2
     boxes = [(0, 0), (0, R - c), (R - c, 0), (R - c, R - c), (o, o)]
-    crops = [x[:, :, t:t + c, l:l + c] for t, l in boxes]
+    crops = [x[:, :, t : t + c, l : l + c] for t, l in boxes]
     crops += [cr.flip(-1) for cr in crops]
     return torch.stack([_normalize(cr) for cr in crops])

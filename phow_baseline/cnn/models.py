@@ -22,10 +22,16 @@ import torchvision
 from ..data.chestxray14 import LABELS
 
 BACKBONES = ("vgg11_bn", "resnet50", "resnet101", "densenet121")
-_IMAGENET = {"vgg11_bn": "VGG11_BN_Weights", "resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights",
-             "densenet121": "DenseNet121_Weights"}
+_IMAGENET = {
+    "vgg11_bn": "VGG11_BN_Weights",
+    "resnet50": "ResNet50_Weights",
+    "resnet101": "ResNet101_Weights",
+    "densenet121": "DenseNet121_Weights",
+}
 #: torchvision's pattern for DenseNet checkpoints saved before its key names changed.
-_DENSENET_OLD = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_DENSENET_OLD = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+)
 
 
 class WeightsError(ValueError):
@@ -102,11 +108,15 @@ def load_weights_file(model: nn.Module, name: str, path) -> nn.Module:
     skipped = [k for k in fixed if k.startswith(head + ".") and k in own and fixed[k].shape != own[k].shape]
     for k in skipped:
         del fixed[k]
-    missing = [k for k in own if k not in fixed and not k.startswith(head + ".")
-               and not k.endswith("num_batches_tracked")]  # absent from files older than torch 0.4.1
+    missing = [
+        k for k in own if k not in fixed and not k.startswith(head + ".") and not k.endswith("num_batches_tracked")
+    ]  # absent from files older than torch 0.4.1
     unexpected = [k for k in fixed if k not in own]
-    wrong = [f"{k}: file {tuple(fixed[k].shape)} vs model {tuple(own[k].shape)}" for k in fixed
-             if k in own and fixed[k].shape != own[k].shape]
+    wrong = [
+        f"{k}: file {tuple(fixed[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in fixed
+        if k in own and fixed[k].shape != own[k].shape
+    ]
     if missing or unexpected or wrong:
         parts = []
         if wrong:

@@ -6,7 +6,7 @@ best score and every RNG state; loaded with ``weights_only=True``, so
 loading runs no code), and the model directory files of the best epoch by
 validation mean AUROC: ``model.json`` + ``weights.npz`` (plain arrays,
 ``allow_pickle=False``).  Evaluation goes through
-:func:`phow_baseline.evaluation.metrics.write_run_dir`, the same code as the PHOW
+:func:`phow_baseline.evaluation.write_run_dir`, the same code as the PHOW
 baseline's.
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +26,11 @@ import torch.nn as nn
 
 from ..data.chestxray14 import LABELS
 from ..io import atomic_write_json
+from ..model.protocol import DecisionsUnavailableError, Model
 from .data import BatchTransform, CacheDataset, make_loader, ten_crops
 from .models import BACKBONES, build_model, state_dict_to_arrays
+
+logger = logging.getLogger(__name__)
 
 LOSSES = ("bce", "bce_weighted", "soft_margin")
 
@@ -37,13 +40,13 @@ class CnnConfig:
     """Settings of a CNN run (defaults: the Uniandes study's transforms, Adam 1e-4)."""
 
     backbone: str = "resnet50"
-    weights: str | None = None          # None (scratch), "imagenet", or a file path
-    loss: str = "bce"                   # "bce", "bce_weighted" (per-class pos_weight), "soft_margin"
+    weights: str | None = None  # None (scratch), "imagenet", or a file path
+    loss: str = "bce"  # "bce", "bce_weighted" (per-class pos_weight), "soft_margin"
     lr: float = 1e-4
     batch_size: int = 32
     epochs: int = 10
-    patience: int = 3                   # early stopping on validation mean AUROC
-    plateau_patience: int = 1           # ReduceLROnPlateau on validation loss (factor 0.1)
+    patience: int = 3  # early stopping on validation mean AUROC
+    plateau_patience: int = 1  # ReduceLROnPlateau on validation loss (factor 0.1)
     resize: int = 256
     crop: int = 224
     random_resized: bool = False
@@ -52,8 +55,8 @@ class CnnConfig:
     equalization: str = "none"
     workers: int = 0
     seed: int = 0
-    device: str | None = None           # "cuda" when available, else "cpu"
-    amp: bool = True                    # bf16 autocast on CUDA
+    device: str | None = None  # "cuda" when available, else "cpu"
+    amp: bool = True  # bf16 autocast on CUDA
     max_steps_per_epoch: int | None = None
     val_fraction: float = 0.1
 
@@ -64,24 +67,30 @@ class CnnConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
 
     def to_dict(self):
+        """The settings as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
 
 def pick_device(name=None) -> torch.device:
     """``name`` as a device; ``None`` (the default everywhere: training, evaluation, prediction) is CUDA when
-    available, else the CPU."""
+    available, else the CPU.
+    """
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def seed_everything(seed: int):
+    """Seed Python's, NumPy's and torch's global generators."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def make_loss(cfg: CnnConfig, y_train: np.ndarray, device):
+    """The training loss of ``cfg.loss``; ``bce_weighted`` weighs each class's positives by its
+    negatives / positives in ``y_train`` ``(n, 14)``.
+    """
     if cfg.loss == "soft_margin":
         return nn.MultiLabelSoftMarginLoss()
     if cfg.loss == "bce_weighted":
@@ -92,9 +101,13 @@ def make_loss(cfg: CnnConfig, y_train: np.ndarray, device):
 
 
 def _rng_state(gen: torch.Generator) -> dict:
-    st = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-          "numpy_pos": int(np.random.get_state()[2]), "python": json.dumps(random.getstate()),
-          "transform": gen.get_state()}
+    st = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "python": json.dumps(random.getstate()),
+        "transform": gen.get_state(),
+    }
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -128,8 +141,9 @@ def predict_batches(model, loader, device, cfg: CnnConfig, amp=False):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             if cfg.ten_crop:
                 crops = ten_crops(x, cfg.resize, cfg.crop)
-                p = torch.stack([torch.sigmoid(model(c.contiguous(memory_format=torch.channels_last)).float())
-                                 for c in crops]).mean(0)
+                p = torch.stack(
+                    [torch.sigmoid(model(c.contiguous(memory_format=torch.channels_last)).float()) for c in crops]
+                ).mean(0)
             else:
                 p = torch.sigmoid(model(tf(x).contiguous(memory_format=torch.channels_last)).float())
         outs.append(p.cpu())
@@ -137,8 +151,15 @@ def predict_batches(model, loader, device, cfg: CnnConfig, amp=False):
     return torch.cat(outs).numpy(), torch.cat(ys).numpy()
 
 
-def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, out_dir, resume: bool = False,
-              progress: bool = True, log=None) -> dict:
+def train_cnn(
+    cfg: CnnConfig,
+    train_set: CacheDataset,
+    val_set: CacheDataset,
+    out_dir,
+    resume: bool = False,
+    progress: bool = True,
+    log=None,
+) -> dict:
     """Train with Adam, ReduceLROnPlateau on validation loss, early stopping on validation mean AUROC.
 
     Writes ``out_dir/last.pt`` after every epoch (atomically) and the best
@@ -146,11 +167,10 @@ def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, ou
     With ``resume`` it continues from ``last.pt`` exactly where it stopped.
     Returns the history.
     """
-    from tqdm.auto import tqdm
+    from ..evaluation import evaluate_scores
+    from ..progress import progress_bar
 
-    from ..evaluation.metrics import evaluate_scores
-
-    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    log = log or logger.info
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
@@ -179,8 +199,7 @@ def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, ou
         _set_rng_state(st["rng"], gen)
         log(f"resumed from {ckpt} after epoch {start}")
     atomic_write_json(out / "config.json", cfg.to_dict())
-    loader = make_loader(train_set, cfg.batch_size, True, cfg.workers, seed=cfg.seed,
-                         pin_memory=device.type == "cuda")
+    loader = make_loader(train_set, cfg.batch_size, True, cfg.workers, seed=cfg.seed, pin_memory=device.type == "cuda")
     val_loader = make_loader(val_set, cfg.batch_size, False, cfg.workers)
     for epoch in range(start, cfg.epochs):
         if since_best >= cfg.patience:
@@ -191,7 +210,7 @@ def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, ou
         loader.generator.manual_seed(cfg.seed * 1000 + epoch)
         model.train()
         t0, total, n = time.perf_counter(), torch.zeros((), device=device), 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         for step, (x, y) in enumerate(bar):
             if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
                 break
@@ -211,8 +230,14 @@ def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, ou
         ev = evaluate_scores(yv, p, n_bootstrap=0)
         auc = ev["mean_auroc"] if ev["mean_auroc"] is not None else 0.0
         sched.step(val_loss)
-        rec = {"epoch": epoch + 1, "train_loss": float(total) / max(n, 1), "val_loss": val_loss, "val_mean_auroc": auc,
-               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": float(total) / max(n, 1),
+            "val_loss": val_loss,
+            "val_mean_auroc": auc,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(rec)
         improved = auc > best
         if improved:
@@ -220,32 +245,66 @@ def train_cnn(cfg: CnnConfig, train_set: CacheDataset, val_set: CacheDataset, ou
             save_model_dir(out, model, cfg, extra={"best_epoch": epoch + 1, "val_mean_auroc": auc})
         else:
             since_best += 1
-        _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "epoch": epoch + 1, "best": best,
-                            "since_best": since_best, "history": json.dumps(history), "rng": _rng_state(gen),
-                            "config": json.dumps(cfg.to_dict(), sort_keys=True)}, ckpt)
-        log(f"epoch {epoch + 1}: train loss {rec['train_loss']:.4f}, val loss {val_loss:.4f}, "
-            f"val mean AUROC {auc:.4f}{' (best)' if improved else ''}")
+        _atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch + 1,
+                "best": best,
+                "since_best": since_best,
+                "history": json.dumps(history),
+                "rng": _rng_state(gen),
+                "config": json.dumps(cfg.to_dict(), sort_keys=True),
+            },
+            ckpt,
+        )
+        log(
+            f"epoch {epoch + 1}: train loss {rec['train_loss']:.4f}, val loss {val_loss:.4f}, "
+            f"val mean AUROC {auc:.4f}{' (best)' if improved else ''}"
+        )
     return {"history": history, "best_val_mean_auroc": best}
 
 
 def save_model_dir(out, model, cfg: CnnConfig, extra=None):
+    """Write a CNN model directory in ``out``: ``model.json`` (kind ``"cnn"``, ``cfg``, ``extra``) + ``weights.npz``
+    (the state dict as plain arrays).
+    """
     from ..model.directory import write_model_dir
 
     params = {"config": {**cfg.to_dict(), "weights": None if cfg.weights is None else str(cfg.weights)}}
-    write_model_dir(out, "cnn", params, {"weights": state_dict_to_arrays(model)},
-                    extra={"torch": torch.__version__, "backbone": cfg.backbone, **(extra or {})})
+    write_model_dir(
+        out,
+        "cnn",
+        params,
+        {"weights": state_dict_to_arrays(model)},
+        extra={"torch": torch.__version__, "backbone": cfg.backbone, **(extra or {})},
+    )
 
 
-class CnnModel:
-    """A trained CNN loaded from its model directory, with the PHOW model's interface.
+class CnnModel(Model):
+    """A trained CNN loaded from its model directory (a :class:`~phow_baseline.model.protocol.Model`).
 
     ``scores(img)`` are sigmoid outputs; ``heatmaps(img)`` are CAMs (Grad-CAM
     for VGG11-BN) up-sampled to the crop; ``preprocess(path)`` gives the
-    cache image (``cache_size`` pixels, the run's equalization).
+    cache image (``cache_size`` pixels, the run's equalization).  It has no
+    operating points (``has_decisions`` is False) and scores in this
+    process, on its device (``scores_in_workers`` is False).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained network (14 outputs).
+    cfg : CnnConfig
+    device : str or torch.device, optional
+        Where to run it (default: CUDA when available, else the CPU).
     """
 
     kind = "cnn"
+    scores_in_workers = False
+    score_kind = "probability"
+    has_heatmaps = True
+    has_decisions = False
 
     def __init__(self, model, cfg: CnnConfig, device=None):
         self.model = model.eval()
@@ -257,9 +316,11 @@ class CnnModel:
 
     @property
     def image_size(self) -> int:
+        """Side of the cache images it scores: ``cfg.cache_size`` pixels."""
         return self.cfg.cache_size
 
     def preprocess(self, image):
+        """A raw X-ray (path or array) -> the ``(cache_size, cache_size)`` uint8 cache image."""
         from ..data.preprocess import preprocess
 
         return preprocess(image, size=self.cfg.cache_size, equalization=self.cfg.equalization)
@@ -268,29 +329,43 @@ class CnnModel:
         x = torch.from_numpy(np.ascontiguousarray(img, np.uint8))[None, None].to(self.device)
         return BatchTransform(False, self.cfg.resize, self.cfg.crop)(x)
 
-    score_kind = "probability"
-
     @torch.no_grad()
     def raw_scores(self, img) -> np.ndarray:
-        """The 14 logits of one cache image."""
+        """The 14 logits of one cache image, ``(14,)`` float32."""
         return self.model(self._input(img)).float().cpu().numpy()[0]
 
     def scores(self, img) -> np.ndarray:
-        """The 14 sigmoid outputs (probabilities) of one cache image."""
+        """The 14 sigmoid outputs (probabilities) of one cache image, ``(14,)`` float64."""
         return self.calibrate(self.raw_scores(img)[None])[0]
 
     def calibrate(self, logits) -> np.ndarray:
-        """Logits ``(n, 14)`` -> probabilities (the sigmoid)."""
+        """Logits ``(n, 14)`` -> probabilities ``(n, 14)`` float64 (the sigmoid)."""
         return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
 
+    def decide(self, probabilities) -> np.ndarray:
+        """Not available: a CNN run chooses no operating points (:class:`DecisionsUnavailableError`)."""
+        raise DecisionsUnavailableError(
+            "a CNN model has no operating points (its training chooses none); threshold its probabilities yourself"
+        )
+
     def heatmaps(self, img, method: str = "cam") -> np.ndarray:
-        """Per-class CAMs over the image (``(14, S, S)``; the centre crop's maps padded by edge values).
+        """Per-class CAMs over the image (``(14, S, S)`` float32; the centre crop's maps padded by edge values).
 
         ``method="gradcam"`` for Grad-CAM (always used for VGG11-BN, whose head is not GAP + linear).
         """
         from .cam import cam_heatmaps
 
         return cam_heatmaps(self.model, img, self.cfg.backbone, method, self.cfg.resize, self.cfg.crop, self.device)
+
+    def save(self, directory, extra: dict | None = None) -> Path:
+        """Write the model directory (``model.json`` + ``weights.npz``); returns its path."""
+        save_model_dir(directory, self.model, self.cfg, extra)
+        return Path(directory)
+
+    @classmethod
+    def load(cls, directory, device=None) -> CnnModel:
+        """Load ``model.json`` + ``weights.npz`` (checksums verified, no pickles); see :func:`load_cnn_model`."""
+        return load_cnn_model(directory, device)
 
 
 def load_cnn_model(directory, device=None) -> CnnModel:

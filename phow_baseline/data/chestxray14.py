@@ -13,6 +13,8 @@ The metadata lists all 112,120 images; most users have only some archives.
 :class:`ChestXray14` uses the images present and reports, per split, how
 many listed images are missing (a :class:`MissingImagesWarning` with the
 counts, or an error in strict mode).  Nothing is dropped silently.
+:class:`ChestXray14Dataset` is the same folder seen through the dataset
+protocol (:mod:`.protocol`), registered as the kind ``chestxray14``.
 
 One concept at this length: the ChestX-ray14 data layer.
 """
@@ -23,19 +25,42 @@ import gzip
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
+from .protocol import (
+    FRAME_COLUMNS,
+    ChestDataset,
+    DatasetError,
+    MissingImagesWarning,
+    SplitCount,
+    normalise_age,
+    normalise_sex,
+    normalise_view,
+    register_dataset,
+)
 
 #: The 14 findings, in the order of the published tables (Wang et al. 2017,
 #: Yao et al. 2017, CheXNet).  ``Pleural_Thickening`` is spelled as in the
 #: NIH metadata.
 LABELS: tuple[str, ...] = (
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
 )
 NO_FINDING = "No Finding"
 _LABEL_INDEX = {name: i for i, name in enumerate(LABELS)}
@@ -43,8 +68,12 @@ _LABEL_INDEX = {name: i for i, name in enumerate(LABELS)}
 #: says ``Infiltrate``).
 LABEL_ALIASES = {"Infiltrate": "Infiltration", "Pleural Thickening": "Pleural_Thickening"}
 
-METADATA_FILES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017_v2020.csv.gz",
-                  "Data_Entry_2017.csv", "Data_Entry_2017.csv.gz")
+METADATA_FILES = (
+    "Data_Entry_2017_v2020.csv",
+    "Data_Entry_2017_v2020.csv.gz",
+    "Data_Entry_2017.csv",
+    "Data_Entry_2017.csv.gz",
+)
 TRAIN_VAL_LIST = "train_val_list.txt"
 TEST_LIST = "test_list.txt"
 BBOX_FILES = ("BBox_List_2017.csv", "BBox_List_2017.csv.gz")
@@ -57,22 +86,19 @@ DEFAULT_SEED = 0
 SPLITS = ("train_val", "train", "val", "test", "all")
 
 _REQUIRED_COLUMNS = ("Image Index", "Finding Labels", "Patient ID")
-_RENAMES = {"OriginalImage[Width": "Original Width", "Height]": "Original Height",
-            "OriginalImagePixelSpacing[x": "Pixel Spacing x", "y]": "Pixel Spacing y"}
+_RENAMES = {
+    "OriginalImage[Width": "Original Width",
+    "Height]": "Original Height",
+    "OriginalImagePixelSpacing[x": "Pixel Spacing x",
+    "y]": "Pixel Spacing y",
+}
 _NAME_RE = re.compile(r"^(\d{8})_(\d{3})\.png$")
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing or malformed; the message names the file and the problem."""
-
-
-class MissingImagesWarning(UserWarning):
-    """Some images listed in the metadata are not on disk (the message has counts per split)."""
 
 
 # --------------------------------------------------------------------------
 # Plain readers
 # --------------------------------------------------------------------------
+
 
 def _find(root: Path, candidates: Sequence[str], what: str, required=True) -> Path | None:
     for name in candidates:
@@ -109,8 +135,9 @@ def read_metadata(path) -> pd.DataFrame:
         raise DatasetError(f"{path}: {int(df['Image Index'].isna().sum())} row(s) without an Image Index")
     dup = df["Image Index"].duplicated()
     if dup.any():
-        raise DatasetError(f"{path}: {int(dup.sum())} duplicated Image Index value(s), "
-                           f"e.g. {df['Image Index'][dup].iloc[0]}")
+        raise DatasetError(
+            f"{path}: {int(dup.sum())} duplicated Image Index value(s), e.g. {df['Image Index'][dup].iloc[0]}"
+        )
     df["Finding Labels"] = df["Finding Labels"].fillna(NO_FINDING)
     try:
         df["Patient ID"] = df["Patient ID"].astype(np.int64)
@@ -176,10 +203,15 @@ def read_boxes(path) -> pd.DataFrame:
     except (OSError, pd.errors.ParserError, EOFError, gzip.BadGzipFile) as exc:
         raise DatasetError(f"{path}: cannot read box list ({exc})") from exc
     if raw.shape[1] < 6:
-        raise DatasetError(f"{path}: expected at least 6 columns (Image Index, Finding Label, x, y, w, h), "
-                           f"found {raw.shape[1]}")
-    out = pd.DataFrame({"Image Index": raw.iloc[:, 0].astype(str),
-                        "label": raw.iloc[:, 1].astype(str).map(lambda s: LABEL_ALIASES.get(s, s))})
+        raise DatasetError(
+            f"{path}: expected at least 6 columns (Image Index, Finding Label, x, y, w, h), found {raw.shape[1]}"
+        )
+    out = pd.DataFrame(
+        {
+            "Image Index": raw.iloc[:, 0].astype(str),
+            "label": raw.iloc[:, 1].astype(str).map(lambda s: LABEL_ALIASES.get(s, s)),
+        }
+    )
     for k, col in zip("xywh", range(2, 6)):
         out[k] = pd.to_numeric(raw.iloc[:, col], errors="coerce")
     bad = out[["x", "y", "w", "h"]].isna().any(axis=1)
@@ -197,6 +229,7 @@ def png_size(path) -> tuple[int, int]:
         head = fh.read(24)
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
         import cv2
+
         img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise DatasetError(f"{path}: not a readable image")
@@ -230,8 +263,9 @@ def discover_images(root, image_dirs: Sequence | None = None) -> dict[str, Path]
     return found
 
 
-def patient_validation_split(names: Sequence[str], patients: Sequence[int], val_fraction=DEFAULT_VAL_FRACTION,
-                             seed=DEFAULT_SEED) -> tuple[list[str], list[str]]:
+def patient_validation_split(
+    names: Sequence[str], patients: Sequence[int], val_fraction=DEFAULT_VAL_FRACTION, seed=DEFAULT_SEED
+) -> tuple[list[str], list[str]]:
     """Carve a patient-wise validation set out of ``names``.
 
     Patients are shuffled with a seeded generator and taken whole into the
@@ -262,15 +296,6 @@ def patient_validation_split(names: Sequence[str], patients: Sequence[int], val_
 # The dataset
 # --------------------------------------------------------------------------
 
-@dataclass
-class SplitCount:
-    listed: int
-    present: int
-
-    @property
-    def missing(self) -> int:
-        return self.listed - self.present
-
 
 class ChestXray14:
     """A ChestX-ray14 folder: metadata, official split, boxes, and the images present.
@@ -290,8 +315,15 @@ class ChestXray14:
         :func:`patient_validation_split`).
     """
 
-    def __init__(self, root, strict: bool = False, image_dirs=None, val_fraction=DEFAULT_VAL_FRACTION,
-                 seed=DEFAULT_SEED, warn=True):
+    def __init__(
+        self,
+        root,
+        strict: bool = False,
+        image_dirs=None,
+        val_fraction=DEFAULT_VAL_FRACTION,
+        seed=DEFAULT_SEED,
+        warn=True,
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: dataset folder not found")
@@ -310,12 +342,15 @@ class ChestXray14:
             names = read_split_list(p)
             unknown = [n for n in names if n not in listed]
             if unknown:
-                raise DatasetError(f"{p}: {len(unknown)} name(s) not in the metadata "
-                                   f"{self.metadata_path.name}, e.g. {unknown[:3]}")
+                raise DatasetError(
+                    f"{p}: {len(unknown)} name(s) not in the metadata {self.metadata_path.name}, e.g. {unknown[:3]}"
+                )
             self._lists[split] = names
         overlap = set(self._lists["train_val"]) & set(self._lists["test"])
         if overlap:
-            raise DatasetError(f"{self.root}: {len(overlap)} image(s) in both official lists, e.g. {sorted(overlap)[:3]}")
+            raise DatasetError(
+                f"{self.root}: {len(overlap)} image(s) in both official lists, e.g. {sorted(overlap)[:3]}"
+            )
         pt = self.patients(self._lists["train_val"])
         ps = self.patients(self._lists["test"])
         shared = set(pt.tolist()) & set(ps.tolist())
@@ -335,8 +370,10 @@ class ChestXray14:
     # -- reporting ----------------------------------------------------------
     def counts(self) -> dict[str, SplitCount]:
         """Listed and present images per split."""
-        return {s: SplitCount(len(self._lists[s]), sum(n in self.present for n in self._lists[s]))
-                for s in ("train_val", "train", "val", "test", "all")}
+        return {
+            s: SplitCount(len(self._lists[s]), sum(n in self.present for n in self._lists[s]))
+            for s in ("train_val", "train", "val", "test", "all")
+        }
 
     def _check_missing(self, warn: bool) -> None:
         c = self.counts()
@@ -366,6 +403,7 @@ class ChestXray14:
         return sorted(names)
 
     def image_path(self, name: str) -> Path:
+        """The PNG of image ``name`` (a KeyError says whether it is unlisted or not on disk)."""
         try:
             return self.images[name]
         except KeyError:
@@ -373,6 +411,7 @@ class ChestXray14:
             raise KeyError(f"{name}: image {where} under {self.root}") from None
 
     def rows(self, names: Sequence[str]) -> np.ndarray:
+        """Row positions of ``names`` in :attr:`metadata`, shape (len(names),)."""
         try:
             return self._row.loc[list(names)].to_numpy()
         except KeyError as exc:
@@ -386,9 +425,11 @@ class ChestXray14:
         return y
 
     def patients(self, names: Sequence[str]) -> np.ndarray:
+        """``Patient ID`` (int64) of ``names``, shape (len(names),)."""
         return self.metadata["Patient ID"].to_numpy()[self.rows(names)]
 
     def patient_of(self, name: str) -> int:
+        """``Patient ID`` of one image."""
         return int(self.patients([name])[0])
 
     def boxes(self, size: int | None = None, present_only: bool = True) -> pd.DataFrame:
@@ -415,8 +456,10 @@ class ChestXray14:
         if size is not None:
             wh = np.array([[size, size]] * len(b), float).reshape(-1, 2)
         else:
-            wh = np.array([png_size(self.images[n]) if n in self.images else (BBOX_FRAME, BBOX_FRAME)
-                           for n in b["Image Index"]], float).reshape(-1, 2)
+            wh = np.array(
+                [png_size(self.images[n]) if n in self.images else (BBOX_FRAME, BBOX_FRAME) for n in b["Image Index"]],
+                float,
+            ).reshape(-1, 2)
         b["width"], b["height"] = wh[:, 0].astype(int), wh[:, 1].astype(int)
         b["x"] *= wh[:, 0] / BBOX_FRAME
         b["w"] *= wh[:, 0] / BBOX_FRAME
@@ -450,16 +493,21 @@ class ChestXray14:
             "root": str(self.root),
             "metadata": self.metadata_path.name,
             "splits": {s: {"listed": v.listed, "present": v.present, "missing": v.missing} for s, v in c.items()},
-            "patients": {"listed": int(self.metadata["Patient ID"].nunique()),
-                         "present": int(len(set(self.patients(present_all).tolist()))) if present_all else 0},
+            "patients": {
+                "listed": int(self.metadata["Patient ID"].nunique()),
+                "present": int(len(set(self.patients(present_all).tolist()))) if present_all else 0,
+            },
             "prevalence_present": {l: int(y[:, j].sum()) for j, l in enumerate(LABELS)},
             "prevalence_listed": {l: int(yl[:, j].sum()) for j, l in enumerate(LABELS)},
             "no_finding_present": int((nlab == 0).sum()),
             "multi_label_present": int((nlab > 1).sum()),
             "n_present": len(present_all),
-            "boxes": {"listed": 0 if self._boxes is None else len(self._boxes),
-                      "present": len(b), "images_present": int(b["Image Index"].nunique()) if len(b) else 0,
-                      "per_label": b["label"].value_counts().to_dict() if len(b) else {}},
+            "boxes": {
+                "listed": 0 if self._boxes is None else len(self._boxes),
+                "present": len(b),
+                "images_present": int(b["Image Index"].nunique()) if len(b) else 0,
+                "per_label": b["label"].value_counts().to_dict() if len(b) else {},
+            },
             "unlisted_on_disk": len(self.unlisted),
         }
 
@@ -485,25 +533,143 @@ def patient_from_name(name: str) -> int:
 
 def format_summary(s: dict) -> str:
     """Human-readable text of :meth:`ChestXray14.summary`."""
-    lines = [f"ChestX-ray14 at {s['root']} (metadata: {s['metadata']})", "",
-             f"{'split':<10} {'listed':>8} {'present':>8} {'missing':>8}"]
+    lines = [
+        f"ChestX-ray14 at {s['root']} (metadata: {s['metadata']})",
+        "",
+        f"{'split':<10} {'listed':>8} {'present':>8} {'missing':>8}",
+    ]
     for k in ("train_val", "train", "val", "test", "all"):
         v = s["splits"][k]
         lines.append(f"{k:<10} {v['listed']:>8} {v['present']:>8} {v['missing']:>8}")
     n = max(s["n_present"], 1)
-    lines += ["", f"patients: {s['patients']['present']} present of {s['patients']['listed']} listed",
-              f"images present: {s['n_present']}; No Finding {s['no_finding_present']} "
-              f"({100 * s['no_finding_present'] / n:.1f}%); more than one finding {s['multi_label_present']} "
-              f"({100 * s['multi_label_present'] / n:.1f}%)", "",
-              f"{'label':<20} {'present':>8} {'%':>6} {'listed':>8} {'%':>6}"]
+    lines += [
+        "",
+        f"patients: {s['patients']['present']} present of {s['patients']['listed']} listed",
+        f"images present: {s['n_present']}; No Finding {s['no_finding_present']} "
+        f"({100 * s['no_finding_present'] / n:.1f}%); more than one finding {s['multi_label_present']} "
+        f"({100 * s['multi_label_present'] / n:.1f}%)",
+        "",
+        f"{'label':<20} {'present':>8} {'%':>6} {'listed':>8} {'%':>6}",
+    ]
     nl = max(s["splits"]["all"]["listed"], 1)
     for l in LABELS:
         a, b = s["prevalence_present"][l], s["prevalence_listed"][l]
         lines.append(f"{l:<20} {a:>8} {100 * a / n:>6.2f} {b:>8} {100 * b / nl:>6.2f}")
     bx = s["boxes"]
     per = ", ".join(f"{k} {v}" for k, v in sorted(bx["per_label"].items(), key=lambda kv: -kv[1]))
-    lines += ["", f"boxes: {bx['present']} on {bx['images_present']} present images "
-                  f"(of {bx['listed']} listed){': ' + per if per else ''}"]
+    lines += [
+        "",
+        f"boxes: {bx['present']} on {bx['images_present']} present images "
+        f"(of {bx['listed']} listed){': ' + per if per else ''}",
+    ]
     if s["unlisted_on_disk"]:
         lines.append(f"PNG files on disk not in the metadata (ignored): {s['unlisted_on_disk']}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# The adapter to the dataset protocol
+# --------------------------------------------------------------------------
+
+
+@register_dataset
+class ChestXray14Dataset(ChestDataset):
+    """ChestX-ray14 through the dataset protocol: :class:`ChestXray14` itself, unchanged, wrapped.
+
+    Names, splits (the official lists and the patient-wise validation carve),
+    labels, patients and boxes are those of :class:`ChestXray14` (the adapter
+    reads them from it, it computes nothing of its own).  Codes are
+    :data:`~.protocol.POSITIVE` for a listed finding and
+    :data:`~.protocol.NEGATIVE` otherwise: the NIH labels list positives only,
+    so "not mentioned" cannot be told from "negative".  Every image is
+    frontal (PA or AP, Wang et al. 2017), so ``frontal_only`` removes nothing.
+    Subgroups come from ``Patient Gender``, ``Patient Age`` (the 2017 file's
+    few ages above 120, typing errors, read as unknown) and ``View Position``.
+
+    Parameters
+    ----------
+    root : path
+        The dataset folder (see the module docstring).
+    work_dir : path, optional
+        Unused (the split is official); accepted as every adapter does.
+    strict, warn, image_dirs, val_fraction, seed
+        As :class:`ChestXray14`.
+    frontal_only : bool
+        Accepted for uniformity; every image is frontal.
+    test_fraction : float, optional
+        Unused (the test list is official).
+    labels : sequence of str, optional
+        A subset of :data:`LABELS`, in the order wanted.
+    """
+
+    kind = "chestxray14"
+    title = "NIH ChestX-ray14"
+    url = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
+    looks_for = METADATA_FILES
+
+    def __init__(
+        self,
+        root,
+        *,
+        work_dir=None,
+        strict: bool = False,
+        warn: bool = True,
+        frontal_only: bool = True,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
+        test_fraction=None,
+        seed: int = DEFAULT_SEED,
+        labels: Sequence[str] | None = None,
+        image_dirs=None,
+    ):
+        src = ChestXray14(root, strict=strict, image_dirs=image_dirs, val_fraction=val_fraction, seed=seed, warn=warn)
+        self.source = src
+        m = src.metadata
+        names = m["Image Index"].to_numpy(object)
+        split = np.full(len(m), "", object)  # "": in neither official list (only in "all")
+        for part in ("train", "val", "test"):
+            split[src.rows(src._lists[part])] = part
+        col = lambda c: m[c].to_numpy(object) if c in m.columns else [None] * len(m)  # noqa: E731
+        frame = pd.DataFrame(
+            {
+                "path": [str(src.images[n]) if n in src.images else "" for n in names],
+                "present": m["Image Index"].isin(src.present).to_numpy(),
+                "patient": m["Patient ID"].to_numpy(np.int64),
+                "study": [None] * len(m),
+                "split": split,
+                "sex": normalise_sex(col("Patient Gender")),
+                "age": normalise_age(col("Patient Age")),
+                "view": normalise_view(col("View Position")),
+                "frontal": np.ones(len(m), bool),
+            },
+            index=pd.Index(names, name="name"),
+        )[list(FRAME_COLUMNS)]
+        sources = {
+            "metadata": src.metadata_path,
+            "train_val list": self._path(TRAIN_VAL_LIST),
+            "test list": self._path(TEST_LIST),
+        }
+        if src.bbox_path:
+            sources["boxes"] = src.bbox_path
+        self._finish(
+            src.root,
+            frame,
+            src.label_matrix.astype(np.int8),
+            LABELS,
+            sources=sources,
+            frontal_only=frontal_only,
+            select=labels,
+            strict=False,
+            warn=False,
+            official_split=True,
+        )
+
+    def _path(self, name: str) -> Path:
+        return self.source.root / name
+
+    def boxes(self, size: int | None = None, present_only: bool = True) -> pd.DataFrame:
+        """The NIH boxes, as :meth:`ChestXray14.boxes`."""
+        return self.source.boxes(size=size, present_only=present_only)
+
+    def describe(self) -> str:
+        """The ``info`` text of ChestX-ray14 (:func:`format_summary`), as before the protocol."""
+        return format_summary(self.source.summary())

@@ -21,8 +21,10 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+
+from ..io import OutOfSpaceError, free_bytes, is_out_of_space
 
 #: The 12 image archives of the NIH release (``images_001.tar.gz`` ..
 #: ``images_012.tar.gz``, about 42 GB in all), as the NIH lists them.
@@ -58,13 +60,14 @@ def archive_name(part: int) -> str:
 
 
 def _progress(total, desc, enabled):
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
-    return tqdm(total=total, initial=0, unit="B", unit_scale=True, desc=desc, disable=not enabled, leave=False)
+    return progress_bar(total=total, initial=0, unit="B", unit_scale=True, desc=desc, disable=not enabled, leave=False)
 
 
-def fetch(url: str, dest, retries: int = DEFAULT_RETRIES, timeout: float = 60.0, progress: bool = True,
-          backoff: float = 1.0) -> Path:
+def fetch(
+    url: str, dest, retries: int = DEFAULT_RETRIES, timeout: float = 60.0, progress: bool = True, backoff: float = 1.0
+) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` with Range requests.
 
     Returns ``dest``.  Raises :class:`DownloadError` after ``retries`` failed
@@ -76,7 +79,9 @@ def fetch(url: str, dest, retries: int = DEFAULT_RETRIES, timeout: float = 60.0,
     last_error = None
     for attempt in range(retries + 1):
         have = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": "phow-baseline", "Range": f"bytes={have}-"} if have else {"User-Agent": "phow-baseline"}
+        headers = (
+            {"User-Agent": "phow-baseline", "Range": f"bytes={have}-"} if have else {"User-Agent": "phow-baseline"}
+        )
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
                 status = resp.status
@@ -114,6 +119,8 @@ def fetch(url: str, dest, retries: int = DEFAULT_RETRIES, timeout: float = 60.0,
                 time.sleep(backoff * attempt)
                 continue
         except (urllib.error.URLError, OSError, ConnectionError, TimeoutError) as exc:
+            if is_out_of_space(exc):  # a full disk: no retry; the partial data stays for the rerun
+                raise OutOfSpaceError(part, needed=total, free=free_bytes(part)) from exc
             last_error = f"{type(exc).__name__}: {exc}"
             time.sleep(backoff * attempt)
             continue
@@ -126,8 +133,10 @@ def fetch(url: str, dest, retries: int = DEFAULT_RETRIES, timeout: float = 60.0,
             raise DownloadError(f"{url}: got {size} bytes, the server announced {total}")
         os.replace(part, dest)
         return dest
-    raise DownloadError(f"{url}: download failed after {retries + 1} attempt(s): {last_error} "
-                        f"(partial data kept in {part}; run again to resume)")
+    raise DownloadError(
+        f"{url}: download failed after {retries + 1} attempt(s): {last_error} "
+        f"(partial data kept in {part}; run again to resume)"
+    )
 
 
 class CorruptArchive(DownloadError):
@@ -158,8 +167,14 @@ def extract_images(archive, data_dir, part: int) -> int:
         with tarfile.open(archive, "r:gz") as tf:
             for m in tf:
                 parts = Path(m.name).parts
-                if not m.isfile() or not m.name.endswith(".png") or ".." in parts or Path(m.name).is_absolute() \
-                        or len(parts) < 2 or parts[-2] != "images":
+                if (
+                    not m.isfile()
+                    or not m.name.endswith(".png")
+                    or ".." in parts
+                    or Path(m.name).is_absolute()
+                    or len(parts) < 2
+                    or parts[-2] != "images"
+                ):
                     continue
                 src = tf.extractfile(m)
                 with open(tmp / "images" / Path(m.name).name, "wb") as fh:
@@ -167,6 +182,8 @@ def extract_images(archive, data_dir, part: int) -> int:
                 n += 1
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:  # gzip.BadGzipFile is an OSError
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_out_of_space(exc):  # a full disk, not a corrupt archive: the archive is kept for the rerun
+            raise OutOfSpaceError(tmp, free=free_bytes(tmp)) from exc
         raise CorruptArchive(f"{archive}: truncated or corrupt archive ({type(exc).__name__}: {exc})") from exc
     if n == 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -178,9 +195,17 @@ def extract_images(archive, data_dir, part: int) -> int:
     return n
 
 
-def download(data_dir, parts: Iterable[int] = range(1, 13), urls: dict | None = None,
-             metadata_urls: dict | None = None, metadata_from=None, keep_archives: bool = False,
-             retries: int = DEFAULT_RETRIES, progress: bool = True, log=print) -> dict:
+def download(
+    data_dir,
+    parts: Iterable[int] = range(1, 13),
+    urls: dict | None = None,
+    metadata_urls: dict | None = None,
+    metadata_from=None,
+    keep_archives: bool = False,
+    retries: int = DEFAULT_RETRIES,
+    progress: bool = True,
+    log=print,
+) -> dict:
     """Fetch and extract NIH image archives, and the metadata files, into ``data_dir``.
 
     Parameters
@@ -282,8 +307,10 @@ def format_report(r: dict) -> str:
         lines.append(f"{name}: {v}")
     if "present" in r:
         for s in ("train_val", "test", "all"):
-            lines.append(f"{s}: {r['present'][s]} of {r['listed'][s]} listed images present "
-                         f"({r['listed'][s] - r['present'][s]} missing)")
+            lines.append(
+                f"{s}: {r['present'][s]} of {r['listed'][s]} listed images present "
+                f"({r['listed'][s] - r['present'][s]} missing)"
+            )
     elif "dataset_error" in r:
         lines.append(f"dataset not readable yet: {r['dataset_error']}")
     return "\n".join(lines)

@@ -46,10 +46,16 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
-from .gmm import DEFAULT_N_COMPONENTS, MIN_PRIOR, VLFEAT_COVARIANCE_BOUND, GaussianMixtureVocabulary, \
-    log_joint_table, softmax_rows
 from ..features.descriptors import DEFAULT_PCA_DIMS, PCA, root_sift
-from .quantize import single_blas_thread, run_in_threads
+from .gmm import (
+    DEFAULT_N_COMPONENTS,
+    MIN_PRIOR,
+    VLFEAT_COVARIANCE_BOUND,
+    GaussianMixtureVocabulary,
+    log_joint_table,
+    softmax_rows,
+)
+from .quantize import run_in_threads, single_blas_thread
 
 #: ``vl/fisher.c``: posteriors below this are skipped (set to zero here).
 FISHER_MIN_POSTERIOR = 1e-6
@@ -66,6 +72,7 @@ REGION_LAYOUTS = {"1x1+2x2": REGIONS_1X1_2X2, "1x1+3x1": REGIONS_1X1_3X1, "1x1":
 # --------------------------------------------------------------------------
 # Regions
 # --------------------------------------------------------------------------
+
 
 def check_regions(regions) -> tuple[tuple[int, int], ...]:
     """Validate a region layout: a name of :data:`REGION_LAYOUTS` or ``(columns, rows)`` pairs (an int g = g x g)."""
@@ -145,6 +152,7 @@ def _groups(cells: np.ndarray, n_regions: int):
 # Moments and the vector
 # --------------------------------------------------------------------------
 
+
 def _check_mixture(means, covariances, priors):
     M = np.ascontiguousarray(means, np.float32)
     S = np.ascontiguousarray(covariances, np.float32)
@@ -156,8 +164,19 @@ def _check_mixture(means, covariances, priors):
     return M, S, w
 
 
-def fisher_moments(descriptors, means, covariances, priors, groups=None, n_groups=1, *, fast=False,
-                   chunk=FISHER_CHUNK, n_threads=1, table=None) -> np.ndarray:
+def fisher_moments(
+    descriptors,
+    means,
+    covariances,
+    priors,
+    groups=None,
+    n_groups=1,
+    *,
+    fast=False,
+    chunk=FISHER_CHUNK,
+    n_threads=1,
+    table=None,
+) -> np.ndarray:
     """Posterior-weighted moments of descriptors per group: ``(n_groups, K, 2d + 1)`` float64.
 
     ``out[g, k] = [sum q_ik x_i^2, sum q_ik x_i, sum q_ik]`` over the rows
@@ -210,10 +229,10 @@ def fisher_moments(descriptors, means, covariances, priors, groups=None, n_group
         for g, s, e in part:
             r = e - s
             a = A[:r]
-            a[:, d:2 * d] = Xs[s:e]
-            np.multiply(a[:, d:2 * d], a[:, d:2 * d], out=a[:, :d])
+            a[:, d : 2 * d] = Xs[s:e]
+            np.multiply(a[:, d : 2 * d], a[:, d : 2 * d], out=a[:, :d])
             q = L[:r]
-            np.matmul(a, B, out=q)                      # log pi_k N(x; mu_k, sigma_k^2)
+            np.matmul(a, B, out=q)  # log pi_k N(x; mu_k, sigma_k^2)
             if fast:
                 best = q.argmax(axis=1)
                 q[:] = 0.0
@@ -221,7 +240,7 @@ def fisher_moments(descriptors, means, covariances, priors, groups=None, n_group
             else:
                 softmax_rows(q)
                 q[q < FISHER_MIN_POSTERIOR] = 0.0
-            np.matmul(q.T, a, out=G)                    # [S2, S1, S0] of every component
+            np.matmul(q.T, a, out=G)  # [S2, S1, S0] of every component
             acc[g] += G
 
     return run_in_threads(run, jobs, out, n_threads)
@@ -237,8 +256,9 @@ def _normalize(enc: np.ndarray, square_root: bool, normalized: bool) -> np.ndarr
     return enc
 
 
-def fisher_from_moments(G, counts, means, covariances, priors, *, improved=False, square_root=False,
-                        normalized=False) -> np.ndarray:
+def fisher_from_moments(
+    G, counts, means, covariances, priors, *, improved=False, square_root=False, normalized=False
+) -> np.ndarray:
     """Fisher vectors ``(..., 2 K d)`` float64 from moments ``G`` ``(..., K, 2d + 1)`` and descriptor counts.
 
     ``counts`` (the ``N`` of each vector) broadcasts against ``G.shape[:-2]``;
@@ -249,7 +269,7 @@ def fisher_from_moments(G, counts, means, covariances, priors, *, improved=False
     w = np.asarray(priors, np.float64)
     G = np.asarray(G, np.float64)
     d = M.shape[1]
-    S2, S1, S0 = G[..., :d], G[..., d:2 * d], G[..., 2 * d:]
+    S2, S1, S0 = G[..., :d], G[..., d : 2 * d], G[..., 2 * d :]
     sigma = np.sqrt(S)
     u = (S1 - S0 * M) / sigma
     v = (S2 - 2.0 * M * S1 + S0 * M * M) / S - S0
@@ -263,8 +283,19 @@ def fisher_from_moments(G, counts, means, covariances, priors, *, improved=False
     return _normalize(enc, square_root or improved, normalized or improved)
 
 
-def fisher_vector(descriptors, means, covariances, priors, *, improved=False, square_root=False, normalized=False,
-                  fast=False, n_threads=1, chunk=FISHER_CHUNK) -> np.ndarray:
+def fisher_vector(
+    descriptors,
+    means,
+    covariances,
+    priors,
+    *,
+    improved=False,
+    square_root=False,
+    normalized=False,
+    fast=False,
+    n_threads=1,
+    chunk=FISHER_CHUNK,
+) -> np.ndarray:
     """Fisher vector of a set of descriptors, as VLFeat's ``vl_fisher`` computes it.
 
     Parameters
@@ -292,13 +323,29 @@ def fisher_vector(descriptors, means, covariances, priors, *, improved=False, sq
     if X.dtype != np.float32:
         X = X.astype(np.float32)
     G = fisher_moments(X, means, covariances, priors, fast=fast, n_threads=n_threads, chunk=chunk)
-    return fisher_from_moments(G[0], len(X), means, covariances, priors, improved=improved,
-                               square_root=square_root, normalized=normalized).astype(np.float32)
+    return fisher_from_moments(
+        G[0], len(X), means, covariances, priors, improved=improved, square_root=square_root, normalized=normalized
+    ).astype(np.float32)
 
 
-def fisher_regions(descriptors, frames_xy, width, height, means, covariances, priors, *,
-                   regions=REGIONS_1X1_2X2, level_weights=None, improved=True, normalize=True, fast=False,
-                   n_threads=1, chunk=FISHER_CHUNK, table=None) -> np.ndarray:
+def fisher_regions(
+    descriptors,
+    frames_xy,
+    width,
+    height,
+    means,
+    covariances,
+    priors,
+    *,
+    regions=REGIONS_1X1_2X2,
+    level_weights=None,
+    improved=True,
+    normalize=True,
+    fast=False,
+    n_threads=1,
+    chunk=FISHER_CHUNK,
+    table=None,
+) -> np.ndarray:
     """Fisher vectors of an image's spatial regions, weighted and concatenated.
 
     Each region's vector is computed as :func:`fisher_vector` does (with
@@ -314,8 +361,9 @@ def fisher_regions(descriptors, frames_xy, width, height, means, covariances, pr
     if len(cells) != len(X):
         raise ValueError(f"{len(cells)} frames but {len(X)} descriptors")
     groups, member = _groups(cells, n_regions)
-    G = fisher_moments(X, means, covariances, priors, groups, member.shape[1], fast=fast, n_threads=n_threads,
-                       chunk=chunk, table=table)
+    G = fisher_moments(
+        X, means, covariances, priors, groups, member.shape[1], fast=fast, n_threads=n_threads, chunk=chunk, table=table
+    )
     counts_g = np.bincount(groups, minlength=member.shape[1]).astype(np.float64)
     Gr = np.tensordot(member, G, axes=(1, 0))
     enc = fisher_from_moments(Gr, member @ counts_g, means, covariances, priors, improved=improved)
@@ -329,6 +377,7 @@ def fisher_regions(descriptors, frames_xy, width, height, means, covariances, pr
 # --------------------------------------------------------------------------
 # Descriptor post-processing shared by the FV and VLAD encoders
 # --------------------------------------------------------------------------
+
 
 def nonzero_rows(descriptors) -> np.ndarray:
     """Mask of descriptors that are not all zero (PHOW zeroes those below its contrast threshold)."""
@@ -449,12 +498,36 @@ class FisherVectorEncoder(_RegionEncoderBase):
     n_threads : int or None
         Threads per image (None: all cores).
     gmm, pca : fitted mixture / PCA to use instead of fitting them.
+
+    Attributes
+    ----------
+    gmm_, pca_ : the fitted mixture and PCA (``pca_`` None without PCA)
+    n_features_out_ : int
+    n_samples_ : int or None
+        Descriptors the PCA and the mixture were fitted on (None when given a mixture or rebuilt from arrays).
     """
 
-    def __init__(self, n_components=DEFAULT_N_COMPONENTS, pca_dims=DEFAULT_PCA_DIMS, whiten=False, root_sift=True,
-                 regions="1x1+2x2", level_weights=None, improved=True, normalize=True, skip_zero=True,
-                 max_descriptors=100_000, max_iter=100, covariance_bound=VLFEAT_COVARIANCE_BOUND, image_size=256,
-                 random_state=0, n_threads=1, gmm=None, pca=None, verbose=False):
+    def __init__(
+        self,
+        n_components=DEFAULT_N_COMPONENTS,
+        pca_dims=DEFAULT_PCA_DIMS,
+        whiten=False,
+        root_sift=True,
+        regions="1x1+2x2",
+        level_weights=None,
+        improved=True,
+        normalize=True,
+        skip_zero=True,
+        max_descriptors=100_000,
+        max_iter=100,
+        covariance_bound=VLFEAT_COVARIANCE_BOUND,
+        image_size=256,
+        random_state=0,
+        n_threads=1,
+        gmm=None,
+        pca=None,
+        verbose=False,
+    ):
         self.n_components = n_components
         self.pca_dims = pca_dims
         self.whiten = whiten
@@ -493,11 +566,17 @@ class FisherVectorEncoder(_RegionEncoderBase):
             if self.pca is None and self.pca_dims:
                 raise ValueError("give the PCA the mixture was fitted with (pca=...) or pca_dims=None")
             self.gmm_ = self.gmm
+            self.n_samples_ = None
         else:
             S = self._fit_pca(self._sample(X))
-            self.gmm_ = GaussianMixtureVocabulary(int(self.n_components), max_iter=self.max_iter,
-                                                  covariance_bound=self.covariance_bound,
-                                                  random_state=self.random_state, verbose=self.verbose).fit(S)
+            self.n_samples_ = len(S)
+            self.gmm_ = GaussianMixtureVocabulary(
+                int(self.n_components),
+                max_iter=self.max_iter,
+                covariance_bound=self.covariance_bound,
+                random_state=self.random_state,
+                verbose=self.verbose,
+            ).fit(S)
         d_in = self.pca_.n_components_ if self.pca_ is not None else None
         if d_in is not None and d_in != self.gmm_.means_.shape[1]:
             raise ValueError(f"the PCA gives {d_in} dims but the mixture has {self.gmm_.means_.shape[1]}")
@@ -509,9 +588,21 @@ class FisherVectorEncoder(_RegionEncoderBase):
         self._check()
         xy, X = self._prepare(frames, descriptors)
         g = self.gmm_
-        return fisher_regions(X, xy, self.image_size, self.image_size, g.means_, g.covariances_, g.priors_,
-                              regions=self.regions, level_weights=self.level_weights, improved=self.improved,
-                              normalize=self.normalize, n_threads=self._threads(), table=self._table)
+        return fisher_regions(
+            X,
+            xy,
+            self.image_size,
+            self.image_size,
+            g.means_,
+            g.covariances_,
+            g.priors_,
+            regions=self.regions,
+            level_weights=self.level_weights,
+            improved=self.improved,
+            normalize=self.normalize,
+            n_threads=self._threads(),
+            table=self._table,
+        )
 
     # -- storage as data -------------------------------------------------------
     def to_arrays(self) -> dict:
@@ -523,13 +614,13 @@ class FisherVectorEncoder(_RegionEncoderBase):
         return out
 
     @classmethod
-    def from_arrays(cls, params: dict, arrays: dict) -> "FisherVectorEncoder":
+    def from_arrays(cls, params: dict, arrays: dict) -> FisherVectorEncoder:
         """Rebuild a fitted encoder from its parameters (``get_params()`` of plain values) and :meth:`to_arrays`."""
         params = {k: v for k, v in params.items() if k not in ("gmm", "pca")}
         enc = cls(**params)
-        enc.gmm_ = GaussianMixtureVocabulary.from_arrays(
-            {k[4:]: v for k, v in arrays.items() if k.startswith("gmm_")})
+        enc.gmm_ = GaussianMixtureVocabulary.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("gmm_")})
         pca = {k[4:]: v for k, v in arrays.items() if k.startswith("pca_")}
         enc.pca_ = PCA.from_arrays(pca) if pca else None
+        enc.n_samples_ = None  # not recorded in the arrays
         enc._finish()
         return enc

@@ -43,13 +43,15 @@ gives a dict of numpy arrays (means, covariances, priors, ...) that
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import validate_data
+
+logger = logging.getLogger(__name__)
 
 #: Gaussians in the mixture by default: the issue's best (PCA 80 + 256).
 DEFAULT_N_COMPONENTS = 256
@@ -69,6 +71,7 @@ FIT_CHUNK = 8192
 # --------------------------------------------------------------------------
 # The GEMM form of the Gaussian log-likelihoods
 # --------------------------------------------------------------------------
+
 
 def log_joint_table(means, covariances, priors, dtype=np.float32) -> np.ndarray:
     """The ``(2d + 1, K)`` matrix ``B`` with ``[x^2, x, 1] @ B = log(pi_k N(x; mu_k, sigma_k^2))``.
@@ -91,7 +94,7 @@ def log_joint_table(means, covariances, priors, dtype=np.float32) -> np.ndarray:
     P = 1.0 / S
     B = np.empty((2 * d + 1, K), np.float64)
     B[:d] = -0.5 * P.T
-    B[d:2 * d] = (P * M).T
+    B[d : 2 * d] = (P * M).T
     with np.errstate(divide="ignore"):
         logw = np.where(w >= MIN_PRIOR, np.log(np.maximum(w, 1e-300)), -np.inf)
     B[2 * d] = logw - 0.5 * d * math.log(2 * math.pi) - 0.5 * np.log(S).sum(1) - 0.5 * (P * M * M).sum(1)
@@ -104,8 +107,8 @@ def augment(X, out=None, dtype=np.float32) -> np.ndarray:
     n, d = X.shape
     if out is None:
         out = np.empty((n, 2 * d + 1), dtype)
-    out[:, d:2 * d] = X
-    np.multiply(out[:, d:2 * d], out[:, d:2 * d], out=out[:, :d])
+    out[:, d : 2 * d] = X
+    np.multiply(out[:, d : 2 * d], out[:, d : 2 * d], out=out[:, :d])
     out[:, 2 * d] = 1.0
     return out
 
@@ -142,6 +145,7 @@ def gmm_posteriors(X, means, covariances, priors, dtype=np.float64):
 # --------------------------------------------------------------------------
 # The estimator
 # --------------------------------------------------------------------------
+
 
 class GaussianMixtureVocabulary(BaseEstimator):
     """A diagonal Gaussian mixture fitted by EM from a k-means start, as ``vl_gmm`` does.
@@ -187,9 +191,17 @@ class GaussianMixtureVocabulary(BaseEstimator):
     n_features_in_ : int
     """
 
-    def __init__(self, n_components=DEFAULT_N_COMPONENTS, max_iter=100, tol=VLFEAT_TOL,
-                 covariance_bound=VLFEAT_COVARIANCE_BOUND, kmeans_max_iter=20, restart_empty=True,
-                 random_state=0, verbose=False):
+    def __init__(
+        self,
+        n_components=DEFAULT_N_COMPONENTS,
+        max_iter=100,
+        tol=VLFEAT_TOL,
+        covariance_bound=VLFEAT_COVARIANCE_BOUND,
+        kmeans_max_iter=20,
+        restart_empty=True,
+        random_state=0,
+        verbose=False,
+    ):
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
@@ -224,7 +236,7 @@ class GaussianMixtureVocabulary(BaseEstimator):
 
     def _m_step(self, G, d):
         """Means, variances (floored) and priors from the statistics ``G`` (K, 2d + 1)."""
-        S2, S1, S0 = G[:, :d], G[:, d:2 * d], G[:, 2 * d]
+        S2, S1, S0 = G[:, :d], G[:, d : 2 * d], G[:, 2 * d]
         live = S0 >= 1e-6 / len(S0)  # VLFeat: modes without mass are not updated
         mean = self._means.copy()
         var = self._vars.copy()
@@ -243,12 +255,12 @@ class GaussianMixtureVocabulary(BaseEstimator):
         Q_all = np.empty((len(A), K), np.float32) if keep_posteriors else None
         ll = 0.0
         for s in range(0, len(A), FIT_CHUNK):
-            a = A[s:s + FIT_CHUNK]
+            a = A[s : s + FIT_CHUNK]
             L = a @ B
             ll += float(softmax_rows(L).sum())
             G += self._stats(a, L)
             if keep_posteriors:
-                Q_all[s:s + FIT_CHUNK] = L
+                Q_all[s : s + FIT_CHUNK] = L
         return ll, G, Q_all
 
     def _restart_empty_modes(self, X, A, B, G):
@@ -269,8 +281,9 @@ class GaussianMixtureVocabulary(BaseEstimator):
         for i in empty:
             ok = self._priors >= MIN_PRIOR
             with np.errstate(divide="ignore", invalid="ignore"):
-                size = self._priors * (0.5 * d * (1 + math.log(2 * math.pi)) + 0.5 * np.log(self._vars).sum(1)
-                                       - np.log(self._priors))
+                size = self._priors * (
+                    0.5 * d * (1 + math.log(2 * math.pi)) + 0.5 * np.log(self._vars).sum(1) - np.log(self._priors)
+                )
             size[~ok] = -np.inf
             j = int(np.argmax(size))
             if j == i or not np.isfinite(size[j]):
@@ -293,8 +306,9 @@ class GaussianMixtureVocabulary(BaseEstimator):
         X, K, bound = self._validate(X)
         n, d = X.shape
         self.covariance_bound_ = bound
-        km = KMeans(K, init="k-means++", n_init=1, max_iter=int(self.kmeans_max_iter),
-                    random_state=self.random_state).fit(X.astype(np.float32))
+        km = KMeans(
+            K, init="k-means++", n_init=1, max_iter=int(self.kmeans_max_iter), random_state=self.random_state
+        ).fit(X.astype(np.float32))
         A = augment(X, dtype=np.float64)
         # one M step on the hard k-means assignments: sums of each cluster's [x^2, x, 1]
         G = np.zeros((K, 2 * d + 1))
@@ -315,7 +329,7 @@ class GaussianMixtureVocabulary(BaseEstimator):
             history.append(ll)
             if self.verbose:
                 change = ll - prev if np.isfinite(prev) else float("nan")
-                print(f"gmm: em: iteration {it}: log-likelihood {ll:.6g} (change {change:.4g})", file=sys.stderr)
+                logger.info("gmm: em: iteration %d: log-likelihood %.6g (change %.4g)", it, ll, change)
             if it >= int(self.max_iter):
                 restarts.append(0)
                 break
@@ -367,12 +381,17 @@ class GaussianMixtureVocabulary(BaseEstimator):
     def to_arrays(self) -> dict:
         """The fitted mixture as numpy arrays (``np.savez`` them; no pickle)."""
         self._check()
-        return {"means": self.means_, "covariances": self.covariances_, "priors": self.priors_,
-                "covariance_bound": self.covariance_bound_,
-                "log_likelihood_history": self.log_likelihood_history_, "restarts": self.restarts_}
+        return {
+            "means": self.means_,
+            "covariances": self.covariances_,
+            "priors": self.priors_,
+            "covariance_bound": self.covariance_bound_,
+            "log_likelihood_history": self.log_likelihood_history_,
+            "restarts": self.restarts_,
+        }
 
     @classmethod
-    def from_arrays(cls, arrays: dict, **params) -> "GaussianMixtureVocabulary":
+    def from_arrays(cls, arrays: dict, **params) -> GaussianMixtureVocabulary:
         """Rebuild a fitted mixture from :meth:`to_arrays`'s output (checks shapes and values)."""
         try:
             M = np.ascontiguousarray(arrays["means"], np.float32)
@@ -381,8 +400,9 @@ class GaussianMixtureVocabulary(BaseEstimator):
         except KeyError as e:
             raise ValueError(f"mixture arrays lack {e.args[0]!r}") from None
         if M.ndim != 2 or S.shape != M.shape or w.shape != (len(M),):
-            raise ValueError(f"mixture arrays have inconsistent shapes: means {M.shape}, "
-                             f"covariances {S.shape}, priors {w.shape}")
+            raise ValueError(
+                f"mixture arrays have inconsistent shapes: means {M.shape}, covariances {S.shape}, priors {w.shape}"
+            )
         if not (np.all(S > 0) and np.all(w >= 0) and np.all(np.isfinite(M))):
             raise ValueError("mixture arrays hold non-positive variances, negative priors or non-finite means")
         g = cls(n_components=len(M), **params)

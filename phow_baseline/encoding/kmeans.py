@@ -30,14 +30,18 @@ be labelled differently.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
 import numba
 import numpy as np
 
+from ._distance import sq_distance_f64
 from .kmeans_bounds import BoundedAssignment, bounds_fit
 from .quantize import quantize
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["fit_kmeans", "kmeans_plusplus_init"]
 
@@ -136,16 +140,6 @@ def kmeans_plusplus_init(X, n_clusters: int, random_state=None) -> np.ndarray:
     return centers + mean
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _sq(X, r, C64, j):
-    """``||x_r - c_j||^2`` in float64 (exact products of float32 values, summed in float64)."""
-    s = 0.0
-    for t in range(X.shape[1]):
-        v = np.float64(X[r, t]) - C64[j, t]
-        s += v * v
-    return s
-
-
 @numba.njit(cache=True, nogil=True)
 def _move_points(X, idx, old, new, sums, counts):
     """Per-cluster float64 sums and counts after the points ``idx`` moved from ``old`` to ``new``.
@@ -181,10 +175,10 @@ def _sum_by_label(X, labels, sums, counts):
 
 @numba.njit(cache=True, nogil=True)
 def _inertia_kernel(X, C64, labels):
-    """``sum_i ||x_i - C[label_i]||^2`` in float64."""
+    """``sum_i ||x_i - C[label_i]||^2`` in float64 (each term :func:`~._distance.sq_distance_f64`)."""
     total = 0.0
     for i in range(X.shape[0]):
-        total += _sq(X, i, C64, labels[i])
+        total += sq_distance_f64(X, i, C64, labels[i])
     return total
 
 
@@ -203,7 +197,7 @@ def _relocate_empty(X, labels, centers_old, sums, counts) -> int:
     dist = np.einsum("ij,ij->i", diff, diff)
     if dist.max() == 0:  # more clusters than distinct points: nothing to move
         return 0
-    far = np.argpartition(dist, -n_empty)[:-n_empty - 1:-1]
+    far = np.argpartition(dist, -n_empty)[: -n_empty - 1 : -1]
     for new, f in zip(empty, far):  # one step per empty cluster (few), not per point
         old = labels[f]
         sums[old] -= X[f]
@@ -227,9 +221,18 @@ def _assign(X, centers, n_threads, method) -> np.ndarray:
         return quantize(X, centers, n_threads=n_threads, method=method).astype(np.int32, copy=False)
 
 
-def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4,
-               random_state=None, progress: bool = False, n_threads: int | None = None,
-               method: str = "auto", bounds: bool = True):
+def fit_kmeans(
+    X,
+    n_clusters: int,
+    init="k-means++",
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    random_state=None,
+    progress: bool = False,
+    n_threads: int | None = None,
+    method: str = "auto",
+    bounds: bool = True,
+):
     """Lloyd's k-means whose assignment step is the exact nearest-word search.
 
     Parameters
@@ -250,7 +253,8 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
     random_state : int, RandomState or None
         Seeds k-means++.
     progress : bool
-        A tqdm bar on stderr with the inertia and centre shift of each iteration.
+        A progress bar on stderr (log lines when not a terminal) with the inertia and centre shift of each
+        iteration.
     n_threads : int, optional
         Threads of the assignment step (default: all cores).
     method : {"auto", "pruned", "gemm"}
@@ -309,21 +313,30 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
         t0 = time.perf_counter()
         centers, _ = _kmeans_plusplus(X, X64, k, random_state)
         if progress:
-            print(f"k-means++: {k} centres in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+            logger.info("k-means++: %d centres in %.1f s", k, time.perf_counter() - t0)
     else:
         centers = init - mean
     x_sq = float(np.einsum("ij,ij->", X64, X64))
     del X64
 
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
-    bar = tqdm(total=int(max_iter), desc="k-means", unit="it", disable=not progress, file=sys.stderr,
-               leave=False, mininterval=0)
+    bar = progress_bar(
+        total=int(max_iter),
+        desc="k-means",
+        unit="it",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+        mininterval=0,
+    )
     if bounds and bounds_fit(n, k):
         assign = BoundedAssignment(X, n_threads, method)
     else:
+
         def assign(c):
             return _assign(X, c, n_threads, method)
+
         assign.searched, assign.distances, assign.ties = n, n * k, 0
     labels = np.full(n, -1, np.int32)
     sums = np.zeros((k, d), np.float64)
@@ -345,8 +358,7 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
         c64 = centers.astype(np.float64)
         # inertia of these labels against the centres they were assigned to, from the sums:
         # sum ||x||^2 - 2 sum_j c_j . S_j + sum_j n_j ||c_j||^2
-        inertia = (x_sq - 2.0 * float(np.einsum("ij,ij->", c64, sums))
-                   + float(counts @ np.einsum("ij,ij->i", c64, c64)))
+        inertia = x_sq - 2.0 * float(np.einsum("ij,ij->", c64, sums)) + float(counts @ np.einsum("ij,ij->i", c64, c64))
         sums_u, counts_u = sums, counts
         if not counts.all():  # relocation moves a point's share of the sums, not its label: on copies
             sums_u, counts_u = sums.copy(), counts.copy()
@@ -359,10 +371,19 @@ def fit_kmeans(X, n_clusters: int, init="k-means++", max_iter: int = 300, tol: f
         new = new.astype(np.float32)
         shift = float(np.sum((new.astype(np.float64) - c64) ** 2))
         centers = new
-        history.append({"iteration": i + 1, "inertia": inertia, "center_shift": shift, "changed": changed,
-                        "relocated": relocated, "searched": int(assign.searched),
-                        "distances": int(assign.distances), "ties": int(assign.ties),
-                        "seconds": time.perf_counter() - t0})
+        history.append(
+            {
+                "iteration": i + 1,
+                "inertia": inertia,
+                "center_shift": shift,
+                "changed": changed,
+                "relocated": relocated,
+                "searched": int(assign.searched),
+                "distances": int(assign.distances),
+                "ties": int(assign.ties),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         bar.update(1)
         bar.set_postfix(inertia=f"{inertia:.6g}", shift=f"{shift:.3g}", changed=changed, searched=assign.searched)
         if changed == 0:

@@ -32,7 +32,8 @@ float32 rounding of the stored bounds and the float64 rounding of shifts
 and square roots).  The distances of a search are computed in float32
 (SIMD) with a relative error bound :data:`DIST_MARGIN`; the centres those
 cannot exclude are compared exactly in float64 (``||x - c||^2`` summed in
-index order, as :mod:`phow_baseline.encoding.quantize`), and a point whose two best
+index order: the quantizer's own kernel,
+:func:`phow_baseline.encoding._distance.sq_distance_f64`), and a point whose two best
 exact distances lie within :data:`TIE_SHARE` of each other goes to
 :func:`phow_baseline.encoding.quantize.quantize` itself, which decides ties (to the
 lowest index).  So the labels are those of :func:`quantize` on every point
@@ -55,6 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+from ._distance import sq_distance_f64
 from .quantize import BOUND_Q16_FAR as _QFAR
 from .quantize import BOUND_Q16_TOP as _QTOP
 from .quantize import BOUND_ROUND_DOWN as _ROUND_DOWN
@@ -77,7 +79,7 @@ DIST_MARGIN = 1e-4
 #: near-tie, left to :func:`phow_baseline.encoding.quantize.quantize` to decide.
 TIE_SHARE = 1e-10
 #: Largest size of the 16-bit lower bounds (``2 n k`` bytes) k-means keeps.
-MAX_BOUND_BYTES = 2 * 2 ** 30
+MAX_BOUND_BYTES = 2 * 2**30
 #: Points per task of a threaded step.
 _BLOCK = 2048
 _BIG = 1e300
@@ -99,26 +101,17 @@ def _d2_f32(X, i, C32, j):
     return s
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _d2_f64(X, i, C64, j):
-    """``||x_i - c_j||^2`` summed in float64 in index order (the exact distance of :mod:`quantize`)."""
-    s = 0.0
-    for t in range(X.shape[1]):
-        v = np.float64(X[i, t]) - C64[j, t]
-        s += v * v
-    return s
-
-
 @numba.njit(cache=True, nogil=True)
 def _exact_upper(X, C64, labels, upper):
     """``upper[i]``: the exact distance to the label's centre, a hair above (float64 rounding)."""
     for i in range(X.shape[0]):
-        upper[i] = np.sqrt(_d2_f64(X, i, C64, labels[i])) * (1.0 + 1e-12)
+        upper[i] = np.sqrt(sq_distance_f64(X, i, C64, labels[i])) * (1.0 + 1e-12)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _bounded_step(X, C32, C64, labels, upper, B, step, D64, D32, shift, half_sep, eta, eps, tie, start, stop,
-                  flags, stats):
+def _bounded_step(
+    X, C32, C64, labels, upper, B, step, D64, D32, shift, half_sep, eta, eps, tie, start, stop, flags, stats
+):
     """One assignment step of points ``start:stop`` with their bounds (see the module docstring).
 
     ``B[i, j] step - D[j]`` is a lower bound of ``||x_i - c_j||`` (``j`` not
@@ -135,9 +128,9 @@ def _bounded_step(X, C32, C64, labels, upper, B, step, D64, D32, shift, half_sep
     k = C32.shape[0]
     step32 = np.float32(step)
     inv = (1.0 / step) * _ROUND_DOWN
-    lo_d = np.empty(k, np.float64)      # lower bound of ||x - c_j|| where computed
-    hi_d2 = np.empty(k, np.float64)     # upper bound of ||x - c_j||^2 where computed
-    comp = np.empty(k, np.int64)        # centres whose distance was computed
+    lo_d = np.empty(k, np.float64)  # lower bound of ||x - c_j|| where computed
+    hi_d2 = np.empty(k, np.float64)  # upper bound of ||x - c_j||^2 where computed
+    comp = np.empty(k, np.int64)  # centres whose distance was computed
     n_pass = 0
     n_tight = 0
     n_dist = 0
@@ -145,7 +138,7 @@ def _bounded_step(X, C32, C64, labels, upper, B, step, D64, D32, shift, half_sep
     for i in range(start, stop):
         a = labels[i]
         up = upper[i] + shift[a]
-        if up < half_sep[a] - eta:      # c_a is nearer than half the way to any other centre
+        if up < half_sep[a] - eta:  # c_a is nearer than half the way to any other centre
             upper[i] = up
             continue
         # the distance to c_a first (one distance, cheaper than a pass over the k bounds)
@@ -160,7 +153,7 @@ def _bounded_step(X, C32, C64, labels, upper, B, step, D64, D32, shift, half_sep
         n_pass += 1
         thr = np.float32(up + eta)
         hit = 0
-        for j in range(k):              # vectorised: is any centre not ruled out?
+        for j in range(k):  # vectorised: is any centre not ruled out?
             hit += 1 if np.float32(row[j]) * step32 - D32[j] < thr else 0
         if hit == 0:
             upper[i] = up
@@ -175,7 +168,7 @@ def _bounded_step(X, C32, C64, labels, upper, B, step, D64, D32, shift, half_sep
         seen = 0
         for j in range(k):
             v = np.float32(row[j]) * step32 - D32[j]
-            if v < thr0:                # one of the ``hit`` centres not ruled out at first
+            if v < thr0:  # one of the ``hit`` centres not ruled out at first
                 seen += 1
                 if v < thr and j != a:  # (and not since, by a nearer centre found; the label's is no bound)
                     d2 = np.float64(_d2_f32(X, i, C32, j))
@@ -189,9 +182,9 @@ def _bounded_step(X, C32, C64, labels, upper, B, step, D64, D32, shift, half_sep
                         best_hi = h
                         ub = np.sqrt(h)
                         thr = np.float32(ub + eta)
-                if seen == hit:         # the last of them: the rest of the row is ruled out
+                if seen == hit:  # the last of them: the rest of the row is ruled out
                     break
-        if nc == 1:                     # the recomputed u cleared every bound
+        if nc == 1:  # the recomputed u cleared every bound
             upper[i] = up
             continue
         # the computed centres whose lower bound does not exclude them
@@ -209,7 +202,7 @@ def _bounded_step(X, C32, C64, labels, upper, B, step, D64, D32, shift, half_sep
                 j = comp[c]
                 if lo_d[j] > ub:
                     continue
-                e = _d2_f64(X, i, C64, j)
+                e = sq_distance_f64(X, i, C64, j)
                 n_exact += 1
                 lo_d[j] = np.sqrt(e)
                 hi_d2[j] = e
@@ -243,9 +236,9 @@ def _reset_rows(X, C64, labels, rows, upper, B, step, D64):
     inv = (1.0 / step) * _ROUND_DOWN
     for r in range(rows.shape[0]):
         i = rows[r]
-        upper[i] = np.sqrt(_d2_f64(X, i, C64, labels[i])) * (1.0 + 1e-12)
+        upper[i] = np.sqrt(sq_distance_f64(X, i, C64, labels[i])) * (1.0 + 1e-12)
         for j in range(k):
-            B[i, j] = stored_bound(D64[j], inv)   # l_j = 0
+            B[i, j] = stored_bound(D64[j], inv)  # l_j = 0
         B[i, labels[i]] = _QFAR
 
 
@@ -316,7 +309,8 @@ class BoundedAssignment:
 
     def _start(self, centers):
         """Every point searched by :func:`quantize` itself, which also gives the first lower bounds (its own
-        pruning bounds, at no extra distance); the upper bounds are the exact distances to the words found."""
+        pruning bounds, at no extra distance); the upper bounds are the exact distances to the words found.
+        """
         n, k = len(self.X), len(centers)
         # np.zeros, not np.empty: NumPy asks for transparent huge pages on large np.empty arrays, and
         # where the kernel then compacts memory at the first touch (defrag "madvise") filling 240 MB (the
@@ -325,8 +319,9 @@ class BoundedAssignment:
         self.B = np.zeros((n, k), np.uint16)
         self.D = np.zeros(k, np.float64)
         with single_blas_thread():  # the search runs its own threads, each on one BLAS thread
-            words, _ = quantize_histogram(self.X, centers, n_threads=self.n_threads, method=self.method,
-                                          bounds_out=self.B, bounds_unit=self.step)
+            words, _ = quantize_histogram(
+                self.X, centers, n_threads=self.n_threads, method=self.method, bounds_out=self.B, bounds_unit=self.step
+            )
         self.labels = words.astype(np.int32)
         self.upper = np.empty(n, np.float64)
         _exact_upper(self.X, centers.astype(np.float64), self.labels, self.upper)
@@ -354,7 +349,7 @@ class BoundedAssignment:
         C64 = centers.astype(np.float64)
         shift = np.sqrt(((C64 - self.centers.astype(np.float64)) ** 2).sum(axis=1))
         self.D = self.D + shift
-        D32 = np.nextafter(self.D.astype(np.float32), np.float32(np.inf))   # rounded up
+        D32 = np.nextafter(self.D.astype(np.float32), np.float32(np.inf))  # rounded up
         eta = BOUND_SLACK * (self.radius + float(self.D.max()) + 1.0)
         n = len(self.X)
         labels = self.labels.copy()
@@ -365,8 +360,26 @@ class BoundedAssignment:
             half = _half_separations(centers)
 
         def block(s):
-            _bounded_step(self.X, centers, C64, labels, self.upper, self.B, self.step, self.D, D32, shift, half, eta,
-                          DIST_MARGIN, TIE_SHARE, s, min(s + _BLOCK, n), flags, stats[s // _BLOCK])
+            _bounded_step(
+                self.X,
+                centers,
+                C64,
+                labels,
+                self.upper,
+                self.B,
+                self.step,
+                self.D,
+                D32,
+                shift,
+                half,
+                eta,
+                DIST_MARGIN,
+                TIE_SHARE,
+                s,
+                min(s + _BLOCK, n),
+                flags,
+                stats[s // _BLOCK],
+            )
 
         self._map(block, starts)
         self.labels = labels

@@ -58,7 +58,7 @@ def level_weights(grids, weighting) -> np.ndarray:
         return np.ones(len(grids))
     if weighting == "lazebnik":
         L = len(grids) - 1
-        return np.array([1 / 2 ** L if l == 0 else 1 / 2 ** (L - l + 1) for l in range(L + 1)])
+        return np.array([1 / 2**L if l == 0 else 1 / 2 ** (L - l + 1) for l in range(L + 1)])
     raise ValueError(f"weighting must be 'vlfeat' or 'lazebnik', got {weighting!r}")
 
 
@@ -121,8 +121,17 @@ class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
     n_features_out_ : int
     """
 
-    def __init__(self, n_words=600, max_descriptors=100_000, grids=VLFEAT_GRIDS, weighting="vlfeat",
-                 image_size=256, random_state=0, centers=None, n_threads=None):
+    def __init__(
+        self,
+        n_words=600,
+        max_descriptors=100_000,
+        grids=VLFEAT_GRIDS,
+        weighting="vlfeat",
+        image_size=256,
+        random_state=0,
+        centers=None,
+        n_threads=None,
+    ):
         self.n_words = n_words
         self.max_descriptors = max_descriptors
         self.grids = grids
@@ -147,8 +156,9 @@ class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
         else:
             if X is None:
                 raise ValueError("fit needs the images' (frames, descriptors), or centers")
-            self.vocabulary_ = Vocabulary(self.n_words, self.max_descriptors,
-                                          random_state=self.random_state).fit(_descriptors_of(X))
+            self.vocabulary_ = Vocabulary(self.n_words, self.max_descriptors, random_state=self.random_state).fit(
+                _descriptors_of(X)
+            )
         self.n_features_out_ = len(self.vocabulary_.cluster_centers_) * sum(g * g for g in self.grids)
         return self
 
@@ -158,8 +168,10 @@ class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
         centers = self.vocabulary_.cluster_centers_
         frames = np.asarray(frames)
         if frames.ndim != 2 or frames.shape[1] < 2 or len(frames) != len(descriptors):
-            raise ValueError(f"frames must be (n, >=2) with one row per descriptor; got {frames.shape} "
-                             f"for {len(descriptors)} descriptors")
+            raise ValueError(
+                f"frames must be (n, >=2) with one row per descriptor; got {frames.shape} "
+                f"for {len(descriptors)} descriptors"
+            )
         cells, n_cells = pyramid_cells(frames[:, :2], self.image_size, self.image_size, self.grids)
         words, counts = quantize_histogram(descriptors, centers, cells, n_cells, n_threads=self.n_threads)
         feat = normalize_pyramid(counts, self.grids, len(centers), self.weighting)
@@ -178,8 +190,10 @@ class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
 def _pair(pair, i):
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         raise ValueError(f"image {i}: expected a (frames, descriptors) pair, got {type(pair).__name__}")
-    frames, desc = np.asarray(pair[0]), check_array(pair[1], dtype=[np.float32, np.float64, np.uint8],
-                                                    ensure_min_samples=0)
+    frames, desc = (
+        np.asarray(pair[0]),
+        check_array(pair[1], dtype=[np.float32, np.float64, np.uint8], ensure_min_samples=0),
+    )
     return frames, desc
 
 

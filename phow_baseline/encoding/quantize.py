@@ -43,6 +43,8 @@ from functools import lru_cache
 import numba
 import numpy as np
 
+from ._distance import sq_distance_f64
+
 #: Rows of descriptors per GEMM chunk: 512 x 600 float32 distances (1.2 MB)
 #: stay in cache while the arg-min reads them.
 QUANTIZE_CHUNK = 512
@@ -51,6 +53,7 @@ QUANTIZE_CHUNK = 512
 # --------------------------------------------------------------------------
 # Numba kernels
 # --------------------------------------------------------------------------
+
 
 @numba.njit(cache=True, nogil=True)
 def _count_words(rows, w, cells, words, hist, k):
@@ -127,24 +130,13 @@ def _rest_norms(P, xm2, eps_rel, cr_max, Pa, slack):
         slack[i] = dr * (2.0 * max(r, cr_max) + dr)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _sq_dist(X, r, C64, j):
-    """``||x_r - c_j||^2`` summed in float64 in index order: exact for integer-valued
-    data, and the same for equal words, so that exact ties stay ties."""
-    s = 0.0
-    for t in range(X.shape[1]):
-        v = np.float64(X[r, t]) - C64[j, t]
-        s += v * v
-    return s
-
-
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _refine_words(X, rows, C64, margin_rel, cc2_max, S, j0, xm2, slack, out, groups):
     """Exact nearest word among those whose lower bound S[i, j] can beat it.
 
     ``S[i, j] = ||x - c_j||^2 - ||x - mu||^2`` lower bound, ``j0[i]`` its arg-min;
     exact ``E_j = ||x - c_j||^2 - ||x - mu||^2`` with ``||x - c_j||^2`` summed in
-    float64 (:func:`_sq_dist`; equal distances stay equal, the lowest index wins).
+    float64 (:func:`~._distance.sq_distance_f64`; equal distances stay equal, the lowest index wins).
     Returns the number of exact evaluations beyond the first per row.
     """
     m, K = S.shape
@@ -154,7 +146,7 @@ def _refine_words(X, rows, C64, margin_rel, cc2_max, S, j0, xm2, slack, out, gro
     for i in range(m):
         r = rows[i]
         b = j0[i]
-        best = _sq_dist(X, r, C64, b) - xm2[i]
+        best = sq_distance_f64(X, r, C64, b) - xm2[i]
         marg = margin_rel * (xm2[i] + cc2_max) + slack[i]
         thr = best + marg
         t32 = np.float32(thr)
@@ -165,14 +157,14 @@ def _refine_words(X, rows, C64, margin_rel, cc2_max, S, j0, xm2, slack, out, gro
         for u in range(n_u):
             base = u * groups
             lim = min(groups, K - base)
-            seg = row[base:base + lim]
+            seg = row[base : base + lim]
             for q in range(lim):
                 cnt[q] += 1 if seg[q] <= t32 else 0
         for q in range(groups):
             if cnt[q] > 0:
                 for j in range(q, K, groups):
                     if row[j] <= thr and j != b:
-                        v = _sq_dist(X, r, C64, j) - xm2[i]
+                        v = sq_distance_f64(X, r, C64, j) - xm2[i]
                         extra += 1
                         if v < best or (v == best and j < b):
                             best = v
@@ -190,7 +182,7 @@ def _refine_gemm(X, rows, C64, S, j0, margin_rel, c2_max, out):
     Its rounding error is below ``(d + 1) u (||x||^2 + 2 ||c_j||^2)``
     (``u = 2^-24``); every word whose score is within ``margin_rel
     (||x||^2 + 2 max ||c||^2)`` of the best is evaluated exactly,
-    ``||x - c_j||^2`` in float64 (:func:`_sq_dist`), and the smallest wins,
+    ``||x - c_j||^2`` in float64 (:func:`~._distance.sq_distance_f64`), and the smallest wins,
     the lowest index on an exact tie.  Returns the number of rows that
     needed the exact check.
     """
@@ -214,7 +206,7 @@ def _refine_gemm(X, rows, C64, S, j0, margin_rel, c2_max, out):
             best = np.inf
             for j in range(K):
                 if row[j] >= thr:
-                    v = _sq_dist(X, r, C64, j)
+                    v = sq_distance_f64(X, r, C64, j)
                     if v < best:  # ascending j: the lowest index keeps an exact tie
                         best = v
                         b = j
@@ -235,7 +227,8 @@ BOUND_Q16_FAR = 65535
 @numba.njit(cache=True, nogil=True, inline="always")
 def stored_bound(v, inv):
     """A bound ``v`` (float64, already rounded down) as stored: itself (``inv`` 0, float32 output) or
-    ``floor(v inv)`` capped at :data:`BOUND_Q16_TOP` (16-bit output, ``inv`` = 1 / unit, rounded down)."""
+    ``floor(v inv)`` capped at :data:`BOUND_Q16_TOP` (16-bit output, ``inv`` = 1 / unit, rounded down).
+    """
     if inv > 0.0:
         return min(np.floor(v * inv), np.float64(BOUND_Q16_TOP))
     return v
@@ -244,7 +237,8 @@ def stored_bound(v, inv):
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _export_pruned_bounds(S, rows, xm2, slack, margin_rel, cc2_max, w, out, inv, far):
     """``out[rows[r], j]``: the pruned search's lower bound of ``||x - c_j||`` (``S + ||x - mu||^2``, less
-    the rounding margin the search itself allows, square root, rounded down); ``+FAR`` at the word found."""
+    the rounding margin the search itself allows, square root, rounded down); ``+FAR`` at the word found.
+    """
     m, K = S.shape
     for r in range(m):
         base = xm2[r] - (margin_rel * (xm2[r] + cc2_max) + slack[r])
@@ -336,9 +330,10 @@ class PruningTables:
         rest = np.sqrt(np.maximum(self.centred_sq - np.einsum("ij,ij->i", Cp, Cp), 0.0))
         self.rest_max = float(rest.max())
         self.bound = np.ascontiguousarray(
-            np.vstack([-2.0 * Cp.T, self.centred_sq[None], -2.0 * rest[None]]).astype(np.float32))
+            np.vstack([-2.0 * Cp.T, self.centred_sq[None], -2.0 * rest[None]]).astype(np.float32)
+        )
         self.n_dims = n_dims
-        self.eps_rel = 1.01 * (d + 1) * 2.0 ** -24 * math.sqrt(n_dims)
+        self.eps_rel = 1.01 * (d + 1) * 2.0**-24 * math.sqrt(n_dims)
 
 
 @lru_cache(maxsize=4)
@@ -361,8 +356,17 @@ def _use_pruning(method: str, k: int, d: int) -> bool:
     return method == "pruned" and d > 1
 
 
-def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=None, chunk=QUANTIZE_CHUNK,
-                       method="auto", bounds_out=None, bounds_unit=None):
+def quantize_histogram(
+    descriptors,
+    centers,
+    cells=None,
+    n_cells=1,
+    n_threads=None,
+    chunk=QUANTIZE_CHUNK,
+    method="auto",
+    bounds_out=None,
+    bounds_unit=None,
+):
     """Nearest word of every descriptor, and counts per (cell, word).
 
     Parameters
@@ -418,8 +422,11 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
         raise ValueError("cells and descriptors differ in length")
     words = np.empty(n, np.int32)
     hist = np.zeros(n_cells * k, np.float64)
-    if bounds_out is not None and (bounds_out.shape != (n, k) or bounds_out.dtype not in (np.float32, np.uint16)
-                                   or not bounds_out.flags.c_contiguous):
+    if bounds_out is not None and (
+        bounds_out.shape != (n, k)
+        or bounds_out.dtype not in (np.float32, np.uint16)
+        or not bounds_out.flags.c_contiguous
+    ):
         raise ValueError(f"bounds_out must be a C-ordered ({n}, {k}) float32 or uint16 array")
     inv, far = 0.0, BOUND_FAR
     if bounds_out is not None and bounds_out.dtype == np.uint16:
@@ -437,7 +444,7 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
         # ||0 - c||^2 = ||c||^2: one arg-min (float64, the first on a tie) for all the zeroed descriptors
         w0 = np.full(len(zero_idx), np.argmin(cnorm64), np.int32)
         _count_words(zero_idx, w0, cells, words, hist, k)
-        if bounds_out is not None:   # exact: ||0 - c_j|| = ||c_j||
+        if bounds_out is not None:  # exact: ||0 - c_j|| = ||c_j||
             b = np.sqrt(cnorm64) * BOUND_ROUND_DOWN
             if inv > 0.0:
                 b = np.minimum(np.floor(b * inv), BOUND_Q16_TOP)
@@ -472,7 +479,7 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
         S = np.empty((chunk, k), np.float32)
         w = np.empty(chunk, np.int32)
         for s in part:
-            rows = idx[s:s + chunk]
+            rows = idx[s : s + chunk]
             r = len(rows)
             buf[:r, :d] = X[rows]
             np.matmul(buf[:r], C_aug, out=S[:r])
@@ -491,19 +498,19 @@ def quantize_histogram(descriptors, centers, cells=None, n_cells=1, n_threads=No
         slack = np.empty(chunk, np.float64)
         w = np.empty(chunk, np.int32)
         for s in part:
-            rows = idx[s:s + chunk]
+            rows = idx[s : s + chunk]
             r = len(rows)
             _centre_rows(X, rows, T.mu, mu32, xc[:r], xm2[:r])
             np.matmul(xc[:r], T.V, out=P[:r])
             _rest_norms(P[:r], xm2[:r], T.eps_rel, T.rest_max, Pa[:r], slack[:r])
-            np.matmul(Pa[:r], T.bound, out=S[:r])       # lower bounds, float32
+            np.matmul(Pa[:r], T.bound, out=S[:r])  # lower bounds, float32
             j0 = S[:r].argmin(axis=1)
-            _refine_words(X, rows, C64, PRUNE_MARGIN, cc2_max,
-                          S[:r], j0, xm2[:r], slack[:r], w[:r], _PRUNE_GROUPS)
+            _refine_words(X, rows, C64, PRUNE_MARGIN, cc2_max, S[:r], j0, xm2[:r], slack[:r], w[:r], _PRUNE_GROUPS)
             _count_words(rows, w[:r], cells, words, h, k)
             if bounds_out is not None:
-                _export_pruned_bounds(S[:r], rows, xm2[:r], slack[:r], PRUNE_MARGIN, cc2_max, w[:r], bounds_out,
-                                      inv, far)
+                _export_pruned_bounds(
+                    S[:r], rows, xm2[:r], slack[:r], PRUNE_MARGIN, cc2_max, w[:r], bounds_out, inv, far
+                )
 
     run_in_threads(run_pruned if pruned else run_gemm, starts, hist, n_threads)
     return words, hist
@@ -542,4 +549,3 @@ def quantize(descriptors, centers, n_threads=None, method="auto") -> np.ndarray:
     See :func:`quantize_histogram` for ``method``.
     """
     return quantize_histogram(descriptors, centers, n_threads=n_threads, method=method)[0]
-

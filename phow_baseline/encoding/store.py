@@ -1,15 +1,18 @@
-"""Pyramid features of many images in shards on disk, and the parallel driver that fills them."""
+"""Encoded images (pyramid histograms, Fisher vectors, VLADs) in shards on disk, and the parallel driver
+that fills them.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_save_npy, claim_folder, read_json, sha256_array
-from .pyramid import SpatialPyramidEncoder
+from ..io import atomic_save_npy, claim_folder, read_json
+
+logger = logging.getLogger(__name__)
 
 FEATURE_FORMAT_VERSION = 1
 #: Images per feature shard (256 x 12,000 float32 = 12 MB).
@@ -34,16 +37,23 @@ class FeatureStore:
         self.params = params
 
     @classmethod
-    def create(cls, directory, names, dim, params: dict, shard_size=FEATURE_SHARD_SIZE) -> "FeatureStore":
+    def create(cls, directory, names, dim, params: dict, shard_size=FEATURE_SHARD_SIZE) -> FeatureStore:
+        """A new store (or the same one again, to resume): ``index.json`` is written, or checked to hold ``params``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        index = {"format": FEATURE_FORMAT_VERSION, "dim": int(dim), "shard_size": int(shard_size),
-                 "params": params, "names": list(names)}
+        index = {
+            "format": FEATURE_FORMAT_VERSION,
+            "dim": int(dim),
+            "shard_size": int(shard_size),
+            "params": params,
+            "names": list(names),
+        }
         claim_folder(directory / "index.json", index, what="a feature store")
         return cls(directory, names, dim, shard_size, params)
 
     @classmethod
-    def open(cls, directory) -> "FeatureStore":
+    def open(cls, directory) -> FeatureStore:
+        """The store in ``directory`` (its ``index.json`` must exist)."""
         p = Path(directory) / "index.json"
         if not p.exists():
             raise FileNotFoundError(f"{p}: no feature store here")
@@ -58,25 +68,30 @@ class FeatureStore:
 
     @property
     def n_shards(self) -> int:
+        """Number of shards, the last one possibly partial."""
         return (len(self.names) + self.shard_size - 1) // self.shard_size
 
     def shard_rows(self, s: int) -> range:
+        """The store rows of shard ``s``."""
         return range(s * self.shard_size, min(len(self.names), (s + 1) * self.shard_size))
 
     def shard_path(self, s: int) -> Path:
+        """``feat_SSSSS.npy`` of shard ``s``."""
         return self.directory / f"feat_{s:05d}.npy"
 
     def missing_shards(self) -> list[int]:
+        """Shards not written yet (what a rerun does)."""
         return [s for s in range(self.n_shards) if not self.shard_path(s).exists()]
 
     def write_shard(self, s: int, features: np.ndarray) -> None:
+        """Write shard ``s`` atomically: ``features`` (rows of the shard, dim), float32."""
         features = np.asarray(features, np.float32)
         if features.shape != (len(self.shard_rows(s)), self.dim):
-            raise ValueError(f"shard {s}: expected shape {(len(self.shard_rows(s)), self.dim)}, "
-                             f"got {features.shape}")
+            raise ValueError(f"shard {s}: expected shape {(len(self.shard_rows(s)), self.dim)}, got {features.shape}")
         atomic_save_npy(self.shard_path(s), features)
 
     def read_shard(self, s: int, mmap=True) -> np.ndarray:
+        """Shard ``s``, ``(rows, dim)`` float32 (memory-mapped unless ``mmap`` is False)."""
         p = self.shard_path(s)
         if not p.exists():
             raise FileNotFoundError(f"{p}: shard missing (the encoding did not finish; rerun it)")
@@ -87,8 +102,11 @@ class FeatureStore:
 
     def load(self, rows=None) -> np.ndarray:
         """All features (or the given rows) in memory."""
-        X = np.concatenate([np.asarray(self.read_shard(s)) for s in range(self.n_shards)]) \
-            if self.n_shards else np.zeros((0, self.dim), np.float32)
+        X = (
+            np.concatenate([np.asarray(self.read_shard(s)) for s in range(self.n_shards)])
+            if self.n_shards
+            else np.zeros((0, self.dim), np.float32)
+        )
         return X if rows is None else X[np.asarray(rows)]
 
     def batches(self, rows=None, seed=None, epoch=0, transform=None):
@@ -123,7 +141,7 @@ class FeatureStore:
 
 
 def encode_images(images, phow, encoder):
-    """PHOW + pyramid features of a stack of preprocessed images, ``(n, dim)``."""
+    """PHOW + ``encoder`` vectors of a stack of preprocessed images, ``(n, encoder.n_features_out_)`` float32."""
     out = np.empty((len(images), encoder.n_features_out_), np.float32)
     for i, img in enumerate(images):
         frames, desc = phow.transform([img])[0]
@@ -131,113 +149,116 @@ def encode_images(images, phow, encoder):
     return out
 
 
-def _encode_shard_job(cache_dir, rows, phow_params, centers, enc_params, store_dir, s):
-    """One shard, in a worker: read the image cache, PHOW, quantize, pyramid, write atomically."""
+def _encode_shard_job(cache_dir, rows, phow_params, encoding, enc_params, enc_arrays, store_dir, s):
+    """One shard, in a worker: read the image cache, PHOW, encode (the encoder rebuilt from its state by its
+    :class:`~phow_baseline.encoding.registry.Encoding`, sent along: a plug-in's too), write atomically.
+    """
+    from ..data import ImageCache
     from ..features.phow import PHOW
-    from ..data.preprocess import ImageCache
 
     cache = ImageCache.open(cache_dir)
     store = FeatureStore.open(store_dir)
     if store.shard_path(s).exists():
         return s
-    enc = SpatialPyramidEncoder(**{**enc_params, "centers": centers, "n_threads": 1}).fit()
-    phow = PHOW(**phow_params)
-    imgs = cache.take(rows)
-    store.write_shard(s, encode_images(imgs, phow, enc))
-    return s
-
-
-def _region_encoder_kind(encoder):
-    """``"fisher"`` or ``"vlad"`` for the FV / VLAD encoders, None for the bag of words."""
-    from .fisher import FisherVectorEncoder
-    from .vlad import VladEncoder
-
-    return "fisher" if isinstance(encoder, FisherVectorEncoder) else \
-        "vlad" if isinstance(encoder, VladEncoder) else None
-
-
-def _encode_shard_job_region(cache_dir, rows, phow_params, kind, enc_params, enc_arrays, store_dir, s):
-    """One shard of Fisher vectors or VLADs, in a worker (the encoder rebuilt from its arrays)."""
-    from .fisher import FisherVectorEncoder
-    from ..features.phow import PHOW
-    from ..data.preprocess import ImageCache
-    from .vlad import VladEncoder
-
-    cache = ImageCache.open(cache_dir)
-    store = FeatureStore.open(store_dir)
-    if store.shard_path(s).exists():
-        return s
-    cls = FisherVectorEncoder if kind == "fisher" else VladEncoder
-    enc = cls.from_arrays({**enc_params, "n_threads": 1}, enc_arrays)
+    enc = encoding.encoder_from_state(enc_params, enc_arrays)
     store.write_shard(s, encode_images(cache.take(rows), PHOW(**phow_params), enc))
     return s
 
 
-def _encode_to_store_region(cache, cache_rows, store_dir, phow, encoder, kind, *, n_jobs, backend, shard_size,
-                            progress, names) -> FeatureStore:
-    """:func:`encode_to_store` for the FV / VLAD encoders (same store, same resuming)."""
-    from tqdm.auto import tqdm
-
-    from ..io import sha256_strings
-    from ..parallel import imap
-
-    cache_rows = [int(r) for r in cache_rows]
-    names = names if names is not None else [cache.names[r] for r in cache_rows]
-    arrays = encoder.to_arrays()
-    enc_params = {k: v for k, v in encoder.get_params().items() if k not in ("gmm", "pca", "vocabulary")}
-    params = {"phow": phow.get_params(), "encoder": kind, "encoder_params": enc_params,
-              "cache": str(Path(cache.directory).resolve().name),
-              "vocabulary_sha256": sha256_strings([f"{k}:{sha256_array(np.asarray(arrays[k]))}"
-                                                   for k in sorted(arrays)])}
-    params = json.loads(json.dumps(params, default=str))
-    store = FeatureStore.create(store_dir, names, encoder.n_features_out_, params, shard_size)
-    todo = store.missing_shards()
-    print(f"encode ({kind}): {len(todo)} of {store.n_shards} shard(s) to do in {store.directory} "
-          f"({store.n_shards - len(todo)} kept)", file=sys.stderr, flush=True)
-    tasks = [(str(Path(cache.directory).resolve()), [cache_rows[i] for i in store.shard_rows(s)],
-              phow.get_params(), kind, enc_params, arrays, str(Path(store.directory).resolve()), s) for s in todo]
-    for _ in tqdm(imap(_encode_shard_job_region, tasks, n_jobs=n_jobs, backend=backend), total=len(todo),
-                  disable=not progress, desc=f"encode ({kind})", unit="shard"):
-        pass
-    return store
-
-
-def encode_to_store(cache, cache_rows, store_dir, phow, encoder, *, n_jobs=-1, backend=None,
-                    shard_size=FEATURE_SHARD_SIZE, progress=True, names=None) -> FeatureStore:
-    """Encode images of an :class:`~phow_baseline.data.preprocess.ImageCache` into a :class:`FeatureStore`.
+def encode_to_store(
+    cache,
+    cache_rows,
+    store_dir,
+    phow,
+    encoder,
+    *,
+    n_jobs=-1,
+    backend=None,
+    shard_size=FEATURE_SHARD_SIZE,
+    progress=True,
+    names=None,
+    encoding=None,
+) -> FeatureStore:
+    """Encode images of an :class:`~phow_baseline.data.ImageCache` into a :class:`FeatureStore`.
 
     Shards run in parallel through :func:`phow_baseline.parallel.imap`
     (``backend``: ``"loky"``, ``"threading"``, ... or ``"dask"`` on the
-    cluster of the active client); complete shards are skipped, so an
+    cluster of the active client); each task rebuilds the encoder from its
+    state (:meth:`~phow_baseline.encoding.registry.Encoding.encoder_state`:
+    plain values and arrays).  Complete shards are skipped, so an
     interrupted run resumes.  Images that could not be read when the cache
     was built are encoded as zero vectors and flagged in ``cache.ok``.
+
+    Parameters
+    ----------
+    cache : ImageCache
+    cache_rows : sequence of int
+        The cache rows to encode, in store order.
+    store_dir : path
+    phow : PHOW
+    encoder
+        A fitted per-image encoder of a registered encoding (``Encoding.make_encoder``).
+    n_jobs, backend : parallel workers and backend
+    shard_size : int
+        Images per shard.
+    progress : bool
+        A progress bar on stderr.
+    names : sequence of str, optional
+        Image names of the rows (default: the cache's).
+    encoding : Encoding, optional
+        The encoder's encoding (default: found in the registry by the encoder's type).
+
+    Returns
+    -------
+    FeatureStore of ``(len(cache_rows), encoder.n_features_out_)`` float32 vectors.
     """
-    from tqdm.auto import tqdm
-
     from ..parallel import imap
+    from ..progress import progress_bar
+    from .registry import encoding_of_encoder
 
-    kind = _region_encoder_kind(encoder)
-    if kind is not None:
-        return _encode_to_store_region(cache, cache_rows, store_dir, phow, encoder, kind, n_jobs=n_jobs,
-                                       backend=backend, shard_size=shard_size, progress=progress, names=names)
+    encoding = encoding if encoding is not None else encoding_of_encoder(encoder)
     cache_rows = [int(r) for r in cache_rows]
     names = names if names is not None else [cache.names[r] for r in cache_rows]
-    centers = encoder.vocabulary_.cluster_centers_
-    params = {"phow": phow.get_params(), "grids": list(encoder.grids), "weighting": encoder.weighting,
-              "image_size": encoder.image_size, "cache": str(Path(cache.directory).resolve().name),
-              "vocabulary_sha256": sha256_array(centers)}
+    enc_params, enc_arrays = encoding.encoder_state(encoder)
+    # the store's parameters are those of 0.1 (bag of words: grids, weighting, image size; FV / VLAD:
+    # encoder name and parameters), so that its stores resume
+    params = {
+        "phow": phow.get_params(),
+        **encoding.store_params(encoder),
+        "cache": str(Path(cache.directory).resolve().name),
+    }
     params = json.loads(json.dumps(params, default=str))
     store = FeatureStore.create(store_dir, names, encoder.n_features_out_, params, shard_size)
     todo = store.missing_shards()
-    print(f"encode: {len(todo)} of {store.n_shards} shard(s) to do in {store.directory} "
-          f"({store.n_shards - len(todo)} kept)", file=sys.stderr, flush=True)
-    if todo:
-        enc_params = {"grids": tuple(encoder.grids), "weighting": encoder.weighting,
-                      "image_size": encoder.image_size}
-        # absolute folders: on a cluster the tasks may run with another working folder
-        tasks = [(str(Path(cache.directory).resolve()), [cache_rows[i] for i in store.shard_rows(s)],
-                  phow.get_params(), centers, enc_params, str(Path(store.directory).resolve()), s) for s in todo]
-        for _ in tqdm(imap(_encode_shard_job, tasks, n_jobs=n_jobs, backend=backend), total=len(todo),
-                      disable=not progress, desc="encode", unit="shard"):
-            pass
+    what = f"encode ({encoding.name})"
+    logger.info(
+        "%s: %d of %d shard(s) to do in %s (%d kept)",
+        what,
+        len(todo),
+        store.n_shards,
+        store.directory,
+        store.n_shards - len(todo),
+    )
+    # absolute folders: on a cluster the tasks may run with another working folder
+    tasks = [
+        (
+            str(Path(cache.directory).resolve()),
+            [cache_rows[i] for i in store.shard_rows(s)],
+            phow.get_params(),
+            encoding,
+            enc_params,
+            enc_arrays,
+            str(Path(store.directory).resolve()),
+            s,
+        )
+        for s in todo
+    ]
+    for _ in progress_bar(
+        imap(_encode_shard_job, tasks, n_jobs=n_jobs, backend=backend),
+        total=len(todo),
+        disable=not progress,
+        desc=what,
+        unit="shard",
+    ):
+        pass
     return store

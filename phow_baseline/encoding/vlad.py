@@ -69,7 +69,7 @@ def _check(descriptors, centers, words, n_threads=None):
     if X.ndim != 2 or C.ndim != 2 or X.shape[1] != C.shape[1]:
         raise ValueError(f"descriptors {X.shape} and centers {C.shape} must be (n, d) and (k, d)")
     if words is None:
-        from .quantize import single_blas_thread, quantize
+        from .quantize import quantize, single_blas_thread
 
         if not len(X):
             words = np.zeros(0, np.int32)
@@ -86,8 +86,16 @@ def _check(descriptors, centers, words, n_threads=None):
     return X, C, words
 
 
-def vlad(descriptors, centers, words=None, *, unnormalized=False, square_root=False, normalize_components=False,
-         normalize_mass=False) -> np.ndarray:
+def vlad(
+    descriptors,
+    centers,
+    words=None,
+    *,
+    unnormalized=False,
+    square_root=False,
+    normalize_components=False,
+    normalize_mass=False,
+) -> np.ndarray:
     """VLAD of a set of descriptors, as VLFeat's ``vl_vlad`` computes it with hard assignments.
 
     Parameters
@@ -110,13 +118,33 @@ def vlad(descriptors, centers, words=None, *, unnormalized=False, square_root=Fa
     sums = np.zeros((K, d))
     mass = np.zeros(K)
     _vlad_sums(X, words, np.zeros((len(X), 1), np.int32), sums, mass, K)
-    return _finish(sums, mass, C, unnormalized=unnormalized, square_root=square_root,
-                   normalize_components=normalize_components, normalize_mass=normalize_mass).astype(np.float32)
+    return _finish(
+        sums,
+        mass,
+        C,
+        unnormalized=unnormalized,
+        square_root=square_root,
+        normalize_components=normalize_components,
+        normalize_mass=normalize_mass,
+    ).astype(np.float32)
 
 
-def vlad_regions(descriptors, frames_xy, width, height, centers, words=None, *, regions=REGIONS_1X1_2X2,
-                 level_weights=None, square_root=True, normalize_components=True, normalize_mass=False,
-                 normalize=True, n_threads=None) -> np.ndarray:
+def vlad_regions(
+    descriptors,
+    frames_xy,
+    width,
+    height,
+    centers,
+    words=None,
+    *,
+    regions=REGIONS_1X1_2X2,
+    level_weights=None,
+    square_root=True,
+    normalize_components=True,
+    normalize_mass=False,
+    normalize=True,
+    n_threads=None,
+) -> np.ndarray:
     """VLADs of an image's spatial regions, each L2-normalized, weighted, concatenated.
 
     Each region's VLAD is :func:`vlad` of the region's descriptors with the
@@ -134,8 +162,15 @@ def vlad_regions(descriptors, frames_xy, width, height, centers, words=None, *, 
     sums = np.zeros((n_regions * K, d))
     mass = np.zeros(n_regions * K)
     _vlad_sums(X, words, cells, sums, mass, K)
-    enc = _finish(sums.reshape(n_regions, K, d), mass.reshape(n_regions, K), C, unnormalized=False,
-                  square_root=square_root, normalize_components=normalize_components, normalize_mass=normalize_mass)
+    enc = _finish(
+        sums.reshape(n_regions, K, d),
+        mass.reshape(n_regions, K),
+        C,
+        unnormalized=False,
+        square_root=square_root,
+        normalize_components=normalize_components,
+        normalize_mass=normalize_mass,
+    )
     enc *= region_weights(regions, level_weights)[:, None]
     enc = enc.ravel()
     if normalize:
@@ -164,12 +199,36 @@ class VladEncoder(_RegionEncoderBase):
         ``vl_vlad``'s options per region.
     vocabulary : Vocabulary, optional
         Fitted k-means words to use instead of fitting them.
+
+    Attributes
+    ----------
+    vocabulary_, pca_ : the fitted words and PCA (``pca_`` None without PCA)
+    n_features_out_ : int
+    n_samples_ : int or None
+        Descriptors the PCA and the words were fitted on (None when given words or rebuilt from arrays).
     """
 
-    def __init__(self, n_words=DEFAULT_VLAD_WORDS, pca_dims=None, whiten=False, root_sift=True, regions="1x1+2x2",
-                 level_weights=None, square_root=True, normalize_components=True, normalize_mass=False,
-                 normalize=True, skip_zero=True, max_descriptors=100_000, max_iter=100, image_size=256,
-                 random_state=0, n_threads=1, vocabulary=None, pca=None):
+    def __init__(
+        self,
+        n_words=DEFAULT_VLAD_WORDS,
+        pca_dims=None,
+        whiten=False,
+        root_sift=True,
+        regions="1x1+2x2",
+        level_weights=None,
+        square_root=True,
+        normalize_components=True,
+        normalize_mass=False,
+        normalize=True,
+        skip_zero=True,
+        max_descriptors=100_000,
+        max_iter=100,
+        image_size=256,
+        random_state=0,
+        n_threads=1,
+        vocabulary=None,
+        pca=None,
+    ):
         self.n_words = n_words
         self.pca_dims = pca_dims
         self.whiten = whiten
@@ -209,10 +268,13 @@ class VladEncoder(_RegionEncoderBase):
                 raise ValueError("give the PCA the vocabulary was fitted with (pca=...) or pca_dims=None")
             self.pca_ = self.pca
             self.vocabulary_ = self.vocabulary
+            self.n_samples_ = None
         else:
             S = self._fit_pca(self._sample(X))
-            self.vocabulary_ = Vocabulary(int(self.n_words), max_descriptors=len(S), max_iter=self.max_iter,
-                                          random_state=self.random_state).fit(S)
+            self.n_samples_ = len(S)
+            self.vocabulary_ = Vocabulary(
+                int(self.n_words), max_descriptors=len(S), max_iter=self.max_iter, random_state=self.random_state
+            ).fit(S)
         self._finish_fit()
         return self
 
@@ -220,10 +282,20 @@ class VladEncoder(_RegionEncoderBase):
         """VLAD of one image: ``(n_features_out_,)`` float32."""
         self._check()
         xy, X = self._prepare(frames, descriptors)
-        return vlad_regions(X, xy, self.image_size, self.image_size, self.vocabulary_.cluster_centers_,
-                            regions=self.regions, level_weights=self.level_weights, square_root=self.square_root,
-                            normalize_components=self.normalize_components, normalize_mass=self.normalize_mass,
-                            normalize=self.normalize, n_threads=self._threads())
+        return vlad_regions(
+            X,
+            xy,
+            self.image_size,
+            self.image_size,
+            self.vocabulary_.cluster_centers_,
+            regions=self.regions,
+            level_weights=self.level_weights,
+            square_root=self.square_root,
+            normalize_components=self.normalize_components,
+            normalize_mass=self.normalize_mass,
+            normalize=self.normalize,
+            n_threads=self._threads(),
+        )
 
     # -- storage as data -------------------------------------------------------
     def to_arrays(self) -> dict:
@@ -235,7 +307,7 @@ class VladEncoder(_RegionEncoderBase):
         return out
 
     @classmethod
-    def from_arrays(cls, params: dict, arrays: dict) -> "VladEncoder":
+    def from_arrays(cls, params: dict, arrays: dict) -> VladEncoder:
         """Rebuild a fitted encoder from its parameters and :meth:`to_arrays`."""
         from ..features.descriptors import PCA
         from .vocabulary import Vocabulary
@@ -247,5 +319,6 @@ class VladEncoder(_RegionEncoderBase):
         enc.vocabulary_ = Vocabulary.from_arrays({"n_words": len(arrays["cluster_centers"])}, arrays)
         pca = {k[4:]: v for k, v in arrays.items() if k.startswith("pca_")}
         enc.pca_ = PCA.from_arrays(pca) if pca else None
+        enc.n_samples_ = None  # not recorded in the arrays
         enc._finish_fit()
         return enc

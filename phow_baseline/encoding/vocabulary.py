@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
@@ -21,8 +21,13 @@ DEFAULT_MAX_DESCRIPTORS = 100_000
 MINIBATCH_ABOVE = 2000
 
 
-def sample_descriptors(descriptors: Sequence[np.ndarray], max_descriptors=DEFAULT_MAX_DESCRIPTORS,
-                       per_image: int | None = None, seed=0, drop_zero=True) -> np.ndarray:
+def sample_descriptors(
+    descriptors: Sequence[np.ndarray],
+    max_descriptors=DEFAULT_MAX_DESCRIPTORS,
+    per_image: int | None = None,
+    seed=0,
+    drop_zero=True,
+) -> np.ndarray:
     """Sample descriptors across images with a cap per image.
 
     Each image contributes at most ``per_image`` descriptors (default
@@ -107,8 +112,17 @@ class Vocabulary(ClusterMixin, BaseEstimator):
         (not set for per-image input, where ``fit`` samples).
     """
 
-    def __init__(self, n_words=DEFAULT_N_WORDS, max_descriptors=DEFAULT_MAX_DESCRIPTORS, per_image=None,
-                 algorithm="auto", max_iter=100, init="k-means++", random_state=0, progress=False):
+    def __init__(
+        self,
+        n_words=DEFAULT_N_WORDS,
+        max_descriptors=DEFAULT_MAX_DESCRIPTORS,
+        per_image=None,
+        algorithm="auto",
+        max_iter=100,
+        init="k-means++",
+        random_state=0,
+        progress=False,
+    ):
         self.n_words = n_words
         self.max_descriptors = max_descriptors
         self.per_image = per_image
@@ -134,20 +148,26 @@ class Vocabulary(ClusterMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         """Fit on one ``(m, d)`` array of descriptors, or on per-image descriptor arrays (a sequence,
-        or ``(frames, descriptors)`` pairs as :class:`~phow_baseline.features.phow.PHOW` gives them)."""
+        or ``(frames, descriptors)`` pairs as :class:`~phow_baseline.features.phow.PHOW` gives them).
+        """
         from sklearn.cluster import MiniBatchKMeans
 
         from .kmeans import fit_kmeans
 
         self._validate()
-        one_array = not isinstance(X, (list, tuple)) or (len(X) > 0 and not isinstance(X[0], tuple)
-                                                         and np.ndim(X[0]) == 1)
+        one_array = not isinstance(X, (list, tuple)) or (
+            len(X) > 0 and not isinstance(X[0], tuple) and np.ndim(X[0]) == 1
+        )
         if one_array:
             X = validate_data(self, X, dtype=[np.float32, np.float64, np.uint8])
             parts = [X]
         else:
-            parts = [check_array(x[1] if isinstance(x, tuple) else x, dtype=[np.float32, np.float64, np.uint8],
-                                 ensure_min_samples=0) for x in X]
+            parts = [
+                check_array(
+                    x[1] if isinstance(x, tuple) else x, dtype=[np.float32, np.float64, np.uint8], ensure_min_samples=0
+                )
+                for x in X
+            ]
             dims = {p.shape[1] for p in parts}
             if len(dims) > 1:
                 raise ValueError(f"descriptors of different dimensions: {sorted(dims)}")
@@ -155,17 +175,26 @@ class Vocabulary(ClusterMixin, BaseEstimator):
         seed = _int_seed(self.random_state)
         S = sample_descriptors(parts, self.max_descriptors, self.per_image, seed)
         if len(S) < self.n_words:
-            raise ValueError(f"n_samples={len(S)} non-zero descriptors, fewer than n_words={self.n_words}: "
-                             "use more images or fewer words")
+            raise ValueError(
+                f"n_samples={len(S)} non-zero descriptors, fewer than n_words={self.n_words}: "
+                "use more images or fewer words"
+            )
         algo = self.algorithm
         if algo == "auto":
             algo = "minibatch" if self.n_words > MINIBATCH_ABOVE else "kmeans"
         if algo == "kmeans":
-            centers, _, inertia, n_iter, _ = fit_kmeans(S, self.n_words, init=self.init, max_iter=self.max_iter,
-                                                        random_state=seed, progress=self.progress)
+            centers, _, inertia, n_iter, _ = fit_kmeans(
+                S, self.n_words, init=self.init, max_iter=self.max_iter, random_state=seed, progress=self.progress
+            )
         else:
-            km = MiniBatchKMeans(self.n_words, init=self.init, n_init=3 if isinstance(self.init, str) else 1,
-                                 max_iter=self.max_iter, batch_size=4096, random_state=seed).fit(S)
+            km = MiniBatchKMeans(
+                self.n_words,
+                init=self.init,
+                n_init=3 if isinstance(self.init, str) else 1,
+                max_iter=self.max_iter,
+                batch_size=4096,
+                random_state=seed,
+            ).fit(S)
             centers, inertia, n_iter = km.cluster_centers_, km.inertia_, km.n_iter_
         self.cluster_centers_ = np.ascontiguousarray(centers, dtype=np.float32)
         self.n_samples_ = int(len(S))
@@ -194,7 +223,7 @@ class Vocabulary(ClusterMixin, BaseEstimator):
         return {"cluster_centers": self.cluster_centers_}
 
     @classmethod
-    def from_arrays(cls, params: dict, arrays: dict) -> "Vocabulary":
+    def from_arrays(cls, params: dict, arrays: dict) -> Vocabulary:
         params = dict(params)
         if "seed" in params:  # saved before the random_state rename
             params["random_state"] = params.pop("seed")

@@ -16,8 +16,8 @@ scores them against ``BBox_List_2017``:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -28,8 +28,16 @@ from ..io import atomic_write_bytes, atomic_write_json, atomic_write_text, confi
 IOBB_THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 #: Wang et al. 2017 (ChestX-ray14 model, arXiv Table 19), accuracy at T(IoBB) = 0.5.
-WANG2017_IOBB_05 = {"Atelectasis": .1944, "Cardiomegaly": .9452, "Effusion": .4183, "Infiltration": .6504,
-                    "Mass": .3058, "Nodule": 0.0, "Pneumonia": .4833, "Pneumothorax": .2653}
+WANG2017_IOBB_05 = {
+    "Atelectasis": 0.1944,
+    "Cardiomegaly": 0.9452,
+    "Effusion": 0.4183,
+    "Infiltration": 0.6504,
+    "Mass": 0.3058,
+    "Nodule": 0.0,
+    "Pneumonia": 0.4833,
+    "Pneumothorax": 0.2653,
+}
 #: Boxes are the connected components of the heatmap above this fraction of
 #: its maximum (positive part), as Wang et al. threshold their maps.
 DEFAULT_THRESHOLD = 0.5
@@ -70,8 +78,9 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45, boxes=()) 
     return out
 
 
-def boxes_from_heatmap(heat: np.ndarray, threshold: float = DEFAULT_THRESHOLD, max_boxes: int = MAX_BOXES,
-                       min_area: int = 4) -> list[tuple[float, float, float, float, float]]:
+def boxes_from_heatmap(
+    heat: np.ndarray, threshold: float = DEFAULT_THRESHOLD, max_boxes: int = MAX_BOXES, min_area: int = 4
+) -> list[tuple[float, float, float, float, float]]:
     """Boxes ``(x, y, w, h, score)`` around the heatmap's strong regions.
 
     Pixels above ``threshold x max`` (positive part) form connected
@@ -128,15 +137,30 @@ def evaluate_boxes(items: Sequence[tuple[str, Sequence, Sequence]]) -> dict:
     for label, det, truth in items:
         hb, fb = score_boxes(det, truth, IOBB_THRESHOLDS, iobb)
         hu, fu = score_boxes(det, truth, IOU_THRESHOLDS, iou)
-        d = per.setdefault(label, {"n": 0, "hb": np.zeros(len(IOBB_THRESHOLDS)), "fb": np.zeros(len(IOBB_THRESHOLDS)),
-                                   "hu": np.zeros(len(IOU_THRESHOLDS)), "fu": np.zeros(len(IOU_THRESHOLDS))})
+        d = per.setdefault(
+            label,
+            {
+                "n": 0,
+                "hb": np.zeros(len(IOBB_THRESHOLDS)),
+                "fb": np.zeros(len(IOBB_THRESHOLDS)),
+                "hu": np.zeros(len(IOU_THRESHOLDS)),
+                "fu": np.zeros(len(IOU_THRESHOLDS)),
+            },
+        )
         d["n"] += 1
         d["hb"] += hb
         d["fb"] += fb
         d["hu"] += hu
         d["fu"] += fu
-    res = {"iobb_thresholds": list(IOBB_THRESHOLDS), "iou_thresholds": list(IOU_THRESHOLDS),
-           "accuracy_iobb": {}, "accuracy_iou": {}, "avg_fp": {}, "avg_fp_iou": {}, "n_images": {}}
+    res = {
+        "iobb_thresholds": list(IOBB_THRESHOLDS),
+        "iou_thresholds": list(IOU_THRESHOLDS),
+        "accuracy_iobb": {},
+        "accuracy_iou": {},
+        "avg_fp": {},
+        "avg_fp_iou": {},
+        "n_images": {},
+    }
     for label in [l for l in LABELS if l in per]:
         d = per[label]
         res["n_images"][label] = d["n"]
@@ -147,9 +171,17 @@ def evaluate_boxes(items: Sequence[tuple[str, Sequence, Sequence]]) -> dict:
     return res
 
 
-def evaluate_localization(model, dataset, names: Sequence[str] | None = None, threshold=DEFAULT_THRESHOLD,
-                          n_examples: int = 6, progress=True, *, image_size: int | None = None,
-                          preprocess: Callable | None = None) -> tuple[dict, dict]:
+def evaluate_localization(
+    model,
+    dataset,
+    names: Sequence[str] | None = None,
+    threshold=DEFAULT_THRESHOLD,
+    n_examples: int = 6,
+    progress=True,
+    *,
+    image_size: int | None = None,
+    preprocess: Callable | None = None,
+) -> tuple[dict, dict]:
     """Score ``model``'s heatmaps against the NIH boxes of ``dataset`` (images present).
 
     ``model`` has ``preprocess(path) -> (S, S) uint8``, ``heatmaps(img) ->
@@ -164,7 +196,7 @@ def evaluate_localization(model, dataset, names: Sequence[str] | None = None, th
     Unreadable images are skipped (their boxes not scored) and listed in
     ``result["failures"]`` (file, reason, number of boxes).
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     if hasattr(model, "heatmaps"):
         heatmap_fn, S = model.heatmaps, int(image_size or model.image_size)
@@ -179,11 +211,12 @@ def evaluate_localization(model, dataset, names: Sequence[str] | None = None, th
     boxes = dataset.boxes(size=S)
     if names is not None:
         boxes = boxes[boxes["Image Index"].isin(set(names))]
-    from ..data.preprocess import ImageReadError
+    from ..data import ImageReadError
 
     items, examples, failures = [], {}, []
-    for name, group in tqdm(boxes.groupby("Image Index", sort=True), desc="localize", unit="img",
-                            disable=not progress):
+    for name, group in progress_bar(
+        boxes.groupby("Image Index", sort=True), desc="localize", unit="img", disable=not progress
+    ):
         try:
             img = prep(dataset.image_path(name))
         except ImageReadError as exc:  # one unreadable image is that image's failure, listed; the others go on
@@ -202,9 +235,16 @@ def evaluate_localization(model, dataset, names: Sequence[str] | None = None, th
                 cv2.rectangle(ov, (x, y), (x + w, y + h), (0, 255, 0), 1)
                 examples[f"{Path(name).stem}_{r.label}.png"] = ov
     res = evaluate_boxes(items)
-    res.update({"image_size": S, "threshold": threshold, "max_boxes": MAX_BOXES, "failures": failures,
-                "reference_iobb_0.5": WANG2017_IOBB_05,
-                "reference": "Wang et al. 2017, ChestX-ray14 model, arXiv Table 19 (T(IoBB) = 0.5)"})
+    res.update(
+        {
+            "image_size": S,
+            "threshold": threshold,
+            "max_boxes": MAX_BOXES,
+            "failures": failures,
+            "reference_iobb_0.5": WANG2017_IOBB_05,
+            "reference": "Wang et al. 2017, ChestX-ray14 model, arXiv Table 19 (T(IoBB) = 0.5)",
+        }
+    )
     return res, examples
 
 
@@ -228,8 +268,11 @@ def format_localization(r: dict) -> str:
     lines = [head, "|---|---:|" + "---:|" * (len(tb) + 2)]
     for lab, acc in r["accuracy_iobb"].items():
         ref = r.get("reference_iobb_0.5", {}).get(lab)
-        lines.append(f"| {lab} | {r['n_images'][lab]} | " + " | ".join(f"{a:.3f}" for a in acc) +
-                     f" | {r['avg_fp'][lab][tb.index(0.5)]:.2f} | {'' if ref is None else f'{ref:.4f}'} |")
+        lines.append(
+            f"| {lab} | {r['n_images'][lab]} | "
+            + " | ".join(f"{a:.3f}" for a in acc)
+            + f" | {r['avg_fp'][lab][tb.index(0.5)]:.2f} | {'' if ref is None else f'{ref:.4f}'} |"
+        )
     tu = r["iou_thresholds"]
     lines += ["", "| label | " + " | ".join(f"T(IoU)={t}" for t in tu) + " |", "|---|" + "---:|" * len(tu)]
     for lab, acc in r["accuracy_iou"].items():

@@ -66,11 +66,37 @@ class RootSIFT(TransformerMixin, BaseEstimator):
     """:func:`root_sift` as a stateless scikit-learn transformer (``fit`` only records the input width)."""
 
     def fit(self, X, y=None):
+        """Record the input width; nothing is learnt.
+
+        Parameters
+        ----------
+        X : (n, d) array of non-negative values
+            SIFT descriptors.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        RootSIFT
+            ``self``.
+        """
         X = validate_data(self, X, dtype=None)
         root_sift(X[:1])  # checks the sign of a row at least; transform checks all
         return self
 
     def transform(self, X):
+        """RootSIFT of each row (:func:`root_sift`).
+
+        Parameters
+        ----------
+        X : (n, d) array of non-negative values
+            SIFT descriptors.
+
+        Returns
+        -------
+        (n, d) float32
+            Rows of unit L2 norm; all-zero rows stay zero.
+        """
         X = validate_data(self, X, dtype=None, reset=not hasattr(self, "n_features_in_"))
         return root_sift(X)
 
@@ -117,6 +143,25 @@ class PCA(TransformerMixin, BaseEstimator):
         self.whiten_eps = whiten_eps
 
     def fit(self, X, y=None):
+        """Learn the mean and the principal axes of the descriptors.
+
+        Parameters
+        ----------
+        X : (n, d) float32 or float64 array, n >= 2
+            Descriptors (RootSIFT, usually).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        PCA
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            If ``n_components`` is not in ``[1, d]`` or ``whiten_eps`` is negative.
+        """
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         d = X.shape[1]
         k = int(self.n_components)
@@ -161,6 +206,7 @@ class PCA(TransformerMixin, BaseEstimator):
 
     @property
     def n_components_(self) -> int:
+        """Axes kept by the fitted PCA (``len(components_)``)."""
         self._check()
         return len(self.components_)
 
@@ -184,13 +230,17 @@ class PCA(TransformerMixin, BaseEstimator):
     def to_arrays(self) -> dict:
         """Learnt state and parameters as numpy arrays (save with ``np.savez``; no pickle)."""
         self._check()
-        return {"mean": self.mean_, "components": self.components_,
-                "explained_variance": self.explained_variance_,
-                "explained_variance_ratio": self.explained_variance_ratio_,
-                "whiten": np.array(bool(self.whiten)), "whiten_eps": np.array(float(self.whiten_eps))}
+        return {
+            "mean": self.mean_,
+            "components": self.components_,
+            "explained_variance": self.explained_variance_,
+            "explained_variance_ratio": self.explained_variance_ratio_,
+            "whiten": np.array(bool(self.whiten)),
+            "whiten_eps": np.array(float(self.whiten_eps)),
+        }
 
     @classmethod
-    def from_arrays(cls, arrays: dict) -> "PCA":
+    def from_arrays(cls, arrays: dict) -> PCA:
         """Rebuild a fitted PCA from :meth:`to_arrays`'s output (checks shapes)."""
         try:
             comps = np.asarray(arrays["components"], np.float64)
@@ -201,10 +251,16 @@ class PCA(TransformerMixin, BaseEstimator):
             eps = float(np.asarray(arrays["whiten_eps"]))
         except KeyError as e:
             raise ValueError(f"PCA arrays lack {e.args[0]!r}") from None
-        if comps.ndim != 2 or mean.shape != (comps.shape[1],) or var.shape != (comps.shape[0],) \
-                or ratio.shape != var.shape:
-            raise ValueError(f"PCA arrays have inconsistent shapes: components {comps.shape}, "
-                             f"mean {mean.shape}, explained_variance {var.shape}")
+        if (
+            comps.ndim != 2
+            or mean.shape != (comps.shape[1],)
+            or var.shape != (comps.shape[0],)
+            or ratio.shape != var.shape
+        ):
+            raise ValueError(
+                f"PCA arrays have inconsistent shapes: components {comps.shape}, "
+                f"mean {mean.shape}, explained_variance {var.shape}"
+            )
         p = cls(n_components=comps.shape[0], whiten=whiten, whiten_eps=eps)
         p.mean_, p.components_, p.explained_variance_ = mean, np.ascontiguousarray(comps), var
         p.explained_variance_ratio_ = ratio

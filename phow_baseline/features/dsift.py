@@ -73,20 +73,21 @@ _CHUNK = 64
 #: Block of the 4x4 spatial bins in the descriptor when the assembly's
 #: outer axis is the image's x axis: loop bin (a, o) = (y bin, x bin) is
 #: descriptor block ``a + 4 o`` (x fastest, see the module docstring).
-_BLKPOS_T = np.array([a // NUM_BIN_X + NUM_BIN_X * (a % NUM_BIN_X) for a in range(NUM_BIN_X * NUM_BIN_Y)],
-                     np.int64)
+_BLKPOS_T = np.array([a // NUM_BIN_X + NUM_BIN_X * (a % NUM_BIN_X) for a in range(NUM_BIN_X * NUM_BIN_Y)], np.int64)
 
 
 # --------------------------------------------------------------------------
 # Numba kernels
 # --------------------------------------------------------------------------
 
+
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _fast_atan2(y, x):
     """VLFeat's ``vl_fast_atan2_f``: a cubic in r, error below 0.005 rad.
 
     Written with both branches evaluated and selected, so that a loop of
-    it vectorises."""
+    it vectorises.
+    """
     c3 = np.float32(0.1821)
     c1 = np.float32(0.9675)
     abs_y = abs(y) + _EPS_F
@@ -102,7 +103,8 @@ def _fast_atan2(y, x):
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _angle_modulus(gx, gy, nt, mod):
     """Orientation in bins ``nt = (atan2(gy, gx) mod 2 pi) 8 / 2 pi`` and modulus
-    ``sqrt(gx^2 + gy^2)`` (0 below 1e-8) of a row of gradients; one vectorised loop."""
+    ``sqrt(gx^2 + gy^2)`` (0 below 1e-8) of a row of gradients; one vectorised loop.
+    """
     two_pi = np.float32(2 * math.pi)
     k = np.float32(NUM_BIN_T / (2 * math.pi))
     for x in range(gx.shape[0]):
@@ -165,7 +167,8 @@ def _filter_rows(planes, rows, b, out):
     Each output row is filtered in one vectorised pass over ``W x 8``
     floats, then scattered into the x-major output 8 floats (two 64-bit
     words... four) at a time, so that the x filter also runs over long
-    contiguous rows."""
+    contiguous rows.
+    """
     H, W, T = planes.shape
     WT = W * T
     P = planes.reshape(H, WT)
@@ -196,7 +199,8 @@ def _filter_rows(planes, rows, b, out):
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _filter_cols(frt, cols, b, out):
     """The same filter along x at the given columns: ``frt[x, i, t]`` -> ``out[j, i, t]``,
-    one vectorised pass over ``R x 8`` floats per tap."""
+    one vectorised pass over ``R x 8`` floats per tap.
+    """
     W = frt.shape[0]
     RT = frt.shape[1] * frt.shape[2]
     Fr = frt.reshape(W, RT)
@@ -226,8 +230,9 @@ def _scaled_copy_acc(r, src, w, acc, sq):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def _assemble(binned, wbin, sb, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_area, threshold, float_out,
-              desc_f, desc_u8, norms):
+def _assemble(
+    binned, wbin, sb, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_area, threshold, float_out, desc_f, desc_u8, norms
+):
     """Gather 4x4x8 bins per frame, contrast, normalize-clamp-normalize, convert.
 
     ``binned[i, j, t]``: filtered planes at the grid positions i (outer
@@ -278,7 +283,7 @@ def _assemble(binned, wbin, sb, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_
                     r = raw[bx + by * NUM_BIN_X]
                     if sb == 1:
                         # a slice, so that indices are provably >= 0 (no wraparound select)
-                        _scaled_copy_acc(r[:Fc], src[(c0 + bx * bb) * NUM_BIN_T:], w, acc, sq)
+                        _scaled_copy_acc(r[:Fc], src[(c0 + bx * bb) * NUM_BIN_T :], w, acc, sq)
                     else:
                         for f in range(nc):
                             base = ((c0 + f) * sb + bx * bb) * NUM_BIN_T
@@ -341,10 +346,12 @@ def _assemble(binned, wbin, sb, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_
 # one vectorised loop with the 16 bins unrolled in its body) and keeps the
 # per-entry sums in registers instead of re-reading scratch arrays 16 times.
 
+
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy", inline="always")
 def _sum16(v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15):
-    return (((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7))) + \
-        (((v8 + v9) + (v10 + v11)) + ((v12 + v13) + (v14 + v15)))
+    return (((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7))) + (
+        ((v8 + v9) + (v10 + v11)) + ((v12 + v13) + (v14 + v15))
+    )
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -358,8 +365,24 @@ def _pass_sums(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, 
         v8, v9, v10, v11 = w8 * s8[p], w9 * s9[p], w10 * s10[p], w11 * s11[p]
         v12, v13, v14, v15 = w12 * s12[p], w13 * s13[p], w14 * s14[p], w15 * s15[p]
         acc[p] = _sum16(v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15)
-        sq[p] = _sum16(v0 * v0, v1 * v1, v2 * v2, v3 * v3, v4 * v4, v5 * v5, v6 * v6, v7 * v7,
-                       v8 * v8, v9 * v9, v10 * v10, v11 * v11, v12 * v12, v13 * v13, v14 * v14, v15 * v15)
+        sq[p] = _sum16(
+            v0 * v0,
+            v1 * v1,
+            v2 * v2,
+            v3 * v3,
+            v4 * v4,
+            v5 * v5,
+            v6 * v6,
+            v7 * v7,
+            v8 * v8,
+            v9 * v9,
+            v10 * v10,
+            v11 * v11,
+            v12 * v12,
+            v13 * v13,
+            v14 * v14,
+            v15 * v15,
+        )
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -376,8 +399,24 @@ def _pass_clamped_sq(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13,
         v10, v11 = min(w10 * s10[p] * k, c), min(w11 * s11[p] * k, c)
         v12, v13 = min(w12 * s12[p] * k, c), min(w13 * s13[p] * k, c)
         v14, v15 = min(w14 * s14[p] * k, c), min(w15 * s15[p] * k, c)
-        sq[p] = _sum16(v0 * v0, v1 * v1, v2 * v2, v3 * v3, v4 * v4, v5 * v5, v6 * v6, v7 * v7,
-                       v8 * v8, v9 * v9, v10 * v10, v11 * v11, v12 * v12, v13 * v13, v14 * v14, v15 * v15)
+        sq[p] = _sum16(
+            v0 * v0,
+            v1 * v1,
+            v2 * v2,
+            v3 * v3,
+            v4 * v4,
+            v5 * v5,
+            v6 * v6,
+            v7 * v7,
+            v8 * v8,
+            v9 * v9,
+            v10 * v10,
+            v11 * v11,
+            v12 * v12,
+            v13 * v13,
+            v14 * v14,
+            v15 * v15,
+        )
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -504,9 +543,11 @@ def _write_frames(out, x0, y0, step, nfx, nfy, norms):
 # Geometry
 # --------------------------------------------------------------------------
 
+
 def bin_window_mean(bin_size: int, num_bins: int, bin_index: int, window_size: float) -> np.float32:
     """Mean of the Gaussian window over one spatial bin's support (VLFeat's
-    ``_vl_dsift_get_bin_window_mean``), float32 arithmetic as in C."""
+    ``_vl_dsift_get_bin_window_mean``), float32 arithmetic as in C.
+    """
     delta = np.float32(bin_size) * np.float32(bin_index - 0.5 * (num_bins - 1))
     sigma = np.float32(bin_size) * np.float32(window_size)
     x = np.arange(-bin_size + 1, bin_size, dtype=np.float32)
@@ -569,9 +610,18 @@ def as_float_image(image) -> np.ndarray:
     return im
 
 
-def dsift(image, step: int = 1, bin_size: int = 3, window_size: float = DEFAULT_WINDOW_SIZE, bounds=None,
-          float_descriptors: bool = False, planes: np.ndarray | None = None, contrast_threshold: float = -1.0,
-          out: np.ndarray | None = None, frames_out: np.ndarray | None = None):
+def dsift(
+    image,
+    step: int = 1,
+    bin_size: int = 3,
+    window_size: float = DEFAULT_WINDOW_SIZE,
+    bounds=None,
+    float_descriptors: bool = False,
+    planes: np.ndarray | None = None,
+    contrast_threshold: float = -1.0,
+    out: np.ndarray | None = None,
+    frames_out: np.ndarray | None = None,
+):
     """Dense SIFT descriptors of a greyscale image, VLFeat's fast mode.
 
     Parameters
@@ -648,18 +698,45 @@ def dsift(image, step: int = 1, bin_size: int = 3, window_size: float = DEFAULT_
     desc_u8 = np.empty((0, DESCRIPTOR_SIZE), np.uint8) if float_descriptors else out
     # outer axis = image x (frame column fxi, bin bx), inner = image y
     if not float_descriptors and step == g:
-        _assemble_uint8(binned, np.ascontiguousarray(wbin.T), b // g, nfy, nfx, 1, nfx, _BLKPOS_T,
-                        np.float32(frame_size * frame_size), np.float32(contrast_threshold), desc_u8, norms)
+        _assemble_uint8(
+            binned,
+            np.ascontiguousarray(wbin.T),
+            b // g,
+            nfy,
+            nfx,
+            1,
+            nfx,
+            _BLKPOS_T,
+            np.float32(frame_size * frame_size),
+            np.float32(contrast_threshold),
+            desc_u8,
+            norms,
+        )
     else:
-        _assemble(binned, np.ascontiguousarray(wbin.T), step // g, b // g, nfy, nfx, 1, nfx, _BLKPOS_T,
-                  np.float32(frame_size * frame_size), np.float32(contrast_threshold), bool(float_descriptors),
-                  desc_f, desc_u8, norms)
+        _assemble(
+            binned,
+            np.ascontiguousarray(wbin.T),
+            step // g,
+            b // g,
+            nfy,
+            nfx,
+            1,
+            nfx,
+            _BLKPOS_T,
+            np.float32(frame_size * frame_size),
+            np.float32(contrast_threshold),
+            bool(float_descriptors),
+            desc_f,
+            desc_u8,
+            norms,
+        )
     if frames_out is None:
         frames_out = np.empty((n, 3))
     elif frames_out.ndim != 2 or frames_out.shape[0] != n or frames_out.shape[1] < 3 or frames_out.dtype != np.float64:
         raise ValueError(f"frames_out must be a float64 ({n}, >= 3) array")
-    _write_frames(frames_out, x0 + 0.5 * b * (NUM_BIN_X - 1), y0 + 0.5 * b * (NUM_BIN_Y - 1), float(step),
-                  nfx, nfy, norms)
+    _write_frames(
+        frames_out, x0 + 0.5 * b * (NUM_BIN_X - 1), y0 + 0.5 * b * (NUM_BIN_Y - 1), float(step), nfx, nfy, norms
+    )
     return frames_out, out
 
 

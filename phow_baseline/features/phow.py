@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -58,8 +58,9 @@ def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return np.ascontiguousarray(image, dtype=np.float32)
     k = vl_gaussian_kernel(sigma)
-    return cv2.sepFilter2D(np.ascontiguousarray(image, dtype=np.float32), cv2.CV_32F, k, k,
-                           borderType=cv2.BORDER_REPLICATE)
+    return cv2.sepFilter2D(
+        np.ascontiguousarray(image, dtype=np.float32), cv2.CV_32F, k, k, borderType=cv2.BORDER_REPLICATE
+    )
 
 
 def phow_offsets(sizes: Sequence[int]) -> list[int]:
@@ -78,8 +79,15 @@ def n_descriptors(shape, sizes=DEFAULT_SIZES, step=DEFAULT_STEP) -> int:
     return total
 
 
-def phow(image, sizes=DEFAULT_SIZES, step=DEFAULT_STEP, magnif=DEFAULT_MAGNIF, window_size=DEFAULT_WINDOW_SIZE,
-         contrast_threshold=DEFAULT_CONTRAST_THRESHOLD, float_descriptors=False):
+def phow(
+    image,
+    sizes=DEFAULT_SIZES,
+    step=DEFAULT_STEP,
+    magnif=DEFAULT_MAGNIF,
+    window_size=DEFAULT_WINDOW_SIZE,
+    contrast_threshold=DEFAULT_CONTRAST_THRESHOLD,
+    float_descriptors=False,
+):
     """PHOW descriptors of a grey image (VLFeat's ``vl_phow``, grey variant).
 
     Parameters
@@ -132,10 +140,19 @@ def phow(image, sizes=DEFAULT_SIZES, step=DEFAULT_STEP, magnif=DEFAULT_MAGNIF, w
     for s, bounds, m in grids:
         ims = smooth(im, s / magnif)
         orientation_planes(ims, planes)
-        dsift(ims, step=step, bin_size=s, window_size=window_size, bounds=bounds,
-              float_descriptors=float_descriptors, planes=planes, contrast_threshold=contrast_threshold,
-              out=descs[lo:lo + m], frames_out=frames[lo:lo + m])
-        frames[lo:lo + m, 3] = s
+        dsift(
+            ims,
+            step=step,
+            bin_size=s,
+            window_size=window_size,
+            bounds=bounds,
+            float_descriptors=float_descriptors,
+            planes=planes,
+            contrast_threshold=contrast_threshold,
+            out=descs[lo : lo + m],
+            frames_out=frames[lo : lo + m],
+        )
+        frames[lo : lo + m, 3] = s
         lo += m
     return frames, descs
 
@@ -161,9 +178,17 @@ class PHOW(TransformerMixin, BaseEstimator):
         processes.
     """
 
-    def __init__(self, sizes=DEFAULT_SIZES, step=DEFAULT_STEP, magnif=DEFAULT_MAGNIF,
-                 window_size=DEFAULT_WINDOW_SIZE, contrast_threshold=DEFAULT_CONTRAST_THRESHOLD,
-                 float_descriptors=False, equalization="global", n_jobs=1):
+    def __init__(
+        self,
+        sizes=DEFAULT_SIZES,
+        step=DEFAULT_STEP,
+        magnif=DEFAULT_MAGNIF,
+        window_size=DEFAULT_WINDOW_SIZE,
+        contrast_threshold=DEFAULT_CONTRAST_THRESHOLD,
+        float_descriptors=False,
+        equalization="global",
+        n_jobs=1,
+    ):
         self.sizes = sizes
         self.step = step
         self.magnif = magnif
@@ -180,13 +205,13 @@ class PHOW(TransformerMixin, BaseEstimator):
 
     def _check_params(self):
         sizes = tuple(self.sizes)
-        if not sizes or not all(isinstance(v, numbers.Integral) and v >= 1 for v in sizes):
+        if not sizes or not all(isinstance(v, numbers.Integral) and int(v) >= 1 for v in sizes):
             raise ValueError(f"sizes must be positive integers, got {self.sizes!r}")
         if not isinstance(self.step, numbers.Integral) or self.step < 1:
             raise ValueError(f"step must be a positive integer, got {self.step!r}")
         for name in ("magnif", "window_size"):
             v = getattr(self, name)
-            if not (isinstance(v, numbers.Real) and v > 0):
+            if not (isinstance(v, numbers.Real) and float(v) > 0):
                 raise ValueError(f"{name} must be positive, got {v!r}")
         from ..data.preprocess import EQUALIZATIONS
 
@@ -199,13 +224,14 @@ class PHOW(TransformerMixin, BaseEstimator):
         return self
 
     def _one(self, image):
-        from ..data.preprocess import equalize, to_gray_uint8
+        from ..data import equalize, to_gray_uint8
 
         img = np.asarray(image)
         if self.equalization != "none":
             img = equalize(to_gray_uint8(img), self.equalization)
-        return phow(img, self.sizes, self.step, self.magnif, self.window_size, self.contrast_threshold,
-                    self.float_descriptors)
+        return phow(
+            img, self.sizes, self.step, self.magnif, self.window_size, self.contrast_threshold, self.float_descriptors
+        )
 
     def transform(self, X):
         """``(frames, descriptors)`` of each image of ``X`` (a sequence of 2-D grey images)."""
@@ -222,3 +248,22 @@ class PHOW(TransformerMixin, BaseEstimator):
 def phow_batch(images, n_jobs=-1, **params):
     """:func:`phow` of many images on all cores (threads); returns a list of ``(frames, descriptors)``."""
     return PHOW(equalization="none", n_jobs=n_jobs, **params).transform(images)
+
+
+def make_phow(config, equalization="none", n_jobs=1) -> PHOW:
+    """The PHOW extractor of a :class:`~phow_baseline.config.BaselineConfig` (its ``sizes``, ``step``,
+    ``magnif``, ``window_size``, ``contrast_threshold``).
+
+    Parameters
+    ----------
+    config : BaselineConfig
+    equalization : {"none", "global", "clahe"}
+        ``"none"`` (default) for images already preprocessed with the config (the image cache).
+    n_jobs : int
+        Threads over images.
+
+    Returns
+    -------
+    PHOW (stateless; ``transform`` needs no ``fit``)
+    """
+    return PHOW(**config.phow_params(equalization), n_jobs=n_jobs)

@@ -87,11 +87,14 @@ def phow_heatmaps(model, image) -> np.ndarray:
         x, y = xs[sel], ys[sel]
         # area of the support square inside the image, so that every
         # descriptor's share is spread in full over the pixels it covers
-        area = ((np.minimum(x + h, S - 1) - np.maximum(x - h, 0) + 1) *
-                (np.minimum(y + h, S - 1) - np.maximum(y - h, 0) + 1)).astype(np.float64)
+        area = (
+            (np.minimum(x + h, S - 1) - np.maximum(x - h, 0) + 1)
+            * (np.minimum(y + h, S - 1) - np.maximum(y - h, 0) + 1)
+        ).astype(np.float64)
         flat = y * S + x
         for c in range(f.shape[0]):
             pts = np.bincount(flat, weights=share[c, sel] / area, minlength=S * S).astype(np.float32)
-            heat[c] += cv2.boxFilter(pts.reshape(S, S), -1, (2 * h + 1, 2 * h + 1), normalize=False,
-                                     borderType=cv2.BORDER_CONSTANT)
+            heat[c] += cv2.boxFilter(
+                pts.reshape(S, S), -1, (2 * h + 1, 2 * h + 1), normalize=False, borderType=cv2.BORDER_CONSTANT
+            )
     return heat

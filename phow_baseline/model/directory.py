@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import importlib
 import platform
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .. import __version__
 from ..data.chestxray14 import LABELS
-from ..io import (DataFileError, atomic_save_npz, atomic_write_json, confined, load_npz, read_json,
-                 sha256_file)
+from ..io import DataFileError, atomic_save_npz, atomic_write_json, confined, load_npz, read_json, sha256_file
 
 MODEL_FORMAT_VERSION = 1
 
@@ -35,18 +34,26 @@ class ModelFileError(DataFileError):
 
 
 def dependency_versions() -> dict:
+    """Versions of phow-baseline, Python and the libraries a model's numbers depend on (for ``model.json``)."""
     import cv2
     import numba
     import skimage
     import sklearn
 
-    return {"phow_baseline": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__, "scikit-image": skimage.__version__, "numba": numba.__version__,
-            "opencv": cv2.__version__}
+    return {
+        "phow_baseline": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "scikit-image": skimage.__version__,
+        "numba": numba.__version__,
+        "opencv": cv2.__version__,
+    }
 
 
-def write_model_dir(directory, kind: str, params: dict, arrays: dict[str, dict[str, np.ndarray]],
-                    extra: dict | None = None) -> Path:
+def write_model_dir(
+    directory, kind: str, params: dict, arrays: dict[str, dict[str, np.ndarray]], extra: dict | None = None
+) -> Path:
     """Write ``model.json`` and one ``.npz`` per entry of ``arrays`` (name -> {key: array}).
 
     Array files are written first, ``model.json`` last (each atomically), so a
@@ -59,9 +66,15 @@ def write_model_dir(directory, kind: str, params: dict, arrays: dict[str, dict[s
         fname = f"{name}.npz"
         atomic_save_npz(d / fname, arrs)
         files[name] = {"file": fname, "sha256": sha256_file(d / fname)}
-    meta = {"format": MODEL_FORMAT_VERSION, "kind": kind, "labels": list(LABELS), "params": params,
-            "files": files, "versions": dependency_versions(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    meta = {
+        "format": MODEL_FORMAT_VERSION,
+        "kind": kind,
+        "labels": list(LABELS),
+        "params": params,
+        "files": files,
+        "versions": dependency_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     if extra:
         meta.update(extra)
     atomic_write_json(d / "model.json", meta)
@@ -120,6 +133,9 @@ _MODEL_KIND_NEEDS: dict[str, str] = {}
 def register_model_kind(kind: str, loader: Callable | str, needs: str | None = None) -> None:
     """Make :func:`load_model` load directories of ``kind`` with ``loader``.
 
+    The loader returns an instance of a :class:`phow_baseline.model.protocol.Model` subclass (the
+    interface every caller relies on), usually that class's ``load``.
+
     ``loader`` is a callable ``loader(directory)`` or a ``"module:attr"``
     string (dotted attributes allowed) imported on first use; ``needs`` says
     what to install when that import fails.
@@ -155,5 +171,6 @@ def load_model(directory):
 
 
 register_model_kind("phow", "phow_baseline.model.phow_model:PhowModel.load")
-register_model_kind("cnn", "phow_baseline.cnn:load_cnn_model",
-                    needs="the cnn extra (pip install -e '.[cnn]': torch and torchvision)")
+register_model_kind(
+    "cnn", "phow_baseline.cnn:load_cnn_model", needs="the cnn extra (pip install -e '.[cnn]': torch and torchvision)"
+)

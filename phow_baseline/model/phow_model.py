@@ -12,20 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classification.svm import OneVsRestSVM
-from ..config import BaselineConfig, kernel_map_name, make_encoder, make_phow, vocabulary_from_arrays
-from ..data.chestxray14 import LABELS
 from ..classification.kernel_map import HomogeneousKernelMap, make_kernel_map
+from ..classification.svm import OneVsRestSVM
+from ..config import BaselineConfig
+from ..data.chestxray14 import LABELS
+from ..encoding.registry import encoding_for
+from ..features.phow import make_phow
 from .directory import ModelFileError, read_model_dir, write_model_dir
-from ..encoding.vocabulary import Vocabulary
+from .protocol import DecisionsUnavailableError, HeatmapsUnavailableError, Model
+
+__all__ = ["DecisionsUnavailableError", "HeatmapsUnavailableError", "PhowModel"]
 
 
-class HeatmapsUnavailableError(ValueError):
-    """The model's encoding has no heatmaps (only the bag of words has them for now)."""
-
-
-class PhowModel:
-    """A trained PHOW baseline: preprocessing, PHOW, vocabulary, pyramid, kernel map, 14 SVMs.
+class PhowModel(Model):
+    """A trained PHOW baseline: preprocessing, PHOW, an encoding, kernel map, 14 SVMs (a :class:`Model`).
 
     The SVMs give decision values (margins, ``w.psi(h) + b``), one per
     label (:meth:`raw_scores`, :meth:`decision_function`).  A model trained
@@ -33,26 +33,64 @@ class PhowModel:
     operating points, both fitted on the patient-wise validation carve
     (see :func:`phow_baseline.workflow.steps.calibrate_model`); its :meth:`scores`
     are then probabilities and :meth:`decide` turns them into 0/1 calls.
+
+    Parameters
+    ----------
+    config : BaselineConfig
+    vocabulary
+        The fitted vocabulary of ``config.encoding`` (see :mod:`phow_baseline.encoding.registry`).
+    svm : OneVsRestSVM
+        Fitted, on the kernel-mapped vectors.
+    labels : sequence of str
+    info : dict, optional
+        Training record (written to ``model.json``).
+    calibrator : PlattCalibrator, optional
+    operating_points : OperatingPoints, optional
+        On the calibrated probabilities.
+
+    Attributes
+    ----------
+    encoding : phow_baseline.encoding.Encoding
+        The registered encoding of ``config.encoding``.
+    encoder
+        Its per-image encoder (``encode_one(frames, descriptors) -> (dim,)``).
+    kernel_map : fitted kernel map or None
+    phow : PHOW
     """
 
     kind = "phow"
 
-    def __init__(self, config: BaselineConfig, vocabulary, svm, labels=LABELS, info=None, calibrator=None,
-                 operating_points=None):
+    def __init__(
+        self, config: BaselineConfig, vocabulary, svm, labels=LABELS, info=None, calibrator=None, operating_points=None
+    ):
         self.config = config
         self.vocabulary = vocabulary
         self.svm = svm
-        self.calibrator = calibrator                # PlattCalibrator or None
-        self.operating_points = operating_points    # OperatingPoints (on the probabilities) or None
+        self.calibrator = calibrator  # PlattCalibrator or None
+        self.operating_points = operating_points  # OperatingPoints (on the probabilities) or None
         self.labels = tuple(labels)
         self.info = info or {}
-        self.encoder = make_encoder(vocabulary, config)
-        self.kernel_map = make_kernel_map(kernel_map_name(config), n_features=self.encoder.n_features_out_)
+        self.encoding = encoding_for(config)
+        self.encoder = self.encoding.make_encoder(vocabulary, config)
+        self.kernel_map = make_kernel_map(
+            self.encoding.kernel_map_name(config), n_features=self.encoder.n_features_out_
+        )
         self.phow = make_phow(config)
 
     @property
     def image_size(self) -> int:
+        """Side of the images the model scores: ``config.size`` pixels."""
         return self.config.size
+
+    @property
+    def has_heatmaps(self) -> bool:
+        """Whether the model's encoding has heatmaps (the bag of words has; FV and VLAD not yet)."""
+        return self.encoding.has_heatmaps
+
+    @property
+    def has_decisions(self) -> bool:
+        """Whether the model holds operating points (trained with calibration)."""
+        return self.operating_points is not None
 
     def preprocess(self, image):
         """The model's preprocessing contract: a raw X-ray (path or array) -> the image it scores.
@@ -70,7 +108,7 @@ class PhowModel:
         return X if self.kernel_map is None else self.kernel_map.transform(X)
 
     def features(self, image) -> np.ndarray:
-        """Pyramid feature of one preprocessed image."""
+        """The encoding's vector of one preprocessed image, ``(dim,)`` float32 (before the kernel map)."""
         frames, desc = self.phow.transform([image])[0]
         return self.encoder.encode_one(frames, desc)
 
@@ -84,7 +122,7 @@ class PhowModel:
         return "probability" if self.calibrator is not None else "margin"
 
     def scores(self, image) -> np.ndarray:
-        """14 scores of one preprocessed image: probabilities when calibrated, else the SVM margins."""
+        """14 scores of one preprocessed image, ``(14,)``: probabilities when calibrated, else the SVM margins."""
         return self.calibrate(self.raw_scores(image)[None])[0]
 
     def calibrate(self, margins) -> np.ndarray:
@@ -95,10 +133,11 @@ class PhowModel:
     def decide(self, probabilities) -> np.ndarray:
         """0/1 calls ``(n, 14)`` at the stored operating points (needs a calibrated model)."""
         if self.operating_points is None:
-            raise ValueError("this model has no operating points (trained without calibration)")
+            raise DecisionsUnavailableError("this model has no operating points (trained without calibration)")
         return self.operating_points.decide(probabilities)
 
     def decision_function(self, features) -> np.ndarray:
+        """SVM margins ``(n, 14)`` of encoded vectors ``(n, dim)`` (:meth:`features`; kernel-mapped here)."""
         return self.svm.decision_function(self._map(np.asarray(features, np.float32)))
 
     def heatmaps(self, image) -> np.ndarray:
@@ -106,22 +145,31 @@ class PhowModel:
 
         See :func:`phow_baseline.model.attribution.phow_heatmaps`.
         """
-        if self.config.encoding != "bow":
+        if not self.has_heatmaps:
             raise HeatmapsUnavailableError(
                 f"heatmaps are only available for the bag-of-words encoding for now; this model uses "
-                f"{self.config.encoding!r} (its per-descriptor contributions are not implemented)")
+                f"{self.encoding.label} ({self.config.encoding!r}; its per-descriptor contributions are not "
+                f"implemented)"
+            )
         from .attribution import phow_heatmaps
 
         return phow_heatmaps(self, image)
 
     # -- persistence --------------------------------------------------------
     def save(self, directory, extra: dict | None = None) -> Path:
-        svm_params = {k: getattr(self.svm, k) for k in ("C", "class_weight", "solver", "n_epochs", "tol",
-                                                        "random_state")}
-        arrays = {"vocabulary": self.vocabulary.to_arrays(), "svm": self.svm.to_arrays()}
+        """Write the model directory: ``model.json`` (config, SVM and calibration parameters, the training
+        record, ``extra``) + ``vocabulary.npz``, ``svm.npz`` and the calibration's arrays; returns its path.
+        """
+        svm_params = {
+            k: getattr(self.svm, k) for k in ("C", "class_weight", "solver", "n_epochs", "tol", "random_state")
+        }
+        arrays = {"vocabulary": self.encoding.to_arrays(self.vocabulary), "svm": self.svm.to_arrays()}
         if isinstance(self.kernel_map, HomogeneousKernelMap):
-            arrays["kernel_map"] = {"kappa": self.kernel_map.kappa_, "L": np.array(self.kernel_map.L_),
-                                    "period": np.array(self.kernel_map.period_)}
+            arrays["kernel_map"] = {
+                "kappa": self.kernel_map.kappa_,
+                "L": np.array(self.kernel_map.L_),
+                "period": np.array(self.kernel_map.period_),
+            }
         params = {"config": self.config.to_dict(), "svm": svm_params}
         if self.calibrator is not None:
             arrays["calibration"] = self.calibrator.to_arrays()
@@ -132,36 +180,46 @@ class PhowModel:
         return write_model_dir(directory, "phow", params, arrays, extra={**self.info, **(extra or {})})
 
     @classmethod
-    def load(cls, directory) -> "PhowModel":
+    def load(cls, directory) -> PhowModel:
+        """Load a model directory written by :meth:`save` (0.1's included); a missing, changed or
+        inconsistent file raises :class:`~phow_baseline.model.directory.ModelFileError` naming it.
+        """
         meta, arrays = read_model_dir(directory)
         try:
             cfg = BaselineConfig(**meta["params"]["config"])
-            if cfg.encoding != "bow":  # the fitted FV / VLAD encoder (RootSIFT, PCA, GMM or k-means)
-                vocab = vocabulary_from_arrays(cfg, arrays["vocabulary"])
-            else:
-                vocab = Vocabulary.from_arrays({"n_words": cfg.n_words, "max_descriptors": cfg.max_descriptors,
-                                                "random_state": cfg.seed}, arrays["vocabulary"])
+            vocab = encoding_for(cfg).from_arrays(cfg, arrays["vocabulary"])
             svm = OneVsRestSVM.from_arrays(meta["params"]["svm"], arrays["svm"])
             cal = ops = None
             if "calibration" in arrays:
-                from ..classification.calibration import PlattCalibrator
+                from ..classification import PlattCalibrator
 
                 p = {k: v for k, v in meta["params"].get("calibration", {}).items() if k != "method"}
                 cal = PlattCalibrator.from_arrays(arrays["calibration"], **p)
             if "operating_points" in arrays:
-                from ..classification.calibration import OperatingPoints
+                from ..classification import OperatingPoints
 
-                ops = OperatingPoints.from_arrays(arrays["operating_points"], **meta["params"].get("operating_points", {}))
+                ops = OperatingPoints.from_arrays(
+                    arrays["operating_points"], **meta["params"].get("operating_points", {})
+                )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"{Path(directory) / 'model.json'}: incomplete or inconsistent model ({exc})") \
-                from exc
-        m = cls(cfg, vocab, svm, meta.get("labels", LABELS),
-                info={k: meta[k] for k in ("trained_on", "n_train", "calibrated_on", "training") if k in meta},
-                calibrator=cal, operating_points=ops)
+            raise ModelFileError(f"{Path(directory) / 'model.json'}: incomplete or inconsistent model ({exc})") from exc
+        m = cls(
+            cfg,
+            vocab,
+            svm,
+            meta.get("labels", LABELS),
+            info={k: meta[k] for k in ("trained_on", "n_train", "calibrated_on", "training") if k in meta},
+            calibrator=cal,
+            operating_points=ops,
+        )
         if cal is not None and len(cal.a_) != len(LABELS):
-            raise ModelFileError(f"{Path(directory) / 'calibration.npz'}: {len(cal.a_)} classes, expected {len(LABELS)}")
+            raise ModelFileError(
+                f"{Path(directory) / 'calibration.npz'}: {len(cal.a_)} classes, expected {len(LABELS)}"
+            )
         expected = m.encoder.n_features_out_ * (1 if m.kernel_map is None else 3)
         if svm.coef_.shape != (len(LABELS), expected):
-            raise ModelFileError(f"{Path(directory) / 'svm.npz'}: SVM weights of shape {svm.coef_.shape}, "
-                                 f"expected {(len(LABELS), expected)}")
+            raise ModelFileError(
+                f"{Path(directory) / 'svm.npz'}: SVM weights of shape {svm.coef_.shape}, "
+                f"expected {(len(LABELS), expected)}"
+            )
         return m

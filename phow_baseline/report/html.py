@@ -30,18 +30,17 @@ import base64
 import html
 import json
 import math
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Sequence
-
 
 from .. import __version__
 from ..data.chestxray14 import LABELS
-from ..followup.pairs import Registration, figure_paths, registration_quality
+from ..evaluation import PUBLISHED, ROC_MARKED
+from ..followup import Registration, figure_paths, registration_quality
 from ..io import atomic_write_text
-from ..evaluation.metrics import PUBLISHED, ROC_MARKED
 
 _e = html.escape
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -53,6 +52,7 @@ MAX_HEATMAPS = 8
 # --------------------------------------------------------------------------
 # Reading inputs (every error names the file)
 # --------------------------------------------------------------------------
+
 
 def _template(name: str) -> str:
     return resources.files("phow_baseline.report").joinpath("templates", name).read_text(encoding="utf-8")
@@ -75,7 +75,7 @@ def _read_json(path: Path, required: Sequence[str], what: str) -> dict:
 
 
 def read_run(run_dir) -> dict:
-    """``metrics.json`` of a run directory (see :func:`phow_baseline.evaluation.metrics.write_run_dir`)."""
+    """``metrics.json`` of a run directory (see :func:`phow_baseline.evaluation.write_run_dir`)."""
     p = Path(run_dir) / "metrics.json"
     m = _read_json(p, ("model", "auroc", "mean_auroc"), "run")
     if not isinstance(m["auroc"], dict):
@@ -88,8 +88,9 @@ def read_localization_dir(directory) -> dict:
     from ..evaluation.localization import localization_file
 
     p = localization_file(directory)
-    r = _read_json(p, ("iobb_thresholds", "iou_thresholds", "accuracy_iobb", "accuracy_iou", "avg_fp",
-                       "n_images"), "localization")
+    r = _read_json(
+        p, ("iobb_thresholds", "iou_thresholds", "accuracy_iobb", "accuracy_iou", "avg_fp", "n_images"), "localization"
+    )
     for key, thr in (("accuracy_iobb", "iobb_thresholds"), ("accuracy_iou", "iou_thresholds")):
         for lab, acc in r[key].items():
             if not isinstance(acc, list) or len(acc) != len(r[thr]):
@@ -122,6 +123,7 @@ def png_data_uri(path) -> str:
 # HTML pieces
 # --------------------------------------------------------------------------
 
+
 def _figure(path, alt: str, cls: str = "", caption: str = "") -> str:
     cap = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
     return f'<figure class="{cls}"><img src="{png_data_uri(path)}" alt="{_e(alt)}">{cap}</figure>'
@@ -138,17 +140,21 @@ def auroc_section(runs: Sequence[dict]) -> str:
     refs = list(PUBLISHED)
     head = "".join(
         f"<th>{_e(str(r['model']))}<br><span class='legend'>{_e(str(r.get('kind', '')))}, "
-        f"split: {_e(str(r.get('split', '?')))}, n={_e(str(r.get('n_test', '?')))}</span></th>" for r in runs)
-    head += "".join(f"<th class='ref'>{_e(k)}<br><span class='legend'>split: {_e(PUBLISHED[k]['split'])}</span></th>"
-                    for k in refs)
+        f"split: {_e(str(r.get('split', '?')))}, n={_e(str(r.get('n_test', '?')))}</span></th>"
+        for r in runs
+    )
+    head += "".join(
+        f"<th class='ref'>{_e(k)}<br><span class='legend'>split: {_e(PUBLISHED[k]['split'])}</span></th>" for k in refs
+    )
     rows = []
     for i, lab in enumerate(LABELS):
         cells = []
         for r in runs:
             ci = (r.get("auroc_ci95") or {}).get(lab)
             ci_s = f"<br><span class='ci'>[{_num(ci[0])}, {_num(ci[1])}]</span>" if ci else ""
-            cells.append(f"<td>{_num(r['auroc'].get(lab))}{ci_s}{_nboot(r, (r.get('n_bootstrap_used') or {}).get(lab))}"
-                         f"</td>")
+            cells.append(
+                f"<td>{_num(r['auroc'].get(lab))}{ci_s}{_nboot(r, (r.get('n_bootstrap_used') or {}).get(lab))}</td>"
+            )
         for k in refs:
             vals = PUBLISHED[k]["auroc"]
             cells.append(f"<td class='ref'>{_num(vals[i]) if vals else '&ndash;'}</td>")
@@ -156,15 +162,18 @@ def auroc_section(runs: Sequence[dict]) -> str:
     mean = "".join(f"<td>{_num(r.get('mean_auroc'))}</td>" for r in runs)
     mean += "".join(f"<td class='ref'>{_num(PUBLISHED[k]['mean'])}</td>" for k in refs)
     rows.append(f"<tr class='mean'><td>Mean</td>{mean}</tr>")
-    legend = "".join(f"<li><b>{_e(k)}</b>: {_e(PUBLISHED[k]['title'])}; split: {_e(PUBLISHED[k]['split'])}</li>"
-                     for k in refs)
-    return (f"<section id='auroc'><h2>Per-class AUROC</h2><table class='auroc'><thead><tr><th>label</th>{head}"
-            f"</tr></thead><tbody>{''.join(rows)}</tbody></table><p class='legend'>Runs first (bracketed: "
-            f"bootstrap 95 % intervals; <span class='nboot'>n=k/N</span>: the interval rests on k of the N "
-            f"resamples, the others drew no positive or no negative image of the class), then the published "
-            f"columns. The published models were trained and "
-            f"tested on other splits, named below, so compare with care: only Wang2017_official used the "
-            f"official test list.</p><ul class='legend'>{legend}</ul></section>")
+    legend = "".join(
+        f"<li><b>{_e(k)}</b>: {_e(PUBLISHED[k]['title'])}; split: {_e(PUBLISHED[k]['split'])}</li>" for k in refs
+    )
+    return (
+        f"<section id='auroc'><h2>Per-class AUROC</h2><table class='auroc'><thead><tr><th>label</th>{head}"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table><p class='legend'>Runs first (bracketed: "
+        f"bootstrap 95 % intervals; <span class='nboot'>n=k/N</span>: the interval rests on k of the N "
+        f"resamples, the others drew no positive or no negative image of the class), then the published "
+        f"columns. The published models were trained and "
+        f"tested on other splits, named below, so compare with care: only Wang2017_official used the "
+        f"official test list.</p><ul class='legend'>{legend}</ul></section>"
+    )
 
 
 def _nboot(r: dict, used) -> str:
@@ -176,12 +185,18 @@ def _nboot(r: dict, used) -> str:
 
 
 def roc_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
-    figs = "".join(_figure(Path(d) / "roc.png", f"ROC curves of {r['model']}", "roc",
-                           f"{r['model']} (split: {r.get('split', '?')})") for d, r in zip(run_dirs, runs))
+    figs = "".join(
+        _figure(
+            Path(d) / "roc.png", f"ROC curves of {r['model']}", "roc", f"{r['model']} (split: {r.get('split', '?')})"
+        )
+        for d, r in zip(run_dirs, runs)
+    )
     marked = ", ".join(ROC_MARKED)
-    return (f"<section id='roc'><h2>ROC curves</h2><p class='legend'>One panel per class: the test curve, its "
-            f"pointwise bootstrap 95 % band, and along the bottom an AUROC scale from 0.5 to 1 with this run "
-            f"(dot) and the published AUROCs of {_e(marked)} (triangles).</p>{figs}</section>")
+    return (
+        f"<section id='roc'><h2>ROC curves</h2><p class='legend'>One panel per class: the test curve, its "
+        f"pointwise bootstrap 95 % band, and along the bottom an AUROC scale from 0.5 to 1 with this run "
+        f"(dot) and the published AUROCs of {_e(marked)} (triangles).</p>{figs}</section>"
+    )
 
 
 def calibration_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
@@ -190,8 +205,9 @@ def calibration_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
     op_runs = [(Path(d), r) for d, r in zip(run_dirs, runs) if r.get("operating_points")]
     parts = ["<section id='calibration'><h2>Calibration and operating points</h2>"]
     if not cal_runs and not op_runs:
-        parts.append("<p>No run has calibrated probabilities (an older run directory, or raw scores only).</p>"
-                     "</section>")
+        parts.append(
+            "<p>No run has calibrated probabilities (an older run directory, or raw scores only).</p></section>"
+        )
         return "".join(parts)
     if cal_runs:
         nb = {int(r["calibration"].get("n_bins", 0)) for _, r in cal_runs}
@@ -199,18 +215,37 @@ def calibration_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
         sub = "<th>Brier</th><th>ECE</th>" * len(cal_runs)
         rows = []
         for lab in LABELS:
-            cells = "".join(f"<td>{_num((r['calibration'].get('brier') or {}).get(lab), 4)}</td>"
-                            f"<td>{_num((r['calibration'].get('ece') or {}).get(lab), 4)}</td>" for _, r in cal_runs)
+            cells = "".join(
+                f"<td>{_num((r['calibration'].get('brier') or {}).get(lab), 4)}</td>"
+                f"<td>{_num((r['calibration'].get('ece') or {}).get(lab), 4)}</td>"
+                for _, r in cal_runs
+            )
             rows.append(f"<tr><td>{_e(lab)}</td>{cells}</tr>")
-        mean = "".join(f"<td>{_num(r['calibration'].get('mean_brier'), 4)}</td>"
-                       f"<td>{_num(r['calibration'].get('mean_ece'), 4)}</td>" for _, r in cal_runs)
+        mean = "".join(
+            f"<td>{_num(r['calibration'].get('mean_brier'), 4)}</td>"
+            f"<td>{_num(r['calibration'].get('mean_ece'), 4)}</td>"
+            for _, r in cal_runs
+        )
         rows.append(f"<tr class='mean'><td>Mean</td>{mean}</tr>")
         changed = [str(r["model"]) for _, r in cal_runs if r["calibration"].get("auroc_unchanged") is False]
-        warn = (f"<p class='warn'>The probabilities of {_e(', '.join(changed))} do not rank the images as the "
-                f"scores do: the AUROC of the probabilities differs.</p>") if changed else ""
-        figs = "".join(_figure(d / "calibration.png", f"reliability diagrams of {r['model']}", "roc",
-                               f"{r['model']}: reliability diagrams") for d, r in cal_runs
-                       if (d / "calibration.png").is_file())
+        warn = (
+            (
+                f"<p class='warn'>The probabilities of {_e(', '.join(changed))} do not rank the images as the "
+                f"scores do: the AUROC of the probabilities differs.</p>"
+            )
+            if changed
+            else ""
+        )
+        figs = "".join(
+            _figure(
+                d / "calibration.png",
+                f"reliability diagrams of {r['model']}",
+                "roc",
+                f"{r['model']}: reliability diagrams",
+            )
+            for d, r in cal_runs
+            if (d / "calibration.png").is_file()
+        )
         parts.append(
             f"<h3>Calibration on the test split</h3><table class='calib'><thead><tr><th rowspan='2'>label</th>{head}"
             f"</tr><tr>{sub}</tr></thead><tbody>{''.join(rows)}</tbody></table>{warn}"
@@ -218,7 +253,8 @@ def calibration_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
             f"error over {_e('/'.join(str(n) for n in sorted(nb)))} equal-width probability bins, the "
             f"image-weighted mean gap between predicted probability and observed frequency (0 is perfect). "
             f"Reliability diagrams: observed fraction positive against mean predicted probability per bin "
-            f"(dashed: perfect calibration).</p><div class='figs'>{figs}</div>")
+            f"(dashed: perfect calibration).</p><div class='figs'>{figs}</div>"
+        )
     for d, r in op_runs:
         ops = r["operating_points"]
         rates = ("sensitivity", "specificity", "ppv", "npv")
@@ -231,8 +267,10 @@ def calibration_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
                 ci_s = f"<br><span class='ci'>[{_num(ci[0])}, {_num(ci[1])}]</span>" if ci else ""
                 cells.append(f"<td>{_num(e.get(k))}{ci_s}{_nboot(r, used.get(k))}</td>")
             counts = "/".join(str(e.get(k, "?")) for k in ("tp", "fp", "tn", "fn"))
-            rows.append(f"<tr><td>{_e(str(lab))}</td><td>{_num(e.get('threshold'), 4)}</td>{''.join(cells)}"
-                        f"<td>{_e(counts)}</td></tr>")
+            rows.append(
+                f"<tr><td>{_e(str(lab))}</td><td>{_num(e.get('threshold'), 4)}</td>{''.join(cells)}"
+                f"<td>{_e(counts)}</td></tr>"
+            )
         parts.append(
             f"<h3>Operating points of {_e(str(r['model']))}</h3><table class='ops'><thead><tr><th>label</th>"
             f"<th>threshold</th><th>sensitivity</th><th>specificity</th><th>PPV</th><th>NPV</th>"
@@ -240,7 +278,8 @@ def calibration_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
             f"<p class='legend'>Thresholds chosen on the validation carve by {_e(str(ops.get('rule', '?')))}, "
             f"applied to the {_e(str(ops.get('applies_to', 'probability')))} on the test split "
             f"(n={_e(str(r.get('n_test', '?')))}); a finding is called present when the value is at least the "
-            f"threshold. Bracketed: bootstrap 95 % intervals.</p>")
+            f"threshold. Bracketed: bootstrap 95 % intervals.</p>"
+        )
     parts.append("</section>")
     return "".join(parts)
 
@@ -256,7 +295,8 @@ def _afp_at(r: dict, lab: str, threshold: float = 0.5):
 
 def _heatmap_caption(path: Path, probabilities: dict | None = None) -> str:
     """``00000032_011_Mass.png`` -> ``00000032_011.png: Mass`` (labels may contain ``_``), with the
-    finding's probability when ``probabilities`` (``{file name: p}``) has it."""
+    finding's probability when ``probabilities`` (``{file name: p}``) has it.
+    """
     cap = path.stem
     for lab in sorted(LABELS, key=len, reverse=True):
         if path.stem.endswith("_" + lab):
@@ -269,9 +309,11 @@ def _heatmap_caption(path: Path, probabilities: dict | None = None) -> str:
 
 
 #: The colour bar of the localization heatmaps (OpenCV's JET, as ``localize.overlay`` draws them).
-_JET_BAR = ("<div class='cbar'><span>0</span><div class='jet'></div><span>max</span> "
-            "<span class='legend'>heatmap: positive evidence for the finding, scaled to its maximum in each "
-            "image (unitless); uncoloured: none</span></div>")
+_JET_BAR = (
+    "<div class='cbar'><span>0</span><div class='jet'></div><span>max</span> "
+    "<span class='legend'>heatmap: positive evidence for the finding, scaled to its maximum in each "
+    "image (unitless); uncoloured: none</span></div>"
+)
 
 
 def localization_section(loc_dirs: Sequence[Path]) -> str:
@@ -286,15 +328,20 @@ def localization_section(loc_dirs: Sequence[Path]) -> str:
         head = "".join(f"<th>T(IoBB)={_e(str(t))}</th>" for t in tb)
         rows = []
         for lab, acc in r["accuracy_iobb"].items():
-            rows.append(f"<tr><td>{_e(lab)}</td><td>{_e(str(r['n_images'].get(lab, '')))}</td>"
-                        + "".join(f"<td>{_num(a)}</td>" for a in acc)
-                        + f"<td>{_num(_afp_at(r, lab), 2)}</td><td class='ref'>{_num(ref_map.get(lab), 4)}</td></tr>")
-        rows_u = "".join(f"<tr><td>{_e(lab)}</td>" + "".join(f"<td>{_num(a)}</td>" for a in acc) + "</tr>"
-                         for lab, acc in r["accuracy_iou"].items())
+            rows.append(
+                f"<tr><td>{_e(lab)}</td><td>{_e(str(r['n_images'].get(lab, '')))}</td>"
+                + "".join(f"<td>{_num(a)}</td>" for a in acc)
+                + f"<td>{_num(_afp_at(r, lab), 2)}</td><td class='ref'>{_num(ref_map.get(lab), 4)}</td></tr>"
+            )
+        rows_u = "".join(
+            f"<tr><td>{_e(lab)}</td>" + "".join(f"<td>{_num(a)}</td>" for a in acc) + "</tr>"
+            for lab, acc in r["accuracy_iou"].items()
+        )
         heat = sorted((d / "heatmaps").glob("*.png"))[:MAX_HEATMAPS] if (d / "heatmaps").is_dir() else []
         probs = r.get("heatmap_probabilities") if isinstance(r.get("heatmap_probabilities"), dict) else {}
-        figs = "".join(_figure(p, f"heatmap {_heatmap_caption(p, probs)}", "small", _heatmap_caption(p, probs))
-                       for p in heat)
+        figs = "".join(
+            _figure(p, f"heatmap {_heatmap_caption(p, probs)}", "small", _heatmap_caption(p, probs)) for p in heat
+        )
         ref_note = r.get("reference") or "Wang et al. 2017, ChestX-ray14 model, arXiv Table 19 (T(IoBB) = 0.5)"
         parts.append(
             f"<h3>{_e(str(r.get('model', d.name)))} ({_e(str(r.get('kind', '?')))}, "
@@ -305,8 +352,8 @@ def localization_section(loc_dirs: Sequence[Path]) -> str:
             f"{''.join(f'<th>T(IoU)={_e(str(t))}</th>' for t in tu)}</tr></thead><tbody>{rows_u}</tbody></table>"
             f"<p class='legend'>Accuracy: fraction of boxed images of the class with a predicted box over the "
             f"threshold. Reference: {_e(str(ref_note))}. Heatmaps: NIH box in green, boxes from the heatmap "
-            f"in white.</p>"
-            + (f"{_JET_BAR}<div class='figs'>{figs}</div>" if figs else "<p>No example heatmaps.</p>"))
+            f"in white.</p>" + (f"{_JET_BAR}<div class='figs'>{figs}</div>" if figs else "<p>No example heatmaps.</p>")
+        )
     parts.append("</section>")
     return "".join(parts)
 
@@ -321,8 +368,10 @@ def _quality(m: dict) -> dict:
     if isinstance(q, dict) and {"level", "text", "reliable"} <= set(q):
         return q
     reg = m["registration"]
-    return registration_quality(Registration(None, float(reg["ecc"]), bool(reg["converged"]), str(reg["motion"])),
-                                float(m.get("overlap_fraction", 1.0)))
+    return registration_quality(
+        Registration(None, float(reg["ecc"]), bool(reg["converged"]), str(reg["motion"])),
+        float(m.get("overlap_fraction", 1.0)),
+    )
 
 
 def _dashboard(d: Path) -> str:
@@ -330,38 +379,62 @@ def _dashboard(d: Path) -> str:
     reg = m["registration"]
     paths = figure_paths(d, m)
     q = _quality(m)
-    figs = [_figure(paths["a"], "earlier image A", "small", f"A (earlier): {m['image_a']}"),
-            _figure(paths["b_registered"], "later image B registered to A", "small",
-                    f"B (later), registered to A: {m['image_b']}"),
-            _figure(paths["ssim"], "structural change on the registered later image", "overlay",
-                    "structural change, (1 - SSIM) / 2, on B registered"),
-            _figure(paths["intensity"], "intensity change on the registered later image", "overlay",
-                    "intensity change B - A (grey levels) on B registered")]
+    figs = [
+        _figure(paths["a"], "earlier image A", "small", f"A (earlier): {m['image_a']}"),
+        _figure(
+            paths["b_registered"],
+            "later image B registered to A",
+            "small",
+            f"B (later), registered to A: {m['image_b']}",
+        ),
+        _figure(
+            paths["ssim"],
+            "structural change on the registered later image",
+            "overlay",
+            "structural change, (1 - SSIM) / 2, on B registered",
+        ),
+        _figure(
+            paths["intensity"],
+            "intensity change on the registered later image",
+            "overlay",
+            "intensity change B - A (grey levels) on B registered",
+        ),
+    ]
     kind = "probability" if m.get("score_kind") == "probability" else "score"
     changes = m.get("score_changes") or {}
     heat_items = list(paths["heatmaps"].items())
-    heat = "".join(_figure(p, f"heatmap difference {lab}", "overlay",
-                           f"{lab}: heatmap B - A" + (f"; {kind} {_num(changes[lab]['a'])} -> "
-                                                      f"{_num(changes[lab]['b'])}" if lab in changes else ""))
-                   for lab, p in heat_items)
+    heat = "".join(
+        _figure(
+            p,
+            f"heatmap difference {lab}",
+            "overlay",
+            f"{lab}: heatmap B - A"
+            + (f"; {kind} {_num(changes[lab]['a'])} -> {_num(changes[lab]['b'])}" if lab in changes else ""),
+        )
+        for lab, p in heat_items
+    )
     table = "<p>No model given: no score changes.</p>"
     if m.get("score_changes"):
         try:
             ch = sorted(m["score_changes"].items(), key=lambda kv: -abs(float(kv[1]["delta"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{d / 'diff.json'}: score_changes needs {{label: {{a, b, delta}}}} ({exc})") from exc
-        rows = "".join(f"<tr><td>{_e(lab)}</td><td>{_num(c['a'])}</td><td>{_num(c['b'])}</td>"
-                       f"<td class='{_trend(c['delta'])}'>{float(c['delta']):+.3f}</td></tr>"
-                       for lab, c in ch)
-        table = (f"<table class='scores'><thead><tr><th>finding</th><th>{kind} A (earlier)</th>"
-                 f"<th>{kind} B (later)</th><th>change B - A</th></tr></thead><tbody>{rows}</tbody></table>")
+        rows = "".join(
+            f"<tr><td>{_e(lab)}</td><td>{_num(c['a'])}</td><td>{_num(c['b'])}</td>"
+            f"<td class='{_trend(c['delta'])}'>{float(c['delta']):+.3f}</td></tr>"
+            for lab, c in ch
+        )
+        table = (
+            f"<table class='scores'><thead><tr><th>finding</th><th>{kind} A (earlier)</th>"
+            f"<th>{kind} B (later)</th><th>change B - A</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
     matrix = reg.get("matrix")
     mat_s = ("; matrix " + " / ".join(" ".join(f"{float(v):.3f}" for v in row) for row in matrix)) if matrix else ""
     ida = m.get("intensity_diff_mean_abs")
     notes = "".join(f"<li>{_e(str(n))}</li>" for n in (m.get("notes") or []) if str(n) != q["text"])
     conv = "converged" if reg["converged"] else "NOT converged"
     ov = m.get("overlap_fraction")
-    quality = (f"<p class='{'ok' if q['reliable'] else 'warn'}'>Registration: {_e(str(q['text']))}</p>")
+    quality = f"<p class='{'ok' if q['reliable'] else 'warn'}'>Registration: {_e(str(q['text']))}</p>"
     return (
         f"<div class='dashboard'><h3>Patient {_e(str(m.get('patient', '?')))}: {_e(str(m['image_a']))} &rarr; "
         f"{_e(str(m['image_b']))}</h3>{quality}"
@@ -371,13 +444,18 @@ def _dashboard(d: Path) -> str:
         f"<tr><td>mean SSIM (inside the overlap)</td><td>{_num(m['ssim_mean'])}</td></tr>"
         f"<tr><td>mean |intensity difference| (grey levels)</td><td>{_num(ida)}</td></tr></tbody></table>"
         f"<p class='legend'>Order: {_e(str(m.get('order_rule', '')))}{_e(mat_s)}. Differences are computed only "
-        f"where both images have data; hatched grey marks the rest (no data, not \"no change\").</p>"
+        f'where both images have data; hatched grey marks the rest (no data, not "no change").</p>'
         + (f"<ul class='legend'>{notes}</ul>" if notes else "")
         + f"<h4>Score changes, by |change|</h4>{table}"
         + f"<div class='figs'>{''.join(figs)}</div>"
-        + (f"<h4>Heatmap differences of the findings that changed most (red: more evidence in B, blue: less)</h4>"
-           f"<div class='figs'>{heat}</div>" if heat else "")
-        + "</div>")
+        + (
+            f"<h4>Heatmap differences of the findings that changed most (red: more evidence in B, blue: less)</h4>"
+            f"<div class='figs'>{heat}</div>"
+            if heat
+            else ""
+        )
+        + "</div>"
+    )
 
 
 def followup_section(diff_dirs: Sequence[Path]) -> str:
@@ -393,26 +471,46 @@ def followup_section(diff_dirs: Sequence[Path]) -> str:
 # The report
 # --------------------------------------------------------------------------
 
-def render_report(run_dirs: Sequence = (), localization_dirs: Sequence = (), diff_dirs: Sequence = (),
-                  title: str = "phow-baseline report") -> str:
+
+def render_report(
+    run_dirs: Sequence = (),
+    localization_dirs: Sequence = (),
+    diff_dirs: Sequence = (),
+    title: str = "phow-baseline report",
+) -> str:
     """The report page as one HTML string (see :func:`write_report`)."""
     run_dirs = [Path(d) for d in run_dirs]
     runs = [read_run(d) for d in run_dirs]
     body = []
     if runs:
         body += [auroc_section(runs), roc_section(run_dirs, runs), calibration_section(run_dirs, runs)]
-    body += [localization_section([Path(d) for d in localization_dirs]),
-             followup_section([Path(d) for d in diff_dirs])]
+    body += [localization_section([Path(d) for d in localization_dirs]), followup_section([Path(d) for d in diff_dirs])]
     synthetic = "SYNTHETIC" in title.upper() or any("phantom" in str(r.get("model", "")).lower() for r in runs)
-    notice = ("<p class='notice'>These results come from SYNTHETIC phantom radiographs: they show the pipeline "
-              "working, not its accuracy on real X-rays.</p>") if synthetic else ""
+    notice = (
+        (
+            "<p class='notice'>These results come from SYNTHETIC phantom radiographs: they show the pipeline "
+            "working, not its accuracy on real X-rays.</p>"
+        )
+        if synthetic
+        else ""
+    )
     return Template(_template("report.html")).substitute(
-        title=_e(title), css=_template("report.css"), version=_e(__version__),
-        created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), notice=notice, body="".join(body))
+        title=_e(title),
+        css=_template("report.css"),
+        version=_e(__version__),
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        notice=notice,
+        body="".join(body),
+    )
 
 
-def write_report(run_dirs: Sequence = (), out_dir="report", localization_dirs: Sequence = (),
-                 diff_dirs: Sequence = (), title: str = "phow-baseline report") -> Path:
+def write_report(
+    run_dirs: Sequence = (),
+    out_dir="report",
+    localization_dirs: Sequence = (),
+    diff_dirs: Sequence = (),
+    title: str = "phow-baseline report",
+) -> Path:
     """Write the self-contained report ``out_dir/index.html`` and return its path.
 
     Parameters

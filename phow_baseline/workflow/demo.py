@@ -10,14 +10,17 @@ otherwise the demo's own subfolders are deleted and regenerated.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from ..config import BaselineConfig
+from ..encoding.registry import get_encoding
 from ..io import atomic_write_json, jsonable, read_json
 from .steps import run_baseline
+
+logger = logging.getLogger(__name__)
 
 #: Phantom size of the demo: 400 patients (+ follow-ups) at 256x256, a few
 #: minutes end to end on 2 cores.
@@ -25,9 +28,6 @@ DEMO_PATIENTS = 400
 #: The demo's settings: VLFeat's PHOW and SVM defaults, a smaller
 #: vocabulary (200 words from 40,000 descriptors) to keep it quick.
 DEMO_CONFIG = dict(n_words=200, max_descriptors=40_000, vocab_images=150)
-#: Per-encoding settings of the demo, scaled to its size (Fisher vectors: 64 Gaussians on PCA-64, 32,768
-#: dimensions per region layout instead of the full run's 204,800).
-DEMO_ENCODING = {"bow": {}, "fisher": dict(fv_components=64, fv_pca_dims=64), "vlad": dict(vlad_words=32)}
 #: The record of what the demo's folder holds.
 FINGERPRINT_FILE = "demo.json"
 #: The subfolders (and files) a demo writes; the only ones it deletes when its fingerprint changed.
@@ -35,6 +35,7 @@ DEMO_OUTPUTS = ("phantom", "work", "model", "run", "report", "config.json")
 
 
 def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/phow-baseline`` (``~/.cache/phow-baseline`` when unset)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "phow-baseline"
 
@@ -47,14 +48,20 @@ def demo_fingerprint(config: BaselineConfig, data_dir=None, n_patients=DEMO_PATI
 
     from .. import __version__
 
-    return jsonable({
-        "versions": {"phow_baseline": __version__, "numpy": numpy.__version__, "opencv": cv2.__version__,
-                     "scikit-learn": sklearn.__version__},
-        "data": "phantom" if data_dir is None else str(Path(data_dir).resolve()),
-        "n_patients": n_patients if data_dir is None else None,
-        "seed": seed,
-        "config": config.to_dict(),
-    })
+    return jsonable(
+        {
+            "versions": {
+                "phow_baseline": __version__,
+                "numpy": numpy.__version__,
+                "opencv": cv2.__version__,
+                "scikit-learn": sklearn.__version__,
+            },
+            "data": "phantom" if data_dir is None else str(Path(data_dir).resolve()),
+            "n_patients": n_patients if data_dir is None else None,
+            "seed": seed,
+            "config": config.to_dict(),
+        }
+    )
 
 
 def _differences(old: dict, new: dict, prefix="") -> list[str]:
@@ -75,7 +82,7 @@ def prepare_demo_dir(out, fingerprint: dict, log=None) -> bool:
     fingerprint (an older version), loses the demo's own subfolders
     (:data:`DEMO_OUTPUTS`); nothing else in it is touched.
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    log = log or logger.info
     out = Path(out)
     record = out / FINGERPRINT_FILE
     leftovers = [n for n in DEMO_OUTPUTS if (out / n).exists()]
@@ -91,8 +98,11 @@ def prepare_demo_dir(out, fingerprint: dict, log=None) -> bool:
         reused = bool(leftovers)
     else:
         if leftovers:
-            why = ("made with " + "; ".join(_differences(old, fingerprint)[:6]) if isinstance(old, dict)
-                   else "made by an older version (no fingerprint)")
+            why = (
+                "made with " + "; ".join(_differences(old, fingerprint)[:6])
+                if isinstance(old, dict)
+                else "made by an older version (no fingerprint)"
+            )
             log(f"demo: the caches in {out} were {why}: regenerating them")
             for n in leftovers:
                 p = out / n
@@ -103,8 +113,16 @@ def prepare_demo_dir(out, fingerprint: dict, log=None) -> bool:
     return reused
 
 
-def run_demo(out_dir=None, data_dir=None, n_patients=DEMO_PATIENTS, seed=0, progress=True, n_bootstrap=1000,
-             config: BaselineConfig | None = None, encoding: str = "bow") -> dict:
+def run_demo(
+    out_dir=None,
+    data_dir=None,
+    n_patients=DEMO_PATIENTS,
+    seed=0,
+    progress=True,
+    n_bootstrap=1000,
+    config: BaselineConfig | None = None,
+    encoding: str = "bow",
+) -> dict:
     """Generate the phantom (unless ``data_dir``), run the baseline, write the report.
 
     Returns ``{"metrics", "data_dir", "run_dir", "model_dir", "report", "synthetic", "out_dir", "reused"}``.
@@ -113,18 +131,38 @@ def run_demo(out_dir=None, data_dir=None, n_patients=DEMO_PATIENTS, seed=0, prog
 
     out = Path(out_dir) if out_dir else default_cache_dir() / "demo"
     synthetic = data_dir is None
-    config = config or BaselineConfig(seed=seed, encoding=encoding, **DEMO_CONFIG, **DEMO_ENCODING[encoding])
-    print(f"demo: writing to {out} (choose another folder with --out)", file=sys.stderr, flush=True)
+    # each encoding's demo settings are scaled to the demo's size (Fisher vectors: 64 Gaussians on PCA-64)
+    config = config or BaselineConfig(
+        seed=seed, encoding=encoding, **DEMO_CONFIG, **get_encoding(encoding).demo_settings
+    )
+    logger.info("demo: writing to %s (choose another folder with --out)", out)
     reused = prepare_demo_dir(out, demo_fingerprint(config, data_dir, n_patients, seed))
     if synthetic:
+        from .disk import check_demo_space  # the phantom and the run against the free space, before any work
+
+        check_demo_space(out, n_patients, config)
         data_dir = make_phantom_dataset(out / "phantom", n_patients=n_patients, seed=seed)
-        print(f"SYNTHETIC data: a phantom of {n_patients} patients in {data_dir} (not real X-rays)",
-              file=sys.stderr)
-    metrics = run_baseline(data_dir, out, config, progress=progress, n_bootstrap=n_bootstrap,
-                           model_name="PHOW baseline (phantom)" if synthetic else "PHOW baseline")
+        logger.info("SYNTHETIC data: a phantom of %d patients in %s (not real X-rays)", n_patients, data_dir)
+    metrics = run_baseline(
+        data_dir,
+        out,
+        config,
+        progress=progress,
+        n_bootstrap=n_bootstrap,
+        model_name="PHOW baseline (phantom)" if synthetic else "PHOW baseline",
+    )
     from ..report.html import write_report
 
-    report = write_report([out / "run"], out / "report",
-                          title="phow-baseline demo" + (" (SYNTHETIC phantom data)" if synthetic else ""))
-    return {"metrics": metrics, "data_dir": Path(data_dir), "run_dir": out / "run", "model_dir": out / "model",
-            "report": Path(report), "synthetic": synthetic, "out_dir": out, "reused": reused}
+    report = write_report(
+        [out / "run"], out / "report", title="phow-baseline demo" + (" (SYNTHETIC phantom data)" if synthetic else "")
+    )
+    return {
+        "metrics": metrics,
+        "data_dir": Path(data_dir),
+        "run_dir": out / "run",
+        "model_dir": out / "model",
+        "report": Path(report),
+        "synthetic": synthetic,
+        "out_dir": out,
+        "reused": reused,
+    }

@@ -1,15 +1,16 @@
 """The whole baseline as one scikit-learn ``Pipeline`` for images in memory.
 
-PHOW -> :class:`~phow_baseline.encoding.pyramid.SpatialPyramidEncoder` -> kernel map
--> :class:`~phow_baseline.classification.svm.OneVsRestSVM`.  For a dataset folder at
-full scale, with on-disk caches that resume, use :mod:`phow_baseline.workflow.steps`.
+PHOW -> the encoding's transformer (bag of words: :class:`~phow_baseline.encoding.pyramid.SpatialPyramidEncoder`;
+Fisher vectors, VLAD: their encoders) -> kernel map -> :class:`~phow_baseline.classification.svm.OneVsRestSVM`.
+For a dataset folder at full scale, with on-disk caches that resume, use :mod:`phow_baseline.workflow.steps`.
 """
 
 from __future__ import annotations
 
-from ..config import BaselineConfig, make_phow
 from ..classification.kernel_map import make_kernel_map
-from ..encoding.pyramid import SpatialPyramidEncoder
+from ..config import BaselineConfig
+from ..encoding.registry import encoding_for
+from ..features.phow import make_phow
 
 
 def make_pipeline(config: BaselineConfig | None = None, **overrides):
@@ -19,9 +20,20 @@ def make_pipeline(config: BaselineConfig | None = None, **overrides):
     with this config (``size`` pixels square, ``config.equalization``
     already applied at full resolution, as in training at scale); the
     pipeline's PHOW step does not equalize again.  ``fit(images, Y)``
-    (``Y``: ``(n, 14)`` 0/1) extracts PHOW, fits the vocabulary, encodes,
-    maps and trains the 14 SVMs; ``decision_function(images)`` gives
-    ``(n, 14)`` scores.
+    (``Y``: ``(n, 14)`` 0/1) extracts PHOW, fits the encoding's vocabulary
+    (``config.encoding``), encodes, maps and trains the 14 SVMs;
+    ``decision_function(images)`` gives ``(n, 14)`` scores.
+
+    Parameters
+    ----------
+    config : BaselineConfig, optional
+        Default: ``BaselineConfig(**overrides)``.
+    **overrides
+        Config values, when no ``config`` is given.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline with steps ``phow``, ``encode``, ``kernel_map``, ``svm``.
     """
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
@@ -29,14 +41,20 @@ def make_pipeline(config: BaselineConfig | None = None, **overrides):
     from ..classification.svm import OneVsRestSVM
 
     config = config or BaselineConfig(**overrides)
-    kmap = make_kernel_map(config.kernel_map)
+    encoding = encoding_for(config)
+    kmap = make_kernel_map(encoding.kernel_map_name(config))
     steps = [
         ("phow", make_phow(config, equalization="none", n_jobs=config.n_jobs)),
-        ("encode", SpatialPyramidEncoder(config.n_words, config.max_descriptors, config.grids, config.weighting,
-                                         config.size, config.seed)),
+        ("encode", encoding.make_transformer(config)),
         ("kernel_map", kmap if kmap is not None else FunctionTransformer()),
-        ("svm", OneVsRestSVM(C=config.C, class_weight=config.class_weight,
-                             solver="sgd" if config.solver == "sgd" else "liblinear",
-                             random_state=config.seed)),
+        (
+            "svm",
+            OneVsRestSVM(
+                C=config.C,
+                class_weight=config.class_weight,
+                solver="sgd" if config.solver == "sgd" else "liblinear",
+                random_state=config.seed,
+            ),
+        ),
     ]
     return Pipeline(steps)

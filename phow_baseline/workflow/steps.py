@@ -12,25 +12,34 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from ..config import (BaselineConfig, kernel_map_name, make_encoder, make_phow, make_vocabulary,
-                     vocabulary_from_arrays, vocabulary_sha256)
-from ..data.chestxray14 import LABELS
-from ..encoding.store import FeatureStore, encode_to_store
-from ..io import (DataFileError, atomic_save_npz, atomic_write_json, folder_lock, jsonable, load_npz, read_json,
-                 sha256_strings, write_failures_csv)
 from ..classification.kernel_map import make_kernel_map
+from ..config import BaselineConfig
+from ..data.chestxray14 import LABELS
+from ..encoding.registry import encoding_for
+from ..encoding.store import FeatureStore, encode_to_store
+from ..features.phow import make_phow
+from ..io import (
+    DataFileError,
+    atomic_save_npz,
+    atomic_write_json,
+    folder_lock,
+    jsonable,
+    load_npz,
+    read_json,
+    sha256_strings,
+    write_failures_csv,
+)
 from ..model.phow_model import PhowModel
 
 #: Bytes the in-memory liblinear training may take (its estimated peak,
 #: :func:`liblinear_peak_bytes`) before ``solver="auto"`` trains out of core
 #: with SGD instead.
-IN_MEMORY_BUDGET_BYTES = 4 * 2 ** 30
+IN_MEMORY_BUDGET_BYTES = 4 * 2**30
 
 
 def liblinear_peak_bytes(n_rows: int, dim_in: int, dim: int, density: float, n_threads: int) -> int:
@@ -67,22 +76,35 @@ def choose_solver(store: FeatureStore, n_rows: int, dim: int, n_jobs) -> tuple[s
     threads = min(effective_n_jobs(n_jobs), 14)
     peak = liblinear_peak_bytes(n_rows, store.dim, dim, feature_density(store), threads)
     solver = "liblinear" if peak <= IN_MEMORY_BUDGET_BYTES else "sgd"
-    return solver, (f"liblinear's estimated peak {peak / 2 ** 30:.1f} GiB "
-                    f"{'<=' if solver == 'liblinear' else '>'} the {IN_MEMORY_BUDGET_BYTES / 2 ** 30:g} GiB budget")
+    return solver, (
+        f"liblinear's estimated peak {peak / 2**30:.1f} GiB "
+        f"{'<=' if solver == 'liblinear' else '>'} the {IN_MEMORY_BUDGET_BYTES / 2**30:g} GiB budget"
+    )
 
 
 def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    import logging
+
+    logger = logging.getLogger(__name__)
+    (logger.warning if msg.startswith("warning") else logger.info)(msg)
 
 
 def build_image_cache(ds, names: Sequence[str], work_dir, config: BaselineConfig, progress=True, tag="images"):
     """Decode ``names`` of dataset ``ds`` once into ``work_dir/images-<tag>-<size>-<eq>`` (resumes)."""
-    from ..data.preprocess import ImageCache
+    from ..data import ImageCache
 
     cache_dir = Path(work_dir) / f"images-{tag}-{config.size}-{config.equalization}"
     paths = [ds.image_path(n) for n in names]
-    cache = ImageCache.build(cache_dir, paths, names, size=config.size, equalization=config.equalization,
-                             n_jobs=config.n_jobs, progress=progress, backend=config.backend)
+    cache = ImageCache.build(
+        cache_dir,
+        paths,
+        names,
+        size=config.size,
+        equalization=config.equalization,
+        n_jobs=config.n_jobs,
+        progress=progress,
+        backend=config.backend,
+    )
     if cache.failures:
         _log(f"warning: {len(cache.failures)} unreadable image(s) skipped (listed in {cache_dir / 'index.json'}):")
         for f in cache.failures[:20]:
@@ -91,15 +113,8 @@ def build_image_cache(ds, names: Sequence[str], work_dir, config: BaselineConfig
 
 
 def _vocab_fingerprint(config: BaselineConfig, names: Sequence[str]) -> dict:
-    """What the vocabulary depends on: the PHOW and k-means settings, the split and the images."""
-    fp = {k: getattr(config, k) for k in ("size", "equalization", "sizes", "step", "magnif", "window_size",
-                                         "contrast_threshold", "n_words", "max_descriptors",
-                                         "vocab_images", "seed", "train_split")}
-    if config.encoding != "bow":  # the bag of words' fingerprint is unchanged
-        keys = ("fv_components", "fv_pca_dims", "gmm_max_iter") if config.encoding == "fisher" else \
-            ("vlad_words", "vlad_pca_dims")
-        fp.update({"encoding": config.encoding, "regions": config.regions, **{k: getattr(config, k) for k in keys}})
-        fp.pop("n_words")
+    """What the vocabulary depends on: the PHOW, sampling and encoding settings, the split and the images."""
+    fp = encoding_for(config).vocabulary_fingerprint(config)
     fp["n_images"] = len(names)
     fp["names_sha256"] = sha256_strings(names)
     return jsonable(fp)
@@ -111,13 +126,15 @@ VOCAB_CHUNK = 16
 
 def _vocabulary_samples_job(cache_dir, rows, seeds, phow_params, per_image):
     """A task of :func:`fit_vocabulary`: PHOW of cache ``rows``, ``per_image`` descriptors sampled from each."""
-    from ..features.phow import PHOW
-    from ..data.preprocess import ImageCache
+    from ..data import ImageCache
     from ..encoding.vocabulary import sample_descriptors
+    from ..features.phow import PHOW
 
     cache, phow = ImageCache.open(cache_dir), PHOW(**phow_params)
-    return [sample_descriptors([phow.transform([cache[r]])[0][1]], max_descriptors=per_image, seed=seed)
-            for r, seed in zip(rows, seeds)]
+    return [
+        sample_descriptors([phow.transform([cache[r]])[0][1]], max_descriptors=per_image, seed=seed)
+        for r, seed in zip(rows, seeds)
+    ]
 
 
 def fit_vocabulary(cache, rows: Sequence[int], work_dir, config: BaselineConfig, progress=True):
@@ -129,68 +146,63 @@ def fit_vocabulary(cache, rows: Sequence[int], work_dir, config: BaselineConfig,
     ``work_dir/vocabulary.npz`` + ``vocabulary.json`` and reused when the
     parameters match.
     """
-    from tqdm.auto import tqdm
-
     from ..parallel import imap
-    from ..encoding.vocabulary import Vocabulary
+    from ..progress import progress_bar
 
+    encoding = encoding_for(config)
     work_dir = Path(work_dir)
     npz, js = work_dir / "vocabulary.npz", work_dir / "vocabulary.json"
     rows = [r for r in rows if cache.ok[r]]
     fp = _vocab_fingerprint(config, [cache.names[r] for r in rows])
-    if npz.exists() and js.exists() and read_json(js, what="vocabulary record").get("params") == fp \
-            and config.encoding != "bow":
-        _log(f"vocabulary: reusing {npz}")
-        return vocabulary_from_arrays(config, load_npz(npz))
     if npz.exists() and js.exists() and read_json(js, what="vocabulary record").get("params") == fp:
-        v = Vocabulary.from_arrays({"n_words": config.n_words, "max_descriptors": config.max_descriptors,
-                                    "random_state": config.seed}, load_npz(npz))
         _log(f"vocabulary: reusing {npz}")
-        return v
+        return encoding.from_arrays(config, load_npz(npz))
     if not rows:
         raise ValueError("no readable training image to fit the vocabulary on")
     rng = np.random.default_rng(config.seed)
     if len(rows) > config.vocab_images:
         rows = sorted(rng.choice(rows, config.vocab_images, replace=False).tolist())
     per_image = max(1, math.ceil(config.max_descriptors / len(rows)))
-    seeds = [int(rng.integers(2 ** 31)) for _ in rows]  # drawn here, in row order: any backend, same samples
+    seeds = [int(rng.integers(2**31)) for _ in rows]  # drawn here, in row order: any backend, same samples
     phow_params = make_phow(config).get_params()
     cache_dir = str(Path(cache.directory).resolve())
-    tasks = [(cache_dir, rows[i:i + VOCAB_CHUNK], seeds[i:i + VOCAB_CHUNK], phow_params, per_image)
-             for i in range(0, len(rows), VOCAB_CHUNK)]
+    tasks = [
+        (cache_dir, rows[i : i + VOCAB_CHUNK], seeds[i : i + VOCAB_CHUNK], phow_params, per_image)
+        for i in range(0, len(rows), VOCAB_CHUNK)
+    ]
     samples = []
-    with tqdm(total=len(rows), desc="vocabulary: PHOW", unit="img", disable=not progress) as bar:
-        for chunk in imap(_vocabulary_samples_job, tasks, n_jobs=config.n_jobs, backend=config.backend,
-                          ordered=True):
+    with progress_bar(total=len(rows), desc="vocabulary: PHOW", unit="img", disable=not progress) as bar:
+        for chunk in imap(_vocabulary_samples_job, tasks, n_jobs=config.n_jobs, backend=config.backend, ordered=True):
             samples += chunk
             bar.update(len(chunk))
-    if config.encoding != "bow":
-        v = make_vocabulary(config)
-        if "verbose" in v.get_params():
-            v.set_params(verbose=progress)
-        what = f"RootSIFT, PCA and a {config.fv_components}-Gaussian mixture" if config.encoding == "fisher" \
-            else f"RootSIFT and {config.vlad_words} k-means words"
-        _log(f"vocabulary ({config.encoding}): {what} on {sum(len(s) for s in samples)} descriptors "
-             f"from {len(rows)} images")
-        v.fit(np.concatenate(samples))
-        atomic_save_npz(npz, v.to_arrays())
-        atomic_write_json(js, {"params": fp, "encoding": config.encoding, "n_features_out": v.n_features_out_})
-        return v
-    _log(f"vocabulary: k-means, {config.n_words} words on {sum(len(s) for s in samples)} descriptors "
-         f"from {len(rows)} images")
-    v = Vocabulary(config.n_words, config.max_descriptors, random_state=config.seed,
-                   progress=progress).fit(np.concatenate(samples))
-    atomic_save_npz(npz, v.to_arrays())
-    atomic_write_json(js, {"params": fp, "n_samples": v.n_samples_, "inertia": v.inertia_})
+    _log(
+        f"vocabulary: fitting the {encoding.label} on {sum(len(s) for s in samples)} descriptors "
+        f"from {len(rows)} images"
+    )
+    v = encoding.fit(config, np.concatenate(samples), progress=progress)
+    atomic_save_npz(npz, encoding.to_arrays(v))
+    atomic_write_json(js, {"params": fp, "encoding": encoding.name, "summary": encoding.summary(v)})
+    _log(f"vocabulary: {encoding.summary(v)}")
     return v
 
 
 def encode_split(cache, rows, names, work_dir, vocab, config: BaselineConfig, tag: str, progress=True):
-    """Pyramid features of the given cache rows into ``work_dir/features-<tag>`` (resumes)."""
-    enc = make_encoder(vocab, config)
-    store_dir = Path(work_dir) / f"features-{tag}-{vocabulary_sha256(vocab)[:12]}"
-    return encode_to_store(cache, rows, store_dir, make_phow(config), enc, n_jobs=config.n_jobs,
-                           backend=config.backend, shard_size=config.shard_size, progress=progress, names=names)
+    """The encoding's vectors of the given cache rows into ``work_dir/features-<tag>-<vocabulary hash>`` (resumes)."""
+    encoding = encoding_for(config)
+    store_dir = Path(work_dir) / f"features-{tag}-{encoding.vocabulary_sha256(vocab)[:12]}"
+    return encode_to_store(
+        cache,
+        rows,
+        store_dir,
+        make_phow(config),
+        encoding.make_encoder(vocab, config),
+        n_jobs=config.n_jobs,
+        backend=config.backend,
+        shard_size=config.shard_size,
+        progress=progress,
+        names=names,
+        encoding=encoding,
+    )
 
 
 def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=True, solver=None, label="train"):
@@ -203,11 +215,10 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
     begins its log line and names its progress bar (``"calibrate"`` for the
     calibration's held-out SVMs).
     """
-    from tqdm.auto import tqdm
-
     from ..classification.svm import OneVsRestSVM
+    from ..progress import progress_bar
 
-    kmap = make_kernel_map(kernel_map_name(config), n_features=store.dim)
+    kmap = make_kernel_map(encoding_for(config).kernel_map_name(config), n_features=store.dim)
     # both maps give 3 outputs per input (order 1; 2 sample steps)
     dim = store.dim * (1 if kmap is None else 3)
     solver = solver or config.solver
@@ -215,8 +226,14 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
     if solver == "auto":
         solver, why = choose_solver(store, len(rows), dim, config.n_jobs)
         why = f"; auto: {why}"
-    svm = OneVsRestSVM(C=config.C, class_weight=config.class_weight, solver=solver, n_epochs=config.n_epochs,
-                       random_state=config.seed, n_jobs=config.n_jobs)
+    svm = OneVsRestSVM(
+        C=config.C,
+        class_weight=config.class_weight,
+        solver=solver,
+        n_epochs=config.n_epochs,
+        random_state=config.seed,
+        n_jobs=config.n_jobs,
+    )
     transform = (lambda X: kmap.transform(X)) if kmap is not None else None
     if solver == "liblinear":
         X = store.load(rows)
@@ -236,12 +253,25 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
             start = min(svm.sgd_epochs_done, config.n_epochs)
         except (DataFileError, KeyError, ValueError) as exc:  # unreadable: start again, say why
             _log(f"warning: {ckpt}: {exc}; training from the first epoch")
-            svm = OneVsRestSVM(C=config.C, class_weight=config.class_weight, solver=solver,
-                               n_epochs=config.n_epochs, random_state=config.seed, n_jobs=config.n_jobs)
-    _log(f"{label}: 14 linear SVMs (SGD, out of core, {config.n_epochs} epochs) on {len(rows)} x {dim} "
-         f"features{why}" + (f"; resuming after epoch {start} ({ckpt.name})" if start else ""))
-    bar = tqdm(total=len(rows) * config.n_epochs, initial=len(rows) * start, desc=f"{label} (SGD)", unit="img",
-               disable=not progress)
+            svm = OneVsRestSVM(
+                C=config.C,
+                class_weight=config.class_weight,
+                solver=solver,
+                n_epochs=config.n_epochs,
+                random_state=config.seed,
+                n_jobs=config.n_jobs,
+            )
+    _log(
+        f"{label}: 14 linear SVMs (SGD, out of core, {config.n_epochs} epochs) on {len(rows)} x {dim} "
+        f"features{why}" + (f"; resuming after epoch {start} ({ckpt.name})" if start else "")
+    )
+    bar = progress_bar(
+        total=len(rows) * config.n_epochs,
+        initial=len(rows) * start,
+        desc=f"{label} (SGD)",
+        unit="img",
+        disable=not progress,
+    )
     for epoch in range(start, config.n_epochs):
         for Xb, pos in store.batches(rows, seed=config.seed, epoch=epoch, transform=transform):
             svm.partial_fit(Xb, Y[pos], y_all=Y)  # y_all: lambda = 1/(C n), balanced weights, epoch length
@@ -249,9 +279,11 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
         atomic_save_npz(ckpt, svm.sgd_checkpoint())  # a kill from here on resumes after this epoch
     bar.close()
     if not svm.converged_.all():
-        _log(f"warning: {label}: SGD did not converge for {int((~svm.converged_).sum())} class(es) in {config.n_epochs} "
-             f"epochs (last relative weight change {svm.weight_change_[-1].max():.2g} > tol {svm.tol:g}; "
-             "objective per epoch in metrics.json)")
+        _log(
+            f"warning: {label}: SGD did not converge for {int((~svm.converged_).sum())} class(es) in {config.n_epochs} "
+            f"epochs (last relative weight change {svm.weight_change_[-1].max():.2g} > tol {svm.tol:g}; "
+            "objective per epoch in metrics.json)"
+        )
     return svm
 
 
@@ -267,12 +299,12 @@ def sgd_checkpoint_path(store: FeatureStore, rows, Y, config: BaselineConfig) ->
     h.update(str(Path(store.directory).name).encode())
     h.update(np.ascontiguousarray(rows, np.int64).tobytes())
     h.update(np.ascontiguousarray(Y, np.uint8).tobytes())
-    h.update(repr(tuple(getattr(config, k) for k in ("C", "class_weight", "n_epochs", "seed",
-                                                     "kernel_map"))).encode())
+    h.update(repr(tuple(getattr(config, k) for k in ("C", "class_weight", "n_epochs", "seed", "kernel_map"))).encode())
     return Path(store.directory).parent / f"sgd-{h.hexdigest()[:16]}.npz"
 
 
 def open_dataset(data_dir, config: BaselineConfig, strict=False):
+    """The ChestX-ray14 folder ``data_dir`` with the config's validation carve (``val_fraction``, ``seed``)."""
     from ..data.chestxray14 import ChestXray14
 
     return ChestXray14(data_dir, strict=strict, val_fraction=config.val_fraction, seed=config.seed)
@@ -294,12 +326,17 @@ def train_model(data_dir, work_dir, config: BaselineConfig, progress=True, ds=No
     ds = ds or open_dataset(data_dir, config)
     with folder_lock(work_dir):
         cache, rows, vocab = prepare_training(ds, work_dir, config, progress)
-        store = encode_split(cache, range(len(cache)), cache.names, work_dir, vocab, config, config.train_split,
-                             progress)
+        store = encode_split(
+            cache, range(len(cache)), cache.names, work_dir, vocab, config, config.train_split, progress
+        )
         Y = ds.labels([cache.names[r] for r in rows])
         svm = train_svms(store, rows, Y, config, progress)
-        model = PhowModel(config, vocab, svm, info={"trained_on": config.train_split, "n_train": len(rows),
-                                                    "training": svm.convergence()})
+        model = PhowModel(
+            config,
+            vocab,
+            svm,
+            info={"trained_on": config.train_split, "n_train": len(rows), "training": svm.convergence()},
+        )
         if config.calibration != "none":
             calibrate_model(model, ds, cache, store, rows, Y, work_dir, progress)
     return model
@@ -320,28 +357,43 @@ def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progr
     points (``config.operating_rule``) are chosen on the calibrated
     validation probabilities.
     """
-    from ..classification.calibration import OperatingPoints, PlattCalibrator
+    from ..classification import OperatingPoints, PlattCalibrator
 
     config = model.config
     val = set(ds.split_names("val"))
     val_rows = [i for i, r in enumerate(rows) if cache.names[r] in val]
     if val_rows:
         fit_rows = [i for i in range(len(rows)) if cache.names[rows[i]] not in val]
-        _log(f"calibrate: 14 held-out SVMs on {len(fit_rows)} training images score the {len(val_rows)} "
-             f"validation images")
+        _log(
+            f"calibrate: 14 held-out SVMs on {len(fit_rows)} training images score the {len(val_rows)} "
+            f"validation images"
+        )
         # the solver of the final SVMs (not chosen again for the fewer rows): the calibration must map
         # the scores of the same kind of SVM
-        ho = train_svms(store, [rows[i] for i in fit_rows], np.asarray(Y)[fit_rows], config, progress=progress,
-                        solver=model.svm.solver, label="calibrate")
+        ho = train_svms(
+            store,
+            [rows[i] for i in fit_rows],
+            np.asarray(Y)[fit_rows],
+            config,
+            progress=progress,
+            solver=model.svm.solver,
+            label="calibrate",
+        )
         kmap = model.kernel_map
-        S = np.concatenate([ho.decision_function(Xb if kmap is None else kmap.transform(np.asarray(Xb, np.float32)))
-                            for Xb, _ in store.batches([rows[i] for i in val_rows])])
+        S = np.concatenate(
+            [
+                ho.decision_function(Xb if kmap is None else kmap.transform(np.asarray(Xb, np.float32)))
+                for Xb, _ in store.batches([rows[i] for i in val_rows])
+            ]
+        )
         Yv = np.asarray(Y)[val_rows]
         source = f"held-out SVMs trained on the {len(fit_rows)} {config.train_split} images outside the carve"
     else:
         if not val:
-            _log(f"warning: {ds.root}: the validation carve is empty; the model is not calibrated (scores are SVM "
-                 "margins)")
+            _log(
+                f"warning: {ds.root}: the validation carve is empty; the model is not calibrated (scores are SVM "
+                "margins)"
+            )
             return model
         names, S, _ = score_split(model, ds, "val", work_dir, progress)
         if not names:
@@ -351,9 +403,14 @@ def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progr
         source = "the model"
     model.calibrator = PlattCalibrator().fit(S, Yv)
     model.operating_points = OperatingPoints(config.operating_rule, config.min_sensitivity).fit(
-        model.calibrator.predict_proba(S), Yv)
-    model.info["calibrated_on"] = {"split": "val", "n_images": int(len(Yv)), "scores_from": source,
-                                   "n_positive": {lab: int(v) for lab, v in zip(LABELS, np.asarray(Yv).sum(0))}}
+        model.calibrator.predict_proba(S), Yv
+    )
+    model.info["calibrated_on"] = {
+        "split": "val",
+        "n_images": int(len(Yv)),
+        "scores_from": source,
+        "n_positive": {lab: int(v) for lab, v in zip(LABELS, np.asarray(Yv).sum(0))},
+    }
     return model
 
 
@@ -382,19 +439,30 @@ def score_split(model: PhowModel, ds, split: str, work_dir, progress=True):
     config = _runnable(model.config)
     with folder_lock(work_dir):
         cache = build_image_cache(ds, names, work_dir, config, progress, tag=split)
-        store = encode_split(cache, range(len(cache)), cache.names, work_dir, model.vocabulary, config,
-                             split, progress)
+        store = encode_split(cache, range(len(cache)), cache.names, work_dir, model.vocabulary, config, split, progress)
     rows = [i for i in range(len(cache)) if cache.ok[i]]
-    scores = np.concatenate([model.decision_function(Xb) for Xb, _ in store.batches(rows)]) if rows else \
-        np.zeros((0, len(LABELS)))
+    scores = (
+        np.concatenate([model.decision_function(Xb) for Xb, _ in store.batches(rows)])
+        if rows
+        else np.zeros((0, len(LABELS)))
+    )
     failures = [(f.path, f.reason) for f in cache.failures]
     return [cache.names[r] for r in rows], scores, failures
 
 
-def evaluate_model(model: PhowModel, data_dir, run_dir, work_dir, split=None, model_name="PHOW baseline",
-                   n_bootstrap=1000, progress=True, ds=None) -> dict:
+def evaluate_model(
+    model: PhowModel,
+    data_dir,
+    run_dir,
+    work_dir,
+    split=None,
+    model_name="PHOW baseline",
+    n_bootstrap=1000,
+    progress=True,
+    ds=None,
+) -> dict:
     """Score ``split`` (default the config's test split) and write the run directory."""
-    from ..evaluation.metrics import write_run_dir
+    from ..evaluation import write_run_dir
 
     ds = ds or open_dataset(data_dir, model.config)
     split = split or model.config.test_split
@@ -406,14 +474,27 @@ def evaluate_model(model: PhowModel, data_dir, run_dir, work_dir, split=None, mo
         cal["probabilities"] = model.calibrate(scores)
     if model.operating_points is not None:
         cal.update(thresholds=model.operating_points.thresholds_, operating_rule=model.operating_points.describe())
-    label = {"fisher": "Fisher vectors", "vlad": "VLAD"}.get(model.config.encoding)
+    label = model.encoding.label if model.encoding.names_runs else None
     if label and label not in model_name:  # the tables and the report name the encoding of every run
         model_name = f"PHOW baseline ({label})" if model_name == "PHOW baseline" else f"{model_name}, {label}"
-    return write_run_dir(run_dir, model_name=model_name, kind="phow", split=split, names=names,
-                         y_true=ds.labels(names), scores=scores, n_bootstrap=n_bootstrap, seed=model.config.seed,
-                         extra={"config": model.config.to_dict(), "encoding": model.config.encoding,
-                                "n_failures": len(failures),
-                                "training": model.svm.convergence()}, **cal)
+    return write_run_dir(
+        run_dir,
+        model_name=model_name,
+        kind="phow",
+        split=split,
+        names=names,
+        y_true=ds.labels(names),
+        scores=scores,
+        n_bootstrap=n_bootstrap,
+        seed=model.config.seed,
+        extra={
+            "config": model.config.to_dict(),
+            "encoding": model.config.encoding,
+            "n_failures": len(failures),
+            "training": model.svm.convergence(),
+        },
+        **cal,
+    )
 
 
 #: Image files per prediction task.
@@ -422,7 +503,7 @@ PREDICT_CHUNK = 32
 
 def _predict_job(model, paths, raw_scores=False):
     """A task of :func:`predict_paths`: ``[(name, scores or None, reason or None)]`` per file, in order."""
-    from ..data.preprocess import ImageReadError
+    from ..data import ImageReadError
 
     out = []
     for p in paths:
@@ -436,29 +517,30 @@ def _predict_job(model, paths, raw_scores=False):
 
 
 def predict_paths(model, paths: Sequence, progress=True, *, n_jobs=1, backend=None, raw_scores=False):
-    """Scores of image files by any model with ``preprocess`` and ``scores`` (PHOW or CNN):
+    """Scores of image files by any model kind (a :class:`~phow_baseline.model.protocol.Model`: PHOW or CNN):
     ``(names, scores (n, 14), failures [(file, reason)])``.
 
     Unreadable files (missing, corrupt, truncated, absurd header, not an
-    image: every :class:`~phow_baseline.data.preprocess.ImageReadError`) are
-    skipped and listed; the others are still scored.  A PHOW model scores
-    chunks of files in parallel on ``backend`` (``n_jobs`` workers; the model
-    is sent to each); a CNN model scores here, on its device.  The scores
+    image: every :class:`~phow_baseline.data.ImageReadError`) are
+    skipped and listed; the others are still scored.  A model whose
+    ``scores_in_workers`` is True (PHOW) scores chunks of files in parallel on
+    ``backend`` (``n_jobs`` workers; the model is sent to each); one whose
+    ``scores_in_workers`` is False (CNN) scores here, on its device.  The scores
     are the model's :meth:`scores` (probabilities for a calibrated PHOW model
     and for a CNN), or with ``raw_scores`` its ``raw_scores`` (SVM margins,
     CNN logits).
     """
-    from tqdm.auto import tqdm
-
     from ..parallel import imap
+    from ..progress import progress_bar
 
     paths = [str(Path(p).resolve()) if backend == "dask" else str(p) for p in paths]
-    chunks = [(model, paths[i:i + PREDICT_CHUNK], raw_scores) for i in range(0, len(paths), PREDICT_CHUNK)]
-    serial = getattr(model, "kind", "phow") == "cnn"
+    chunks = [(model, paths[i : i + PREDICT_CHUNK], raw_scores) for i in range(0, len(paths), PREDICT_CHUNK)]
+    serial = not model.scores_in_workers
     names, rows, failures = [], [], []
-    with tqdm(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
-        for chunk in imap(_predict_job, chunks, n_jobs=1 if serial else n_jobs, backend=None if serial else backend,
-                          ordered=True):
+    with progress_bar(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
+        for chunk in imap(
+            _predict_job, chunks, n_jobs=1 if serial else n_jobs, backend=None if serial else backend, ordered=True
+        ):
             for p, sc, reason in chunk:
                 if reason is not None:
                     failures.append((p, reason))
@@ -470,8 +552,9 @@ def predict_paths(model, paths: Sequence, progress=True, *, n_jobs=1, backend=No
     return names, scores, failures
 
 
-def run_baseline(data_dir, out_dir, config: BaselineConfig | None = None, progress=True, n_bootstrap=1000,
-                 model_name="PHOW baseline") -> dict:
+def run_baseline(
+    data_dir, out_dir, config: BaselineConfig | None = None, progress=True, n_bootstrap=1000, model_name="PHOW baseline"
+) -> dict:
     """All of it: train on ``config.train_split``, evaluate on ``config.test_split``.
 
     Writes ``out_dir/work`` (caches; reruns resume), ``out_dir/model``
@@ -484,7 +567,11 @@ def run_baseline(data_dir, out_dir, config: BaselineConfig | None = None, progre
     with folder_lock(work):
         atomic_write_json(out / "config.json", config.to_dict())
         ds = open_dataset(data_dir, config)
+        from .disk import check_run_space_for_dataset  # the disk the run needs against the free space, first
+
+        check_run_space_for_dataset(out, ds, config)
         model = train_model(data_dir, work, config, progress, ds=ds)
         model.save(out / "model")
-        return evaluate_model(model, data_dir, out / "run", work, model_name=model_name,
-                              n_bootstrap=n_bootstrap, progress=progress, ds=ds)
+        return evaluate_model(
+            model, data_dir, out / "run", work, model_name=model_name, n_bootstrap=n_bootstrap, progress=progress, ds=ds
+        )

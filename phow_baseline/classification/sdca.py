@@ -1,0 +1,724 @@
+"""Stochastic dual coordinate ascent (SDCA) for all the one-vs-rest hinge-loss SVMs at once, out of core.
+
+The solver of VLFeat's ``vl_svmtrain`` (Shalev-Shwartz and Zhang 2013,
+"Stochastic dual coordinate ascent methods for regularized loss
+minimization", JMLR 14), for the objective the package trains, per class
+``k``::
+
+    P(w) = lambda/2 (||w||^2 + w_b^2) + 1/n sum_i s_ik max(0, 1 - y_ik (w.x_i + B w_b))
+
+with ``lambda = 1 / (C n)``, ``y_ik`` in {-1, +1}, the class weights
+``s_ik`` (:func:`~phow_baseline.classification.svm.class_sample_weights`)
+and VLFeat's bias multiplier ``B`` (a constant feature ``B`` appended to every
+row; the intercept is ``b = B w_b``, regularised like the weights, as
+liblinear's ``intercept_scaling``).  Its dual, as VLFeat writes it
+(``vl/svm.c``, weighted hinge loss: ``alpha_ik`` in ``y_ik [0, s_ik]``)::
+
+    D(alpha) = -lambda/2 ||w(alpha)||^2 + 1/n sum_i y_ik alpha_ik,   w(alpha) = X' alpha / (lambda n)
+
+Each visit of a row ``i`` maximises ``D`` over ``alpha_ik`` in closed form
+(VLFeat's ``vl_svm_hinge_dca_update`` with the weight ``s``)::
+
+    q = (||x_i||^2 + B^2) / (lambda n)
+    alpha_ik <- y s clip(y ((y - w.x_i - B w_b) / (s q) + alpha_ik / s), 0, 1)
+    [w, w_b] += (alpha_new - alpha_old) / (lambda n) [x_i, B]
+
+One read of a row serves the dual updates of every class: the weights are
+one ``(d + 1, K)`` float64 array (row ``d``: the bias weights) and the duals
+one ``(n, K)`` array.  The steps are VLFeat's, one row after the other, but
+computed a batch of :data:`BATCH_ROWS` rows at a time with three GEMMs (the
+batch's scores at its start, its Gram matrix, which corrects each row's score
+for the batch's earlier steps exactly, and the weights' update): the same
+iterates up to rounding, at BLAS speed (:func:`_sdca_chunk`).  Rows are
+visited in a seeded random order per epoch (random shard order and random
+order inside each shard out of core); the kernel map, when given, is applied
+to each shard as it is read.
+
+Stopping: on VLFeat's duality gap ``P(w) - D(alpha)`` of each class (both
+objectives means over the ``n`` rows, as ``vl/svm.c`` computes them), relative
+to the primal: a class stops when ``(P - D) / P < tol``.  VLFeat stops on the
+absolute gap ``P - D < epsilon``, which is relative to ``P(0) = 1/n sum_i s_ik
+= 1`` (unit and "balanced" weights alike): the same where ``P`` is near 1,
+but far too loose where the rows are (nearly) separable and ``P* << 1``: on
+the sample's bag of words (422 images) ``P*`` is 0.001 to 0.014 per class and
+the absolute ``1e-3`` left the primal 5% to 60% above liblinear's.  By weak
+duality ``D <= P* <= P``, so ``(P - D) / P < tol`` bounds the primal's
+relative excess ``(P - P*) / P*`` by ``tol / (1 - tol)``.  The default
+``tol = 1e-3`` is ``vl_svmtrain``'s documented ``Epsilon`` default (the C
+library's ``vl_svm_new`` sets 1e-2).  The maximum number of epochs defaults
+to :data:`DEFAULT_MAX_EPOCHS` (VLFeat's ``MaxNumIterations = 10 / lambda``
+row updates are 100 epochs at ``C = 10``, fewer than the sample's separable
+classes need: 100 to 190 epochs to the relative gap 1e-3).
+The primal objective needs the scores of all rows at one ``w``: rather than
+a second pass per epoch, the pass of epoch ``e + 1`` scores each shard with
+the weights frozen at the end of epoch ``e`` (one float64 GEMM per shard)
+before updating them, so a class's gap is known one pass late; a class whose
+gap is below ``tol`` gets back the weights and duals of the epoch that the
+gap certifies (``P`` and ``D`` recorded are of exactly the weights returned).
+After the last epoch one scoring pass (no updates) certifies the rest.
+
+Checkpoints: after every epoch the whole state is a dict of arrays
+(:meth:`SDCASolver.checkpoint`, saved as ``.npz``); a solver rebuilt from it
+(:meth:`SDCASolver.from_checkpoint`) goes on bit for bit as an uninterrupted
+run (the row order of epoch ``e`` depends only on the seed and ``e``).
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numba
+import numpy as np
+
+#: VLFeat's bias multiplier default (``vl_svm_new``: ``biasMultiplier = 1``; ``vl_svmtrain``'s
+#: ``BiasMultiplier:: 1``), the same as liblinear's ``intercept_scaling = 1`` of the liblinear solver.
+BIAS_MULTIPLIER = 1.0
+#: Duality-gap tolerance, ``(P - D) / P``: the value of ``vl_svmtrain``'s documented ``Epsilon:: 1e-3``.
+DEFAULT_GAP_TOL = 1e-3
+#: Epochs at most.  VLFeat's ``MaxNumIterations = 10 / lambda`` row updates (``ceil(10 C)`` epochs, 100 at
+#: ``C = 10``) stop the sample's separable classes short of the gap; each class stops on its gap anyway.
+DEFAULT_MAX_EPOCHS = 1000
+#: Rows per chunk of the in-memory path (as one feature-store shard).
+ARRAY_CHUNK_ROWS = 256
+#: Rows per batch of :func:`_sdca_chunk` at most: its Gram matrix costs about ``b d`` flops a row, the
+#: batch's scores and the weights' update ``4 d K`` (``K`` the classes still training); a pass uses
+#: ``b = clip(2 K, 8, BATCH_ROWS)`` (32 was faster than 8 and 16 at d = 36,000, K = 14, one core).
+BATCH_ROWS = 32
+
+
+def batch_rows_for(n_active: int) -> int:
+    """Rows per batch for ``n_active`` classes still training: ``clip(2 K, 8, BATCH_ROWS)``.
+
+    Parameters
+    ----------
+    n_active : int
+
+    Returns
+    -------
+    int
+    """
+    return int(min(BATCH_ROWS, max(8, 2 * int(n_active))))
+#: Format of :meth:`SDCASolver.checkpoint`'s arrays.
+CHECKPOINT_FORMAT = 1
+
+
+# -- the rows, in memory or in a feature store ------------------------------------------------------------
+
+class ArrayRows:
+    """In-memory rows as SDCA reads them: one seeded permutation per epoch, in chunks.
+
+    Parameters
+    ----------
+    X : (n, d) array
+        Features (converted to C-contiguous float32).
+    chunk_rows : int
+        Rows per chunk (the unit of the primal scoring GEMM).
+    """
+
+    def __init__(self, X, chunk_rows: int = ARRAY_CHUNK_ROWS):
+        self.X = np.ascontiguousarray(X, dtype=np.float32)
+        if self.X.ndim != 2:
+            raise ValueError(f"features must be a 2-D array (n, d), got shape {self.X.shape}")
+        self.chunk_rows = int(chunk_rows)
+
+    @property
+    def n_rows(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    def epoch(self, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+        """Yield ``(X_chunk (m, d) float32, positions (m,) int64, where)`` in epoch ``epoch``'s order.
+
+        Parameters
+        ----------
+        seed, epoch : int
+            The order is ``default_rng([seed, epoch]).permutation(n)``.
+        """
+        order = np.random.default_rng([int(seed), int(epoch)]).permutation(self.n_rows)
+        for lo in range(0, self.n_rows, self.chunk_rows):
+            pos = order[lo:lo + self.chunk_rows]
+            yield self.X[pos], pos.astype(np.int64), f"rows {lo}..{lo + len(pos) - 1} of epoch {epoch}'s order"
+
+
+class StoreRows:
+    """Rows of a feature store as SDCA reads them: shards in a seeded random order per epoch, rows in a
+    seeded random order inside each shard, one shard in memory at a time.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        Anything with ``n_shards``, ``dim``, ``shard_rows(s)``, ``read_shard(s)`` and ``shard_path(s)``
+        (:class:`phow_baseline.encoding.store.FeatureStore`).
+    rows : sequence of int, optional
+        The store rows to train on (default all); positions (and the labels) follow this order.
+    """
+
+    def __init__(self, store, rows=None):
+        self.store = store
+        n = sum(len(store.shard_rows(s)) for s in range(store.n_shards))
+        sel = np.arange(n) if rows is None else np.asarray(rows, np.int64)
+        if sel.ndim != 1 or (len(sel) and (sel.min() < 0 or sel.max() >= n)):
+            raise ValueError(f"rows must be store rows in 0..{n - 1}")
+        if len(np.unique(sel)) != len(sel):
+            raise ValueError("rows must not repeat a store row")
+        self.pos_of = np.full(n, -1, np.int64)
+        self.pos_of[sel] = np.arange(len(sel))
+        self._n = len(sel)
+
+    @property
+    def n_rows(self) -> int:
+        return self._n
+
+    @property
+    def n_features(self) -> int:
+        return int(self.store.dim)
+
+    def epoch(self, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+        """Yield ``(X_shard_rows (m, d) float32, positions (m,) int64, shard file)``; see the class."""
+        rng = np.random.default_rng([int(seed), int(epoch)])
+        for s in rng.permutation(self.store.n_shards):
+            r = self.store.shard_rows(int(s))
+            pos = self.pos_of[r.start:r.stop]
+            local = np.flatnonzero(pos >= 0)
+            if not len(local):
+                continue
+            local = rng.permutation(local)
+            X = self.store.read_shard(int(s))  # checks the shard's shape against the index, naming the file
+            yield np.ascontiguousarray(X[local], dtype=np.float32), pos[local], str(self.store.shard_path(int(s)))
+
+
+# -- the kernel ---------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def _sdca_batch(S0, G, pos, Y, class_w, alpha, active, lam_n, M):  # pragma: no cover
+    """VLFeat's dual coordinate step for each row of a batch, in order, and each active class.
+
+    S0 (b, K) float64: the batch's scores ``w.x + B w_b`` at the batch's start; G (b, b) float64:
+    ``x_r.x_r' + B^2``; pos (b,) int64: rows of ``alpha`` and ``Y``; Y (n, K) int8 0/1; class_w (K, 2)
+    float64: negative and positive weight; alpha (n, K) float64, updated; active (K,) bool; lam_n:
+    ``lambda n``; M (b, K) float64, filled: each step's ``delta / (lambda n)`` (the weights move by
+    ``M' [X, B]`` after the batch).  The score of row ``r`` is ``S0[r] + sum_{r' < r} G[r, r'] M[r']``:
+    exactly the score under the weights after the batch's earlier steps.  Returns whether any step moved.
+    """
+    b, K = S0.shape
+    moved = False
+    for r in range(b):
+        i = pos[r]
+        q = G[r, r] / lam_n
+        for k in range(K):
+            M[r, k] = 0.0
+            if not active[k]:
+                continue
+            s = class_w[k, Y[i, k]]
+            if s <= 0.0:
+                continue
+            y = 2.0 * Y[i, k] - 1.0
+            if q == 0.0:
+                # B = 0 and an empty row: its hinge is the constant 1, its dual optimum y s (w unchanged)
+                alpha[i, k] = y * s
+                continue
+            inner = S0[r, k]
+            for rr in range(r):
+                inner += G[r, rr] * M[rr, k]
+            a = alpha[i, k]
+            z = y * ((y - inner) / (s * q) + a / s)
+            if z < 0.0:
+                z = 0.0
+            elif z > 1.0:
+                z = 1.0
+            new = y * s * z
+            delta = new - a
+            if delta != 0.0:
+                alpha[i, k] = new
+                M[r, k] = delta / lam_n
+                moved = True
+    return moved
+
+
+def _sdca_chunk(X, pos, Y, class_w, alpha, W, active, lam_n, bias_mult, batch_rows=16):
+    """SDCA steps for the rows of ``X`` in order, all classes at once, in batches of ``batch_rows``.
+
+    Sequential SDCA (VLFeat's ``_vl_svm_sdca_train`` loop, one row at a time) computed with three GEMMs
+    per batch: the batch's scores at its start, its Gram matrix (the scores' corrections by the batch's
+    earlier steps, :func:`_sdca_batch`), and the weights' update; the same steps up to rounding.
+
+    Parameters
+    ----------
+    X : (m, d) float64, C-contiguous
+        The rows, in visiting order.
+    pos : (m,) int64
+        Their rows in ``alpha`` and ``Y``.
+    Y : (n, K) int8
+    class_w : (K, 2) float64
+    alpha : (n, K) float64
+        Duals, updated in place.
+    W : (d + 1, K) float64, C-contiguous
+        Weights (row ``d``: the bias weight ``w_b``), updated in place.
+    active : (K,) bool
+    lam_n : float
+        ``lambda n = 1 / C``.
+    bias_mult : float
+    batch_rows : int
+    """
+    from scipy.linalg.blas import dgemm
+
+    d = X.shape[1]
+    Wt = W[:d].T  # (K, d), Fortran-ordered: BLAS updates it in place
+    M = np.empty((batch_rows, W.shape[1]))
+    bb = bias_mult * bias_mult
+    for lo in range(0, len(X), batch_rows):
+        Xb = X[lo:lo + batch_rows]
+        S0 = Xb @ W[:d]
+        S0 += bias_mult * W[d]
+        G = Xb @ Xb.T
+        G += bb
+        Mb = M[:len(Xb)]
+        if _sdca_batch(S0, G, pos[lo:lo + batch_rows], Y, class_w, alpha, active, lam_n, Mb):
+            dgemm(1.0, Mb, Xb.T, beta=1.0, c=Wt, trans_a=1, trans_b=1, overwrite_c=1)  # W[:d] += X_b' M
+            W[d] += bias_mult * Mb.sum(0)
+
+
+# -- the solver ----------------------------------------------------------------------------------------------
+
+def _as_transform(transform) -> Callable | None:
+    if transform is None:
+        return None
+    if hasattr(transform, "transform"):  # a fitted kernel map (HomogeneousKernelMap, AdditiveChi2Map)
+        return transform.transform
+    if callable(transform):
+        return transform
+    raise TypeError(f"transform must be None, a callable or a fitted kernel map, got {type(transform).__name__}")
+
+
+class SDCAStopped(Exception):
+    """Raised by an ``on_epoch`` callback to stop training after a checkpoint (tests stand it in for a kill)."""
+
+
+class SDCASolver:
+    """The state and loop of SDCA for ``K`` hinge-loss SVMs on the same rows (see the module's text).
+
+    Parameters
+    ----------
+    Y : (n, K) array of 0/1
+        Labels of the ``n`` training rows, one column per SVM.
+    C : float
+        Inverse regularisation, ``lambda = 1 / (C n)``.
+    class_weights : (K, 2) array of float, optional
+        Weight of the negatives and the positives of each class (default 1 and 1).
+    tol : float
+        Relative duality-gap tolerance, ``(P - D) / P`` (default :data:`DEFAULT_GAP_TOL`).
+    max_epochs : int, optional
+        Passes over the rows at most (default :data:`DEFAULT_MAX_EPOCHS`).
+    seed : int
+        Seeds the row order of every epoch.
+    bias_multiplier : float
+        VLFeat's ``B`` (default 1).
+    n_threads : int
+        BLAS threads of the GEMMs (``threadpoolctl``; OpenBLAS splits a GEMM's output between threads, so
+        the result does not depend on it).
+    class_names : sequence of str, optional
+        Names of the classes for messages (default ``"class k"``).
+
+    Attributes
+    ----------
+    epochs_done : int
+        Update passes done.
+    finished : bool
+        Every class is certified (converged or scored after the last epoch).
+    duality_gap, primal, dual : (K,) float64
+        Of each class's returned weights (NaN until certified).
+    n_epochs : (K,) int64
+        Epochs behind each class's returned weights.
+    time_s : (K,) float64
+        Seconds of training (across resumes) until each class's weights were certified.
+    converged : (K,) bool
+        ``duality_gap / primal < tol``.
+    gap_history, primal_history, dual_history : (E, K) float64
+        Per epoch ``e = 1..E``, the objectives of the weights after epoch ``e`` (NaN after a class stopped).
+    """
+
+    def __init__(self, Y, C, class_weights=None, tol=DEFAULT_GAP_TOL, max_epochs=None, seed=0,
+                 bias_multiplier=BIAS_MULTIPLIER, n_threads=1, class_names=None):
+        Y = np.asarray(Y)
+        if Y.ndim != 2 or not np.isin(Y, (0, 1)).all():
+            raise ValueError(f"Y must be a 0/1 label matrix (n, n_classes), got shape {Y.shape}")
+        if Y.shape[0] < 1 or Y.shape[1] < 1:
+            raise ValueError(f"SDCA needs at least one row and one class, got Y of shape {Y.shape}")
+        if not (isinstance(C, numbers.Real) and C > 0):
+            raise ValueError(f"C must be positive, got {C!r}")
+        if not (isinstance(tol, numbers.Real) and tol >= 0):
+            raise ValueError(f"tol must be >= 0, got {tol!r}")
+        if not (isinstance(bias_multiplier, numbers.Real) and bias_multiplier >= 0):
+            raise ValueError(f"bias_multiplier must be >= 0, got {bias_multiplier!r}")
+        max_epochs = DEFAULT_MAX_EPOCHS if max_epochs is None else max_epochs
+        if not isinstance(max_epochs, numbers.Integral) or max_epochs < 1:
+            raise ValueError(f"max_epochs must be a positive integer, got {max_epochs!r}")
+        self.Y = np.ascontiguousarray(Y, dtype=np.int8)
+        n, K = self.Y.shape
+        cw = np.ones((K, 2)) if class_weights is None else np.asarray(class_weights, np.float64)
+        if cw.shape != (K, 2) or not np.isfinite(cw).all() or (cw < 0).any():
+            raise ValueError(f"class_weights must be (n_classes, 2) = {(K, 2)} non-negative numbers, got {cw.shape}")
+        self.class_weights = np.ascontiguousarray(cw)
+        self.C, self.tol, self.max_epochs, self.seed = float(C), float(tol), int(max_epochs), int(seed)
+        self.bias_multiplier = float(bias_multiplier)
+        self.lam = 1.0 / (self.C * n)
+        self.n_threads = max(1, int(n_threads))
+        self.class_names = [f"class {k}" for k in range(K)] if class_names is None else [str(c) for c in class_names]
+        self.n_features = None
+        self.W = None          # (d + 1, K) float64, built on the first chunk
+        self.alpha = np.zeros((n, K))
+        self.active = np.ones(K, bool)
+        self.epochs_done = 0
+        self.finished = False
+        self.pending_dual = np.full(K, np.nan)      # D and lambda/2 ||w||^2 after epochs_done passes
+        self.pending_reg = np.full(K, np.nan)
+        nan = np.full(K, np.nan)
+        self.duality_gap, self.primal, self.dual = nan.copy(), nan.copy(), nan.copy()
+        self.n_epochs = np.zeros(K, np.int64)
+        self.time_s = np.zeros(K)
+        self.converged = np.zeros(K, bool)
+        self.gap_history = np.zeros((0, K))
+        self.primal_history = np.zeros((0, K))
+        self.dual_history = np.zeros((0, K))
+        self.elapsed_s = 0.0
+        self._warn_degenerate()
+
+    @property
+    def n_rows(self) -> int:
+        return self.Y.shape[0]
+
+    @property
+    def n_classes(self) -> int:
+        return self.Y.shape[1]
+
+    def _warn_degenerate(self):
+        npos = self.Y.sum(0, dtype=np.int64)
+        for k in np.flatnonzero((npos == 0) | (npos == self.n_rows)):
+            which = "positive" if npos[k] == 0 else "negative"
+            warnings.warn(f"{self.class_names[k]} has no {which} example among the {self.n_rows} training rows: "
+                          f"its SVM is trained as the others, and learns only a bias (every score "
+                          f"{'negative' if npos[k] == 0 else 'positive'})", UserWarning, stacklevel=3)
+
+    # -- public results ------------------------------------------------------------------------------------
+    @property
+    def coef(self) -> np.ndarray:
+        """``(K, d)`` float64 weights (zeros before any row was seen)."""
+        return np.zeros((self.n_classes, self.n_features or 0)) if self.W is None else self.W[:-1].T.copy()
+
+    @property
+    def intercept(self) -> np.ndarray:
+        """``(K,)`` float64 intercepts ``B w_b``."""
+        return np.zeros(self.n_classes) if self.W is None else self.bias_multiplier * self.W[-1]
+
+    # -- training ------------------------------------------------------------------------------------------
+    def run(self, source, transform=None, checkpoint=None, on_epoch=None) -> "SDCASolver":
+        """Train until every class is certified (converged, or scored after ``max_epochs``).
+
+        Parameters
+        ----------
+        source : ArrayRows or StoreRows
+            The ``n`` rows (``source.n_rows`` must equal ``len(Y)``).
+        transform : callable or fitted kernel map, optional
+            Applied to each chunk as read (e.g. the homogeneous kernel map).
+        checkpoint : path, optional
+            Where the state is saved (``.npz``, atomically) after every epoch.
+        on_epoch : callable, optional
+            Called with the solver after each epoch's checkpoint; it may raise (e.g. :class:`SDCAStopped`)
+            to stop.
+
+        Returns
+        -------
+        SDCASolver
+            ``self``.
+        """
+        if source.n_rows != self.n_rows:
+            raise ValueError(f"{source.n_rows} feature rows for {self.n_rows} label rows")
+        from threadpoolctl import threadpool_limits
+
+        fn = _as_transform(transform)
+        with threadpool_limits(limits=self.n_threads, user_api="blas"):
+            self._run(source, fn, checkpoint, on_epoch)
+        return self
+
+    def _run(self, source, fn, checkpoint, on_epoch):
+        while not self.finished:
+            t0 = time.perf_counter()
+            if self.epochs_done >= self.max_epochs:
+                self._score_pass(source, fn, t0)
+            else:
+                self._update_pass(source, fn, t0)
+            if checkpoint is not None:
+                from ..io import atomic_save_npz
+
+                atomic_save_npz(checkpoint, self.checkpoint())
+            if on_epoch is not None:
+                on_epoch(self)
+
+    def _read(self, source, fn, epoch):
+        """The chunks of ``epoch``, checked (finite, one dimension) and mapped."""
+        for X, pos, where in source.epoch(self.seed, epoch):
+            if X.ndim != 2 or X.shape[1] != source.n_features:
+                raise ValueError(f"{where}: {X.shape[1] if X.ndim == 2 else X.shape} feature columns, expected "
+                                 f"{source.n_features} (the store's shards disagree in dimension)")
+            bad = ~np.isfinite(X)
+            if bad.any():
+                rows = np.unique(np.nonzero(bad)[0])
+                raise ValueError(f"{where}: {int(bad.sum())} non-finite feature value(s) (NaN or infinity) in "
+                                 f"{len(rows)} row(s), training rows {pos[rows][:10].tolist()}; re-encode those images")
+            if fn is not None:
+                X = np.ascontiguousarray(fn(X), dtype=np.float32)
+                if X.ndim != 2 or X.shape[0] != len(pos) or not np.isfinite(X).all():
+                    raise ValueError(f"{where}: the transform gave {X.shape} values with non-finite entries, "
+                                     f"or not one row per input row")
+            d = X.shape[1]
+            if self.n_features is None:
+                self.n_features = d
+                self.W = np.zeros((d + 1, self.n_classes))
+            elif d != self.n_features:
+                raise ValueError(f"{where}: {d} features (after the transform), expected {self.n_features} "
+                                 "(the store's shards disagree in dimension, or the checkpoint is of other features)")
+            yield X, pos
+
+    def _update_pass(self, source, fn, t0):
+        e = self.epochs_done
+        scoring = e > 0  # the weights after epoch e are scored during this pass, before their updates
+        snap_W = snap_alpha = None
+        loss = np.zeros(self.n_classes)
+        # the classes still training, in contiguous arrays of their own (the GEMMs' cost follows their number)
+        act = np.flatnonzero(self.active)
+        Y, cw = np.ascontiguousarray(self.Y[:, act]), np.ascontiguousarray(self.class_weights[act])
+        alpha = np.ascontiguousarray(self.alpha[:, act])
+        ones, b = np.ones(len(act), bool), batch_rows_for(len(act))
+        Wa = None
+        for X, pos in self._read(source, fn, e):
+            if Wa is None:
+                Wa = np.ascontiguousarray(self.W[:, act])
+                if scoring:
+                    snap_W, snap_alpha = self.W.copy(), self.alpha.copy()
+            X = X.astype(np.float64)  # one conversion serves the scoring and the updates
+            if scoring:
+                loss[act] += self._hinge_sum(X, pos, snap_W[:, act], act)
+            _sdca_chunk(X, pos, Y, cw, alpha, Wa, ones, self.lam * self.n_rows, self.bias_multiplier, b)
+        if Wa is None:
+            raise ValueError("no feature row to train on")
+        self.W[:, act] = Wa
+        self.alpha[:, act] = alpha
+        self.elapsed_s += time.perf_counter() - t0
+        if scoring:
+            self._certify(loss, snap_W, snap_alpha)
+        self.epochs_done = e + 1
+        self._dual_after_pass()
+        self._append_history()
+
+    def _score_pass(self, source, fn, t0):
+        """After the last epoch: score the rows with the final weights, certify every class still active."""
+        loss = np.zeros(self.n_classes)
+        act = np.flatnonzero(self.active)
+        for X, pos in self._read(source, fn, self.epochs_done):
+            loss[act] += self._hinge_sum(X.astype(np.float64), pos, self.W[:, act], act)
+        self.elapsed_s += time.perf_counter() - t0
+        self._certify(loss, self.W, self.alpha, final=True)
+
+    def _hinge_sum(self, X, pos, W, classes):
+        """Per class of ``classes``, ``sum_i s_i max(0, 1 - y_i (w.x_i + B w_b))`` over the chunk (a GEMM)."""
+        S = np.asarray(X, np.float64) @ W[:-1] + self.bias_multiplier * W[-1]
+        Yc = self.Y[pos][:, classes]
+        cw = self.class_weights[classes]
+        s = np.where(Yc == 1, cw[:, 1], cw[:, 0])
+        return (s * np.maximum(0.0, 1.0 - (2.0 * Yc - 1.0) * S)).sum(0)
+
+    def _dual_after_pass(self):
+        """``lambda/2 ||[w, w_b]||^2`` and ``D(alpha)`` of the active classes after this pass."""
+        reg = 0.5 * self.lam * (self.W ** 2).sum(0)
+        dual_loss = ((2.0 * self.Y - 1.0) * self.alpha).sum(0) / self.n_rows
+        self.pending_reg = np.where(self.active, reg, np.nan)
+        self.pending_dual = np.where(self.active, dual_loss - reg, np.nan)
+
+    def _certify(self, loss, W_then, alpha_then, final=False):
+        """The gap of the weights of ``epochs_done`` passes; stop the classes below ``tol``."""
+        primal = self.pending_reg + loss / self.n_rows
+        gap = primal - self.pending_dual
+        e = self.epochs_done
+        if len(self.gap_history) >= e:  # fill the history row of epoch e
+            row = e - 1
+            self.gap_history[row] = np.where(self.active, gap, self.gap_history[row])
+            self.primal_history[row] = np.where(self.active, primal, self.primal_history[row])
+        rel = gap / np.maximum(primal, np.finfo(float).tiny)
+        stop = self.active & ((rel < self.tol) if not final else True)
+        for k in np.flatnonzero(stop):
+            self.W[:, k] = W_then[:, k]
+            self.alpha[:, k] = alpha_then[:, k]
+            self.duality_gap[k], self.primal[k], self.dual[k] = gap[k], primal[k], self.pending_dual[k]
+            self.n_epochs[k] = e
+            self.time_s[k] = self.elapsed_s
+            self.converged[k] = rel[k] < self.tol
+        self.active &= ~stop
+        if final or not self.active.any():
+            self.finished = True
+
+    def _append_history(self):
+        K = self.n_classes
+        self.gap_history = np.vstack([self.gap_history, np.full((1, K), np.nan)])
+        self.primal_history = np.vstack([self.primal_history, np.full((1, K), np.nan)])
+        self.dual_history = np.vstack([self.dual_history, self.pending_dual[None]])
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+    def checkpoint(self) -> dict:
+        """The whole state after an epoch, as arrays (no pickles), keyed like the SGD checkpoint where the
+        meaning is the same (``coef``, ``intercept``, ``objective``, ``n_iter``, ``converged``, ``weights``,
+        ``alpha`` = lambda, ``epoch_rows``).
+
+        Returns
+        -------
+        dict of str to ndarray
+        """
+        d = -1 if self.n_features is None else self.n_features
+        W = np.zeros((1, self.n_classes)) if self.W is None else self.W
+        return {k: np.array(v) for k, v in {"format": np.array(CHECKPOINT_FORMAT), "solver": np.array("sdca"),
+                "coef": W[:-1].T, "intercept": self.bias_multiplier * W[-1], "bias_weight": W[-1].copy(),
+                "dual": self.alpha, "labels": self.Y, "weights": self.class_weights, "alpha": np.array(self.lam),
+                "epoch_rows": np.array(self.n_rows), "n_features_in": np.array(d),
+                "C": np.array(self.C), "tol": np.array(self.tol), "max_epochs": np.array(self.max_epochs),
+                "seed": np.array(self.seed), "bias_multiplier": np.array(self.bias_multiplier),
+                "epochs_done": np.array(self.epochs_done), "finished": np.array(self.finished),
+                "active": self.active, "pending_dual": self.pending_dual, "pending_reg": self.pending_reg,
+                "duality_gap": self.duality_gap, "primal": self.primal, "dual_objective": self.dual,
+                "n_iter": self.n_epochs, "time_s": self.time_s, "converged": self.converged,
+                "gap_history": self.gap_history, "objective": self.primal_history,
+                "dual_history": self.dual_history, "elapsed_s": np.array(self.elapsed_s)}.items()}
+
+    @classmethod
+    def from_checkpoint(cls, arrays: dict, *, n_threads=1, class_names=None, where="SDCA checkpoint") -> "SDCASolver":
+        """A solver that goes on from :meth:`checkpoint`'s arrays exactly as if never stopped.
+
+        Parameters
+        ----------
+        arrays : dict of str to ndarray
+        n_threads : int
+        class_names : sequence of str, optional
+        where : str
+            Names the checkpoint in errors (its file).
+
+        Returns
+        -------
+        SDCASolver
+        """
+        try:
+            if int(arrays["format"]) != CHECKPOINT_FORMAT or str(arrays["solver"]) != "sdca":
+                raise ValueError(f"{where}: not an SDCA checkpoint of format {CHECKPOINT_FORMAT}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # warned about when the training began
+                s = cls(arrays["labels"], float(arrays["C"]), arrays["weights"], float(arrays["tol"]),
+                        int(arrays["max_epochs"]), int(arrays["seed"]), float(arrays["bias_multiplier"]),
+                        n_threads, class_names)
+            n, K = s.Y.shape
+            d = int(arrays["n_features_in"])
+            if d >= 0:
+                coef = np.asarray(arrays["coef"], np.float64)
+                if coef.shape != (K, d):
+                    raise ValueError(f"{where}: weights of shape {coef.shape}, expected {(K, d)}")
+                s.n_features = d
+                s.W = np.empty((d + 1, K))
+                s.W[:-1] = coef.T
+                s.W[-1] = np.asarray(arrays["bias_weight"], np.float64)
+            s.alpha = np.array(arrays["dual"], np.float64).reshape(n, K)
+            s.active = np.array(arrays["active"], bool).reshape(K)
+            s.epochs_done, s.finished = int(arrays["epochs_done"]), bool(arrays["finished"])
+            s.pending_dual = np.array(arrays["pending_dual"], np.float64).reshape(K)
+            s.pending_reg = np.array(arrays["pending_reg"], np.float64).reshape(K)
+            s.duality_gap = np.array(arrays["duality_gap"], np.float64).reshape(K)
+            s.primal = np.array(arrays["primal"], np.float64).reshape(K)
+            s.dual = np.array(arrays["dual_objective"], np.float64).reshape(K)
+            s.n_epochs = np.array(arrays["n_iter"], np.int64).reshape(K)
+            s.time_s = np.array(arrays["time_s"], np.float64).reshape(K)
+            s.converged = np.array(arrays["converged"], bool).reshape(K)
+            s.gap_history = np.array(arrays["gap_history"], np.float64).reshape(-1, K)
+            s.primal_history = np.array(arrays["objective"], np.float64).reshape(-1, K)
+            s.dual_history = np.array(arrays["dual_history"], np.float64).reshape(-1, K)
+            s.elapsed_s = float(arrays["elapsed_s"])
+        except KeyError as exc:
+            raise ValueError(f"{where}: incomplete SDCA checkpoint (no array {exc})") from None
+        return s
+
+    def matches(self, other: "SDCASolver") -> bool:
+        """Whether ``other`` (e.g. from a checkpoint) is the same training: labels, weights and settings."""
+        return (self.Y.shape == other.Y.shape and np.array_equal(self.Y, other.Y)
+                and np.array_equal(self.class_weights, other.class_weights)
+                and (self.C, self.tol, self.max_epochs, self.seed, self.bias_multiplier)
+                == (other.C, other.tol, other.max_epochs, other.seed, other.bias_multiplier))
+
+
+def load_or_start(checkpoint, fresh: SDCASolver, n_features: int) -> SDCASolver:
+    """``fresh``, or the state in ``checkpoint`` when that file holds the same training (same labels,
+    weights, settings and feature dimension); an unreadable or different checkpoint is reported with a
+    warning naming the file, and training starts from the first epoch.
+
+    Parameters
+    ----------
+    checkpoint : path
+    fresh : SDCASolver
+        The solver of this training, not started.
+    n_features : int
+        The feature dimension the training will see (after the transform), or -1 if not known.
+
+    Returns
+    -------
+    SDCASolver
+    """
+    from ..io import DataFileError, load_npz
+
+    path = Path(checkpoint)
+    if not path.exists():
+        return fresh
+    try:
+        old = SDCASolver.from_checkpoint(load_npz(path), n_threads=fresh.n_threads, class_names=fresh.class_names,
+                                         where=str(path))
+        if not fresh.matches(old):
+            raise ValueError(f"{path}: the checkpoint is of another training (labels or settings differ)")
+        if old.n_features is not None and n_features >= 0 and old.n_features != n_features:
+            raise ValueError(f"{path}: the checkpoint has {old.n_features} features, the data {n_features}")
+        return old
+    except (DataFileError, ValueError, OSError) as exc:
+        warnings.warn(f"{exc}; training from the first epoch", UserWarning, stacklevel=2)
+        return fresh
+
+
+def svm_objective(X, Y, coef, intercept, C, class_weights=None, bias_multiplier=BIAS_MULTIPLIER) -> np.ndarray:
+    """The primal objective every solver of the package minimises, per class (float64).
+
+    ``lambda/2 (||w||^2 + (b / B)^2) + 1/n sum_i s_i max(0, 1 - y_i (w.x_i + b))`` with
+    ``lambda = 1 / (C n)``: the bias is regularised through VLFeat's bias multiplier ``B`` (liblinear's
+    ``intercept_scaling``); ``B = 0`` leaves it out.
+
+    Parameters
+    ----------
+    X : (n, d) array
+    Y : (n, K) array of 0/1
+    coef : (K, d) array
+    intercept : (K,) array
+    C : float
+    class_weights : (K, 2) array, optional
+        Negative and positive weight per class (default 1, 1).
+    bias_multiplier : float
+
+    Returns
+    -------
+    (K,) float64
+    """
+    X = np.asarray(X, np.float64)
+    Y = np.asarray(Y).reshape(len(X), -1)
+    coef = np.asarray(coef, np.float64).reshape(Y.shape[1], -1)
+    intercept = np.asarray(intercept, np.float64).reshape(-1)
+    cw = np.ones((Y.shape[1], 2)) if class_weights is None else np.asarray(class_weights, np.float64)
+    lam = 1.0 / (C * len(X))
+    reg = (coef ** 2).sum(1) + ((intercept / bias_multiplier) ** 2 if bias_multiplier > 0 else 0.0)
+    s = np.where(Y == 1, cw[:, 1], cw[:, 0])
+    hinge = np.maximum(0.0, 1.0 - (2.0 * Y - 1.0) * (X @ coef.T + intercept))
+    return 0.5 * lam * reg + (s * hinge).mean(0)

@@ -1,0 +1,172 @@
+"""Commands on trained models and runs: ``evaluate``, ``predict``, ``compare``, ``report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._group import Command
+from ._options import (
+    apply,
+    backend_options,
+    dask_cluster,
+    data_dir_argument,
+    keyword_default,
+    model_dir_argument,
+    n_bootstrap_option,
+    option,
+    out_folder_option,
+    show_progress,
+    split_option,
+    work_option,
+)
+
+
+def _evaluate_model():
+    from ..workflow.steps import evaluate_model
+
+    return evaluate_model
+
+
+def _predict_to_csv():
+    from ..workflow.predict import predict_to_csv
+
+    return predict_to_csv
+
+
+@click.command(cls=Command)
+@model_dir_argument()
+@data_dir_argument()
+@out_folder_option("runs/run", "Run directory to write (metrics.json, predictions.csv, figures).")
+@work_option()
+@split_option(help="Split to evaluate [the model's test split when not given].")
+@option("--name", library_default=keyword_default(_evaluate_model, "model_name"), help="Model name in the tables.")
+@n_bootstrap_option()
+def evaluate(model_dir, data_dir, out, work, split, name, n_bootstrap):
+    """Per-class ROC/AUROC of a trained PHOW model on a split; writes the run directory.
+
+    A CNN is evaluated by `phow-baseline cnn evaluate`.
+    """
+    from ..evaluation import format_auroc_table
+    from ..model import load_model
+    from ..workflow.steps import evaluate_model
+
+    model = load_model(model_dir)
+    if model.kind != "phow":
+        raise click.UsageError(
+            f"{model_dir} holds a {model.kind} model: evaluate it with 'phow-baseline {model.kind} evaluate'"
+        )
+    metrics = evaluate_model(
+        model, data_dir, out, work, split=split, model_name=name, n_bootstrap=n_bootstrap, progress=show_progress()
+    )
+    click.echo(format_auroc_table(metrics))
+    click.echo(f"\nrun directory: {out}")
+
+
+@click.command(cls=Command)
+@model_dir_argument()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@option(
+    "--out-csv",
+    "out_csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="predictions.csv",
+    metavar="FILE",
+    old_spellings=("--out",),
+    help="The predictions CSV to write (its folder is made).",
+)
+@option(
+    "--raw-scores", is_flag=True, help="Write the raw scores (PHOW: SVM margins; CNN: logits) instead of probabilities."
+)
+@option(
+    "--decisions",
+    is_flag=True,
+    help="Add a 0/1 column '<label> decision' per label, at the model's validation operating points.",
+)
+@apply(backend_options(n_jobs_default=keyword_default(_predict_to_csv, "n_jobs")))
+def predict(model_dir, inputs, out_csv, raw_scores, decisions, n_jobs, backend, scheduler):
+    """Score images (files or folders) with a model of any kind: one probability per label, in a CSV.
+
+    A PHOW model trained with calibration (the default) and a CNN give
+    probabilities in [0, 1]; a PHOW model trained with calibration 'none'
+    gives its SVM margins.  Unreadable files are listed (stderr and
+    FILE's .failures.csv), not fatal; the exit status is 1 when no image
+    could be scored.
+    """
+    from ..workflow.predict import predict_to_csv
+
+    with dask_cluster(backend, n_jobs, scheduler):
+        result = predict_to_csv(
+            model_dir,
+            inputs,
+            out_csv,
+            n_jobs=n_jobs,
+            backend=backend,
+            raw_scores=raw_scores,
+            decisions=decisions,
+            progress=show_progress(),
+        )
+    click.echo(f"scored {len(result.names)} image(s), {len(result.failures)} failure(s); wrote {result.out_csv}")
+    if len(result.names) == 1:
+        for label, score in zip(result.labels, result.scores[0]):
+            click.echo(f"  {label:<20} {score:+.4f}")
+    if not result.names:
+        raise click.ClickException("no image could be scored (the reasons are listed above)")
+
+
+@click.command(cls=Command)
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@out_folder_option(None, "Also write comparison.md and comparison.csv to this folder.")
+def compare(run_dirs, out):
+    """Put several runs (PHOW and CNN) in one per-class AUROC table with the published columns."""
+    from ..evaluation import comparison_table, read_metrics, table_markdown
+    from ..io import atomic_write_text
+
+    runs = [read_metrics(d) for d in run_dirs]
+    table = comparison_table(runs)
+    markdown = table_markdown(table, runs)
+    click.echo(markdown)
+    if out:
+        atomic_write_text(out / "comparison.md", markdown)
+        atomic_write_text(out / "comparison.csv", table.to_csv(float_format="%.4f"))
+        click.echo(f"wrote {out / 'comparison.md'} and {out / 'comparison.csv'}", err=True)
+
+
+def _write_report():
+    from ..report import write_report
+
+    return write_report
+
+
+@click.command(cls=Command)
+@click.argument("run_dirs", nargs=-1, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@out_folder_option("report", "Folder of the report (index.html).")
+@option(
+    "--localization",
+    "localization_dirs",
+    multiple=True,
+    metavar="FOLDER",
+    old_spellings=("--localisation",),
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A localize-eval output (repeatable).",
+)
+@option(
+    "--diff",
+    "diff_dirs",
+    multiple=True,
+    metavar="FOLDER",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A diff output (repeatable).",
+)
+@option("--title", library_default=keyword_default(_write_report, "title"), help="Title of the page.")
+def report(run_dirs, out, localization_dirs, diff_dirs, title):
+    """A self-contained static HTML report: AUROC tables, ROC curves, localization, follow-up dashboards."""
+    from ..report import write_report
+
+    if not (run_dirs or localization_dirs or diff_dirs):
+        raise click.UsageError("give at least one run, --localization or --diff directory")
+    click.echo(f"wrote {write_report(run_dirs, out, localization_dirs, diff_dirs, title=title)}")
+
+
+COMMANDS = (evaluate, predict, compare, report)

@@ -1,0 +1,199 @@
+"""Per-class ROC curves and AUROC, with bootstrap intervals and bands.
+
+AUROC is the Mann-Whitney statistic, computed from one sort and able to
+weight the images (:func:`auroc_weighted`), so that the bootstrap
+resamples (:func:`~phow_baseline.evaluation.bootstrap.bootstrap_weights`)
+cost one weighted pass each.  A resample that draws no positive (or no
+negative) image of a class has no AUROC for that class and is left out of
+that class's interval; the number of resamples actually used is recorded per
+class (``n_bootstrap_used``), so a reader sees when an interval rests on
+fewer resamples than asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..data.chestxray14 import LABELS
+from ._validation import check_truth_and_scores
+from .bootstrap import DEFAULT_N_BOOTSTRAP, bootstrap_weights
+
+#: False-positive rates at which the bootstrap band of each ROC curve is evaluated.
+ROC_GRID = np.linspace(0.0, 1.0, 101)
+
+
+def auroc_weighted(y: np.ndarray, s: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """AUROC of one class under one or many weightings of the samples.
+
+    AUROC = P(score of a positive > score of a negative) + P(tie) / 2, the
+    Mann-Whitney statistic, computed from one sort: for every group of tied
+    scores, positives in the group beat the negatives ranked below it and
+    tie with those inside it.
+
+    Parameters
+    ----------
+    y : (n,) bool
+    s : (n,) float
+    weights : (B, n) array, optional
+        Sample multiplicities (e.g. bootstrap counts); ``None`` is all ones.
+
+    Returns
+    -------
+    (B,) float array (NaN where a weighting leaves no positive or no negative).
+    """
+    order = np.argsort(s, kind="mergesort")
+    ss, yy = s[order], y[order]
+    w = np.ones((1, len(s))) if weights is None else np.asarray(weights, float)[:, order]
+    # tie groups: start index of each group of equal scores
+    starts = np.flatnonzero(np.r_[True, ss[1:] != ss[:-1]])
+    pos = np.add.reduceat(w * yy, starts, axis=1)
+    neg = np.add.reduceat(w * ~yy, starts, axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    P, N = pos.sum(1), neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * neg_below + 0.5 * pos * neg).sum(1) / (P * N)
+
+
+def auroc_weighted_all(y, s) -> np.ndarray:
+    """AUROC of every class, unweighted.
+
+    Parameters
+    ----------
+    y : (n, n_classes) bool
+        Ground truth.
+    s : (n, n_classes) float
+        Scores.
+
+    Returns
+    -------
+    (n_classes,) float array (NaN for a class without a positive or a negative).
+    """
+    return np.array([auroc_weighted(y[:, j], s[:, j])[0] for j in range(y.shape[1])])
+
+
+def bootstrap_auroc(y_true, scores, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0, chunk=100) -> np.ndarray:
+    """AUROC of every class on ``n_bootstrap`` resamples of the images.
+
+    Each resample draws n images with replacement (the same draw for every
+    class, so class means stay paired).  Returns ``(n_bootstrap, n_classes)``.
+    """
+    y, s = np.asarray(y_true).astype(bool), np.asarray(scores, float)
+    n, k = y.shape
+    out = np.empty((n_bootstrap, k))
+    lo = 0
+    for w in bootstrap_weights(n, n_bootstrap, seed, chunk):
+        for j in range(k):
+            out[lo : lo + len(w), j] = auroc_weighted(y[:, j], s[:, j], w)
+        lo += len(w)
+    return out
+
+
+def bootstrap_roc_band(y_true, scores, grid=ROC_GRID, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0, chunk=100, level=95.0):
+    """Pointwise bootstrap band of every class's ROC curve.
+
+    For each resample (the draws of :func:`bootstrap_auroc` for the same
+    ``seed``) the curve's true-positive rate at each false-positive rate of
+    ``grid`` is the highest TPR reached at an FPR no greater than it (the
+    curve as a step function); the band is the percentile interval of those
+    TPRs over the resamples that define the class (at least one positive and
+    one negative).
+
+    Returns
+    -------
+    lo, hi : (n_classes, len(grid)) arrays (NaN for a class never defined)
+    n_used : (n_classes,) int
+    """
+    y, s = np.asarray(y_true).astype(bool), np.asarray(scores, float)
+    n, k = y.shape
+    grid = np.asarray(grid, float)
+    tprs = [[] for _ in range(k)]
+    orders, lasts = [], []
+    for j in range(k):
+        o = np.argsort(-s[:, j], kind="mergesort")
+        ss = s[o, j]
+        orders.append(o)
+        lasts.append(np.r_[ss[1:] != ss[:-1], True])
+    for w in bootstrap_weights(n, n_bootstrap, seed, chunk):
+        for j in range(k):
+            wo = w[:, orders[j]].astype(np.float64)
+            yo = y[orders[j], j]
+            tp = np.cumsum(wo * yo, axis=1)[:, lasts[j]]
+            fp = np.cumsum(wo * ~yo, axis=1)[:, lasts[j]]
+            P, N = tp[:, -1:], fp[:, -1:]
+            ok = (P[:, 0] > 0) & (N[:, 0] > 0)
+            if not ok.any():
+                continue
+            tpr = np.c_[np.zeros((ok.sum(), 1)), tp[ok] / P[ok]]
+            fpr = np.c_[np.zeros((ok.sum(), 1)), fp[ok] / N[ok]]
+            rows = np.empty((len(tpr), len(grid)))
+            for r in range(len(tpr)):
+                rows[r] = tpr[r, np.searchsorted(fpr[r], grid, side="right") - 1]
+            tprs[j].append(rows)
+    a = (100.0 - level) / 2
+    lo, hi = np.full((k, len(grid)), np.nan), np.full((k, len(grid)), np.nan)
+    n_used = np.zeros(k, np.int64)
+    for j in range(k):
+        if tprs[j]:
+            t = np.concatenate(tprs[j])
+            n_used[j] = len(t)
+            lo[j], hi[j] = np.percentile(t, a, axis=0), np.percentile(t, 100 - a, axis=0)
+    return lo, hi, n_used
+
+
+def evaluate_scores(y_true, scores, labels: Sequence[str] = LABELS, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0) -> dict:
+    """Per-class ROC curves and AUROC, mean AUROC and bootstrap 95 % intervals.
+
+    A class with no positive (or no negative) image has no AUROC: it is
+    reported as ``None`` and left out of the mean, with its count in
+    ``undefined``.
+
+    Returns
+    -------
+    dict with ``labels``, ``auroc`` {label: float or None}, ``auroc_ci95``
+    {label: [lo, hi] or None}, ``mean_auroc``, ``mean_auroc_ci95``,
+    ``n_positive`` {label: int}, ``roc`` {label: (fpr, tpr, thresholds)},
+    ``n_bootstrap_used`` {label: int}: the resamples that define the
+    class's AUROC (the others drew no positive or no negative and are not
+    in its interval), and ``mean_auroc_n_bootstrap_complete``: the
+    resamples that define every class (the mean's interval averages, on the
+    others, the classes they define).
+    """
+    from sklearn.metrics import roc_curve
+
+    y, s = check_truth_and_scores(y_true, scores, labels)
+    auc = auroc_weighted_all(y, s)
+    defined = np.array([0 < y[:, j].sum() < len(y) for j in range(y.shape[1])])
+    roc = {}
+    for j, lab in enumerate(labels):
+        if defined[j]:
+            fpr, tpr, thr = roc_curve(y[:, j], s[:, j])
+            roc[lab] = (fpr, tpr, thr)
+    ci = {lab: None for lab in labels}
+    used = {lab: 0 for lab in labels}
+    mean_ci, complete = None, 0
+    if n_bootstrap and defined.any():
+        boot = bootstrap_auroc(y, s, n_bootstrap=n_bootstrap, seed=seed)
+        for j, lab in enumerate(labels):
+            if defined[j]:
+                col = boot[:, j][np.isfinite(boot[:, j])]
+                used[lab] = int(len(col))
+                if len(col):
+                    ci[lab] = [float(np.percentile(col, 2.5)), float(np.percentile(col, 97.5))]
+        complete = int(np.isfinite(boot[:, defined]).all(1).sum())
+        means = np.nanmean(boot[:, defined], axis=1)
+        mean_ci = [float(np.nanpercentile(means, 2.5)), float(np.nanpercentile(means, 97.5))]
+    aur = {lab: (float(auc[j]) if defined[j] else None) for j, lab in enumerate(labels)}
+    return {
+        "labels": list(labels),
+        "auroc": aur,
+        "auroc_ci95": ci,
+        "mean_auroc": float(np.mean(auc[defined])) if defined.any() else None,
+        "mean_auroc_ci95": mean_ci,
+        "n_positive": {lab: int(y[:, j].sum()) for j, lab in enumerate(labels)},
+        "undefined": [lab for j, lab in enumerate(labels) if not defined[j]],
+        "roc": roc,
+        "n_bootstrap_used": used,
+        "mean_auroc_n_bootstrap_complete": complete,
+    }

@@ -1,0 +1,257 @@
+"""The run directory: one evaluation written to disk, read back by ``compare`` and ``report``.
+
+One evaluation for both pipelines: the PHOW baseline and the CNN module
+both call :func:`write_run_dir`, which writes ``metrics.json``,
+``predictions.csv``, ``roc.png``, ``comparison.md`` / ``.csv`` and, with
+probabilities, ``scores.csv`` and ``calibration.png``.  The predictions CSV
+(:func:`write_predictions`, :func:`read_predictions`) is also what
+``predict`` writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data.chestxray14 import LABELS
+from ..io import atomic_path, atomic_write_json, atomic_write_text
+from ._validation import check_truth_and_scores
+from .bootstrap import DEFAULT_N_BOOTSTRAP
+from .calibration_metrics import N_BINS, calibration_summary
+from .decision_metrics import operating_point_metrics
+from .plots import plot_calibration, plot_roc
+from .published import PUBLISHED, comparison_table, table_markdown
+from .roc import ROC_GRID, auroc_weighted_all, bootstrap_roc_band, evaluate_scores
+
+
+def write_predictions(path, names: Sequence[str], scores, labels: Sequence[str] = LABELS, decisions=None) -> None:
+    """The predictions CSV: ``Image Index``, one column per label, then (with
+    ``decisions``) one 0/1 column ``<label> decision`` per label.
+
+    Values are written with 10 significant digits, so that probabilities
+    close to each other (a class whose calibration slope is small) keep
+    their order: the AUROC read back from the file is the AUROC computed.
+    """
+    scores = np.asarray(scores)
+    df = pd.DataFrame(scores, columns=list(labels))
+    df.insert(0, "Image Index", list(names))
+    if decisions is not None:
+        dec = np.asarray(decisions)
+        if dec.shape != scores.shape:
+            raise ValueError(f"decisions {dec.shape} and scores {scores.shape} differ in shape")
+        for j, lab in enumerate(labels):
+            df[f"{lab} decision"] = dec[:, j].astype(np.uint8)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.10g")
+
+
+def read_predictions(path, labels: Sequence[str] = LABELS) -> tuple[list[str], np.ndarray]:
+    """Read a predictions CSV written by :func:`write_predictions`.
+
+    Parameters
+    ----------
+    path : path
+        The CSV (``Image Index`` and one column per label; other columns are ignored).
+    labels : sequence of str
+        The label columns to read, in this order.
+
+    Returns
+    -------
+    names : list of str
+        The ``Image Index`` column.
+    scores : (n, len(labels)) float64
+        The label columns.
+
+    Raises
+    ------
+    ValueError
+        When a column is missing (the message names the file and the columns).
+    """
+    df = pd.read_csv(path)
+    missing = [c for c in ["Image Index", *labels] if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}")
+    return df["Image Index"].tolist(), df[list(labels)].to_numpy(float)
+
+
+def write_run_dir(
+    out_dir,
+    *,
+    model_name: str,
+    kind: str,
+    split: str,
+    names: Sequence[str],
+    y_true,
+    scores,
+    labels: Sequence[str] = LABELS,
+    n_bootstrap=DEFAULT_N_BOOTSTRAP,
+    seed=0,
+    extra: dict | None = None,
+    probabilities=None,
+    thresholds=None,
+    operating_rule: str | None = None,
+    n_bins: int = N_BINS,
+) -> dict:
+    """Evaluate ``scores`` and write a run directory.
+
+    Files: ``metrics.json`` ({"model", "kind", "split", "n_test", "labels",
+    "auroc", "auroc_ci95", "mean_auroc", ...}), ``predictions.csv``,
+    ``roc.png``, ``comparison.md`` and ``comparison.csv``.
+
+    With ``probabilities`` (calibrated, same shape as ``scores``):
+    ``metrics.json`` gains ``calibration`` (Brier score, ECE over ``n_bins``
+    equal-width bins and the reliability data per class, and
+    ``auroc_unchanged``: whether the probabilities rank the images exactly
+    as the scores do), ``predictions.csv`` holds the probabilities,
+    ``scores.csv`` the scores, and ``calibration.png`` the reliability
+    diagrams.  With ``thresholds`` (one per class, on the probabilities if
+    given, else on the scores; ``operating_rule`` names how they were
+    chosen): ``operating_points`` with sensitivity, specificity, PPV and NPV
+    at them and their bootstrap intervals (see
+    :func:`~phow_baseline.evaluation.decision_metrics.operating_point_metrics`).
+
+    AUROC is always computed from ``scores``; ``n_bootstrap_used`` records
+    per class how many of the ``n_bootstrap`` resamples its interval used.
+
+    Returns the ``metrics.json`` contents.
+    """
+    if kind not in ("phow", "cnn"):
+        raise ValueError(f"kind must be 'phow' or 'cnn', got {kind!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scores = np.asarray(scores, np.float64)
+    if len(names) != len(scores):
+        raise ValueError(f"{len(names)} names but {len(scores)} score rows")
+    res = evaluate_scores(y_true, scores, labels, n_bootstrap=n_bootstrap, seed=seed)
+    metrics = {
+        "model": model_name,
+        "kind": kind,
+        "split": split,
+        "n_test": int(len(names)),
+        "labels": list(labels),
+        "auroc": res["auroc"],
+        "auroc_ci95": res["auroc_ci95"],
+        "mean_auroc": res["mean_auroc"],
+        "mean_auroc_ci95": res["mean_auroc_ci95"],
+        "n_positive": res["n_positive"],
+        "undefined": res["undefined"],
+        "n_bootstrap": int(n_bootstrap),
+        "n_bootstrap_used": res["n_bootstrap_used"],
+        "mean_auroc_n_bootstrap_complete": res["mean_auroc_n_bootstrap_complete"],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    y, s = check_truth_and_scores(y_true, scores, labels)
+    prob = None
+    if probabilities is not None:
+        prob = np.asarray(probabilities, np.float64)
+        if prob.shape != s.shape:
+            raise ValueError(f"probabilities {prob.shape} and scores {s.shape} differ in shape")
+        if not (np.isfinite(prob).all() and (prob >= 0).all() and (prob <= 1).all()):
+            raise ValueError("probabilities must be finite and lie in [0, 1]")
+        cal = calibration_summary(y, prob, labels, n_bins)
+        a_p = auroc_weighted_all(y, prob)
+        a_s = auroc_weighted_all(y, s)
+        same = (a_p == a_s) | (np.isnan(a_p) & np.isnan(a_s))
+        cal["auroc_unchanged"] = bool(same.all())
+        if not same.all():
+            cal["auroc_of_probabilities"] = {
+                lab: (None if np.isnan(a_p[j]) else float(a_p[j])) for j, lab in enumerate(labels) if not same[j]
+            }
+        metrics["calibration"] = cal
+    if thresholds is not None:
+        on = prob if prob is not None else s
+        ops = operating_point_metrics(y, on, thresholds, labels, n_bootstrap=n_bootstrap, seed=seed)
+        metrics["operating_points"] = {
+            "rule": operating_rule or "given thresholds",
+            "applies_to": "probability" if prob is not None else "score",
+            "per_class": ops,
+        }
+    if extra:
+        metrics.update(extra)
+    if prob is not None:
+        write_predictions(out / "predictions.csv", names, prob, labels)
+        write_predictions(out / "scores.csv", names, s, labels)
+        plot_calibration(
+            metrics["calibration"], out / "calibration.png", title=f"{model_name} ({split}, n={len(names)})"
+        )
+    else:
+        write_predictions(out / "predictions.csv", names, s, labels)
+    band = None
+    if n_bootstrap and res["roc"]:
+        lo, hi, used = bootstrap_roc_band(y, s, ROC_GRID, n_bootstrap, seed)
+        band = {lab: (ROC_GRID, lo[j], hi[j], int(used[j])) for j, lab in enumerate(labels)}
+    plot_roc(res, out / "roc.png", title=f"{model_name} ({split}, n={len(names)})", band=band, n_bootstrap=n_bootstrap)
+    df = comparison_table([metrics], labels=labels)
+    with atomic_path(out / "comparison.csv") as tmp:
+        df.to_csv(tmp, float_format="%.4f")
+    atomic_write_text(out / "comparison.md", table_markdown(df, [metrics]))
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def read_metrics(run_dir) -> dict:
+    """Read a run directory's ``metrics.json``, with a clear error if absent or malformed."""
+    p = Path(run_dir) / "metrics.json"
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: not a run directory (no metrics.json)")
+    try:
+        m = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: invalid JSON ({exc})") from exc
+    for k in ("model", "auroc", "mean_auroc"):
+        if k not in m:
+            raise ValueError(f"{p}: missing key {k!r}")
+    return m
+
+
+def format_auroc_table(metrics: dict, reference: str = "Wang2017_official") -> str:
+    """Plain-text per-class AUROC (with CI) of one run next to one published column.
+
+    A class whose interval used fewer bootstrap resamples than asked for
+    shows the number used (e.g. ``861/1000``); with calibration data, the
+    Brier score and ECE follow.
+    """
+    ref = PUBLISHED[reference]
+    refmap = dict(zip(LABELS, ref["auroc"])) if ref["auroc"] else {}
+    cal = metrics.get("calibration") or {}
+    nb, used = metrics.get("n_bootstrap"), metrics.get("n_bootstrap_used") or {}
+    lines = [
+        f"{'label':<20} {'AUROC':>7} {'95% CI':>15} {'resamples':>10} {'n+':>6} {reference:>20}"
+        + (f" {'Brier':>7} {'ECE':>7}" if cal else "")
+    ]
+    for lab in metrics["labels"]:
+        a = metrics["auroc"].get(lab)
+        ci = metrics["auroc_ci95"].get(lab)
+        a_s = "   n/a" if a is None else f"{a:7.3f}"
+        ci_s = "" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+        u = used.get(lab)
+        u_s = f"{u}/{nb}" if (nb and u is not None and u < nb and a is not None) else ""
+        r = refmap.get(lab)
+        line = (
+            f"{lab:<20} {a_s:>7} {ci_s:>15} {u_s:>10} {metrics.get('n_positive', {}).get(lab, ''):>6} "
+            f"{'' if r is None else f'{r:.3f}':>20}"
+        )
+        if cal:
+            line += f" {cal['brier'][lab]:7.4f} {cal['ece'][lab]:7.4f}"
+        lines.append(line)
+    m = metrics["mean_auroc"]
+    lines.append(
+        f"{'Mean':<20} {'n/a' if m is None else f'{m:7.3f}':>7} {'':>15} {'':>10} {'':>6} "
+        f"{ref['mean']:>20.3f}" + (f" {cal['mean_brier']:7.4f} {cal['mean_ece']:7.4f}" if cal else "")
+    )
+    ops = metrics.get("operating_points")
+    if ops:
+        lines += [
+            "",
+            f"Operating points ({ops['rule']}, on the {ops['applies_to']}):",
+            f"{'label':<20} {'threshold':>9} {'sens':>6} {'spec':>6} {'PPV':>6} {'NPV':>6}",
+        ]
+        for lab, e in ops["per_class"].items():
+            v = [("  n/a" if e[k] is None else f"{e[k]:6.3f}") for k in ("sensitivity", "specificity", "ppv", "npv")]
+            lines.append(f"{lab:<20} {e['threshold']:9.4g} " + " ".join(f"{x:>6}" for x in v))
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""What every model kind is: the one interface ``predict``, ``evaluate``, ``localize``, ``diff`` and the report use.
+
+A model kind (the PHOW model, ``"phow"``; the CNN of the ``cnn`` extra,
+``"cnn"``) subclasses :class:`Model`, implements its abstract methods and
+registers its loader with :func:`phow_baseline.model.directory.register_model_kind`.
+Callers then use any loaded model through these names only, with no
+``getattr(model, ..., default)``: a model kind that lacks a capability
+says so with a flag (:attr:`Model.has_heatmaps`, :attr:`Model.has_decisions`)
+and raises a clear error (:class:`HeatmapsUnavailableError`,
+:class:`DecisionsUnavailableError`) when asked for it anyway.
+
+Shapes: an image is what :meth:`Model.preprocess` returns, a ``(S, S)``
+uint8 array with ``S = model.image_size``; scores are one row of 14
+numbers per image, in the order of ``model.labels``.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+import numpy as np
+
+#: What :meth:`Model.scores` gives: probabilities (calibrated PHOW model, CNN) or SVM margins.
+SCORE_KINDS = ("probability", "margin")
+
+
+class HeatmapsUnavailableError(ValueError):
+    """The model has no heatmaps (e.g. a PHOW model with Fisher vectors or VLAD: not implemented yet)."""
+
+
+class DecisionsUnavailableError(ValueError):
+    """The model has no operating points to turn scores into 0/1 calls (trained without calibration, or a CNN)."""
+
+
+class Model(abc.ABC):
+    """The interface every model kind meets.
+
+    Attributes
+    ----------
+    kind : str
+        The model kind, as written in ``model.json`` (``"phow"``, ``"cnn"``).
+    labels : tuple of str
+        The 14 finding labels, the column order of every score array.
+    scores_in_workers : bool
+        True when :func:`phow_baseline.workflow.predict_paths` may send the model to worker processes
+        (a PHOW model, CPU only); False when it must score in this process (a CNN on its device).
+    """
+
+    kind: str = ""
+    labels: tuple = ()
+    scores_in_workers: bool = True
+
+    @property
+    @abc.abstractmethod
+    def image_size(self) -> int:
+        """Side ``S`` of the square images :meth:`preprocess` gives, in pixels."""
+
+    @property
+    @abc.abstractmethod
+    def score_kind(self) -> str:
+        """What :meth:`scores` gives: ``"probability"`` or ``"margin"`` (:data:`SCORE_KINDS`)."""
+
+    @property
+    @abc.abstractmethod
+    def has_heatmaps(self) -> bool:
+        """Whether :meth:`heatmaps` works for this model."""
+
+    @property
+    @abc.abstractmethod
+    def has_decisions(self) -> bool:
+        """Whether :meth:`decide` works for this model (it holds operating points)."""
+
+    @abc.abstractmethod
+    def preprocess(self, image) -> np.ndarray:
+        """A raw X-ray (a file path or an array) -> the ``(S, S)`` uint8 image the model scores.
+
+        Raises :class:`phow_baseline.data.ImageReadError` for a file that cannot be used.
+        """
+
+    @abc.abstractmethod
+    def raw_scores(self, image) -> np.ndarray:
+        """The model's own outputs for one preprocessed image, ``(14,)`` (SVM margins, CNN logits)."""
+
+    @abc.abstractmethod
+    def calibrate(self, raw_scores) -> np.ndarray:
+        """Raw scores ``(n, 14)`` -> :meth:`scores` ``(n, 14)`` float64 (unchanged for an uncalibrated model)."""
+
+    def scores(self, image) -> np.ndarray:
+        """The 14 scores of one preprocessed image, ``(14,)``: probabilities when :attr:`score_kind` says so."""
+        return self.calibrate(np.asarray(self.raw_scores(image))[None])[0]
+
+    @abc.abstractmethod
+    def decide(self, probabilities) -> np.ndarray:
+        """0/1 calls ``(n, 14)`` of probabilities ``(n, 14)`` at the model's operating points.
+
+        Raises :class:`DecisionsUnavailableError` when :attr:`has_decisions` is False.
+        """
+
+    @abc.abstractmethod
+    def heatmaps(self, image) -> np.ndarray:
+        """Per-class heatmaps of one preprocessed image, ``(14, S, S)`` float32.
+
+        Raises :class:`HeatmapsUnavailableError` when :attr:`has_heatmaps` is False.
+        """
+
+    @abc.abstractmethod
+    def save(self, directory, extra: dict | None = None) -> Path:
+        """Write the model directory (``model.json`` + ``.npz`` arrays, no pickles); returns its path.
+
+        ``extra``: more top-level entries for ``model.json``.
+        """
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, directory) -> Model:
+        """Load a model directory of this kind (checksums verified, no pickles)."""
