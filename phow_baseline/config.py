@@ -35,10 +35,29 @@ EQUALIZATIONS = ("global", "clahe", "none")
 KERNEL_MAPS = ("homkermap", "additive_chi2", "none")
 #: FV / VLAD region layouts (the names of ``phow_baseline.encoding.fisher.REGION_LAYOUTS``).
 REGION_LAYOUTS = ("1x1+2x2", "1x1+3x1", "1x1")
+#: What an uncertain label becomes (``phow_baseline.data.protocol.UNCERTAIN_POLICIES``).
+UNCERTAIN_POLICIES = ("zeros", "ones", "ignore")
+#: What a not-mentioned label becomes (``phow_baseline.data.protocol.NOT_MENTIONED_POLICIES``).
+NOT_MENTIONED_POLICIES = ("negative", "ignore")
+#: The ``dataset`` value that detects the kind from the folder.
+DETECT_DATASET = "auto"
 
 
 class ConfigError(ValueError):
-    """A :class:`BaselineConfig` value out of range; ``field`` names the setting."""
+    """A :class:`BaselineConfig` value out of range; ``field`` names the setting.
+
+    Parameters
+    ----------
+    field : str
+        The name of the setting (a :class:`BaselineConfig` field).
+    message : str
+        The whole message, naming the setting, the rule and the value given.
+
+    Attributes
+    ----------
+    field : str
+        As given.
+    """
 
     def __init__(self, field: str, message: str):
         super().__init__(message)
@@ -82,6 +101,125 @@ class BaselineConfig:
     window size 1.5; contrast threshold 0.005).  Vocabulary: 600 words from
     about 100,000 descriptors; pyramid 2x2 + 4x4; chi2 kernel map order 1,
     gamma 0.5; C = 10 (VLFeat's ``phow_caltech101.m``).
+
+    Every value is checked when the object is built (:class:`ConfigError`
+    names the first bad one); ``sizes`` and ``grids`` are stored as tuples of
+    int.
+
+    Parameters
+    ----------
+    size : int, default=256
+        Side of the square images after resizing, in pixels (the Uniandes
+        study); at least 3 x max(``sizes``) + 1, the support of one
+        descriptor of the largest bin size.
+    equalization : {"global", "clahe", "none"}, default="global"
+        Contrast equalization before resizing
+        (:func:`phow_baseline.data.preprocess.equalize`).
+    sizes : tuple of int, default=(4, 6, 8, 10)
+        PHOW bin sizes, in pixels of the resized image (``vl_phow``'s).
+    step : int, default=2
+        Spacing of the dense frames, in pixels (``vl_phow``'s).
+    magnif : float, default=6.0
+        The image is smoothed with sigma = bin size / ``magnif`` pixels
+        before each scale's descriptors (``vl_phow``'s).
+    window_size : float, default=1.5
+        Gaussian window of the fast dense SIFT, in bins (``vl_phow``'s).
+    contrast_threshold : float, default=0.005
+        Descriptors whose contrast (mean gradient mass, image in [0, 1]) is
+        below it are set to zero (``vl_phow``'s); >= 0.
+    n_words : int, default=600
+        Visual words of the bag-of-words vocabulary (k-means centres;
+        ``phow_caltech101.m``'s); >= 2.
+    max_descriptors : int, default=100000
+        Descriptors sampled to fit the vocabulary, at most (>= ``n_words``).
+    vocab_images : int, default=2000
+        Training images the vocabulary's descriptors are sampled from, at
+        most; each contributes about ``max_descriptors / vocab_images``.
+    grids : tuple of int, default=(2, 4)
+        Side of each spatial-pyramid level's grid (2x2 and 4x4 cells, VLFeat's):
+        a bag-of-words vector has ``n_words * sum(g^2)`` dimensions (12,000).
+    weighting : {"vlfeat", "lazebnik"}, default="vlfeat"
+        Pyramid level weights: each level L1-normalized (VLFeat), or
+        Lazebnik et al.'s 2006 weights.
+    kernel_map : {"homkermap", "additive_chi2", "none"}, default="homkermap"
+        Explicit feature map of the chi2 kernel applied to bag-of-words
+        vectors before the linear SVMs: VLFeat's ``vl_homkermap`` (order 1,
+        gamma 0.5), scikit-learn's ``AdditiveChi2Sampler`` (2 sample steps),
+        or none; each input dimension becomes 3.
+    C : float, default=10.0
+        SVM inverse regularisation, ``lambda = 1 / (C n)`` (VLFeat's
+        application); > 0.
+    class_weight : {None, "balanced"}, default=None
+        Weight the positives and negatives of each label against their
+        imbalance.
+    solver : {"auto", "liblinear", "sgd"}, default="auto"
+        SVM solver; ``"auto"`` trains in memory with liblinear when its
+        estimated peak memory fits, else out of core with SGD.
+    n_epochs : int, default=10
+        Passes over the training data of the SGD solver.
+    train_split, test_split : {"train_val", "train", "val", "test", "all"}
+        Dataset splits to train and to test on (defaults ``"train_val"`` and
+        ``"test"``, the official lists).
+    val_fraction : float, default=0.1
+        Fraction of the training patients carved out, patient-wise, for
+        calibration and operating points; in (0, 1).
+    seed : int, default=0
+        Seed of every random choice (validation carve, descriptor sampling,
+        k-means, SVM row order); >= 0.
+    n_jobs : int, default=-1
+        Parallel workers (-1: one per core); not 0.
+    backend : str or None, default=None
+        The joblib backend of the dataset-scale steps
+        (:data:`phow_baseline.parallel.BACKENDS`); None: joblib's default (loky).
+    shard_size : int, default=256
+        Images per shard of the feature store (the unit that a rerun redoes).
+    calibration : {"platt", "none"}, default="platt"
+        Per-class Platt scaling to probabilities on the validation carve, or
+        SVM margins only.
+    operating_rule : {"youden", "sensitivity"}, default="youden"
+        How each class's threshold is chosen on the validation carve:
+        Youden's J (sensitivity + specificity - 1, maximal), or the highest
+        threshold whose sensitivity is >= ``min_sensitivity``.
+    min_sensitivity : float, optional
+        Required with ``operating_rule="sensitivity"``: in (0, 1].
+    encoding : str, default="bow"
+        Name of a registered encoding (``"bow"``, ``"fisher"``, ``"vlad"``,
+        ...); checked against the registry when it is looked up.
+    fv_components : int, default=256
+        Gaussians of the Fisher-vector mixture (Chatfield et al. 2011).
+    fv_pca_dims : int, default=80
+        PCA dimensions of the RootSIFT descriptors before the Fisher vectors
+        (0: no PCA; at most 128).
+    gmm_max_iter : int, default=100
+        EM iterations at most for the mixture (VLFeat's ``vl_gmm``).
+    vlad_words : int, default=64
+        Words (k-means centres) of VLAD; >= 2.
+    vlad_pca_dims : int, default=0
+        PCA dimensions of the descriptors before VLAD (0: no PCA; at most 128).
+    regions : {"1x1+2x2", "1x1+3x1", "1x1"}, default="1x1+2x2"
+        Spatial regions of the Fisher and VLAD vectors: the whole image plus
+        its quarters, plus three horizontal strips, or the whole image only.
+    dataset : str, default="chestxray14"
+        Kind of the dataset folder: a registered kind
+        (``phow_baseline.data.DATASETS``: ``"chestxray14"``, ``"chexpert"``,
+        ``"mimic"``, ``"padchest"``, ``"csv"``; checked against the registry
+        when the folder is opened), or ``"auto"``: detected from the files in
+        the folder (``phow_baseline.data.detect_kind``).
+    frontal_only : bool, default=True
+        Keep the frontal images only (PA, AP, AP supine), as the classical
+        baseline is trained; ChestX-ray14 holds no other.
+    uncertain : {"zeros", "ones", "ignore"}, default="zeros"
+        What an uncertain training label (CheXpert's and MIMIC's ``-1``)
+        becomes: negative (U-Zeros), positive (U-Ones), or left out of its
+        class (U-Ignore), as Irvin et al. 2019 (CheXpert) name them.  Scoring
+        always leaves uncertain labels out of a class's ROC.
+    not_mentioned : {"negative", "ignore"}, default="negative"
+        What a blank (not mentioned) training label becomes.
+    test_fraction : float, default=0.2
+        Share of the images held out for testing, patient-wise and seeded,
+        for a dataset without an official test split (PadChest, a CSV
+        without a ``split`` column); in [0, 1), with ``val_fraction`` below 1.
+        There, ``val_fraction`` is the share of all images for validation.
     """
 
     size: int = 256
@@ -127,6 +265,16 @@ class BaselineConfig:
     vlad_pca_dims: int = 0
     #: FV/VLAD spatial regions: "1x1+2x2" (whole image + quarters) or "1x1+3x1" (+ horizontal strips).
     regions: str = "1x1+2x2"
+    #: Dataset kind of the folder (a registered kind), or "auto" to detect it from the folder's files.
+    dataset: str = "chestxray14"
+    #: Frontal images only (PA, AP, AP supine).
+    frontal_only: bool = True
+    #: Uncertain training labels: U-Zeros, U-Ones or U-Ignore (Irvin et al. 2019).
+    uncertain: str = "zeros"
+    #: Blank (not mentioned) training labels: negatives, or left out.
+    not_mentioned: str = "negative"
+    #: Share of the images in the seeded test split of a dataset without an official one.
+    test_fraction: float = 0.2
 
     def __post_init__(self):
         self.sizes = tuple(int(s) for s in self.sizes)
@@ -188,6 +336,30 @@ class BaselineConfig:
         if self.vlad_pca_dims > 128:
             raise ConfigError("vlad_pca_dims", f"vlad_pca_dims must be at most 128, got {self.vlad_pca_dims}")
         _one_of(self, "regions", REGION_LAYOUTS)
+        if not (
+            isinstance(self.dataset, str)
+            and (self.dataset == DETECT_DATASET or (self.dataset.isidentifier() and self.dataset.islower()))
+        ):
+            raise ConfigError(
+                "dataset",
+                f"dataset must be the name of a dataset kind (chestxray14, chexpert, mimic, padchest, csv, ...) or "
+                f"{DETECT_DATASET!r}, got {self.dataset!r}",
+            )
+        if not isinstance(self.frontal_only, bool):
+            raise ConfigError("frontal_only", f"frontal_only must be true or false, got {self.frontal_only!r}")
+        _one_of(self, "uncertain", UNCERTAIN_POLICIES)
+        _one_of(self, "not_mentioned", NOT_MENTIONED_POLICIES)
+        if not (
+            isinstance(self.test_fraction, (int, float))
+            and not isinstance(self.test_fraction, bool)
+            and 0 <= self.test_fraction < 1
+            and self.val_fraction + self.test_fraction < 1
+        ):
+            raise ConfigError(
+                "test_fraction",
+                f"test_fraction must be in [0, 1) with val_fraction + test_fraction below 1, got {self.test_fraction!r}"
+                f" (val_fraction {self.val_fraction!r})",
+            )
         if self.operating_rule == "sensitivity" and not (
             isinstance(self.min_sensitivity, (int, float)) and 0 < self.min_sensitivity <= 1
         ):
@@ -198,7 +370,28 @@ class BaselineConfig:
 
     @classmethod
     def from_file(cls, path, **overrides) -> BaselineConfig:
-        """Read a JSON config file; unknown keys are an error naming the file."""
+        """Read a JSON config file; unknown keys are an error naming the file.
+
+        Parameters
+        ----------
+        path : str or Path
+            A JSON object of settings (as :meth:`to_dict` writes); missing
+            settings take their defaults.
+        **overrides
+            Settings that replace the file's; a None value is ignored (an
+            option not given on the command line).
+
+        Returns
+        -------
+        BaselineConfig
+            The validated config.
+
+        Raises
+        ------
+        DataFileError
+            The file is missing or not a JSON object, has unknown keys, or
+            holds a bad value (the message names the file and the setting).
+        """
         path = Path(path)
         d = read_json(path, what="config file")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -212,12 +405,30 @@ class BaselineConfig:
             raise DataFileError(f"{path}: {exc}") from None
 
     def to_dict(self) -> dict:
-        """Every setting, JSON-ready (tuples as lists): what ``model.json`` and ``config.json`` hold."""
+        """Every setting, JSON-ready (tuples as lists): what ``model.json`` and ``config.json`` hold.
+
+        Returns
+        -------
+        dict
+            Field name -> value, plain JSON types; ``BaselineConfig(**d)``
+            rebuilds an equal config.
+        """
         return jsonable(dataclasses.asdict(self))
 
     def phow_params(self, equalization="none") -> dict:
-        """The keyword arguments of :class:`~phow_baseline.features.phow.PHOW` (``equalization``: of its
-        input images).
+        """The keyword arguments of :class:`~phow_baseline.features.phow.PHOW` for these settings.
+
+        Parameters
+        ----------
+        equalization : {"none", "global", "clahe"}, default="none"
+            The equalization PHOW applies to its input images: ``"none"`` for
+            images that are already equalized (from the image cache).
+
+        Returns
+        -------
+        dict
+            ``sizes``, ``step``, ``magnif``, ``window_size``,
+            ``contrast_threshold`` and ``equalization``.
         """
         return {
             "sizes": self.sizes,

@@ -58,7 +58,19 @@ _NUMPY_SHORT_WRITE = re.compile(r"(\d+) requested and (\d+) written")
 
 
 def format_bytes(n: int | float) -> str:
-    """``n`` bytes for a message: ``"512 bytes"``, ``"3.0 MiB"``, ``"7.3 GiB"`` (binary units)."""
+    """``n`` bytes for a message: ``"512 bytes"``, ``"3.0 MiB"``, ``"7.3 GiB"`` (binary units).
+
+    Parameters
+    ----------
+    n : int or float
+        A size in bytes (may be negative).
+
+    Returns
+    -------
+    str
+        Whole bytes below 1024, else one decimal in KiB, MiB, GiB or TiB
+        (powers of 1024; TiB is the largest unit used).
+    """
     n = float(n)
     if abs(n) < 1024:
         return f"{int(n)} bytes"
@@ -138,6 +150,17 @@ def is_out_of_space(exc: BaseException) -> bool:
     True for ``ENOSPC`` and ``EDQUOT``, and for the errno-less
     :class:`OSError` numpy raises when ``tofile``/``np.save`` runs out of
     space.
+
+    Parameters
+    ----------
+    exc : BaseException
+        Any exception.
+
+    Returns
+    -------
+    bool
+        True when ``exc`` is an :class:`OSError` that reports a full disk or
+        quota (including an :class:`OutOfSpaceError`).
     """
     if not isinstance(exc, OSError):
         return False
@@ -151,6 +174,16 @@ def free_bytes(path) -> int:
 
     ``path`` need not exist: its nearest existing ancestor is asked
     (``statvfs``'s ``f_bavail * f_frsize``, as ``df`` shows).
+
+    Parameters
+    ----------
+    path : str or Path
+        A file or folder; it need not exist.
+
+    Returns
+    -------
+    int
+        Free bytes for an unprivileged user.
     """
     p = Path(path).absolute()
     while not p.exists() and p != p.parent:
@@ -277,9 +310,16 @@ def atomic_path(path, *, fsync: bool = True, size: int | None = None) -> Iterato
         The temporary file (it exists, empty, with the umask's mode); write
         it (or replace its contents) inside the block.
 
+    Raises
+    ------
+    OutOfSpaceError
+        A full disk anywhere (the folder, the temporary, the writes, the
+        fsync, the rename), naming ``path``.
+
+    Notes
+    -----
     On an exception the temporary file is removed and ``path`` is left as
-    it was.  A full disk anywhere (the folder, the temporary, the writes,
-    the fsync, the rename) raises :class:`OutOfSpaceError` naming ``path``.
+    it was.
     """
     path = Path(path)
     with translate_out_of_space(path.parent):
@@ -309,24 +349,84 @@ def atomic_path(path, *, fsync: bool = True, size: int | None = None) -> Iterato
 
 
 def atomic_write_bytes(path, data: bytes, *, fsync: bool = True) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``."""
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write; its parent folder is created if needed.
+    data : bytes
+        The whole contents.
+    fsync : bool, default=True
+        Flush the file and its folder to disk (see :func:`atomic_path`).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     with atomic_path(path, fsync=fsync, size=len(data)) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
 def atomic_write_text(path, text: str) -> Path:
-    """Write ``text`` as UTF-8 to ``path`` atomically; returns ``path``."""
+    """Write ``text`` as UTF-8 to ``path`` atomically (see :func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write; its parent folder is created if needed.
+    text : str
+        The whole contents, encoded as UTF-8.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path, obj, *, indent: int | None = 2, default=None) -> Path:
-    """Write ``obj`` as JSON (numpy scalars/arrays and paths converted) atomically."""
+    """Write ``obj`` as JSON (numpy scalars/arrays and paths converted) atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write; its parent folder is created if needed.
+    obj : object
+        Anything :func:`json.dumps` accepts with ``default``.
+    indent : int or None, default=2
+        Spaces per indentation level; None writes one line.
+    default : callable, optional
+        ``json.dumps`` fallback for other types; :func:`json_default` when
+        None.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=default or json_default))
 
 
 def atomic_save_npy(path, array: np.ndarray) -> Path:
-    """``np.save`` atomically (never pickled)."""
+    """``np.save`` atomically (never pickled).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npy`` file to write (numpy adds no suffix: the name is kept).
+    array : array_like
+        Any shape; an object dtype is refused by ``np.save`` with
+        ``allow_pickle=False`` (:class:`ValueError`).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     array = np.asarray(array)
     with atomic_path(path, size=array.nbytes + 128) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array, allow_pickle=False)
@@ -334,7 +434,27 @@ def atomic_save_npy(path, array: np.ndarray) -> Path:
 
 
 def atomic_save_npz(path, arrays: dict, *, compressed: bool = False) -> Path:
-    """``np.savez`` of a dict of arrays atomically (object arrays refused)."""
+    """``np.savez`` of a dict of arrays atomically (object arrays refused).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npz`` file to write (the name is kept as given).
+    arrays : dict of str to array_like
+        Array name -> array, any shapes.
+    compressed : bool, default=False
+        Use ``np.savez_compressed`` (zip deflate) instead of ``np.savez``.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    TypeError
+        An array has dtype object (it would need pickling), naming ``path``.
+    """
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     for k, v in arrays.items():
         if v.dtype == object:
@@ -346,7 +466,24 @@ def atomic_save_npz(path, arrays: dict, *, compressed: bool = False) -> Path:
 
 
 def json_default(o):
-    """``json.dumps`` fallback for numpy scalars and arrays and paths."""
+    """``json.dumps`` fallback for numpy scalars and arrays and paths.
+
+    Parameters
+    ----------
+    o : object
+        The value ``json`` cannot serialise by itself.
+
+    Returns
+    -------
+    int, float, bool, list or str
+        Numpy integers, floats and bools as Python numbers, arrays as nested
+        lists (``ndarray.tolist``), paths as strings.
+
+    Raises
+    ------
+    TypeError
+        Any other type.
+    """
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
@@ -361,7 +498,19 @@ def json_default(o):
 
 
 def jsonable(obj):
-    """``obj`` as plain JSON types (what a JSON round trip gives back)."""
+    """``obj`` as plain JSON types (what a JSON round trip gives back).
+
+    Parameters
+    ----------
+    obj : object
+        Anything :func:`json_default` can serialise.
+
+    Returns
+    -------
+    object
+        ``json.loads(json.dumps(obj))``: dicts, lists (tuples become lists),
+        str, int, float, bool and None.
+    """
     return json.loads(json.dumps(obj, default=json_default))
 
 
@@ -373,7 +522,25 @@ def jsonable(obj):
 def read_json(path, *, what: str = "JSON file", expect=dict):
     """Read a JSON file; every failure is a :class:`DataFileError` naming ``path``.
 
-    ``expect`` is the type the top-level value must have (``None``: any).
+    Parameters
+    ----------
+    path : str or Path
+        The JSON file (UTF-8).
+    what : str, default="JSON file"
+        What the file is, for the messages (``"model.json"``).
+    expect : type or None, default=dict
+        The type the top-level value must have; None accepts any.
+
+    Returns
+    -------
+    object
+        The decoded value.
+
+    Raises
+    ------
+    DataFileError
+        The file is missing, unreadable, not valid JSON, or its top-level
+        value is not an ``expect``.
     """
     path = Path(path)
     try:
@@ -392,7 +559,24 @@ def read_json(path, *, what: str = "JSON file", expect=dict):
 
 
 def load_npz(path) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` (``allow_pickle=False``), errors naming the file."""
+    """All arrays of an ``.npz`` (``allow_pickle=False``), errors naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npz`` file.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Array name -> array, read into memory (the file is closed).
+
+    Raises
+    ------
+    DataFileError
+        The file is missing or not a readable ``.npz`` (including one that
+        holds object arrays).
+    """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -408,6 +592,23 @@ def confined(directory, name) -> Path:
 
     ``name`` must be a relative path without ``..`` components; anything else
     (an absolute path, ``../x``, a drive) raises :class:`DataFileError`.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The folder the name must stay in (named in the message).
+    name : str
+        A relative file name read from a file (e.g. from ``model.json``).
+
+    Returns
+    -------
+    Path
+        ``directory / name``, not resolved.
+
+    Raises
+    ------
+    DataFileError
+        ``name`` is not a non-empty string, or is absolute, or has ``..``.
     """
     directory = Path(directory)
     if not isinstance(name, str) or not name:
@@ -423,6 +624,16 @@ def list_images(inputs: Iterable) -> list[Path]:
 
     A folder contributes the files whose suffix is in :data:`IMAGE_SUFFIXES`;
     a file is taken as given (a bad file becomes that file's failure later).
+
+    Parameters
+    ----------
+    inputs : iterable of str or Path
+        Files and folders, in the order given.
+
+    Returns
+    -------
+    list of Path
+        The files in the order of ``inputs``; a folder's images sorted by path.
     """
     paths: list[Path] = []
     for p in inputs:
@@ -441,6 +652,31 @@ def claim_folder(params_path, params: dict, *, what: str, error=ValueError) -> b
     parameters; a later run with equal parameters resumes (returns True);
     one with other parameters raises ``error`` naming the folder, so two
     kinds of output never mix.
+
+    Parameters
+    ----------
+    params_path : str or Path
+        The JSON file that records the folder's parameters (written on one
+        line when new).
+    params : dict
+        The parameters of this run; compared after a JSON round trip
+        (:func:`jsonable`), so tuples equal lists.
+    what : str
+        What the folder holds, for the messages (``"image cache"``).
+    error : type of Exception, default=ValueError
+        The exception raised on a mismatch.
+
+    Returns
+    -------
+    bool
+        True when the folder already held equal parameters (resume), False
+        when they were written now.
+
+    Raises
+    ------
+    Exception
+        ``error`` when the folder holds other parameters; :class:`DataFileError`
+        when ``params_path`` cannot be read as JSON.
     """
     params_path = Path(params_path)
     params = jsonable(params)
@@ -456,7 +692,20 @@ def claim_folder(params_path, params: dict, *, what: str, error=ValueError) -> b
 
 
 def write_failures_csv(path, failures) -> Path:
-    """The files that could not be used, as a CSV ``file,reason`` (atomically)."""
+    """The files that could not be used, as a CSV ``file,reason`` (atomically).
+
+    Parameters
+    ----------
+    path : str or Path
+        The CSV file to write (header ``file,reason``).
+    failures : iterable of (path, reason) pairs
+        Each file and why it could not be used; both written with ``str``.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     import csv
     import io as _io
 
@@ -473,6 +722,18 @@ def write_failures_csv(path, failures) -> Path:
 
 
 def sha256_file(path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+
+    Returns
+    -------
+    str
+        64 lower-case hexadecimal digits.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -481,12 +742,37 @@ def sha256_file(path) -> str:
 
 
 def sha256_array(a: np.ndarray) -> str:
-    """sha256 of an array's bytes in C order (dtype and shape not included)."""
+    """sha256 of an array's bytes in C order (dtype and shape not included).
+
+    Parameters
+    ----------
+    a : array_like
+        Any shape and dtype.
+
+    Returns
+    -------
+    str
+        64 lower-case hexadecimal digits.
+    """
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 def sha256_strings(items: Iterable[str]) -> str:
-    """sha256 of strings joined by newlines (e.g. a list of image names)."""
+    """sha256 of strings joined by newlines (e.g. a list of image names).
+
+    Each string is encoded as UTF-8 and followed by a newline (the last one
+    too).
+
+    Parameters
+    ----------
+    items : iterable of str
+        The strings, in order.
+
+    Returns
+    -------
+    str
+        64 lower-case hexadecimal digits.
+    """
     h = hashlib.sha256()
     for s in items:
         h.update(s.encode("utf-8"))
@@ -513,6 +799,25 @@ def folder_lock(directory, *, what: str = "work folder") -> Iterator[Path]:
     A second process asking for the same lock gets :class:`FolderBusyError`
     at once, naming the folder and the holder's pid.  The lock is an
     ``fcntl`` lock: it is released when the holder exits, even by kill -9.
+    The lock is re-entrant within one process.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The work folder; created if needed.  The lock file ``.lock`` in it
+        holds the holder's pid.
+    what : str, default="work folder"
+        What the folder is, for the message.
+
+    Yields
+    ------
+    Path
+        The lock file.
+
+    Raises
+    ------
+    FolderBusyError
+        Another process holds the lock.
     """
     import fcntl
 

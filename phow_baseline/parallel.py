@@ -49,6 +49,23 @@ def backend_config(backend: str | None):
     ``"dask"`` requires an active ``dask.distributed`` client (see
     :func:`dask_client`); without one this raises at once
     (a ``ValueError``) rather than failing inside joblib.
+
+    Parameters
+    ----------
+    backend : str or None
+        One of :data:`BACKENDS`, or None to leave joblib's configuration as
+        it is.
+
+    Yields
+    ------
+    None
+        The block runs with ``backend`` as joblib's backend.
+
+    Raises
+    ------
+    ValueError
+        An unknown backend, or ``"dask"`` without the ``distributed``
+        package or without an open client.
     """
     from joblib import parallel_config
 
@@ -70,6 +87,27 @@ def imap(
 
     Results come as they finish (``ordered=False``) or in task order.  With
     ``n_jobs == 1`` and no backend the tasks run here, one after the other.
+
+    Parameters
+    ----------
+    fn : callable
+        A module-level function (picklable, for process and cluster
+        backends).
+    tasks : iterable of tuple
+        The positional arguments of each call; consumed into a list first.
+        Paths in them must be absolute for a cluster (see the module notes).
+    n_jobs : int, default=-1
+        Parallel workers, as joblib counts them (-1: one per core).
+    backend : str or None, default=None
+        One of :data:`BACKENDS`; None uses joblib's current backend (loky
+        unless a ``parallel_config`` is active).
+    ordered : bool, default=False
+        Yield the results in task order rather than as they finish.
+
+    Yields
+    ------
+    object
+        ``fn(*task)`` for each task; nothing when ``tasks`` is empty.
     """
     from joblib import Parallel, delayed
 
@@ -97,6 +135,14 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None):
         starts a :class:`~dask.distributed.LocalCluster` on this machine: one
         single-threaded worker process per core (``n_workers`` to choose),
         no dashboard (so that two runs never compete for its port).
+    n_workers : int, optional
+        Worker processes of the local cluster (default: ``os.cpu_count()``;
+        0 or negative also means that).  Ignored with ``scheduler``.
+
+    Yields
+    ------
+    distributed.Client
+        The open client (the active client inside the block).
     """
     from distributed import Client, LocalCluster
 
@@ -118,7 +164,13 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None):
 
 
 def dask_client_active() -> bool:
-    """Whether a ``dask.distributed`` client is open in this process."""
+    """Whether a ``dask.distributed`` client is open in this process.
+
+    Returns
+    -------
+    bool
+        False as well when ``distributed`` is not installed.
+    """
     try:
         from distributed import get_client
     except ImportError:

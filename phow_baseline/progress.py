@@ -172,6 +172,21 @@ class LogProgress:
     clock : callable, optional
         Seconds, monotonic (default :func:`time.monotonic`; a test passes a
         fake clock).
+
+    Attributes
+    ----------
+    n : int or float
+        Steps done so far, ``initial`` included.
+    total : int, float or None
+        As given, or ``len(iterable)``.
+    desc : str
+        The line's start (``""`` when none).
+    postfix : str
+        Text appended to each line (see :meth:`set_postfix`).
+    start_t : float
+        The clock's reading when the object was made, in seconds.
+    closed : bool
+        Whether :meth:`close` has written the last line.
     """
 
     def __init__(
@@ -225,7 +240,13 @@ class LogProgress:
         return False
 
     def update(self, n: int | float = 1) -> None:
-        """``n`` more steps done; a line if ``interval`` seconds passed since the last."""
+        """``n`` more steps done; a line if ``interval`` seconds passed since the last.
+
+        Parameters
+        ----------
+        n : int or float, default=1
+            Steps (in ``unit``) done since the previous call.
+        """
         self.n += n
         now = self._clock()
         if now - self._last_line_t >= self.interval:
@@ -233,18 +254,52 @@ class LogProgress:
             self.logger.info(self.line(now))
 
     def set_postfix(self, ordered_dict=None, refresh=True, **kwargs) -> None:
-        """Values shown after the counts (``inertia=1.2e+06``), as tqdm's ``set_postfix``."""
+        """Values shown after the counts (``inertia=1.2e+06``), as tqdm's ``set_postfix``.
+
+        Parameters
+        ----------
+        ordered_dict : mapping, optional
+            Name -> value pairs, shown first.
+        refresh : bool, default=True
+            Accepted for tqdm's interface; lines come on their own schedule.
+        **kwargs
+            More name -> value pairs (they win over ``ordered_dict``).
+        """
         items = {**(ordered_dict or {}), **kwargs}
         self.postfix = ", ".join(f"{k}={v}" for k, v in items.items())
 
     def set_postfix_str(self, s: str = "", refresh=True) -> None:
+        """Text shown after the counts, as tqdm's ``set_postfix_str``.
+
+        Parameters
+        ----------
+        s : str, default=""
+            The text (``str(s)`` is kept).
+        refresh : bool, default=True
+            Accepted for tqdm's interface; lines come on their own schedule.
+        """
         self.postfix = str(s)
 
     def set_description(self, desc=None, refresh=True) -> None:
+        """Change the line's start, as tqdm's ``set_description``.
+
+        Parameters
+        ----------
+        desc : str, optional
+            The new start; None or ``""`` removes it.
+        refresh : bool, default=True
+            Accepted for tqdm's interface; lines come on their own schedule.
+        """
         self.desc = desc or ""
 
-    def refresh(self, *args, **kwargs) -> None:  # lines come on their own schedule
-        pass
+    def refresh(self, *args, **kwargs) -> None:
+        """Do nothing: tqdm's ``refresh``, but lines come on their own schedule.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            Accepted for tqdm's interface and ignored.
+        """
 
     def close(self) -> None:
         """The last line (always), once."""
@@ -260,7 +315,26 @@ class LogProgress:
         return std_tqdm.format_sizeof(n) if self.unit_scale else f"{n:g}" if isinstance(n, float) else str(n)
 
     def line(self, now: float, final: bool = False) -> str:
-        """The progress line at time ``now`` (``final``: the closing line)."""
+        """The progress line at time ``now`` (``final``: the closing line).
+
+        The rate is (``n`` - ``initial``) / elapsed seconds; the time left is
+        (``total`` - ``n``) / rate, shown only while not final.
+
+        Parameters
+        ----------
+        now : float
+            The clock's reading, in seconds (same clock as ``start_t``).
+        final : bool, default=False
+            The closing line: no time left, and ``"done, "`` before the counts
+            when ``n`` reached ``total``.
+
+        Returns
+        -------
+        str
+            ``"DESC: N/TOTAL UNIT (P%), MM:SS elapsed, MM:SS left, R UNIT/s, POSTFIX"``
+            (times as tqdm writes them, ``H:MM:SS`` past an hour; parts
+            without a value left out).
+        """
         from tqdm.std import tqdm as std_tqdm
 
         elapsed = max(now - self.start_t, 0.0)

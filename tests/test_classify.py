@@ -21,18 +21,18 @@ def _signal(n=400, d=60, seed=0):
     return X, Y
 
 
-@pytest.mark.parametrize("solver", ["liblinear", "sgd"])
+@pytest.mark.parametrize("solver", ["liblinear", "sgd", "sdca"])
 def test_learns_a_known_signal(solver):
     X, Y = _signal()
     Xt, Yt = _signal(seed=1)
-    m = OneVsRestSVM(solver=solver, n_epochs=20).fit(X, Y)
+    m = OneVsRestSVM(solver=solver, n_epochs=20, max_epochs=50).fit(X, Y)
     S = m.decision_function(Xt)
     assert S.shape == (400, 14) and m.coef_.shape == (14, 60)
     aucs = [roc_auc_score(Yt[:, j], S[:, j]) for j in range(14)]
     assert min(aucs) > 0.85
     # shuffled labels learn nothing: the test can fail
     perm = np.random.default_rng(5).permutation(400)
-    S0 = OneVsRestSVM(solver=solver, n_epochs=20).fit(X, Y[perm]).decision_function(Xt)
+    S0 = OneVsRestSVM(solver=solver, n_epochs=20, max_epochs=50).fit(X, Y[perm]).decision_function(Xt)
     assert np.mean([roc_auc_score(Yt[:, j], S0[:, j]) for j in range(14)]) < 0.65
 
 
@@ -61,6 +61,31 @@ def test_balanced_class_weight():
     assert b > 2 * a  # balancing moves the boundary towards the rare positives
     with pytest.raises(ValueError, match="class_weight"):
         OneVsRestSVM(class_weight="heavy", solver="sgd").fit(X, Y)
+
+
+def test_sdca_takes_every_kind_of_target_balances_and_round_trips():
+    """The SDCA solver behind the same estimator: 1-D binary and multiclass targets, string labels,
+    "balanced" class weights, arrays for the model directory (tests/test_sdca.py tests the solver itself)."""
+    X, Y = _signal()
+    m = OneVsRestSVM(solver="sdca", C=0.1).fit(X, Y[:, 0])
+    assert m.classes_.tolist() == [0, 1] and m.decision_function(X).shape == (400,) and m.coef_.shape == (1, 60)
+    names = np.where(Y[:, 0] == 1, "ill", "well")
+    p = OneVsRestSVM(solver="sdca", C=0.1).fit(X, names).predict(X)
+    assert set(p) <= {"ill", "well"} and (p == np.where(m.predict(X) == 1, "ill", "well")).all()
+    three = np.argmax(X[:, :3], axis=1)
+    m3 = OneVsRestSVM(solver="sdca", C=0.1).fit(X, three)
+    assert m3.decision_function(X).shape == (400, 3) and (m3.predict(X) == three).mean() > 0.9
+    rng = np.random.default_rng(0)
+    Yr = (rng.random((600, 14)) < 0.05).astype(np.uint8)
+    Xr = rng.normal(0, 1, (600, 20)).astype(np.float32)
+    Xr[:, :14] += 0.7 * Yr
+    a = OneVsRestSVM(solver="sdca", max_epochs=100).fit(Xr, Yr).predict(Xr).mean()
+    b = OneVsRestSVM(solver="sdca", max_epochs=100, class_weight="balanced").fit(Xr, Yr).predict(Xr).mean()
+    assert b > 2 * a
+    mm = OneVsRestSVM(solver="sdca", C=0.1).fit(X, Y)
+    back = OneVsRestSVM.from_arrays(mm.get_params(), mm.to_arrays())
+    np.testing.assert_array_equal(back.decision_function(X), mm.decision_function(X))
+    assert back.convergence() == mm.convergence() and mm.convergence()["solver"] == "sdca"
 
 
 def test_single_class_column_and_validation():

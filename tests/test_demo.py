@@ -2,16 +2,29 @@
 and its heatmaps must land in the true boxes; and the demo command end to end."""
 
 import json
+import re
+import shutil
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from _browser import render
 from phow_baseline.cli import main as cli
 from phow_baseline.config import BaselineConfig
 from phow_baseline.data.phantom import CONSPICUOUS, load_truth
 from phow_baseline.model.directory import load_model
 from phow_baseline.workflow.demo import DEMO_OUTPUTS, demo_fingerprint, prepare_demo_dir, run_demo
+
+#: What the report writes in place of a missing part (none may appear in the demo's report).
+EMPTY_SECTION_TEXTS = (
+    "No localization evaluation given",
+    "No follow-up pair given",
+    "No run has calibrated probabilities",
+    "No example heatmaps",
+    "No model given",
+)
 
 FAST = BaselineConfig(n_words=100, max_descriptors=20_000, vocab_images=100, n_jobs=2)
 
@@ -60,6 +73,60 @@ def test_demo_outputs(demo_run):
     assert "SYNTHETIC" in html and "<script src=" not in html  # says so; self-contained
     record = json.loads((demo_run["out_dir"] / "demo.json").read_text())
     assert record["fingerprint"] == demo_fingerprint(FAST, None, 300, 0)
+
+
+@pytest.mark.slow
+def test_demo_shows_every_part_of_the_library(demo_run):
+    """Localization against the phantom's boxes, a follow-up pair differenced with the model, subgroups."""
+    out = demo_run["out_dir"]
+    assert demo_run["localization_dirs"] == [out / "localization"] and demo_run["diff_dirs"] == [out / "diff"]
+    loc = json.loads((out / "localization" / "localization.json").read_text())
+    assert sum(loc["n_images"].values()) > 20 and loc["model"] == demo_run["metrics"]["model"]
+    diff = json.loads((out / "diff" / "diff.json").read_text())
+    truth = load_truth(demo_run["data_dir"])
+    story = next(f for f in truth["followups"] if f["series"][0]["image"] == diff["image_a"])
+    assert diff["image_b"] == story["series"][-1]["image"] and len(diff["score_changes"]) == 14
+    test = set((demo_run["data_dir"] / "test_list.txt").read_text().split())
+    stories = [f["change"] for f in truth["followups"] if f["series"][0]["image"] in test]
+    if "appears" in stories:  # the plainest story of a test patient is the one shown
+        assert story["change"] == "appears"
+    assert diff["heatmap_labels"]  # the bag-of-words model's heatmap differences
+    sub = demo_run["metrics"]["subgroups"]
+    assert {"sex", "age", "followup"} <= set(sub["dimensions"]) and (demo_run["run_dir"] / "subgroups.png").is_file()
+    html = demo_run["report"].read_text()
+    assert "No localization evaluation given" not in html and "No follow-up pair given" not in html
+    assert "<table class='subgroups'>" in html and "<table class='loc'>" in html and "class='dashboard'" in html
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_demo_report_renders_every_section_filled(demo_run, tmp_path):
+    """The demo's report in headless Chromium: every section present and filled, every figure decoded."""
+    shot = tmp_path / "demo.png"
+    dom = render(demo_run["report"], shot, height=12000)
+    sections = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', dom, flags=re.S))
+    assert list(sections) == ["auroc", "roc", "calibration", "subgroups", "localization", "followup"]
+    nav = re.search(r"<nav>(.*?)</nav>", dom, flags=re.S).group(1)
+    assert re.findall(r'href="#([a-z]+)"', nav) == list(sections)
+    for name, body in sections.items():
+        text = re.sub(r"<[^>]+>", " ", body)
+        assert len(text.split()) > 20 and ("<table" in body or "<img" in body), name
+    for empty in EMPTY_SECTION_TEXTS:
+        assert empty not in dom, empty
+    # localization: one row per boxed class and example heatmaps; follow-up: a dashboard with its score table
+    loc = sections["localization"]
+    assert loc.count("<tr>") > 5 and loc.count("<img") >= 4
+    fu = sections["followup"]
+    assert 'class="dashboard"' in fu and '<table class="scores">' in fu and fu.count("<img") >= 4
+    sub = sections["subgroups"]
+    assert '<table class="subgroups">' in sub and "age band (years)" in sub and sub.count("<img") == 1
+    n = dom.count("<img")
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
+    assert loaded and int(loaded.group(1)) == n and re.search(rf'data-images-total="{n}"', dom)
+    img = cv2.imread(str(shot))
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    assert grey.std() > 20 and (grey < 100).mean() > 0.005  # a page with text, not blank
+    shutil.copy(shot, tmp_path.parent / "demo_report_screenshot.png")
 
 
 def test_demo_caches_are_reused_only_with_the_same_fingerprint(tmp_path):

@@ -27,8 +27,10 @@ from phow_baseline.evaluation.paired import (
     paired_bootstrap,
     paired_delong,
     paired_frame,
+    read_paired_dir,
     read_truth,
     write_paired,
+    write_paired_dir,
 )
 from phow_baseline.evaluation.paired_plots import plot_paired_differences
 from phow_baseline.evaluation.roc import bootstrap_auroc
@@ -435,6 +437,10 @@ def test_compare_runs_matches_the_arrays_whatever_the_row_order(tmp_path):
     truth.assign(**{"Patient ID": range(len(truth))}).to_csv(meta, index=False)
     for source in (meta, tmp_path):
         assert compare_runs(ra, rb, source, n_bootstrap=0)["mean"]["delong"] == res["mean"]["delong"]
+    # write_run_dir wrote labels.csv: no labels source needed
+    assert pd.read_csv(ra / "labels.csv").columns.tolist() == ["Image Index", *LABS]
+    assert compare_runs(ra, rb, n_bootstrap=0)["mean"]["delong"] == res["mean"]["delong"]
+    (ra / "labels.csv").unlink()
     pd.DataFrame(y, columns=list(LABS)).assign(**{"Image Index": _names(len(y))}).to_csv(rb / "labels.csv")
     assert compare_runs(ra, rb, n_bootstrap=0)["mean"]["delong"] == res["mean"]["delong"]
 
@@ -490,6 +496,8 @@ def test_compare_runs_refuses_labels_other_than_the_evaluation_used(tmp_path):
     assert str(ra) in str(err.value) and "Atelectasis: 0 here" in str(err.value)
     with pytest.raises(ValueError, match="have no label there"):
         compare_runs(ra, rb, truth.iloc[:30])
+    (ra / "labels.csv").unlink()
+    (rb / "labels.csv").unlink()
     with pytest.raises(FileNotFoundError, match="labels.csv"):
         compare_runs(ra, rb)
 
@@ -586,6 +594,96 @@ def test_forest_plot_has_units_and_a_caption(tmp_path):
     finally:
         plt.Figure.savefig = orig
     assert (tmp_path / "f" / "forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert seen["xlabel"] == "AUROC difference (B - A)"
+    assert seen["xlabel"] == "AUROC difference, B - A (AUROC units)"
     assert seen["rows"] == ["Mean AUROC", "c2", "c1", "c0"]
     assert "AUROC units" in caption and "B = fisher" in caption and "50 resamples" in caption and "c1" in caption
+
+
+# --------------------------------------------------------------------------
+# The comparison folder and the compare command
+# --------------------------------------------------------------------------
+
+
+def test_paired_dir_round_trip_and_refusals(tmp_path):
+    ra, rb, y, a, b, truth = _write_runs(tmp_path)
+    results = compare_run_dirs([ra, rb], n_bootstrap=30)  # labels.csv of the runs: no labels source needed
+    record = write_paired_dir(results, tmp_path / "cmp", pairs="first")
+    files = sorted(p.name for p in (tmp_path / "cmp").iterdir())
+    assert files == ["forest-1.png", "paired.csv", "paired.json", "paired.md"]
+    back = read_paired_dir(tmp_path / "cmp")
+    assert back == json.loads(json.dumps(record)) and back["pairs"] == "first"
+    c = back["comparisons"][0]
+    assert c["figure"] == "forest-1.png" and c["caption"].startswith("AUROC difference B - A")
+    assert c["mean"]["delong"] == results[0]["mean"]["delong"]
+    p = tmp_path / "cmp" / "paired.json"
+    c["figure"] = "../run_a/roc.png"
+    p.write_text(json.dumps(back))
+    with pytest.raises(ValueError, match="leaves the folder"):
+        read_paired_dir(tmp_path / "cmp")
+    del back["comparisons"][0]["caption"]
+    p.write_text(json.dumps(back))
+    with pytest.raises(ValueError, match=r"paired\.json: comparison 0 lacks 'caption'"):
+        read_paired_dir(tmp_path / "cmp")
+    with pytest.raises(FileNotFoundError, match="not a comparison folder"):
+        read_paired_dir(tmp_path)
+
+
+def test_masked_labels_are_blank_and_refused_by_compare(tmp_path):
+    y, a, b = _case(40, 3, k=2)
+    mask = np.ones(y.shape, bool)
+    mask[5:8, 1] = False
+    kw = dict(kind="phow", split="test", names=_names(40), y_true=y, labels=LABS[:2], n_bootstrap=0, mask=mask)
+    write_run_dir(tmp_path / "a", model_name="a", scores=a, **kw)
+    write_run_dir(tmp_path / "b", model_name="b", scores=b, **kw)
+    labels = pd.read_csv(tmp_path / "a" / "labels.csv")
+    assert labels[LABS[1]].isna().sum() == 3 and labels[LABS[0]].notna().all()
+    with pytest.raises(ValueError, match=r"labels\.csv: 3 blank label cell\(s\).*not supported"):
+        compare_runs(tmp_path / "a", tmp_path / "b")
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from phow_baseline.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_compare_command_prints_and_writes_the_paired_tests(tmp_path):
+    ra, rb, y, a, b, truth = _write_runs(tmp_path)
+    res = _cli("compare", ra, rb, "--n-bootstrap", 40, "--seed", 3, "--out", tmp_path / "cmp")
+    assert res.exit_code == 0, res.output
+    ref = compare_runs(ra, rb, n_bootstrap=40, seed=3)
+    assert format_paired(ref) in res.output and "Wang2017_official" in res.output  # the paired table, the AUROC table
+    assert "Paired comparison on the same 40 images: B - A, A = bow, B = fisher" in res.output
+    out = tmp_path / "cmp"
+    for f in ("comparison.md", "comparison.csv", "paired.csv", "paired.md", "paired.json", "forest-1.png"):
+        assert (out / f).is_file(), f
+    assert read_paired_dir(out)["comparisons"][0]["mean"] == json.loads(json.dumps(ref["mean"]))
+    # all pairs of three runs, labels from a metadata CSV
+    rc = tmp_path / "run_c"
+    write_run_dir(
+        rc, model_name="vlad", kind="phow", split="test", names=_names(40), y_true=y, scores=a + b, labels=LABS
+    )
+    meta = tmp_path / "meta.csv"
+    truth.assign(**{"Patient ID": range(len(truth))}).to_csv(meta, index=False)
+    res = _cli(
+        "compare", ra, rb, rc, "--pairs", "all", "--n-bootstrap", 0, "--data-dir", meta, "--out", tmp_path / "c3"
+    )
+    assert res.exit_code == 0, res.output
+    assert res.output.count("Paired comparison on the same 40 images") == 3
+    assert sorted(p.name for p in (tmp_path / "c3").glob("forest-*.png")) == [f"forest-{k}.png" for k in (1, 2, 3)]
+    # one run: the table alone
+    res = _cli("compare", ra)
+    assert res.exit_code == 0 and "Paired comparison" not in res.output and "Wang2017_official" in res.output
+
+
+def test_compare_command_refuses_runs_on_other_images(tmp_path):
+    ra, rb, *_ = _write_runs(tmp_path, names_b=_names(38) + ["00000100_000.png", "00000101_000.png"])
+    res = _cli("compare", ra, rb, "--out", tmp_path / "cmp")
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "not scored on the same images" in res.output and str(ra) in res.output and str(rb) in res.output
+    assert "Wang2017_official" not in res.output and not (tmp_path / "cmp").exists()  # refused before any output
+    res = _cli("compare", ra, rb, "--no-paired", "--out", tmp_path / "cmp")
+    assert res.exit_code == 0 and "Paired comparison" not in res.output
+    assert (tmp_path / "cmp" / "comparison.md").is_file() and not (tmp_path / "cmp" / "paired.json").exists()

@@ -11,13 +11,15 @@ import re
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from _browser import CHROMIUM_FLAGS
+from _browser import chromium as _chromium
 from phow_baseline.cli import main as cli
 from phow_baseline.data.chestxray14 import LABELS
 from phow_baseline.evaluation import PUBLISHED
@@ -328,29 +330,6 @@ def test_report_errors_name_the_file(report_inputs, tmp_path):
     assert not (tmp_path / "out" / "index.html").exists()
 
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
-
-
-def _chromium():
-    exe = (
-        shutil.which("chromium")
-        or shutil.which("chromium-browser")
-        or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    )
-    assert exe, "Chromium is not installed: this test needs Debian's chromium (.ci/run installs it)"
-    return exe
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 def test_report_renders_in_chromium(report_inputs, tmp_path):
@@ -414,7 +393,31 @@ def test_report_from_real_outputs(sample_run, sample_dir, tmp_path):
         cli, ["diff", str(fu[0]), str(fu[1]), "--model", str(out / "model"), "--out", str(tmp_path / "diff")]
     )
     assert res.exit_code == 0, res.output
-    html = write_report([out / "run"], tmp_path / "rep", [tmp_path / "loc"], [tmp_path / "diff"]).read_text()
+    # `evaluate` on the sample writes and prints the subgroup tables (the sample's metadata is clean: no warning)
+    res = r.invoke(
+        cli,
+        [
+            "evaluate",
+            str(out / "model"),
+            str(sample_dir),
+            "--out",
+            str(tmp_path / "run"),
+            "--work",
+            str(out / "work"),
+            "--n-bootstrap",
+            "50",
+            "--quiet",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "Subgroups (gap: subgroup - all images" in res.output and "age: 60-79" in res.output
+    assert "metadata:" not in res.output
+    sub = json.loads((tmp_path / "run" / "metrics.json").read_text())["subgroups"]
+    assert set(sub["dimensions"]) == {"sex", "age", "view", "followup"} and sub["problems"] == {}
+    assert sum(g["n_images"] for g in sub["dimensions"]["sex"]["groups"].values()) == sub["n_images"] == 59
+    assert (tmp_path / "run" / "subgroups.png").is_file() and (tmp_path / "run" / "labels.csv").is_file()
+    html = write_report([tmp_path / "run"], tmp_path / "rep", [tmp_path / "loc"], [tmp_path / "diff"]).read_text()
+    assert _table(html, "subgroups").count("<tr>") == 1 + 1 + 11
     assert _table(html, "auroc").count("<tr>") == 1 + len(LABELS)
     assert _table(html, "scores").count("<tr>") == 1 + len(LABELS)
     assert "T(IoBB)=0.5" in _table(html, "loc") and fu[0].name in html
@@ -457,10 +460,13 @@ def test_real_writers_render_in_chromium(sample_dir, tmp_path):
         n_bootstrap=200,
     )
     fu = sorted((sample_dir / "followups").glob("00000032_*.png"))
-    heat = lambda img: np.stack(
-        [cv2.GaussianBlur(img.astype(np.float32) / 255, (0, 0), 6) * (k + 1) / 14 for k in range(14)]
-    )
-    prob = lambda img: 1 / (1 + np.exp(-(np.arange(14) / 7 - 1 + img.astype(float).mean() / 64 - 2)))
+
+    def heat(img):
+        return np.stack([cv2.GaussianBlur(img.astype(np.float32) / 255, (0, 0), 6) * (k + 1) / 14 for k in range(14)])
+
+    def prob(img):
+        return 1 / (1 + np.exp(-(np.arange(14) / 7 - 1 + img.astype(float).mean() / 64 - 2)))
+
     d = diff_pair(fu[0], fu[1], heatmap_fn=heat, score_fn=prob, score_kind="probability")
     write_diff_dir(tmp_path / "diff", d, heatmap_units="toy heatmap units")
     page = write_report([run], tmp_path / "rep", diff_dirs=[tmp_path / "diff"], title="Real writers")
@@ -488,3 +494,135 @@ def test_real_writers_render_in_chromium(sample_dir, tmp_path):
     img = cv2.imread(str(shot))
     assert img is not None and cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).std() > 20
     shutil.copy(shot, tmp_path.parent / "report_real_screenshot.png")
+
+
+# --------------------------------------------------------------------------
+# Subgroups and paired comparisons: from the real writers to the page
+# --------------------------------------------------------------------------
+
+
+def _scored_runs(tmp_path, metadata, n=80, names=None):
+    """Two runs of the same images by write_run_dir (probabilities, thresholds, subgroup metadata)."""
+    from phow_baseline.evaluation import write_run_dir
+
+    rng = np.random.default_rng(5)
+    names = names or [f"{i:08d}_000.png" for i in range(n)]
+    y = (rng.random((n, 3)) < 0.35).astype(int)
+    y[:2], y[2:4] = 1, 0
+    runs = []
+    for k, model in enumerate(("bow", "fisher")):
+        s = rng.normal(size=y.shape) + (1.0 + k) * y
+        write_run_dir(
+            tmp_path / model,
+            model_name=model,
+            kind="phow",
+            split="test",
+            names=names,
+            y_true=y,
+            scores=s,
+            labels=LABELS[:3],
+            probabilities=1 / (1 + np.exp(-s)),
+            thresholds=[0.5, 0.5, 0.5],
+            operating_rule="given",
+            n_bootstrap=40,
+            metadata=metadata,
+        )
+        runs.append(tmp_path / model)
+    return runs, names
+
+
+def _subgroup_frame(names, rng):
+    n = len(names)
+    return pd.DataFrame(
+        {
+            "sex": rng.choice(["M", "F"], n),
+            "age": rng.integers(5, 95, n).astype(float),
+            "view": rng.choice(["PA", "AP"], n),
+            "follow_up": rng.integers(0, 3, n).astype(float),
+        },
+        index=pd.Index(names, name="name"),
+    )
+
+
+def test_run_dir_with_subgroups_and_a_comparison_in_the_report(tmp_path):
+    from phow_baseline.evaluation.paired import compare_run_dirs, write_paired_dir
+
+    names = [f"{i:08d}_000.png" for i in range(80)]
+    runs, _ = _scored_runs(tmp_path, _subgroup_frame(names, np.random.default_rng(1)), names=names)
+    m = json.loads((runs[0] / "metrics.json").read_text())
+    sub = m["subgroups"]
+    assert set(sub["dimensions"]) == {"sex", "age", "view", "followup"} and sub["problems"] == {}
+    assert sub["threshold_on"] == "probability" and sub["caption"].startswith("AUROC gap of each subgroup")
+    assert (runs[0] / "subgroups.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    labels = pd.read_csv(runs[0] / "labels.csv")
+    assert labels.columns.tolist() == ["Image Index", *LABELS[:3]] and len(labels) == 80
+    write_paired_dir(compare_run_dirs(runs, n_bootstrap=30), tmp_path / "cmp")
+    page = write_report(runs, tmp_path / "site" / "rep", compare_dirs=[tmp_path / "cmp"], title="t")
+    html = page.read_text()
+    # the navigation lists exactly the sections on the page, in order
+    nav = re.search(r"<nav>(.*?)</nav>", html).group(1)
+    ids = re.findall(r"<section id='([a-z]+)'>", html)
+    assert re.findall(r"href='#([a-z]+)'", nav) == ids
+    assert ids == ["auroc", "compare", "roc", "calibration", "subgroups", "localization", "followup"]
+    # subgroups: one compact table per run (all images + 2 + 5 + 2 + 2 groups), the figure with its caption
+    table = _table(html, "subgroups")
+    assert table.count("<tr>") == 1 + 1 + 11 and "mean FNR" in table and "age band (years)" in table
+    assert "rowspan='5'" in table and html.count("<table class='subgroups'>") == 2
+    assert html.count("AUROC gap of each subgroup to all 80 test images") == 2
+    # the paired comparison: the mean difference in words, the forest plot and its caption, the link to paired.md
+    assert "fisher (B) vs bow (A), 80 images" in html and "DeLong 95 % CI [" in html
+    assert "AUROC difference B - A per class (B = fisher, A = bow)" in html
+    assert "<a href='../../cmp/paired.md'>paired.md</a>" in html  # relative to the report's folder
+    assert len(_decode_images(html)) == 2 * 3 + 1  # ROC, calibration, subgroups per run; one forest plot
+    res = CliRunner().invoke(
+        cli, ["report", *map(str, runs), "--compare", str(tmp_path / "cmp"), "--out", str(tmp_path / "r2")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "id='compare'" in (tmp_path / "r2" / "index.html").read_text()
+
+
+def test_broken_metadata_gives_warnings_with_counts_and_a_complete_run(tmp_path):
+    """One evaluation with a broken metadata frame, end to end: warnings with counts, no crash, the report says so."""
+    from phow_baseline.evaluation import SubgroupMetadataWarning
+
+    names = [f"{i:08d}_000.png" for i in range(80)]
+    frame = _subgroup_frame(names, np.random.default_rng(2))
+    frame = frame.drop(columns=["sex"])  # a missing column
+    frame.iloc[:3, frame.columns.get_loc("age")] = [414, -1, np.nan]  # implausible and unknown ages
+    frame.iloc[5:7, frame.columns.get_loc("view")] = "LL"  # an unknown view
+    frame = frame.drop(index=names[-2:])  # two scored images without metadata
+    with pytest.warns(SubgroupMetadataWarning) as rec:
+        runs, _ = _scored_runs(tmp_path, frame, names=names)
+    msgs = {str(w.message) for w in rec}
+    assert any("no 'sex' (or 'Patient Gender') column" in m for m in msgs), msgs
+    assert any("'age' is not an age in 0-120 years for 3 of 80" in m and "414" in m for m in msgs), msgs
+    assert any("'view' is not one of PA/AP for 2 of 80" in m and "'LL'" in m for m in msgs), msgs
+    assert any("2 of 80 scored image(s) are not in the metadata" in m for m in msgs), msgs
+    m = json.loads((runs[0] / "metrics.json").read_text())  # strict JSON: json.loads would take NaN too
+    sub = m["subgroups"]
+    assert set(sub["dimensions"]) == {"age", "view", "followup"} and set(sub["problems"]) >= {"sex", "age", "view"}
+    assert sub["dimensions"]["age"]["n_excluded"] == 3 + 2 and sub["dimensions"]["view"]["n_excluded"] == 2 + 2
+    assert m["auroc"] and (runs[0] / "roc.png").is_file() and (runs[0] / "subgroups.png").is_file()
+    html = write_report(runs[:1], tmp_path / "rep").read_text()
+    warn = html[html.index("Metadata problems") :]
+    assert "for 3 of 80 scored image(s)" in warn[: warn.index("</div>")]
+    # not even a metadata table: the overall figures alone
+    from phow_baseline.evaluation import write_run_dir
+
+    with pytest.warns(SubgroupMetadataWarning, match="no metadata table"):
+        m = write_run_dir(
+            tmp_path / "x",
+            model_name="x",
+            kind="phow",
+            split="test",
+            names=names,
+            y_true=np.eye(80, 2, dtype=int) + np.eye(80, 2, -2, dtype=int),
+            scores=np.random.default_rng(0).normal(size=(80, 2)),
+            labels=LABELS[:2],
+            n_bootstrap=0,
+            metadata=["not", "a", "table"],
+        )
+    assert (
+        m["subgroups"]["dimensions"] == {}
+        and "subgroups" in write_report([tmp_path / "x"], tmp_path / "r3").read_text()
+    )

@@ -15,6 +15,7 @@ from phow_baseline.evaluation.roc import auroc_weighted, evaluate_scores
 from phow_baseline.evaluation.subgroups import (
     AGE_BANDS,
     DIMENSIONS,
+    NIH_COLUMNS,
     SubgroupMetadataWarning,
     format_subgroups,
     plot_subgroup_gaps,
@@ -135,9 +136,9 @@ def test_bootstrap_uses_the_evaluation_draws():
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("column,dim", [(c, d) for d, (c, _, _) in DIMENSIONS.items()])
+@pytest.mark.parametrize("column,dim", [(c, d) for d, c in NIH_COLUMNS.items()])
 def test_a_missing_column_skips_its_dimension(column, dim):
-    with pytest.warns(SubgroupMetadataWarning, match=f"no '{column}' column") as rec:
+    with pytest.warns(SubgroupMetadataWarning, match=f"no '{DIMENSIONS[dim][0]}' \\(or '{column}'\\) column") as rec:
         r = subgroup_performance(NAMES, Y, S, _meta().drop(columns=[column]), LABS, n_bootstrap=0)
     assert len(rec) == 1
     assert dim not in r["dimensions"] and len(r["dimensions"]) == 3 and dim in r["problems"]
@@ -284,7 +285,101 @@ def test_gap_figure_has_units_and_a_caption(tmp_path):
     finally:
         plt.Figure.savefig = orig
     assert (tmp_path / "g" / "subgroups.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(seen["ylabels"]) == 4 and all("AUROC gap" in y for y in seen["ylabels"])
+    assert len(seen["ylabels"]) == 4 and all("AUROC gap" in y and "(AUROC units)" in y for y in seen["ylabels"])
     assert seen["xticks"] == [*LABS, "Mean"]
     assert any("1 image(s) without a usable value" in t for t in seen["titles"])
     assert "AUROC units" in caption and "30 resamples" in caption and "414" in caption
+
+
+# --------------------------------------------------------------------------
+# The dataset protocol's normalised columns, datasets, masks
+# --------------------------------------------------------------------------
+
+
+def _normalised(**changes):
+    """The subgroup frame a ChestDataset gives (``ds.subgroups(names)``): indexed by name, normalised columns."""
+    m = _meta()
+    f = pd.DataFrame(
+        {
+            "patient": range(len(NAMES)),
+            "sex": m["Patient Gender"].to_numpy(),
+            "age": m["Patient Age"].to_numpy(float),
+            "view": m["View Position"].to_numpy(),
+            "follow_up": m["Follow-up #"].to_numpy(float),
+        },
+        index=pd.Index(NAMES, name="name"),
+    )
+    for k, v in changes.items():
+        f[k] = v
+    return f
+
+
+def test_normalised_columns_give_the_nih_columns_result():
+    nih = _run(n_bootstrap=25, thresholds=[0.35, 0.5])
+    norm = _run(_normalised(), n_bootstrap=25, thresholds=[0.35, 0.5])
+    for d in DIMENSIONS:
+        assert norm["dimensions"][d]["groups"] == nih["dimensions"][d]["groups"]
+        assert norm["dimensions"][d]["column"] == DIMENSIONS[d][0]
+        assert nih["dimensions"][d]["column"] == NIH_COLUMNS[d]
+    # the rows may come in any order, and a dataset object is asked for its subgroup frame
+    shuffled = _normalised().iloc[::-1]
+
+    class Dataset:
+        asked = None
+
+        def subgroups(self, names):
+            Dataset.asked = list(names)
+            return shuffled
+
+    r = _run(Dataset(), n_bootstrap=25, thresholds=[0.35, 0.5])
+    assert Dataset.asked == NAMES and r["dimensions"]["age"]["groups"] == nih["dimensions"]["age"]["groups"]
+
+
+def test_normalised_columns_with_unknown_values_warn_with_counts():
+    # the protocol's spellings of "unknown": NaN sex, NaN age (also for an age outside 0-120), an UNKNOWN or
+    # LATERAL view, a NaN follow-up number
+    frame = _normalised(
+        sex=["M", np.nan, "M", "M", "F", "F", "F", "F"],
+        age=[5, 25, np.nan, np.nan, 85, 30, 50, 70],
+        view=["PA", "PA", "AP", "UNKNOWN", "PA", "LATERAL", "PA", "AP"],
+        follow_up=[0, 1, 0, 2, np.nan, 0, 3, 1],
+    )
+    with pytest.warns(SubgroupMetadataWarning) as rec:
+        r = subgroup_performance(NAMES, Y, S, frame, LABS, n_bootstrap=10)
+    msgs = sorted(str(w.message) for w in rec)
+    assert len(msgs) == 4
+    assert any("'age' is not an age in 0-120 years for 2 of 8" in m for m in msgs), msgs
+    assert any("'sex' is not one of M/F for 1 of 8" in m for m in msgs), msgs
+    assert any("'view' is not one of PA/AP for 2 of 8" in m and "'UNKNOWN'" in m for m in msgs), msgs
+    assert any("'follow_up' is not a whole number >= 0 for 1 of 8" in m for m in msgs), msgs
+    assert [r["dimensions"][d]["n_excluded"] for d in ("sex", "age", "view", "followup")] == [1, 2, 2, 1]
+    json.dumps(r, allow_nan=False)
+
+
+def test_a_frame_without_names_is_refused_with_a_warning():
+    with pytest.warns(SubgroupMetadataWarning, match="not indexed by image name"):
+        r = subgroup_performance(NAMES, Y, S, _normalised().reset_index(drop=True), LABS, n_bootstrap=0)
+    assert r["dimensions"] == {}
+
+
+def test_a_mask_leaves_the_cells_out_of_every_group():
+    # mask Mass on images 1 (a male positive, .4) and 6 (a female negative, .3): the figures are those of the
+    # images left, class by class; Nodule is untouched
+    mask = np.ones(Y.shape, bool)
+    mask[[1, 6], 0] = False
+    r = _run(n_bootstrap=40, thresholds=[0.35, 0.5], mask=mask)
+    keep = [0, 2, 3, 4, 5, 7]
+    ref = subgroup_performance(
+        [NAMES[i] for i in keep], Y[keep, :1], S[keep, :1], _meta().iloc[keep], LABS[:1], n_bootstrap=0
+    )
+    for d in ("sex", "age"):
+        for g, e in r["dimensions"][d]["groups"].items():
+            assert e["auroc"]["Mass"] == ref["dimensions"][d]["groups"][g]["auroc"]["Mass"], (d, g)
+    assert r["all"]["auroc"]["Mass"] == ref["all"]["auroc"]["Mass"] == 7 / 9  # .9 .8 .3 against .5 .1 .7
+    assert r["all"]["n_positive"]["Mass"] == 3 and r["dimensions"]["sex"]["groups"]["M"]["n_positive"]["Mass"] == 1
+    assert r["all"]["fnr"]["Mass"] == 1 / 3  # .3 of .9 .8 .3 is below .35
+    unmasked = _run(n_bootstrap=40, thresholds=[0.35, 0.5])
+    assert r["all"]["auroc"]["Nodule"] == unmasked["all"]["auroc"]["Nodule"]
+    assert r["all"]["auroc_ci95"]["Nodule"] == unmasked["all"]["auroc_ci95"]["Nodule"]
+    # an all-True mask is no mask, to the last digit
+    assert _run(n_bootstrap=40, thresholds=[0.35, 0.5], mask=np.ones(Y.shape, bool)) == unmasked

@@ -57,6 +57,7 @@ def fit_sigmoid(s: np.ndarray, y: np.ndarray, targets: str = "platt", min_slope:
     y : (n,) bool
         Whether each image has the finding.
     targets : {"platt", "binary"}
+        Platt's smoothed targets or the 0/1 labels.
     min_slope : float
         Smallest slope kept, in units of ``1 / std(s)``: a fitted slope below
         it (scores that do not rank the validation images, or a class with
@@ -65,7 +66,10 @@ def fit_sigmoid(s: np.ndarray, y: np.ndarray, targets: str = "platt", min_slope:
 
     Returns
     -------
-    a, b : float
+    a : float
+        Slope, per unit of score (> 0).
+    b : float
+        Intercept (log-odds at score 0).
     clipped : bool
         Whether the slope was raised to ``min_slope``.
     """
@@ -120,10 +124,14 @@ class PlattCalibrator(BaseEstimator):
 
     Attributes
     ----------
-    a_, b_ : (n_classes,) float
-        Slope (> 0) and intercept per class.
-    n_positive_, n_negative_ : (n_classes,) int
-        Validation counts the fit saw.
+    a_ : (n_classes,) float64
+        Slope per class (> 0), per unit of score.
+    b_ : (n_classes,) float64
+        Intercept per class (log-odds).
+    n_positive_ : (n_classes,) int64
+        Validation positives the fit saw, per class.
+    n_negative_ : (n_classes,) int64
+        Validation negatives the fit saw, per class.
     clipped_ : (n_classes,) bool
         Classes whose fitted slope was raised to ``min_slope`` (warned with a count).
     """
@@ -133,7 +141,31 @@ class PlattCalibrator(BaseEstimator):
         self.min_slope = min_slope
 
     def fit(self, scores, y):
-        """Fit on validation ``scores`` and 0/1 labels ``y``, both (n, n_classes)."""
+        """Fit one sigmoid per class (:func:`fit_sigmoid`) on validation scores and labels.
+
+        Parameters
+        ----------
+        scores : (n,) or (n, n_classes) array
+            Validation scores (e.g. SVM margins), finite.
+        y : (n,) or (n, n_classes) array of 0/1
+            Whether each image has each finding.
+
+        Returns
+        -------
+        PlattCalibrator
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is out of range, the shapes differ, ``y`` is not 0/1,
+            a score is not finite, or there is no image.
+
+        Warns
+        -----
+        RuntimeWarning
+            With the number of classes whose slope was raised to ``min_slope``.
+        """
         if self.targets not in ("platt", "binary"):
             raise ValueError(f"targets must be 'platt' or 'binary', got {self.targets!r}")
         if not (np.isfinite(self.min_slope) and self.min_slope > 0):
@@ -159,7 +191,23 @@ class PlattCalibrator(BaseEstimator):
         return self
 
     def predict_proba(self, scores) -> np.ndarray:
-        """Probabilities ``sigmoid(a * s + b)``, same shape as ``scores`` (n, n_classes)."""
+        """Probabilities ``sigmoid(a * s + b)`` per class (``transform`` is the same method).
+
+        Parameters
+        ----------
+        scores : (n,) or (n, n_classes) array
+            Scores, finite; the columns those of ``fit``.
+
+        Returns
+        -------
+        (n, n_classes) float64
+            Probabilities in [0, 1].
+
+        Raises
+        ------
+        ValueError
+            If the number of columns differs from ``fit``'s or a score is not finite.
+        """
         _check_fitted(self, "a_")
         s, _ = _check_xy(scores, None)
         if s.shape[1] != len(self.a_):
@@ -169,7 +217,14 @@ class PlattCalibrator(BaseEstimator):
     transform = predict_proba
 
     def to_arrays(self) -> dict:
-        """The fitted state as arrays (for an ``.npz`` in the model directory)."""
+        """The fitted state as arrays (for an ``.npz`` in the model directory).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``a``, ``b`` (n_classes,) float64, ``clipped`` (n_classes,) bool,
+            ``n_positive``, ``n_negative`` (n_classes,) int64.
+        """
         _check_fitted(self, "a_")
         return {
             "a": self.a_,
@@ -181,7 +236,25 @@ class PlattCalibrator(BaseEstimator):
 
     @classmethod
     def from_arrays(cls, arrays: dict, **params) -> PlattCalibrator:
-        """A fitted calibrator from :meth:`to_arrays`'s output (checks shapes and slopes)."""
+        """A fitted calibrator from :meth:`to_arrays`'s output (checks shapes and slopes).
+
+        Parameters
+        ----------
+        arrays : mapping of str to array
+            At least ``a`` and ``b``; ``clipped``, ``n_positive``, ``n_negative`` are optional.
+        **params
+            Constructor parameters (``targets``, ``min_slope``).
+
+        Returns
+        -------
+        PlattCalibrator
+            Fitted.
+
+        Raises
+        ------
+        ValueError
+            If ``a`` or ``b`` is missing, their shapes differ, or a slope is not finite and > 0.
+        """
         self = cls(**params)
         try:
             a = np.asarray(arrays["a"], np.float64)
@@ -214,14 +287,19 @@ class TemperatureScaler(BaseEstimator):
 
     Parameters
     ----------
-    t_min, t_max : float
-        Search bounds for ``T`` (default 0.05 and 20).
+    t_min : float
+        Lower search bound for ``T`` (default 0.05), > 0.
+    t_max : float
+        Upper search bound for ``T`` (default 20), finite and > ``t_min``.
 
     Attributes
     ----------
     temperature_ : float
-    nll_before_, nll_after_ : float
-        Mean cross-entropy (nats per label) at ``T = 1`` and at ``temperature_``.
+        The fitted ``T`` (> 0, dimensionless).
+    nll_before_ : float
+        Mean cross-entropy (nats per label) at ``T = 1``.
+    nll_after_ : float
+        Mean cross-entropy (nats per label) at ``temperature_``.
     """
 
     def __init__(self, t_min: float = 0.05, t_max: float = 20.0):
@@ -234,7 +312,26 @@ class TemperatureScaler(BaseEstimator):
         return float(-(np.where(y, log_expit(u), log_expit(-u))).mean())
 
     def fit(self, logits, y):
-        """Fit ``T`` on validation ``logits`` and 0/1 labels ``y``, both (n, n_classes); returns ``self``."""
+        """Fit ``T`` on validation logits and 0/1 labels.
+
+        Parameters
+        ----------
+        logits : (n,) or (n, n_classes) array
+            Validation logits, finite.
+        y : (n,) or (n, n_classes) array of 0/1
+            Whether each image has each finding.
+
+        Returns
+        -------
+        TemperatureScaler
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            If the bounds are out of order, the shapes differ, ``y`` is not 0/1,
+            a logit is not finite, or there is no image.
+        """
         if not (0 < self.t_min < self.t_max and np.isfinite(self.t_max)):
             raise ValueError(f"need 0 < t_min < t_max, got {self.t_min!r}, {self.t_max!r}")
         z, yy = _check_xy(logits, y)
@@ -252,7 +349,18 @@ class TemperatureScaler(BaseEstimator):
         return self
 
     def predict_proba(self, logits) -> np.ndarray:
-        """Probabilities ``sigmoid(z / T)``, same shape as ``logits`` (n, n_classes)."""
+        """Probabilities ``sigmoid(z / T)`` (``transform`` is the same method).
+
+        Parameters
+        ----------
+        logits : (n,) or (n, n_classes) array
+            Logits, finite.
+
+        Returns
+        -------
+        (n, n_classes) float64
+            Probabilities in [0, 1] (a 1-d input gives one column).
+        """
         _check_fitted(self, "temperature_")
         z, _ = _check_xy(logits, None)
         return expit(z / self.temperature_)
@@ -260,13 +368,37 @@ class TemperatureScaler(BaseEstimator):
     transform = predict_proba
 
     def to_arrays(self) -> dict:
-        """The fitted state as arrays: ``{"temperature": float64}``."""
+        """The fitted state as arrays.
+
+        Returns
+        -------
+        dict of str to numpy.float64
+            ``{"temperature": T}``.
+        """
         _check_fitted(self, "temperature_")
         return {"temperature": np.float64(self.temperature_)}
 
     @classmethod
     def from_arrays(cls, arrays: dict, **params) -> TemperatureScaler:
-        """A fitted scaler from :meth:`to_arrays`'s output (checks that ``T`` is finite and > 0)."""
+        """A fitted scaler from :meth:`to_arrays`'s output (checks that ``T`` is finite and > 0).
+
+        Parameters
+        ----------
+        arrays : mapping of str to array
+            ``temperature``, a scalar.
+        **params
+            Constructor parameters (``t_min``, ``t_max``).
+
+        Returns
+        -------
+        TemperatureScaler
+            Fitted.
+
+        Raises
+        ------
+        ValueError
+            If ``temperature`` is missing, not finite or not > 0.
+        """
         self = cls(**params)
         try:
             T = float(np.asarray(arrays["temperature"]))

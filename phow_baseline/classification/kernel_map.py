@@ -51,12 +51,23 @@ def homkermap_constants(order=HOMKERMAP_ORDER, period=None):
     frequency after ``f_{i-1}`` at which the smoothed spectrum is positive
     (VLFeat skips zeros, up to ``f_i < 3 i``).
 
+    Parameters
+    ----------
+    order : int
+        Approximation order (default 1, VLFeat's PHOW application).
+    period : float, optional
+        Period of the map in units of ``log x`` (default: VLFeat's rule above).
+
     Returns
     -------
     period : float
+        The period used.
     L : float
+        Frequency step ``2 pi / period``.
     kappa : (order + 1,) float64
+        Smoothed spectrum samples, >= 0.
     frequencies : (order + 1,) float64
+        Their integer frequencies ``f_i`` (in units of ``L``).
     """
     order = int(order)
     if period is None:
@@ -105,10 +116,16 @@ class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    period_, L_ : float
-    kappa_, frequencies_ : (order + 1,) float64
-        The spectrum samples and their integer frequencies.
+    period_ : float
+        Period of the map used.
+    L_ : float
+        Frequency step ``2 pi / period_``.
+    kappa_ : (order + 1,) float64
+        The smoothed spectrum samples.
+    frequencies_ : (order + 1,) float64
+        Their integer frequencies.
     n_features_in_ : int
+        Input dimension ``d``.
     """
 
     def __init__(self, order=HOMKERMAP_ORDER, gamma=HOMKERMAP_GAMMA, period=None):
@@ -122,15 +139,33 @@ class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
         return tags
 
     def _check_params(self):
-        if not isinstance(self.order, numbers.Integral) or self.order < 0:
+        if not isinstance(self.order, numbers.Integral) or int(self.order) < 0:
             raise ValueError(f"order must be an integer >= 0, got {self.order!r}")
-        if not (isinstance(self.gamma, numbers.Real) and self.gamma > 0):
+        if not (isinstance(self.gamma, numbers.Real) and float(self.gamma) > 0):
             raise ValueError(f"gamma must be positive, got {self.gamma!r}")
-        if self.period is not None and not (isinstance(self.period, numbers.Real) and self.period > 0):
+        if self.period is not None and not (isinstance(self.period, numbers.Real) and float(self.period) > 0):
             raise ValueError(f"period must be positive or None, got {self.period!r}")
 
     def fit(self, X, y=None):
-        """Check the parameters and compute VLFeat's constants; ``X`` only gives ``n_features_in_``."""
+        """Check the parameters and compute VLFeat's constants; ``X`` only gives ``n_features_in_``.
+
+        Parameters
+        ----------
+        X : (n, d) array
+            Any features of the right width (nothing is learnt from the values).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        HomogeneousKernelMap
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            If ``order``, ``gamma`` or ``period`` is out of range.
+        """
         self._check_params()
         validate_data(self, X, dtype=np.float32)
         self.period_, self.L_, self.kappa_, self.frequencies_ = homkermap_constants(self.order, self.period)
@@ -138,10 +173,23 @@ class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
 
     @property
     def dim_per_input(self) -> int:
+        """Outputs per input value, ``2 order + 1``."""
         return 2 * int(self.order) + 1
 
     def transform(self, X):
-        """Map ``X`` (n, d) to ``(n, d * (2 order + 1))`` float32."""
+        """Map each value of ``X`` to its ``2 order + 1`` features.
+
+        Parameters
+        ----------
+        X : (n, d) array
+            Histograms (non-negative for the kernel's meaning; a negative value maps with its sign).
+
+        Returns
+        -------
+        (n, d * (2 order + 1)) float32
+            Input ``j``'s features in columns ``j (2 order + 1)`` onwards; zero where
+            ``|x| < 2^-19`` or ``|x| >= 2^8``.
+        """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False, order="C")
         out = np.zeros((X.shape[0], X.shape[1] * self.dim_per_input), np.float32)
@@ -158,6 +206,18 @@ class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
         return out
 
     def get_feature_names_out(self, input_features=None):
+        """Names of the output features: ``<input>_x``, ``<input>_cos1``, ``<input>_sin1``, ...
+
+        Parameters
+        ----------
+        input_features : sequence of str, optional
+            Input names (default: those seen in ``fit``, else ``x0, x1, ...``).
+
+        Returns
+        -------
+        (d * (2 order + 1),) ndarray of str
+            One name per output column, in :meth:`transform`'s order.
+        """
         from sklearn.utils.validation import _check_feature_names_in
 
         names = _check_feature_names_in(self, input_features)
@@ -198,6 +258,23 @@ def make_kernel_map(name: str | None, n_features: int | None = None):
     Neither map learns anything from data: fitting checks the parameters,
     computes the constants and records ``n_features_in_``, so a map can be
     fitted for a feature dimension without the features.
+
+    Parameters
+    ----------
+    name : {"homkermap", "additive_chi2", "none"} or None
+        The map (a name of :data:`KERNEL_MAPS`).
+    n_features : int, optional
+        Input dimension to fit the map for (default: left unfitted).
+
+    Returns
+    -------
+    HomogeneousKernelMap or AdditiveChi2Map or None
+        The map with default parameters; None for ``"none"``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown.
     """
     if name in (None, "none"):
         return None
@@ -222,13 +299,16 @@ class AdditiveChi2Map(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     sample_steps : int
+        Frequency samples (default 2), as ``AdditiveChi2Sampler``.
     sample_interval : float, optional
-        As ``AdditiveChi2Sampler``.
+        Sampling interval (default: scikit-learn's for ``sample_steps``).
 
     Attributes
     ----------
     sampler_ : AdditiveChi2Sampler
+        The fitted scikit-learn sampler.
     n_features_in_ : int
+        Input dimension ``d``.
     """
 
     def __init__(self, sample_steps=2, sample_interval=None):
@@ -242,6 +322,20 @@ class AdditiveChi2Map(TransformerMixin, BaseEstimator):
         return tags
 
     def fit(self, X, y=None):
+        """Check the input and fit scikit-learn's sampler (which learns nothing from the values).
+
+        Parameters
+        ----------
+        X : (n, d) array
+            Non-negative features.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        AdditiveChi2Map
+            ``self``, fitted.
+        """
         from sklearn.kernel_approximation import AdditiveChi2Sampler
 
         X = validate_data(self, X, dtype=np.float32, ensure_non_negative=True)
@@ -249,7 +343,18 @@ class AdditiveChi2Map(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        """Map ``X`` (n, d) to ``(n, d * (2 sample_steps - 1))`` float32."""
+        """Map ``X`` with the sampler, blocks of ``d`` columns (sqrt, cos, sin, ...).
+
+        Parameters
+        ----------
+        X : (n, d) array
+            Non-negative features.
+
+        Returns
+        -------
+        (n, d * (2 sample_steps - 1)) float32
+            The mapped features.
+        """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False, ensure_non_negative=True)
         return self.sampler_.transform(X).astype(np.float32, copy=False)

@@ -38,8 +38,28 @@ def choose_threshold(s, y, rule: str = "youden", min_sensitivity: float | None =
     ``rule="sensitivity"``: the highest threshold whose sensitivity is at
     least ``min_sensitivity`` (hence the best specificity among those).
 
-    Returns ``(threshold, sensitivity, specificity)`` on the validation
-    images, or ``None`` when the class has no positive or no negative.
+    Parameters
+    ----------
+    s : (n,) array
+        Validation probabilities (or scores) of the class.
+    y : (n,) array of bool or 0/1
+        Whether each image has the finding.
+    rule : {"youden", "sensitivity"}
+        How to choose (default Youden's J).
+    min_sensitivity : float, optional
+        Required sensitivity in (0, 1], for ``rule="sensitivity"``.
+
+    Returns
+    -------
+    tuple of (float, float, float) or None
+        ``(threshold, sensitivity, specificity)`` on the validation images
+        (threshold in the units of ``s``; the others in [0, 1]), or None when
+        the class has no positive or no negative.
+
+    Raises
+    ------
+    ValueError
+        If ``rule`` is unknown or ``min_sensitivity`` is missing or out of range.
     """
     s = np.asarray(s, np.float64)
     y = np.asarray(y, bool)
@@ -72,8 +92,12 @@ class OperatingPoints(BaseEstimator):
 
     Attributes
     ----------
-    thresholds_ : (n_classes,) float
-    val_sensitivity_, val_specificity_ : (n_classes,) float (NaN where not chosen)
+    thresholds_ : (n_classes,) float64
+        Decision threshold per class (``p >= threshold`` is positive).
+    val_sensitivity_ : (n_classes,) float64
+        Validation sensitivity at the threshold, in [0, 1] (NaN where not chosen).
+    val_specificity_ : (n_classes,) float64
+        Validation specificity at the threshold, in [0, 1] (NaN where not chosen).
     chosen_ : (n_classes,) bool
         False where ``default_threshold`` stands in.
     """
@@ -84,7 +108,25 @@ class OperatingPoints(BaseEstimator):
         self.default_threshold = default_threshold
 
     def fit(self, probabilities, y):
-        """Choose the thresholds on validation ``probabilities``, 0/1 labels ``y`` (n, n_classes); returns ``self``."""
+        """Choose one threshold per class on validation probabilities (:func:`choose_threshold`).
+
+        Parameters
+        ----------
+        probabilities : (n,) or (n, n_classes) array
+            Validation probabilities (or scores), finite.
+        y : (n,) or (n, n_classes) array of 0/1
+            Whether each image has each finding.
+
+        Returns
+        -------
+        OperatingPoints
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            If the rule or ``min_sensitivity`` is invalid, the shapes differ or ``y`` is not 0/1.
+        """
         if self.rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {self.rule!r}")
         if self.rule == "sensitivity" and (self.min_sensitivity is None or not 0 < self.min_sensitivity <= 1):
@@ -103,7 +145,23 @@ class OperatingPoints(BaseEstimator):
         return self
 
     def decide(self, probabilities) -> np.ndarray:
-        """0/1 decisions ``p >= threshold`` (uint8, same shape)."""
+        """0/1 decisions ``p >= threshold`` per class.
+
+        Parameters
+        ----------
+        probabilities : (n,) or (n, n_classes) array
+            Probabilities (or scores) on the scale the thresholds were chosen on.
+
+        Returns
+        -------
+        (n, n_classes) uint8
+            1 where the probability reaches the class's threshold.
+
+        Raises
+        ------
+        ValueError
+            If the number of columns differs from the thresholds'.
+        """
         _check_fitted(self, "thresholds_")
         p, _ = _check_xy(probabilities, None)
         if p.shape[1] != len(self.thresholds_):
@@ -111,7 +169,14 @@ class OperatingPoints(BaseEstimator):
         return (p >= self.thresholds_).astype(np.uint8)
 
     def to_arrays(self) -> dict:
-        """The fitted state as arrays (thresholds, validation sensitivity and specificity, chosen)."""
+        """The fitted state as arrays.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``thresholds``, ``val_sensitivity``, ``val_specificity`` (n_classes,) float64
+            and ``chosen`` (n_classes,) bool.
+        """
         _check_fitted(self, "thresholds_")
         return {
             "thresholds": self.thresholds_,
@@ -121,12 +186,36 @@ class OperatingPoints(BaseEstimator):
         }
 
     def describe(self) -> str:
-        """The rule in words (``"Youden's J"``, ``"sensitivity >= 0.9"``)."""
+        """The rule in words.
+
+        Returns
+        -------
+        str
+            ``"Youden's J"`` or ``"sensitivity >= 0.9"`` (the ``min_sensitivity``).
+        """
         return "Youden's J" if self.rule == "youden" else f"sensitivity >= {self.min_sensitivity:g}"
 
     @classmethod
     def from_arrays(cls, arrays: dict, **params) -> OperatingPoints:
-        """Fitted operating points from :meth:`to_arrays`'s output (checks the thresholds)."""
+        """Fitted operating points from :meth:`to_arrays`'s output (checks the thresholds).
+
+        Parameters
+        ----------
+        arrays : mapping of str to array
+            At least ``thresholds``; the validation sensitivity, specificity and ``chosen`` are optional.
+        **params
+            Constructor parameters (``rule``, ``min_sensitivity``, ``default_threshold``).
+
+        Returns
+        -------
+        OperatingPoints
+            Fitted.
+
+        Raises
+        ------
+        ValueError
+            If ``thresholds`` is missing or not a finite 1-d array.
+        """
         self = cls(**params)
         try:
             thr = np.asarray(arrays["thresholds"], np.float64)

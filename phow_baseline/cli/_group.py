@@ -39,8 +39,9 @@ def set_verbosity(ctx: click.Context, level: int) -> None:
 
 
 def _quiet_after_the_command(ctx, param, value):
+    """``COMMAND --quiet``, 0.1's spelling: progress bars off (its notes still reach stderr, as in 0.1)."""
     if value:
-        set_verbosity(ctx, logging.WARNING)
+        ctx.meta[QUIET_KEY] = True
 
 
 def _warning_to_log(message, category, filename, lineno, file=None, line=None):
@@ -54,7 +55,8 @@ def _has_default(param) -> bool:
 
 
 class Command(click.Command):
-    """A ``phow-baseline`` command: library errors in one line, ``--quiet`` accepted after it (hidden).
+    """A ``phow-baseline`` command: library errors in one line, 0.1's ``--quiet`` (no progress bars) accepted
+    after it, hidden.
 
     Its help names the default of each optional argument (click shows those of options).
     """

@@ -36,43 +36,71 @@ QUIET_KEY = "phow_baseline.quiet"
 # --------------------------------------------------------------------------
 
 
-def _encodings():
+def encoding_names() -> tuple:
+    """The registered encodings (:data:`phow_baseline.encoding.ENCODINGS`)."""
     from ..encoding import ENCODINGS
 
     return ENCODINGS
 
 
-def _backends():
+def backend_names() -> tuple:
+    """The parallel backends (:data:`phow_baseline.parallel.BACKENDS`)."""
     from ..parallel import BACKENDS
 
     return BACKENDS
 
 
-def _kernel_maps():
+def kernel_map_names() -> tuple:
+    """The kernel maps (:data:`phow_baseline.classification.KERNEL_MAPS`)."""
     from ..classification import KERNEL_MAPS
 
     return KERNEL_MAPS
 
 
-def _solvers():
+def solver_names() -> tuple:
+    """The SVM solvers (:data:`phow_baseline.classification.SOLVERS`)."""
     from ..classification import SOLVERS
 
     return SOLVERS
 
 
-def _equalizations():
+def equalization_names() -> tuple:
+    """The equalizations (:data:`phow_baseline.data.EQUALIZATIONS`)."""
     from ..data import EQUALIZATIONS
 
     return EQUALIZATIONS
 
 
-def _splits():
+def split_names() -> tuple:
+    """The dataset's splits (:data:`phow_baseline.data.SPLITS`)."""
     from ..data import SPLITS
 
     return SPLITS
 
 
-def _motions():
+def dataset_names() -> tuple:
+    """The registered dataset kinds, sorted (:data:`phow_baseline.data.DATASETS`)."""
+    from ..data import DATASETS
+
+    return tuple(sorted(DATASETS))
+
+
+def uncertain_names() -> tuple:
+    """What an uncertain label may become (:data:`phow_baseline.config.UNCERTAIN_POLICIES`)."""
+    from ..config import UNCERTAIN_POLICIES
+
+    return UNCERTAIN_POLICIES
+
+
+def not_mentioned_names() -> tuple:
+    """What a not-mentioned label may become (:data:`phow_baseline.config.NOT_MENTIONED_POLICIES`)."""
+    from ..config import NOT_MENTIONED_POLICIES
+
+    return NOT_MENTIONED_POLICIES
+
+
+def motion_names() -> tuple:
+    """The registration models (:data:`phow_baseline.followup.MOTIONS`)."""
     from ..followup import MOTIONS
 
     return tuple(MOTIONS)
@@ -281,10 +309,57 @@ def dask_cluster(backend: str | None, n_jobs: int | None, scheduler: str | None)
 
 
 def data_dir_argument(**kwargs):
-    """``DATA_DIR``: a ChestX-ray14 folder (default ``data/chestxray14``, stated in the help)."""
-    return click.argument(
-        "data_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR, **kwargs
-    )
+    """``DATA_DIR``: a dataset folder, or a CSV file for the plain-CSV kind (default ``data/chestxray14``)."""
+    return click.argument("data_dir", type=click.Path(path_type=Path), default=DEFAULT_DATA_DIR, **kwargs)
+
+
+def dataset_option(help="Kind of DATA_DIR [detected from its files when not given]."):
+    """``--dataset KIND``: the kind of the dataset folder, one of the registered kinds; default detected."""
+    return option("--dataset", type=LibraryChoice(dataset_names), default=None, help=help)
+
+
+def dataset_options(labels: bool):
+    """``--dataset``, ``--frontal-only/--all-views`` and, with ``labels``, the training label policy.
+
+    Parameters
+    ----------
+    labels : bool
+        Add ``--uncertain`` and ``--not-mentioned`` (the commands that train on labels).
+
+    Returns
+    -------
+    list
+        The option decorators (see :func:`apply`); they set the config fields of the same names.
+    """
+    return [
+        dataset_option(),
+        option(
+            "--frontal-only/--all-views",
+            "frontal_only",
+            library_default=config_default("frontal_only"),
+            help="Read the frontal images only (PA, AP), or every view.",
+        ),
+        *(
+            [
+                option(
+                    "--uncertain",
+                    type=LibraryChoice(uncertain_names),
+                    library_default=config_default("uncertain"),
+                    help="Uncertain training labels (CheXpert, MIMIC): negative (U-Zeros), positive (U-Ones) or "
+                    "left out (U-Ignore: refused for now when the training images have any).",
+                ),
+                option(
+                    "--not-mentioned",
+                    type=LibraryChoice(not_mentioned_names),
+                    library_default=config_default("not_mentioned"),
+                    help="Blank (not mentioned) training labels: negative, or left out (refused for now when the "
+                    "training images have any).",
+                ),
+            ]
+            if labels
+            else []
+        ),
+    ]
 
 
 def check_model_dir(ctx, param, value):
@@ -331,9 +406,9 @@ def work_option():
     )
 
 
-def split_option(default=None, help="Split of the dataset."):
-    """``--split``: one of the dataset's splits."""
-    return option("--split", type=LibraryChoice(_splits), default=default, help=help)
+def split_option(library_default=None, help="Split of the dataset."):
+    """``--split``: one of the dataset's splits (``library_default``: a loader of its default, or none)."""
+    return option("--split", type=LibraryChoice(split_names), library_default=library_default, help=help)
 
 
 def n_bootstrap_option():
@@ -351,16 +426,26 @@ def n_jobs_option(library_default=None, help="Parallel workers, -1 for all cores
     return option("--n-jobs", "n_jobs", type=int, library_default=library_default, help=help, **kwargs)
 
 
-def backend_options(with_n_jobs: bool = True, n_jobs_default=None):
-    """``--n-jobs``, ``--backend`` and ``--scheduler``: where the parallel steps run."""
-    opts = [n_jobs_option(n_jobs_default)] if with_n_jobs else []
+def backend_options(n_jobs_default=None):
+    """``--n-jobs``, ``--backend`` and ``--scheduler``: where the parallel steps run.
+
+    Parameters
+    ----------
+    n_jobs_default : callable, optional
+        A loader of the command's default number of workers.
+
+    Returns
+    -------
+    list
+        The three option decorators (see :func:`apply`).
+    """
     return [
-        *opts,
+        n_jobs_option(n_jobs_default),
         option(
             "--backend",
-            type=LibraryChoice(_backends),
+            type=LibraryChoice(backend_names),
             library_default=config_default("backend"),
-            help="joblib backend of the parallel steps [loky when not given]; 'dask' runs them on a "
+            help="joblib backend of the parallel steps [joblib's own when not given]; 'dask' runs them on a "
             "dask.distributed cluster.",
         ),
         option(
@@ -392,6 +477,10 @@ CONFIG_FIELDS = (
     "seed",
     "n_jobs",
     "backend",
+    "dataset",
+    "frontal_only",
+    "uncertain",
+    "not_mentioned",
 )
 
 
@@ -417,7 +506,7 @@ def baseline_options(svm: bool):
         [
             option(
                 "--kernel-map",
-                type=LibraryChoice(_kernel_maps),
+                type=LibraryChoice(kernel_map_names),
                 library_default=config_default("kernel_map"),
                 help="Kernel map before the linear SVMs (bag of words only).",
             ),
@@ -430,7 +519,7 @@ def baseline_options(svm: bool):
             ),
             option(
                 "--solver",
-                type=LibraryChoice(_solvers, extra=("auto",)),
+                type=LibraryChoice(solver_names, extra=("auto",)),
                 library_default=config_default("solver"),
                 help="SVM solver; auto: liblinear in memory when it fits, else out-of-core SGD.",
             ),
@@ -457,13 +546,13 @@ def baseline_options(svm: bool):
             option("--size", type=int, library_default=config_default("size"), help="Image side in pixels."),
             option(
                 "--equalization",
-                type=LibraryChoice(_equalizations),
+                type=LibraryChoice(equalization_names),
                 library_default=config_default("equalization"),
                 help="Histogram equalization of the image.",
             ),
             option(
                 "--encoding",
-                type=LibraryChoice(_encodings),
+                type=LibraryChoice(encoding_names),
                 library_default=config_default("encoding"),
                 help="Image encoding: bag of words, improved Fisher vectors or VLAD; their settings "
                 "(fv_components, fv_pca_dims, vlad_words, regions) via --config.",
@@ -489,11 +578,12 @@ def baseline_options(svm: bool):
             *svm_opts,
             option(
                 "--train-split",
-                type=LibraryChoice(_splits),
+                type=LibraryChoice(split_names),
                 library_default=config_default("train_split"),
                 help="Split the vocabulary and the SVMs are fitted on.",
             ),
             option("--seed", type=int, library_default=config_default("seed"), help="Seed of every random choice."),
+            *dataset_options(labels=svm),
             *backend_options(n_jobs_default=config_default("n_jobs")),
         ]
     )
@@ -521,12 +611,19 @@ def config_from_options(ctx: click.Context, values: dict):
 
     config_file = values.pop("config_file", None)
     given = {}
+    detect = False
+    if values.get("dataset", "") is None:  # --dataset not given: detected, unless the config file names a kind
+        from ..io import read_json
+
+        detect = config_file is None or "dataset" not in read_json(config_file, what="config file")
     for field in CONFIG_FIELDS:
         if field not in values:
             continue
         value = values.pop(field)
         if ctx.get_parameter_source(field) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
             given[field] = None if (field == "class_weight" and value == "none") else value
+    if detect:
+        given["dataset"] = "auto"
     if config_file is None:
         return BaselineConfig(**given)
     config = BaselineConfig.from_file(config_file, **{k: v for k, v in given.items() if v is not None})

@@ -17,14 +17,15 @@ import click
 from ._group import Group
 from ._options import (
     LibraryChoice,
-    _equalizations,
-    _splits,
     data_dir_argument,
+    dataset_option,
+    equalization_names,
     model_dir_argument,
     n_jobs_option,
     option,
     out_folder_option,
     show_progress,
+    split_names,
 )
 from .evaluate import predict
 
@@ -65,13 +66,13 @@ def _evaluate_default(name: str) -> Callable:
     return _without_the_extra_none(load)
 
 
-def _backbones():
+def _backbone_names():
     from ..cnn.models import BACKBONES
 
     return BACKBONES
 
 
-def _losses():
+def _loss_names():
     from ..cnn.train import LOSSES
 
     return LOSSES
@@ -89,14 +90,14 @@ def cnn_group():
 @cnn_group.command("train")
 @data_dir_argument()
 @out_folder_option("runs/cnn", "Run folder: the model directory, last.pt (resume) and the image caches.")
-@option("--backbone", type=LibraryChoice(_backbones, needs_extra=True), library_default=_cnn_default("backbone"))
+@option("--backbone", type=LibraryChoice(_backbone_names, needs_extra=True), library_default=_cnn_default("backbone"))
 @option(
     "--weights",
     callback=_weights,
     library_default=_cnn_default("weights"),
     help="'imagenet' (torchvision's, downloaded once), a local weights file, or none (from scratch).",
 )
-@option("--loss", type=LibraryChoice(_losses, needs_extra=True), library_default=_cnn_default("loss"))
+@option("--loss", type=LibraryChoice(_loss_names, needs_extra=True), library_default=_cnn_default("loss"))
 @option("--lr", type=float, library_default=_cnn_default("lr"), help="Adam's learning rate.")
 @option("--batch-size", type=int, library_default=_cnn_default("batch_size"))
 @option("--epochs", type=int, library_default=_cnn_default("epochs"), help="Epochs at most (early stopping).")
@@ -117,7 +118,7 @@ def cnn_group():
 @option("--random-resized-crop", "random_resized", is_flag=True, help="Train on random resized crops.")
 @option(
     "--equalization",
-    type=LibraryChoice(_equalizations),
+    type=LibraryChoice(equalization_names),
     library_default=_cnn_default("equalization"),
     help="Equalization of the cached images.",
 )
@@ -136,14 +137,16 @@ def cnn_group():
 )
 @option("--seed", type=int, library_default=_cnn_default("seed"))
 @option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-def train(data_dir, out, resume, n_jobs, **settings):
-    """Train a CNN on the train carve of the official train_val split (model selection on val)."""
+@dataset_option()
+def train(data_dir, out, resume, n_jobs, dataset, **settings):
+    """Train a CNN on the train carve of the dataset's train_val split (model selection on val); one output per
+    label of the dataset.
+    """
     from ..cnn.run import train_on_dataset
     from ..cnn.train import CnnConfig
 
-    history = train_on_dataset(
-        data_dir, out, CnnConfig(workers=n_jobs, **settings), resume=resume, progress=show_progress()
-    )
+    cfg = CnnConfig(workers=n_jobs, dataset=dataset or "auto", **settings)
+    history = train_on_dataset(data_dir, out, cfg, resume=resume, progress=show_progress())
     click.echo(f"best validation mean AUROC {history['best_val_mean_auroc']:.4f}; model in {out}")
 
 
@@ -151,7 +154,9 @@ def train(data_dir, out, resume, n_jobs, **settings):
 @model_dir_argument()
 @data_dir_argument()
 @out_folder_option("runs/cnn-run", "Run directory to write (metrics.json, predictions.csv, figures).")
-@option("--split", type=LibraryChoice(_splits), library_default=_evaluate_default("split"), help="Split to evaluate.")
+@option(
+    "--split", type=LibraryChoice(split_names), library_default=_evaluate_default("split"), help="Split to evaluate."
+)
 @option("--name", help="Model name in the tables [the backbone and its weights when not given].")
 @option(
     "--n-bootstrap",
@@ -166,8 +171,12 @@ def train(data_dir, out, resume, n_jobs, **settings):
     help="Fit one temperature (and per-class operating points) on the validation carve; apply to --split.",
 )
 @option("--device", help="cuda or cpu [cuda when available].")
-def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, temperature_scaling, device):
-    """Per-class ROC/AUROC of a trained CNN (the same run directory as the PHOW baseline's)."""
+@dataset_option()
+def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, temperature_scaling, device, dataset):
+    """Per-class ROC/AUROC of a trained CNN (the same run directory as the PHOW baseline's).
+
+    DATA_DIR may hold another dataset than the model's: the labels the two share are scored.
+    """
     from ..cnn.run import evaluate_on_dataset
     from ..evaluation import format_auroc_table
 
@@ -182,7 +191,12 @@ def evaluate(model_dir, data_dir, out, split, name, n_bootstrap, ten_crop, tempe
         device=device,
         ten_crop=ten_crop or None,
         temperature_scaling=temperature_scaling,
+        dataset=dataset,
     )
+    if metrics.get("external"):
+        from ..workflow.steps import describe_external
+
+        click.echo(describe_external(metrics) + "\n")
     click.echo(format_auroc_table(metrics))
     click.echo(f"\nrun directory: {out}")
 

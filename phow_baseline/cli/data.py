@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ._group import Command
-from ._options import data_dir_argument, keyword_default, n_jobs_option, option, show_progress
+from ._options import data_dir_argument, dataset_option, keyword_default, n_jobs_option, option, show_progress
 
 logger = logging.getLogger("phow_baseline.cli")
 
@@ -28,6 +28,7 @@ def _make_phantom_like():
 
 @click.command(cls=Command)
 @data_dir_argument()
+@dataset_option()
 @option("--strict", is_flag=True, help="Fail if any listed image is missing.")
 @option(
     "--out-json",
@@ -37,15 +38,15 @@ def _make_phantom_like():
     old_spellings=("--json",),
     help="Also write the summary to this JSON file.",
 )
-def info(data_dir, strict, out_json):
-    """Summarize a ChestX-ray14 folder: splits, patients, prevalence, boxes."""
-    from ..data.chestxray14 import ChestXray14, format_summary
+def info(data_dir, dataset, strict, out_json):
+    """Summarize a dataset folder (or a plain-CSV file): splits, patients, labels, subgroups (ChestX-ray14: boxes)."""
+    from ..data import ChestXray14Dataset, open_dataset
     from ..io import atomic_write_json
 
-    summary = ChestXray14(data_dir, strict=strict).summary()
-    click.echo(format_summary(summary))
-    if out_json:
-        atomic_write_json(out_json, summary)
+    ds = open_dataset(data_dir, kind=dataset, strict=strict)
+    click.echo(ds.describe())
+    if out_json:  # ChestX-ray14's summary keeps its 0.1 shape
+        atomic_write_json(out_json, ds.source.summary() if isinstance(ds, ChestXray14Dataset) else ds.summary())
 
 
 def _key_value(ctx, param, values):

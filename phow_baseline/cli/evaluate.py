@@ -12,6 +12,7 @@ from ._options import (
     backend_options,
     dask_cluster,
     data_dir_argument,
+    dataset_option,
     keyword_default,
     model_dir_argument,
     n_bootstrap_option,
@@ -38,19 +39,22 @@ def _predict_to_csv():
 @click.command(cls=Command)
 @model_dir_argument()
 @data_dir_argument()
+@dataset_option()
 @out_folder_option("runs/run", "Run directory to write (metrics.json, predictions.csv, figures).")
 @work_option()
 @split_option(help="Split to evaluate [the model's test split when not given].")
 @option("--name", library_default=keyword_default(_evaluate_model, "model_name"), help="Model name in the tables.")
 @n_bootstrap_option()
-def evaluate(model_dir, data_dir, out, work, split, name, n_bootstrap):
+def evaluate(model_dir, data_dir, dataset, out, work, split, name, n_bootstrap):
     """Per-class ROC/AUROC of a trained PHOW model on a split; writes the run directory.
 
-    A CNN is evaluated by `phow-baseline cnn evaluate`.
+    DATA_DIR may hold another dataset than the model's (cross-dataset evaluation): the labels the two
+    share are scored, and those dropped on each side are listed.  A CNN is evaluated by
+    `phow-baseline cnn evaluate`.
     """
-    from ..evaluation import format_auroc_table
+    from ..evaluation import format_auroc_table, format_subgroups
     from ..model import load_model
-    from ..workflow.steps import evaluate_model
+    from ..workflow.steps import describe_external, evaluate_model
 
     model = load_model(model_dir)
     if model.kind != "phow":
@@ -58,9 +62,21 @@ def evaluate(model_dir, data_dir, out, work, split, name, n_bootstrap):
             f"{model_dir} holds a {model.kind} model: evaluate it with 'phow-baseline {model.kind} evaluate'"
         )
     metrics = evaluate_model(
-        model, data_dir, out, work, split=split, model_name=name, n_bootstrap=n_bootstrap, progress=show_progress()
+        model,
+        data_dir,
+        out,
+        work,
+        split=split,
+        model_name=name,
+        n_bootstrap=n_bootstrap,
+        progress=show_progress(),
+        dataset=dataset,
     )
+    if metrics.get("external"):
+        click.echo(describe_external(metrics) + "\n")
     click.echo(format_auroc_table(metrics))
+    if metrics.get("subgroups"):
+        click.echo("\n" + format_subgroups(metrics["subgroups"]))
     click.echo(f"\nrun directory: {out}")
 
 
@@ -84,9 +100,13 @@ def evaluate(model_dir, data_dir, out, work, split, name, n_bootstrap):
     is_flag=True,
     help="Add a 0/1 column '<label> decision' per label, at the model's validation operating points.",
 )
+@dataset_option(
+    help="Read each INPUT as a dataset folder of this kind and score the frontal images it lists, named as the "
+    "dataset names them (the columns are the model's labels)."
+)
 @apply(backend_options(n_jobs_default=keyword_default(_predict_to_csv, "n_jobs")))
-def predict(model_dir, inputs, out_csv, raw_scores, decisions, n_jobs, backend, scheduler):
-    """Score images (files or folders) with a model of any kind: one probability per label, in a CSV.
+def predict(model_dir, inputs, out_csv, raw_scores, decisions, dataset, n_jobs, backend, scheduler):
+    """Score images (files or folders) with a model of any kind: one probability per label of the model, in a CSV.
 
     A PHOW model trained with calibration (the default) and a CNN give
     probabilities in [0, 1]; a PHOW model trained with calibration 'none'
@@ -106,6 +126,7 @@ def predict(model_dir, inputs, out_csv, raw_scores, decisions, n_jobs, backend, 
             raw_scores=raw_scores,
             decisions=decisions,
             progress=show_progress(),
+            dataset=dataset,
         )
     click.echo(f"scored {len(result.names)} image(s), {len(result.failures)} failure(s); wrote {result.out_csv}")
     if len(result.names) == 1:
@@ -115,22 +136,75 @@ def predict(model_dir, inputs, out_csv, raw_scores, decisions, n_jobs, backend, 
         raise click.ClickException("no image could be scored (the reasons are listed above)")
 
 
+def _compare_run_dirs():
+    from ..evaluation.paired import compare_run_dirs
+
+    return compare_run_dirs
+
+
 @click.command(cls=Command)
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
-@out_folder_option(None, "Also write comparison.md and comparison.csv to this folder.")
-def compare(run_dirs, out):
-    """Put several runs (PHOW and CNN) in one per-class AUROC table with the published columns."""
+@out_folder_option(
+    None,
+    "Also write comparison.md/.csv, and for the paired comparisons paired.csv/.md/.json and one forest plot "
+    "per pair, to this folder (the report reads it with --compare).",
+)
+@option(
+    "--data-dir",
+    "data_dir",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="The labels the runs were scored against: a ChestX-ray14 folder or a labels/metadata CSV "
+    "[the runs' labels.csv when not given].",
+)
+@option(
+    "--pairs",
+    type=click.Choice(["first", "all"]),
+    library_default=keyword_default(_compare_run_dirs, "pairs"),
+    help="Paired comparisons of each run against the first, or of all pairs.",
+)
+@option(
+    "--n-bootstrap",
+    type=click.IntRange(min=0),
+    library_default=keyword_default(_compare_run_dirs, "n_bootstrap"),
+    help="Paired bootstrap resamples (0: DeLong's test only).",
+)
+@option("--seed", type=int, library_default=keyword_default(_compare_run_dirs, "seed"), help="Seed of the resamples.")
+@option(
+    "--no-paired",
+    is_flag=True,
+    help="Only the AUROC table: for runs not scored on the same images (e.g. internal vs external).",
+)
+def compare(run_dirs, out, data_dir, pairs, n_bootstrap, seed, no_paired):
+    """Put several runs (PHOW and CNN) in one per-class AUROC table, and test their differences.
+
+    With two runs or more, each is compared with the first (or all pairs, --pairs all) on the same test
+    images: per class and for the mean AUROC, the difference B - A with DeLong's test (normal 95%
+    interval, p) and the paired bootstrap (percentile 95% interval, p).  Runs not scored on the same
+    images are refused (use --no-paired for the table alone).
+    """
     from ..evaluation import comparison_table, read_metrics, table_markdown
+    from ..evaluation.paired import compare_run_dirs, format_paired, write_paired_dir
     from ..io import atomic_write_text
 
     runs = [read_metrics(d) for d in run_dirs]
+    results = []
+    if len(run_dirs) >= 2 and not no_paired:  # refuse before printing anything
+        results = compare_run_dirs(run_dirs, data_dir, pairs=pairs, n_bootstrap=n_bootstrap, seed=seed)
     table = comparison_table(runs)
     markdown = table_markdown(table, runs)
     click.echo(markdown)
+    for res in results:
+        click.echo("\n" + format_paired(res))
     if out:
         atomic_write_text(out / "comparison.md", markdown)
         atomic_write_text(out / "comparison.csv", table.to_csv(float_format="%.4f"))
-        click.echo(f"wrote {out / 'comparison.md'} and {out / 'comparison.csv'}", err=True)
+        written = ["comparison.md", "comparison.csv"]
+        if results:
+            write_paired_dir(results, out, pairs=pairs)
+            written += ["paired.csv", "paired.md", "paired.json", f"{len(results)} forest plot(s)"]
+        click.echo(f"wrote {', '.join(written)} to {out}", err=True)
 
 
 def _write_report():
@@ -159,14 +233,26 @@ def _write_report():
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="A diff output (repeatable).",
 )
+@option(
+    "--compare",
+    "compare_dirs",
+    multiple=True,
+    metavar="FOLDER",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A 'compare --out' folder: its paired comparisons (forest plots) (repeatable).",
+)
 @option("--title", library_default=keyword_default(_write_report, "title"), help="Title of the page.")
-def report(run_dirs, out, localization_dirs, diff_dirs, title):
-    """A self-contained static HTML report: AUROC tables, ROC curves, localization, follow-up dashboards."""
+def report(run_dirs, out, localization_dirs, diff_dirs, compare_dirs, title):
+    """A self-contained static HTML report: runs, paired comparisons, localization, follow-up dashboards.
+
+    Per run: the AUROC table, ROC curves, calibration and operating points, and the subgroups.
+    """
     from ..report import write_report
 
-    if not (run_dirs or localization_dirs or diff_dirs):
-        raise click.UsageError("give at least one run, --localization or --diff directory")
-    click.echo(f"wrote {write_report(run_dirs, out, localization_dirs, diff_dirs, title=title)}")
+    if not (run_dirs or localization_dirs or diff_dirs or compare_dirs):
+        raise click.UsageError("give at least one run, --localization, --diff or --compare directory")
+    page = write_report(run_dirs, out, localization_dirs, diff_dirs, title=title, compare_dirs=compare_dirs)
+    click.echo(f"wrote {page}")
 
 
 COMMANDS = (evaluate, predict, compare, report)

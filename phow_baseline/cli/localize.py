@@ -10,11 +10,11 @@ import click
 from ._group import Command
 from ._options import (
     LibraryChoice,
-    _motions,
     check_model_dir,
     data_dir_argument,
     keyword_default,
     model_dir_argument,
+    motion_names,
     option,
     out_folder_option,
     show_progress,
@@ -113,7 +113,7 @@ def localize_eval(model_dir, data_dir, out, threshold, name):
 )
 @option(
     "--motion",
-    type=LibraryChoice(_motions),
+    type=LibraryChoice(motion_names),
     library_default=keyword_default(_diff_images, "motion"),
     help="Registration model.",
 )

@@ -9,12 +9,12 @@ import click
 from ._group import Command
 from ._options import (
     LibraryChoice,
-    _encodings,
     baseline_options,
     config_default,
     config_from_options,
     dask_cluster,
     data_dir_argument,
+    encoding_names,
     keyword_default,
     n_bootstrap_option,
     option,
@@ -43,7 +43,7 @@ def vocab(ctx, data_dir, work, scheduler, **values):
 
     config = config_from_options(ctx, values)
     with dask_cluster(config.backend, config.n_jobs, scheduler):
-        _, _, fitted = prepare_training(open_dataset(data_dir, config), work, config, show_progress())
+        _, _, fitted = prepare_training(open_dataset(data_dir, config, work_dir=work), work, config, show_progress())
     click.echo(f"vocabulary ({config.encoding}): {get_encoding(config.encoding).summary(fitted)}; in {work}")
 
 
@@ -55,15 +55,16 @@ def vocab(ctx, data_dir, work, scheduler, **values):
 @click.pass_context
 def encode(ctx, data_dir, work, split, scheduler, **values):
     """Encode a split into feature shards (fits the vocabulary first if WORK has none; resumes)."""
-    from ..workflow.steps import build_image_cache, encode_split, open_dataset, prepare_training
+    from ..workflow.steps import build_image_cache, dataset_tag, encode_split, open_dataset, prepare_training
 
     config = config_from_options(ctx, values)
     progress = show_progress()
     with dask_cluster(config.backend, config.n_jobs, scheduler):
-        dataset = open_dataset(data_dir, config)
+        dataset = open_dataset(data_dir, config, work_dir=work)
         _, _, fitted = prepare_training(dataset, work, config, progress)
         cache = build_image_cache(dataset, dataset.split_names(split), work, config, progress, tag=split)
-        store = encode_split(cache, range(len(cache)), cache.names, work, fitted, config, split, progress)
+        tag = dataset_tag(dataset, split)
+        store = encode_split(cache, range(len(cache)), cache.names, work, fitted, config, tag, progress)
     click.echo(f"features: {len(store)} images x {store.dim} in {store.directory}")
 
 
@@ -81,7 +82,7 @@ def encode(ctx, data_dir, work, split, scheduler, **values):
 @baseline_options(svm=True)
 @click.pass_context
 def train(ctx, data_dir, work, model_dir, scheduler, **values):
-    """Train the 14 one-vs-rest SVMs (vocabulary and features reused from WORK)."""
+    """Train one-vs-rest SVMs, one per label of the dataset (vocabulary and features reused from WORK)."""
     from ..workflow.steps import train_model
 
     config = config_from_options(ctx, values)
@@ -98,7 +99,11 @@ def train(ctx, data_dir, work, model_dir, scheduler, **values):
 @baseline_options(svm=True)
 @click.pass_context
 def run(ctx, data_dir, out, n_bootstrap, scheduler, **values):
-    """The whole PHOW baseline on the official split: train on train_val, evaluate on test."""
+    """The whole PHOW baseline on a dataset's split: train on train_val, evaluate on test.
+
+    DATA_DIR is a dataset folder of any kind (--dataset; detected when not given) or a plain-CSV file;
+    the split is the publisher's where there is one, else a seeded patient-wise split kept in OUT/work.
+    """
     from ..evaluation import format_auroc_table
     from ..workflow.steps import run_baseline
 
@@ -126,7 +131,7 @@ def run(ctx, data_dir, out, n_bootstrap, scheduler, **values):
 )
 @option(
     "--encoding",
-    type=LibraryChoice(_encodings),
+    type=LibraryChoice(encoding_names),
     library_default=keyword_default(_run_demo, "encoding"),
     help="Image encoding (each at its demo-sized settings).",
 )

@@ -1,4 +1,4 @@
-"""Class activation maps (CAM) and Grad-CAM for the 14-way CNNs.
+"""Class activation maps (CAM) and Grad-CAM for the CNNs (one map per label).
 
 CAM (Zhou et al. 2016) for a backbone whose head is global average pooling
 followed by one linear layer (ResNet, DenseNet): with ``A_k`` the last
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 
 def features_and_head(model, name: str, x: torch.Tensor):
-    """Last-block feature maps ``(B, K, h, w)`` and the linear head (weight (14, K), bias)."""
+    """Last-block feature maps ``(B, K, h, w)`` and the linear head (weight (n_labels, K), bias)."""
     if name.startswith("resnet"):
         m = model
         f = m.layer4(m.layer3(m.layer2(m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(x))))))))

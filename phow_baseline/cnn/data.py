@@ -27,7 +27,7 @@ CROP = 224
 
 
 class CacheDataset(Dataset):
-    """Rows of an image cache with their 14 labels: ``(uint8 (1, S, S), float32 (14,))``."""
+    """Rows of an image cache with their labels: ``(uint8 (1, S, S), float32 (n_labels,))``."""
 
     def __init__(self, cache, rows, labels):
         self.cache = cache
@@ -45,6 +45,7 @@ class CacheDataset(Dataset):
 
 
 def make_loader(dataset, batch_size, shuffle, workers=0, seed=0, pin_memory=False, drop_last=False):
+    """A ``DataLoader`` of ``dataset`` whose shuffling draws from a generator seeded with ``seed``."""
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(
@@ -97,6 +98,7 @@ class BatchTransform:
         return torch.rand(*shape, generator=self.generator)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The transformed batch: uint8 ``(B, 1, S, S)`` -> float ``(B, 3, crop, crop)``, normalised."""
         x = x.float().div_(255.0)
         B = x.shape[0]
         c = self.crop

@@ -1,4 +1,4 @@
-"""Backbones from torchvision with a 14-output head, and their weights.
+"""Backbones from torchvision with an ``n_out``-output head (one per label: 14 for ChestX-ray14), and their weights.
 
 ``build_model(name, weights)``: ``weights`` is ``None`` (from scratch, one arm
 of the Uniandes study), ``"imagenet"`` (torchvision's weights API; needs the
@@ -6,7 +6,7 @@ internet the first time, only when asked for) or a path to a local file
 (a ``state_dict``, or a checkpoint holding one under ``state_dict`` /
 ``model``; ``module.`` prefixes and DenseNet's old-style keys such as
 ``norm.1`` are handled).  A head of another size in the file (ImageNet's
-1000 classes) is skipped and the new 14-way head kept; any other missing or
+1000 classes) is skipped and the new ``n_out``-way head kept; any other missing or
 mis-shaped key is an error naming the file and the keys.
 """
 
@@ -39,6 +39,7 @@ class WeightsError(ValueError):
 
 
 def head_name(name: str) -> str:
+    """The state-dict prefix of backbone ``name``'s classification head (``"fc"``, ``"classifier"``...)."""
     return {"vgg11_bn": "classifier.6", "resnet50": "fc", "resnet101": "fc", "densenet121": "classifier"}[name]
 
 
@@ -53,7 +54,21 @@ def _replace_head(model: nn.Module, name: str, n_out: int) -> nn.Module:
 
 
 def build_model(name: str, weights=None, n_out: int = len(LABELS)) -> nn.Module:
-    """A torchvision backbone with an ``n_out``-way linear head (logits)."""
+    """A torchvision backbone with an ``n_out``-way linear head (logits).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`BACKBONES`.
+    weights : None, "imagenet" or path
+        From scratch, torchvision's ImageNet weights, or a weights file (see the module docstring).
+    n_out : int, default=14
+        Outputs: the number of labels of the dataset (ChestX-ray14's 14 by default).
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
     ctor = getattr(torchvision.models, name)
@@ -95,6 +110,10 @@ def read_weights(path) -> dict:
 
 
 def load_weights_file(model: nn.Module, name: str, path) -> nn.Module:
+    """Load a weights file into ``model`` (backbone ``name``), skipping a head of another size; returns ``model``.
+
+    A missing or mis-shaped key other than the head's raises :class:`WeightsError` naming the file and the keys.
+    """
     sd = read_weights(path)
     fixed = {}
     for k, v in sd.items():

@@ -37,7 +37,13 @@ LOSSES = ("bce", "bce_weighted", "soft_margin")
 
 @dataclass
 class CnnConfig:
-    """Settings of a CNN run (defaults: the Uniandes study's transforms, Adam 1e-4)."""
+    """Settings of a CNN run (defaults: the Uniandes study's transforms, Adam 1e-4).
+
+    The dataset settings are those of :class:`phow_baseline.config.BaselineConfig`: ``dataset`` (a
+    registered kind, or ``"auto"``: detected), ``frontal_only``, ``uncertain`` and ``not_mentioned``
+    (the training label policy; U-Ignore is refused while the loss cannot mask labels),
+    ``val_fraction`` and ``test_fraction`` (seeded splits of datasets without an official one).
+    """
 
     backbone: str = "resnet50"
     weights: str | None = None  # None (scratch), "imagenet", or a file path
@@ -59,12 +65,23 @@ class CnnConfig:
     amp: bool = True  # bf16 autocast on CUDA
     max_steps_per_epoch: int | None = None
     val_fraction: float = 0.1
+    dataset: str = "chestxray14"
+    frontal_only: bool = True
+    uncertain: str = "zeros"
+    not_mentioned: str = "negative"
+    test_fraction: float = 0.2
 
     def __post_init__(self):
+        from ..config import NOT_MENTIONED_POLICIES, UNCERTAIN_POLICIES
+
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.uncertain not in UNCERTAIN_POLICIES:
+            raise ValueError(f"uncertain must be one of {UNCERTAIN_POLICIES}, got {self.uncertain!r}")
+        if self.not_mentioned not in NOT_MENTIONED_POLICIES:
+            raise ValueError(f"not_mentioned must be one of {NOT_MENTIONED_POLICIES}, got {self.not_mentioned!r}")
 
     def to_dict(self):
         """The settings as a JSON-ready dict."""
@@ -89,7 +106,7 @@ def seed_everything(seed: int):
 
 def make_loss(cfg: CnnConfig, y_train: np.ndarray, device):
     """The training loss of ``cfg.loss``; ``bce_weighted`` weighs each class's positives by its
-    negatives / positives in ``y_train`` ``(n, 14)``.
+    negatives / positives in ``y_train`` ``(n, n_labels)``.
     """
     if cfg.loss == "soft_margin":
         return nn.MultiLabelSoftMarginLoss()
@@ -159,13 +176,18 @@ def train_cnn(
     resume: bool = False,
     progress: bool = True,
     log=None,
+    labels=None,
+    dataset: dict | None = None,
 ) -> dict:
     """Train with Adam, ReduceLROnPlateau on validation loss, early stopping on validation mean AUROC.
 
     Writes ``out_dir/last.pt`` after every epoch (atomically) and the best
     model by validation AUROC to ``out_dir`` (``model.json`` + ``weights.npz``).
     With ``resume`` it continues from ``last.pt`` exactly where it stopped.
-    Returns the history.
+    Returns the history.  The network has one output per column of
+    ``train_set.labels``; ``labels`` names them (default ChestX-ray14's 14)
+    and ``dataset`` records the training dataset in ``model.json``
+    (:func:`phow_baseline.workflow.steps.dataset_record`).
     """
     from ..evaluation import evaluate_scores
     from ..progress import progress_bar
@@ -176,7 +198,11 @@ def train_cnn(
     device = pick_device(cfg.device)
     amp = cfg.amp and device.type == "cuda"
     seed_everything(cfg.seed)
-    model = build_model(cfg.backbone, cfg.weights).to(device).to(memory_format=torch.channels_last)
+    n_out = int(train_set.labels.shape[1])
+    labels = list(LABELS) if labels is None else list(labels)
+    if len(labels) != n_out:
+        raise ValueError(f"{len(labels)} label names for {n_out} label columns")
+    model = build_model(cfg.backbone, cfg.weights, n_out=n_out).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=cfg.plateau_patience)
     crit = make_loss(cfg, train_set.labels, device)
@@ -227,7 +253,7 @@ def train_cnn(
         p, yv = predict_batches(model, val_loader, device, cfg, amp)
         pv = np.clip(p, 1e-7, 1 - 1e-7)
         val_loss = float(-(yv * np.log(pv) + (1 - yv) * np.log(1 - pv)).mean())
-        ev = evaluate_scores(yv, p, n_bootstrap=0)
+        ev = evaluate_scores(yv, p, labels, n_bootstrap=0)
         auc = ev["mean_auroc"] if ev["mean_auroc"] is not None else 0.0
         sched.step(val_loss)
         rec = {
@@ -242,7 +268,14 @@ def train_cnn(
         improved = auc > best
         if improved:
             best, since_best = auc, 0
-            save_model_dir(out, model, cfg, extra={"best_epoch": epoch + 1, "val_mean_auroc": auc})
+            save_model_dir(
+                out,
+                model,
+                cfg,
+                extra={"best_epoch": epoch + 1, "val_mean_auroc": auc},
+                labels=labels,
+                dataset=dataset,
+            )
         else:
             since_best += 1
         _atomic_torch_save(
@@ -266,9 +299,9 @@ def train_cnn(
     return {"history": history, "best_val_mean_auroc": best}
 
 
-def save_model_dir(out, model, cfg: CnnConfig, extra=None):
-    """Write a CNN model directory in ``out``: ``model.json`` (kind ``"cnn"``, ``cfg``, ``extra``) + ``weights.npz``
-    (the state dict as plain arrays).
+def save_model_dir(out, model, cfg: CnnConfig, extra=None, labels=None, dataset: dict | None = None):
+    """Write a CNN model directory in ``out``: ``model.json`` (kind ``"cnn"``, ``cfg``, ``extra``, ``labels``
+    (default ChestX-ray14's 14), ``dataset``) + ``weights.npz`` (the state dict as plain arrays).
     """
     from ..model.directory import write_model_dir
 
@@ -279,6 +312,8 @@ def save_model_dir(out, model, cfg: CnnConfig, extra=None):
         params,
         {"weights": state_dict_to_arrays(model)},
         extra={"torch": torch.__version__, "backbone": cfg.backbone, **(extra or {})},
+        labels=labels,
+        dataset=dataset,
     )
 
 
@@ -294,10 +329,14 @@ class CnnModel(Model):
     Parameters
     ----------
     model : torch.nn.Module
-        The trained network (14 outputs).
+        The trained network (one output per label).
     cfg : CnnConfig
     device : str or torch.device, optional
         Where to run it (default: CUDA when available, else the CPU).
+    labels : sequence of str, default=ChestX-ray14's 14
+        The outputs' labels, in order.
+    dataset : dict, optional
+        What it was trained on (``model.json``'s ``dataset``); default ChestX-ray14.
     """
 
     kind = "cnn"
@@ -306,13 +345,14 @@ class CnnModel(Model):
     has_heatmaps = True
     has_decisions = False
 
-    def __init__(self, model, cfg: CnnConfig, device=None):
+    def __init__(self, model, cfg: CnnConfig, device=None, labels=LABELS, dataset: dict | None = None):
         self.model = model.eval()
         self.cfg = cfg
         # the device the model was trained on says nothing about this machine: None is CUDA when available
         self.device = pick_device(device)
         self.model.to(self.device)
-        self.labels = LABELS
+        self.labels = tuple(labels)
+        self.dataset = dict(dataset) if dataset is not None else {"kind": "chestxray14", "labels": list(self.labels)}
 
     @property
     def image_size(self) -> int:
@@ -331,15 +371,15 @@ class CnnModel(Model):
 
     @torch.no_grad()
     def raw_scores(self, img) -> np.ndarray:
-        """The 14 logits of one cache image, ``(14,)`` float32."""
+        """The logits ``(n_labels,)`` float32 of one cache image."""
         return self.model(self._input(img)).float().cpu().numpy()[0]
 
     def scores(self, img) -> np.ndarray:
-        """The 14 sigmoid outputs (probabilities) of one cache image, ``(14,)`` float64."""
+        """The sigmoid outputs (probabilities) ``(n_labels,)`` float64 of one cache image."""
         return self.calibrate(self.raw_scores(img)[None])[0]
 
     def calibrate(self, logits) -> np.ndarray:
-        """Logits ``(n, 14)`` -> probabilities ``(n, 14)`` float64 (the sigmoid)."""
+        """Logits ``(n, n_labels)`` -> probabilities ``(n, n_labels)`` float64 (the sigmoid)."""
         return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
 
     def decide(self, probabilities) -> np.ndarray:
@@ -349,7 +389,7 @@ class CnnModel(Model):
         )
 
     def heatmaps(self, img, method: str = "cam") -> np.ndarray:
-        """Per-class CAMs over the image (``(14, S, S)`` float32; the centre crop's maps padded by edge values).
+        """Per-class CAMs over the image (``(n_labels, S, S)`` float32; the centre crop's maps padded by edge values).
 
         ``method="gradcam"`` for Grad-CAM (always used for VGG11-BN, whose head is not GAP + linear).
         """
@@ -359,7 +399,7 @@ class CnnModel(Model):
 
     def save(self, directory, extra: dict | None = None) -> Path:
         """Write the model directory (``model.json`` + ``weights.npz``); returns its path."""
-        save_model_dir(directory, self.model, self.cfg, extra)
+        save_model_dir(directory, self.model, self.cfg, extra, labels=self.labels, dataset=self.dataset)
         return Path(directory)
 
     @classmethod
@@ -370,16 +410,17 @@ class CnnModel(Model):
 
 def load_cnn_model(directory, device=None) -> CnnModel:
     """Load ``model.json`` + ``weights.npz`` (checksums verified, no pickles)."""
-    from ..model.directory import ModelFileError, read_model_dir
+    from ..model.directory import ModelFileError, dataset_record, read_model_dir
 
     meta, arrays = read_model_dir(directory)
     c = dict(meta["params"]["config"])
     c["weights"] = None  # the trained weights come from weights.npz
     cfg = CnnConfig(**c)
-    model = build_model(cfg.backbone, None)
+    labels = meta.get("labels") or list(LABELS)
+    model = build_model(cfg.backbone, None, n_out=len(labels))
     sd = {k: torch.from_numpy(np.array(v)) for k, v in arrays["weights"].items()}
     try:
         model.load_state_dict(sd)
     except RuntimeError as exc:
         raise ModelFileError(f"{Path(directory) / 'weights.npz'}: does not fit {cfg.backbone} ({exc})") from exc
-    return CnnModel(model, cfg, device)
+    return CnnModel(model, cfg, device, labels=labels, dataset=dataset_record(meta, Path(directory) / "model.json"))

@@ -26,7 +26,18 @@ CACHE_SHARD_SIZE = 256
 
 @dataclass
 class CacheFailure:
-    """A file the cache could not read: its row ``name``, its ``path`` and the ``reason``."""
+    """A file the cache could not read: its row ``name``, its ``path`` and the ``reason``.
+
+    Parameters
+    ----------
+    name : str
+        The row's name (an image name such as ``00000001_000.png``).
+    path : str
+        The absolute path of the file that failed.
+    reason : str
+        Why (an :class:`~phow_baseline.data.imread.ImageReadError`'s reason, or
+        a preprocessing error).
+    """
 
     name: str
     path: str
@@ -74,7 +85,44 @@ class ImageCache:
     parameters, the image names in order and the failures (unreadable files,
     skipped and listed, never silently dropped).
 
-    Use :meth:`build` to create or resume, :meth:`open` to read.
+    Use :meth:`build` to create or resume, :meth:`open` to read.  Rows are
+    read with ``cache[i]`` (a memory-mapped ``(S, S)`` uint8 view, negative
+    ``i`` allowed) and ``len(cache)`` is the number of rows, failures
+    included: a failed row holds zeros and ``ok`` False.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The cache folder.
+    names : sequence of str
+        Row names in row order, length N.
+    size : int
+        Side ``S`` of the square images, in pixels.
+    equalization : {"global", "clahe", "none"}
+        The equalization the images went through.
+    shard_size : int
+        Images per shard file.
+    failures : sequence of dict
+        One ``{"name", "path", "reason"}`` per row that could not be read.
+    ok : array_like of bool, shape (N,)
+        Whether each row was read.
+
+    Attributes
+    ----------
+    directory : Path
+        As given.
+    names : list of str
+        Row names, length N.
+    size : int
+        Image side ``S``, in pixels.
+    equalization : str
+        As given.
+    shard_size : int
+        Images per shard.
+    failures : list of CacheFailure
+        The rows that could not be read, in row order.
+    ok : ndarray of bool, shape (N,)
+        Whether each row holds a read image.
     """
 
     def __init__(self, directory, names, size, equalization, shard_size, failures, ok):
@@ -113,13 +161,36 @@ class ImageCache:
             Image files, in the order of the cache rows.
         names : sequence of str, optional
             Row names (default: the file names).
-        size, equalization : see :func:`preprocess`.
+        size : int, default=256
+            Side of the square cached images, in pixels.
+        equalization : {"global", "clahe", "none"}, default="global"
+            Equalization before resizing (see
+            :func:`~phow_baseline.data.preprocess.preprocess`).
         n_jobs : int
-            joblib workers (-1: all cores).
+            Workers of joblib (-1: all cores).
+        shard_size : int, default=256
+            Images per shard (:data:`CACHE_SHARD_SIZE`): the unit written
+            atomically and redone by a resumed build.
+        progress : bool, default=True
+            Show progress over shards (:func:`phow_baseline.progress.progress_bar`).
         backend : str, optional
             A backend of :func:`phow_baseline.parallel.imap` (``"dask"``:
             the shards are decoded on the cluster of the active client).
 
+        Returns
+        -------
+        ImageCache
+            The complete cache, opened (:meth:`open`).
+
+        Raises
+        ------
+        ValueError
+            An unknown ``equalization``, ``names`` and ``paths`` of different
+            lengths, or a folder that holds a cache with other parameters or
+            images.
+
+        Notes
+        -----
         Unreadable files (every :class:`ImageReadError`: corrupt, truncated,
         absurd header, not an image) are skipped and listed in ``failures``
         with their reason; they never stop the build.
@@ -183,7 +254,27 @@ class ImageCache:
 
     @classmethod
     def open(cls, directory) -> ImageCache:
-        """Open a complete cache; an incomplete one is an error naming what is missing."""
+        """Open a complete cache; an incomplete one is an error naming what is missing.
+
+        Parameters
+        ----------
+        directory : str or Path
+            A folder :meth:`build` completed (it holds ``index.json``).
+
+        Returns
+        -------
+        ImageCache
+            The cache; shards are memory-mapped on first access.
+
+        Raises
+        ------
+        FileNotFoundError
+            No ``index.json`` (the build never finished).
+        ValueError
+            An unsupported cache format.
+        DataFileError
+            ``index.json`` is not readable JSON.
+        """
         directory = Path(directory)
         from ..io import read_json
 
@@ -217,11 +308,38 @@ class ImageCache:
         return self._shard(i // self.shard_size)[i % self.shard_size]
 
     def get(self, name: str) -> np.ndarray:
-        """The image of row ``name``, ``(S, S)`` uint8 (a view of the memory-mapped shard)."""
+        """The image of row ``name`` (a view of the memory-mapped shard).
+
+        Parameters
+        ----------
+        name : str
+            A row name.
+
+        Returns
+        -------
+        ndarray of uint8, shape (S, S)
+            Read-only; zeros for a row that failed.
+
+        Raises
+        ------
+        KeyError
+            ``name`` is not in the cache.
+        """
         return self[self.position(name)]
 
     def position(self, name: str) -> int:
-        """The row of ``name`` (a KeyError naming the cache when it is not there)."""
+        """The row of ``name`` (a KeyError naming the cache when it is not there).
+
+        Parameters
+        ----------
+        name : str
+            A row name.
+
+        Returns
+        -------
+        int
+            Its 0-based row.
+        """
         if not hasattr(self, "_pos"):
             self._pos = {n: i for i, n in enumerate(self.names)}
         try:
@@ -230,7 +348,18 @@ class ImageCache:
             raise KeyError(f"{name} is not in the image cache at {self.directory}") from None
 
     def take(self, indices: Iterable[int]) -> np.ndarray:
-        """Copy the images at ``indices`` into one ``(n, S, S)`` array."""
+        """Copy the images at ``indices`` into one ``(n, S, S)`` array.
+
+        Parameters
+        ----------
+        indices : iterable of int
+            Rows, any order, repeats allowed (negative counts from the end).
+
+        Returns
+        -------
+        ndarray of uint8, shape (n, S, S)
+            A copy in memory, in the order of ``indices``.
+        """
         indices = list(indices)
         out = np.empty((len(indices), self.size, self.size), np.uint8)
         for j, i in enumerate(indices):

@@ -113,14 +113,26 @@ def _find(root: Path, candidates: Sequence[str], what: str, required=True) -> Pa
 def read_metadata(path) -> pd.DataFrame:
     """Read ``Data_Entry_2017[_v2020].csv`` (plain or ``.gz``).
 
-    Returns a DataFrame indexed 0..N-1 with the NIH columns, the bracketed
-    size/spacing columns renamed (``Original Width``, ``Original Height``,
-    ``Pixel Spacing x``/``y``), and ``Patient ID`` as int.
+    Parameters
+    ----------
+    path : str or Path
+        The metadata CSV (gzip-compressed when it ends in ``.gz``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        N rows (112,120 for the full release) indexed 0..N-1 with the NIH
+        columns (``Unnamed`` ones dropped), the bracketed size/spacing
+        columns renamed (``Original Width``, ``Original Height`` in pixels,
+        ``Pixel Spacing x``/``y`` in mm), ``Patient ID`` as int64 and an
+        empty ``Finding Labels`` read as ``No Finding``.
 
     Raises
     ------
     DatasetError
-        If a required column is missing, a label is unknown or a name is duplicated.
+        The file cannot be read, a required column (``Image Index``,
+        ``Finding Labels``, ``Patient ID``) is missing, a label is unknown, a
+        name is missing or duplicated, or a patient id is not an integer.
     """
     path = Path(path)
     try:
@@ -152,7 +164,28 @@ def labels_from_strings(findings: Iterable[str], source="<labels>", no_finding_c
 
     Row ``i`` column ``j`` is 1 when finding ``LABELS[j]`` is in string ``i``;
     ``No Finding`` is all zeros.  With ``no_finding_column`` a 15th column
-    holds 1 for ``No Finding`` rows.
+    holds 1 for ``No Finding`` rows.  Spellings in :data:`LABEL_ALIASES` are
+    accepted.
+
+    Parameters
+    ----------
+    findings : iterable of str
+        One string per image, e.g. ``"Effusion|Mass"`` or ``"No Finding"``.
+    source : str or Path, default="<labels>"
+        Named in the error message (the file the strings come from).
+    no_finding_column : bool, default=False
+        Add the 15th ``No Finding`` column.
+
+    Returns
+    -------
+    ndarray of uint8, shape (n_images, 14) or (n_images, 15)
+        0/1, columns in :data:`LABELS` order.
+
+    Raises
+    ------
+    DatasetError
+        A finding is not in :data:`LABELS` (the message counts each unknown
+        one).
     """
     findings = list(findings)
     out = np.zeros((len(findings), len(LABELS) + int(no_finding_column)), np.uint8)
@@ -175,7 +208,24 @@ def labels_from_strings(findings: Iterable[str], source="<labels>", no_finding_c
 
 
 def read_split_list(path) -> list[str]:
-    """Read an official split list (one file name a line; a missing final newline is fine)."""
+    """Read an official split list (one file name a line; a missing final newline is fine).
+
+    Parameters
+    ----------
+    path : str or Path
+        ``train_val_list.txt`` or ``test_list.txt``.
+
+    Returns
+    -------
+    list of str
+        The image names in file order (blank lines and surrounding spaces
+        dropped).
+
+    Raises
+    ------
+    DatasetError
+        The file cannot be read or lists a name twice.
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -196,6 +246,24 @@ def read_boxes(path) -> pd.DataFrame:
     Coordinates stay in the 1024x1024 frame of the NIH PNGs
     (:data:`BBOX_FRAME`); labels are mapped to :data:`LABELS`
     (``Infiltrate`` -> ``Infiltration``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The box list (gzip-compressed when it ends in ``.gz``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per box (984 in the release): ``Image Index`` (str),
+        ``label`` (str), and ``x, y`` (top-left corner), ``w, h`` (width and
+        height), float pixels of the 1024x1024 frame.
+
+    Raises
+    ------
+    DatasetError
+        The file cannot be read, has fewer than 6 columns, non-numeric
+        coordinates or an unknown label.
     """
     path = Path(path)
     try:
@@ -224,7 +292,25 @@ def read_boxes(path) -> pd.DataFrame:
 
 
 def png_size(path) -> tuple[int, int]:
-    """Width and height of a PNG from its IHDR header, without decoding it."""
+    """Width and height of a PNG from its IHDR header, without decoding it.
+
+    A file that is not a PNG is decoded with OpenCV instead.
+
+    Parameters
+    ----------
+    path : str or Path
+        The image file.
+
+    Returns
+    -------
+    (int, int)
+        Width and height, in pixels.
+
+    Raises
+    ------
+    DatasetError
+        The file is not a PNG and OpenCV cannot read it.
+    """
     with open(path, "rb") as fh:
         head = fh.read(24)
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
@@ -242,6 +328,25 @@ def discover_images(root, image_dirs: Sequence | None = None) -> dict[str, Path]
 
     ``image_dirs`` overrides the folders searched.  A name found twice is an
     error (two different files would claim one metadata row).
+
+    Parameters
+    ----------
+    root : str or Path
+        The dataset folder.  Searched: ``root/images``, each
+        ``root/images_*/images``, and each ``root/images_*`` without an
+        ``images`` subfolder (not recursively); missing folders are skipped.
+    image_dirs : sequence of path, optional
+        The folders to search instead.
+
+    Returns
+    -------
+    dict of str to Path
+        File name (``00000001_000.png``) -> its path.
+
+    Raises
+    ------
+    DatasetError
+        A file name found in two folders.
     """
     root = Path(root)
     if image_dirs is None:
@@ -272,9 +377,27 @@ def patient_validation_split(
     validation set until it holds ``round(val_fraction * len(names))``
     images or more; no patient is in both parts.
 
+    Parameters
+    ----------
+    names : sequence of str
+        Image names (the official train_val list), length n.
+    patients : sequence of int
+        The patient id of each name, length n.
+    val_fraction : float, default=0.1
+        Target share of the images for validation, in [0, 1)
+        (:data:`DEFAULT_VAL_FRACTION`: the Uniandes study's split shape).
+    seed : int, default=0
+        Seed of the patient shuffle (``numpy.random.default_rng``).
+
     Returns
     -------
-    train, val : lists of names, in the order given.
+    train, val : list of str
+        The names of each part, in the order given.
+
+    Raises
+    ------
+    ValueError
+        ``val_fraction`` outside [0, 1).
     """
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -312,7 +435,37 @@ class ChestXray14:
         ``root/images_*/images``).
     val_fraction, seed : float, int
         The patient-wise validation carve of train_val (see
-        :func:`patient_validation_split`).
+        :func:`patient_validation_split`; defaults 0.1 and 0).
+    warn : bool, default=True
+        Warn (:class:`MissingImagesWarning`) when listed images are missing
+        or PNGs on disk are not in the metadata; False stays silent (the
+        counts are still in :meth:`counts`).
+
+    Attributes
+    ----------
+    root : Path
+        The dataset folder.
+    metadata_path : Path
+        The metadata CSV found.
+    metadata : pandas.DataFrame
+        As :func:`read_metadata` returns it, one row per listed image.
+    label_matrix : ndarray of uint8, shape (n_listed, 14)
+        The labels of every metadata row, :data:`LABELS` order.
+    images : dict of str to Path
+        Every PNG found (:func:`discover_images`).
+    present : set of str
+        Listed names whose PNG is on disk.
+    unlisted : list of str
+        PNG names on disk that the metadata does not list (ignored), sorted.
+    bbox_path : Path or None
+        The box list, when there is one.
+
+    Raises
+    ------
+    DatasetError
+        The folder, the metadata or a split list is missing or invalid, the
+        lists overlap in images or patients, or (``strict``) images are
+        missing.
     """
 
     def __init__(
@@ -369,7 +522,14 @@ class ChestXray14:
 
     # -- reporting ----------------------------------------------------------
     def counts(self) -> dict[str, SplitCount]:
-        """Listed and present images per split."""
+        """Listed and present images per split.
+
+        Returns
+        -------
+        dict of str to SplitCount
+            For each of ``train_val``, ``train``, ``val``, ``test`` and
+            ``all``: the images listed, present on disk, and missing.
+        """
         return {
             s: SplitCount(len(self._lists[s]), sum(n in self.present for n in self._lists[s]))
             for s in ("train_val", "train", "val", "test", "all")
@@ -389,12 +549,43 @@ class ChestXray14:
             warnings.warn(msg, MissingImagesWarning, stacklevel=3)
 
     def missing(self, split="all") -> list[str]:
-        """Names listed in ``split`` whose image is not on disk."""
+        """Names listed in ``split`` whose image is not on disk.
+
+        Parameters
+        ----------
+        split : str, default="all"
+            One of :data:`SPLITS`.
+
+        Returns
+        -------
+        list of str
+            In list order (metadata order for ``"all"``).
+        """
         return [n for n in self._lists[split] if n not in self.present]
 
     # -- access -------------------------------------------------------------
     def split_names(self, split: str, present_only: bool = True) -> list[str]:
-        """Image names of ``split`` (one of :data:`SPLITS`), sorted, present on disk unless told otherwise."""
+        """Image names of ``split`` (one of :data:`SPLITS`), sorted, present on disk unless told otherwise.
+
+        Parameters
+        ----------
+        split : str
+            ``"train_val"`` or ``"test"`` (the official lists), ``"train"``
+            or ``"val"`` (the patient-wise carve of train_val), or ``"all"``
+            (every metadata row).
+        present_only : bool, default=True
+            Leave out images not on disk.
+
+        Returns
+        -------
+        list of str
+            Sorted names.
+
+        Raises
+        ------
+        ValueError
+            An unknown split.
+        """
         if split not in self._lists:
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
         names = self._lists[split]
@@ -403,7 +594,18 @@ class ChestXray14:
         return sorted(names)
 
     def image_path(self, name: str) -> Path:
-        """The PNG of image ``name`` (a KeyError says whether it is unlisted or not on disk)."""
+        """The PNG of image ``name`` (a KeyError says whether it is unlisted or not on disk).
+
+        Parameters
+        ----------
+        name : str
+            An image name.
+
+        Returns
+        -------
+        Path
+            Its file.
+        """
         try:
             return self.images[name]
         except KeyError:
@@ -411,25 +613,76 @@ class ChestXray14:
             raise KeyError(f"{name}: image {where} under {self.root}") from None
 
     def rows(self, names: Sequence[str]) -> np.ndarray:
-        """Row positions of ``names`` in :attr:`metadata`, shape (len(names),)."""
+        """Row positions of ``names`` in :attr:`metadata`.
+
+        Parameters
+        ----------
+        names : sequence of str
+            Image names listed in the metadata.
+
+        Returns
+        -------
+        ndarray of int64, shape (len(names),)
+            0-based rows, in the order of ``names``.
+
+        Raises
+        ------
+        KeyError
+            A name is not in the metadata.
+        """
         try:
             return self._row.loc[list(names)].to_numpy()
         except KeyError as exc:
             raise KeyError(f"not in the metadata {self.metadata_path}: {exc}") from None
 
     def labels(self, names: Sequence[str], no_finding_column: bool = False) -> np.ndarray:
-        """``uint8`` label matrix ``(len(names), 14)`` in :data:`LABELS` order (15 with ``No Finding``)."""
+        """``uint8`` label matrix ``(len(names), 14)`` in :data:`LABELS` order (15 with ``No Finding``).
+
+        Parameters
+        ----------
+        names : sequence of str
+            Image names listed in the metadata.
+        no_finding_column : bool, default=False
+            Add a 15th column, 1 where no finding is positive.
+
+        Returns
+        -------
+        ndarray of uint8, shape (len(names), 14) or (len(names), 15)
+            0/1 labels, in the order of ``names``.
+        """
         y = self.label_matrix[self.rows(names)]
         if no_finding_column:
             y = np.concatenate([y, (y.sum(1) == 0).astype(np.uint8)[:, None]], axis=1)
         return y
 
     def patients(self, names: Sequence[str]) -> np.ndarray:
-        """``Patient ID`` (int64) of ``names``, shape (len(names),)."""
+        """``Patient ID`` of each of ``names``.
+
+        Parameters
+        ----------
+        names : sequence of str
+            Image names listed in the metadata.
+
+        Returns
+        -------
+        ndarray of int64, shape (len(names),)
+            The patient ids, in the order of ``names``.
+        """
         return self.metadata["Patient ID"].to_numpy()[self.rows(names)]
 
     def patient_of(self, name: str) -> int:
-        """``Patient ID`` of one image."""
+        """``Patient ID`` of one image.
+
+        Parameters
+        ----------
+        name : str
+            An image name listed in the metadata.
+
+        Returns
+        -------
+        int
+            Its patient id.
+        """
         return int(self.patients([name])[0])
 
     def boxes(self, size: int | None = None, present_only: bool = True) -> pd.DataFrame:
@@ -444,8 +697,12 @@ class ChestXray14:
 
         Returns
         -------
-        DataFrame with columns ``Image Index, label, x, y, w, h`` (pixels,
-        origin at the top-left corner) plus ``width, height`` of the frame.
+        pandas.DataFrame
+            Columns ``Image Index, label, x, y, w, h`` (float pixels, origin
+            at the top-left corner) plus ``width, height`` of the frame (int
+            pixels); empty (with these columns) when the folder has no box
+            list.  Without ``size``, an image not on disk keeps the 1024x1024
+            frame.
         """
         cols = ["Image Index", "label", "x", "y", "w", "h", "width", "height"]
         if self._boxes is None:
@@ -473,6 +730,18 @@ class ChestXray14:
         The order is the file-name suffix, not the v2020 ``Follow-up #``
         column: the two disagree for 24,106 of 112,120 rows, and the suffix
         is what the NIH release numbers its files by.
+
+        Parameters
+        ----------
+        patient : int
+            A ``Patient ID``.
+        present_only : bool, default=True
+            Leave out images not on disk.
+
+        Returns
+        -------
+        list of str
+            Image names, oldest first (empty for an unknown patient).
         """
         m = self.metadata
         names = m.loc[m["Patient ID"] == int(patient), "Image Index"].tolist()
@@ -482,7 +751,19 @@ class ChestXray14:
 
     # -- summary ----------------------------------------------------------------
     def summary(self) -> dict:
-        """Counts a user wants before training: images, patients, prevalence, boxes."""
+        """Counts a user wants before training: images, patients, prevalence, boxes.
+
+        Returns
+        -------
+        dict
+            JSON-ready: ``root``, ``metadata`` (file name), ``splits``
+            (listed / present / missing per split), ``patients`` (listed /
+            present), ``prevalence_present`` and ``prevalence_listed``
+            (positive images per label), ``no_finding_present``,
+            ``multi_label_present``, ``n_present``, ``boxes`` (listed,
+            present, images_present, per_label) and ``unlisted_on_disk``;
+            all counts of images (or boxes, patients).
+        """
         c = self.counts()
         present_all = self.split_names("all")
         y = self.labels(present_all) if present_all else np.zeros((0, len(LABELS)), np.uint8)
@@ -516,7 +797,23 @@ class ChestXray14:
 
 
 def followup_index(name: str) -> int:
-    """The 3-digit suffix of a ChestX-ray14 file name (``00000013_009.png`` -> 9)."""
+    """The 3-digit suffix of a ChestX-ray14 file name (``00000013_009.png`` -> 9).
+
+    Parameters
+    ----------
+    name : str or Path
+        A file name or path (only the last part is read).
+
+    Returns
+    -------
+    int
+        The follow-up number (0 for a patient's first image).
+
+    Raises
+    ------
+    ValueError
+        The name is not ``PPPPPPPP_NNN.png``.
+    """
     m = _NAME_RE.match(Path(name).name)
     if not m:
         raise ValueError(f"{name}: not a ChestX-ray14 file name (PPPPPPPP_NNN.png)")
@@ -524,7 +821,23 @@ def followup_index(name: str) -> int:
 
 
 def patient_from_name(name: str) -> int:
-    """The 8-digit patient id of a ChestX-ray14 file name (``00000013_009.png`` -> 13)."""
+    """The 8-digit patient id of a ChestX-ray14 file name (``00000013_009.png`` -> 13).
+
+    Parameters
+    ----------
+    name : str or Path
+        A file name or path (only the last part is read).
+
+    Returns
+    -------
+    int
+        The patient id.
+
+    Raises
+    ------
+    ValueError
+        The name is not ``PPPPPPPP_NNN.png``.
+    """
     m = _NAME_RE.match(Path(name).name)
     if not m:
         raise ValueError(f"{name}: not a ChestX-ray14 file name (PPPPPPPP_NNN.png)")
@@ -532,7 +845,20 @@ def patient_from_name(name: str) -> int:
 
 
 def format_summary(s: dict) -> str:
-    """Human-readable text of :meth:`ChestXray14.summary`."""
+    """Human-readable text of :meth:`ChestXray14.summary`.
+
+    Parameters
+    ----------
+    s : dict
+        What :meth:`ChestXray14.summary` returns.
+
+    Returns
+    -------
+    str
+        Several lines, no final newline: the split table, patients, the
+        share of No Finding and multi-label images, per-label prevalence
+        (counts and percent of present and of listed images), and the boxes.
+    """
     lines = [
         f"ChestX-ray14 at {s['root']} (metadata: {s['metadata']})",
         "",
@@ -584,7 +910,8 @@ class ChestXray14Dataset(ChestDataset):
     so "not mentioned" cannot be told from "negative".  Every image is
     frontal (PA or AP, Wang et al. 2017), so ``frontal_only`` removes nothing.
     Subgroups come from ``Patient Gender``, ``Patient Age`` (the 2017 file's
-    few ages above 120, typing errors, read as unknown) and ``View Position``.
+    few ages above 120, typing errors, read as unknown), ``View Position`` and
+    ``Follow-up #`` (the ``follow_up`` column: 0 for a patient's first image).
 
     Parameters
     ----------
@@ -592,14 +919,22 @@ class ChestXray14Dataset(ChestDataset):
         The dataset folder (see the module docstring).
     work_dir : path, optional
         Unused (the split is official); accepted as every adapter does.
-    strict, warn, image_dirs, val_fraction, seed
-        As :class:`ChestXray14`.
+    strict : bool, default=False
+        Raise :class:`DatasetError` if any listed image is missing.
+    warn : bool, default=True
+        Warn with the counts of missing images.
     frontal_only : bool
         Accepted for uniformity; every image is frontal.
+    val_fraction : float, default=0.1
+        Share of train_val's images carved out, patient-wise, for validation.
     test_fraction : float, optional
         Unused (the test list is official).
+    seed : int, default=0
+        Seed of the validation carve.
     labels : sequence of str, optional
         A subset of :data:`LABELS`, in the order wanted.
+    image_dirs : sequence of path, optional
+        Folders holding the PNGs (as :class:`ChestXray14`).
     """
 
     kind = "chestxray14"
@@ -640,6 +975,7 @@ class ChestXray14Dataset(ChestDataset):
                 "age": normalise_age(col("Patient Age")),
                 "view": normalise_view(col("View Position")),
                 "frontal": np.ones(len(m), bool),
+                "follow_up": pd.to_numeric(pd.Series(col("Follow-up #")), errors="coerce").to_numpy(np.float64),
             },
             index=pd.Index(names, name="name"),
         )[list(FRAME_COLUMNS)]
@@ -667,9 +1003,29 @@ class ChestXray14Dataset(ChestDataset):
         return self.source.root / name
 
     def boxes(self, size: int | None = None, present_only: bool = True) -> pd.DataFrame:
-        """The NIH boxes, as :meth:`ChestXray14.boxes`."""
+        """The NIH boxes, as :meth:`ChestXray14.boxes`.
+
+        Parameters
+        ----------
+        size : int, optional
+            Scale to a ``size x size`` resize (pixels) instead of the file on
+            disk.
+        present_only : bool, default=True
+            Only boxes whose image is present.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``Image Index, label, x, y, w, h, width, height`` (pixels).
+        """
         return self.source.boxes(size=size, present_only=present_only)
 
     def describe(self) -> str:
-        """The ``info`` text of ChestX-ray14 (:func:`format_summary`), as before the protocol."""
+        """The ``info`` text of ChestX-ray14 (:func:`format_summary`), as before the protocol.
+
+        Returns
+        -------
+        str
+            Several lines, no final newline.
+        """
         return format_summary(self.source.summary())

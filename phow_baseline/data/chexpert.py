@@ -28,6 +28,8 @@ adapter reads as documented:
   ``RL``.  Frontal only by default (the classical baseline is trained on
   frontal images).
 * ``Sex`` is ``Male``/``Female``/``Unknown``.
+* ``studyN`` in ``Path`` is the patient's N-th study: the ``follow_up``
+  column is N - 1.
 
 Splits: ``valid.csv`` is the ``test`` split (the radiologist-labelled set
 the CheXpert competition reported on until its hidden test set; 200 patients,
@@ -105,6 +107,8 @@ def chexpert_view(frontal_lateral: Sequence[str], ap_pa: Sequence[str]) -> np.nd
     Parameters
     ----------
     frontal_lateral, ap_pa : sequence of str, shape (n,)
+        The two columns' cells (``"Frontal"``/``"Lateral"``; ``"AP"``,
+        ``"PA"``, ``"LL"``, blank...).
 
     Returns
     -------
@@ -131,12 +135,15 @@ def apply_no_finding_rule(codes: np.ndarray, labels: Sequence[str]) -> np.ndarra
     Parameters
     ----------
     codes : ndarray of int8, shape (n_images, n_labels)
+        Label codes (:data:`~.protocol.POSITIVE` ... :data:`~.protocol.NOT_MENTIONED`),
+        modified in place.
     labels : sequence of str
         The column names; nothing changes without a ``No Finding`` column.
 
     Returns
     -------
-    codes : the same array.
+    ndarray of int8, shape (n_images, n_labels)
+        ``codes`` itself.
     """
     labels = list(labels)
     if "No Finding" not in labels:
@@ -165,10 +172,13 @@ class CheXpert(ChestDataset):
         Warn about missing images.
     frontal_only : bool
         Keep frontal images only (default).
-    val_fraction, seed : float, int
-        The patient-wise validation carve of ``train.csv``.
+    val_fraction : float
+        Share of ``train.csv``'s images carved out, patient-wise, for
+        validation (default 0.1).
     test_fraction : float, optional
         Unused (``valid.csv`` is the test split).
+    seed : int
+        Seed of the validation carve (default 0).
     labels : sequence of str, optional
         A subset of the 14 observations, in the order wanted.
     train_csv, valid_csv : str
@@ -189,10 +199,12 @@ class CheXpert(ChestDataset):
         Parameters
         ----------
         folder : path
+            A folder that may hold CheXpert.
 
         Returns
         -------
         Path or None
+            The folder holding ``train.csv``/``valid.csv``, or None.
         """
         folder = Path(folder)
         for cand in (folder, *(folder / f for f in RELEASE_FOLDERS)):
@@ -303,6 +315,8 @@ class CheXpert(ChestDataset):
                 "age": normalise_age(pd.to_numeric(df["Age"], errors="coerce")),
                 "view": view,
                 "frontal": np.isin(view, FRONTAL_VIEWS),
+                # studyN is the patient's N-th study: follow-up N - 1
+                "follow_up": [float(int(x.group(2)[len("study") :]) - 1) for x in m],
             },
             index=pd.Index(names, name="name"),
         )

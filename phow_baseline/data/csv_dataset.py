@@ -26,7 +26,9 @@ given directly; one row per image)::
   ``validate``, ``validation`` read as ``val``).  Without it a seeded
   patient-wise split is drawn and kept in the work folder.
 * ``sex`` (M/F, Male/Female), ``age`` (years), ``view`` (PA, AP, LATERAL...),
-  ``study`` (optional subgroup and grouping columns).
+  ``study`` (optional subgroup and grouping columns), ``follow_up``
+  (optional: 0 for a patient's first image or study, 1, 2, ... for later
+  ones; blank when unknown).
 
 Each reserved column may be given another name (``image_column=...``).
 Errors name the file, the column and the line.
@@ -69,6 +71,7 @@ RESERVED = {
     "age": "age",
     "view": "view",
     "study": "study",
+    "follow_up": "follow_up",
 }
 #: ``split`` values -> parts.
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validate": "val", "validation": "val", "test": "test"}
@@ -94,14 +97,26 @@ class CsvDataset(ChestDataset):
     frontal_only : bool
         With a ``view`` column, keep frontal views only (PA, AP, AP supine,
         FRONTAL) and drop the others and the blank ones; without one, keep all.
-    val_fraction, test_fraction, seed
-        The seeded patient-wise split (without a ``split`` column).
+    val_fraction, test_fraction : float
+        Shares of the images for the seeded patient-wise split's ``val`` and
+        ``test`` parts (without a ``split`` column; defaults 0.1 and 0.2).
+    seed : int
+        Seed of that split (default 0).
     labels : sequence of str, optional
         The labels, in order: a subset of the label columns, or (``|``
         style) the allowed findings (default: every finding seen, sorted).
-    image_column, labels_column, patient_column, split_column, sex_column, age_column, view_column,
-    study_column : str, optional
-        Other names for the reserved columns.
+    image_column, labels_column, patient_column, split_column : str, optional
+        Other names for the reserved columns ``image``, ``labels``,
+        ``patient`` and ``split``.
+    sex_column, age_column, view_column, study_column, follow_up_column : str, optional
+        Other names for the reserved columns ``sex``, ``age``, ``view``,
+        ``study`` and ``follow_up``.
+
+    Raises
+    ------
+    DatasetError
+        The CSV is missing or malformed (the message names the file, the
+        column and the line).
     """
 
     kind = "csv"
@@ -129,6 +144,7 @@ class CsvDataset(ChestDataset):
         age_column: str | None = None,
         view_column: str | None = None,
         study_column: str | None = None,
+        follow_up_column: str | None = None,
     ):
         root = Path(root)
         path = root / DEFAULT_CSV if root.is_dir() else root
@@ -145,6 +161,7 @@ class CsvDataset(ChestDataset):
             "age": age_column,
             "view": view_column,
             "study": study_column,
+            "follow_up": follow_up_column,
         }
         col = {role: given[role] or default for role, default in RESERVED.items()}
         df = read_table(path, "dataset CSV")
@@ -212,6 +229,9 @@ class CsvDataset(ChestDataset):
                 "age": normalise_age(df[col["age"]]) if has["age"] else np.nan,
                 "view": view,
                 "frontal": np.isin(view, FRONTAL_VIEWS) if has["view"] else np.ones(n, bool),
+                "follow_up": self._follow_up(df[col["follow_up"]], path, col["follow_up"])
+                if has["follow_up"]
+                else np.nan,
             },
             index=pd.Index(images.to_numpy(object), name="name"),
         )[list(FRAME_COLUMNS)]
@@ -250,6 +270,19 @@ class CsvDataset(ChestDataset):
             split_note=note,
         )
         self.csv_path = path
+
+    @staticmethod
+    def _follow_up(column: pd.Series, path: Path, name: str) -> np.ndarray:
+        """The ``follow_up`` column as float (blank: NaN); a value that is not a whole number >= 0 names its line."""
+        raw = column.str.strip()
+        x = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+        bad = (raw != "").to_numpy() & ~(np.isfinite(x) & (x >= 0) & (x == np.floor(np.nan_to_num(x))))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DatasetError(
+                f"{path}: column {name!r}, line {csv_line(i)}: follow-up {raw.iloc[i]!r} is not a whole number >= 0"
+            )
+        return x
 
     @staticmethod
     def _pipe_codes(column: pd.Series, labels, path: Path, name: str):

@@ -56,6 +56,18 @@ class DownloadError(RuntimeError):
 
 
 def archive_name(part: int) -> str:
+    """The file name of NIH image archive ``part`` (``3`` -> ``"images_003.tar.gz"``).
+
+    Parameters
+    ----------
+    part : int
+        Archive number, 1..12.
+
+    Returns
+    -------
+    str
+        ``images_NNN.tar.gz``, the number zero-padded to 3 digits.
+    """
     return f"images_{part:03d}.tar.gz"
 
 
@@ -70,8 +82,41 @@ def fetch(
 ) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` with Range requests.
 
-    Returns ``dest``.  Raises :class:`DownloadError` after ``retries`` failed
-    attempts or when the size does not match the server's total.
+    The data goes to ``dest.part`` and is renamed to ``dest`` when its size
+    matches the server's total (``Content-Range`` of a 206 answer, or
+    ``Content-Length`` of a 200, which restarts the file).  Network errors,
+    5xx, 408 and 429 answers are retried after ``backoff * attempt``
+    seconds; other 4xx answers are not.
+
+    Parameters
+    ----------
+    url : str
+        The file's URL (http or https).
+    dest : str or Path
+        The file to write; its folder is created if needed.
+    retries : int, default=5
+        Attempts after the first (:data:`DEFAULT_RETRIES`).
+    timeout : float, default=60.0
+        Socket timeout of each request, in seconds.
+    progress : bool, default=True
+        Show the bytes transferred (:func:`phow_baseline.progress.progress_bar`).
+    backoff : float, default=1.0
+        Seconds of wait per attempt number before a retry (0 s, then 1 s,
+        2 s, ...).
+
+    Returns
+    -------
+    Path
+        ``dest``.
+
+    Raises
+    ------
+    DownloadError
+        After ``retries + 1`` failed attempts (the partial data is kept for
+        the next run), on a non-retryable HTTP error, a malformed or
+        misplaced ``Content-Range``, or more bytes than the server announced.
+    OutOfSpaceError
+        The disk filled up (no retry; the partial data is kept).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -140,14 +185,39 @@ def fetch(
 
 
 class CorruptArchive(DownloadError):
-    pass
+    """An archive is truncated or corrupt, or holds no ``images/*.png``; the message names it."""
 
 
 def extract_images(archive, data_dir, part: int) -> int:
     """Extract the PNGs of ``archive`` into ``data_dir/images_NNN/images/``, all or nothing.
 
-    Returns the number of images.  Raises :class:`CorruptArchive` (and
-    leaves the data folder untouched) if the archive is truncated or corrupt.
+    The whole gzip stream is read first (its CRC-32 and length trailer
+    catch corruption that tar alone would not see); then only regular
+    ``.png`` members under an ``images/`` folder are extracted, into a
+    temporary ``.images_NNN.extracting`` folder renamed when complete.  A
+    ``.complete`` file in the result holds the number of images.
+
+    Parameters
+    ----------
+    archive : str or Path
+        An NIH ``images_NNN.tar.gz``.
+    data_dir : str or Path
+        The dataset folder.
+    part : int
+        The archive's number, 1..12 (names the folder ``images_NNN``).
+
+    Returns
+    -------
+    int
+        The number of images extracted.
+
+    Raises
+    ------
+    CorruptArchive
+        The archive is truncated or corrupt or holds no images; the data
+        folder is left untouched.
+    OutOfSpaceError
+        The disk filled up while extracting (the archive is kept).
     """
     data_dir = Path(data_dir)
     final = data_dir / f"images_{part:03d}"
@@ -210,6 +280,10 @@ def download(
 
     Parameters
     ----------
+    data_dir : str or Path
+        The dataset folder; created if needed.  Archives are downloaded to
+        ``data_dir/.downloads/`` and extracted to ``data_dir/images_NNN/images/``;
+        a part already extracted (``.complete``) is skipped.
     parts : iterable of int
         Archive numbers 1..12 (each about 3.5 GB).
     urls : dict, optional
@@ -221,11 +295,35 @@ def download(
         Files already in ``data_dir`` are kept.  Without either, missing
         metadata files are reported with where to get them
         (:data:`NIH_RELEASE_PAGE`).
+    keep_archives : bool, default=False
+        Keep each ``.tar.gz`` after a successful extraction.
+    retries : int, default=5
+        Retries of each transfer (see :func:`fetch`).
+    progress : bool, default=True
+        Show the bytes transferred.
+    log : callable, default=print
+        Called with one message per part (``log(text)``, or
+        ``log(text, file=sys.stderr)`` for a failure).
 
     Returns
     -------
-    dict with ``parts`` {part: images or error}, ``metadata`` {name: status},
-    and, when the metadata is there, ``present``/``listed`` counts.
+    dict
+        ``parts`` {part: number of images, or ``"error: ..."``},
+        ``metadata`` {file name: status}, and, when the folder reads as a
+        dataset, ``present``/``listed`` image counts per split (else
+        ``dataset_error``, the reason).
+
+    Raises
+    ------
+    ValueError
+        A part outside 1..12 (without a URL in ``urls``).
+    OutOfSpaceError
+        The disk filled up.
+
+    Notes
+    -----
+    A corrupt archive is deleted and fetched once more before the part is
+    reported as an error; other parts go on.
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -300,6 +398,20 @@ def download(
 
 
 def format_report(r: dict) -> str:
+    """Human-readable text of the report of :func:`download`.
+
+    Parameters
+    ----------
+    r : dict
+        What :func:`download` returns.
+
+    Returns
+    -------
+    str
+        One line per part and per metadata file, then the present / listed
+        images per split (or why the dataset cannot be read yet); no final
+        newline.
+    """
     lines = []
     for p, v in sorted(r["parts"].items()):
         lines.append(f"{archive_name(p)}: {v if isinstance(v, str) else f'{v} images'}")
@@ -317,7 +429,24 @@ def format_report(r: dict) -> str:
 
 
 def parse_parts(text: str) -> list[int]:
-    """``"1,2,5-7"`` -> ``[1, 2, 5, 6, 7]``; ``"all"`` -> 1..12."""
+    """``"1,2,5-7"`` -> ``[1, 2, 5, 6, 7]``; ``"all"`` -> 1..12.
+
+    Parameters
+    ----------
+    text : str
+        Comma-separated archive numbers and inclusive ranges ``a-b``, or
+        ``"all"`` (any case).
+
+    Returns
+    -------
+    list of int
+        The archive numbers, in the order written (repeats kept).
+
+    Raises
+    ------
+    ValueError
+        A number outside 1..12, or a token that is not a number or range.
+    """
     if text.strip().lower() == "all":
         return list(range(1, 13))
     out = []

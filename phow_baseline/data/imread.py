@@ -37,7 +37,23 @@ MAX_FILE_BYTES = 1 << 29
 
 
 class ImageReadError(ValueError):
-    """An image file could not be decoded; the message names the file and the cause."""
+    """An image file could not be decoded; the message names the file and the cause.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file (or ``"<array>"`` for an array given directly).
+    reason : str
+        Why it could not be read (``"file not found"``, ``"corrupt or
+        truncated PNG (1234 bytes)"``).
+
+    Attributes
+    ----------
+    path : str
+        As given.
+    reason : str
+        As given.
+    """
 
     def __init__(self, path, reason: str):
         self.path = str(path)
@@ -111,7 +127,8 @@ def header_size(data) -> tuple[str, int, int] | None:
     Returns
     -------
     (format, width, height) or None
-        ``None`` when the format is not one of PNG, JPEG, TIFF and BMP, or
+        ``"PNG"``, ``"JPEG"``, ``"TIFF"`` or ``"BMP"`` and the dimensions in
+        pixels, as the header claims them; ``None`` when the format is not one of PNG, JPEG, TIFF and BMP, or
         when a JPEG/TIFF header holds no dimensions.
 
     Raises
@@ -168,17 +185,26 @@ def to_gray_uint8(image: np.ndarray, source="<array>") -> np.ndarray:
     Parameters
     ----------
     image : ndarray
-        ``(H, W)`` grey, ``(H, W, 3)`` BGR or ``(H, W, 4)`` BGRA, of dtype
-        ``uint8`` or ``uint16``.  16-bit data is mapped to 8 bits by
-        ``v >> 8`` after stretching its used range ``[min, max]`` to the full
-        16-bit scale, so that 12-bit X-rays stored in 16-bit PNGs keep
-        their contrast.
+        ``(H, W)`` grey, ``(H, W, 3)`` BGR, ``(H, W, 4)`` BGRA or
+        ``(H, W, 1)``, of dtype ``uint8`` or ``uint16``.  16-bit data is
+        mapped to 8 bits by stretching its used range ``[min, max]``
+        linearly to ``[0, 255]`` and rounding, so that 12-bit X-rays stored
+        in 16-bit PNGs keep their contrast (a constant image gives zeros).
+        Colour is converted with OpenCV's BGR -> grey weights; alpha is
+        dropped.
     source : str
         Name used in error messages.
 
     Returns
     -------
     ndarray of uint8, shape (H, W)
+        C-contiguous.
+
+    Raises
+    ------
+    ImageReadError
+        Another number of channels or dimensions, or another dtype (float
+        images included), naming ``source``.
     """
     image = np.asarray(image)
     if image.ndim == 3:
@@ -243,6 +269,8 @@ def read_xray(path) -> np.ndarray:
     Returns
     -------
     ndarray of uint8, shape (H, W)
+        The grey image at the file's resolution, in pixels (see
+        :func:`to_gray_uint8` for 16-bit and colour files).
 
     Raises
     ------

@@ -131,6 +131,7 @@ def label_key(name: str) -> str:
     Parameters
     ----------
     name : str
+        A label name as a dataset spells it (anything ``str`` accepts).
 
     Returns
     -------
@@ -156,18 +157,31 @@ def shared_name(label: str, extra: Mapping[str, str] | None = None) -> str | Non
     Parameters
     ----------
     label : str
+        A label name as a dataset spells it.
     extra : mapping, optional
         More synonyms, ``{name: shared name or one of its synonyms}``.
 
     Returns
     -------
     str or None
+        A key of :data:`SYNONYMS` (or the shared name ``extra`` gives).
     """
     return _table(extra).get(label_key(label))
 
 
 class LabelPair(NamedTuple):
-    """One label two datasets share: the shared name, each side's name and column index."""
+    """One label two datasets share: the shared name, each side's name and column index.
+
+    Parameters
+    ----------
+    shared : str
+        The shared name (a key of :data:`SYNONYMS`, or side a's name for a
+        label the table does not know).
+    a, b : str
+        The label as each side spells it.
+    index_a, index_b : int
+        Its 0-based column in each side's label list.
+    """
 
     shared: str
     a: str
@@ -234,6 +248,7 @@ def why_not_shared(label_a: str, label_b: str) -> str | None:
     Parameters
     ----------
     label_a, label_b : str
+        Two label names, any spelling.
 
     Returns
     -------

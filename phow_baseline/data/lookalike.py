@@ -140,9 +140,12 @@ def make_chexpert_lookalike(
     out : path
         Parent folder (the CSV paths are relative to it, as in the release).
     n_patients, n_valid : int
+        Drawn train and valid patients, beyond the fixed ones (defaults 6
+        and 4).
     size : int
-        Side of the phantom images, pixels.
+        Side of the phantom images, pixels (default 64).
     seed : int
+        Seed of the drawn patients, their labels and the images.
     release : str
         The release folder's name (``CheXpert-v1.0`` for the full release).
     with_images : bool
@@ -256,13 +259,17 @@ def make_mimic_lookalike(
     out : path
         The release folder to write.
     n_patients, size, seed : int
+        Drawn subjects beyond the fixed ones (default 8), the side of the
+        phantom images in pixels (default 64), and the seed of the drawing.
     with_patients : bool
         Also write MIMIC-IV's ``patients.csv.gz`` (gender, anchor_age, anchor_year).
     with_images : bool
+        Write the JPEGs under ``files/`` (False: the CSVs only).
 
     Returns
     -------
     Path
+        ``out``.
     """
     rng = np.random.default_rng(seed)
     root = Path(out)
@@ -405,14 +412,19 @@ def make_padchest_lookalike(
     Parameters
     ----------
     out : path
+        The folder to write.
     n_patients, size, seed : int
+        Drawn patients beyond the fixed ones (default 8), the side of the
+        phantom images in pixels (default 64), and the seed of the drawing.
     gz : bool
         Write the CSV gzipped (``.csv.gz``).
     with_images : bool
+        Write the 16-bit PNGs (False: the CSV only).
 
     Returns
     -------
     Path
+        ``out``.
     """
     rng = np.random.default_rng(seed)
     root = Path(out)
@@ -516,17 +528,28 @@ def make_csv_lookalike(
     Parameters
     ----------
     out : path
+        The folder to write.
     style : {"columns", "pipe"}
         One column per label (cells 1/0/-1/blank) or one ``labels`` column (``A|B``).
     n_images, size, seed : int
+        Images (default 12, alternately JPEG and PNG), their side in pixels
+        (default 64), and the seed of the labels and images.
     with_patient, with_split : bool
         Write the ``patient`` (2 images per patient) and ``split`` columns.
     labels : sequence of str
+        The label names (default Effusion, Pneumothorax, Cardiomegaly).
     with_images : bool
+        Write the images (False: the CSV only).
 
     Returns
     -------
     Path
+        ``out``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``style``.
     """
     if style not in ("columns", "pipe"):
         raise ValueError(f"style={style!r}: choose 'columns' or 'pipe'")

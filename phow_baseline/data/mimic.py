@@ -25,7 +25,11 @@ documented:
 * sex and age are not in MIMIC-CXR-JPG: with MIMIC-IV's ``patients.csv.gz``
   (``subject_id, gender, anchor_age, anchor_year``) in the folder, sex is
   ``gender`` and age ``anchor_age + (study year - anchor_year)`` (both
-  dates are shifted alike by the de-identification).
+  dates are shifted alike by the de-identification);
+* the ``follow_up`` column is the study's rank among its subject's studies
+  by ``StudyDate`` (then ``StudyTime``; 0: the first), counted over every
+  study of the metadata file, labelled or not; NaN for a subject with a
+  study of unknown date, and for all without a ``StudyDate`` column.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from .protocol import (
     normalise_sex,
     normalise_view,
     register_dataset,
+    study_order,
 )
 
 VERSIONS = ("2.0.0", "2.1.0")
@@ -81,7 +86,9 @@ def image_relpath(subject_id, study_id, dicom_id) -> str:
     Parameters
     ----------
     subject_id, study_id : int
+        The subject's and the study's ids (8 digits in the release).
     dicom_id : str
+        The image's ``dicom_id``.
 
     Returns
     -------
@@ -114,7 +121,9 @@ class MimicCXR(ChestDataset):
         Missing images: raise, or warn with counts.
     frontal_only : bool
         Keep PA and AP images only (default).
-    val_fraction, test_fraction, seed
+    val_fraction, test_fraction : float
+        Unused (the split is official).
+    seed : int
         Unused (the split is official).
     labels : sequence of str, optional
         A subset of the labeler's 14 labels, in the order wanted.
@@ -136,10 +145,12 @@ class MimicCXR(ChestDataset):
         Parameters
         ----------
         folder : path
+            A folder that may hold MIMIC-CXR-JPG.
 
         Returns
         -------
         Path or None
+            ``folder``, or None.
         """
         folder = Path(folder)
         return folder if any((folder / n).is_file() for n in METADATA_FILES) else None
@@ -201,6 +212,14 @@ class MimicCXR(ChestDataset):
         study_codes = codes_from_cells(lab, cols, lab_p)
         if no_finding_negatives:
             apply_no_finding_rule(study_codes, cols)
+        if "StudyDate" in meta.columns:  # ranked before unlabelled studies are left out
+            when = meta["StudyDate"].str.strip()
+            if "StudyTime" in meta.columns:
+                t = pd.to_numeric(meta["StudyTime"].str.strip(), errors="coerce")  # HHMMSS.fff, leading 0s dropped
+                when = when.where(when == "", when + " " + t.map(lambda v: "" if pd.isna(v) else f"{v:010.3f}"))
+            meta["follow_up"] = study_order(meta["subject_id"], meta["study_id"], when.to_numpy(object))
+        else:
+            meta["follow_up"] = np.nan
         study_row = pd.Series(np.arange(len(lab)), index=pd.MultiIndex.from_frame(lab[list(_KEYS)]))
         key = pd.MultiIndex.from_frame(meta[list(_KEYS)])
         row = study_row.reindex(key).to_numpy()
@@ -241,6 +260,7 @@ class MimicCXR(ChestDataset):
                 "age": age,
                 "view": view,
                 "frontal": np.isin(view, ("PA", "AP")),
+                "follow_up": meta["follow_up"].to_numpy(np.float64),
             },
             index=pd.Index(meta["dicom_id"].to_numpy(object), name="name"),
         )[list(FRAME_COLUMNS)]

@@ -82,7 +82,10 @@ def parse_label_list(text, source="<Labels>", line: int | None = None) -> list[s
     ----------
     text : str
         ``"['pleural effusion', 'cardiomegaly']"``; stray spaces and quotes tolerated.
-    source, line : for messages.
+    source : str or Path, default="<Labels>"
+        The file, named in the message.
+    line : int, optional
+        The cell's line in the file, named in the message.
 
     Returns
     -------
@@ -146,8 +149,11 @@ class PadChest(ChestDataset):
         Missing images: raise, or warn with counts.
     frontal_only : bool
         Keep PA, AP and AP_horizontal images only (default).
-    val_fraction, test_fraction, seed
-        The seeded patient-wise split.
+    val_fraction, test_fraction : float
+        Shares of the images for the seeded patient-wise split's ``val`` and
+        ``test`` parts (defaults 0.1 and 0.2).
+    seed : int
+        Seed of that split (default 0).
     labels : sequence of str, optional
         Shared names or PadChest terms (default :data:`PADCHEST_DEFAULT_LABELS`).
     csv : str, optional
@@ -226,6 +232,7 @@ class PadChest(ChestDataset):
                 "age": normalise_age((year - birth).to_numpy()),
                 "view": view,
                 "frontal": np.isin(view, FRONTAL_VIEWS),
+                "follow_up": np.nan,  # not read: PadChest's studies are not ordered here
             },
             index=pd.Index(df["ImageID"].to_numpy(object), name="name"),
         )[list(FRAME_COLUMNS)]

@@ -37,6 +37,23 @@ def equalize(image: np.ndarray, method: str = DEFAULT_EQUALIZATION) -> np.ndarra
     as the input's discrete levels allow.  ``"clahe"`` does the same per
     8x8 tile with the histogram clipped at ``CLAHE_CLIP_LIMIT`` times the
     mean bin count, interpolated between tiles.  ``"none"`` returns the input.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, shape (H, W)
+        An 8-bit grey image, any size in pixels.
+    method : {"global", "clahe", "none"}, default="global"
+        The equalization (:data:`DEFAULT_EQUALIZATION`, the Uniandes study's).
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W)
+        The equalized image (``image`` itself for ``"none"``).
+
+    Raises
+    ------
+    ValueError
+        ``image`` is not 2-D uint8, or ``method`` is unknown.
     """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 2:
@@ -57,6 +74,24 @@ def resize(image: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     Area interpolation averages the source pixels under each target pixel,
     the right filter for shrinking (no aliasing).  Enlarging uses bilinear
     interpolation.  An image already of that size is returned unchanged.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        Any image OpenCV resizes (uint8 grey in the pipeline).
+    size : int or None, default=256
+        Side of the square result, in pixels (:data:`DEFAULT_SIZE`, the
+        Uniandes study's); None returns ``image`` unchanged.
+
+    Returns
+    -------
+    ndarray, shape (size, size) or (size, size, C)
+        Same dtype as ``image``; the aspect ratio is not kept.
+
+    Raises
+    ------
+    ValueError
+        ``size`` is below 1.
     """
     if size is None:
         return image
@@ -75,6 +110,29 @@ def preprocess(image, size: int | None = DEFAULT_SIZE, equalization: str = DEFAU
 
     Equalization comes first, on the full-resolution image, as in the
     Uniandes study; the area resize then averages equalized levels.
+
+    Parameters
+    ----------
+    image : str, path or ndarray
+        A file (read by :func:`~phow_baseline.data.imread.read_xray`) or a
+        decoded image, ``(H, W)`` grey, ``(H, W, 3)`` BGR or ``(H, W, 4)``
+        BGRA, uint8 or uint16.
+    size : int or None, default=256
+        Side of the square result, in pixels; None keeps the original size.
+    equalization : {"global", "clahe", "none"}, default="global"
+        See :func:`equalize`.
+
+    Returns
+    -------
+    ndarray of uint8, shape (size, size)
+        The pipeline's image (``(H, W)`` when ``size`` is None).
+
+    Raises
+    ------
+    ImageReadError
+        The file (or array) cannot be read or converted to 8-bit grey.
+    ValueError
+        An unknown ``equalization``, or ``size`` below 1.
     """
     if isinstance(image, (str, os.PathLike)):
         image = read_xray(image)

@@ -9,7 +9,7 @@ CSV) is read by an adapter into the same shape, a :class:`ChestDataset`:
   path below the dataset folder for CheXpert, the ``dicom_id`` for MIMIC, the
   ``ImageID`` for PadChest, the image column for a CSV), with the columns
   ``path``, ``present``, ``patient``, ``study``, ``split``, ``sex``, ``age``,
-  ``view`` and ``frontal``;
+  ``view``, ``frontal`` and ``follow_up``;
 * ``codes``: an ``int8`` label matrix ``(n_images, n_labels)`` that keeps
   what the dataset says apart: :data:`POSITIVE` (1), :data:`NEGATIVE` (0),
   :data:`UNCERTAIN` (-1) and :data:`NOT_MENTIONED` (-2, CheXpert's and
@@ -22,7 +22,11 @@ CSV) is read by an adapter into the same shape, a :class:`ChestDataset`:
   to the work folder as a small JSON file and read back on the next call;
 * subgroup columns in one normalised form: ``sex`` in ``{"M", "F"}``
   (missing, ``pd.isna``, when unknown), ``age`` in years (float, NaN when unknown or outside
-  0-120), ``view`` in :data:`VIEWS`;
+  0-120), ``view`` in :data:`VIEWS`, ``follow_up`` the rank of the image's
+  study among its patient's studies (0: the first; float, NaN when the
+  dataset does not say: ChestX-ray14's ``Follow-up #``, CheXpert's study
+  number - 1, MIMIC's study order by ``StudyDate``, a CSV's optional
+  ``follow_up`` column, NaN for PadChest);
 * optional boxes (only ChestX-ray14 has them).
 
 :func:`open_dataset` opens a folder, detecting its kind where the files say
@@ -94,6 +98,14 @@ class LabelPolicy:
     not_mentioned : {"negative", "ignore"}
         A blank cell is a negative, or is masked out.
 
+    Raises
+    ------
+    ValueError
+        A policy name not in :data:`UNCERTAIN_POLICIES` or
+        :data:`NOT_MENTIONED_POLICIES`.
+
+    Notes
+    -----
     Positive stays 1 and negative 0 under every policy.
     """
 
@@ -155,6 +167,7 @@ class LabelPolicy:
         Returns
         -------
         LabelPolicy
+            The policy (validated).
         """
         return cls(uncertain=d.get("uncertain", "zeros"), not_mentioned=d.get("not_mentioned", "negative"))
 
@@ -221,6 +234,7 @@ def normalise_sex(values: Iterable) -> np.ndarray:
     Parameters
     ----------
     values : iterable of str or None
+        One value per image (a metadata column), length n.
 
     Returns
     -------
@@ -250,6 +264,8 @@ def normalise_age(values: Iterable) -> np.ndarray:
     Parameters
     ----------
     values : iterable of number or str
+        One value per image, length n: years as numbers, or strings with
+        an optional unit ``Y``, ``M`` (months), ``W`` (weeks) or ``D`` (days).
 
     Returns
     -------
@@ -265,12 +281,16 @@ def normalise_view(values: Iterable, spellings: Mapping[str, str] | None = None)
     Parameters
     ----------
     values : iterable of str or None
+        One value per image, length n (compared upper-cased, spaces
+        collapsed).
     spellings : mapping, optional
         Extra spellings (upper-case keys) taking precedence over :data:`VIEW_SPELLINGS`.
 
     Returns
     -------
     ndarray of object, shape (n,)
+        Names from :data:`VIEWS`: ``"UNKNOWN"`` for a blank value,
+        ``"OTHER"`` for an unknown spelling.
     """
     table = {**VIEW_SPELLINGS, **(spellings or {})}
 
@@ -279,6 +299,41 @@ def normalise_view(values: Iterable, spellings: Mapping[str, str] | None = None)
         return "UNKNOWN" if not key else table.get(key, "OTHER")
 
     return _per_unique(values, one)
+
+
+def study_order(patients: Sequence, studies: Sequence, dates: Sequence) -> np.ndarray:
+    """The rank of each image's study among its patient's studies, by date: the ``follow_up`` column.
+
+    Parameters
+    ----------
+    patients, studies : sequence, shape (n_images,)
+        The patient and the study of every image (any comparable values).
+    dates : sequence, shape (n_images,)
+        A sortable date of the study (e.g. ``"21800506"``, or ``"21800506 101500.000"`` with the
+        time); blank or None when unknown.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_images,)
+        0 for the images of the patient's earliest study, 1 for the next study, ...; studies on
+        the same date are ordered by their id.  NaN for every image of a patient with a study of
+        unknown date (its order cannot be told).
+    """
+    f = pd.DataFrame(
+        {"patient": list(patients), "study": list(studies), "date": [None if _blank(d) else str(d) for d in dates]}
+    )
+    out = np.full(len(f), np.nan)
+    if not len(f):
+        return out
+    unknown = f.groupby("patient")["date"].transform(lambda d: d.isna().any()).to_numpy(bool)
+    known = f.loc[~unknown]
+    if len(known):
+        first = known.groupby(["patient", "study"], sort=False)["date"].min().reset_index()
+        first = first.sort_values(["patient", "date", "study"], kind="mergesort")
+        first["rank"] = first.groupby("patient").cumcount().astype(np.float64)
+        rank = known.merge(first[["patient", "study", "rank"]], on=["patient", "study"], how="left")["rank"]
+        out[~unknown] = rank.to_numpy(np.float64)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -317,13 +372,20 @@ def patient_split(
     patients : sequence, shape (n_images,)
         The patient of every image (any values; compared as strings).
     val_fraction, test_fraction : float
-        Shares of images, each in [0, 1), together below 1.
+        Shares of images, each in [0, 1), together below 1 (defaults 0.1
+        and 0.2: a 70/10/20 split).
     seed : int
+        Seed of the patient shuffle.
 
     Returns
     -------
     dict
         patient (str) -> ``"train"``, ``"val"`` or ``"test"``.
+
+    Raises
+    ------
+    ValueError
+        Fractions out of range.
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(
@@ -355,8 +417,11 @@ def split_file_name(kind: str, val_fraction: float, test_fraction: float, seed: 
     Parameters
     ----------
     kind : str
+        The dataset kind.
     val_fraction, test_fraction : float
+        Shares of images (written with ``%g``).
     seed : int
+        The split's seed.
 
     Returns
     -------
@@ -391,7 +456,10 @@ def load_or_make_split(
     patients : sequence, shape (n_images,)
         The patient of every listed image (not only those present on disk,
         so that downloading more images leaves the split as it is).
-    val_fraction, test_fraction, seed : see :func:`patient_split`.
+    val_fraction, test_fraction : float
+        Shares of images for ``val`` and ``test`` (see :func:`patient_split`).
+    seed : int
+        Seed of the patient shuffle.
 
     Returns
     -------
@@ -457,19 +525,35 @@ def load_or_make_split(
 
 @dataclass
 class SplitCount:
-    """Images of one split listed in the metadata and present on disk."""
+    """Images of one split listed in the metadata and present on disk.
+
+    Parameters
+    ----------
+    listed : int
+        Images the metadata lists in the split.
+    present : int
+        Of those, images on disk.
+    """
 
     listed: int
     present: int
 
     @property
     def missing(self) -> int:
-        """Listed images not on disk."""
+        """Listed images not on disk.
+
+        Returns
+        -------
+        int
+            ``listed - present``.
+        """
         return self.listed - self.present
 
 
 #: Columns of :attr:`ChestDataset.frame` (indexed by the image name).
-FRAME_COLUMNS = ("path", "present", "patient", "study", "split", "sex", "age", "view", "frontal")
+FRAME_COLUMNS = ("path", "present", "patient", "study", "split", "sex", "age", "view", "frontal", "follow_up")
+#: The columns of :meth:`ChestDataset.subgroups` (what ``write_run_dir(metadata=...)`` reads).
+SUBGROUP_COLUMNS = ("patient", "sex", "age", "view", "follow_up")
 BOX_COLUMNS = ["Image Index", "label", "x", "y", "w", "h", "width", "height"]
 
 
@@ -527,6 +611,7 @@ class ChestDataset:
         Parameters
         ----------
         folder : path
+            A folder that may hold a dataset.
 
         Returns
         -------
@@ -565,6 +650,8 @@ class ChestDataset:
         split_note: str | None = None,
     ) -> None:
         """Check and store what an adapter read: the frontal filter, the label selection, the missing images."""
+        if "follow_up" not in frame.columns:  # an adapter that does not know the follow-up order
+            frame = frame.assign(follow_up=np.nan)
         self.root = Path(root)
         self.sources = {k: Path(v) for k, v in sources.items()}
         self.official_split = official_split
@@ -639,12 +726,20 @@ class ChestDataset:
 
         Parameters
         ----------
-        split : str
-        present_only : bool
+        split : str, default="all"
+            One of :data:`SPLITS`.
+        present_only : bool, default=True
+            Leave out images not on disk.
 
         Returns
         -------
         list of str
+            Sorted names.
+
+        Raises
+        ------
+        ValueError
+            An unknown split.
         """
         sel = self._in_split(split)
         if present_only:
@@ -676,7 +771,8 @@ class ChestDataset:
 
         Returns
         -------
-        list of str, sorted.
+        list of str
+            Sorted names.
         """
         sel = self._in_split(split) & ~self.frame["present"].to_numpy(bool)
         return sorted(self.frame.index[sel].tolist())
@@ -687,10 +783,12 @@ class ChestDataset:
         Parameters
         ----------
         names : sequence of str
+            Image names of :attr:`frame`'s index.
 
         Returns
         -------
         ndarray of int64, shape (len(names),)
+            0-based rows, in the order of ``names``.
 
         Raises
         ------
@@ -711,10 +809,12 @@ class ChestDataset:
         Parameters
         ----------
         name : str
+            An image name.
 
         Returns
         -------
         Path
+            Its file (on disk).
 
         Raises
         ------
@@ -735,6 +835,7 @@ class ChestDataset:
         Parameters
         ----------
         names : sequence of str
+            Image names.
 
         Returns
         -------
@@ -749,11 +850,14 @@ class ChestDataset:
         Parameters
         ----------
         names : sequence of str
+            Image names.
         policy : LabelPolicy, optional
+            How uncertain and not-mentioned codes count.
 
         Returns
         -------
         targets : ndarray of uint8, shape (len(names), len(labels))
+            0/1 (0 where masked out).
         mask : ndarray of bool, shape (len(names), len(labels))
             False where the policy ignores the label (:meth:`LabelPolicy.apply`).
         """
@@ -766,6 +870,7 @@ class ChestDataset:
         Parameters
         ----------
         names : sequence of str
+            Image names.
 
         Returns
         -------
@@ -781,15 +886,18 @@ class ChestDataset:
         Parameters
         ----------
         names : sequence of str
+            Image names.
 
         Returns
         -------
         DataFrame
             Indexed by the names; ``patient``, ``sex`` (``"M"``/``"F"``, NaN
             when unknown), ``age`` (years, float, NaN when unknown), ``view``
-            (:data:`VIEWS`).
+            (:data:`VIEWS`), ``follow_up`` (0 for the patient's first study,
+            1, 2, ... for later ones; float, NaN when the dataset does not
+            say): :data:`SUBGROUP_COLUMNS`.
         """
-        return self.frame.iloc[self.rows(names)][["patient", "sex", "age", "view"]].copy()
+        return self.frame.iloc[self.rows(names)][list(SUBGROUP_COLUMNS)].copy()
 
     def boxes(self, size: int | None = None, present_only: bool = True) -> pd.DataFrame:
         """The dataset's boxes (none here; ChestX-ray14 overrides).
@@ -854,6 +962,7 @@ class ChestDataset:
         Returns
         -------
         str
+            Several lines, no final newline.
         """
         return format_dataset_summary(self.summary())
 
@@ -924,14 +1033,13 @@ _BUILTIN_MODULES = ("chestxray14", "chexpert", "mimic", "padchest", "csv_dataset
 def register_dataset(cls: type[ChestDataset]) -> type[ChestDataset]:
     """Class decorator: register an adapter under its ``kind``.
 
-    Parameters
-    ----------
-    cls : type
-        A :class:`ChestDataset` subclass with a lower-case ``kind``.
+    The decorated class (``cls``) is a :class:`ChestDataset` subclass whose
+    ``kind`` is a lower-case identifier.
 
     Returns
     -------
-    cls : the class, unchanged.
+    type
+        The class, unchanged.
 
     Raises
     ------
@@ -991,6 +1099,7 @@ def detect_kind(folder) -> tuple[str, Path]:
     Returns
     -------
     kind : str
+        The registered kind.
     root : Path
         The dataset folder (for CheXpert, possibly the ``CheXpert-v1.0-small``
         folder inside ``folder``; for a CSV file, the file).
@@ -1013,7 +1122,8 @@ def detect_kind(folder) -> tuple[str, Path]:
     if not found:
         looked = "; ".join(f"{k}: {' or '.join(DATASETS[k].looks_for)}" for k in sorted(DATASETS))
         raise DatasetError(
-            f"{folder}: cannot tell the dataset kind: none of the files looked for is there ({looked}); "
+            f"{folder}: cannot tell the dataset kind: no metadata CSV or label file of a known kind is there "
+            f"(looked for {looked}); "
             "pass the kind (--dataset)"
         )
     raise DatasetError(
@@ -1041,6 +1151,15 @@ def open_dataset(folder, kind: str | None = None, **options) -> ChestDataset:
     Returns
     -------
     ChestDataset
+        The dataset, read.
+
+    Raises
+    ------
+    DatasetError
+        The kind cannot be detected, or the adapter finds a file missing or
+        malformed.
+    ValueError
+        An unknown ``kind``.
     """
     if kind is None:
         kind, folder = detect_kind(folder)

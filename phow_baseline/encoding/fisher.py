@@ -28,7 +28,7 @@ The computation, with no loop over descriptors:
 Spatial regions: a frame at pixel ``(x, y)`` of a ``W x H`` image is in
 column ``floor(gx x / (W - 1))`` and row ``floor(gy y / (H - 1))`` of a
 ``gx x gy`` grid (clipped; the cell edges of
-:func:`phow_baseline.pyramid.pyramid_cells`).  The descriptors are grouped
+:func:`phow_baseline.encoding.pyramid.pyramid_cells`).  The descriptors are grouped
 by the tuple of their cells at every level; each group's moments are
 computed once and each region's moments are sums of its groups', so a
 descriptor goes through the GEMMs once whatever the number of levels.
@@ -75,7 +75,23 @@ REGION_LAYOUTS = {"1x1+2x2": REGIONS_1X1_2X2, "1x1+3x1": REGIONS_1X1_3X1, "1x1":
 
 
 def check_regions(regions) -> tuple[tuple[int, int], ...]:
-    """Validate a region layout: a name of :data:`REGION_LAYOUTS` or ``(columns, rows)`` pairs (an int g = g x g)."""
+    """Validate a region layout: a name of :data:`REGION_LAYOUTS` or ``(columns, rows)`` pairs (an int g = g x g).
+
+    Parameters
+    ----------
+    regions : str or sequence of int or (int, int)
+        ``"1x1+2x2"``, ``"1x1+3x1"``, ``"1x1"``, or one grid per level.
+
+    Returns
+    -------
+    tuple of (int, int)
+        ``(columns, rows)`` of each level's grid, at least one.
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown, a grid is not of positive integers, or there is none.
+    """
     if isinstance(regions, str):
         if regions not in REGION_LAYOUTS:
             raise ValueError(f"unknown region layout {regions!r}; expected one of {sorted(REGION_LAYOUTS)}")
@@ -92,11 +108,28 @@ def check_regions(regions) -> tuple[tuple[int, int], ...]:
 
 
 def region_index(frames_xy, width, height, regions=REGIONS_1X1_2X2) -> tuple[np.ndarray, int]:
-    """Flat region of each frame at each level: ``(n, L)`` int32, and the number of regions.
+    """Flat region of each frame at each level, and the number of regions.
 
-    Level ``l``'s regions are numbered after those of the levels before it,
-    row-major within a level (the convention of
-    :func:`phow_baseline.pyramid.pyramid_cells`).
+    A frame at ``(x, y)`` is in column ``floor(gx x / (width - 1))`` and row
+    ``floor(gy y / (height - 1))`` (clipped to the grid).  Level ``l``'s regions
+    are numbered after those of the levels before it, row-major within a level
+    (the convention of :func:`phow_baseline.encoding.pyramid.pyramid_cells`).
+
+    Parameters
+    ----------
+    frames_xy : (n, 2) array
+        ``x, y`` of each frame, 0-based pixels.
+    width, height : int
+        Image size in pixels.
+    regions : str or sequence of (columns, rows)
+        The layout (:func:`check_regions`; default the whole image and its 2 x 2 quarters).
+
+    Returns
+    -------
+    cells : (n, L) int32
+        Region of each frame at each of the ``L`` levels, in ``[0, n_regions)``.
+    n_regions : int
+        Regions over all levels, ``sum(columns * rows)``.
     """
     regions = check_regions(regions)
     xy = np.asarray(frames_xy, dtype=np.float64).reshape(-1, 2)
@@ -117,6 +150,23 @@ def region_weights(regions, level_weights=None) -> np.ndarray:
     the same energy (squared norm 1), so a 2 x 2 level does not outweigh the
     whole image four to one.  ``level_weights`` (one per level) replaces the
     default and is used as given.
+
+    Parameters
+    ----------
+    regions : str or sequence of (columns, rows)
+        The layout (:func:`check_regions`).
+    level_weights : sequence of float, optional
+        One non-negative finite weight per level.
+
+    Returns
+    -------
+    (n_regions,) float64
+        Weight of each region, in :func:`region_index`'s order.
+
+    Raises
+    ------
+    ValueError
+        If ``level_weights`` does not give one non-negative number per level.
     """
     regions = check_regions(regions)
     if level_weights is None:
@@ -189,9 +239,32 @@ def fisher_moments(
     Parameters
     ----------
     descriptors : (n, d) float32 array
-    means, covariances, priors : the diagonal mixture, (K, d), (K, d), (K,)
-    groups : (n,) int array in ``[0, n_groups)``, optional (default: one group)
-    table : the float32 :func:`~phow_baseline.encoding.gmm.log_joint_table`, if already computed
+        The descriptors.
+    means, covariances, priors : (K, d), (K, d), (K,) arrays
+        The diagonal mixture (variances > 0).
+    groups : (n,) int array, optional
+        Group of each descriptor, in ``[0, n_groups)`` (default: one group).
+    n_groups : int
+        Number of groups (default 1).
+    fast : bool
+        Hard-assign each descriptor to its most probable component.
+    chunk : int
+        Rows per GEMM (default :data:`FISHER_CHUNK`).
+    n_threads : int or None
+        Threads over chunks (None: all cores; default 1).
+    table : (2d + 1, K) float32 array, optional
+        :func:`~phow_baseline.encoding.gmm.log_joint_table` of the mixture, if already computed.
+
+    Returns
+    -------
+    (n_groups, K, 2d + 1) float64
+        Per group and component: ``sum q x^2`` (d), ``sum q x`` (d), ``sum q`` (1),
+        in squared descriptor units, descriptor units and descriptors.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree or a group is out of range.
     """
     X = np.asarray(descriptors)
     if X.ndim != 2:
@@ -259,10 +332,31 @@ def _normalize(enc: np.ndarray, square_root: bool, normalized: bool) -> np.ndarr
 def fisher_from_moments(
     G, counts, means, covariances, priors, *, improved=False, square_root=False, normalized=False
 ) -> np.ndarray:
-    """Fisher vectors ``(..., 2 K d)`` float64 from moments ``G`` ``(..., K, 2d + 1)`` and descriptor counts.
+    """Fisher vectors from posterior-weighted moments and descriptor counts.
 
-    ``counts`` (the ``N`` of each vector) broadcasts against ``G.shape[:-2]``;
+    ``u_k = (S1 - S0 mu_k) / (N sqrt(pi_k) sigma_k)`` and
+    ``v_k = ((S2 - 2 mu_k S1 + S0 mu_k^2) / sigma_k^2 - S0) / (N sqrt(2 pi_k))``;
     a vector of no descriptor is zero (and stays zero when normalized).
+
+    Parameters
+    ----------
+    G : (..., K, 2d + 1) array
+        Moments ``[S2, S1, S0]`` (:func:`fisher_moments`).
+    counts : array or int
+        ``N``, the descriptors of each vector; broadcasts against ``G.shape[:-2]``.
+    means, covariances, priors : (K, d), (K, d), (K,) arrays
+        The diagonal mixture.
+    improved : bool
+        Signed square root then L2 normalization.
+    square_root : bool
+        Signed square root of every entry.
+    normalized : bool
+        L2 normalization (``max(norm, 1e-12)``).
+
+    Returns
+    -------
+    (..., 2 K d) float64
+        ``[u_1 .. u_K, v_1 .. v_K]`` per vector (dimensionless).
     """
     M = np.asarray(means, np.float64)
     S = np.asarray(covariances, np.float64)
@@ -312,6 +406,8 @@ def fisher_vector(
         Hard-assign each descriptor to its most probable component (``Fast``).
     n_threads : int
         Threads over chunks of descriptors (None: all cores).
+    chunk : int
+        Rows per GEMM (default :data:`FISHER_CHUNK`).
 
     Returns
     -------
@@ -352,7 +448,45 @@ def fisher_regions(
     ``improved``, on the region's descriptors only), multiplied by its
     weight (:func:`region_weights`), and the regions are concatenated in
     :func:`region_index`'s order; ``normalize`` then L2-normalizes the
-    whole.  Returns ``(n_regions * 2 K d,)`` float32.
+    whole.
+
+    Parameters
+    ----------
+    descriptors : (n, d) array
+        The image's (post-processed) descriptors, converted to float32.
+    frames_xy : (n, 2) array
+        ``x, y`` of each descriptor, 0-based pixels.
+    width, height : int
+        Image size in pixels.
+    means, covariances, priors : (K, d), (K, d), (K,) arrays
+        The diagonal mixture.
+    regions : str or sequence of (columns, rows)
+        The layout (default the whole image and its 2 x 2 quarters).
+    level_weights : sequence of float, optional
+        Weight of each level (default ``1 / sqrt(cells)``, :func:`region_weights`).
+    improved : bool
+        Signed square root and L2 per region (default True).
+    normalize : bool
+        L2-normalize the concatenation (default True).
+    fast : bool
+        Hard-assign each descriptor to its most probable component.
+    n_threads : int or None
+        Threads over chunks (None: all cores; default 1).
+    chunk : int
+        Rows per GEMM (default :data:`FISHER_CHUNK`).
+    table : (2d + 1, K) float32 array, optional
+        The mixture's :func:`~phow_baseline.encoding.gmm.log_joint_table`, if already computed.
+
+    Returns
+    -------
+    (n_regions * 2 K d,) float32
+        The regions' Fisher vectors, concatenated (unit L2 norm when
+        ``normalize`` and the image has a descriptor).
+
+    Raises
+    ------
+    ValueError
+        If frames and descriptors differ in number.
     """
     X = np.asarray(descriptors)
     if X.dtype != np.float32:
@@ -380,7 +514,18 @@ def fisher_regions(
 
 
 def nonzero_rows(descriptors) -> np.ndarray:
-    """Mask of descriptors that are not all zero (PHOW zeroes those below its contrast threshold)."""
+    """Mask of descriptors that are not all zero (PHOW zeroes those below its contrast threshold).
+
+    Parameters
+    ----------
+    descriptors : (n, d) array
+        Descriptors, any dtype.
+
+    Returns
+    -------
+    (n,) bool
+        True where the row has a non-zero entry.
+    """
     from .quantize import nonzero_descriptor_rows
 
     d = np.ascontiguousarray(descriptors)
@@ -388,7 +533,33 @@ def nonzero_rows(descriptors) -> np.ndarray:
 
 
 def postprocess_descriptors(frames, descriptors, use_root_sift=True, pca=None, skip_zero=True):
-    """RootSIFT, PCA and the dropping of all-zero descriptors: ``(xy (m, 2), X (m, d') float32)``."""
+    """RootSIFT, PCA and the dropping of all-zero descriptors, before a Fisher vector or VLAD.
+
+    Parameters
+    ----------
+    frames : (n, >= 2) array
+        Frames whose first two columns are ``x, y`` in 0-based pixels.
+    descriptors : (n, d) array
+        SIFT descriptors (uint8 or float).
+    use_root_sift : bool
+        Apply :func:`~phow_baseline.features.descriptors.root_sift` (default True).
+    pca : PCA, optional
+        A fitted :class:`~phow_baseline.features.descriptors.PCA` to project with.
+    skip_zero : bool
+        Drop all-zero descriptors first (default True).
+
+    Returns
+    -------
+    xy : (m, 2) array
+        ``x, y`` of the kept descriptors (pixels).
+    X : (m, d') float32
+        The kept descriptors, post-processed (``d'`` the PCA's dimension, else ``d``).
+
+    Raises
+    ------
+    ValueError
+        If frames and descriptors differ in number or the descriptors are not 2-D.
+    """
     F = np.asarray(frames)
     D = np.asarray(descriptors)
     if D.ndim != 2 or len(F) != len(D):
@@ -443,7 +614,18 @@ class _RegionEncoderBase(TransformerMixin, BaseEstimator):
         return os.cpu_count() or 1 if n is None or n < 0 else int(n)
 
     def transform(self, X):
-        """Encode a sequence of ``(frames, descriptors)``: ``(n_images, n_features_out_)`` float32."""
+        """Encode a sequence of ``(frames, descriptors)``, one row per image.
+
+        Parameters
+        ----------
+        X : sequence of (frames, descriptors)
+            Per image, ``(n, >= 2)`` frames and ``(n, 128)`` descriptors.
+
+        Returns
+        -------
+        (n_images, n_features_out_) float32
+            The encoding of each image (:meth:`encode_one`).
+        """
         self._check()
         out = np.empty((len(X), self.n_features_out_), np.float32)
         for i, (frames, desc) in enumerate(X):
@@ -471,9 +653,9 @@ class FisherVectorEncoder(_RegionEncoderBase):
     Parameters
     ----------
     n_components : int
-        Gaussians.
+        Gaussians (default 256).
     pca_dims : int or None
-        PCA dimensions (None: no PCA).
+        PCA dimensions (default 80; None: no PCA).
     whiten : bool
         Whitened PCA.
     root_sift : bool
@@ -490,19 +672,35 @@ class FisherVectorEncoder(_RegionEncoderBase):
         Leave out all-zero descriptors (below PHOW's contrast threshold;
         they carry no texture).
     max_descriptors : int
-        Descriptors sampled for the PCA and the mixture.
-    max_iter, covariance_bound : see :class:`~phow_baseline.encoding.gmm.GaussianMixtureVocabulary`.
+        Descriptors sampled for the PCA and the mixture (default 100,000).
+    max_iter : int
+        EM iterations at most (default 100, VLFeat's).
+    covariance_bound : float or (d,) array
+        Variance floor of the mixture (default ``1e-4``, VLFeat's; absolute, in
+        squared units of the post-processed descriptors).
     image_size : int
         Side of the images the frames come from (pixels).
     random_state : int
+        Seeds the descriptor sample and the mixture's k-means.
     n_threads : int or None
         Threads per image (None: all cores).
-    gmm, pca : fitted mixture / PCA to use instead of fitting them.
+    gmm : GaussianMixtureVocabulary, optional
+        A fitted mixture to use instead of fitting one.
+    pca : PCA, optional
+        The fitted PCA that goes with ``gmm`` (needed with ``gmm`` unless ``pca_dims`` is None).
+    verbose : bool
+        Log the mixture's log-likelihood at each EM iteration.
 
     Attributes
     ----------
-    gmm_, pca_ : the fitted mixture and PCA (``pca_`` None without PCA)
+    gmm_ : GaussianMixtureVocabulary
+        The fitted mixture.
+    pca_ : PCA or None
+        The fitted PCA (None without PCA).
+    n_regions_ : int
+        Regions over all levels.
     n_features_out_ : int
+        Length of the encoding, ``n_regions_ * 2 K d``.
     n_samples_ : int or None
         Descriptors the PCA and the mixture were fitted on (None when given a mixture or rebuilt from arrays).
     """
@@ -556,7 +754,28 @@ class FisherVectorEncoder(_RegionEncoderBase):
         self._table = log_joint_table(self.gmm_.means_, self.gmm_.covariances_, self.gmm_.priors_, np.float32)
 
     def fit(self, X, y=None):
-        """Fit PCA and mixture on descriptors sampled from ``X`` (a sequence of ``(frames, descriptors)``)."""
+        """Fit PCA and mixture on descriptors sampled from ``X`` (a sequence of ``(frames, descriptors)``).
+
+        Parameters
+        ----------
+        X : sequence of (frames, descriptors), or of descriptor arrays, or one (m, 128) array
+            The training images' descriptors (ignored when ``gmm`` is given).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        FisherVectorEncoder
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            If the regions are malformed, there is no non-zero descriptor, or the
+            PCA and the mixture differ in dimension.
+        sklearn.exceptions.NotFittedError
+            If the ``gmm`` or ``pca`` given is not fitted.
+        """
         check_regions(self.regions)
         region_weights(self.regions, self.level_weights)
         if self.gmm is not None:
@@ -584,7 +803,20 @@ class FisherVectorEncoder(_RegionEncoderBase):
         return self
 
     def encode_one(self, frames, descriptors) -> np.ndarray:
-        """Fisher vector of one image: ``(n_features_out_,)`` float32."""
+        """Fisher vector of one image (:func:`postprocess_descriptors`, then :func:`fisher_regions`).
+
+        Parameters
+        ----------
+        frames : (n, >= 2) array
+            ``x, y`` of each descriptor in 0-based pixels of the ``image_size`` image.
+        descriptors : (n, 128) array
+            The image's SIFT descriptors (uint8 or float).
+
+        Returns
+        -------
+        (n_features_out_,) float32
+            The image's encoding.
+        """
         self._check()
         xy, X = self._prepare(frames, descriptors)
         g = self.gmm_
@@ -606,7 +838,14 @@ class FisherVectorEncoder(_RegionEncoderBase):
 
     # -- storage as data -------------------------------------------------------
     def to_arrays(self) -> dict:
-        """Fitted state as numpy arrays: ``gmm_*`` and (with PCA) ``pca_*`` keys."""
+        """Fitted state as numpy arrays: ``gmm_*`` and (with PCA) ``pca_*`` keys.
+
+        Returns
+        -------
+        dict of str to ndarray
+            The mixture's :meth:`~.gmm.GaussianMixtureVocabulary.to_arrays` under ``gmm_``
+            and the PCA's :meth:`~phow_baseline.features.descriptors.PCA.to_arrays` under ``pca_``.
+        """
         self._check()
         out = {f"gmm_{k}": v for k, v in self.gmm_.to_arrays().items()}
         if self.pca_ is not None:
@@ -615,7 +854,20 @@ class FisherVectorEncoder(_RegionEncoderBase):
 
     @classmethod
     def from_arrays(cls, params: dict, arrays: dict) -> FisherVectorEncoder:
-        """Rebuild a fitted encoder from its parameters (``get_params()`` of plain values) and :meth:`to_arrays`."""
+        """Rebuild a fitted encoder from its parameters (``get_params()`` of plain values) and :meth:`to_arrays`.
+
+        Parameters
+        ----------
+        params : dict
+            Constructor parameters (``gmm`` and ``pca`` are ignored).
+        arrays : mapping of str to array
+            :meth:`to_arrays`'s output.
+
+        Returns
+        -------
+        FisherVectorEncoder
+            Fitted (``n_samples_`` None).
+        """
         params = {k: v for k, v in params.items() if k not in ("gmm", "pca")}
         enc = cls(**params)
         enc.gmm_ = GaussianMixtureVocabulary.from_arrays({k[4:]: v for k, v in arrays.items() if k.startswith("gmm_")})

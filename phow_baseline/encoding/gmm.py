@@ -82,6 +82,27 @@ def log_joint_table(means, covariances, priors, dtype=np.float32) -> np.ndarray:
     rows ``0..d-1`` of ``B`` hold ``-p/2``, rows ``d..2d-1`` hold ``p mu`` and
     the last row the constant (computed in float64, then cast).  Components
     whose prior is below :data:`MIN_PRIOR` get ``-inf`` in the last row.
+
+    Parameters
+    ----------
+    means : (K, d) array
+        Component means ``mu_k`` (descriptor units).
+    covariances : (K, d) array
+        Diagonal variances ``sigma_k^2``, all > 0 (squared descriptor units).
+    priors : (K,) array
+        Mixture weights ``pi_k``, non-negative, summing to 1.
+    dtype : numpy dtype
+        Dtype of the table (default float32, the encoders'; float64 while fitting).
+
+    Returns
+    -------
+    (2d + 1, K) array of ``dtype``
+        ``B``, C-contiguous: ``[x^2, x, 1] @ B`` gives the log-joints in nats.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree or a variance is not positive.
     """
     M = np.asarray(means, np.float64)
     S = np.asarray(covariances, np.float64)
@@ -102,7 +123,22 @@ def log_joint_table(means, covariances, priors, dtype=np.float32) -> np.ndarray:
 
 
 def augment(X, out=None, dtype=np.float32) -> np.ndarray:
-    """``[x^2, x, 1]`` of each row of ``X``: ``(n, 2d + 1)``, the left operand of both GEMMs."""
+    """``[x^2, x, 1]`` of each row of ``X``, the left operand of both GEMMs (E and M steps).
+
+    Parameters
+    ----------
+    X : (n, d) array
+        Descriptors.
+    out : (n, 2d + 1) array, optional
+        Where to write the result (its dtype wins over ``dtype``).
+    dtype : numpy dtype
+        Dtype of a new output (default float32).
+
+    Returns
+    -------
+    (n, 2d + 1) array
+        Columns ``0..d-1`` the squares ``x^2``, ``d..2d-1`` the values ``x``, the last 1.
+    """
     X = np.asarray(X)
     n, d = X.shape
     if out is None:
@@ -119,6 +155,17 @@ def softmax_rows(L) -> np.ndarray:
     ``q_ik = exp(L_ik - max_k L_ik) / sum_k exp(L_ik - max_k L_ik)`` and
     ``log p(x_i) = max_k L_ik + log sum_k exp(L_ik - max_k L_ik)`` (as
     ``vl_get_gmm_data_posteriors`` does).
+
+    Parameters
+    ----------
+    L : (n, K) float32 or float64 array
+        Log-joints ``log pi_k N(x_i; mu_k, sigma_k^2)`` (nats), each row with at least
+        one finite entry; overwritten with the posteriors ``q_ik`` (rows summing to 1).
+
+    Returns
+    -------
+    (n,) float64
+        ``log p(x_i)``, the log-likelihood of each row in nats.
     """
     m = L.max(axis=1, keepdims=True)
     L -= m
@@ -131,7 +178,33 @@ def softmax_rows(L) -> np.ndarray:
 def gmm_posteriors(X, means, covariances, priors, dtype=np.float64):
     """Posteriors ``q`` ``(n, K)`` and the total log-likelihood of ``X`` under a diagonal GMM.
 
-    Plain numpy (one GEMM); ``dtype`` is the precision of the GEMM and of ``q``.
+    Plain numpy (one GEMM of :func:`augment` against :func:`log_joint_table`),
+    then :func:`softmax_rows`.
+
+    Parameters
+    ----------
+    X : (n, d) array
+        Descriptors.
+    means : (K, d) array
+        Component means.
+    covariances : (K, d) array
+        Diagonal variances, > 0.
+    priors : (K,) array
+        Mixture weights.
+    dtype : numpy dtype
+        Precision of the GEMM and of ``q`` (default float64).
+
+    Returns
+    -------
+    q : (n, K) array of ``dtype``
+        Posterior probability of each component for each row, in [0, 1], rows summing to 1.
+    log_likelihood : float
+        ``sum_i log p(x_i)``, in nats.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` and the mixture differ in dimension.
     """
     X = np.asarray(X)
     B = log_joint_table(means, covariances, priors, dtype)
@@ -176,20 +249,33 @@ class GaussianMixtureVocabulary(BaseEstimator):
     Attributes
     ----------
     means_ : (K, d) float32
-    covariances_ : (K, d) float32 diagonal variances
-    priors_ : (K,) float32, summing to 1
-    covariance_bound_ : (d,) float64 the floor applied
+        Component means (descriptor units).
+    covariances_ : (K, d) float32
+        Diagonal variances (squared descriptor units), at least ``covariance_bound_``.
+    priors_ : (K,) float32
+        Mixture weights, summing to 1.
+    covariance_bound_ : (d,) float64
+        The variance floor applied.
     log_likelihood_ : float
-        Total log-likelihood of the training data under the fitted mixture.
+        Total log-likelihood of the training data under the fitted mixture (nats;
+        NaN for a mixture read without history).
     log_likelihood_history_ : (n_iter_ + 1,) float64
         Log-likelihood at each E step (the first: the k-means start).
     restarts_ : (n_iter_ + 1,) int
         Components restarted after each E step.
     n_iter_ : int
         M steps done after the initialisation.
-    converged_ : bool
+    converged_ : bool or None
+        Whether EM stopped on ``tol`` (not ``max_iter``); None for a mixture read
+        by :meth:`from_arrays`.
     n_features_in_ : int
+        Descriptor dimension ``d``.
     """
+
+    # EM's working state (float64), set during fit and deleted at its end
+    _means: np.ndarray
+    _vars: np.ndarray
+    _priors: np.ndarray
 
     def __init__(
         self,
@@ -252,14 +338,14 @@ class GaussianMixtureVocabulary(BaseEstimator):
         """
         K = B.shape[1]
         G = np.zeros((K, A.shape[1]), np.float64)
-        Q_all = np.empty((len(A), K), np.float32) if keep_posteriors else None
+        Q_all: np.ndarray | None = np.empty((len(A), K), np.float32) if keep_posteriors else None
         ll = 0.0
         for s in range(0, len(A), FIT_CHUNK):
             a = A[s : s + FIT_CHUNK]
             L = a @ B
             ll += float(softmax_rows(L).sum())
             G += self._stats(a, L)
-            if keep_posteriors:
+            if Q_all is not None:
                 Q_all[s : s + FIT_CHUNK] = L
         return ll, G, Q_all
 
@@ -300,7 +386,25 @@ class GaussianMixtureVocabulary(BaseEstimator):
         return count, G
 
     def fit(self, X, y=None):
-        """Fit on ``(n, d)`` descriptors (already post-processed: RootSIFT, PCA)."""
+        """Fit the mixture on descriptors (already post-processed: RootSIFT, PCA): k-means, then EM.
+
+        Parameters
+        ----------
+        X : (n, d) float32 or float64 array
+            Descriptors, finite, ``n >= n_components``.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        GaussianMixtureVocabulary
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is out of range, ``X`` holds NaN/inf or has fewer rows than components.
+        """
         from sklearn.cluster import KMeans
 
         X, K, bound = self._validate(X)
@@ -352,7 +456,7 @@ class GaussianMixtureVocabulary(BaseEstimator):
         self.log_likelihood_history_ = np.asarray(history)
         self.restarts_ = np.asarray(restarts, np.int64)
         self.n_iter_ = it
-        self.converged_ = converged
+        self.converged_: bool | None = converged
         self.n_features_in_ = d
         return self
 
@@ -362,24 +466,67 @@ class GaussianMixtureVocabulary(BaseEstimator):
             raise NotFittedError("GaussianMixtureVocabulary is not fitted: call fit (or from_arrays) first")
 
     def predict_proba(self, X) -> np.ndarray:
-        """Posteriors ``(n, K)`` float64 of each component for each row."""
+        """Posterior probability of each component for each row (:func:`gmm_posteriors`).
+
+        Parameters
+        ----------
+        X : (n, d) float32 or float64 array
+            Descriptors.
+
+        Returns
+        -------
+        (n, K) float64
+            Posteriors in [0, 1], rows summing to 1.
+        """
         self._check()
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return gmm_posteriors(X, self.means_, self.covariances_, self.priors_)[0]
 
     def predict(self, X) -> np.ndarray:
-        """Most probable component of each row."""
+        """Most probable component of each row.
+
+        Parameters
+        ----------
+        X : (n, d) float32 or float64 array
+            Descriptors.
+
+        Returns
+        -------
+        (n,) int64
+            Index of the component of largest posterior, in ``[0, K)``.
+        """
         return self.predict_proba(X).argmax(axis=1)
 
     def score(self, X, y=None) -> float:
-        """Mean log-likelihood per row (scikit-learn's convention)."""
+        """Mean log-likelihood per row (scikit-learn's convention).
+
+        Parameters
+        ----------
+        X : (n, d) float32 or float64 array
+            Descriptors.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        float
+            ``sum_i log p(x_i) / n``, in nats per descriptor.
+        """
         self._check()
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return gmm_posteriors(X, self.means_, self.covariances_, self.priors_)[1] / max(len(X), 1)
 
     # -- storage as data ---------------------------------------------------------
     def to_arrays(self) -> dict:
-        """The fitted mixture as numpy arrays (``np.savez`` them; no pickle)."""
+        """The fitted mixture as numpy arrays (``np.savez`` them; no pickle).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``means`` and ``covariances`` (K, d) float32, ``priors`` (K,) float32,
+            ``covariance_bound`` (d,) float64, ``log_likelihood_history`` (n_iter_ + 1,)
+            float64 and ``restarts`` (n_iter_ + 1,) int64.
+        """
         self._check()
         return {
             "means": self.means_,
@@ -392,7 +539,28 @@ class GaussianMixtureVocabulary(BaseEstimator):
 
     @classmethod
     def from_arrays(cls, arrays: dict, **params) -> GaussianMixtureVocabulary:
-        """Rebuild a fitted mixture from :meth:`to_arrays`'s output (checks shapes and values)."""
+        """Rebuild a fitted mixture from :meth:`to_arrays`'s output (checks shapes and values).
+
+        Parameters
+        ----------
+        arrays : mapping of str to array
+            At least ``means``, ``covariances`` and ``priors``; ``covariance_bound``,
+            ``log_likelihood_history`` and ``restarts`` are optional.
+        **params
+            Other constructor parameters of the estimator (``n_components`` is the
+            number of means).
+
+        Returns
+        -------
+        GaussianMixtureVocabulary
+            A fitted mixture (``converged_`` None).
+
+        Raises
+        ------
+        ValueError
+            If an array is missing, the shapes disagree, or a variance is not positive,
+            a prior negative or a mean not finite.
+        """
         try:
             M = np.ascontiguousarray(arrays["means"], np.float32)
             S = np.ascontiguousarray(arrays["covariances"], np.float32)

@@ -131,6 +131,31 @@ def kmeans_plusplus_init(X, n_clusters: int, random_state=None) -> np.ndarray:
     scikit-learn's ``KMeans.fit`` centres the data and then seeds with
     k-means++ (``sklearn.cluster.kmeans_plusplus``); so does this, with the
     same draws and arithmetic (:func:`_kmeans_plusplus`), and adds the mean back.
+
+    Each new centre is the best, by total potential ``sum_i min_j ||x_i - c_j||^2``,
+    of ``2 + floor(ln k)`` points drawn with probability proportional to their
+    squared distance to the nearest centre chosen so far (Arthur and
+    Vassilvitskii 2007, greedy variant).
+
+    Parameters
+    ----------
+    X : (n, d) array
+        Points (converted to float32), finite.
+    n_clusters : int
+        Number of centres ``k``, in ``[1, n]``.
+    random_state : int, RandomState or None
+        Seeds the draws (as ``KMeans``'s ``random_state``).
+
+    Returns
+    -------
+    (k, d) float32
+        The initial centres, in the units of ``X``: input points (up to the
+        float32 rounding of the centring).
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not a finite numeric 2-D array or ``n_clusters`` is out of range.
     """
     X = _as_points(X)
     if not 1 <= int(n_clusters) <= len(X):
@@ -221,6 +246,21 @@ def _assign(X, centers, n_threads, method) -> np.ndarray:
         return quantize(X, centers, n_threads=n_threads, method=method).astype(np.int32, copy=False)
 
 
+class _SearchEveryPoint:
+    """The assignment step without bounds: :func:`_assign` on every point at every call.
+
+    Carries the counters of :class:`~.kmeans_bounds.BoundedAssignment` (every point
+    searched, ``n k`` distances, no tie left over) for :func:`fit_kmeans`'s history.
+    """
+
+    def __init__(self, X: np.ndarray, n_clusters: int, n_threads: int | None, method: str):
+        self.X, self.n_threads, self.method = X, n_threads, method
+        self.searched, self.distances, self.ties = len(X), len(X) * n_clusters, 0
+
+    def __call__(self, centers: np.ndarray) -> np.ndarray:
+        return _assign(self.X, centers, self.n_threads, self.method)
+
+
 def fit_kmeans(
     X,
     n_clusters: int,
@@ -271,10 +311,11 @@ def fit_kmeans(
     Returns
     -------
     centers : (k, d) float32
+        The final centres, in the units of ``X``.
     labels : (n,) int32
         Nearest centre of each point for the returned centres.
     inertia : float
-        Sum of squared distances of the points to their centres.
+        Sum of squared distances of the points to their centres (squared units of ``X``).
     n_iter : int
         Iterations run (as ``KMeans.n_iter_``).
     history : list of dict
@@ -330,14 +371,11 @@ def fit_kmeans(
         leave=False,
         mininterval=0,
     )
+    assign: BoundedAssignment | _SearchEveryPoint
     if bounds and bounds_fit(n, k):
         assign = BoundedAssignment(X, n_threads, method)
     else:
-
-        def assign(c):
-            return _assign(X, c, n_threads, method)
-
-        assign.searched, assign.distances, assign.ties = n, n * k, 0
+        assign = _SearchEveryPoint(X, k, n_threads, method)
     labels = np.full(n, -1, np.int32)
     sums = np.zeros((k, d), np.float64)
     counts = np.zeros(k, np.float64)

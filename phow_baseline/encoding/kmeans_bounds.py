@@ -87,7 +87,20 @@ _TINY = 1e-30
 
 
 def bounds_fit(n_points: int, n_centres: int) -> bool:
-    """Whether the bounds of ``n_points`` x ``n_centres`` fit :data:`MAX_BOUND_BYTES`."""
+    """Whether the bounds of ``n_points`` x ``n_centres`` fit :data:`MAX_BOUND_BYTES`.
+
+    Parameters
+    ----------
+    n_points : int
+        Points ``n`` of the k-means.
+    n_centres : int
+        Centres ``k``.
+
+    Returns
+    -------
+    bool
+        True when the 16-bit bounds, ``2 n k`` bytes, are at most :data:`MAX_BOUND_BYTES` (2 GiB).
+    """
     return 2 * int(n_points) * int(n_centres) <= MAX_BOUND_BYTES
 
 
@@ -268,17 +281,37 @@ class BoundedAssignment:
     having moved since the previous call.  ``X`` (float32, C-ordered) must
     not change between calls.
 
-    Attributes (of the last call)
-    -----------------------------
+    Parameters
+    ----------
+    X : (n, d) array
+        The points (converted to float32, C-ordered); centred points as
+        :func:`phow_baseline.encoding.kmeans.fit_kmeans` passes them.
+    n_threads : int, optional
+        Threads of the search and of the bounded steps (default: all cores).
+    method : {"auto", "pruned", "gemm"}
+        The search of :func:`quantize` for the first call and the near-ties.
+
+    Attributes
+    ----------
+    radius : float
+        The largest norm ``||x||`` of a point (units of ``X``).
+    step : float
+        Unit of the 16-bit lower bounds, ``4 radius / 65534`` (units of ``X``), a float32 value.
+    labels : (n,) int32 or None
+        Labels of the last call (None before the first).
+    centers : (k, d) float32 or None
+        Centres of the last call.
     searched : int
-        Points given a bound pass (their centre's half-separation did not
-        settle them; all points on the first call).
+        Points given a bound pass in the last call (their centre's
+        half-separation did not settle them; all points on the first call).
     tightened : int
-        Points whose upper bound was recomputed.
-    distances, exact : int
-        float32 distances computed, and float64 comparisons.
+        Points whose upper bound was recomputed in the last call.
+    distances : int
+        float32 point-centre distances computed in the last call (``n k`` on the first).
+    exact : int
+        float64 distances computed in the last call.
     ties : int
-        Points handed to :func:`quantize` for a near-tie.
+        Points handed to :func:`quantize` for a near-tie in the last call.
     """
 
     def __init__(self, X: np.ndarray, n_threads=None, method="auto"):
@@ -290,7 +323,8 @@ class BoundedAssignment:
         # to a centre inside the points' ball (2 radius)
         # (a float32 value, so that the kernels' float32 unit is exactly this one)
         self.step = float(np.float32(max(4.0 * self.radius, 1e-30) / _QTOP))
-        self.labels = self.centers = None
+        self.labels: np.ndarray | None = None
+        self.centers: np.ndarray | None = None
         self.searched = self.tightened = self.distances = self.exact = self.ties = 0
 
     def _quantize(self, X, centers):
@@ -307,7 +341,7 @@ class BoundedAssignment:
                 with ThreadPoolExecutor(self.n_threads) as ex:
                     list(ex.map(fn, jobs))
 
-    def _start(self, centers):
+    def _start(self, centers) -> np.ndarray:
         """Every point searched by :func:`quantize` itself, which also gives the first lower bounds (its own
         pruning bounds, at no extra distance); the upper bounds are the exact distances to the words found.
         """
@@ -326,26 +360,45 @@ class BoundedAssignment:
         self.upper = np.empty(n, np.float64)
         _exact_upper(self.X, centers.astype(np.float64), self.labels, self.upper)
         self.searched, self.tightened, self.distances, self.exact, self.ties = n, 0, n * k, 0, 0
+        return self.labels
 
     def lower_bounds(self) -> np.ndarray:
-        """The lower bounds of ``||x_i - c_j||`` now, float64 ``(n, k)`` (meaningless at the labels)."""
+        """The lower bounds of ``||x_i - c_j||`` now, ``B_j step - D_j`` (meaningless at the labels).
+
+        Returns
+        -------
+        (n, k) float64
+            Lower bounds of the Euclidean distance of each point to each
+            centre of the last call, in units of ``X`` (may be negative: no information).
+        """
         return self.B.astype(np.float64) * self.step - self.D[None]
 
     def _settle_ties(self, flags, centers, C64):
         """The flagged points' labels from :func:`quantize`; their bounds reset (upper exact, lower 0)."""
         ties = np.flatnonzero(flags)
-        if len(ties):
+        if len(ties) and self.labels is not None:  # (labels are set once the first call has run)
             self.labels[ties] = self._quantize(self.X[ties], centers)
             _reset_rows(self.X, C64, self.labels, ties, self.upper, self.B, self.step, self.D)
         self.ties = len(ties)
 
     def __call__(self, centers: np.ndarray) -> np.ndarray:
-        """Labels of every point for ``centers``; a new array each call."""
+        """Labels of every point for ``centers``; a new array each call.
+
+        Parameters
+        ----------
+        centers : (k, d) array
+            The centres (converted to float32); ``k`` the same at every call.
+
+        Returns
+        -------
+        (n,) int32
+            Index of each point's nearest centre, as :func:`quantize` gives it.
+        """
         centers = np.ascontiguousarray(centers, dtype=np.float32)
-        if self.labels is None:
-            self._start(centers)
+        if self.labels is None or self.centers is None:  # the first call (both are set together)
+            labels = self._start(centers)
             self.centers = centers
-            return self.labels.copy()
+            return labels.copy()
         C64 = centers.astype(np.float64)
         shift = np.sqrt(((C64 - self.centers.astype(np.float64)) ** 2).sum(axis=1))
         self.D = self.D + shift

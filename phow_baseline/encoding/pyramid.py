@@ -35,10 +35,22 @@ def pyramid_cells(frames_xy, width, height, grids=VLFEAT_GRIDS) -> tuple[np.ndar
     edge goes to the last cell.  Level ``l``'s cells are numbered after
     those of the levels before it, row-major within a level.
 
+    Parameters
+    ----------
+    frames_xy : (n, 2) array
+        ``x, y`` of each frame, 0-based pixels.
+    width, height : int
+        Image size in pixels.
+    grids : sequence of int
+        Grid ``g`` of each level (default :data:`VLFEAT_GRIDS`, ``(2, 4)``).
+
     Returns
     -------
     cells : (n, L) int32
-    n_cells : int (sum of g^2)
+        Flat cell index of each frame at each of the ``L = len(grids)`` levels,
+        in ``[0, n_cells)``.
+    n_cells : int
+        Cells over all levels, ``sum(g^2)``.
     """
     xy = np.asarray(frames_xy, dtype=np.float64)
     out = np.empty((len(xy), len(grids)), np.int32)
@@ -53,7 +65,28 @@ def pyramid_cells(frames_xy, width, height, grids=VLFEAT_GRIDS) -> tuple[np.ndar
 
 
 def level_weights(grids, weighting) -> np.ndarray:
-    """Weights of the pyramid levels: VLFeat's (equal, each level L1-normalized) or Lazebnik's."""
+    """Weights of the pyramid levels: VLFeat's (equal, each level L1-normalized) or Lazebnik's.
+
+    Lazebnik, Schmid and Ponce 2006 weight level 0 by ``1 / 2^L`` and level
+    ``l >= 1`` by ``1 / 2^(L - l + 1)``, ``L = len(grids) - 1``.
+
+    Parameters
+    ----------
+    grids : sequence of int
+        Grid of each level (only their number matters).
+    weighting : {"vlfeat", "lazebnik"}
+        The scheme.
+
+    Returns
+    -------
+    (len(grids),) float64
+        Weight of each level (all 1 for ``"vlfeat"``).
+
+    Raises
+    ------
+    ValueError
+        If ``weighting`` is neither.
+    """
     if weighting == "vlfeat":
         return np.ones(len(grids))
     if weighting == "lazebnik":
@@ -69,6 +102,23 @@ def normalize_pyramid(counts: np.ndarray, grids, k: int, weighting="vlfeat") -> 
     vector by its total, as ``phow_caltech101.m`` does.  ``lazebnik``: each
     level scaled by its weight, then the whole vector L1-normalized.
     Empty images give a zero vector.
+
+    Parameters
+    ----------
+    counts : (..., sum(g^2) k) array
+        Descriptor counts per (cell, word), entry ``cell * k + word``
+        (:func:`~phow_baseline.encoding.quantize.quantize_histogram`'s ``hist``).
+    grids : sequence of int
+        Grid of each level, as given to :func:`pyramid_cells`.
+    k : int
+        Visual words.
+    weighting : {"vlfeat", "lazebnik"}
+        The normalization (default ``"vlfeat"``).
+
+    Returns
+    -------
+    (..., sum(g^2) k) float32
+        The pyramid histogram, summing to 1 (or all zero).
     """
     counts = np.asarray(counts, np.float64)
     out = np.empty(counts.shape, np.float32)
@@ -102,12 +152,18 @@ class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_words, max_descriptors, random_state : see :class:`Vocabulary`.
+    n_words : int
+        Visual words of the vocabulary fitted (default 600, VLFeat's PHOW application).
+    max_descriptors : int
+        Descriptors sampled across the training images for k-means (default 100,000).
     grids : tuple of int
         Grid of each pyramid level (default ``(2, 4)``, VLFeat's).
     weighting : {"vlfeat", "lazebnik"}
+        Level normalization (:func:`normalize_pyramid`).
     image_size : int
         Side of the images the frames come from (pixels).
+    random_state : int, RandomState or None
+        Seeds the sampling and k-means of the vocabulary.
     centers : (k, d) array, optional
         Visual words to use instead of fitting a vocabulary (``n_words`` is
         then ``k``; ``fit`` needs no data).  An array, not a fitted
@@ -117,8 +173,10 @@ class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    vocabulary_ : Vocabulary (fitted)
+    vocabulary_ : Vocabulary
+        The fitted vocabulary (``cluster_centers_`` are the words).
     n_features_out_ : int
+        Length of the feature, ``n_words * sum(g^2)``.
     """
 
     def __init__(
@@ -142,13 +200,31 @@ class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
         self.n_threads = n_threads
 
     def fit(self, X=None, y=None):
-        """Fit the vocabulary on the images' descriptors (``X`` may be None when ``centers`` is given)."""
+        """Fit the vocabulary on the images' descriptors (``X`` may be None when ``centers`` is given).
+
+        Parameters
+        ----------
+        X : sequence of (frames, descriptors), optional
+            Per image, ``(n, >= 2)`` frames and ``(n, d)`` descriptors (uint8 or float).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        SpatialPyramidEncoder
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is out of range, or neither ``X`` nor ``centers`` is given.
+        """
         from .vocabulary import Vocabulary
 
         level_weights(self.grids, self.weighting)  # validates
-        if not all(isinstance(g, numbers.Integral) and g >= 1 for g in self.grids):
+        if not all(isinstance(g, numbers.Integral) and int(g) >= 1 for g in self.grids):
             raise ValueError(f"grids must be positive integers, got {self.grids!r}")
-        if not isinstance(self.image_size, numbers.Integral) or self.image_size < 1:
+        if not isinstance(self.image_size, numbers.Integral) or int(self.image_size) < 1:
             raise ValueError(f"image_size must be a positive integer, got {self.image_size!r}")
         if self.centers is not None:
             centers = check_array(self.centers, dtype=np.float32)
@@ -163,7 +239,24 @@ class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
         return self
 
     def encode_one(self, frames, descriptors, return_words=False):
-        """Pyramid feature of one image (and the word of each descriptor)."""
+        """Pyramid feature of one image (and the word of each descriptor).
+
+        Parameters
+        ----------
+        frames : (n, >= 2) array
+            ``x, y`` of each descriptor in 0-based pixels of the ``image_size`` image.
+        descriptors : (n, d) uint8 or float32 array
+            The image's descriptors.
+        return_words : bool
+            Also return the nearest word of each descriptor.
+
+        Returns
+        -------
+        feature : (n_features_out_,) float32
+            The normalized pyramid histogram.
+        words : (n,) int32
+            Nearest word of each descriptor; only when ``return_words``.
+        """
         check_is_fitted(self)
         centers = self.vocabulary_.cluster_centers_
         frames = np.asarray(frames)
@@ -178,7 +271,18 @@ class SpatialPyramidEncoder(TransformerMixin, BaseEstimator):
         return (feat, words) if return_words else feat
 
     def transform(self, X):
-        """Pyramid features ``(n_images, n_features_out_)`` of ``(frames, descriptors)`` pairs."""
+        """Pyramid features of ``(frames, descriptors)`` pairs, one row per image.
+
+        Parameters
+        ----------
+        X : sequence of (frames, descriptors)
+            Per image, ``(n, >= 2)`` frames and ``(n, d)`` descriptors.
+
+        Returns
+        -------
+        (n_images, n_features_out_) float32
+            One normalized pyramid histogram per image.
+        """
         check_is_fitted(self)
         out = np.empty((len(X), self.n_features_out_), np.float32)
         for i, pair in enumerate(X):

@@ -42,6 +42,7 @@ from functools import lru_cache
 
 import numba
 import numpy as np
+import numpy.typing as npt
 
 from ._distance import sq_distance_f64
 
@@ -228,6 +229,18 @@ BOUND_Q16_FAR = 65535
 def stored_bound(v, inv):
     """A bound ``v`` (float64, already rounded down) as stored: itself (``inv`` 0, float32 output) or
     ``floor(v inv)`` capped at :data:`BOUND_Q16_TOP` (16-bit output, ``inv`` = 1 / unit, rounded down).
+
+    Parameters
+    ----------
+    v : float
+        Lower bound of a Euclidean distance, in descriptor units.
+    inv : float
+        ``1 / unit`` of a 16-bit store (rounded down), or 0 for a float32 store.
+
+    Returns
+    -------
+    float
+        ``v``, or ``v`` in whole units (``<= v / unit``, at most 65534).
     """
     if inv > 0.0:
         return min(np.floor(v * inv), np.float64(BOUND_Q16_TOP))
@@ -272,7 +285,14 @@ _CONTROLLER = None
 
 
 def single_blas_thread():
-    """A context limiting BLAS to one thread (threadpoolctl; the controller is built once)."""
+    """A context limiting BLAS to one thread (threadpoolctl; the controller is built once).
+
+    Returns
+    -------
+    threadpoolctl context manager
+        Use as ``with single_blas_thread(): ...``; the previous BLAS thread
+        counts come back on exit.
+    """
     global _CONTROLLER
     if _CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
@@ -281,11 +301,23 @@ def single_blas_thread():
     return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
-def nonzero_descriptor_rows(desc: np.ndarray) -> np.ndarray:
-    """Boolean mask of rows that are not all zero (128 uint8 = 16 uint64 words)."""
+def nonzero_descriptor_rows(desc: np.ndarray) -> npt.NDArray[np.bool_]:
+    """Boolean mask of rows that are not all zero (128 uint8 = 16 uint64 words).
+
+    Parameters
+    ----------
+    desc : (n, d) array
+        Descriptors, any dtype; C-contiguous ``uint8`` rows of a multiple of
+        8 bytes are tested 8 bytes at a time.
+
+    Returns
+    -------
+    (n,) bool
+        True where the row has a non-zero entry.
+    """
     if desc.dtype == np.uint8 and desc.shape[1] % 8 == 0 and desc.flags.c_contiguous:
-        return desc.view(np.uint64).any(axis=1)
-    return desc.any(axis=1)
+        return np.asarray(desc.view(np.uint64).any(axis=1))
+    return np.asarray(desc.any(axis=1))
 
 
 def _check_centers(centers) -> np.ndarray:
@@ -298,6 +330,13 @@ def _check_centers(centers) -> np.ndarray:
 class PruningTables:
     """What the pruned nearest-word search needs of a vocabulary (see the module docstring).
 
+    Parameters
+    ----------
+    centers : (k, d) array
+        Visual words (float32 values; converted to float64 here).
+    n_dims : int
+        ``m``, principal axes kept for the bound (default :data:`PRUNE_DIMS`), at most ``d``.
+
     Attributes
     ----------
     mu : (d,) float64
@@ -308,8 +347,13 @@ class PruningTables:
     bound : (m + 2, k) float32
         ``[p, 1, r] @ bound`` = lower bound of ``||x - c||^2 - ||x - mu||^2``.
     centred : (k, d) float64
-        ``c - mu`` for the exact evaluation; ``centred_sq`` its squared
-        norms, ``rest_max`` the largest norm of a word off the kept axes.
+        ``c - mu`` for the exact evaluation.
+    centred_sq : (k,) float64
+        ``||c - mu||^2``, squared descriptor units.
+    rest_max : float
+        The largest norm of a centred word off the kept axes (descriptor units).
+    n_dims : int
+        ``m``, the axes kept.
     eps_rel : float
         ``||p~ - p|| <= eps_rel ||x - mu||`` for the float32 ``p~ = float32(x - mu) @ V``:
         ``(d + 1) u sqrt(m)`` with ``u = 2^-24`` (the standard dot-product
@@ -342,7 +386,23 @@ def _tables_cached(key, shape, raw: bytes) -> PruningTables:
 
 
 def pruning_tables(centers: np.ndarray) -> PruningTables:
-    """:class:`PruningTables` of a float32 vocabulary, cached by content."""
+    """:class:`PruningTables` of a float32 vocabulary, cached by content (the last 4 vocabularies).
+
+    Parameters
+    ----------
+    centers : (k, d) array
+        Visual words, converted to float32.
+
+    Returns
+    -------
+    PruningTables
+        With :data:`PRUNE_DIMS` axes; shared between calls (do not modify).
+
+    Raises
+    ------
+    ValueError
+        If ``centers`` is not a non-empty 2-D array.
+    """
     C = _check_centers(centers)
     raw = C.tobytes()
     return _tables_cached(hashlib.blake2b(raw, digest_size=16).digest(), C.shape, raw)
@@ -372,7 +432,10 @@ def quantize_histogram(
     Parameters
     ----------
     descriptors : (n, d) uint8 or float32
-    centers : (k, d) float32 visual words
+        Descriptors (other dtypes are converted to float32).  All-zero rows
+        all go to the word of smallest norm.
+    centers : (k, d) float32
+        Visual words.
     cells : (n, L) int32, optional
         Flat cell index of each descriptor at each pyramid level, in
         ``[0, n_cells)`` (default: one cell).
@@ -381,6 +444,8 @@ def quantize_histogram(
     n_threads : int, optional
         Worker threads, each running single-threaded BLAS on its own
         chunks (default: all cores).
+    chunk : int
+        Descriptors per GEMM (default :data:`QUANTIZE_CHUNK`).
     method : {"auto", "pruned", "gemm"}
         ``"pruned"``: the exact pruned search of the module docstring;
         ``"gemm"``: brute force, one float32 GEMM ``2 x.c - ||c||^2`` per
@@ -401,7 +466,16 @@ def quantize_histogram(
     Returns
     -------
     words : (n,) int32
-    hist : (n_cells * k,) float64 counts
+        Index of the nearest word (squared Euclidean distance, float64; the
+        lowest index on an exact tie).
+    hist : (n_cells * k,) float64
+        Descriptor counts, entry ``cell * k + word`` (each descriptor counted
+        once per level).
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree, ``method`` is unknown or ``bounds_out`` is malformed.
     """
     X = np.asarray(descriptors)
     if X.ndim != 2:
@@ -523,6 +597,23 @@ def run_in_threads(run, jobs, acc: np.ndarray, n_threads: int) -> np.ndarray:
     BLAS is held to one thread throughout: with one thread in all, that is
     the whole budget; with several, each thread runs its own small GEMMs
     (OpenBLAS's own threads on them only contend).
+
+    Parameters
+    ----------
+    run : callable
+        ``run(jobs_part, acc_part)``, adding its results into ``acc_part`` in place.
+    jobs : list
+        The jobs (e.g. chunk starts), dealt round-robin to the threads.
+    acc : ndarray
+        The accumulator; each extra thread gets a zeroed one of the same
+        shape and dtype, summed into ``acc`` at the end.
+    n_threads : int
+        Threads, >= 1.
+
+    Returns
+    -------
+    ndarray
+        ``acc`` itself, holding the sum of all the threads' contributions.
     """
     with single_blas_thread():
         if n_threads == 1:
@@ -546,6 +637,21 @@ def quantize(descriptors, centers, n_threads=None, method="auto") -> np.ndarray:
     both paths: words whose float32 score is within rounding of the best are
     compared exactly in float64 (``||c||^2 - 2 x.c``), and of equal exact
     distances (a duplicated word, say) the lowest index wins.
-    See :func:`quantize_histogram` for ``method``.
+
+    Parameters
+    ----------
+    descriptors : (n, d) uint8 or float32
+        Descriptors (other dtypes are converted to float32).
+    centers : (k, d) float32
+        Visual words.
+    n_threads : int, optional
+        Worker threads (default: all cores).
+    method : {"auto", "pruned", "gemm"}
+        The search, as in :func:`quantize_histogram`.
+
+    Returns
+    -------
+    (n,) int32
+        Index of each descriptor's nearest word, in ``[0, k)``.
     """
     return quantize_histogram(descriptors, centers, n_threads=n_threads, method=method)[0]

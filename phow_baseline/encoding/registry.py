@@ -68,7 +68,16 @@ VOCABULARY_SAMPLE_KEYS = (
 
 
 class UnknownEncodingError(ConfigError):
-    """``config.encoding`` (or a name given to :func:`get_encoding`) is not a registered encoding."""
+    """``config.encoding`` (or a name given to :func:`get_encoding`) is not a registered encoding.
+
+    A :class:`~phow_baseline.config.ConfigError` on the field ``encoding``; its message lists the
+    registered names.
+
+    Parameters
+    ----------
+    name : object
+        The name asked for.
+    """
 
     def __init__(self, name):
         super().__init__("encoding", f"encoding must be one of {', '.join(map(repr, encoding_names()))}; got {name!r}")
@@ -117,7 +126,19 @@ class Encoding(abc.ABC):
     @abc.abstractmethod
     def make_vocabulary(self, config: BaselineConfig, progress: bool = False):
         """The unfitted vocabulary of ``config``: a scikit-learn estimator whose ``fit`` takes ``(m, 128)``
-        PHOW descriptors (float32 or uint8) and returns itself; ``progress`` shows its iterations on stderr.
+        PHOW descriptors (float32 or uint8) and returns itself.
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration (its ``encoding`` and the settings of it).
+        progress : bool
+            Show the fitting's iterations on stderr.
+
+        Returns
+        -------
+        estimator
+            Unfitted; ``fit`` returns the fitted vocabulary.
         """
 
     def fit(self, config: BaselineConfig, descriptors, progress: bool = False):
@@ -126,27 +147,64 @@ class Encoding(abc.ABC):
         Parameters
         ----------
         config : BaselineConfig
+            The configuration (its ``encoding`` and the settings of it).
         descriptors : (m, 128) array
-            PHOW descriptors sampled across the training images.
+            PHOW descriptors sampled across the training images (uint8 or float32).
         progress : bool
             Show the fitting's iterations on stderr.
 
         Returns
         -------
-        The fitted vocabulary (see :meth:`make_vocabulary`).
+        estimator
+            The fitted vocabulary (see :meth:`make_vocabulary`).
         """
         return self.make_vocabulary(config, progress).fit(descriptors)
 
     def to_arrays(self, fitted) -> dict:
-        """The fitted vocabulary as named numpy arrays (``np.savez`` them; no pickle)."""
+        """The fitted vocabulary as named numpy arrays (``np.savez`` them; no pickle).
+
+        Parameters
+        ----------
+        fitted : estimator
+            A fitted vocabulary of this encoding.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``fitted.to_arrays()``.
+        """
         return fitted.to_arrays()
 
     @abc.abstractmethod
     def from_arrays(self, config: BaselineConfig, arrays: Mapping):
-        """The fitted vocabulary of ``config`` rebuilt from :meth:`to_arrays` (model directory, work folder)."""
+        """The fitted vocabulary of ``config`` rebuilt from :meth:`to_arrays` (model directory, work folder).
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration (its ``encoding`` and the settings of it).
+        arrays : mapping of str to array
+            :meth:`to_arrays`'s output, read back.
+
+        Returns
+        -------
+        estimator
+            The fitted vocabulary.
+        """
 
     def vocabulary_sha256(self, fitted) -> str:
-        """Content hash of the fitted vocabulary (hex): the sha256 of every array's hash, by array name."""
+        """Content hash of the fitted vocabulary (hex): the sha256 of every array's hash, by array name.
+
+        Parameters
+        ----------
+        fitted : estimator
+            A fitted vocabulary of this encoding.
+
+        Returns
+        -------
+        str
+            64 hexadecimal digits.
+        """
         arrays = self.to_arrays(fitted)
         return sha256_strings([f"{k}:{sha256_array(np.asarray(arrays[k]))}" for k in sorted(arrays)])
 
@@ -155,40 +213,117 @@ class Encoding(abc.ABC):
     def make_encoder(self, fitted, config: BaselineConfig):
         """The fitted per-image encoder over a fitted vocabulary.
 
+        Parameters
+        ----------
+        fitted : estimator
+            A fitted vocabulary of this encoding.
+        config : BaselineConfig
+            The configuration (its ``encoding`` and the settings of it).
+
         Returns
         -------
-        An object with ``encode_one(frames (n, 4), descriptors (n, 128)) -> (n_features_out_,) float32``
-        and ``n_features_out_`` (an instance of :attr:`encoder_type`).
+        encoder
+            An object with ``encode_one(frames (n, 4), descriptors (n, 128)) -> (n_features_out_,) float32``
+            and ``n_features_out_`` (an instance of :attr:`encoder_type`).
         """
 
     @abc.abstractmethod
     def dimension(self, config: BaselineConfig) -> int:
         """Length of one image's vector under ``config`` (before the kernel map), known before fitting;
         equals the fitted encoder's ``n_features_out_``.
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration (its ``encoding`` and the settings of it).
+
+        Returns
+        -------
+        int
+            The number of features per image.
         """
 
     def make_transformer(self, config: BaselineConfig):
         """An unfitted scikit-learn transformer from per-image ``(frames, descriptors)`` to vectors
         (``n_images, dim``), that fits its vocabulary itself (for :func:`phow_baseline.workflow.make_pipeline`).
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration (its ``encoding`` and the settings of it).
+
+        Returns
+        -------
+        transformer
+            Unfitted; ``fit`` takes a sequence of ``(frames, descriptors)``, ``transform`` returns
+            ``(n_images, dimension(config))`` float32.
         """
         return self.make_vocabulary(config)
 
     def kernel_map_name(self, config: BaselineConfig) -> str:
-        """The kernel map the SVMs use on this encoding's vectors (a name of ``classification.KERNEL_MAPS``)."""
+        """The kernel map the SVMs use on this encoding's vectors (a name of ``classification.KERNEL_MAPS``).
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration (its ``encoding`` and the settings of it).
+
+        Returns
+        -------
+        str
+            ``"none"`` by default (FV and VLAD are used with a linear kernel).
+        """
         return "none"
 
     # -- the encoder in worker processes and in the feature store --------------------------
     def encoder_state(self, encoder) -> tuple[dict, dict]:
-        """``(params, arrays)``: plain values and numpy arrays that rebuild ``encoder`` in another process."""
+        """``(params, arrays)``: plain values and numpy arrays that rebuild ``encoder`` in another process.
+
+        Parameters
+        ----------
+        encoder : encoder
+            A fitted per-image encoder of this encoding.
+
+        Returns
+        -------
+        params : dict
+            Its constructor parameters, less the fitted sub-estimators (:attr:`fitted_params`).
+        arrays : dict of str to ndarray
+            Its fitted state (``encoder.to_arrays()``).
+        """
         params = {k: v for k, v in encoder.get_params().items() if k not in self.fitted_params}
         return params, encoder.to_arrays()
 
     def encoder_from_state(self, params: Mapping, arrays: Mapping):
-        """The encoder of :meth:`encoder_state`, single-threaded (one worker, one image at a time)."""
+        """The encoder of :meth:`encoder_state`, single-threaded (one worker, one image at a time).
+
+        Parameters
+        ----------
+        params : mapping
+            The plain values of :meth:`encoder_state`.
+        arrays : mapping of str to array
+            Its arrays.
+
+        Returns
+        -------
+        encoder
+            A fitted per-image encoder with ``n_threads=1``.
+        """
         return self.encoder_type.from_arrays({**params, "n_threads": 1}, arrays)
 
     def store_params(self, encoder) -> dict:
-        """What a feature store of this encoder's vectors depends on, besides PHOW and the image cache."""
+        """What a feature store of this encoder's vectors depends on, besides PHOW and the image cache.
+
+        Parameters
+        ----------
+        encoder : encoder
+            A fitted per-image encoder of this encoding.
+
+        Returns
+        -------
+        dict
+            JSON-ready: ``encoder`` (the name), ``encoder_params`` and ``vocabulary_sha256`` (hex).
+        """
         params, arrays = self.encoder_state(encoder)
         return {
             "encoder": self.name,
@@ -198,11 +333,33 @@ class Encoding(abc.ABC):
 
     # -- checks and records ------------------------------------------------------------------
     def check_config(self, config: BaselineConfig) -> None:
-        """Check the settings this encoding needs beyond the config's own checks (:class:`ConfigError`)."""
+        """Check the settings this encoding needs beyond the config's own checks.
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration (its ``encoding`` and the settings of it).
+
+        Raises
+        ------
+        ConfigError
+            If a setting does not suit this encoding (none by default).
+        """
         return None  # nothing more by default
 
     def vocabulary_fingerprint(self, config: BaselineConfig) -> dict:
-        """The config values the vocabulary depends on (:data:`VOCABULARY_SAMPLE_KEYS` + :attr:`fingerprint_keys`)."""
+        """The config values the vocabulary depends on (:data:`VOCABULARY_SAMPLE_KEYS` + :attr:`fingerprint_keys`).
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration (its ``encoding`` and the settings of it).
+
+        Returns
+        -------
+        dict
+            Field name to value, for those fields.
+        """
         return {k: getattr(config, k) for k in VOCABULARY_SAMPLE_KEYS + tuple(self.fingerprint_keys)}
 
     @abc.abstractmethod
@@ -210,10 +367,31 @@ class Encoding(abc.ABC):
         """One line saying what was fitted, e.g. ``"600 words (k-means on 100000 descriptors of 128 dims)"``
         or ``"256-Gaussian GMM on PCA-80 RootSIFT (128 -> 80 dims) from 100000 descriptors; 204800-dim Fisher
         vectors over regions 1x1+2x2"`` (the number of descriptors only when fitted in this process).
+
+        Parameters
+        ----------
+        fitted : estimator
+            A fitted vocabulary of this encoding.
+
+        Returns
+        -------
+        str
+            The line, without a final full stop.
         """
 
     def owns(self, encoder) -> bool:
-        """Whether ``encoder`` is one of this encoding's per-image encoders."""
+        """Whether ``encoder`` is one of this encoding's per-image encoders.
+
+        Parameters
+        ----------
+        encoder : object
+            Any object.
+
+        Returns
+        -------
+        bool
+            True if it is an instance of :attr:`encoder_type`.
+        """
         return isinstance(encoder, self.encoder_type)
 
     def __repr__(self):
@@ -240,21 +418,71 @@ class BagOfWords(Encoding):
     encoder_type = SpatialPyramidEncoder
 
     def make_vocabulary(self, config, progress=False):
-        """``config.n_words`` k-means words (:class:`~phow_baseline.encoding.vocabulary.Vocabulary`)."""
+        """``config.n_words`` k-means words (:class:`~phow_baseline.encoding.vocabulary.Vocabulary`).
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+        progress : bool
+            Show each k-means iteration on stderr.
+
+        Returns
+        -------
+        Vocabulary
+            Unfitted, seeded with ``config.seed``.
+        """
         return Vocabulary(config.n_words, config.max_descriptors, random_state=config.seed, progress=progress)
 
     def from_arrays(self, config, arrays):
-        """The k-means words from ``{"cluster_centers": (n_words, 128)}``."""
+        """The k-means words from ``{"cluster_centers": (n_words, 128)}``.
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+        arrays : mapping of str to array
+            ``cluster_centers``: ``(n_words, 128)`` words.
+
+        Returns
+        -------
+        Vocabulary
+            Fitted.
+        """
         return Vocabulary.from_arrays(
             {"n_words": config.n_words, "max_descriptors": config.max_descriptors, "random_state": config.seed}, arrays
         )
 
     def vocabulary_sha256(self, fitted) -> str:
-        """The sha256 of the words' float32 bytes (0.1's: the names of its feature stores)."""
+        """The sha256 of the words' float32 bytes (0.1's: the names of its feature stores).
+
+        Parameters
+        ----------
+        fitted : Vocabulary
+            The fitted k-means words.
+
+        Returns
+        -------
+        str
+            64 hexadecimal digits.
+        """
         return sha256_array(fitted.cluster_centers_)
 
     def make_encoder(self, fitted, config):
-        """The spatial pyramid (``config.grids``, ``config.weighting``) over the fitted words."""
+        """The spatial pyramid (``config.grids``, ``config.weighting``) over the fitted words.
+
+        Parameters
+        ----------
+        fitted : Vocabulary
+            The fitted k-means words.
+        config : BaselineConfig
+            The configuration.
+
+        Returns
+        -------
+        SpatialPyramidEncoder
+            Fitted.
+        """
         return SpatialPyramidEncoder(
             config.n_words,
             config.max_descriptors,
@@ -266,30 +494,100 @@ class BagOfWords(Encoding):
         ).fit()
 
     def dimension(self, config) -> int:
-        """``n_words x sum(g^2 for g in grids)``."""
+        """``n_words x sum(g^2 for g in grids)``.
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+
+        Returns
+        -------
+        int
+            The pyramid histogram's length (12,000 by default).
+        """
         return config.n_words * sum(g * g for g in config.grids)  # 600 x (4 + 16) = 12,000 by default
 
     def make_transformer(self, config):
-        """An unfitted spatial pyramid encoder that fits its own words."""
+        """An unfitted spatial pyramid encoder that fits its own words.
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+
+        Returns
+        -------
+        SpatialPyramidEncoder
+            Unfitted.
+        """
         return SpatialPyramidEncoder(
             config.n_words, config.max_descriptors, config.grids, config.weighting, config.size, config.seed
         )
 
     def kernel_map_name(self, config) -> str:
-        """``config.kernel_map`` (chi2 by default)."""
+        """``config.kernel_map`` (chi2 by default).
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+
+        Returns
+        -------
+        str
+            The kernel map's name.
+        """
         return config.kernel_map
 
     def encoder_state(self, encoder):
-        """``({grids, weighting, image_size}, {"cluster_centers"})``."""
+        """``({grids, weighting, image_size}, {"cluster_centers"})``.
+
+        Parameters
+        ----------
+        encoder : SpatialPyramidEncoder
+            A fitted spatial pyramid encoder.
+
+        Returns
+        -------
+        params : dict
+            ``grids`` (tuple), ``weighting`` and ``image_size`` (pixels).
+        arrays : dict of str to ndarray
+            ``cluster_centers``: ``(n_words, 128)`` float32.
+        """
         params = {"grids": tuple(encoder.grids), "weighting": encoder.weighting, "image_size": encoder.image_size}
         return params, {"cluster_centers": encoder.vocabulary_.cluster_centers_}
 
     def encoder_from_state(self, params, arrays):
-        """The spatial pyramid over the words of :meth:`encoder_state`, one thread."""
+        """The spatial pyramid over the words of :meth:`encoder_state`, one thread.
+
+        Parameters
+        ----------
+        params : mapping
+            ``grids``, ``weighting`` and ``image_size``.
+        arrays : mapping of str to array
+            ``cluster_centers``.
+
+        Returns
+        -------
+        SpatialPyramidEncoder
+            Fitted, with ``n_threads=1``.
+        """
         return SpatialPyramidEncoder(**params, centers=arrays["cluster_centers"], n_threads=1).fit()
 
     def store_params(self, encoder) -> dict:
-        """0.1's record: grids, weighting, image size and the words' sha256."""
+        """0.1's record: grids, weighting, image size and the words' sha256.
+
+        Parameters
+        ----------
+        encoder : SpatialPyramidEncoder
+            A fitted spatial pyramid encoder.
+
+        Returns
+        -------
+        dict
+            ``grids`` (list), ``weighting``, ``image_size`` (pixels) and ``vocabulary_sha256`` (hex).
+        """
         params, arrays = self.encoder_state(encoder)
         return {
             "grids": list(params["grids"]),
@@ -299,7 +597,18 @@ class BagOfWords(Encoding):
         }
 
     def summary(self, fitted) -> str:
-        """``"600 words (k-means on 100000 descriptors of 128 dims)"``."""
+        """``"600 words (k-means on 100000 descriptors of 128 dims)"``.
+
+        Parameters
+        ----------
+        fitted : Vocabulary
+            The fitted k-means words.
+
+        Returns
+        -------
+        str
+            The line (without the number of descriptors when rebuilt from arrays).
+        """
         k, d = fitted.cluster_centers_.shape
         if fitted.n_samples_ is None:  # rebuilt from arrays
             return f"{k} words (k-means, {d} dims)"
@@ -356,24 +665,85 @@ class FisherVectors(Encoding):
         )
 
     def make_vocabulary(self, config, progress=False):
-        """The unfitted FV encoder of ``config`` (fits RootSIFT, PCA and the mixture)."""
+        """The unfitted FV encoder of ``config`` (fits RootSIFT, PCA and the mixture).
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+        progress : bool
+            Log the mixture's log-likelihood at each EM iteration.
+
+        Returns
+        -------
+        FisherVectorEncoder
+            Unfitted.
+        """
         return FisherVectorEncoder(**self._params(config), verbose=progress)
 
     def from_arrays(self, config, arrays):
-        """The fitted FV encoder from its ``gmm_*`` and ``pca_*`` arrays."""
+        """The fitted FV encoder from its ``gmm_*`` and ``pca_*`` arrays.
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+        arrays : mapping of str to array
+            :meth:`FisherVectorEncoder.to_arrays`'s output.
+
+        Returns
+        -------
+        FisherVectorEncoder
+            Fitted.
+        """
         return FisherVectorEncoder.from_arrays(self._params(config), arrays)
 
     def make_encoder(self, fitted, config):
-        """``fitted`` itself."""
+        """``fitted`` itself.
+
+        Parameters
+        ----------
+        fitted : FisherVectorEncoder
+            The fitted FV encoder.
+        config : BaselineConfig
+            The configuration.
+
+        Returns
+        -------
+        FisherVectorEncoder
+            ``fitted``.
+        """
         return fitted  # the fitted FV encoder is its own vocabulary
 
     def dimension(self, config) -> int:
-        """``regions x 2 x fv_components x fv_pca_dims`` (128 without PCA)."""
+        """``regions x 2 x fv_components x fv_pca_dims`` (128 without PCA).
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+
+        Returns
+        -------
+        int
+            The Fisher vector's length (204,800 by default).
+        """
         # regions x 2 (means, variances) x Gaussians x PCA dims: 5 x 2 x 256 x 80 = 204,800 by default
         return _n_regions(config) * 2 * config.fv_components * (config.fv_pca_dims or _SIFT_DIMS)
 
     def check_config(self, config):
-        """At least one descriptor per Gaussian."""
+        """At least one descriptor per Gaussian.
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+
+        Raises
+        ------
+        ConfigError
+            If ``max_descriptors < fv_components``.
+        """
         if config.max_descriptors < config.fv_components:
             raise ConfigError(
                 "max_descriptors",
@@ -383,7 +753,18 @@ class FisherVectors(Encoding):
             )
 
     def summary(self, fitted) -> str:
-        """Gaussians, PCA, descriptors, the vector's length and regions."""
+        """Gaussians, PCA, descriptors, the vector's length and regions.
+
+        Parameters
+        ----------
+        fitted : FisherVectorEncoder
+            The fitted FV encoder.
+
+        Returns
+        -------
+        str
+            The line.
+        """
         K, d = fitted.gmm_.means_.shape
         return (
             f"{K}-Gaussian GMM on {_input_dims(fitted, d)}{_from_descriptors(fitted)}; "
@@ -409,24 +790,85 @@ class Vlad(Encoding):
         return dict(n_words=config.vlad_words, pca_dims=config.vlad_pca_dims or None, **_region_params(config))
 
     def make_vocabulary(self, config, progress=False):
-        """The unfitted VLAD encoder of ``config`` (fits RootSIFT, PCA and the k-means words)."""
+        """The unfitted VLAD encoder of ``config`` (fits RootSIFT, PCA and the k-means words).
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+        progress : bool
+            Ignored (the VLAD's k-means shows no progress).
+
+        Returns
+        -------
+        VladEncoder
+            Unfitted.
+        """
         return VladEncoder(**self._params(config))
 
     def from_arrays(self, config, arrays):
-        """The fitted VLAD encoder from its ``cluster_centers`` and ``pca_*`` arrays."""
+        """The fitted VLAD encoder from its ``cluster_centers`` and ``pca_*`` arrays.
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+        arrays : mapping of str to array
+            :meth:`VladEncoder.to_arrays`'s output.
+
+        Returns
+        -------
+        VladEncoder
+            Fitted.
+        """
         return VladEncoder.from_arrays(self._params(config), arrays)
 
     def make_encoder(self, fitted, config):
-        """``fitted`` itself."""
+        """``fitted`` itself.
+
+        Parameters
+        ----------
+        fitted : VladEncoder
+            The fitted VLAD encoder.
+        config : BaselineConfig
+            The configuration.
+
+        Returns
+        -------
+        VladEncoder
+            ``fitted``.
+        """
         return fitted  # the fitted VLAD encoder is its own vocabulary
 
     def dimension(self, config) -> int:
-        """``regions x vlad_words x vlad_pca_dims`` (128 without PCA)."""
+        """``regions x vlad_words x vlad_pca_dims`` (128 without PCA).
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+
+        Returns
+        -------
+        int
+            The VLAD's length (40,960 by default).
+        """
         # regions x words x descriptor dims: 5 x 64 x 128 = 40,960 by default
         return _n_regions(config) * config.vlad_words * (config.vlad_pca_dims or _SIFT_DIMS)
 
     def check_config(self, config):
-        """At least one descriptor per word."""
+        """At least one descriptor per word.
+
+        Parameters
+        ----------
+        config : BaselineConfig
+            The configuration.
+
+        Raises
+        ------
+        ConfigError
+            If ``max_descriptors < vlad_words``.
+        """
         if config.max_descriptors < config.vlad_words:
             raise ConfigError(
                 "max_descriptors",
@@ -436,7 +878,18 @@ class Vlad(Encoding):
             )
 
     def summary(self, fitted) -> str:
-        """Words, PCA, descriptors, the vector's length and regions."""
+        """Words, PCA, descriptors, the vector's length and regions.
+
+        Parameters
+        ----------
+        fitted : VladEncoder
+            The fitted VLAD encoder.
+
+        Returns
+        -------
+        str
+            The line.
+        """
         k, d = fitted.vocabulary_.cluster_centers_.shape
         return (
             f"{k} k-means words on {_input_dims(fitted, d)}{_from_descriptors(fitted)}; "
@@ -458,6 +911,18 @@ def register_encoding(encoding: Encoding) -> Encoding:
     ----------
     encoding : Encoding
         An instance of a complete :class:`Encoding` subclass with a non-empty ``name``.
+
+    Returns
+    -------
+    Encoding
+        ``encoding`` itself (so that the call can decorate an instance's creation).
+
+    Raises
+    ------
+    TypeError
+        If ``encoding`` is not an :class:`Encoding`.
+    ValueError
+        If its name is not an identifier.
     """
     if not isinstance(encoding, Encoding):
         raise TypeError(f"register_encoding takes an Encoding instance, got {type(encoding).__name__}")
@@ -468,20 +933,52 @@ def register_encoding(encoding: Encoding) -> Encoding:
 
 
 def unregister_encoding(name: str) -> None:
-    """Remove a registered encoding (a test's or a plug-in's); unknown names are an error."""
+    """Remove a registered encoding (a test's or a plug-in's); unknown names are an error.
+
+    Parameters
+    ----------
+    name : str
+        The registered name.
+
+    Raises
+    ------
+    UnknownEncodingError
+        If no encoding has that name.
+    """
     if name not in _ENCODINGS:
         raise UnknownEncodingError(name)
     del _ENCODINGS[name]
 
 
 def encoding_names() -> tuple[str, ...]:
-    """The registered encodings' names, in registration order (``bow`` first)."""
+    """The registered encodings' names, in registration order (``bow`` first).
+
+    Returns
+    -------
+    tuple of str
+        ``("bow", "fisher", "vlad")`` and any registered after them.
+    """
     return tuple(_ENCODINGS)
 
 
 def get_encoding(name: str) -> Encoding:
     """The encoding registered as ``name``; an unknown name raises :class:`UnknownEncodingError`
     (a :class:`~phow_baseline.config.ConfigError` on field ``encoding``) listing the known names.
+
+    Parameters
+    ----------
+    name : str
+        The encoding's name (``BaselineConfig.encoding``).
+
+    Returns
+    -------
+    Encoding
+        The registered instance.
+
+    Raises
+    ------
+    UnknownEncodingError
+        If no encoding has that name.
     """
     try:
         return _ENCODINGS[name]
@@ -490,14 +987,46 @@ def get_encoding(name: str) -> Encoding:
 
 
 def encoding_for(config: BaselineConfig) -> Encoding:
-    """The encoding of ``config``, after checking the settings it needs (:class:`ConfigError` if not met)."""
+    """The encoding of ``config``, after checking the settings it needs.
+
+    Parameters
+    ----------
+    config : BaselineConfig
+        The configuration.
+
+    Returns
+    -------
+    Encoding
+        The encoding registered as ``config.encoding``.
+
+    Raises
+    ------
+    ConfigError
+        If the encoding is unknown (:class:`UnknownEncodingError`) or a setting does not suit it.
+    """
     enc = get_encoding(config.encoding)
     enc.check_config(config)
     return enc
 
 
 def encoding_of_encoder(encoder) -> Encoding:
-    """The registered encoding whose per-image encoders ``encoder`` is one of."""
+    """The registered encoding whose per-image encoders ``encoder`` is one of.
+
+    Parameters
+    ----------
+    encoder : object
+        A per-image encoder (spatial pyramid, FV or VLAD encoder).
+
+    Returns
+    -------
+    Encoding
+        The first registered encoding that :meth:`~Encoding.owns` it.
+
+    Raises
+    ------
+    TypeError
+        If no registered encoding owns it.
+    """
     for enc in _ENCODINGS.values():
         if enc.owns(encoder):
             return enc
@@ -512,28 +1041,86 @@ def encoding_of_encoder(encoder) -> Encoding:
 
 
 def make_vocabulary(config: BaselineConfig):
-    """0.1's ``config.make_vocabulary``: ``encoding_for(config).make_vocabulary(config)``."""
+    """0.1's ``config.make_vocabulary``: ``encoding_for(config).make_vocabulary(config)``.
+
+    Parameters
+    ----------
+    config : BaselineConfig
+        The configuration.
+
+    Returns
+    -------
+    estimator
+        The unfitted vocabulary.
+    """
     return encoding_for(config).make_vocabulary(config)
 
 
 def vocabulary_from_arrays(config: BaselineConfig, arrays: Mapping):
-    """0.1's ``config.vocabulary_from_arrays``: ``encoding_for(config).from_arrays(config, arrays)``."""
+    """0.1's ``config.vocabulary_from_arrays``: ``encoding_for(config).from_arrays(config, arrays)``.
+
+    Parameters
+    ----------
+    config : BaselineConfig
+        The configuration.
+    arrays : mapping of str to array
+        The vocabulary's arrays.
+
+    Returns
+    -------
+    estimator
+        The fitted vocabulary.
+    """
     return encoding_for(config).from_arrays(config, arrays)
 
 
 def make_encoder(vocab, config: BaselineConfig):
-    """0.1's ``config.make_encoder``: ``encoding_for(config).make_encoder(vocab, config)``."""
+    """0.1's ``config.make_encoder``: ``encoding_for(config).make_encoder(vocab, config)``.
+
+    Parameters
+    ----------
+    vocab : estimator
+        The fitted vocabulary.
+    config : BaselineConfig
+        The configuration.
+
+    Returns
+    -------
+    encoder
+        The fitted per-image encoder.
+    """
     return encoding_for(config).make_encoder(vocab, config)
 
 
 def kernel_map_name(config: BaselineConfig) -> str:
-    """0.1's ``config.kernel_map_name``: ``encoding_for(config).kernel_map_name(config)``."""
+    """0.1's ``config.kernel_map_name``: ``encoding_for(config).kernel_map_name(config)``.
+
+    Parameters
+    ----------
+    config : BaselineConfig
+        The configuration.
+
+    Returns
+    -------
+    str
+        The kernel map's name.
+    """
     return encoding_for(config).kernel_map_name(config)
 
 
 def vocabulary_sha256(vocab) -> str:
     """0.1's ``config.vocabulary_sha256`` (k-means words, or an FV / VLAD encoder); with a config at hand,
     use ``encoding_for(config).vocabulary_sha256(vocab)``.
+
+    Parameters
+    ----------
+    vocab : Vocabulary or FisherVectorEncoder or VladEncoder
+        A fitted vocabulary.
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
     """
     enc = _ENCODINGS["bow"] if isinstance(vocab, Vocabulary) else encoding_of_encoder(vocab)
     return enc.vocabulary_sha256(vocab)

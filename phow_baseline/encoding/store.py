@@ -27,6 +27,34 @@ class FeatureStore:
     ``feat_SSSSS.npy`` is written to a temporary name and renamed when
     complete, so a killed run leaves only whole shards, and a rerun redoes
     just the missing ones.  Shards are memory-mapped when read.
+
+    Build one with :meth:`create` or :meth:`open`; the constructor only holds the values.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The store's folder.
+    names : sequence of str
+        Image name of each row, in store order.
+    dim : int
+        Features per image.
+    shard_size : int
+        Images per shard (the last shard may hold fewer).
+    params : dict
+        JSON-ready record of what the features depend on (PHOW, encoder, image cache).
+
+    Attributes
+    ----------
+    directory : Path
+        The store's folder.
+    names : list of str
+        Image name of each row.
+    dim : int
+        Features per image.
+    shard_size : int
+        Images per shard.
+    params : dict
+        The record saved in ``index.json``.
     """
 
     def __init__(self, directory, names, dim, shard_size, params):
@@ -38,7 +66,32 @@ class FeatureStore:
 
     @classmethod
     def create(cls, directory, names, dim, params: dict, shard_size=FEATURE_SHARD_SIZE) -> FeatureStore:
-        """A new store (or the same one again, to resume): ``index.json`` is written, or checked to hold ``params``."""
+        """A new store (or the same one again, to resume): ``index.json`` is written, or checked to hold ``params``.
+
+        Parameters
+        ----------
+        directory : str or Path
+            The store's folder (created if missing).
+        names : sequence of str
+            Image name of each row.
+        dim : int
+            Features per image.
+        params : dict
+            JSON-ready record of what the features depend on.
+        shard_size : int
+            Images per shard (default :data:`FEATURE_SHARD_SIZE`, 256).
+
+        Returns
+        -------
+        FeatureStore
+            The store, its shards those already complete.
+
+        Raises
+        ------
+        ValueError
+            If the folder holds another store (``index.json`` with other contents; see
+            :func:`phow_baseline.io.claim_folder`).
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         index = {
@@ -53,7 +106,25 @@ class FeatureStore:
 
     @classmethod
     def open(cls, directory) -> FeatureStore:
-        """The store in ``directory`` (its ``index.json`` must exist)."""
+        """The store in ``directory`` (its ``index.json`` must exist).
+
+        Parameters
+        ----------
+        directory : str or Path
+            The store's folder.
+
+        Returns
+        -------
+        FeatureStore
+            The store as its ``index.json`` describes it.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no ``index.json``.
+        ValueError
+            If its format version is not :data:`FEATURE_FORMAT_VERSION`.
+        """
         p = Path(directory) / "index.json"
         if not p.exists():
             raise FileNotFoundError(f"{p}: no feature store here")
@@ -72,26 +143,87 @@ class FeatureStore:
         return (len(self.names) + self.shard_size - 1) // self.shard_size
 
     def shard_rows(self, s: int) -> range:
-        """The store rows of shard ``s``."""
+        """The store rows of shard ``s``.
+
+        Parameters
+        ----------
+        s : int
+            Shard index, in ``[0, n_shards)``.
+
+        Returns
+        -------
+        range
+            Rows ``s * shard_size`` up to the next shard's first (or the end).
+        """
         return range(s * self.shard_size, min(len(self.names), (s + 1) * self.shard_size))
 
     def shard_path(self, s: int) -> Path:
-        """``feat_SSSSS.npy`` of shard ``s``."""
+        """``feat_SSSSS.npy`` of shard ``s``.
+
+        Parameters
+        ----------
+        s : int
+            Shard index.
+
+        Returns
+        -------
+        Path
+            The shard's file in :attr:`directory` (which may not exist yet).
+        """
         return self.directory / f"feat_{s:05d}.npy"
 
     def missing_shards(self) -> list[int]:
-        """Shards not written yet (what a rerun does)."""
+        """Shards not written yet (what a rerun does).
+
+        Returns
+        -------
+        list of int
+            Indices of the shards whose file does not exist, ascending.
+        """
         return [s for s in range(self.n_shards) if not self.shard_path(s).exists()]
 
     def write_shard(self, s: int, features: np.ndarray) -> None:
-        """Write shard ``s`` atomically: ``features`` (rows of the shard, dim), float32."""
+        """Write shard ``s`` atomically (a temporary name, then renamed).
+
+        Parameters
+        ----------
+        s : int
+            Shard index.
+        features : (len(shard_rows(s)), dim) array
+            The shard's features (saved as float32).
+
+        Raises
+        ------
+        ValueError
+            If ``features`` has another shape.
+        """
         features = np.asarray(features, np.float32)
         if features.shape != (len(self.shard_rows(s)), self.dim):
             raise ValueError(f"shard {s}: expected shape {(len(self.shard_rows(s)), self.dim)}, got {features.shape}")
         atomic_save_npy(self.shard_path(s), features)
 
     def read_shard(self, s: int, mmap=True) -> np.ndarray:
-        """Shard ``s``, ``(rows, dim)`` float32 (memory-mapped unless ``mmap`` is False)."""
+        """Shard ``s`` read back (memory-mapped unless ``mmap`` is False).
+
+        Parameters
+        ----------
+        s : int
+            Shard index.
+        mmap : bool
+            Memory-map the file read-only (default True).
+
+        Returns
+        -------
+        (len(shard_rows(s)), dim) float32
+            The shard's features.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the shard was not written.
+        ValueError
+            If the file's shape is not the shard's.
+        """
         p = self.shard_path(s)
         if not p.exists():
             raise FileNotFoundError(f"{p}: shard missing (the encoding did not finish; rerun it)")
@@ -101,7 +233,18 @@ class FeatureStore:
         return arr
 
     def load(self, rows=None) -> np.ndarray:
-        """All features (or the given rows) in memory."""
+        """All features (or the given rows) in memory.
+
+        Parameters
+        ----------
+        rows : sequence of int, optional
+            Store rows to return (default all), in the order given.
+
+        Returns
+        -------
+        (n_rows, dim) float32
+            The features.
+        """
         X = (
             np.concatenate([np.asarray(self.read_shard(s)) for s in range(self.n_shards)])
             if self.n_shards
@@ -112,10 +255,26 @@ class FeatureStore:
     def batches(self, rows=None, seed=None, epoch=0, transform=None):
         """Yield ``(X_batch, row_positions)`` one shard at a time.
 
-        ``rows``: the store rows to use (default all); positions index into
-        ``rows``.  With a ``seed`` the shards come in a per-epoch random
-        order and rows are shuffled within a shard (SGD); ``transform``
-        (e.g. the kernel map) is applied per batch.
+        With a ``seed`` the shards come in a per-epoch random order and rows
+        are shuffled within a shard (SGD).
+
+        Parameters
+        ----------
+        rows : sequence of int, optional
+            The store rows to use (default all).
+        seed : int, optional
+            Seed of the shuffling (default: none, shards and rows in order).
+        epoch : int
+            Epoch number, mixed into the seed so that each epoch has its own order.
+        transform : callable, optional
+            Applied to each batch (e.g. the kernel map's ``transform``).
+
+        Yields
+        ------
+        X_batch : (m, dim) float32, or ``transform``'s output
+            Features of the selected rows of one shard.
+        row_positions : (m,) int64
+            Position of each batch row in ``rows`` (its index into the selection).
         """
         n = len(self.names)
         sel = np.arange(n) if rows is None else np.asarray(rows)
@@ -141,7 +300,22 @@ class FeatureStore:
 
 
 def encode_images(images, phow, encoder):
-    """PHOW + ``encoder`` vectors of a stack of preprocessed images, ``(n, encoder.n_features_out_)`` float32."""
+    """PHOW + ``encoder`` vectors of a stack of preprocessed images.
+
+    Parameters
+    ----------
+    images : sequence of (H, W) uint8 arrays
+        Preprocessed grey images (the image cache's).
+    phow : PHOW
+        The extractor.
+    encoder : encoder
+        A fitted per-image encoder (``encode_one``, ``n_features_out_``).
+
+    Returns
+    -------
+    (n, encoder.n_features_out_) float32
+        One vector per image.
+    """
     out = np.empty((len(images), encoder.n_features_out_), np.float32)
     for i, img in enumerate(images):
         frames, desc = phow.transform([img])[0]
@@ -192,13 +366,19 @@ def encode_to_store(
     Parameters
     ----------
     cache : ImageCache
+        The preprocessed images.
     cache_rows : sequence of int
         The cache rows to encode, in store order.
-    store_dir : path
+    store_dir : str or Path
+        The store's folder.
     phow : PHOW
-    encoder
+        The extractor (its parameters travel to the workers).
+    encoder : encoder
         A fitted per-image encoder of a registered encoding (``Encoding.make_encoder``).
-    n_jobs, backend : parallel workers and backend
+    n_jobs : int
+        Parallel workers (default -1: all cores).
+    backend : str, optional
+        The :func:`phow_baseline.parallel.imap` backend (default: its own).
     shard_size : int
         Images per shard.
     progress : bool
@@ -210,7 +390,8 @@ def encode_to_store(
 
     Returns
     -------
-    FeatureStore of ``(len(cache_rows), encoder.n_features_out_)`` float32 vectors.
+    FeatureStore
+        Of ``(len(cache_rows), encoder.n_features_out_)`` float32 vectors, every shard complete.
     """
     from ..parallel import imap
     from ..progress import progress_bar

@@ -101,6 +101,7 @@ def vlad(
     Parameters
     ----------
     descriptors : (n, d) array
+        The descriptors (converted to float32).
     centers : (K, d) array
         The k-means words.
     words : (n,) int array, optional
@@ -111,7 +112,14 @@ def vlad(
 
     Returns
     -------
-    (K d,) float32, word by word.
+    (K d,) float32
+        ``[v_1 .. v_K]``, word by word, in descriptor units (unit L2 norm unless
+        ``unnormalized``, or all zero).
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree or a word index is out of range.
     """
     X, C, words = _check(descriptors, centers, words)
     K, d = C.shape
@@ -152,7 +160,45 @@ def vlad_regions(
     (:func:`phow_baseline.encoding.fisher.region_weights`); ``normalize`` then
     L2-normalizes the concatenation.  Defaults: signed square root and
     intra-normalization (Arandjelovic and Zisserman 2013).
-    Returns ``(n_regions * K d,)`` float32.
+
+    Parameters
+    ----------
+    descriptors : (n, d) array
+        The image's (post-processed) descriptors, converted to float32.
+    frames_xy : (n, 2) array
+        ``x, y`` of each descriptor, 0-based pixels.
+    width, height : int
+        Image size in pixels.
+    centers : (K, d) array
+        The k-means words.
+    words : (n,) int array, optional
+        The word of each descriptor (default: the nearest, exactly).
+    regions : str or sequence of (columns, rows)
+        The layout (:func:`~phow_baseline.encoding.fisher.check_regions`; default
+        the whole image and its 2 x 2 quarters).
+    level_weights : sequence of float, optional
+        Weight of each level (default ``1 / sqrt(cells)``).
+    square_root : bool
+        Signed square root of every entry (default True).
+    normalize_components : bool
+        L2-normalize each word's residual (intra-normalization; default True).
+    normalize_mass : bool
+        Divide each word's residual sum by its mass (default False).
+    normalize : bool
+        L2-normalize the concatenation (default True).
+    n_threads : int, optional
+        Threads of the nearest-word search (default: all cores).
+
+    Returns
+    -------
+    (n_regions * K d,) float32
+        The regions' VLADs, concatenated in
+        :func:`~phow_baseline.encoding.fisher.region_index`'s order.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree or frames and descriptors differ in number.
     """
     X, C, words = _check(descriptors, centers, words, n_threads)
     cells, n_regions = region_index(frames_xy, width, height, regions)
@@ -191,19 +237,52 @@ class VladEncoder(_RegionEncoderBase):
     Parameters
     ----------
     n_words : int
+        Visual words ``K`` (default 64, :data:`DEFAULT_VLAD_WORDS`).
     pca_dims : int or None
-    whiten, root_sift, regions, level_weights, normalize, skip_zero,
-    max_descriptors, image_size, random_state, n_threads, pca :
-        As :class:`phow_baseline.encoding.fisher.FisherVectorEncoder`.
-    square_root, normalize_components, normalize_mass : bool
-        ``vl_vlad``'s options per region.
+        PCA dimensions (default None: no PCA).
+    whiten : bool
+        Whitened PCA.
+    root_sift : bool
+        RootSIFT before the PCA and the words (default True).
+    regions : str or sequence of (columns, rows)
+        ``"1x1+2x2"`` (default), ``"1x1+3x1"`` or explicit grids.
+    level_weights : sequence of float, optional
+        Weight of each level's regions (default ``1/sqrt(cells)``).
+    square_root : bool
+        Signed square root per region (``vl_vlad``'s ``SquareRoot``; default True).
+    normalize_components : bool
+        Intra-normalization per word (``NormalizeComponents``; default True).
+    normalize_mass : bool
+        Mean instead of sum of residuals (``NormalizeMass``; default False).
+    normalize : bool
+        L2-normalize the concatenation.
+    skip_zero : bool
+        Leave out all-zero descriptors (below PHOW's contrast threshold).
+    max_descriptors : int
+        Descriptors sampled for the PCA and the words (default 100,000).
+    max_iter : int
+        k-means iterations at most (default 100).
+    image_size : int
+        Side of the images the frames come from (pixels).
+    random_state : int
+        Seeds the descriptor sample and k-means.
+    n_threads : int or None
+        Threads per image (None: all cores).
     vocabulary : Vocabulary, optional
         Fitted k-means words to use instead of fitting them.
+    pca : PCA, optional
+        The fitted PCA that goes with ``vocabulary``.
 
     Attributes
     ----------
-    vocabulary_, pca_ : the fitted words and PCA (``pca_`` None without PCA)
+    vocabulary_ : Vocabulary
+        The fitted words.
+    pca_ : PCA or None
+        The fitted PCA (None without PCA).
+    n_regions_ : int
+        Regions over all levels.
     n_features_out_ : int
+        Length of the encoding, ``n_regions_ * K d``.
     n_samples_ : int or None
         Descriptors the PCA and the words were fitted on (None when given words or rebuilt from arrays).
     """
@@ -256,7 +335,26 @@ class VladEncoder(_RegionEncoderBase):
         self.n_features_out_ = self.n_regions_ * K * d
 
     def fit(self, X, y=None):
-        """Fit the PCA (if any) and the k-means words on descriptors sampled from ``X``."""
+        """Fit the PCA (if any) and the k-means words on descriptors sampled from ``X``.
+
+        Parameters
+        ----------
+        X : sequence of (frames, descriptors), or of descriptor arrays, or one (m, 128) array
+            The training images' descriptors (ignored when ``vocabulary`` is given).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        VladEncoder
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            If the regions are malformed, the ``vocabulary`` given is not fitted,
+            or there is no non-zero descriptor.
+        """
         from .vocabulary import Vocabulary
 
         check_regions(self.regions)
@@ -279,7 +377,20 @@ class VladEncoder(_RegionEncoderBase):
         return self
 
     def encode_one(self, frames, descriptors) -> np.ndarray:
-        """VLAD of one image: ``(n_features_out_,)`` float32."""
+        """VLAD of one image (:func:`~.fisher.postprocess_descriptors`, then :func:`vlad_regions`).
+
+        Parameters
+        ----------
+        frames : (n, >= 2) array
+            ``x, y`` of each descriptor in 0-based pixels of the ``image_size`` image.
+        descriptors : (n, 128) array
+            The image's SIFT descriptors (uint8 or float).
+
+        Returns
+        -------
+        (n_features_out_,) float32
+            The image's encoding.
+        """
         self._check()
         xy, X = self._prepare(frames, descriptors)
         return vlad_regions(
@@ -299,7 +410,14 @@ class VladEncoder(_RegionEncoderBase):
 
     # -- storage as data -------------------------------------------------------
     def to_arrays(self) -> dict:
-        """Fitted state as numpy arrays: ``cluster_centers`` and (with PCA) ``pca_*`` keys."""
+        """Fitted state as numpy arrays: ``cluster_centers`` and (with PCA) ``pca_*`` keys.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``cluster_centers`` ``(K, d)`` float32, and the PCA's
+            :meth:`~phow_baseline.features.descriptors.PCA.to_arrays` under ``pca_``.
+        """
         self._check()
         out = {"cluster_centers": self.vocabulary_.cluster_centers_}
         if self.pca_ is not None:
@@ -308,7 +426,25 @@ class VladEncoder(_RegionEncoderBase):
 
     @classmethod
     def from_arrays(cls, params: dict, arrays: dict) -> VladEncoder:
-        """Rebuild a fitted encoder from its parameters and :meth:`to_arrays`."""
+        """Rebuild a fitted encoder from its parameters and :meth:`to_arrays`.
+
+        Parameters
+        ----------
+        params : dict
+            Constructor parameters (``vocabulary`` and ``pca`` are ignored).
+        arrays : mapping of str to array
+            :meth:`to_arrays`'s output.
+
+        Returns
+        -------
+        VladEncoder
+            Fitted (``n_samples_`` None).
+
+        Raises
+        ------
+        ValueError
+            If ``cluster_centers`` is missing.
+        """
         from ..features.descriptors import PCA
         from .vocabulary import Vocabulary
 

@@ -36,9 +36,28 @@ def sample_descriptors(
     descriptors (below PHOW's contrast threshold) are left out when
     ``drop_zero``: they carry no texture, and all map to one word anyway.
 
+    Parameters
+    ----------
+    descriptors : sequence of (n_i, d) arrays
+        Each image's descriptors (uint8 or float), at least one image.
+    max_descriptors : int
+        Cap on the whole sample (default 100,000, :data:`DEFAULT_MAX_DESCRIPTORS`).
+    per_image : int, optional
+        Cap per image (default ``ceil(max_descriptors / n_images)``).
+    seed : int or None
+        Seed of NumPy's ``default_rng``.
+    drop_zero : bool
+        Leave out all-zero descriptors (default True).
+
     Returns
     -------
-    ndarray of float32, shape (m, 128)
+    (m, d) float32
+        The sampled descriptors, ``m <= max_descriptors``, in image order.
+
+    Raises
+    ------
+    ValueError
+        If there is no image or an image's descriptors are not 2-D.
     """
     if len(descriptors) == 0:
         raise ValueError("no images to sample descriptors from")
@@ -100,13 +119,17 @@ class Vocabulary(ClusterMixin, BaseEstimator):
 
     Attributes
     ----------
-    cluster_centers_ : ndarray of float32, shape (n_words, d)
+    cluster_centers_ : (n_words, d) float32
+        The visual words, in descriptor units.
     n_features_in_ : int
         Descriptor dimension.
-    n_samples_ : int
-        Descriptors k-means was fit on.
-    inertia_ : float
+    n_samples_ : int or None
+        Descriptors k-means was fit on (None when read by :meth:`from_arrays`).
+    inertia_ : float or None
+        Sum of squared distances of the sampled descriptors to their words
+        (squared descriptor units; None when read by :meth:`from_arrays`).
     n_iter_ : int
+        k-means iterations run.
     labels_ : (n,) int32
         Nearest word of each row of ``X`` when ``fit`` was given one array
         (not set for per-image input, where ``fit`` samples).
@@ -149,6 +172,27 @@ class Vocabulary(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Fit on one ``(m, d)`` array of descriptors, or on per-image descriptor arrays (a sequence,
         or ``(frames, descriptors)`` pairs as :class:`~phow_baseline.features.phow.PHOW` gives them).
+
+        The descriptors are sampled (:func:`sample_descriptors`, zero rows left out)
+        and clustered by k-means into ``n_words`` words.
+
+        Parameters
+        ----------
+        X : (m, d) array, or sequence of (n_i, d) arrays or of (frames, descriptors) pairs
+            Descriptors, uint8 or float.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        Vocabulary
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is out of range, the images' descriptors differ in
+            dimension, or fewer non-zero descriptors than words are sampled.
         """
         from sklearn.cluster import MiniBatchKMeans
 
@@ -197,8 +241,8 @@ class Vocabulary(ClusterMixin, BaseEstimator):
             ).fit(S)
             centers, inertia, n_iter = km.cluster_centers_, km.inertia_, km.n_iter_
         self.cluster_centers_ = np.ascontiguousarray(centers, dtype=np.float32)
-        self.n_samples_ = int(len(S))
-        self.inertia_ = float(inertia)
+        self.n_samples_: int | None = int(len(S))
+        self.inertia_: float | None = float(inertia)
         self.n_iter_ = int(n_iter)
         if one_array:
             self.labels_ = self.predict(X)
@@ -207,7 +251,18 @@ class Vocabulary(ClusterMixin, BaseEstimator):
         return self
 
     def predict(self, X) -> np.ndarray:
-        """Index of the nearest word of each descriptor (``(m, d)`` -> ``(m,)`` int32)."""
+        """Index of the nearest word of each descriptor (squared Euclidean distance, exact).
+
+        Parameters
+        ----------
+        X : (m, d) array
+            Descriptors (uint8 or float).
+
+        Returns
+        -------
+        (m,) int32
+            Nearest word, in ``[0, n_words)`` (the lowest index on a tie).
+        """
         from .quantize import quantize
 
         check_is_fitted(self)
@@ -215,15 +270,51 @@ class Vocabulary(ClusterMixin, BaseEstimator):
         return quantize(X, self.cluster_centers_)
 
     def fit_predict(self, X, y=None, **kwargs):
-        """``fit(X).labels_``: one array of descriptors only."""
+        """``fit(X).labels_``: one array of descriptors only.
+
+        Parameters
+        ----------
+        X : (m, d) array
+            Descriptors (uint8 or float).
+        y : None
+            Ignored.
+        **kwargs
+            Ignored (scikit-learn's ``ClusterMixin`` signature).
+
+        Returns
+        -------
+        (m,) int32
+            Nearest word of each row of ``X``.
+        """
         return self.fit(X, y).labels_
 
     # -- persistence as data -------------------------------------------------
     def to_arrays(self) -> dict:
+        """The words as numpy arrays (no pickle; the parameters are saved apart, as JSON).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``cluster_centers``: ``(n_words, d)`` float32.
+        """
         return {"cluster_centers": self.cluster_centers_}
 
     @classmethod
     def from_arrays(cls, params: dict, arrays: dict) -> Vocabulary:
+        """Rebuild a fitted vocabulary from its parameters and :meth:`to_arrays`'s output.
+
+        Parameters
+        ----------
+        params : dict
+            Constructor parameters (``get_params()``; an old ``seed`` is read as ``random_state``).
+        arrays : mapping of str to array
+            ``cluster_centers``: ``(n_words, d)`` words.
+
+        Returns
+        -------
+        Vocabulary
+            Fitted (``n_samples_`` and ``inertia_`` None).
+        """
         params = dict(params)
         if "seed" in params:  # saved before the random_state rename
             params["random_state"] = params.pop("seed")

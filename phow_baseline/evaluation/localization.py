@@ -1,9 +1,12 @@
 """Heatmaps to boxes, and the NIH box evaluation (Wang et al. 2017), for any model.
 
-A model gives per-class heatmaps (``heatmaps(image) -> (14, h, w)``: the
-PHOW model's own, :func:`phow_baseline.model.attribution.phow_heatmaps`, or a CNN's
-class activation maps); this module turns a heatmap into up to 3 boxes and
-scores them against ``BBox_List_2017``:
+A model gives per-class heatmaps (``heatmaps(image) -> (n_labels, h, w)``, in
+the order of ``model.labels``: the PHOW model's own,
+:func:`phow_baseline.model.attribution.phow_heatmaps`, or a CNN's class
+activation maps); this module turns a heatmap into up to 3 boxes and scores
+them against ``BBox_List_2017``.  Only ChestX-ray14 has boxes: a dataset
+without any is skipped with a message, and a box of a finding the model has
+no label for is not scored (counted in ``boxes_without_label``).
 
 * IoU = area(A and B) / area(A or B);
 * IoBB = area(A and B) / area(A), A the detected box (Wang et al. 2017's
@@ -131,8 +134,23 @@ def score_boxes(detected: Sequence, truth, thresholds: Sequence[float], measure:
     return hit, fp
 
 
-def evaluate_boxes(items: Sequence[tuple[str, Sequence, Sequence]]) -> dict:
-    """Accuracy and average false positives per class from ``(label, detected, truth_box)`` items."""
+def evaluate_boxes(items: Sequence[tuple[str, Sequence, Sequence]], labels: Sequence[str] = LABELS) -> dict:
+    """Accuracy and average false positives per class from ``(label, detected, truth_box)`` items.
+
+    Parameters
+    ----------
+    items : sequence of (str, sequence of boxes, box)
+        The label, the detected boxes ``(x, y, w, h)`` and the ground-truth box, in pixels.
+    labels : sequence of str
+        The order of the classes in the result (default ChestX-ray14's); labels of ``items`` not in it
+        follow in the order they first appear.
+
+    Returns
+    -------
+    dict
+        ``iobb_thresholds``, ``iou_thresholds``, and per class ``accuracy_iobb``, ``accuracy_iou``,
+        ``avg_fp``, ``avg_fp_iou`` (one value per threshold) and ``n_images``.
+    """
     per = {}
     for label, det, truth in items:
         hb, fb = score_boxes(det, truth, IOBB_THRESHOLDS, iobb)
@@ -161,7 +179,7 @@ def evaluate_boxes(items: Sequence[tuple[str, Sequence, Sequence]]) -> dict:
         "avg_fp_iou": {},
         "n_images": {},
     }
-    for label in [l for l in LABELS if l in per]:
+    for label in [l for l in labels if l in per] + [l for l in per if l not in labels]:
         d = per[label]
         res["n_images"][label] = d["n"]
         res["accuracy_iobb"][label] = (d["hb"] / d["n"]).tolist()
@@ -194,13 +212,19 @@ def evaluate_localization(
     Returns ``(result, examples)``: the ``localization.json`` contents and
     ``{file name: BGR overlay}`` for the first ``n_examples`` boxes.
     Unreadable images are skipped (their boxes not scored) and listed in
-    ``result["failures"]`` (file, reason, number of boxes).
+    ``result["failures"]`` (file, reason, number of boxes).  Heatmaps are
+    read in the order of ``model.labels`` (ChestX-ray14's for a plain
+    function); boxes of other findings are counted in
+    ``result["boxes_without_label"]``, not scored.  A dataset without boxes
+    (every kind but ChestX-ray14) gives an empty result whose ``skipped``
+    says why (and a log line).
     """
     from ..progress import progress_bar
 
     if hasattr(model, "heatmaps"):
         heatmap_fn, S = model.heatmaps, int(image_size or model.image_size)
         prep = preprocess or model.preprocess
+        labels = list(getattr(model, "labels", LABELS))
     else:
         if image_size is None:
             raise ValueError("evaluate_localization: a plain heatmap function needs image_size")
@@ -208,7 +232,16 @@ def evaluate_localization(
 
         heatmap_fn, S = model, int(image_size)
         prep = preprocess or (lambda p: _pre(p, size=S))
+        labels = list(LABELS)
     boxes = dataset.boxes(size=S)
+    skipped = None
+    if not len(boxes) and getattr(dataset, "kind", "chestxray14") != "chestxray14":
+        skipped = f"the {dataset.kind} dataset at {dataset.root} has no boxes (only ChestX-ray14 has them)"
+        import logging
+
+        logging.getLogger(__name__).info(f"localization skipped: {skipped}")
+    without = boxes[~boxes["label"].isin(labels)] if len(boxes) else boxes
+    boxes = boxes[boxes["label"].isin(labels)] if len(boxes) else boxes
     if names is not None:
         boxes = boxes[boxes["Image Index"].isin(set(names))]
     from ..data import ImageReadError
@@ -227,14 +260,18 @@ def evaluate_localization(
         heat = upsample(heatmap_fn(img), S)
         for _, r in group.iterrows():
             truth = (r.x, r.y, r.w, r.h)
-            det = boxes_from_heatmap(heat[LABELS.index(r.label)], threshold)
+            det = boxes_from_heatmap(heat[labels.index(r.label)], threshold)
             items.append((r.label, det, truth))
             if len(examples) < n_examples:
-                ov = overlay(img, heat[LABELS.index(r.label)], boxes=det)
+                ov = overlay(img, heat[labels.index(r.label)], boxes=det)
                 x, y, w, h = (int(round(v)) for v in truth)
                 cv2.rectangle(ov, (x, y), (x + w, y + h), (0, 255, 0), 1)
                 examples[f"{Path(name).stem}_{r.label}.png"] = ov
-    res = evaluate_boxes(items)
+    res = evaluate_boxes(items, labels)
+    if len(without):
+        res["boxes_without_label"] = {str(k): int(v) for k, v in without["label"].value_counts().sort_index().items()}
+    if skipped:
+        res["skipped"] = skipped
     res.update(
         {
             "image_size": S,
@@ -263,6 +300,7 @@ def write_localization_dir(out_dir, result: dict, examples: dict, model_name: st
 
 
 def format_localization(r: dict) -> str:
+    """The Markdown tables of a localization result (accuracy at each T(IoBB) and T(IoU), AFP, reference)."""
     tb = r["iobb_thresholds"]
     head = "| label | n | " + " | ".join(f"T(IoBB)={t}" for t in tb) + " | AFP@0.5 | Wang 2017 @0.5 |"
     lines = [head, "|---|---:|" + "---:|" * (len(tb) + 2)]
@@ -292,6 +330,7 @@ def localization_file(directory) -> Path:
 
 
 def read_localization(directory) -> dict:
+    """``localization.json`` of a localization directory (0.1's ``localisation.json`` too); errors name the file."""
     p = localization_file(directory)
     if not p.exists():
         raise FileNotFoundError(f"{p}: not a localization directory (no localization.json)")

@@ -29,7 +29,12 @@ and the labels the evaluation used, and refuses, naming both runs, when they
 were not scored on the same images or share no label.  :func:`compare_run_dirs`
 compares several runs against the first or all pairs; :func:`format_paired`
 is the stdout table, :func:`write_paired` writes ``paired.csv`` / ``paired.md``
-and :func:`plot_paired_differences` (in :mod:`.paired_plots`) the forest plot.
+and :func:`plot_paired_differences` (in :mod:`.paired_plots`) the forest plot;
+:func:`write_paired_dir` writes all of them and ``paired.json`` (the comparison
+folder of ``compare --out``, which the report reads with :func:`read_paired_dir`).
+The labels are each run's ``labels.csv`` (written by ``write_run_dir``) unless
+given; a run whose evaluation left labels out (a mask: blank cells there) is
+refused.
 
 All AUROCs and differences are in AUROC units (a probability, 0 to 1);
 differences are always run B minus run A.
@@ -49,20 +54,19 @@ from scipy.special import ndtr, ndtri
 from scipy.stats import rankdata
 
 from ..data.chestxray14 import LABELS, METADATA_FILES, labels_from_strings, read_metadata
-from ..io import atomic_write_text
+from ..io import atomic_write_json, atomic_write_text, confined, read_json
 from .bootstrap import DEFAULT_N_BOOTSTRAP, bootstrap_weights
 from .roc import auroc_weighted
-from .rundir import read_metrics, read_predictions
+from .rundir import LABELS_CSV, read_metrics, read_predictions
 
 #: Two-sided coverage of every interval here.
 LEVEL = 0.95
 #: Standard normal quantile of the 95 % normal interval (1.959963984540054).
 Z95 = float(ndtri(1.0 - (1.0 - LEVEL) / 2.0))
-#: A run directory's file of per-image 0/1 labels (``Image Index`` + one column per label), read when no
-#: other source of labels is given (see :func:`read_truth`).
-LABELS_CSV = "labels.csv"
 #: Files of a paired comparison (:func:`write_paired`).
 PAIRED_CSV, PAIRED_MD = "paired.csv", "paired.md"
+#: The record of a comparison folder (:func:`write_paired_dir`): every result, its forest plot and caption.
+PAIRED_JSON = "paired.json"
 
 #: Reasons a class has no test (or no DeLong variance), as written in the results.
 NO_POSITIVE = "no positive image"
@@ -610,6 +614,13 @@ def read_truth(source, names: Sequence[str], labels: Sequence[str] = LABELS) -> 
     if absent:
         raise ValueError(f"{where}: no column for label(s) {absent}")
     y = frame[list(labels)].to_numpy()[pos]
+    blank = pd.isna(y)
+    if blank.any():
+        cols = [lab for j, lab in enumerate(labels) if blank[:, j].any()]
+        raise ValueError(
+            f"{where}: {int(blank.sum())} blank label cell(s) in {cols[:4]} (labels the evaluation left out, "
+            "e.g. uncertain ones); a paired comparison of masked runs is not supported"
+        )
     if not np.isin(y, (0, 1)).all():
         raise ValueError(f"{where}: label columns must hold 0/1 values")
     return y.astype(np.uint8)
@@ -979,3 +990,81 @@ def write_paired(results: dict | Sequence[dict], out_dir) -> tuple[Path, Path]:
     csv = atomic_write_text(out / PAIRED_CSV, paired_frame(results).to_csv(index=False, float_format="%.10g"))
     md = atomic_write_text(out / PAIRED_MD, paired_markdown(results))
     return csv, md
+
+
+def _forest_name(k: int) -> str:
+    return f"forest-{k}.png"
+
+
+def write_paired_dir(results: dict | Sequence[dict], out_dir, *, pairs: str | None = None) -> dict:
+    """A comparison folder: ``paired.csv``, ``paired.md``, one forest plot per pair and ``paired.json``.
+
+    ``paired.json`` is what the report reads: ``{"pairs", "comparisons": [result + {"figure",
+    "caption"}]}``, each result as :func:`compare_runs` returns it, ``figure`` the forest plot's file
+    name (``forest-1.png``, ``forest-2.png``, ... in the order of ``results``) and ``caption`` its caption
+    (:func:`~phow_baseline.evaluation.paired_plots.paired_caption`).
+
+    Parameters
+    ----------
+    results : dict or sequence of dict
+        :func:`compare_runs` / :func:`compare_run_dirs` results.
+    out_dir : path
+        The folder (created); files of the same names are replaced.
+    pairs : {"first", "all"}, optional
+        How the pairs were chosen, recorded.
+
+    Returns
+    -------
+    dict
+        The contents of ``paired.json``.
+    """
+    from .paired_plots import plot_paired_differences
+
+    results = [results] if isinstance(results, dict) else list(results)
+    out = Path(out_dir)
+    write_paired(results, out)
+    comparisons = []
+    for k, res in enumerate(results, 1):
+        caption = plot_paired_differences(res, out / _forest_name(k))
+        comparisons.append({**res, "figure": _forest_name(k), "caption": caption})
+    record = {"pairs": pairs, "comparisons": comparisons}
+    atomic_write_json(out / PAIRED_JSON, record)
+    return record
+
+
+def read_paired_dir(directory) -> dict:
+    """Read a comparison folder written by :func:`write_paired_dir`, checking what the report uses.
+
+    Parameters
+    ----------
+    directory : path
+
+    Returns
+    -------
+    dict
+        ``paired.json``'s contents; each comparison's ``figure`` is confined to ``directory``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``paired.json`` (not a comparison folder).
+    ValueError
+        Malformed contents (the message names the file and the key).
+    """
+    p = Path(directory) / PAIRED_JSON
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: not a comparison folder (no {PAIRED_JSON}; write one with 'compare --out')")
+    record = read_json(p, what=PAIRED_JSON)
+    comps = record.get("comparisons")
+    if not isinstance(comps, list):
+        raise ValueError(f"{p}: 'comparisons' must be a list")
+    for i, c in enumerate(comps):
+        missing = [
+            k
+            for k in ("run_a", "run_b", "n_images", "labels", "per_class", "mean", "figure", "caption")
+            if not isinstance(c, dict) or k not in c
+        ]
+        if missing:
+            raise ValueError(f"{p}: comparison {i} lacks {', '.join(map(repr, missing))}")
+        confined(p.parent, str(c["figure"]))
+    return record

@@ -104,7 +104,7 @@ def plot_paired_differences(result: dict, path, title: str | None = None) -> str
     ax.set_yticks(range(n))
     ax.set_yticklabels([lab for lab, _ in rows][::-1], fontsize=8)
     ax.set_ylim(-0.7, n - 0.3)
-    ax.set_xlabel("AUROC difference (B - A)", fontsize=9)
+    ax.set_xlabel("AUROC difference, B - A (AUROC units)", fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
     a, b = result["run_a"]["name"], result["run_b"]["name"]
     ax.set_title(title or f"{b} (B) vs {a} (A), n = {result['n_images']}", fontsize=9.5)

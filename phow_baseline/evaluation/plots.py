@@ -96,7 +96,7 @@ def plot_roc(
             x = 0.45 + (v - 0.5) / 0.5 * 0.52
             ax.plot([x, x], [y0 - 0.015, y0 + 0.015], color="black", lw=0.6, transform=ax.transAxes)
             ax.text(x, y0 - 0.055, f"{v:g}", ha="center", va="top", fontsize=5.5, transform=ax.transAxes)
-        for (key, rmap), col in zip(refs.items(), ref_colours):
+        for rmap, col in zip(refs.values(), ref_colours):
             v = rmap.get(lab)
             if v is not None:
                 x = 0.45 + (min(max(v, 0.5), 1.0) - 0.5) / 0.5 * 0.52
@@ -107,7 +107,12 @@ def plot_roc(
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=6.5)
-    _label_grid(axes, len(labels), "false positive rate", "true positive rate")
+    _label_grid(
+        axes,
+        len(labels),
+        "false positive rate\n(1 - specificity, fraction)",
+        "true positive rate\n(sensitivity, fraction)",
+    )
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -158,7 +163,12 @@ def plot_calibration(summary: dict, path, title="Reliability diagrams") -> None:
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=6.5)
-    _label_grid(axes, len(labels), "predicted probability", "fraction positive")
+    _label_grid(
+        axes,
+        len(labels),
+        "mean predicted probability\nin the bin (0-1)",
+        "observed fraction positive\nin the bin (0-1)",
+    )
     fig.suptitle(
         f"{title}: {summary['n_bins']} equal-width bins; grey bars: images per bin "
         f"(height 0.25 = all), mean ECE {summary['mean_ece']:.3f}",

@@ -8,6 +8,15 @@ negative) image of a class has no AUROC for that class and is left out of
 that class's interval; the number of resamples actually used is recorded per
 class (``n_bootstrap_used``), so a reader sees when an interval rests on
 fewer resamples than asked for.
+
+A ``mask`` (``(n, n_classes)`` bool, as
+:meth:`phow_baseline.data.protocol.ChestDataset.targets` gives it) leaves
+cells out of their class: a class's ROC, AUROC and intervals use the images
+whose cell is True (an uncertain CheXpert or MIMIC label under the
+evaluation policy is False).  The bootstrap still draws whole images, the
+same draws for every class; a masked image weighs nothing in its class.
+Without a mask, or with an all-True one, the figures are those computed
+without one, to the last digit.
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ def auroc_weighted(y: np.ndarray, s: np.ndarray, weights: np.ndarray | None = No
         return (pos * neg_below + 0.5 * pos * neg).sum(1) / (P * N)
 
 
-def auroc_weighted_all(y, s) -> np.ndarray:
+def auroc_weighted_all(y, s, mask=None) -> np.ndarray:
     """AUROC of every class, unweighted.
 
     Parameters
@@ -65,32 +74,81 @@ def auroc_weighted_all(y, s) -> np.ndarray:
         Ground truth.
     s : (n, n_classes) float
         Scores.
+    mask : (n, n_classes) bool, optional
+        Cells to score (see the module docstring); default all.
 
     Returns
     -------
     (n_classes,) float array (NaN for a class without a positive or a negative).
     """
-    return np.array([auroc_weighted(y[:, j], s[:, j])[0] for j in range(y.shape[1])])
+    m = check_mask(mask, np.shape(y))
+    return np.array(
+        [
+            auroc_weighted(y[:, j], s[:, j], None if m is None or m[:, j].all() else m[None, :, j].astype(float))[0]
+            for j in range(y.shape[1])
+        ]
+    )
 
 
-def bootstrap_auroc(y_true, scores, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0, chunk=100) -> np.ndarray:
+def check_mask(mask, shape) -> np.ndarray | None:
+    """A scoring mask as ``(n, n_classes)`` bool, or None when there is none or it keeps every cell.
+
+    Parameters
+    ----------
+    mask : array-like of bool, shape (n, n_classes) (or (n,) for one class), or None
+        True where a cell is scored.
+    shape : tuple of int
+        The shape of the ground truth it goes with.
+
+    Returns
+    -------
+    ndarray of bool, shape ``shape`` as 2-D, or None
+        None when ``mask`` is None or all True (the unmasked computation then runs, to the last digit).
+
+    Raises
+    ------
+    ValueError
+        A shape other than the ground truth's, or values other than 0/1.
+    """
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    shape = tuple(shape) if len(shape) == 2 else (shape[0], 1)
+    if m.ndim == 1:
+        m = m[:, None]
+    if m.shape != shape:
+        raise ValueError(f"mask {m.shape} and y_true {shape} differ in shape")
+    if m.dtype != bool:
+        if not np.isin(m, (0, 1)).all():
+            raise ValueError("mask must hold booleans (or 0/1)")
+        m = m.astype(bool)
+    return None if m.all() else m
+
+
+def bootstrap_auroc(y_true, scores, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0, chunk=100, mask=None) -> np.ndarray:
     """AUROC of every class on ``n_bootstrap`` resamples of the images.
 
     Each resample draws n images with replacement (the same draw for every
-    class, so class means stay paired).  Returns ``(n_bootstrap, n_classes)``.
+    class, so class means stay paired); with ``mask`` ``(n, n_classes)``, an
+    image whose cell is False weighs nothing in that class.  Returns
+    ``(n_bootstrap, n_classes)``.
     """
     y, s = np.asarray(y_true).astype(bool), np.asarray(scores, float)
     n, k = y.shape
+    m = check_mask(mask, y.shape)
     out = np.empty((n_bootstrap, k))
     lo = 0
     for w in bootstrap_weights(n, n_bootstrap, seed, chunk):
         for j in range(k):
-            out[lo : lo + len(w), j] = auroc_weighted(y[:, j], s[:, j], w)
+            wj = w if m is None or m[:, j].all() else w * m[None, :, j]
+            out[lo : lo + len(w), j] = auroc_weighted(y[:, j], s[:, j], wj)
         lo += len(w)
     return out
 
 
-def bootstrap_roc_band(y_true, scores, grid=ROC_GRID, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0, chunk=100, level=95.0):
+def bootstrap_roc_band(
+    y_true, scores, grid=ROC_GRID, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0, chunk=100, level=95.0, mask=None
+):
     """Pointwise bootstrap band of every class's ROC curve.
 
     For each resample (the draws of :func:`bootstrap_auroc` for the same
@@ -98,7 +156,8 @@ def bootstrap_roc_band(y_true, scores, grid=ROC_GRID, n_bootstrap=DEFAULT_N_BOOT
     ``grid`` is the highest TPR reached at an FPR no greater than it (the
     curve as a step function); the band is the percentile interval of those
     TPRs over the resamples that define the class (at least one positive and
-    one negative).
+    one negative).  With ``mask`` ``(n, n_classes)``, an image whose cell is
+    False weighs nothing in that class.
 
     Returns
     -------
@@ -107,6 +166,7 @@ def bootstrap_roc_band(y_true, scores, grid=ROC_GRID, n_bootstrap=DEFAULT_N_BOOT
     """
     y, s = np.asarray(y_true).astype(bool), np.asarray(scores, float)
     n, k = y.shape
+    m = check_mask(mask, y.shape)
     grid = np.asarray(grid, float)
     tprs = [[] for _ in range(k)]
     orders, lasts = [], []
@@ -118,6 +178,8 @@ def bootstrap_roc_band(y_true, scores, grid=ROC_GRID, n_bootstrap=DEFAULT_N_BOOT
     for w in bootstrap_weights(n, n_bootstrap, seed, chunk):
         for j in range(k):
             wo = w[:, orders[j]].astype(np.float64)
+            if m is not None and not m[:, j].all():
+                wo = wo * m[None, orders[j], j]
             yo = y[orders[j], j]
             tp = np.cumsum(wo * yo, axis=1)[:, lasts[j]]
             fp = np.cumsum(wo * ~yo, axis=1)[:, lasts[j]]
@@ -142,12 +204,52 @@ def bootstrap_roc_band(y_true, scores, grid=ROC_GRID, n_bootstrap=DEFAULT_N_BOOT
     return lo, hi, n_used
 
 
-def evaluate_scores(y_true, scores, labels: Sequence[str] = LABELS, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0) -> dict:
+def default_labels(labels: Sequence[str] | None, n_classes: int) -> list[str]:
+    """The label names of ``n_classes`` score columns: ``labels``, or ChestX-ray14's 14 when not given.
+
+    Parameters
+    ----------
+    labels : sequence of str or None
+    n_classes : int
+        Columns of the scores.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    ValueError
+        ``labels`` not given for other than 14 columns (only ChestX-ray14's default is known).
+    """
+    if labels is not None:
+        return list(labels)
+    if n_classes != len(LABELS):
+        raise ValueError(f"{n_classes} score columns: give their label names (labels=...)")
+    return list(LABELS)
+
+
+def evaluate_scores(
+    y_true, scores, labels: Sequence[str] | None = None, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0, mask=None
+) -> dict:
     """Per-class ROC curves and AUROC, mean AUROC and bootstrap 95 % intervals.
 
     A class with no positive (or no negative) image has no AUROC: it is
     reported as ``None`` and left out of the mean, with its count in
     ``undefined``.
+
+    Parameters
+    ----------
+    y_true : (n, n_classes) array of 0/1
+    scores : (n, n_classes) float array
+    labels : sequence of n_classes str, optional
+        The classes' names (default ChestX-ray14's 14, for 14 columns only).
+    n_bootstrap : int
+        Resamples of the intervals (0: none).
+    seed : int
+    mask : (n, n_classes) bool array, optional
+        Cells to score; a False cell leaves its image out of that class (see
+        the module docstring).  ``n_positive`` counts scored cells only.
 
     Returns
     -------
@@ -158,23 +260,27 @@ def evaluate_scores(y_true, scores, labels: Sequence[str] = LABELS, n_bootstrap=
     class's AUROC (the others drew no positive or no negative and are not
     in its interval), and ``mean_auroc_n_bootstrap_complete``: the
     resamples that define every class (the mean's interval averages, on the
-    others, the classes they define).
+    others, the classes they define); with a mask that leaves cells out,
+    also ``n_scored`` {label: int}, the images scored per class.
     """
     from sklearn.metrics import roc_curve
 
     y, s = check_truth_and_scores(y_true, scores, labels)
-    auc = auroc_weighted_all(y, s)
-    defined = np.array([0 < y[:, j].sum() < len(y) for j in range(y.shape[1])])
+    labels = default_labels(labels, y.shape[1])
+    m = check_mask(mask, y.shape)
+    rows = [slice(None) if m is None else m[:, j] for j in range(y.shape[1])]
+    auc = auroc_weighted_all(y, s, m)
+    defined = np.array([0 < y[rows[j], j].sum() < len(y[rows[j], j]) for j in range(y.shape[1])])
     roc = {}
     for j, lab in enumerate(labels):
         if defined[j]:
-            fpr, tpr, thr = roc_curve(y[:, j], s[:, j])
+            fpr, tpr, thr = roc_curve(y[rows[j], j], s[rows[j], j])
             roc[lab] = (fpr, tpr, thr)
     ci = {lab: None for lab in labels}
     used = {lab: 0 for lab in labels}
     mean_ci, complete = None, 0
     if n_bootstrap and defined.any():
-        boot = bootstrap_auroc(y, s, n_bootstrap=n_bootstrap, seed=seed)
+        boot = bootstrap_auroc(y, s, n_bootstrap=n_bootstrap, seed=seed, mask=m)
         for j, lab in enumerate(labels):
             if defined[j]:
                 col = boot[:, j][np.isfinite(boot[:, j])]
@@ -185,15 +291,18 @@ def evaluate_scores(y_true, scores, labels: Sequence[str] = LABELS, n_bootstrap=
         means = np.nanmean(boot[:, defined], axis=1)
         mean_ci = [float(np.nanpercentile(means, 2.5)), float(np.nanpercentile(means, 97.5))]
     aur = {lab: (float(auc[j]) if defined[j] else None) for j, lab in enumerate(labels)}
-    return {
+    out = {
         "labels": list(labels),
         "auroc": aur,
         "auroc_ci95": ci,
         "mean_auroc": float(np.mean(auc[defined])) if defined.any() else None,
         "mean_auroc_ci95": mean_ci,
-        "n_positive": {lab: int(y[:, j].sum()) for j, lab in enumerate(labels)},
+        "n_positive": {lab: int(y[rows[j], j].sum()) for j, lab in enumerate(labels)},
         "undefined": [lab for j, lab in enumerate(labels) if not defined[j]],
         "roc": roc,
         "n_bootstrap_used": used,
         "mean_auroc_n_bootstrap_complete": complete,
     }
+    if m is not None:
+        out["n_scored"] = {lab: int(m[:, j].sum()) for j, lab in enumerate(labels)}
+    return out

@@ -2,8 +2,9 @@
 
 One evaluation for both pipelines: the PHOW baseline and the CNN module
 both call :func:`write_run_dir`, which writes ``metrics.json``,
-``predictions.csv``, ``roc.png``, ``comparison.md`` / ``.csv`` and, with
-probabilities, ``scores.csv`` and ``calibration.png``.  The predictions CSV
+``predictions.csv``, ``labels.csv`` (the truth, for ``compare``), ``roc.png``,
+``comparison.md`` / ``.csv``, with probabilities ``scores.csv`` and
+``calibration.png``, and with subgroup metadata ``subgroups.png``.  The predictions CSV
 (:func:`write_predictions`, :func:`read_predictions`) is also what
 ``predict`` writes.
 """
@@ -26,7 +27,14 @@ from .calibration_metrics import N_BINS, calibration_summary
 from .decision_metrics import operating_point_metrics
 from .plots import plot_calibration, plot_roc
 from .published import PUBLISHED, comparison_table, table_markdown
-from .roc import ROC_GRID, auroc_weighted_all, bootstrap_roc_band, evaluate_scores
+from .roc import ROC_GRID, auroc_weighted_all, bootstrap_roc_band, check_mask, evaluate_scores
+from .subgroups import plot_subgroup_gaps, subgroup_performance
+
+#: A run directory's file of per-image 0/1 labels (``Image Index`` + one column per label): the truth the
+#: run was scored against, so that ``compare`` needs no dataset folder.
+LABELS_CSV = "labels.csv"
+#: The subgroup figure of a run directory (written when ``metadata`` is given).
+SUBGROUPS_PNG = "subgroups.png"
 
 
 def write_predictions(path, names: Sequence[str], scores, labels: Sequence[str] = LABELS, decisions=None) -> None:
@@ -48,6 +56,35 @@ def write_predictions(path, names: Sequence[str], scores, labels: Sequence[str] 
             df[f"{lab} decision"] = dec[:, j].astype(np.uint8)
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.10g")
+
+
+def write_labels(path, names: Sequence[str], y_true, labels: Sequence[str] = LABELS, mask=None) -> None:
+    """The labels CSV of a run directory: ``Image Index`` and one 0/1 column per label (blank: not scored).
+
+    Parameters
+    ----------
+    path : path
+        The CSV to write (atomically).
+    names : sequence of n str
+        ``Image Index`` of the scored images, in the order of ``y_true``'s rows.
+    y_true : (n, K) array of 0/1
+        The truth the run was scored against.
+    labels : sequence of K str
+        The column names.
+    mask : (n, K) bool array, optional
+        False where a cell was not scored (an uncertain label): written blank.
+    """
+    y = np.asarray(y_true)
+    y = y[:, None] if y.ndim == 1 else y
+    if y.shape != (len(names), len(labels)):
+        raise ValueError(f"{path}: y_true {y.shape} does not match {len(names)} names and {len(labels)} labels")
+    df = pd.DataFrame(y.astype(np.uint8), columns=list(labels))
+    m = check_mask(mask, y.shape)
+    if m is not None:
+        df = df.astype("Int8").mask(~m)
+    df.insert(0, "Image Index", list(names))
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 def read_predictions(path, labels: Sequence[str] = LABELS) -> tuple[list[str], np.ndarray]:
@@ -96,12 +133,14 @@ def write_run_dir(
     thresholds=None,
     operating_rule: str | None = None,
     n_bins: int = N_BINS,
+    metadata=None,
+    mask=None,
 ) -> dict:
     """Evaluate ``scores`` and write a run directory.
 
     Files: ``metrics.json`` ({"model", "kind", "split", "n_test", "labels",
     "auroc", "auroc_ci95", "mean_auroc", ...}), ``predictions.csv``,
-    ``roc.png``, ``comparison.md`` and ``comparison.csv``.
+    ``labels.csv``, ``roc.png``, ``comparison.md`` and ``comparison.csv``.
 
     With ``probabilities`` (calibrated, same shape as ``scores``):
     ``metrics.json`` gains ``calibration`` (Brier score, ECE over ``n_bins``
@@ -115,10 +154,54 @@ def write_run_dir(
     at them and their bootstrap intervals (see
     :func:`~phow_baseline.evaluation.decision_metrics.operating_point_metrics`).
 
+    With ``metadata`` (subgroup columns of the scored images): ``subgroups``
+    (AUROC, its gap to all images and the false-negative rate at the
+    operating points, by sex, age band, view and first image vs follow-up,
+    see :func:`~phow_baseline.evaluation.subgroups.subgroup_performance`,
+    plus the figure's ``caption``) and ``subgroups.png``.  Bad metadata gives
+    a :class:`~phow_baseline.evaluation.subgroups.SubgroupMetadataWarning`,
+    never an error.  ``labels.csv`` always records the truth (0/1 per image
+    and label), so that ``compare`` needs no dataset folder.
+
     AUROC is always computed from ``scores``; ``n_bootstrap_used`` records
     per class how many of the ``n_bootstrap`` resamples its interval used.
 
-    Returns the ``metrics.json`` contents.
+    Parameters
+    ----------
+    out_dir : path
+        The run directory (created).
+    model_name, kind, split : str
+        What was scored: the model's name, ``"phow"`` or ``"cnn"``, the split's name.
+    names : sequence of n str
+        ``Image Index`` of the scored images.
+    y_true : (n, K) array of 0/1
+    scores : (n, K) float array
+        The scores the AUROCs are computed from.
+    labels : sequence of K str
+    n_bootstrap : int
+        Resamples of the 95 % intervals (0: none).
+    seed : int
+    extra : dict, optional
+        More keys for ``metrics.json`` (config, training record...).
+    probabilities : (n, K) float array in [0, 1], optional
+    thresholds : (K,) float array, optional
+    operating_rule : str, optional
+    n_bins : int
+        Equal-width bins of the calibration error.
+    metadata : DataFrame, optional
+        Indexed by image name, with the dataset protocol's columns ``sex`` ("M"/"F"), ``age`` (years),
+        ``view`` ("PA"/"AP"/...) and ``follow_up`` (0: the patient's first image); the NIH columns
+        (``Patient Gender``, ``Patient Age``, ``View Position``, ``Follow-up #``, with ``Image Index``)
+        work too.
+    mask : (n, K) bool array, optional
+        Cells the AUROCs, their intervals and the ROC bands score (False: an uncertain label, left out of
+        its class; :func:`~phow_baseline.evaluation.roc.evaluate_scores`); ``metrics.json`` then gains
+        ``n_scored`` per class.  The other figures read such a cell's ``y_true`` (0).
+
+    Returns
+    -------
+    dict
+        The ``metrics.json`` contents.
     """
     if kind not in ("phow", "cnn"):
         raise ValueError(f"kind must be 'phow' or 'cnn', got {kind!r}")
@@ -127,7 +210,7 @@ def write_run_dir(
     scores = np.asarray(scores, np.float64)
     if len(names) != len(scores):
         raise ValueError(f"{len(names)} names but {len(scores)} score rows")
-    res = evaluate_scores(y_true, scores, labels, n_bootstrap=n_bootstrap, seed=seed)
+    res = evaluate_scores(y_true, scores, labels, n_bootstrap=n_bootstrap, seed=seed, mask=mask)
     metrics = {
         "model": model_name,
         "kind": kind,
@@ -145,6 +228,8 @@ def write_run_dir(
         "mean_auroc_n_bootstrap_complete": res["mean_auroc_n_bootstrap_complete"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if "n_scored" in res:
+        metrics["n_scored"] = res["n_scored"]
     y, s = check_truth_and_scores(y_true, scores, labels)
     prob = None
     if probabilities is not None:
@@ -171,8 +256,26 @@ def write_run_dir(
             "applies_to": "probability" if prob is not None else "score",
             "per_class": ops,
         }
+    if metadata is not None:
+        sub = subgroup_performance(
+            names,
+            y,
+            s,
+            metadata,
+            labels,
+            probabilities=prob,
+            thresholds=thresholds,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            mask=mask,
+        )
+        sub["caption"] = plot_subgroup_gaps(
+            sub, out / SUBGROUPS_PNG, title=f"{model_name} ({split}, n={len(names)}): AUROC gap by subgroup"
+        )
+        metrics["subgroups"] = sub
     if extra:
         metrics.update(extra)
+    write_labels(out / LABELS_CSV, names, y, labels, mask=mask)
     if prob is not None:
         write_predictions(out / "predictions.csv", names, prob, labels)
         write_predictions(out / "scores.csv", names, s, labels)
@@ -183,7 +286,7 @@ def write_run_dir(
         write_predictions(out / "predictions.csv", names, s, labels)
     band = None
     if n_bootstrap and res["roc"]:
-        lo, hi, used = bootstrap_roc_band(y, s, ROC_GRID, n_bootstrap, seed)
+        lo, hi, used = bootstrap_roc_band(y, s, ROC_GRID, n_bootstrap, seed, mask=mask)
         band = {lab: (ROC_GRID, lo[j], hi[j], int(used[j])) for j, lab in enumerate(labels)}
     plot_roc(res, out / "roc.png", title=f"{model_name} ({split}, n={len(names)})", band=band, n_bootstrap=n_bootstrap)
     df = comparison_table([metrics], labels=labels)

@@ -1,7 +1,9 @@
 """Performance by subgroup: sex, age band, view position and first image vs follow-up.
 
 The NIH metadata gives every image its patient's sex (``Patient Gender``), age (``Patient Age``),
-the view (``View Position``: PA or AP) and the follow-up number (``Follow-up #``).  Zech et al.
+the view (``View Position``: PA or AP) and the follow-up number (``Follow-up #``); the dataset
+protocol (:mod:`phow_baseline.data.protocol`) normalises them, for every dataset, into the columns
+``sex``, ``age``, ``view`` and ``follow_up``.  Either spelling is read (the normalised one first).  Zech et al.
 (2018) and Seyyed-Kalantari et al. (2021, "Underdiagnosis bias of artificial intelligence algorithms
 applied to chest radiographs in under-served patient populations", Nature Medicine 27:2176-2182)
 showed that chest X-ray classifiers perform unevenly across such groups; a baseline should say how
@@ -41,19 +43,21 @@ import pandas as pd
 from ..data.chestxray14 import LABELS
 from ..io import atomic_path
 from .bootstrap import DEFAULT_N_BOOTSTRAP, bootstrap_weights
-from .roc import auroc_weighted
+from .roc import auroc_weighted, check_mask
 
 #: Oldest plausible age in years; the 2017 NIH metadata had ages up to 414 (fixed in v2020).
 MAX_AGE = 120
 #: Age bands in years: (name, lowest age, first age of the next band).
 AGE_BANDS = (("0-19", 0, 20), ("20-39", 20, 40), ("40-59", 40, 60), ("60-79", 60, 80), ("80+", 80, MAX_AGE + 1))
-#: Subgroup dimensions: key -> (NIH metadata column, what it is, the groups in order).
+#: Subgroup dimensions: key -> (the dataset protocol's normalised column, what it is, the groups in order).
 DIMENSIONS = {
-    "sex": ("Patient Gender", "sex", ("M", "F")),
-    "age": ("Patient Age", "age band (years)", tuple(b[0] for b in AGE_BANDS)),
-    "view": ("View Position", "view position", ("PA", "AP")),
-    "followup": ("Follow-up #", "first image vs follow-up", ("first", "follow-up")),
+    "sex": ("sex", "sex", ("M", "F")),
+    "age": ("age", "age band (years)", tuple(b[0] for b in AGE_BANDS)),
+    "view": ("view", "view position", ("PA", "AP")),
+    "followup": ("follow_up", "first image vs follow-up", ("first", "follow-up")),
 }
+#: The NIH metadata's column of each dimension (``Data_Entry_2017*.csv``), read when the normalised one is absent.
+NIH_COLUMNS = {"sex": "Patient Gender", "age": "Patient Age", "view": "View Position", "followup": "Follow-up #"}
 #: The group of all images, against which the gaps are measured.
 ALL = "all"
 
@@ -100,9 +104,11 @@ def subgroup_masks(names: Sequence[str], metadata) -> tuple[dict, dict]:
     names : sequence of str
         The scored images (``Image Index``), n of them.
     metadata : DataFrame or dataset
-        The NIH metadata (``Image Index`` as a column or as the index, and the columns of
-        :data:`DIMENSIONS`), or an object with a ``metadata`` DataFrame (a
-        :class:`~phow_baseline.data.chestxray14.ChestXray14`).
+        Indexed by image name (or with an ``Image Index`` column), with the dataset protocol's
+        normalised columns of :data:`DIMENSIONS` (``sex`` "M"/"F", ``age`` in years, ``view``
+        "PA"/"AP"/..., ``follow_up``: 0 for a patient's first image) or the NIH columns of
+        :data:`NIH_COLUMNS`; or a dataset of the protocol (its ``subgroups(names)`` is read), or an
+        object with a ``metadata`` DataFrame (a :class:`~phow_baseline.data.chestxray14.ChestXray14`).
 
     Returns
     -------
@@ -112,24 +118,36 @@ def subgroup_masks(names: Sequence[str], metadata) -> tuple[dict, dict]:
         {dimension or "metadata": str}: why a dimension was skipped or which images were left out
         (each also issued as a :class:`SubgroupMetadataWarning`).
     """
+    masks, _, problems = _masks_and_columns(names, metadata)
+    return masks, problems
+
+
+def _masks_and_columns(names: Sequence[str], metadata) -> tuple[dict, dict, dict]:
+    """:func:`subgroup_masks`, plus {dimension: the metadata column read}."""
     names = list(names)
     n = len(names)
     problems: dict[str, str] = {}
 
     def warn(key, msg):
         problems[key] = msg
-        warnings.warn(f"subgroups: {msg}", SubgroupMetadataWarning, stacklevel=3)
+        warnings.warn(f"subgroups: {msg}", SubgroupMetadataWarning, stacklevel=4)
 
-    frame = getattr(metadata, "metadata", metadata)
+    if callable(getattr(metadata, "subgroups", None)):  # a dataset of the protocol: its normalised columns
+        frame = metadata.subgroups(names)
+    else:
+        frame = getattr(metadata, "metadata", metadata)
     if not isinstance(frame, pd.DataFrame):
         warn("metadata", f"no metadata table (got {type(metadata).__name__}); every subgroup dimension is skipped")
-        return {}, problems
+        return {}, {}, problems
     if "Image Index" not in frame.columns:
-        if frame.index.name == "Image Index":
-            frame = frame.reset_index()
-        else:
-            warn("metadata", "the metadata has no 'Image Index' column; every subgroup dimension is skipped")
-            return {}, problems
+        if isinstance(frame.index, pd.RangeIndex):
+            warn(
+                "metadata",
+                "the metadata has no 'Image Index' column and is not indexed by image name; every subgroup "
+                "dimension is skipped",
+            )
+            return {}, {}, problems
+        frame = frame.rename_axis("Image Index").reset_index()
     dup = frame["Image Index"].duplicated()
     if dup.any():
         warn(
@@ -147,10 +165,15 @@ def subgroup_masks(names: Sequence[str], metadata) -> tuple[dict, dict]:
             f"{_examples(np.asarray(names, dtype=object)[unknown])}; they are left out of "
             "every subgroup",
         )
-    masks = {}
-    for dim, (column, what, _) in DIMENSIONS.items():
-        if column not in frame.columns:
-            warn(dim, f"the metadata has no {column!r} column; the {what} subgroups are skipped")
+    masks, columns = {}, {}
+    for dim, (normalised, what, _) in DIMENSIONS.items():
+        column = next((c for c in (normalised, NIH_COLUMNS[dim]) if c in frame.columns), None)
+        if column is None:
+            warn(
+                dim,
+                f"the metadata has no {normalised!r} (or {NIH_COLUMNS[dim]!r}) column; the {what} subgroups are "
+                "skipped",
+            )
             continue
         col = frame[column].reset_index(drop=True).reindex(np.where(unknown, -1, pos))
         col.index = range(n)
@@ -170,7 +193,8 @@ def subgroup_masks(names: Sequence[str], metadata) -> tuple[dict, dict]:
                 f"{_examples(col[bad])}); they are left out of the {what} subgroups",
             )
         masks[dim] = groups
-    return masks, problems
+        columns[dim] = column
+    return masks, columns, problems
 
 
 # --------------------------------------------------------------------------
@@ -226,6 +250,7 @@ def subgroup_performance(
     thresholds=None,
     n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
     seed=0,
+    mask=None,
 ) -> dict:
     """AUROC (per class, mean) and false-negative rate at the operating point, by subgroup, with 95 % intervals.
 
@@ -244,7 +269,7 @@ def subgroup_performance(
     scores : (n, K) float array
         The scores the AUROCs are computed from.
     metadata : DataFrame or dataset
-        The NIH metadata (see :func:`subgroup_masks`); bad or missing values give warnings, not errors.
+        The subgroup columns (see :func:`subgroup_masks`); bad or missing values give warnings, not errors.
     labels : sequence of K str
     probabilities : (n, K) float array, optional
         Calibrated probabilities, on which ``thresholds`` apply when given.
@@ -253,6 +278,10 @@ def subgroup_performance(
     n_bootstrap : int
         Resamples for the intervals (0: none).
     seed : int
+    mask : (n, K) bool array, optional
+        False where a cell is not scored (an uncertain label): that image is left out of that class's
+        AUROC, false-negative rate and counts, in every group (as in
+        :func:`~phow_baseline.evaluation.roc.evaluate_scores`).
 
     Returns
     -------
@@ -269,9 +298,16 @@ def subgroup_performance(
     labels = list(labels)
     y, s, on, thr = _check(names, y_true, scores, probabilities, thresholds, labels)
     n, K = y.shape
-    masks, problems = subgroup_masks(names, metadata)
+    scored = check_mask(mask, y.shape)
+
+    def cells(m, j):  # the images of group m that class j scores
+        return m if scored is None else m & scored[:, j]
+
+    scored = np.ones((n, K), bool) if scored is None else scored
+    masks, columns, problems = _masks_and_columns(names, metadata)
     groups = [(None, ALL, np.ones(n, bool))] + [(d, g, m) for d, gs in masks.items() for g, m in gs.items()]
-    miss = (on < thr) & y if thr is not None else None
+    miss = (on < thr) & y & scored if thr is not None else None
+    pos = y & scored
     B = int(n_bootstrap or 0)
     boot_auc = [np.full((B, K), np.nan) for _ in groups]
     boot_fnr = [np.full((B, K), np.nan) for _ in groups]
@@ -280,11 +316,12 @@ def subgroup_performance(
         for gi, (_, _, m) in enumerate(groups):
             wm = w[:, m]
             for j in range(K):
-                yj = y[m, j]
+                mj = cells(m, j)
+                yj = y[mj, j]
                 if yj.any() and not yj.all():
-                    boot_auc[gi][lo : lo + len(w), j] = auroc_weighted(yj, s[m, j], wm)
+                    boot_auc[gi][lo : lo + len(w), j] = auroc_weighted(yj, s[mj, j], w[:, mj])
             if miss is not None:
-                npos = wm @ y[m].astype(np.float64)
+                npos = wm @ pos[m].astype(np.float64)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     boot_fnr[gi][lo : lo + len(w)] = np.where(
                         npos > 0, (wm @ miss[m].astype(np.float64)) / np.maximum(npos, 1), np.nan
@@ -295,13 +332,14 @@ def subgroup_performance(
     for _, _, m in groups:
         a = np.full(K, np.nan)
         for j in range(K):
-            yj = y[m, j]
+            mj = cells(m, j)
+            yj = y[mj, j]
             if yj.any() and not yj.all():
-                a[j] = auroc_weighted(yj, s[m, j])[0]
+                a[j] = auroc_weighted(yj, s[mj, j])[0]
         point_auc.append(a)
         f = np.full(K, np.nan)
         if miss is not None:
-            npos = y[m].sum(0)
+            npos = pos[m].sum(0)
             f = np.where(npos > 0, miss[m].sum(0) / np.maximum(npos, 1), np.nan)
         point_fnr.append(f)
 
@@ -312,7 +350,7 @@ def subgroup_performance(
         ba, bf = boot_auc[gi], boot_fnr[gi]
         bgap = ba - boot_auc[0]
         da, df = np.isfinite(a), np.isfinite(f)
-        e = {"n_images": int(m.sum()), "n_positive": {lab: int(y[m, j].sum()) for j, lab in enumerate(labels)}}
+        e = {"n_images": int(m.sum()), "n_positive": {lab: int(pos[m, j].sum()) for j, lab in enumerate(labels)}}
         for key, point, bt in (("auroc", a, ba), ("auroc_gap", gap, bgap), ("fnr", f, bf)):
             e[key] = {lab: _num(point[j]) for j, lab in enumerate(labels)}
             e[f"{key}_ci95"] = {
@@ -331,7 +369,7 @@ def subgroup_performance(
     dims = {}
     gi = 1
     for d, gs in masks.items():
-        column, what, _ = DIMENSIONS[d]
+        column, what = columns[d], DIMENSIONS[d][1]
         covered = np.logical_or.reduce(list(gs.values()))
         entries = {}
         for g in gs:
@@ -539,7 +577,7 @@ def plot_subgroup_gaps(result: dict, path, title: str | None = None) -> str:
     axes = axes.ravel()
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
     x = np.arange(len(cols))
-    for ax, (_, info) in zip(axes, dims):
+    for ax, (dim, info) in zip(axes, dims):
         groups = list(info["groups"].items())
         width = 0.7 / max(1, len(groups))
         for k, (g, e) in enumerate(groups):
@@ -558,9 +596,11 @@ def plot_subgroup_gaps(result: dict, path, title: str | None = None) -> str:
         ax.set_xticks(x)
         ax.set_xticklabels(cols, rotation=35, ha="right", fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
-        ax.set_ylabel("AUROC gap\n(subgroup - all)", fontsize=7.5)
+        ax.set_ylabel("AUROC gap, subgroup - all\n(AUROC units)", fontsize=7.5)
         excl = f", {info['n_excluded']} image(s) without a usable value" if info["n_excluded"] else ""
-        ax.set_title(f"{info['what']} ({info['column']}{excl})", fontsize=8.5, loc="left")
+        source = "" if info["column"] == DIMENSIONS[dim][0] else f"column {info['column']!r}"
+        note = ", ".join(x for x in (source, excl.lstrip(", ")) if x)
+        ax.set_title(info["what"] + (f" ({note})" if note else ""), fontsize=8.5, loc="left")
         ax.legend(
             fontsize=6.5,
             ncol=min(5, len(groups)),

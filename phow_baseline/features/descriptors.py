@@ -131,10 +131,15 @@ class PCA(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     mean_ : (d,) float64
-    components_ : (n_components, d) float64, rows orthonormal
+        Mean descriptor of the training set.
+    components_ : (n_components, d) float64
+        Principal axes, rows orthonormal, by decreasing variance.
     explained_variance_ : (n_components,) float64
+        Sample variance (``n - 1`` denominator) along each axis, in squared input units.
     explained_variance_ratio_ : (n_components,) float64
+        Each axis's share of the total variance (trace of the covariance), in [0, 1].
     n_features_in_ : int
+        Input dimension ``d``.
     """
 
     def __init__(self, n_components=DEFAULT_PCA_DIMS, whiten=False, whiten_eps=1e-5):
@@ -211,7 +216,18 @@ class PCA(TransformerMixin, BaseEstimator):
         return len(self.components_)
 
     def transform(self, X) -> np.ndarray:
-        """Project ``(n, d)`` descriptors: ``(n, n_components)`` float32 (one float32 GEMM)."""
+        """Project descriptors onto the principal axes (one float32 GEMM).
+
+        Parameters
+        ----------
+        X : (n, d) float32 or float64 array
+            Descriptors, ``d = n_features_in_``.
+
+        Returns
+        -------
+        (n, n_components) float32
+            ``(X - mean_) @ components_.T``, whitened per axis when ``whiten``.
+        """
         self._check()
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
         out = np.asarray(X, dtype=np.float32) @ self._W32
@@ -219,7 +235,18 @@ class PCA(TransformerMixin, BaseEstimator):
         return out
 
     def inverse_transform(self, Y) -> np.ndarray:
-        """Back to the input space (exact on the kept axes), float64."""
+        """Back to the input space (exact on the kept axes).
+
+        Parameters
+        ----------
+        Y : (n, n_components) array
+            Projected descriptors (:meth:`transform`'s output).
+
+        Returns
+        -------
+        (n, d) float64
+            ``Y @ components_ + mean_`` (after undoing the whitening, if any).
+        """
         self._check()
         Y = np.asarray(Y, np.float64)
         if self.whiten:
@@ -228,7 +255,15 @@ class PCA(TransformerMixin, BaseEstimator):
 
     # -- storage as data -------------------------------------------------------
     def to_arrays(self) -> dict:
-        """Learnt state and parameters as numpy arrays (save with ``np.savez``; no pickle)."""
+        """Learnt state and parameters as numpy arrays (save with ``np.savez``; no pickle).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``mean`` (d,), ``components`` (n_components, d), ``explained_variance`` and
+            ``explained_variance_ratio`` (n_components,), all float64; ``whiten`` (bool, 0-d)
+            and ``whiten_eps`` (float, 0-d).
+        """
         self._check()
         return {
             "mean": self.mean_,
@@ -241,7 +276,23 @@ class PCA(TransformerMixin, BaseEstimator):
 
     @classmethod
     def from_arrays(cls, arrays: dict) -> PCA:
-        """Rebuild a fitted PCA from :meth:`to_arrays`'s output (checks shapes)."""
+        """Rebuild a fitted PCA from :meth:`to_arrays`'s output (checks shapes).
+
+        Parameters
+        ----------
+        arrays : mapping of str to array
+            The arrays :meth:`to_arrays` returns (e.g. read back from an ``.npz``).
+
+        Returns
+        -------
+        PCA
+            A fitted PCA equal to the one saved.
+
+        Raises
+        ------
+        ValueError
+            If an array is missing or the shapes disagree.
+        """
         try:
             comps = np.asarray(arrays["components"], np.float64)
             mean = np.asarray(arrays["mean"], np.float64)

@@ -119,14 +119,21 @@ def _angle_modulus(gx, gy, nt, mod):
 def orientation_planes(im, out):
     """Split gradient moduli into 8 orientation planes: ``out[y, x, t]``.
 
-    ``im``: (H, W) float32; ``out``: (H, W, 8) float32, overwritten.  The
-    orientation is innermost so that the filters and the descriptor
+    The orientation is innermost so that the filters and the descriptor
     assembly read the 8 bins of a position from one cache line.  Central
     differences inside, one-sided on the border rows and columns.  The
     angle ``nt`` (in bins) is split linearly between bins ``floor(nt)``
     and ``floor(nt) + 1`` (mod 8), as VLFeat does.  Gradients, angles and
     moduli are computed a row at a time in vectorised loops; only the
     final two writes per pixel are scalar.
+
+    Parameters
+    ----------
+    im : (H, W) float32 array
+        Grey image, intensities in [0, 1] (:func:`as_float_image`).
+    out : (H, W, 8) float32 array, C-contiguous
+        Overwritten with the gradient modulus (intensity per pixel) split over
+        the 8 orientation bins.
     """
     H, W = im.shape
     gx = np.zeros(W, np.float32)
@@ -547,6 +554,27 @@ def _write_frames(out, x0, y0, step, nfx, nfy, norms):
 def bin_window_mean(bin_size: int, num_bins: int, bin_index: int, window_size: float) -> np.float32:
     """Mean of the Gaussian window over one spatial bin's support (VLFeat's
     ``_vl_dsift_get_bin_window_mean``), float32 arithmetic as in C.
+
+    The window is ``exp(-(x - delta)^2 / 2 sigma^2)`` with ``sigma = window_size bin_size``
+    and the bin centre ``delta = bin_size (bin_index - (num_bins - 1) / 2)`` relative to
+    the descriptor centre, averaged over the ``2 bin_size - 1`` integer offsets of the
+    bin's triangular support.
+
+    Parameters
+    ----------
+    bin_size : int
+        Side of a spatial bin in pixels.
+    num_bins : int
+        Spatial bins along the axis (4 for SIFT).
+    bin_index : int
+        The bin, 0-based, in ``[0, num_bins)``.
+    window_size : float
+        Window standard deviation in bins.
+
+    Returns
+    -------
+    numpy.float32
+        The mean window value over the bin, in (0, 1].
     """
     delta = np.float32(bin_size) * np.float32(bin_index - 0.5 * (num_bins - 1))
     sigma = np.float32(bin_size) * np.float32(window_size)
@@ -572,8 +600,23 @@ def _bin_weights(b: int, window_size: float) -> np.ndarray:
 def dsift_grid(shape, step: int, bin_size: int, bounds=None):
     """Frame grid of :func:`dsift` for an image of ``shape`` (H, W).
 
-    Returns ``(x0, y0, nfx, nfy)``: the top-left bin centre of the first
-    frame (0-based) and the number of frames along x and y (0 when none fits).
+    Parameters
+    ----------
+    shape : (int, int)
+        Image height and width in pixels.
+    step : int
+        Frame spacing in pixels.
+    bin_size : int
+        Side of a spatial bin in pixels; a frame spans ``3 bin_size + 1`` pixels.
+    bounds : (xmin, ymin, xmax, ymax), optional
+        0-based inclusive pixel bounds, clipped to the image; default the whole image.
+
+    Returns
+    -------
+    x0, y0 : int
+        Top-left bin centre of the first frame, 0-based pixels.
+    nfx, nfy : int
+        Number of frames along x and y (0 when none fits).
     """
     H, W = shape
     if bounds is None:
@@ -591,7 +634,20 @@ def dsift_grid(shape, step: int, bin_size: int, bounds=None):
 def as_float_image(image) -> np.ndarray:
     """A grey image as float32 in [0, 1] (``im2single``): uint8 / 255, uint16 / 65535, float as is.
 
-    ``(H, W)`` or ``(H, W, 1)``; anything else, or NaN/inf, is a ``ValueError``.
+    Parameters
+    ----------
+    image : (H, W) or (H, W, 1) array
+        ``uint8``, ``uint16`` or floating-point pixels (floats are not rescaled).
+
+    Returns
+    -------
+    (H, W) float32
+        C-contiguous intensities.
+
+    Raises
+    ------
+    ValueError
+        If the image is not 2-D (or one-channel 3-D), has another dtype, or holds NaN or inf.
     """
     im = np.asarray(image)
     if im.ndim == 3 and im.shape[2] == 1:
@@ -659,6 +715,8 @@ def dsift(
     descriptors : (n, 128) uint8 or float32
         Row-major over frames: x fastest, then y.
 
+    Notes
+    -----
     An image too small for one descriptor (fewer than ``3 bin_size + 1``
     pixels along a side inside the bounds) gives ``n = 0``.
     """
@@ -750,6 +808,11 @@ def mirror_permutation() -> np.ndarray:
     spatial column ``x`` becomes ``3 - x``, rows stay.  With ``index = t +
     8 x + 32 y``, the mirrored image's descriptor at the mirrored frame is
     ``d[mirror_permutation()]``.
+
+    Returns
+    -------
+    (128,) int64
+        ``perm`` such that the mirrored descriptor is ``d[perm]`` (an involution).
     """
     perm = np.empty(DESCRIPTOR_SIZE, np.int64)
     for y in range(NUM_BIN_Y):

@@ -46,7 +46,18 @@ DEFAULT_CONTRAST_THRESHOLD = 0.005
 
 
 def vl_gaussian_kernel(sigma: float) -> np.ndarray:
-    """``vl_imsmooth``'s Gaussian: ``exp(-x^2 / 2 sigma^2)`` on ``|x| <= ceil(4 sigma)``, unit sum."""
+    """``vl_imsmooth``'s Gaussian: ``exp(-x^2 / 2 sigma^2)`` on ``|x| <= ceil(4 sigma)``, unit sum.
+
+    Parameters
+    ----------
+    sigma : float
+        Standard deviation in pixels, > 0.
+
+    Returns
+    -------
+    (2 ceil(4 sigma) + 1,) float32
+        The normalized kernel taps, centred (sum 1).
+    """
     W = int(math.ceil(4.0 * sigma))
     x = np.arange(-W, W + 1, dtype=np.float64)
     k = np.exp(-0.5 * (x / sigma) ** 2)
@@ -54,7 +65,21 @@ def vl_gaussian_kernel(sigma: float) -> np.ndarray:
 
 
 def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing as ``vl_imsmooth`` does it (separable, replicate borders), float32."""
+    """Gaussian smoothing as ``vl_imsmooth`` does it (separable, replicate borders), float32.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        Grey image, any real dtype (converted to float32; values as given, e.g. in [0, 1]).
+    sigma : float
+        Standard deviation in pixels of the Gaussian (:func:`vl_gaussian_kernel`);
+        ``sigma <= 0`` returns the image unsmoothed.
+
+    Returns
+    -------
+    (H, W) float32
+        The smoothed image (a C-contiguous float32 copy when ``sigma <= 0``).
+    """
     if sigma <= 0:
         return np.ascontiguousarray(image, dtype=np.float32)
     k = vl_gaussian_kernel(sigma)
@@ -64,13 +89,42 @@ def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def phow_offsets(sizes: Sequence[int]) -> list[int]:
-    """``vl_phow``'s 1-based bound offset per size: ``floor(1 + 3/2 (max(sizes) - size))``."""
+    """``vl_phow``'s 1-based bound offset per size: ``floor(1 + 3/2 (max(sizes) - size))``.
+
+    The offsets align the centres of the first frame of every scale at
+    ``1 + 3/2 max(sizes)`` (1-based pixels).
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Bin sizes in pixels, non-empty.
+
+    Returns
+    -------
+    list of int
+        One offset per size, in pixels, 1-based (subtract 1 for a 0-based bound).
+    """
     m = max(sizes)
     return [int(math.floor(1 + 1.5 * (m - s))) for s in sizes]
 
 
 def n_descriptors(shape, sizes=DEFAULT_SIZES, step=DEFAULT_STEP) -> int:
-    """Number of PHOW descriptors of an image of ``shape`` (H, W)."""
+    """Number of PHOW descriptors of an image of ``shape`` (H, W), summed over the scales.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image height and width in pixels.
+    sizes : sequence of int
+        Bin sizes in pixels (default :data:`DEFAULT_SIZES`, ``vl_phow``'s).
+    step : int
+        Frame spacing in pixels (default :data:`DEFAULT_STEP`, ``vl_phow``'s).
+
+    Returns
+    -------
+    int
+        The number of rows :func:`phow` returns for such an image (0 if no scale fits).
+    """
     H, W = shape
     total = 0
     for s, off in zip(sizes, phow_offsets(sizes)):
@@ -112,9 +166,14 @@ def phow(
     Returns
     -------
     frames : (n, 4) float64
-        ``x, y`` (0-based pixels), contrast, bin size; scales in ``sizes`` order.
+        ``x, y`` (0-based pixels), contrast (mean gradient mass, image in
+        [0, 1]), bin size (pixels); scales in ``sizes`` order.
     descriptors : (n, 128) uint8 or float32
+        ``uint8`` ``min(512 d, 255)`` or float32 of unit L2 norm; zero rows
+        where the contrast is below ``contrast_threshold``.
 
+    Notes
+    -----
     An image too small for a scale's descriptor contributes no frame at
     that scale (and ``n = 0`` if it fits none).
     """
@@ -169,9 +228,22 @@ class PHOW(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    sizes, step, magnif, window_size, contrast_threshold, float_descriptors
-        As :func:`phow` (VLFeat's defaults).
+    sizes : sequence of int
+        Bin sizes in pixels (default :data:`DEFAULT_SIZES`, ``vl_phow``'s (4, 6, 8, 10)).
+    step : int
+        Frame spacing in pixels (default 2, ``vl_phow``'s).
+    magnif : float
+        Smoothing sigma is ``size / magnif`` pixels (default 6, ``vl_phow``'s).
+    window_size : float
+        Gaussian window of the fast dense SIFT, in bins (default 1.5, ``vl_phow``'s).
+    contrast_threshold : float
+        Descriptors of contrast below it (mean gradient mass, image in [0, 1])
+        are set to zero (default 0.005, ``vl_phow``'s).
+    float_descriptors : bool
+        float32 unit-norm descriptors instead of ``uint8``.
     equalization : {"global", "clahe", "none"}
+        Histogram equalization applied to each image before extraction
+        (:func:`phow_baseline.data.preprocess.equalize`).
     n_jobs : int
         Threads over images (-1: all cores).  The Numba kernels and OpenCV
         release the GIL, so threads scale without copying images between
@@ -219,7 +291,25 @@ class PHOW(TransformerMixin, BaseEstimator):
             raise ValueError(f"equalization must be one of {EQUALIZATIONS}, got {self.equalization!r}")
 
     def fit(self, X=None, y=None):
-        """Check the parameters; nothing is learnt."""
+        """Check the parameters; nothing is learnt.
+
+        Parameters
+        ----------
+        X : None or sequence of images
+            Ignored.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        PHOW
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is out of range.
+        """
         self._check_params()
         return self
 
@@ -234,7 +324,19 @@ class PHOW(TransformerMixin, BaseEstimator):
         )
 
     def transform(self, X):
-        """``(frames, descriptors)`` of each image of ``X`` (a sequence of 2-D grey images)."""
+        """``(frames, descriptors)`` of each image of ``X`` (a sequence of 2-D grey images).
+
+        Parameters
+        ----------
+        X : sequence of (H, W) arrays
+            Grey images (``uint8``, ``uint16`` or float in [0, 1]; any size each).
+
+        Returns
+        -------
+        list of (frames, descriptors)
+            One pair per image, in order: ``(n, 4)`` float64 frames and ``(n, 128)``
+            ``uint8`` (or float32) descriptors, as :func:`phow` returns them.
+        """
         self._check_params()
         n_jobs = self.n_jobs or 1
         if n_jobs < 0:
@@ -246,7 +348,23 @@ class PHOW(TransformerMixin, BaseEstimator):
 
 
 def phow_batch(images, n_jobs=-1, **params):
-    """:func:`phow` of many images on all cores (threads); returns a list of ``(frames, descriptors)``."""
+    """:func:`phow` of many images on all cores (threads), without equalization.
+
+    Parameters
+    ----------
+    images : sequence of (H, W) arrays
+        Grey images, already preprocessed.
+    n_jobs : int
+        Threads over images (default -1: all cores).
+    **params
+        Keyword arguments of :func:`phow` (``sizes``, ``step``, ``magnif``,
+        ``window_size``, ``contrast_threshold``, ``float_descriptors``).
+
+    Returns
+    -------
+    list of (frames, descriptors)
+        One ``((n, 4) float64, (n, 128) uint8 or float32)`` pair per image, in order.
+    """
     return PHOW(equalization="none", n_jobs=n_jobs, **params).transform(images)
 
 
@@ -257,6 +375,7 @@ def make_phow(config, equalization="none", n_jobs=1) -> PHOW:
     Parameters
     ----------
     config : BaselineConfig
+        The configuration whose PHOW parameters are used.
     equalization : {"none", "global", "clahe"}
         ``"none"`` (default) for images already preprocessed with the config (the image cache).
     n_jobs : int
@@ -264,6 +383,7 @@ def make_phow(config, equalization="none", n_jobs=1) -> PHOW:
 
     Returns
     -------
-    PHOW (stateless; ``transform`` needs no ``fit``)
+    PHOW
+        Stateless: ``transform`` needs no ``fit``.
     """
     return PHOW(**config.phow_params(equalization), n_jobs=n_jobs)

@@ -64,7 +64,49 @@ class FollowupDiff:
     later - earlier after histogram matching, 0 outside the overlap);
     ``heat_a``, ``heat_b`` (``(14, H, W)``) and ``scores_a``, ``scores_b``
     (``(14,)``) with a model.  ``notes`` says what the reader should know
-    (swapped order, poor registration).
+    (swapped order, poor registration).  The parameters are kept as
+    attributes of the same names.
+
+    Parameters
+    ----------
+    image_a, image_b : str
+        Names of the earlier and the later image (file names; ``"A"``/``"B"``
+        for arrays).
+    patient : int or None
+        The patient both file names give; None when unknown or different.
+    a : ndarray of uint8, shape (H, W)
+        The earlier image, as compared.
+    b : ndarray of uint8, shape (H, W)
+        The later image, as compared, in its own frame.
+    b_registered : ndarray of uint8, shape (H, W)
+        ``b`` warped into ``a``'s frame (0 outside the overlap).
+    valid : ndarray of float32, shape (H, W)
+        1 where the warped later image has data (the overlap, less a
+        one-pixel rim), else 0.
+    registration : Registration
+        The warp and its ECC.
+    ssim_map : ndarray of float32, shape (H, W)
+        Local SSIM in [-1, 1] (11x11 Gaussian window, sigma 1.5 pixels);
+        1 outside ``ssim_valid``.
+    intensity_diff : ndarray of float32, shape (H, W)
+        Later - earlier in grey levels (-255..255) after matching the later
+        image's histogram to the earlier one's over the overlap; 0 outside.
+    heat_a, heat_b : ndarray of shape (n_labels, H, W), optional
+        The model's per-class heatmaps of each image (``b``'s after
+        registration), in the heatmap function's units; None without a
+        model.
+    scores_a, scores_b : ndarray of float64, shape (n_labels,), optional
+        The model's per-class scores of each image (SVM scores, or
+        probabilities in [0, 1], see ``score_kind``); None without a model.
+    notes : list of str, default=[]
+        Sentences for the reader (order swapped, registration unreliable).
+    metadata_followup : dict, optional
+        ``{"a": n, "b": n}``: the v2020 ``Follow-up #`` of each image
+        (reported, never used for the order).
+    ssim_valid : ndarray of float32, shape (H, W), optional
+        1 where the whole SSIM window lies in the overlap (default: ``valid``).
+    score_kind : {"score", "probability"}, default="score"
+        What the scores are.
     """
 
     image_a: str
@@ -88,7 +130,7 @@ class FollowupDiff:
 
     @property
     def heat_diff(self):
-        """Heatmap B - A per class, zero outside the overlap."""
+        """Heatmap B - A per class, zero outside the overlap: ``(n_labels, H, W)``, or None without a model."""
         return None if self.heat_a is None else (self.heat_b - self.heat_a) * self.valid[None]
 
     @property
@@ -103,7 +145,7 @@ class FollowupDiff:
 
     @property
     def overlap_fraction(self) -> float:
-        """Share of the earlier image's pixels covered by the registered later image."""
+        """Share of the earlier image's pixels covered by the registered later image, in [0, 1]."""
         return float((self.valid > 0).mean())
 
     @property
@@ -115,10 +157,27 @@ class FollowupDiff:
 def warp_with_overlap(b: np.ndarray, matrix: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Warp the later image into the earlier one's frame and say where it has data.
 
-    Returns ``(b_registered, valid, ssim_valid)``: the warped image (0
-    outside), the overlap (float 0/1: pixels that the warped image covers,
-    less a one-pixel rim whose interpolation mixes in the border), and the
-    pixels whose whole :data:`SSIM_WINDOW` window lies in the overlap.
+    Parameters
+    ----------
+    b : ndarray, shape (h, w)
+        The later image.
+    matrix : array_like, shape (2, 3)
+        :attr:`Registration.matrix`: maps earlier-image pixel coordinates to
+        later-image ones (applied with ``WARP_INVERSE_MAP``, bilinear).
+    shape : (int, int)
+        ``(H, W)`` of the earlier image, in pixels.
+
+    Returns
+    -------
+    b_registered : ndarray, shape (H, W)
+        The warped image, ``b``'s dtype, 0 outside.
+    valid : ndarray of float32, shape (H, W)
+        The overlap, 0/1: pixels that the warped image covers, less a
+        one-pixel rim whose interpolation mixes in the border (the image's
+        own edge is kept).
+    ssim_valid : ndarray of float32, shape (H, W)
+        0/1: the pixels whose whole :data:`SSIM_WINDOW` window lies in the
+        overlap.
     """
     H, W = shape
     M = np.asarray(matrix, np.float64)
@@ -170,6 +229,8 @@ def diff_pair(
     size : int or None
         Side both are resized to (``None``: keep; then sizes must agree
         unless ``allow_resize``); ignored with ``preprocess``.
+    motion : {"affine", "euclidean", "translation"}, default="affine"
+        The registration's motion model (:func:`~.registration.register`).
     heatmap_fn, score_fn : callables, optional
         A model's ``heatmaps(img) -> (14, h, w)`` and ``scores(img) -> (14,)``
         on the images as compared (those of ``preprocess`` when given).
@@ -183,6 +244,9 @@ def diff_pair(
     allow_resize : bool
         With ``size=None``, resize the later image to the earlier one's
         size instead of raising :class:`PairError` when they differ.
+    order : bool, default=True
+        Swap the two images when needed so that ``a`` is the earlier by the
+        ChestX-ray14 file-name suffix (a note says so).
     metadata : DataFrame, optional
         The NIH metadata (``ChestXray14.metadata``: 'Image Index',
         'Follow-up #'); its follow-up numbers are reported in
@@ -191,10 +255,19 @@ def diff_pair(
     score_kind : {"score", "probability"}
         What ``score_fn`` returns (labels the dashboard's columns).
 
+    Returns
+    -------
+    FollowupDiff
+        The pair, registered and differenced, in the earlier image's frame;
+        a note is added when the registration is unreliable.
+
     Raises
     ------
     PairError
-        Different patients or sizes without the override.
+        Different patients or sizes without the override, or a
+        ``preprocess`` that gives the two images different shapes.
+    ValueError
+        An unknown ``score_kind`` or ``motion``.
     phow_baseline.data.ImageReadError
         An unreadable file (named in the message).
     """

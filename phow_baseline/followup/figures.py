@@ -25,7 +25,20 @@ NO_DATA_GREYS = ((150, 150, 150), (205, 205, 205))
 
 
 def no_data_hatch(shape, period: int = 8) -> np.ndarray:
-    """Diagonal stripes (RGB uint8, the two :data:`NO_DATA_GREYS`) that mark pixels without data."""
+    """Diagonal stripes (RGB uint8, the two :data:`NO_DATA_GREYS`) that mark pixels without data.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(H, W)`` in pixels (further entries are ignored).
+    period : int, default=8
+        Stripe period along x + y, in pixels; half of it is the darker grey.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W, 3)
+        RGB.
+    """
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     stripe = ((xx + yy) % period) < period // 2
     return np.where(stripe[..., None], np.uint8(NO_DATA_GREYS[0]), np.uint8(NO_DATA_GREYS[1])).astype(np.uint8)
@@ -49,6 +62,30 @@ def overlay_rgb(
     ``(v - vmin) / (vmax - vmin)``; at most ``max_alpha``), so that where
     nothing changed the anatomy shows through; outside ``valid`` the pixels
     are the hatched grey of :func:`no_data_hatch`, whatever ``values`` holds.
+
+    Parameters
+    ----------
+    base : ndarray, shape (H, W)
+        Grey levels 0-255 (the registered later image).
+    values : ndarray, shape (H, W)
+        The map to show, in its own units (dissimilarity, grey levels,
+        heatmap units).
+    valid : ndarray, shape (H, W)
+        Nonzero where ``values`` holds data.
+    cmap : str
+        A matplotlib colormap name (``"inferno"``, ``"RdBu_r"``).
+    vmin, vmax : float
+        The colour scale's ends, in the units of ``values`` (clipped beyond).
+    max_alpha : float, default=0.85
+        Opacity of the colour at the scale's extreme, in [0, 1].
+    signed : bool, default=False
+        A diverging map: opacity grows with ``|v|`` from 0 rather than from
+        ``vmin``.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W, 3)
+        RGB.
     """
     import matplotlib
 
@@ -128,8 +165,42 @@ def write_diff_dir(
     ``score_changes`` gives per finding the score (or probability) of A and
     of B and the change, and ``heatmap_labels`` the findings whose heatmap
     difference is drawn: those whose score changed most (ties: the larger
-    heatmap change).
+    heatmap change).  Each heatmap-difference figure shares one symmetric
+    colour scale (the 99.5th percentile of ``|B - A|`` in the overlap), as
+    does the intensity figure (at least 10 grey levels).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The diff directory; created if needed, files replaced atomically.
+    d : FollowupDiff
+        What :func:`~.differences.diff_pair` gives.
+    labels : sequence of str, default=LABELS
+        Names of the heatmap and score rows, in their order: the model's
+        ``labels`` (default the 14 ChestX-ray14 findings).
+    max_heat_labels : int, default=4
+        Heatmap-difference figures drawn, at most.
+    heatmap_units : str, default="heatmap units of the model"
+        The heatmaps' units, for the colour bars and ``diff.json``.
+
+    Returns
+    -------
+    dict
+        What ``diff.json`` holds: the image names, patient, order rule,
+        notes, registration (motion, ECC, matrix, converged) and its
+        quality, ``overlap_fraction`` (in [0, 1]), ``ssim_mean``,
+        ``intensity_diff_mean_abs`` (grey levels), ``score_kind``,
+        ``score_changes``, ``heatmap_labels``, ``heatmap_units``,
+        ``figures`` (file names) and ``units``.
+
+    Raises
+    ------
+    ValueError
+        The scores or heatmaps are not one per label.
     """
+    n_rows = len(d.scores_a) if d.scores_a is not None else len(d.heat_diff) if d.heat_a is not None else None
+    if n_rows is not None and n_rows != len(labels):
+        raise ValueError(f"{n_rows} scores or heatmaps per image but {len(labels)} labels; pass the model's labels")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_png(out / "a.png", d.a)
@@ -235,7 +306,23 @@ def write_diff_dir(
 
 
 def read_diff(directory) -> dict:
-    """``diff.json`` of a diff directory (errors name the file)."""
+    """``diff.json`` of a diff directory (errors name the file).
+
+    Parameters
+    ----------
+    directory : str or Path
+        A folder written by :func:`write_diff_dir`.
+
+    Returns
+    -------
+    dict
+        The JSON object (see :func:`write_diff_dir`).
+
+    Raises
+    ------
+    DataFileError
+        ``diff.json`` is missing, unreadable or not a JSON object.
+    """
     return read_json(Path(directory) / "diff.json", what="diff.json (a diff directory)")
 
 
@@ -246,6 +333,25 @@ def figure_paths(directory, meta: dict) -> dict:
     names that leave the folder (absolute, ``..``) raise
     :class:`phow_baseline.io.DataFileError`.  A ``diff.json`` without
     ``figures`` (older versions) gets the default names.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The diff directory.
+    meta : dict
+        Its ``diff.json`` (:func:`read_diff`).
+
+    Returns
+    -------
+    dict
+        ``a``, ``b_registered``, ``ssim``, ``intensity``: Path each (not
+        checked to exist), and ``heatmaps``: label -> Path.
+
+    Raises
+    ------
+    DataFileError
+        A name leaves the folder, or ``figures`` / ``figures.heatmaps`` is
+        not an object.
     """
     directory = Path(directory)
     figs = meta.get("figures") or {}

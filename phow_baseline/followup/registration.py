@@ -32,9 +32,11 @@ MIN_OVERLAP = 0.6
 class Registration:
     """A registration of the later image to the earlier one (:func:`register`).
 
-    Attributes
+    The parameters are kept as attributes of the same names.
+
+    Parameters
     ----------
-    matrix : (2, 3) float64
+    matrix : ndarray of float64, shape (2, 3)
         Maps earlier-image coordinates (pixels) to later-image coordinates.
     ecc : float
         Final ECC, a correlation coefficient in [-1, 1] over the overlap.
@@ -58,6 +60,21 @@ def registration_quality(reg: Registration, overlap_fraction: float = 1.0) -> di
     :data:`MIN_OVERLAP` of the image), ``"fair"`` (ECC below
     :data:`ECC_GOOD`) and ``"good"``.  The differences are called unreliable
     at the first two levels.
+
+    Parameters
+    ----------
+    reg : Registration
+        What :func:`register` found.
+    overlap_fraction : float, default=1.0
+        Share of the earlier image's pixels covered by the registered later
+        image, in [0, 1].
+
+    Returns
+    -------
+    dict
+        ``level`` (``"good"``, ``"fair"``, ``"poor"`` or ``"not
+        converged"``), ``reliable`` (bool: whether the differences can be
+        trusted) and ``text`` (one sentence for a person, with the ECC).
     """
     ecc = float(reg.ecc)
     if not reg.converged:
@@ -93,9 +110,40 @@ def register(
 ) -> Registration:
     """Find the warp aligning ``moving`` to ``fixed`` (ORB + RANSAC start, ECC refinement).
 
-    Returns the 2x3 matrix ``M`` such that ``moving(M [x, y, 1])`` matches
-    ``fixed(x, y)`` (use it with ``cv2.warpAffine(moving, M, ...,
-    flags=WARP_INVERSE_MAP)``), the final ECC and whether it converged.
+    Three starts are each refined by ECC, coarse to fine over a 3-level
+    pyramid: the ORB + RANSAC estimate (when there are enough matches), the
+    phase-correlation shift (when it is under a quarter of the image), and
+    the identity.  The converged, plausible result (scale 0.67-1.5,
+    anisotropy below 1.3) with the highest ECC is kept; when none converges,
+    the plausible start with the highest correlation over the overlap is
+    returned with ``converged=False``.
+
+    Parameters
+    ----------
+    fixed : ndarray, shape (H, W)
+        The earlier image, grey (uint8 for the ORB start).
+    moving : ndarray, shape (H, W)
+        The later image, same size and type.
+    motion : {"affine", "euclidean", "translation"}, default="affine"
+        The motion model (a key of :data:`MOTIONS`).
+    iterations : int, default=200
+        ECC iterations at most, at each pyramid level.
+    eps : float, default=1e-6
+        ECC stops when the correlation improves by less than ``eps``.
+
+    Returns
+    -------
+    Registration
+        The 2x3 matrix ``M`` such that ``moving(M [x, y, 1])`` matches
+        ``fixed(x, y)`` (use it with ``cv2.warpAffine(moving, M, ...,
+        flags=WARP_INVERSE_MAP)``), coordinates in pixels; the final ECC (a
+        correlation in [-1, 1], NaN when the overlap is under 16 pixels) and
+        whether it converged.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``motion``.
     """
     if motion not in MOTIONS:
         raise ValueError(f"motion must be one of {sorted(MOTIONS)}, got {motion!r}")

@@ -2,9 +2,13 @@
 
 ``train`` writes it; ``predict``, ``evaluate``, ``localize`` and ``diff``
 read it.  ``model.json`` records the kind, the parameters of every stage,
-the labels, library and dependency versions, the creation time and the
-sha256 of each array file; loading checks every checksum and reads arrays
-with ``allow_pickle=False``, so loading a model runs no code.
+the labels, the dataset it was trained on (``dataset``: its kind, label
+names, label policy; :func:`dataset_record`), library and dependency
+versions, the creation time and the sha256 of each array file; loading
+checks every checksum and reads arrays with ``allow_pickle=False``, so
+loading a model runs no code.  A directory written before the dataset was
+recorded (0.1, and 0.2 before the dataset protocol) was trained on
+ChestX-ray14 with its 14 labels.
 
 Which class loads a directory is decided by its ``kind`` through one
 registry (:func:`register_model_kind`): the PHOW model registers itself as
@@ -51,13 +55,71 @@ def dependency_versions() -> dict:
     }
 
 
+def dataset_record(meta: dict, where="model.json") -> dict:
+    """The training dataset a ``model.json`` records, with the defaults of a directory that records none.
+
+    Parameters
+    ----------
+    meta : dict
+        The contents of ``model.json``.
+    where : str or Path
+        The file, for the message.
+
+    Returns
+    -------
+    dict
+        ``meta["dataset"]`` (``kind``, ``labels``, ``label_policy``, ``frontal_only``, ``split_note``, as
+        written), or for a directory without one ``{"kind": "chestxray14", "labels": [...]}`` with the
+        model's labels (ChestX-ray14's 14 when ``model.json`` names none).
+
+    Raises
+    ------
+    ModelFileError
+        ``dataset`` is not an object with a ``kind``.
+    """
+    rec = meta.get("dataset")
+    if rec is None:
+        return {"kind": "chestxray14", "labels": list(meta.get("labels") or LABELS)}
+    if not isinstance(rec, dict) or not isinstance(rec.get("kind"), str):
+        raise ModelFileError(f"{where}: 'dataset' should be an object with a 'kind', got {rec!r}")
+    return dict(rec)
+
+
 def write_model_dir(
-    directory, kind: str, params: dict, arrays: dict[str, dict[str, np.ndarray]], extra: dict | None = None
+    directory,
+    kind: str,
+    params: dict,
+    arrays: dict[str, dict[str, np.ndarray]],
+    extra: dict | None = None,
+    labels=None,
+    dataset: dict | None = None,
 ) -> Path:
     """Write ``model.json`` and one ``.npz`` per entry of ``arrays`` (name -> {key: array}).
 
     Array files are written first, ``model.json`` last (each atomically), so a
     directory with a ``model.json`` is complete.
+
+    Parameters
+    ----------
+    directory : path
+        The model directory (created).
+    kind : str
+        The model kind (``"phow"``, ``"cnn"``).
+    params : dict
+        Every stage's parameters (JSON-ready).
+    arrays : dict
+        File stem -> {key: array}, each written as ``<stem>.npz``.
+    extra : dict, optional
+        More top-level keys of ``model.json`` (the training record).
+    labels : sequence of str, optional
+        The model's labels, the column order of its scores (default ChestX-ray14's 14).
+    dataset : dict, optional
+        What it was trained on (``kind``, ``labels``, ``label_policy``, ...), written as ``dataset``.
+
+    Returns
+    -------
+    Path
+        The directory.
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -69,12 +131,14 @@ def write_model_dir(
     meta = {
         "format": MODEL_FORMAT_VERSION,
         "kind": kind,
-        "labels": list(LABELS),
+        "labels": list(LABELS if labels is None else labels),
         "params": params,
         "files": files,
         "versions": dependency_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if dataset is not None:
+        meta["dataset"] = dict(dataset)
     if extra:
         meta.update(extra)
     atomic_write_json(d / "model.json", meta)

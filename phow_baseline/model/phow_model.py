@@ -1,7 +1,7 @@
 """The trained PHOW model: its preprocessing contract, scoring, heatmaps, and the model directory.
 
-A :class:`PhowModel` holds the config, the fitted vocabulary and the 14
-SVMs; the PHOW extractor, pyramid encoder and kernel map are rebuilt from
+A :class:`PhowModel` holds the config, the fitted vocabulary and one SVM
+per label (14 for ChestX-ray14); the PHOW extractor, pyramid encoder and kernel map are rebuilt from
 the config.  ``save``/``load`` use :mod:`phow_baseline.model.directory` (JSON +
 ``.npz``, checksummed, never pickled).
 """
@@ -18,14 +18,14 @@ from ..config import BaselineConfig
 from ..data.chestxray14 import LABELS
 from ..encoding.registry import encoding_for
 from ..features.phow import make_phow
-from .directory import ModelFileError, read_model_dir, write_model_dir
+from .directory import ModelFileError, dataset_record, read_model_dir, write_model_dir
 from .protocol import DecisionsUnavailableError, HeatmapsUnavailableError, Model
 
 __all__ = ["DecisionsUnavailableError", "HeatmapsUnavailableError", "PhowModel"]
 
 
 class PhowModel(Model):
-    """A trained PHOW baseline: preprocessing, PHOW, an encoding, kernel map, 14 SVMs (a :class:`Model`).
+    """A trained PHOW baseline: preprocessing, PHOW, an encoding, kernel map, one SVM per label (a :class:`Model`).
 
     The SVMs give decision values (margins, ``w.psi(h) + b``), one per
     label (:meth:`raw_scores`, :meth:`decision_function`).  A model trained
@@ -41,9 +41,13 @@ class PhowModel(Model):
         The fitted vocabulary of ``config.encoding`` (see :mod:`phow_baseline.encoding.registry`).
     svm : OneVsRestSVM
         Fitted, on the kernel-mapped vectors.
-    labels : sequence of str
+    labels : sequence of str, default=ChestX-ray14's 14
+        The labels of the SVMs, in their order.
     info : dict, optional
         Training record (written to ``model.json``).
+    dataset : dict, optional
+        What it was trained on (``kind``, ``labels``, ``label_policy``, ...; written to ``model.json``
+        as ``dataset``); default ``{"kind": "chestxray14", "labels": labels}``.
     calibrator : PlattCalibrator, optional
     operating_points : OperatingPoints, optional
         On the calibrated probabilities.
@@ -61,7 +65,15 @@ class PhowModel(Model):
     kind = "phow"
 
     def __init__(
-        self, config: BaselineConfig, vocabulary, svm, labels=LABELS, info=None, calibrator=None, operating_points=None
+        self,
+        config: BaselineConfig,
+        vocabulary,
+        svm,
+        labels=LABELS,
+        info=None,
+        calibrator=None,
+        operating_points=None,
+        dataset: dict | None = None,
     ):
         self.config = config
         self.vocabulary = vocabulary
@@ -69,6 +81,7 @@ class PhowModel(Model):
         self.calibrator = calibrator  # PlattCalibrator or None
         self.operating_points = operating_points  # OperatingPoints (on the probabilities) or None
         self.labels = tuple(labels)
+        self.dataset = dict(dataset) if dataset is not None else {"kind": "chestxray14", "labels": list(self.labels)}
         self.info = info or {}
         self.encoding = encoding_for(config)
         self.encoder = self.encoding.make_encoder(vocabulary, config)
@@ -113,7 +126,7 @@ class PhowModel(Model):
         return self.encoder.encode_one(frames, desc)
 
     def raw_scores(self, image) -> np.ndarray:
-        """14 SVM margins of one preprocessed (``size`` x ``size``, equalized) image."""
+        """The SVM margins ``(n_labels,)`` of one preprocessed (``size`` x ``size``, equalized) image."""
         return self.decision_function(self.features(image)[None])[0]
 
     @property
@@ -122,26 +135,26 @@ class PhowModel(Model):
         return "probability" if self.calibrator is not None else "margin"
 
     def scores(self, image) -> np.ndarray:
-        """14 scores of one preprocessed image, ``(14,)``: probabilities when calibrated, else the SVM margins."""
+        """Scores ``(n_labels,)`` of one preprocessed image: probabilities when calibrated, else the SVM margins."""
         return self.calibrate(self.raw_scores(image)[None])[0]
 
     def calibrate(self, margins) -> np.ndarray:
-        """Margins ``(n, 14)`` -> probabilities by the stored Platt scaling (unchanged if uncalibrated)."""
+        """Margins ``(n, n_labels)`` -> probabilities by the stored Platt scaling (unchanged if uncalibrated)."""
         m = np.asarray(margins, np.float64)
         return m if self.calibrator is None else self.calibrator.predict_proba(m)
 
     def decide(self, probabilities) -> np.ndarray:
-        """0/1 calls ``(n, 14)`` at the stored operating points (needs a calibrated model)."""
+        """0/1 calls ``(n, n_labels)`` at the stored operating points (needs a calibrated model)."""
         if self.operating_points is None:
             raise DecisionsUnavailableError("this model has no operating points (trained without calibration)")
         return self.operating_points.decide(probabilities)
 
     def decision_function(self, features) -> np.ndarray:
-        """SVM margins ``(n, 14)`` of encoded vectors ``(n, dim)`` (:meth:`features`; kernel-mapped here)."""
+        """SVM margins ``(n, n_labels)`` of encoded vectors ``(n, dim)`` (:meth:`features`; kernel-mapped here)."""
         return self.svm.decision_function(self._map(np.asarray(features, np.float32)))
 
     def heatmaps(self, image) -> np.ndarray:
-        """Per-class heatmaps of one preprocessed image, ``(14, size, size)`` float32.
+        """Per-class heatmaps of one preprocessed image, ``(n_labels, size, size)`` float32.
 
         See :func:`phow_baseline.model.attribution.phow_heatmaps`.
         """
@@ -177,7 +190,15 @@ class PhowModel(Model):
         if self.operating_points is not None:
             arrays["operating_points"] = self.operating_points.to_arrays()
             params["operating_points"] = self.operating_points.get_params()
-        return write_model_dir(directory, "phow", params, arrays, extra={**self.info, **(extra or {})})
+        return write_model_dir(
+            directory,
+            "phow",
+            params,
+            arrays,
+            extra={**self.info, **(extra or {})},
+            labels=self.labels,
+            dataset=self.dataset,
+        )
 
     @classmethod
     def load(cls, directory) -> PhowModel:
@@ -203,23 +224,26 @@ class PhowModel(Model):
                 )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{Path(directory) / 'model.json'}: incomplete or inconsistent model ({exc})") from exc
+        labels = meta.get("labels") or list(LABELS)  # 0.1 wrote ChestX-ray14's 14
         m = cls(
             cfg,
             vocab,
             svm,
-            meta.get("labels", LABELS),
+            labels,
             info={k: meta[k] for k in ("trained_on", "n_train", "calibrated_on", "training") if k in meta},
             calibrator=cal,
             operating_points=ops,
+            dataset=dataset_record(meta, Path(directory) / "model.json"),
         )
-        if cal is not None and len(cal.a_) != len(LABELS):
+        if cal is not None and len(cal.a_) != len(labels):
             raise ModelFileError(
-                f"{Path(directory) / 'calibration.npz'}: {len(cal.a_)} classes, expected {len(LABELS)}"
+                f"{Path(directory) / 'calibration.npz'}: {len(cal.a_)} classes, expected {len(labels)} "
+                f"(the labels of model.json)"
             )
         expected = m.encoder.n_features_out_ * (1 if m.kernel_map is None else 3)
-        if svm.coef_.shape != (len(LABELS), expected):
+        if svm.coef_.shape != (len(labels), expected):
             raise ModelFileError(
                 f"{Path(directory) / 'svm.npz'}: SVM weights of shape {svm.coef_.shape}, "
-                f"expected {(len(LABELS), expected)}"
+                f"expected {(len(labels), expected)} (the labels of model.json x the features)"
             )
         return m

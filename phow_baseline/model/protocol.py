@@ -10,8 +10,10 @@ and raises a clear error (:class:`HeatmapsUnavailableError`,
 :class:`DecisionsUnavailableError`) when asked for it anyway.
 
 Shapes: an image is what :meth:`Model.preprocess` returns, a ``(S, S)``
-uint8 array with ``S = model.image_size``; scores are one row of 14
-numbers per image, in the order of ``model.labels``.
+uint8 array with ``S = model.image_size``; scores are one row of
+``len(model.labels)`` numbers per image (14 for a ChestX-ray14 model), in
+the order of ``model.labels``.  ``model.dataset`` records what the model was
+trained on (the dataset kind, its label names and the label policy).
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ class Model(abc.ABC):
     kind : str
         The model kind, as written in ``model.json`` (``"phow"``, ``"cnn"``).
     labels : tuple of str
-        The 14 finding labels, the column order of every score array.
+        The finding labels (ChestX-ray14's 14, or the training dataset's), the column order of every
+        score array.
+    dataset : dict
+        What it was trained on, as ``model.json`` records it: ``kind`` (a dataset kind, see
+        :data:`phow_baseline.data.DATASETS`), ``labels``, ``label_policy`` ... (see
+        :func:`phow_baseline.model.directory.dataset_record`); ``{"kind": "chestxray14", ...}`` for a
+        model written before datasets were recorded.
     scores_in_workers : bool
         True when :func:`phow_baseline.workflow.predict_paths` may send the model to worker processes
         (a PHOW model, CPU only); False when it must score in this process (a CNN on its device).
@@ -49,7 +57,13 @@ class Model(abc.ABC):
 
     kind: str = ""
     labels: tuple = ()
+    dataset: dict = {}  # each instance sets its own; never mutated here
     scores_in_workers: bool = True
+
+    @property
+    def dataset_kind(self) -> str:
+        """The kind of the dataset the model was trained on (``"chestxray14"`` when not recorded)."""
+        return str(self.dataset.get("kind", "chestxray14"))
 
     @property
     @abc.abstractmethod

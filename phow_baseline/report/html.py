@@ -9,7 +9,10 @@ URI, so the file can be mailed, archived or opened offline.
 
 Sections: per-class AUROC (bootstrap intervals, with the number of
 resamples used where below the number asked for) next to the published
-columns; ROC curves as small multiples; calibration (reliability diagrams,
+columns (ChestX-ray14's, shown only when a run is on ChestX-ray14, and only
+for its label names); internal vs external AUROC, side by side, when a
+cross-dataset run (``phow-baseline evaluate MODEL OTHER_DATA``) is given with
+a run on the model's own dataset; ROC curves as small multiples; calibration (reliability diagrams,
 Brier score and ECE) and the operating points (sensitivity, specificity,
 PPV, NPV at the validation thresholds) when the run has probabilities;
 localization; the follow-up dashboards (overlays on the registered later
@@ -30,6 +33,8 @@ import base64
 import html
 import json
 import math
+import os
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib import resources
@@ -38,6 +43,7 @@ from string import Template
 
 from .. import __version__
 from ..data.chestxray14 import LABELS
+from ..data.label_map import label_key, shared_name
 from ..evaluation import PUBLISHED, ROC_MARKED
 from ..followup import Registration, figure_paths, registration_quality
 from ..io import atomic_write_text
@@ -135,9 +141,38 @@ def _num(v, digits=3) -> str:
     return f"{float(v):.{digits}f}"
 
 
+def run_labels(runs: Sequence[dict]) -> list[str]:
+    """The labels of the runs, in the order of their ``labels`` (the first run's first), each once.
+
+    Parameters
+    ----------
+    runs : sequence of dict
+        ``metrics.json`` contents (a run without ``labels`` lists those of its ``auroc``).
+
+    Returns
+    -------
+    list of str
+    """
+    out = {}
+    for r in runs:
+        for lab in r.get("labels") or list(r["auroc"]):
+            out.setdefault(str(lab), None)
+    return list(out)
+
+
+def run_dataset_kind(run: dict) -> str:
+    """The kind of the dataset a run scored (``"chestxray14"`` for a run that does not record it)."""
+    d = run.get("dataset")
+    return str(d.get("kind", "chestxray14")) if isinstance(d, dict) else "chestxray14"
+
+
 def auroc_section(runs: Sequence[dict]) -> str:
-    """Per-class AUROC (with bootstrap 95 % CI) of each run next to every :data:`PUBLISHED` column."""
-    refs = list(PUBLISHED)
+    """Per-class AUROC (with bootstrap 95 % CI) of each run next to every :data:`PUBLISHED` column.
+
+    The published columns (ChestX-ray14 models) are shown only when a run scored ChestX-ray14, and only
+    in the rows of ChestX-ray14's labels.
+    """
+    refs = list(PUBLISHED) if any(run_dataset_kind(r) == "chestxray14" for r in runs) else []
     head = "".join(
         f"<th>{_e(str(r['model']))}<br><span class='legend'>{_e(str(r.get('kind', '')))}, "
         f"split: {_e(str(r.get('split', '?')))}, n={_e(str(r.get('n_test', '?')))}</span></th>"
@@ -147,7 +182,7 @@ def auroc_section(runs: Sequence[dict]) -> str:
         f"<th class='ref'>{_e(k)}<br><span class='legend'>split: {_e(PUBLISHED[k]['split'])}</span></th>" for k in refs
     )
     rows = []
-    for i, lab in enumerate(LABELS):
+    for lab in run_labels(runs):
         cells = []
         for r in runs:
             ci = (r.get("auroc_ci95") or {}).get(lab)
@@ -156,8 +191,8 @@ def auroc_section(runs: Sequence[dict]) -> str:
                 f"<td>{_num(r['auroc'].get(lab))}{ci_s}{_nboot(r, (r.get('n_bootstrap_used') or {}).get(lab))}</td>"
             )
         for k in refs:
-            vals = PUBLISHED[k]["auroc"]
-            cells.append(f"<td class='ref'>{_num(vals[i]) if vals else '&ndash;'}</td>")
+            vals = dict(zip(LABELS, PUBLISHED[k]["auroc"] or ()))
+            cells.append(f"<td class='ref'>{_num(vals[lab]) if lab in vals else '&ndash;'}</td>")
         rows.append(f"<tr><td>{_e(lab)}</td>{''.join(cells)}</tr>")
     mean = "".join(f"<td>{_num(r.get('mean_auroc'))}</td>" for r in runs)
     mean += "".join(f"<td class='ref'>{_num(PUBLISHED[k]['mean'])}</td>" for k in refs)
@@ -165,6 +200,14 @@ def auroc_section(runs: Sequence[dict]) -> str:
     legend = "".join(
         f"<li><b>{_e(k)}</b>: {_e(PUBLISHED[k]['title'])}; split: {_e(PUBLISHED[k]['split'])}</li>" for k in refs
     )
+    if not refs:
+        return (
+            f"<section id='auroc'><h2>Per-class AUROC</h2><table class='auroc'><thead><tr><th>label</th>{head}"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table><p class='legend'>Bracketed: bootstrap 95 % "
+            f"intervals; <span class='nboot'>n=k/N</span>: the interval rests on k of the N resamples, the others "
+            f"drew no positive or no negative image of the class. No run scored ChestX-ray14, so the published "
+            f"ChestX-ray14 columns are not shown.</p></section>"
+        )
     return (
         f"<section id='auroc'><h2>Per-class AUROC</h2><table class='auroc'><thead><tr><th>label</th>{head}"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table><p class='legend'>Runs first (bracketed: "
@@ -176,6 +219,68 @@ def auroc_section(runs: Sequence[dict]) -> str:
     )
 
 
+def _shared_key(label: str) -> str:
+    """The key joining a label across datasets: its shared name (:mod:`phow_baseline.data.label_map`)."""
+    return shared_name(label) or label_key(label)
+
+
+def external_section(runs: Sequence[dict]) -> str:
+    """Internal vs external AUROC: each cross-dataset run beside a run of the same model on its own dataset.
+
+    A cross-dataset run (``metrics.json`` with ``external``) is paired with the run without one that
+    has the same model name, else the first run without one; their labels are joined on the shared
+    name.  Empty when no such pair is given.
+
+    Parameters
+    ----------
+    runs : sequence of dict
+        ``metrics.json`` contents.
+
+    Returns
+    -------
+    str
+        The HTML section, or ``""``.
+    """
+    internal = [r for r in runs if not r.get("external")]
+    external = [r for r in runs if r.get("external")]
+    if not internal or not external:
+        return ""
+    parts = ["<section id='external'><h2>Internal vs external AUROC</h2>"]
+    for ext in external:
+        own = next((r for r in internal if r.get("model") == ext.get("model")), internal[0])
+        inner = {_shared_key(lab): a for lab, a in own["auroc"].items()}
+        rows, diffs = [], []
+        for lab in ext.get("labels") or list(ext["auroc"]):
+            a_in, a_ex = inner.get(_shared_key(lab)), ext["auroc"].get(lab)
+            d = None if a_in is None or a_ex is None else float(a_ex) - float(a_in)
+            if d is not None:
+                diffs.append(d)
+            d_s = "n/a" if d is None else f"{d:+.3f}"
+            rows.append(f"<tr><td>{_e(str(lab))}</td><td>{_num(a_in)}</td><td>{_num(a_ex)}</td><td>{d_s}</td></tr>")
+        if diffs:
+            mean = sum(diffs) / len(diffs)
+            rows.append(
+                f"<tr class='mean'><td>Mean difference ({len(diffs)} labels)</td><td></td><td></td>"
+                f"<td>{mean:+.3f}</td></tr>"
+            )
+        info = ext["external"]
+        dropped = ", ".join(map(str, info.get("dropped_model") or [])) or "none"
+        dropped_data = ", ".join(map(str, info.get("dropped_data") or [])) or "none"
+        parts.append(
+            f"<h3>{_e(str(ext.get('model', '?')))}: {_e(run_dataset_kind(own))} (internal, split "
+            f"{_e(str(own.get('split', '?')))}, n={_e(str(own.get('n_test', '?')))}) vs "
+            f"{_e(str(info.get('dataset', '?')))} (external, split {_e(str(ext.get('split', '?')))}, "
+            f"n={_e(str(ext.get('n_test', '?')))})</h3>"
+            f"<table class='external'><thead><tr><th>label</th><th>internal AUROC</th><th>external AUROC</th>"
+            f"<th>difference (external - internal)</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            f"<p class='legend'>The labels the model and the external dataset share (by the label map's shared "
+            f"names). Dropped, the model's labels the external dataset lacks: {_e(dropped)}; the external "
+            f"dataset's labels the model lacks: {_e(dropped_data)}.</p>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
 def _nboot(r: dict, used) -> str:
     """``n=k/N`` when an interval used fewer bootstrap resamples than asked for."""
     asked = r.get("n_bootstrap")
@@ -185,6 +290,18 @@ def _nboot(r: dict, used) -> str:
 
 
 def roc_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
+    """The ROC figures of the runs (``roc.png``), each with its caption.
+
+    Parameters
+    ----------
+    run_dirs : sequence of Path
+    runs : sequence of dict
+        ``metrics.json`` contents, in the order of ``run_dirs``.
+
+    Returns
+    -------
+    str
+    """
     figs = "".join(
         _figure(
             Path(d) / "roc.png", f"ROC curves of {r['model']}", "roc", f"{r['model']} (split: {r.get('split', '?')})"
@@ -193,7 +310,8 @@ def roc_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
     )
     marked = ", ".join(ROC_MARKED)
     return (
-        f"<section id='roc'><h2>ROC curves</h2><p class='legend'>One panel per class: the test curve, its "
+        f"<section id='roc'><h2>ROC curves</h2><p class='legend'>One panel per class: the test curve (x: false "
+        f"positive rate, 1 - specificity; y: true positive rate, sensitivity; both fractions from 0 to 1), its "
         f"pointwise bootstrap 95 % band, and along the bottom an AUROC scale from 0.5 to 1 with this run "
         f"(dot) and the published AUROCs of {_e(marked)} (triangles).</p>{figs}</section>"
     )
@@ -214,7 +332,7 @@ def calibration_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
         head = "".join(f"<th colspan='2'>{_e(str(r['model']))}</th>" for _, r in cal_runs)
         sub = "<th>Brier</th><th>ECE</th>" * len(cal_runs)
         rows = []
-        for lab in LABELS:
+        for lab in run_labels([r for _, r in cal_runs]):
             cells = "".join(
                 f"<td>{_num((r['calibration'].get('brier') or {}).get(lab), 4)}</td>"
                 f"<td>{_num((r['calibration'].get('ece') or {}).get(lab), 4)}</td>"
@@ -255,7 +373,7 @@ def calibration_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
             f"Reliability diagrams: observed fraction positive against mean predicted probability per bin "
             f"(dashed: perfect calibration).</p><div class='figs'>{figs}</div>"
         )
-    for d, r in op_runs:
+    for _, r in op_runs:
         ops = r["operating_points"]
         rates = ("sensitivity", "specificity", "ppv", "npv")
         rows = []
@@ -317,6 +435,17 @@ _JET_BAR = (
 
 
 def localization_section(loc_dirs: Sequence[Path]) -> str:
+    """Accuracy at T(IoBB) and T(IoU) and example heatmaps of each localization directory.
+
+    Parameters
+    ----------
+    loc_dirs : sequence of Path
+        ``localize-eval`` outputs.
+
+    Returns
+    -------
+    str
+    """
     parts = ["<section id='localization'><h2>Localization against the NIH boxes</h2>"]
     if not loc_dirs:
         parts.append("<p>No localization evaluation given (<code>phow-baseline localize-eval</code>).</p>")
@@ -459,12 +588,202 @@ def _dashboard(d: Path) -> str:
 
 
 def followup_section(diff_dirs: Sequence[Path]) -> str:
+    """One dashboard per follow-up difference directory.
+
+    Parameters
+    ----------
+    diff_dirs : sequence of Path
+        ``diff`` outputs.
+
+    Returns
+    -------
+    str
+    """
     parts = ["<section id='followup'><h2>Follow-up dashboard</h2>"]
     if not diff_dirs:
         parts.append("<p>No follow-up pair given (<code>phow-baseline diff</code>).</p>")
     parts += [_dashboard(Path(d)) for d in diff_dirs]
     parts.append("</section>")
     return "".join(parts)
+
+
+def _ci_plain(ci, fmt="{:.3f}") -> str:
+    return "n/a" if not ci else f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+
+
+def _ci_text(ci, fmt="{:.3f}") -> str:
+    return "" if not ci else f"<br><span class='ci'>{_ci_plain(ci, fmt)}</span>"
+
+
+def _excludes_zero(ci) -> bool:
+    return bool(ci) and (ci[0] > 0 or ci[1] < 0)
+
+
+def subgroups_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
+    """Performance by subgroup (sex, age band, view, first image vs follow-up) of the runs that have it.
+
+    Per run with ``subgroups`` in its ``metrics.json``: a compact table (images, mean AUROC, its gap to
+    all images and, with operating points, the mean false-negative rate, each with its bootstrap 95 %
+    interval), the metadata problems, and ``subgroups.png`` (the per-class gaps) with its caption.
+
+    Parameters
+    ----------
+    run_dirs : sequence of Path
+    runs : sequence of dict
+        ``metrics.json`` contents, in the order of ``run_dirs``.
+
+    Returns
+    -------
+    str
+        The HTML section, or ``""`` when no run has subgroup results.
+    """
+    from ..evaluation.subgroups import subgroup_caption
+
+    with_sub = [(Path(d), r) for d, r in zip(run_dirs, runs) if isinstance(r.get("subgroups"), dict)]
+    if not with_sub:
+        return ""
+    parts = ["<section id='subgroups'><h2>Subgroups</h2>"]
+    for d, r in with_sub:
+        sub = r["subgroups"]
+        try:
+            has_fnr = sub.get("threshold_on") is not None
+            items = [("all images", "", sub["all"])] + [
+                (f"{info.get('what', dim)}", g, e)
+                for dim, info in sub["dimensions"].items()
+                for g, e in info["groups"].items()
+            ]
+        except (KeyError, AttributeError, TypeError) as exc:
+            raise ValueError(f"{d / 'metrics.json'}: malformed 'subgroups' ({exc!r})") from exc
+        rows = []
+        span = {}
+        for what, _, _ in items:
+            span[what] = span.get(what, 0) + 1
+        for k, (what, g, e) in enumerate(items):
+            gap_ci = e.get("mean_auroc_gap_ci95")
+            gap = "" if not g else f"{_signed(e.get('mean_auroc_gap'))}{_ci_text(gap_ci, '{:+.3f}')}"
+            cls = " class='gap'" if g and _excludes_zero(gap_ci) else ""
+            fnr = f"<td>{_num(e.get('mean_fnr'))}{_ci_text(e.get('mean_fnr_ci95'))}</td>" if has_fnr else ""
+            first = k == 0 or items[k - 1][0] != what
+            head = f"<td rowspan='{span[what]}'>{_e(what)}</td>" if first else ""
+            rows.append(
+                f"<tr>{head}<td>{_e(str(g)) or '&ndash;'}</td><td>{_e(str(e.get('n_images', '?')))}</td>"
+                f"<td>{_num(e.get('mean_auroc'))}{_ci_text(e.get('mean_auroc_ci95'))}</td><td{cls}>{gap}</td>{fnr}</tr>"
+            )
+        fnr_head = "<th>mean FNR</th>" if has_fnr else ""
+        problems = "".join(f"<li>{_e(str(m))}</li>" for m in (sub.get("problems") or {}).values())
+        warn = f"<div class='warn'>Metadata problems (warnings):<ul>{problems}</ul></div>" if problems else ""
+        fig = ""
+        if (d / "subgroups.png").is_file():
+            cap = sub.get("caption") or subgroup_caption(sub)
+            fig = _figure(d / "subgroups.png", f"AUROC gap by subgroup of {r['model']}", "roc", str(cap))
+        fnr_legend = (
+            f" Mean FNR: the false-negative rate at the operating points (the share of a class's positive images "
+            f"called negative, on the {_e(str(sub['threshold_on']))}), averaged over the classes with a positive "
+            f"image in the subgroup: the underdiagnosis measure of Seyyed-Kalantari et al. (2021)."
+            if has_fnr
+            else ""
+        )
+        parts.append(
+            f"<h3>{_e(str(r['model']))} (split: {_e(str(r.get('split', '?')))}, n={_e(str(sub.get('n_images', '?')))})"
+            f"</h3><table class='subgroups'><thead><tr><th>dimension</th><th>subgroup</th><th>images</th>"
+            f"<th>mean AUROC</th><th>gap to all images</th>{fnr_head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+            f"</table>{warn}<p class='legend'>Mean AUROC over the classes the subgroup defines (a positive and a "
+            f"negative image); gap: subgroup minus all images, in AUROC units, <span class='gap'>highlighted</span> "
+            f"where its 95 % interval excludes 0. Bracketed: bootstrap 95 % percentile intervals "
+            f"({_e(str(sub.get('n_bootstrap', '?')))} resamples of all test images).{fnr_legend}</p>{fig}"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _signed(v) -> str:
+    return "n/a" if v is None else f"{float(v):+.3f}"
+
+
+def _p_text(p) -> str:
+    if p is None:
+        return "n/a"
+    p = float(p)
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _href(target: Path, base: Path | None) -> str:
+    """A link to a local file: relative to the report's folder when known (the folders travel together)."""
+    target = Path(target).resolve()
+    if base is not None:
+        try:
+            return _e(Path(os.path.relpath(target, Path(base).resolve())).as_posix())
+        except ValueError:  # another drive
+            pass
+    return _e(target.as_uri())
+
+
+def compare_section(compare_dirs: Sequence[Path], out_dir: Path | None = None) -> str:
+    """Paired comparisons of runs (``compare --out``): per pair, the mean AUROC difference and the forest plot.
+
+    Parameters
+    ----------
+    compare_dirs : sequence of Path
+        Comparison folders (``paired.json``, ``paired.md``, ``forest-*.png``).
+    out_dir : Path, optional
+        The report's folder: links to ``paired.md`` / ``paired.csv`` are made relative to it.
+
+    Returns
+    -------
+    str
+        The HTML section, or ``""`` when no comparison folder is given.
+    """
+    from ..evaluation.paired import PAIRED_CSV, PAIRED_MD, read_paired_dir
+    from ..io import confined
+
+    if not compare_dirs:
+        return ""
+    parts = ["<section id='compare'><h2>Paired comparison of runs</h2>"]
+    for d in compare_dirs:
+        d = Path(d)
+        record = read_paired_dir(d)
+        links = " ".join(
+            f"<a href='{_href(d / f, out_dir)}'>{f}</a>" for f in (PAIRED_MD, PAIRED_CSV) if (d / f).is_file()
+        )
+        for c in record["comparisons"]:
+            a, b = str(c["run_a"].get("name", "A")), str(c["run_b"].get("name", "B"))
+            m = c["mean"]
+            dl, bs = m.get("delong") or {}, m.get("bootstrap") or {}
+            boot = (
+                f"; paired bootstrap 95 % CI {_ci_plain(bs.get('ci95'), '{:+.3f}')}, p = {_p_text(bs.get('p_value'))}"
+                if bs
+                else ""
+            )
+            parts.append(
+                f"<h3>{_e(b)} (B) vs {_e(a)} (A), {_e(str(c['n_images']))} images</h3>"
+                f"<p class='paired'>Mean AUROC over {len(c.get('labels_in_mean') or [])} class(es): A "
+                f"{_num(m.get('auroc_a'))}, B {_num(m.get('auroc_b'))}; B - A <b>{_signed(dl.get('difference'))}"
+                f"</b>, DeLong 95 % CI {_ci_plain(dl.get('ci95'), '{:+.3f}')}, "
+                f"p = {_p_text(dl.get('p_value'))}{boot}.</p>"
+                + _figure(confined(d, str(c["figure"])), f"forest plot: {b} vs {a}", "roc", str(c.get("caption", "")))
+            )
+        parts.append(f"<p class='legend'>Per-class table: {links} (in {_e(str(d))}).</p>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+#: Short names of the sections in the page's navigation bar, by section id.
+NAV_NAMES = {
+    "auroc": "AUROC",
+    "external": "External",
+    "compare": "Paired comparison",
+    "roc": "ROC curves",
+    "calibration": "Calibration",
+    "subgroups": "Subgroups",
+    "localization": "Localization",
+    "followup": "Follow-up",
+}
+
+
+def _nav(body: str) -> str:
+    """Links to the sections present in ``body``, in page order."""
+    ids = re.findall(r"<section id='([a-z_-]+)'>", body)
+    return " ".join(f"<a href='#{i}'>{_e(NAV_NAMES.get(i, i))}</a>" for i in ids)
 
 
 # --------------------------------------------------------------------------
@@ -477,13 +796,41 @@ def render_report(
     localization_dirs: Sequence = (),
     diff_dirs: Sequence = (),
     title: str = "phow-baseline report",
+    compare_dirs: Sequence = (),
+    out_dir=None,
 ) -> str:
-    """The report page as one HTML string (see :func:`write_report`)."""
+    """The report page as one HTML string.
+
+    Parameters
+    ----------
+    run_dirs, localization_dirs, diff_dirs, title, compare_dirs
+        As for :func:`write_report`.
+    out_dir : path, optional
+        The folder the page will be written to: links to files (``paired.md``) are made relative to it
+        (absolute ``file:`` URIs without it).
+
+    Returns
+    -------
+    str
+        The page: sections for the runs (per-class AUROC, internal vs external, ROC curves, calibration and
+        operating points, subgroups), the paired comparisons, localization and follow-up; the navigation
+        bar links the sections present.
+    """
     run_dirs = [Path(d) for d in run_dirs]
     runs = [read_run(d) for d in run_dirs]
     body = []
     if runs:
-        body += [auroc_section(runs), roc_section(run_dirs, runs), calibration_section(run_dirs, runs)]
+        body += [
+            auroc_section(runs),
+            external_section(runs),
+        ]
+    body.append(compare_section([Path(d) for d in compare_dirs], None if out_dir is None else Path(out_dir)))
+    if runs:
+        body += [
+            roc_section(run_dirs, runs),
+            calibration_section(run_dirs, runs),
+            subgroups_section(run_dirs, runs),
+        ]
     body += [localization_section([Path(d) for d in localization_dirs]), followup_section([Path(d) for d in diff_dirs])]
     synthetic = "SYNTHETIC" in title.upper() or any("phantom" in str(r.get("model", "")).lower() for r in runs)
     notice = (
@@ -500,6 +847,7 @@ def render_report(
         version=_e(__version__),
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         notice=notice,
+        nav=_nav("".join(body)),
         body="".join(body),
     )
 
@@ -510,21 +858,35 @@ def write_report(
     localization_dirs: Sequence = (),
     diff_dirs: Sequence = (),
     title: str = "phow-baseline report",
+    compare_dirs: Sequence = (),
 ) -> Path:
     """Write the self-contained report ``out_dir/index.html`` and return its path.
 
     Parameters
     ----------
-    run_dirs : run directories (``metrics.json``, ``roc.png``) from ``write_run_dir``.
-    out_dir : output folder (created); the page is written atomically.
-    localization_dirs : ``localize-eval`` outputs (``localization.json``, optional ``heatmaps/``).
-    diff_dirs : ``diff`` outputs (``diff.json`` and its PNGs).
-    title : page title (escaped).
+    run_dirs : sequence of path
+        Run directories (``metrics.json``, ``roc.png``, ...) from ``write_run_dir``.
+    out_dir : path
+        Output folder (created); the page is written atomically.
+    localization_dirs : sequence of path
+        ``localize-eval`` outputs (``localization.json``, optional ``heatmaps/``).
+    diff_dirs : sequence of path
+        ``diff`` outputs (``diff.json`` and its PNGs).
+    title : str
+        Page title (escaped).
+    compare_dirs : sequence of path
+        ``compare --out`` folders (``paired.json``, forest plots, ``paired.md``); their per-class tables
+        are linked (relative to ``out_dir``), the rest is embedded.
+
+    Returns
+    -------
+    Path
+        ``out_dir/index.html``.
 
     Raises
     ------
     FileNotFoundError, ValueError
         Naming the missing or invalid input file.
     """
-    page = render_report(run_dirs, localization_dirs, diff_dirs, title)
+    page = render_report(run_dirs, localization_dirs, diff_dirs, title, compare_dirs=compare_dirs, out_dir=out_dir)
     return atomic_write_text(Path(out_dir) / "index.html", page)

@@ -1,5 +1,11 @@
 """``phow-baseline demo``: the whole PHOW baseline on a synthetic phantom (or a real folder).
 
+It shows every part of the library: it trains and evaluates the baseline
+(per-class AUROC, calibration, operating points, subgroups), scores the
+model's heatmaps against the phantom's boxes (``localize-eval``), differences
+one of the phantom's follow-up pairs with the model (``diff``), and puts all
+of it in one report, so no section of the report is empty.
+
 The demo writes into one folder (``~/.cache/phow-baseline/demo`` unless told
 otherwise) and says so.  Its caches (the phantom, the image cache, the
 vocabulary, the features) are reused by a later demo only when the
@@ -31,7 +37,7 @@ DEMO_CONFIG = dict(n_words=200, max_descriptors=40_000, vocab_images=150)
 #: The record of what the demo's folder holds.
 FINGERPRINT_FILE = "demo.json"
 #: The subfolders (and files) a demo writes; the only ones it deletes when its fingerprint changed.
-DEMO_OUTPUTS = ("phantom", "work", "model", "run", "report", "config.json")
+DEMO_OUTPUTS = ("phantom", "work", "model", "run", "localization", "diff", "report", "config.json")
 
 
 def default_cache_dir() -> Path:
@@ -113,6 +119,84 @@ def prepare_demo_dir(out, fingerprint: dict, log=None) -> bool:
     return reused
 
 
+def demo_followup_pair(data_dir, synthetic: bool) -> tuple[Path, Path] | None:
+    """The follow-up pair the demo differences: the first and last image of one patient's series.
+
+    For the phantom, a follow-up series (``phantom_truth.json``) of a test patient, by the change it
+    draws: a finding that appears first (the plainest story: an effusion absent, then present), then
+    one that grows, then any (else a series of a training patient).  For a real ChestX-ray14 folder,
+    the first test patient with two images present.
+
+    Parameters
+    ----------
+    data_dir : path
+        The dataset folder.
+    synthetic : bool
+        Whether it is the demo's phantom.
+
+    Returns
+    -------
+    (Path, Path) or None
+        The earlier and the later image, or None when the folder has no such pair.
+    """
+    from ..data import ChestXray14
+
+    ds = ChestXray14(data_dir)
+    test = ds.split_names("test")
+    if synthetic:
+        from ..data.phantom import load_truth
+
+        rank = {"appears": 0, "grows": 1}
+        series = [(f.get("change"), [e["image"] for e in f["series"]]) for f in load_truth(data_dir)["followups"]]
+        series = [(c, x) for c, x in series if len(x) >= 2 and all(n in ds.present for n in x)]
+        test_set = set(test)
+        series.sort(key=lambda cx: (cx[1][0] not in test_set, rank.get(cx[0], len(rank))))
+        chosen = series[0][1] if series else None
+    else:
+        chosen = None
+        for patient in dict.fromkeys(ds.patients(test).tolist()):
+            names = ds.followup_series(patient)
+            if len(names) >= 2:
+                chosen = names
+                break
+    if not chosen:
+        return None
+    return ds.image_path(chosen[0]), ds.image_path(chosen[-1])
+
+
+def _demo_extras(out: Path, data_dir, synthetic: bool, model_name: str, progress: bool) -> tuple[list, list]:
+    """The localization evaluation and the follow-up difference of the demo's model (lists of folders)."""
+    from ..data import DatasetError
+    from ..model import load_model
+    from .localize import diff_images, evaluate_localization_dir
+
+    model = load_model(out / "model")
+    loc_dirs, diff_dirs = [], []
+    if model.has_heatmaps:
+        try:
+            evaluate_localization_dir(model, data_dir, out / "localization", name=model_name, progress=progress)
+            loc_dirs.append(out / "localization")
+        except DatasetError as exc:
+            if synthetic:
+                raise
+            logger.info("demo: no localization evaluation (%s)", exc)
+    else:
+        logger.info("demo: the %s model has no heatmaps: no localization evaluation", model.kind)
+    try:
+        pair = demo_followup_pair(data_dir, synthetic)
+    except DatasetError as exc:
+        if synthetic:
+            raise
+        logger.info("demo: no follow-up pair (%s)", exc)
+        pair = None
+    if pair is not None:
+        diff_images(pair[0], pair[1], out / "diff", model=model)
+        diff_dirs.append(out / "diff")
+    elif not synthetic:
+        logger.info("demo: no test patient with two images present: no follow-up difference")
+    return loc_dirs, diff_dirs
+
+
 def run_demo(
     out_dir=None,
     data_dir=None,
@@ -125,7 +209,34 @@ def run_demo(
 ) -> dict:
     """Generate the phantom (unless ``data_dir``), run the baseline, write the report.
 
-    Returns ``{"metrics", "data_dir", "run_dir", "model_dir", "report", "synthetic", "out_dir", "reused"}``.
+    Then scores the model's heatmaps against the boxes (``OUT/localization``) and differences one
+    follow-up pair with the model (``OUT/diff``; see :func:`demo_followup_pair`), and writes the report
+    of all three.
+
+    Parameters
+    ----------
+    out_dir : path, optional
+        The demo's folder (default ``~/.cache/phow-baseline/demo``).
+    data_dir : path, optional
+        A real dataset folder instead of the phantom.
+    n_patients : int
+        Patients of the phantom.
+    seed : int
+        Seed of the phantom and of the baseline.
+    progress : bool
+        Show progress bars.
+    n_bootstrap : int
+        Bootstrap resamples of the intervals.
+    config : BaselineConfig, optional
+        Default: the demo's settings (:data:`DEMO_CONFIG`) for ``encoding``.
+    encoding : str
+        The encoding of the default config.
+
+    Returns
+    -------
+    dict
+        ``{"metrics", "data_dir", "run_dir", "model_dir", "localization_dirs", "diff_dirs", "report",
+        "synthetic", "out_dir", "reused"}``.
     """
     from ..data.phantom import make_phantom_dataset
 
@@ -143,24 +254,25 @@ def run_demo(
         check_demo_space(out, n_patients, config)
         data_dir = make_phantom_dataset(out / "phantom", n_patients=n_patients, seed=seed)
         logger.info("SYNTHETIC data: a phantom of %d patients in %s (not real X-rays)", n_patients, data_dir)
-    metrics = run_baseline(
-        data_dir,
-        out,
-        config,
-        progress=progress,
-        n_bootstrap=n_bootstrap,
-        model_name="PHOW baseline (phantom)" if synthetic else "PHOW baseline",
-    )
+    model_name = "PHOW baseline (phantom)" if synthetic else "PHOW baseline"
+    metrics = run_baseline(data_dir, out, config, progress=progress, n_bootstrap=n_bootstrap, model_name=model_name)
+    loc_dirs, diff_dirs = _demo_extras(out, data_dir, synthetic, metrics.get("model", model_name), progress)
     from ..report.html import write_report
 
     report = write_report(
-        [out / "run"], out / "report", title="phow-baseline demo" + (" (SYNTHETIC phantom data)" if synthetic else "")
+        [out / "run"],
+        out / "report",
+        loc_dirs,
+        diff_dirs,
+        title="phow-baseline demo" + (" (SYNTHETIC phantom data)" if synthetic else ""),
     )
     return {
         "metrics": metrics,
         "data_dir": Path(data_dir),
         "run_dir": out / "run",
         "model_dir": out / "model",
+        "localization_dirs": loc_dirs,
+        "diff_dirs": diff_dirs,
         "report": Path(report),
         "synthetic": synthetic,
         "out_dir": out,

@@ -258,4 +258,4 @@ def diff_images(
     pair = diff_pair(
         image_a, image_b, size=size, motion=motion, allow_different_patients=allow_different_patients, **kwargs
     )
-    return write_diff_dir(out_dir, pair)
+    return write_diff_dir(out_dir, pair, **({"labels": model.labels} if model is not None else {}))

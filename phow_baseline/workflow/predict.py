@@ -1,11 +1,12 @@
 """Score image files with a trained model of any kind into a predictions CSV (the ``predict`` command's work).
 
 :func:`predict_to_csv` lists the images (files, and the images inside
-folders), scores them with :func:`phow_baseline.workflow.steps.predict_paths`
+folders; or, given a dataset kind, the images a dataset folder lists),
+scores them with :func:`phow_baseline.workflow.steps.predict_paths`
 (in parallel for a PHOW model, on its device for a CNN), and writes the
-predictions CSV (``Image Index`` + one column per label, optionally a 0/1
-decision column per label) and, when some files could not be read, a CSV of
-those files and why, next to it.
+predictions CSV (``Image Index`` + one column per label of the model, in the
+model's order, optionally a 0/1 decision column per label) and, when some
+files could not be read, a CSV of those files and why, next to it.
 """
 
 from __future__ import annotations
@@ -69,6 +70,39 @@ def failures_csv_path(out_csv) -> Path:
     return out_csv.with_name(out_csv.stem + ".failures.csv")
 
 
+def dataset_images(folders: Sequence, kind: str) -> tuple[list[str], list[Path]]:
+    """The names and files of the frontal images that dataset folders list and hold.
+
+    Parameters
+    ----------
+    folders : sequence of path
+        Dataset folders (or CSV files for the plain-CSV kind).
+    kind : str
+        Their kind (:data:`phow_baseline.data.DATASETS`), or ``"auto"``: detected per folder.
+
+    Returns
+    -------
+    names : list of str
+        The datasets' image names (every split), folder after folder.
+    paths : list of Path
+        Their files.
+
+    Raises
+    ------
+    phow_baseline.data.DatasetError
+        A folder that is not a dataset of that kind (the message names the file and the problem).
+    """
+    from ..data import open_dataset
+
+    names, paths = [], []
+    for folder in folders:
+        ds = open_dataset(folder, kind=None if kind == "auto" else kind)
+        listed = ds.split_names("all")
+        names += listed
+        paths += [ds.image_path(n) for n in listed]
+    return names, paths
+
+
 def predict_to_csv(
     model,
     inputs: Sequence,
@@ -79,6 +113,7 @@ def predict_to_csv(
     raw_scores: bool = False,
     decisions: bool = False,
     progress: bool = True,
+    dataset: str | None = None,
 ) -> PredictionRun:
     """Score the images of ``inputs`` with ``model`` and write the predictions CSV.
 
@@ -93,7 +128,8 @@ def predict_to_csv(
     model : Model or path
         A loaded model (:class:`phow_baseline.model.Model`) or a model directory of any registered kind.
     inputs : sequence of path
-        Image files and folders (searched recursively for :data:`phow_baseline.io.IMAGE_SUFFIXES`).
+        Image files and folders (searched recursively for :data:`phow_baseline.io.IMAGE_SUFFIXES`); with
+        ``dataset``, dataset folders (or a CSV file for the plain-CSV kind).
     out_csv : path
         The predictions CSV to write (its folder is created).
     n_jobs : int
@@ -107,6 +143,11 @@ def predict_to_csv(
         Add a 0/1 column ``<label> decision`` per label at the model's operating points.
     progress : bool
         Show a progress bar.
+    dataset : str, optional
+        Read each input as a dataset folder of this kind (one of :data:`phow_baseline.data.DATASETS`, or
+        ``"auto"``: detected) and score the frontal images it lists that are on disk, named as the dataset
+        names them (CheXpert's path below its folder, MIMIC's ``dicom_id``...); the columns are still the
+        model's labels.
 
     Returns
     -------
@@ -127,11 +168,19 @@ def predict_to_csv(
 
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    paths = list_images(inputs)
+    names = None
+    if dataset is not None:
+        names, paths = dataset_images(inputs, dataset)
+    else:
+        paths = list_images(inputs)
     if not paths:
         raise NoImagesError(
             f"no images to score in {', '.join(str(i) for i in inputs)} "
-            f"(folders are searched for {', '.join(IMAGE_SUFFIXES)} files)"
+            + (
+                f"(no listed image of the {dataset} dataset is on disk)"
+                if dataset is not None
+                else f"(folders are searched for {', '.join(IMAGE_SUFFIXES)} files)"
+            )
         )
     model_dir = model if isinstance(model, (str, os.PathLike)) else None
     if model_dir is not None:
@@ -143,7 +192,7 @@ def predict_to_csv(
             "has them); decisions need them"
         )
     names, scores, failures = predict_paths(
-        model, paths, progress=progress, n_jobs=n_jobs, backend=backend, raw_scores=raw_scores
+        model, paths, progress=progress, n_jobs=n_jobs, backend=backend, raw_scores=raw_scores, names=names
     )
     decided = None
     if decisions:

@@ -1,11 +1,21 @@
-"""The PHOW baseline at dataset scale: image cache -> vocabulary -> feature shards -> 14 SVMs -> evaluation.
+"""The PHOW baseline at dataset scale: image cache -> vocabulary -> feature shards -> SVMs -> evaluation.
 
-Each step works on a ChestX-ray14 folder with on-disk caches in a work
-folder that resume (:func:`build_image_cache`, :func:`fit_vocabulary`,
-:func:`encode_split`, :func:`train_svms`); :func:`train_model`,
-:func:`evaluate_model` and :func:`run_baseline` chain them and write the
-model directory and the run directory (see ``DESIGN.md``).
-:func:`predict_paths` scores image files with any model.
+Each step works on a dataset folder of any registered kind (ChestX-ray14,
+CheXpert, MIMIC-CXR-JPG, PadChest, a plain CSV: :func:`open_dataset`, through
+the dataset protocol of :mod:`phow_baseline.data.protocol`) with on-disk
+caches in a work folder that resume (:func:`build_image_cache`,
+:func:`fit_vocabulary`, :func:`encode_split`, :func:`train_svms`);
+:func:`train_model`, :func:`evaluate_model` and :func:`run_baseline` chain
+them and write the model directory and the run directory (see
+``DESIGN.md``).  One SVM is trained per label of the dataset (14 for
+ChestX-ray14).  :func:`evaluate_model` scores a model on its own dataset or
+on another one (cross-dataset: the labels the two share,
+:func:`phow_baseline.data.shared_labels`).  :func:`predict_paths` scores
+image files with any model.
+
+The caches of a dataset other than ChestX-ray14 are named after its kind
+(``images-chexpert-test-...``, :func:`dataset_tag`), so that two datasets
+can share a work folder while ChestX-ray14's keep their 0.1 names.
 """
 
 from __future__ import annotations
@@ -19,7 +29,6 @@ import numpy as np
 
 from ..classification.kernel_map import make_kernel_map
 from ..config import BaselineConfig
-from ..data.chestxray14 import LABELS
 from ..encoding.registry import encoding_for
 from ..encoding.store import FeatureStore, encode_to_store
 from ..features.phow import make_phow
@@ -89,11 +98,119 @@ def _log(msg: str) -> None:
     (logger.warning if msg.startswith("warning") else logger.info)(msg)
 
 
+def dataset_tag(ds, tag: str) -> str:
+    """The cache tag of ``tag`` (a split) of dataset ``ds``: ``tag`` for ChestX-ray14, ``<kind>-<tag>`` otherwise.
+
+    ChestX-ray14's caches keep the names they had before other datasets were
+    read (``images-test-256-global``), so existing work folders resume; the
+    others carry their kind, so that two datasets in one work folder do not
+    claim the same cache.
+
+    Parameters
+    ----------
+    ds : ChestDataset
+        The dataset (its ``kind``; an object without one is ChestX-ray14).
+    tag : str
+        The split's name, or another tag (``"cnn-train"``).
+
+    Returns
+    -------
+    str
+    """
+    kind = getattr(ds, "kind", "chestxray14")
+    return tag if kind == "chestxray14" else f"{kind}-{tag}"
+
+
+def label_policy(config: BaselineConfig):
+    """The :class:`~phow_baseline.data.LabelPolicy` of the config's ``uncertain`` and ``not_mentioned``.
+
+    Parameters
+    ----------
+    config : BaselineConfig
+
+    Returns
+    -------
+    LabelPolicy
+    """
+    from ..data import LabelPolicy
+
+    return LabelPolicy(uncertain=config.uncertain, not_mentioned=config.not_mentioned)
+
+
+def training_targets(ds, names: Sequence[str], config) -> np.ndarray:
+    """The 0/1 training targets of ``names`` under the config's label policy.
+
+    The SVMs cannot leave single labels out of a class yet, so a policy that
+    masks labels out (``uncertain="ignore"``, ``not_mentioned="ignore"``) is
+    refused when it would mask any label of these images (for ChestX-ray14,
+    whose labels are never uncertain nor blank, it masks none).
+
+    Parameters
+    ----------
+    ds : ChestDataset
+    names : sequence of str
+        Training image names.
+    config : BaselineConfig or CnnConfig
+        Its ``uncertain`` and ``not_mentioned``.
+
+    Returns
+    -------
+    ndarray of uint8, shape (len(names), len(ds.labels))
+
+    Raises
+    ------
+    ValueError
+        The policy masks labels out (the message counts them and says what to use instead).
+    """
+    from ..data import LabelPolicy
+
+    policy = LabelPolicy(uncertain=config.uncertain, not_mentioned=config.not_mentioned)
+    y, mask = ds.targets(names, policy)
+    if not mask.all():
+        raise ValueError(
+            f"{ds.root}: the label policy (uncertain={policy.uncertain!r}, not_mentioned={policy.not_mentioned!r}) "
+            f"leaves {int((~mask).sum())} label(s) of the {len(names)} training images out of their class, "
+            "which the training cannot do yet; use uncertain 'zeros' or 'ones' and not_mentioned 'negative' "
+            "(--uncertain, --not-mentioned)"
+        )
+    return y
+
+
+def dataset_record(ds, config) -> dict:
+    """What a model records of the dataset it was trained on (``model.json``'s ``dataset``).
+
+    Parameters
+    ----------
+    ds : ChestDataset
+    config : BaselineConfig or CnnConfig
+        Its label policy and ``frontal_only``.
+
+    Returns
+    -------
+    dict
+        ``kind``, ``title``, ``labels`` (the dataset's, the model's labels), ``label_policy``
+        (``uncertain``, ``not_mentioned``), ``frontal_only`` and ``split_note`` (where the splits come
+        from), JSON-ready.
+    """
+    return {
+        "kind": ds.kind,
+        "title": ds.title,
+        "labels": list(ds.labels),
+        "label_policy": {"uncertain": config.uncertain, "not_mentioned": config.not_mentioned},
+        "frontal_only": bool(config.frontal_only),
+        "split_note": ds.split_note,
+    }
+
+
 def build_image_cache(ds, names: Sequence[str], work_dir, config: BaselineConfig, progress=True, tag="images"):
-    """Decode ``names`` of dataset ``ds`` once into ``work_dir/images-<tag>-<size>-<eq>`` (resumes)."""
+    """Decode ``names`` of dataset ``ds`` once into ``work_dir/images-<tag>-<size>-<eq>`` (resumes).
+
+    The tag is the dataset's (:func:`dataset_tag`: ``tag``, prefixed by the
+    dataset kind for datasets other than ChestX-ray14).
+    """
     from ..data import ImageCache
 
-    cache_dir = Path(work_dir) / f"images-{tag}-{config.size}-{config.equalization}"
+    cache_dir = Path(work_dir) / f"images-{dataset_tag(ds, tag)}-{config.size}-{config.equalization}"
     paths = [ds.image_path(n) for n in names]
     cache = ImageCache.build(
         cache_dir,
@@ -303,11 +420,47 @@ def sgd_checkpoint_path(store: FeatureStore, rows, Y, config: BaselineConfig) ->
     return Path(store.directory).parent / f"sgd-{h.hexdigest()[:16]}.npz"
 
 
-def open_dataset(data_dir, config: BaselineConfig, strict=False):
-    """The ChestX-ray14 folder ``data_dir`` with the config's validation carve (``val_fraction``, ``seed``)."""
-    from ..data.chestxray14 import ChestXray14
+def open_dataset(data_dir, config, strict=False, work_dir=None, kind: str | None = None):
+    """The dataset in ``data_dir`` read through the protocol, with the config's splits and view filter.
 
-    return ChestXray14(data_dir, strict=strict, val_fraction=config.val_fraction, seed=config.seed)
+    Parameters
+    ----------
+    data_dir : path
+        A dataset folder (or, for the plain-CSV kind, the CSV file).
+    config : BaselineConfig or CnnConfig
+        ``dataset`` (the kind, or ``"auto"``: detected from the folder's files), ``frontal_only``,
+        ``val_fraction``, ``test_fraction`` and ``seed`` (the seeded splits of datasets without an
+        official one, and ChestX-ray14's validation carve).
+    strict : bool
+        Fail if a listed image is missing (else warn with counts).
+    work_dir : path, optional
+        The work folder, where a seeded split is written and read back (PadChest, a CSV without a
+        ``split`` column, CheXpert's train/val carve); without one the split is drawn and not kept.
+    kind : str, optional
+        The kind, overriding ``config.dataset`` (``"auto"``: detect).
+
+    Returns
+    -------
+    ChestDataset
+
+    Raises
+    ------
+    phow_baseline.data.DatasetError
+        A missing or malformed file (named), or a folder whose kind cannot be told.
+    """
+    from ..data import open_dataset as open_any
+
+    kind = kind or getattr(config, "dataset", "chestxray14")
+    return open_any(
+        data_dir,
+        kind=None if kind == "auto" else kind,
+        work_dir=work_dir,
+        strict=strict,
+        frontal_only=getattr(config, "frontal_only", True),
+        val_fraction=config.val_fraction,
+        test_fraction=getattr(config, "test_fraction", 0.2),
+        seed=config.seed,
+    )
 
 
 def prepare_training(ds, work_dir, config: BaselineConfig, progress=True):
@@ -322,20 +475,35 @@ def prepare_training(ds, work_dir, config: BaselineConfig, progress=True):
 
 
 def train_model(data_dir, work_dir, config: BaselineConfig, progress=True, ds=None) -> PhowModel:
-    """Cache, vocabulary, features and SVMs on ``config.train_split``; returns the model."""
-    ds = ds or open_dataset(data_dir, config)
+    """Cache, vocabulary, features and SVMs on ``config.train_split``; returns the model.
+
+    One SVM per label of the dataset, trained on the targets of the config's
+    label policy (:func:`training_targets`); the model records the dataset
+    (:func:`dataset_record`).
+    """
+    ds = ds or open_dataset(data_dir, config, work_dir=work_dir)
+    training_targets(ds, ds.split_names(config.train_split), config)  # a refused label policy stops before any work
     with folder_lock(work_dir):
         cache, rows, vocab = prepare_training(ds, work_dir, config, progress)
+        Y = training_targets(ds, [cache.names[r] for r in rows], config)
         store = encode_split(
-            cache, range(len(cache)), cache.names, work_dir, vocab, config, config.train_split, progress
+            cache,
+            range(len(cache)),
+            cache.names,
+            work_dir,
+            vocab,
+            config,
+            dataset_tag(ds, config.train_split),
+            progress,
         )
-        Y = ds.labels([cache.names[r] for r in rows])
         svm = train_svms(store, rows, Y, config, progress)
         model = PhowModel(
             config,
             vocab,
             svm,
+            labels=ds.labels,
             info={"trained_on": config.train_split, "n_train": len(rows), "training": svm.convergence()},
+            dataset=dataset_record(ds, config),
         )
         if config.calibration != "none":
             calibrate_model(model, ds, cache, store, rows, Y, work_dir, progress)
@@ -399,7 +567,7 @@ def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progr
         if not names:
             _log(f"warning: {ds.root}: no readable validation image; the model is not calibrated")
             return model
-        Yv = ds.labels(names)
+        Yv = training_targets(ds, names, config)
         source = "the model"
     model.calibrator = PlattCalibrator().fit(S, Yv)
     model.operating_points = OperatingPoints(config.operating_rule, config.min_sensitivity).fit(
@@ -409,7 +577,7 @@ def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progr
         "split": "val",
         "n_images": int(len(Yv)),
         "scores_from": source,
-        "n_positive": {lab: int(v) for lab, v in zip(LABELS, np.asarray(Yv).sum(0))},
+        "n_positive": {lab: int(v) for lab, v in zip(model.labels, np.asarray(Yv).sum(0))},
     }
     return model
 
@@ -439,15 +607,85 @@ def score_split(model: PhowModel, ds, split: str, work_dir, progress=True):
     config = _runnable(model.config)
     with folder_lock(work_dir):
         cache = build_image_cache(ds, names, work_dir, config, progress, tag=split)
-        store = encode_split(cache, range(len(cache)), cache.names, work_dir, model.vocabulary, config, split, progress)
+        store = encode_split(
+            cache, range(len(cache)), cache.names, work_dir, model.vocabulary, config, dataset_tag(ds, split), progress
+        )
     rows = [i for i in range(len(cache)) if cache.ok[i]]
     scores = (
         np.concatenate([model.decision_function(Xb) for Xb, _ in store.batches(rows)])
         if rows
-        else np.zeros((0, len(LABELS)))
+        else np.zeros((0, len(model.labels)))
     )
     failures = [(f.path, f.reason) for f in cache.failures]
     return [cache.names[r] for r in rows], scores, failures
+
+
+def external_labels(model, ds) -> dict | None:
+    """How ``model``'s labels meet those of dataset ``ds`` when it is not the model's own.
+
+    Parameters
+    ----------
+    model : Model
+        Its ``labels`` and ``dataset_kind``.
+    ds : ChestDataset
+
+    Returns
+    -------
+    dict or None
+        None when ``ds`` is of the model's kind with the model's labels; else ``pairs`` (the shared labels,
+        :class:`~phow_baseline.data.LabelPair`, in the model's order), ``dropped_model`` and
+        ``dropped_data`` (each side's labels without a partner) and ``why`` (dropped model label -> why a
+        look-alike label of the dataset is not the same finding).
+
+    Raises
+    ------
+    ValueError
+        The two share no label (the message names both label lists).
+    """
+    from ..data import shared_labels, why_not_shared
+
+    if ds.kind == model.dataset_kind and tuple(ds.labels) == tuple(model.labels):
+        return None
+    pairs, dropped_model, dropped_data = shared_labels(model.labels, ds.labels)
+    if not pairs:
+        raise ValueError(
+            f"{ds.root}: the model's labels {list(model.labels)} and the {ds.kind} labels {list(ds.labels)} share "
+            "no finding; nothing to score"
+        )
+    why = {}
+    for a in dropped_model:
+        for b in dropped_data:
+            reason = why_not_shared(a, b)
+            if reason:
+                why[a] = f"not {b}: {reason}"
+    return {"pairs": pairs, "dropped_model": dropped_model, "dropped_data": dropped_data, "why": why}
+
+
+def describe_external(metrics: dict) -> str:
+    """What a cross-dataset run scored and dropped, in words (empty for a run on the model's own dataset).
+
+    Parameters
+    ----------
+    metrics : dict
+        A ``metrics.json`` written by :func:`evaluate_model`.
+
+    Returns
+    -------
+    str
+        Lines for a terminal: the shared labels scored and each side's labels dropped.
+    """
+    ext = metrics.get("external")
+    if not ext:
+        return ""
+    shared = ", ".join(a if a == b else f"{a} = {b}" for a, b in ext["pairs"])
+    lines = [
+        f"cross-dataset: a model trained on {ext['model_dataset']} scored on {ext['dataset']}; "
+        f"{len(ext['pairs'])} shared label(s) scored: {shared}",
+        f"dropped, the model's labels not in {ext['dataset']}: {', '.join(ext['dropped_model']) or 'none'}",
+        f"dropped, the {ext['dataset']} labels the model lacks: {', '.join(ext['dropped_data']) or 'none'}",
+    ]
+    lines += [f"  {a}: {why}" for a, why in ext.get("why", {}).items()]
+    return "\n".join(lines)
 
 
 def evaluate_model(
@@ -460,20 +698,82 @@ def evaluate_model(
     n_bootstrap=1000,
     progress=True,
     ds=None,
+    dataset: str | None = None,
 ) -> dict:
-    """Score ``split`` (default the config's test split) and write the run directory."""
+    """Score ``split`` (default the config's test split) of a dataset and write the run directory.
+
+    The truth is the dataset's labels under
+    :data:`~phow_baseline.data.EVALUATION_POLICY`: an uncertain label leaves
+    its image out of that class's ROC (masked), a blank one is a negative.
+    On another dataset than the model's own (another kind, or other label
+    names), only the labels the two share are scored
+    (:func:`phow_baseline.data.shared_labels`, under their shared names), and
+    ``metrics.json`` records under ``external`` the dataset, the pairs and the
+    labels dropped on each side (:func:`describe_external` says it in words).
+    The dataset's subgroup columns go to the run directory
+    (``ds.subgroups``: sex, age, view, follow-up).
+
+    Parameters
+    ----------
+    model : PhowModel
+    data_dir : path
+        The dataset folder (or CSV file) to score.
+    run_dir, work_dir : path
+        The run directory to write; the caches (and a seeded split) of the dataset.
+    split : str, optional
+        Default ``model.config.test_split``.
+    model_name : str
+    n_bootstrap : int
+    progress : bool
+    ds : ChestDataset, optional
+        The dataset, already open (``data_dir`` is then not read).
+    dataset : str, optional
+        The kind of ``data_dir`` (default: detected from its files).
+
+    Returns
+    -------
+    dict
+        The ``metrics.json`` contents.
+
+    Raises
+    ------
+    ValueError
+        The model and the dataset share no label.
+    """
+    from ..data import EVALUATION_POLICY
     from ..evaluation import write_run_dir
 
-    ds = ds or open_dataset(data_dir, model.config)
+    ds = ds or open_dataset(data_dir, model.config, work_dir=work_dir, kind=dataset or "auto")
     split = split or model.config.test_split
+    external = external_labels(model, ds)  # no shared label: stop before scoring
     names, scores, failures = score_split(model, ds, split, work_dir, progress)
     if failures:
         write_failures_csv(Path(run_dir) / "failures.csv", failures)
+    y_true, mask = ds.targets(names, EVALUATION_POLICY)
     cal = {}
     if model.calibrator is not None:
         cal["probabilities"] = model.calibrate(scores)
     if model.operating_points is not None:
         cal.update(thresholds=model.operating_points.thresholds_, operating_rule=model.operating_points.describe())
+    labels = list(model.labels)
+    extra = {}
+    if external is not None:
+        a = [p.index_a for p in external["pairs"]]
+        b = [p.index_b for p in external["pairs"]]
+        scores, y_true, mask, labels = scores[:, a], y_true[:, b], mask[:, b], [p.shared for p in external["pairs"]]
+        if "probabilities" in cal:
+            cal["probabilities"] = cal["probabilities"][:, a]
+        if "thresholds" in cal:
+            cal["thresholds"] = np.asarray(cal["thresholds"])[a]
+        extra["external"] = {
+            "dataset": ds.kind,
+            "model_dataset": model.dataset_kind,
+            "pairs": [[p.a, p.b] for p in external["pairs"]],
+            "dropped_model": external["dropped_model"],
+            "dropped_data": external["dropped_data"],
+            "why": external["why"],
+        }
+        _log(describe_external(extra))
     label = model.encoding.label if model.encoding.names_runs else None
     if label and label not in model_name:  # the tables and the report name the encoding of every run
         model_name = f"PHOW baseline ({label})" if model_name == "PHOW baseline" else f"{model_name}, {label}"
@@ -483,8 +783,9 @@ def evaluate_model(
         kind="phow",
         split=split,
         names=names,
-        y_true=ds.labels(names),
+        y_true=y_true,
         scores=scores,
+        labels=labels,
         n_bootstrap=n_bootstrap,
         seed=model.config.seed,
         extra={
@@ -492,7 +793,16 @@ def evaluate_model(
             "encoding": model.config.encoding,
             "n_failures": len(failures),
             "training": model.svm.convergence(),
+            "dataset": {
+                "kind": ds.kind,
+                "title": ds.title,
+                "split_note": ds.split_note,
+                "label_policy": EVALUATION_POLICY.to_dict(),
+            },
+            **extra,
         },
+        metadata=ds.subgroups(names),
+        mask=None if mask.all() else mask,
         **cal,
     )
 
@@ -516,9 +826,9 @@ def _predict_job(model, paths, raw_scores=False):
     return out
 
 
-def predict_paths(model, paths: Sequence, progress=True, *, n_jobs=1, backend=None, raw_scores=False):
+def predict_paths(model, paths: Sequence, progress=True, *, n_jobs=1, backend=None, raw_scores=False, names=None):
     """Scores of image files by any model kind (a :class:`~phow_baseline.model.protocol.Model`: PHOW or CNN):
-    ``(names, scores (n, 14), failures [(file, reason)])``.
+    ``(names, scores (n, len(model.labels)), failures [(file, reason)])``.
 
     Unreadable files (missing, corrupt, truncated, absurd header, not an
     image: every :class:`~phow_baseline.data.ImageReadError`) are
@@ -528,15 +838,20 @@ def predict_paths(model, paths: Sequence, progress=True, *, n_jobs=1, backend=No
     ``scores_in_workers`` is False (CNN) scores here, on its device.  The scores
     are the model's :meth:`scores` (probabilities for a calibrated PHOW model
     and for a CNN), or with ``raw_scores`` its ``raw_scores`` (SVM margins,
-    CNN logits).
+    CNN logits).  ``names`` (one per path) names the rows instead of the
+    files' names (a dataset's image names: CheXpert's files are all called
+    ``view1_frontal.jpg``).
     """
     from ..parallel import imap
     from ..progress import progress_bar
 
     paths = [str(Path(p).resolve()) if backend == "dask" else str(p) for p in paths]
+    if names is not None and len(names) != len(paths):
+        raise ValueError(f"{len(names)} names for {len(paths)} paths")
+    name_of = dict(zip(paths, names)) if names is not None else {}
     chunks = [(model, paths[i : i + PREDICT_CHUNK], raw_scores) for i in range(0, len(paths), PREDICT_CHUNK)]
     serial = not model.scores_in_workers
-    names, rows, failures = [], [], []
+    out_names, rows, failures = [], [], []
     with progress_bar(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
         for chunk in imap(
             _predict_job, chunks, n_jobs=1 if serial else n_jobs, backend=None if serial else backend, ordered=True
@@ -546,10 +861,10 @@ def predict_paths(model, paths: Sequence, progress=True, *, n_jobs=1, backend=No
                     failures.append((p, reason))
                 else:
                     rows.append(sc)
-                    names.append(Path(p).name)
+                    out_names.append(name_of.get(p, Path(p).name))
             bar.update(len(chunk))
-    scores = np.stack(rows) if rows else np.zeros((0, len(LABELS)), np.float32)
-    return names, scores, failures
+    scores = np.stack(rows) if rows else np.zeros((0, len(model.labels)), np.float32)
+    return out_names, scores, failures
 
 
 def run_baseline(
@@ -566,7 +881,7 @@ def run_baseline(
     work = out / "work"
     with folder_lock(work):
         atomic_write_json(out / "config.json", config.to_dict())
-        ds = open_dataset(data_dir, config)
+        ds = open_dataset(data_dir, config, work_dir=work)
         from .disk import check_run_space_for_dataset  # the disk the run needs against the free space, first
 
         check_run_space_for_dataset(out, ds, config)

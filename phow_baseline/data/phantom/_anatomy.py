@@ -20,7 +20,36 @@ DEFAULT_SIZE = 256
 
 @dataclass
 class Anatomy:
-    """Geometry of one patient, in pixels of an ``S x S`` image."""
+    """Geometry of one patient, in pixels of an ``S x S`` image.
+
+    Made by :func:`make_anatomy`; x grows to the right, y downwards, origin
+    at the top-left corner.
+
+    Parameters
+    ----------
+    S : int
+        Image side, in pixels.
+    cx : float
+        x of the body's midline.
+    body_w : float
+        Half-width of the body ellipse.
+    lung_top, lung_bottom : float
+        y of the lung apices and of the lung fields' lowest point.
+    lungs : list of (float, float, float, float)
+        Each lung field as an ellipse ``(cx, cy, ax, ay)`` (centre and
+        half-axes): the patient's right (image left), then left.
+    heart : (float, float, float, float)
+        The heart ellipse ``(cx, cy, ax, ay)``.
+    ctr : float
+        Cardiothoracic ratio (heart width / thorax width): 0.40-0.47
+        normal, 0.56-0.65 with cardiomegaly.
+    exposure : float
+        Exposure factor applied by :func:`finish` (0.85-1.15).
+    emphysema : bool, default=False
+        Hyperinflated lungs with flat hemidiaphragms.
+    ribs_phase : float, default=0.0
+        Vertical phase of the ribs, in [0, 1) of a rib spacing.
+    """
 
     S: int
     cx: float
@@ -35,7 +64,13 @@ class Anatomy:
     ribs_phase: float = 0.0
 
     def lung_mask(self) -> np.ndarray:
-        """The two lung fields above the hemidiaphragms, ``(S, S)`` uint8 0/1."""
+        """The two lung fields above the hemidiaphragms.
+
+        Returns
+        -------
+        ndarray of uint8, shape (S, S)
+            1 inside the lung fields, 0 elsewhere.
+        """
         m = np.zeros((self.S, self.S), np.uint8)
         for x, y, ax, ay in self.lungs:
             cv2.ellipse(m, (int(x), int(y)), (int(ax), int(ay)), 0, 0, 360, 1, -1)
@@ -57,7 +92,24 @@ class Anatomy:
 
 
 def make_anatomy(rng: np.random.Generator, S: int, cardiomegaly=False, emphysema=False) -> Anatomy:
-    """Draw one patient's geometry for an ``S x S`` image (heart enlarged or lungs hyperinflated when asked)."""
+    """Draw one patient's geometry for an ``S x S`` image (heart enlarged or lungs hyperinflated when asked).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the patient's size (0.88-1.05), position, exposure and ribs.
+    S : int
+        Image side, in pixels.
+    cardiomegaly : bool, default=False
+        Cardiothoracic ratio 0.56-0.65 instead of 0.40-0.47.
+    emphysema : bool, default=False
+        Taller lung fields and flat hemidiaphragms.
+
+    Returns
+    -------
+    Anatomy
+        The geometry, in pixels.
+    """
     size = rng.uniform(0.88, 1.05)
     cx = S * (0.5 + rng.normal(0, 0.01))
     body_w = S * 0.42 * size
@@ -93,7 +145,22 @@ def _box(x0, y0, x1, y1, S):
 
 
 def render_base(an: Anatomy, rng: np.random.Generator) -> np.ndarray:
-    """The normal chest of ``an`` as float32 density in [0, 1] (before noise)."""
+    """The normal chest of ``an`` as float32 density in [0, 1] (before noise).
+
+    Parameters
+    ----------
+    an : Anatomy
+        The patient's geometry.
+    rng : numpy.random.Generator
+        Draws the soft-tissue texture.
+
+    Returns
+    -------
+    ndarray of float32, shape (S, S)
+        Density, about 0 (air, black) to 1 (dense, white): lungs about
+        0.16 (0.06 emphysematous), soft tissue 0.55, abdomen 0.62, heart and
+        mediastinum 0.72, clavicles 0.85, plus texture and ribs (+0.1).
+    """
     S = an.S
     img = np.zeros((S, S), np.float32)
     body = np.zeros((S, S), np.uint8)
@@ -121,7 +188,7 @@ def render_base(an: Anatomy, rng: np.random.Generator) -> np.ndarray:
     img[(dia > 0) & (body > 0)] = 0.62
     # ribs: arcs across each lung
     ribs = np.zeros((S, S), np.float32)
-    for x, y, ax, ay in an.lungs:
+    for x, _y, ax, ay in an.lungs:
         for k in range(9):
             ry = an.lung_top + (k + 0.3 + 0.4 * an.ribs_phase) * (2 * ay) / 9.5
             cv2.ellipse(
@@ -138,7 +205,27 @@ def render_base(an: Anatomy, rng: np.random.Generator) -> np.ndarray:
 
 
 def finish(img: np.ndarray, an: Anatomy, rng: np.random.Generator) -> np.ndarray:
-    """Exposure, detector blur and quantum noise; to 8 bits."""
+    """Exposure, detector blur and quantum noise; to 8 bits.
+
+    The density is clipped to [0, 1.2], multiplied by ``an.exposure``,
+    blurred (Gaussian, sigma ``S / 400 + 0.3`` pixels), given noise of
+    standard deviation ``0.012 + 0.02 sqrt(x)``, then mapped by
+    ``230 x + 8`` to grey levels and clipped to [0, 255].
+
+    Parameters
+    ----------
+    img : ndarray of float32, shape (S, S)
+        Density, as :func:`render_base` gives it (findings drawn in).
+    an : Anatomy
+        The patient (its exposure and size).
+    rng : numpy.random.Generator
+        Draws the noise.
+
+    Returns
+    -------
+    ndarray of uint8, shape (S, S)
+        The radiograph.
+    """
     S = an.S
     x = np.clip(img, 0, 1.2) * an.exposure
     x = cv2.GaussianBlur(x, (0, 0), S / 400 + 0.3)

@@ -35,6 +35,37 @@ def draw_finding(
     """Draw one finding into ``img`` (float32, in place); return its box ``[x, y, w, h]``
     (pixels) and the parameters used (pass them back as ``where`` to draw the
     same finding again, e.g. grown with ``scale`` in a follow-up).
+
+    The appearances are listed in :mod:`phow_baseline.data.phantom`.
+
+    Parameters
+    ----------
+    img : ndarray of float32, shape (S, S)
+        Density image (0 air, 1 dense), modified in place.
+    label : str
+        One of :data:`~phow_baseline.data.chestxray14.LABELS`.
+    an : Anatomy
+        The patient's geometry (Cardiomegaly and Emphysema are drawn by the
+        anatomy itself; only their boxes come from here).
+    rng : numpy.random.Generator
+        Draws the finding's place and size when ``where`` does not give them.
+    scale : float, default=1.0
+        Size (or intensity) factor of the finding.
+    where : dict, optional
+        Parameters from an earlier call for the same finding.
+
+    Returns
+    -------
+    box : list of float
+        ``[x, y, w, h]``: top-left corner and size, in pixels, clipped to the
+        image.
+    params : dict
+        The parameters used (JSON-ready).
+
+    Raises
+    ------
+    ValueError
+        An unknown label.
     """
     S = an.S
     p = dict(where or {})
@@ -188,9 +219,37 @@ def render_case(
 ):
     """One radiograph with the given findings.
 
-    Returns ``(image uint8 (size, size), boxes {label: [x, y, w, h]},
-    anatomy, params)``; ``params`` holds each finding's drawing parameters
-    (for follow-ups: the same anatomy and params, other ``scales``).
+    Parameters
+    ----------
+    findings : iterable of str
+        Labels to draw (others are ignored); Effusion, Pneumothorax and
+        Hernia are drawn last.
+    rng : numpy.random.Generator
+        Draws everything not given.
+    size : int, default=256
+        Image side, in pixels.
+    anatomy : Anatomy, optional
+        The patient (default: drawn from ``rng``, with the heart enlarged or
+        the lungs hyperinflated when the findings say so).
+    params : dict, optional
+        Label -> drawing parameters from an earlier call (a follow-up).
+    scales : dict, optional
+        Label -> size factor (default 1); 0 or less leaves the finding out.
+    shift : (float, float), default=(0.0, 0.0)
+        Translation ``(dx, dy)`` of the whole image, in pixels (a follow-up
+        visit's positioning).
+
+    Returns
+    -------
+    image : ndarray of uint8, shape (size, size)
+        The radiograph.
+    boxes : dict of str to list of float
+        Label -> ``[x, y, w, h]`` in pixels (shifted with the image).
+    anatomy : Anatomy
+        The patient.
+    params : dict
+        Label -> drawing parameters, to draw the same findings again (for
+        follow-ups: the same anatomy and params, other ``scales``).
     """
     findings = [f for f in findings if f in LABELS]
     an = anatomy or make_anatomy(rng, size, "Cardiomegaly" in findings, "Emphysema" in findings)

@@ -110,7 +110,45 @@ def make_phantom_dataset(
     Boxes in ``BBox_List_2017.csv`` are in the 1024x1024 frame (scaled by
     ``1024 / size``) as in the NIH file, so the data layer's scaling to the
     file on disk recovers them exactly; ``phantom_truth.json`` holds them in
-    pixels of the images, for every finding of every image.
+    pixels of the images, for every finding of every image.  Only the test
+    patients' boxes go into the box list (the NIH release's boxes are on
+    test images).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The folder to write (replaced when ``overwrite``).
+    n_patients : int, default=300
+        Patients, ids 1..n_patients; one image each, except the follow-up
+        patients (three images each).
+    size : int, default=256
+        Image side, in pixels (:data:`~phow_baseline.data.phantom.DEFAULT_SIZE`).
+    seed : int, default=0
+        Seed of every drawing; the same parameters give the same folder.
+    n_followup_patients : int, default=6
+        Patients 1..n_followup_patients get a three-image series following
+        one of :data:`FOLLOWUP_STORIES` in turn (a mass that grows, an
+        effusion that appears, a pneumothorax that resolves), shifted by a
+        few pixels between visits.
+    test_fraction : float, default=0.25
+        Share of the patients (rounded) drawn for ``test_list.txt``; the
+        others go to ``train_val_list.txt``.
+    enrich : float, default=0.35
+        Flattening exponent of the label-combination frequencies
+        (:data:`DEFAULT_ENRICH`; 1 keeps the real shape).
+    overwrite : bool, default=False
+        Replace a folder that holds a phantom with other parameters.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` holds a phantom with other parameters and not
+        ``overwrite``.
     """
     out = Path(out_dir)
     params = {
@@ -227,7 +265,28 @@ def make_phantom_dataset(
 
 
 def load_truth(data_dir) -> dict:
-    """The ``phantom_truth.json`` of a phantom folder."""
+    """The ``phantom_truth.json`` of a phantom folder.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        A folder written by :func:`make_phantom_dataset` or
+        :func:`~phow_baseline.data.phantom.make_phantom_like`.
+
+    Returns
+    -------
+    dict
+        ``params`` (what the folder was made with), ``images`` (name ->
+        ``{"findings": [label, ...], "boxes": {label: [x, y, w, h]}}``, boxes
+        in pixels of the images, top-left corner and size) and ``followups``
+        (per series: ``patient``, ``finding``, ``change``, and ``series`` of
+        ``{"image", "scale", "box"}``; empty for a ``--like`` phantom).
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder has no ``phantom_truth.json``.
+    """
     p = Path(data_dir) / "phantom_truth.json"
     if not p.exists():
         raise FileNotFoundError(f"{p}: not a phantom folder (no phantom_truth.json)")

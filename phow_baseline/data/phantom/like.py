@@ -33,6 +33,19 @@ def image_seed(name: str, seed: int = 0) -> list[int]:
 
     ``blake2b`` of the name (not Python's salted ``hash``), so the image is
     the same in every process and in any order of generation.
+
+    Parameters
+    ----------
+    name : str
+        The image's file name (``00000001_000.png``).
+    seed : int, default=0
+        The phantom's global seed.
+
+    Returns
+    -------
+    list of int
+        ``[seed, h]`` with ``h`` the 64-bit little-endian ``blake2b`` digest
+        of the UTF-8 name: a seed for ``numpy.random.default_rng``.
     """
     import hashlib
 
@@ -47,10 +60,27 @@ def render_like(name: str, findings, patient: int, size: int = DEFAULT_SIZE, see
     every follow-up, with the heart enlarged or the lungs hyperinflated when
     the row says so), everything else from :func:`image_seed`.
 
+    Parameters
+    ----------
+    name : str
+        The row's file name (seeds the drawing).
+    findings : iterable of str
+        Findings to draw, among :data:`~phow_baseline.data.chestxray14.LABELS`
+        (others, ``No Finding`` included, are ignored).
+    patient : int
+        The row's ``Patient ID`` (seeds the anatomy).
+    size : int, default=256
+        Image side, in pixels.
+    seed : int, default=0
+        The phantom's global seed.
+
     Returns
     -------
-    image : (size, size) uint8
-    boxes : dict label -> [x, y, w, h] in pixels of the image
+    image : ndarray of uint8, shape (size, size)
+        The radiograph.
+    boxes : dict of str to list of float
+        Label -> ``[x, y, w, h]`` (top-left corner and size) in pixels of the
+        image, for each finding drawn.
     """
     findings = [f for f in LABELS if f in set(findings)]
     an = make_anatomy(
@@ -158,13 +188,27 @@ def make_phantom_like(
         Official split lists (default: ``train_val_list.txt`` and
         ``test_list.txt`` next to ``metadata_csv``).
     n_jobs : int
-        joblib processes (``-1``: all cores).
+        Processes of joblib (``-1``: all cores).
     progress : bool
         A progress bar on stderr (log lines when not a terminal).
+    chunk : int, default=64
+        Images per work item (:data:`LIKE_CHUNK`); part of the parameters, so
+        a resumed run must use the same.
 
     Returns
     -------
-    Path of the folder.
+    Path
+        ``out``.
+
+    Raises
+    ------
+    ValueError
+        ``size`` below 32 pixels or ``limit`` below 1.
+    DatasetError
+        A metadata file, split list or box list is missing or invalid.
+    FileExistsError
+        ``out`` holds a phantom with other parameters, or images without
+        the phantom's parameter file.
     """
     import pandas as pd
     from joblib import Parallel, delayed
