@@ -69,7 +69,7 @@ STAGES_RUN = (
 
 def _cli() -> list[str]:
     exe = Path(sys.executable).with_name("phow-baseline")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "phow_baseline.cli.commands"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "phow_baseline.cli"]
 
 
 def du(path) -> int:
@@ -794,7 +794,7 @@ def main():
     test_names = [x for x in (data / "test_list.txt").read_text().split("\n") if x][: a.predict_images]
     for n in test_names:
         os.symlink((data / "images" / n).resolve(), folder / n)
-    cmd = cli + ["predict", str(runp / "model"), str(folder), "--out", str(out / f"predictions-{tag}.csv")]
+    cmd = cli + ["predict", str(runp / "model"), str(folder), "--out-csv", str(out / f"predictions-{tag}.csv")]
     r = run_command(cmd, logs / "predict.log", env=env)
     commands["predict"] = " ".join(cmd)
     row(

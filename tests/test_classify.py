@@ -36,7 +36,6 @@ def test_learns_a_known_signal(solver):
     assert np.mean([roc_auc_score(Yt[:, j], S0[:, j]) for j in range(14)]) < 0.65
 
 
-
 def test_sgd_threads_give_the_same_svms_as_one_thread():
     """The 14 labels' SGD steps run in threads (one per core); each label's SVM is the loop's, bit for bit."""
     X, Y = _signal()
@@ -48,6 +47,7 @@ def test_sgd_threads_give_the_same_svms_as_one_thread():
     # and the threads do not share a label's state: another seed gives other SVMs
     other = OneVsRestSVM(solver="sgd", n_epochs=3, random_state=1, n_jobs=2).fit(X, Y)
     assert not np.array_equal(other.coef_, two.coef_)
+
 
 def test_balanced_class_weight():
     assert class_sample_weights(np.array([1, 0, 0, 0]), "balanced") == (4 / 6, 2.0)
@@ -118,7 +118,7 @@ def test_out_of_core_equals_in_memory_given_the_same_row_order():
     for _ in range(3):
         order = rng.permutation(len(X))
         for lo in range(0, len(X), SGD_BATCH):
-            sel = order[lo:lo + SGD_BATCH]
+            sel = order[lo : lo + SGD_BATCH]
             oc.partial_fit(X[sel], Y[sel], y_all=Y)
     np.testing.assert_array_equal(oc.coef_, m.coef_)
     np.testing.assert_array_equal(oc.intercept_, m.intercept_)
@@ -135,7 +135,7 @@ def test_out_of_core_from_a_feature_store(tmp_path):
     st = FeatureStore.create(tmp_path / "s", [str(i) for i in range(600)], 60, {}, shard_size=128)
     for s in range(st.n_shards):
         r = st.shard_rows(s)
-        st.write_shard(s, X[r.start:r.stop])
+        st.write_shard(s, X[r.start : r.stop])
     m = OneVsRestSVM(solver="sgd")
     for epoch in range(5):
         for Xb, rows in st.batches(seed=0, epoch=epoch):
@@ -210,18 +210,19 @@ def test_out_of_core_peak_memory_does_not_grow_with_rows():
 
     small = measure(1000, 12000)
     large = measure(4000, 12000)
-    data_growth_mb = 3000 * 12000 * 4 / 2 ** 20  # 137 MB more features on disk
+    data_growth_mb = 3000 * 12000 * 4 / 2**20  # 137 MB more features on disk
     growth = large["peak_rss_mb"] - small["peak_rss_mb"]
     assert growth < 0.25 * data_growth_mb, (small, large)
     assert large["coef_shape"] == [14, 36000]
 
 
 def _store(tmp_path, X, shard_size=128):
-    st = FeatureStore.create(tmp_path / "features-x", [str(i) for i in range(len(X))], X.shape[1], {},
-                             shard_size=shard_size)
+    st = FeatureStore.create(
+        tmp_path / "features-x", [str(i) for i in range(len(X))], X.shape[1], {}, shard_size=shard_size
+    )
     for s in range(st.n_shards):
         r = st.shard_rows(s)
-        st.write_shard(s, X[r.start:r.stop])
+        st.write_shard(s, X[r.start : r.stop])
     return st
 
 
@@ -263,15 +264,15 @@ def test_sgd_checkpoint_resumes_bit_for_bit(tmp_path):
 def test_train_svms_resumes_a_killed_sgd_training_after_its_last_epoch(tmp_path, monkeypatch, capsys):
     """The dataset-scale step: a training stopped in its fourth epoch (an exception standing in for kill -9)
     reruns from the checkpoint after the third, and its SVMs equal an uninterrupted training's."""
-    from phow_baseline.workflow import steps
     from phow_baseline.config import BaselineConfig
+    from phow_baseline.workflow import steps
 
     X, Y = _signal(n=700)
     st = _store(tmp_path, np.abs(X))
     rows = list(range(0, 700, 1))
     cfg = BaselineConfig(n_epochs=6, seed=2, n_jobs=1)
     ref = steps.train_svms(st, rows, Y, cfg, progress=False, solver="sgd")
-    for f in tmp_path.glob("sgd-*.npz"):   # the reference's own checkpoint: a rerun would take it up at once
+    for f in tmp_path.glob("sgd-*.npz"):  # the reference's own checkpoint: a rerun would take it up at once
         f.unlink()
 
     calls = {"n": 0}

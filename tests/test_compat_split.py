@@ -194,4 +194,4 @@ def test_the_data_package_forwards_the_other_0_1_data_names_with_a_warning():
         with pytest.warns(DeprecationWarning, match=rf"phow_baseline\.data\.{name} is deprecated"):
             assert getattr(phow_baseline.data, name) is getattr(chestxray14, name)
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
-        phow_baseline.data.no_such_name
+        _ = phow_baseline.data.no_such_name

@@ -186,6 +186,20 @@ def test_training_refuses_a_policy_that_masks_labels_but_scoring_masks_uncertain
     assert dataset_tag(ds, "test") == "chexpert-test" and dataset_tag(object(), "test") == "test"
 
 
+def test_a_0_1_chestxray14_object_still_goes_through_the_steps(sample_dir):
+    from phow_baseline.data.chestxray14 import ChestXray14
+    from phow_baseline.workflow.steps import as_protocol
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old = ChestXray14(sample_dir, val_fraction=0.2, seed=3)
+    names = old.split_names("train_val")
+    np.testing.assert_array_equal(training_targets(old, names, BaselineConfig()), old.labels(names))
+    wrapped = as_protocol(old)
+    assert wrapped.source is old and wrapped.kind == "chestxray14" and as_protocol(wrapped) is wrapped
+    assert wrapped.split_names("val") == old.split_names("val")  # the carve as read, not read again
+
+
 def test_describe_external_and_no_shared_label(folders, tmp_path):
     from phow_baseline.workflow.steps import external_labels
 

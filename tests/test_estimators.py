@@ -100,7 +100,7 @@ def test_phow_transformer_contract(images, phow_output):
     assert t.fit(images) is t  # stateless: fit checks the parameters, returns self
     out1 = PHOW(equalization="none").transform(images)  # needs no fit
     out2 = PHOW(equalization="none").fit(images).fit(images).transform(images)  # idempotent
-    for (f1, d1), (f2, d2), (f0, d0) in zip(out1, out2, phow_output):
+    for (_f1, d1), (_f2, d2), (_f0, d0) in zip(out1, out2, phow_output):
         np.testing.assert_array_equal(d1, d2)
         np.testing.assert_array_equal(d1, d0)
     for bad in (dict(sizes=(0, 4)), dict(step=0), dict(magnif=-1.0), dict(equalization="sharpen")):

@@ -73,20 +73,18 @@ def make_corpus(sources, out: Path, seed=0) -> dict[str, bytes]:
             b[int(rng.integers(16, 29))] ^= int(rng.integers(1, 256))
             files[f"{k}_ihdr_flip_{j}.png"] = bytes(b)
         # IHDR fields changed with the CRC fixed: huge, zero, odd depths and colour types
-        for j, (w, h) in enumerate(
-            [
-                (40000, 40000),
-                (16385, 16),
-                (16, 16385),
-                (9000, 9000),
-                (0, 512),
-                (512, 0),
-                (2**31 - 1, 2**31 - 1),
-                (1, 1),
-                (513, 512),
-                (4096, 4096),
-            ]
-        ):
+        for w, h in [
+            (40000, 40000),
+            (16385, 16),
+            (16, 16385),
+            (9000, 9000),
+            (0, 512),
+            (512, 0),
+            (2**31 - 1, 2**31 - 1),
+            (1, 1),
+            (513, 512),
+            (4096, 4096),
+        ]:
             files[f"{k}_size_{w}x{h}.png"] = _with_ihdr(data, w, h)
         for j in range(12):
             files[f"{k}_ihdr_fields_{j}.png"] = _with_ihdr(

@@ -11,8 +11,9 @@ from phow_baseline.cli import main as cli
 
 def test_base_modules_do_not_import_torch():
     code = (
-        "import sys, phow_baseline.cli.commands, phow_baseline.workflow.pipeline, phow_baseline.report.html, phow_baseline.evaluation.localization, "
-        "phow_baseline.followup.differences, phow_baseline.data.phantom, phow_baseline.data.download, phow_baseline.model.directory; "
+        "import sys, phow_baseline.cli.commands, phow_baseline.workflow.pipeline, phow_baseline.report.html, "
+        "phow_baseline.evaluation.localization, phow_baseline.followup.differences, phow_baseline.data.phantom, "
+        "phow_baseline.data.download, phow_baseline.model.directory; "
         "from phow_baseline.cli import main; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

@@ -687,3 +687,7 @@ def test_compare_command_refuses_runs_on_other_images(tmp_path):
     res = _cli("compare", ra, rb, "--no-paired", "--out", tmp_path / "cmp")
     assert res.exit_code == 0 and "Paired comparison" not in res.output
     assert (tmp_path / "cmp" / "comparison.md").is_file() and not (tmp_path / "cmp" / "paired.json").exists()
+    # a run directory written before labels.csv: the command says how to give the labels
+    (ra / "labels.csv").unlink()
+    res = _cli("compare", ra, rb)
+    assert res.exit_code == 1 and f"{ra}: no labels.csv" in res.output and "--data-dir" in res.output

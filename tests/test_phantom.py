@@ -242,7 +242,7 @@ def test_like_has_the_real_names_labels_patients_and_split(sample_dir, like_dir)
     for col in ("Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender", "View Position"):
         assert (got[col].to_numpy() == want[col].to_numpy()).all(), col
     # the real split lists, restricted to the chosen images, in their order
-    for split, fname in (("train_val", "train_val_list.txt"), ("test", "test_list.txt")):
+    for _split, fname in (("train_val", "train_val_list.txt"), ("test", "test_list.txt")):
         real_list = read_split_list(sample_dir / fname)
         assert read_split_list(like_dir / fname) == [n for n in real_list if n in set(names)]
     assert ds.split_names("test") and ds.split_names("train_val")

@@ -10,8 +10,15 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import SKLEARN_CHECKS_NOT_APPLICABLE, applicable_checks
 from phow_baseline.classification.kernel_map import HomogeneousKernelMap
-from phow_baseline.classification.sdca import (DEFAULT_GAP_TOL, ArrayRows, SDCASolver, SDCAStopped, StoreRows,
-                                               _sdca_chunk, svm_objective)
+from phow_baseline.classification.sdca import (
+    DEFAULT_GAP_TOL,
+    ArrayRows,
+    SDCASolver,
+    SDCAStopped,
+    StoreRows,
+    _sdca_chunk,
+    svm_objective,
+)
 from phow_baseline.classification.svm import OneVsRestSVM, class_sample_weights
 from phow_baseline.encoding.store import FeatureStore
 
@@ -35,7 +42,7 @@ def _store(path, X, shard_size=64):
     st = FeatureStore.create(path, [f"{i:05d}.png" for i in range(len(X))], X.shape[1], {}, shard_size=shard_size)
     for s in range(st.n_shards):
         r = st.shard_rows(s)
-        st.write_shard(s, X[r.start:r.stop])
+        st.write_shard(s, X[r.start : r.stop])
     return st
 
 
@@ -44,6 +51,7 @@ def _weights(Y, class_weight):
 
 
 # -- the update is VLFeat's -------------------------------------------------------------------------------------
+
 
 def _vlfeat_sdca_epoch(X, y, s, alpha, w, bias, order, lam, B):
     """``_vl_svm_sdca_train``'s loop body, transcribed: one pass over ``order`` for one class (labels +-1)."""
@@ -70,8 +78,17 @@ def test_kernel_makes_vlfeats_dual_coordinate_step_for_every_class_at_once():
     order = np.random.default_rng(1).permutation(120)
     d = X.shape[1]
     for _ in range(3):  # batches of 16 rows, one of 8
-        _sdca_chunk(X[order].astype(np.float64), order.astype(np.int64), Y.astype(np.int8), cw, alpha, W,
-                    np.ones(14, bool), lam * 120, B)
+        _sdca_chunk(
+            X[order].astype(np.float64),
+            order.astype(np.int64),
+            Y.astype(np.int8),
+            cw,
+            alpha,
+            W,
+            np.ones(14, bool),
+            lam * 120,
+            B,
+        )
     for k in (0, 6, 13):
         y = 2.0 * Y[:, k] - 1
         s = np.where(Y[:, k] == 1, cw[k, 1], cw[k, 0])
@@ -86,12 +103,14 @@ def test_kernel_makes_vlfeats_dual_coordinate_step_for_every_class_at_once():
     W2, alpha2 = np.zeros_like(W), np.zeros_like(alpha)
     active = np.ones(14, bool)
     active[3] = False
-    _sdca_chunk(X[order].astype(np.float64), order.astype(np.int64), Y.astype(np.int8), cw, alpha2, W2, active,
-                lam * 120, B)
+    _sdca_chunk(
+        X[order].astype(np.float64), order.astype(np.int64), Y.astype(np.int8), cw, alpha2, W2, active, lam * 120, B
+    )
     assert not W2[:, 3].any() and not alpha2[:, 3].any() and W2[:, 4].any()
 
 
 # -- same optimum as liblinear ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("C, class_weight", [(10.0, None), (1.0, "balanced")])
 def test_same_optimum_as_liblinear_on_synthetic_histograms(C, class_weight):
@@ -173,6 +192,7 @@ def test_same_optimum_as_liblinear_on_the_samples_bag_of_words(sample_bow, tmp_p
 
 # -- convergence, recorded honestly ---------------------------------------------------------------------------
 
+
 def test_gap_decreases_and_converged_only_below_the_tolerance():
     X, Y = _histograms(300, 40, 0)
     X = _mapped(X)
@@ -191,8 +211,9 @@ def test_gap_decreases_and_converged_only_below_the_tolerance():
     short = OneVsRestSVM(solver="sdca", C=1.0, max_epochs=5).fit(X, Y)
     assert (short.n_iter_ == 5).all() and not short.converged_.any()
     assert (short.duality_gap_ >= 1e-3 * short.primal_objective_).all()
-    np.testing.assert_allclose(short.primal_objective_, svm_objective(X, Y, short.coef_, short.intercept_, 1.0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        short.primal_objective_, svm_objective(X, Y, short.coef_, short.intercept_, 1.0), rtol=1e-5
+    )
     # a tolerance between the classes' gaps: converged_ is exactly the classes below it
     rel = short.duality_gap_ / short.primal_objective_
     mid = OneVsRestSVM(solver="sdca", C=1.0, max_epochs=5, tol=float(np.median(rel))).fit(X, Y)
@@ -218,6 +239,7 @@ def test_training_record_for_model_json_and_metrics_json():
 
 
 # -- out of core, threads, checkpoints --------------------------------------------------------------------
+
 
 def test_threads_and_kernel_map_on_the_fly_change_nothing(tmp_path):
     """BLAS threads split the GEMMs' outputs: any thread count gives the same bits; the kernel map applied
@@ -271,8 +293,17 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path):
     for key in ("coef", "intercept", "objective", "n_iter", "converged", "weights", "alpha"):
         assert key in saved, key  # keyed like the SGD checkpoint
     resumed = OneVsRestSVM(n_jobs=1, **params).fit_store(st, Y, transform=kmap, checkpoint=ckpt)
-    for a in ("coef_", "intercept_", "dual_coef_", "duality_gap_", "primal_objective_", "dual_objective_",
-              "duality_gap_history_", "n_iter_", "converged_"):
+    for a in (
+        "coef_",
+        "intercept_",
+        "dual_coef_",
+        "duality_gap_",
+        "primal_objective_",
+        "dual_objective_",
+        "duality_gap_history_",
+        "n_iter_",
+        "converged_",
+    ):
         np.testing.assert_array_equal(getattr(resumed, a), getattr(whole, a), err_msg=a)
     # a finished checkpoint: the rerun trains nothing and gives the same SVMs
     calls = []
@@ -296,6 +327,7 @@ def test_a_checkpoint_of_another_training_is_not_taken_up(tmp_path):
 
 
 # -- bad input ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_features_name_the_shard(tmp_path, bad):
@@ -354,8 +386,10 @@ def test_a_class_with_no_positive_or_no_negative_is_named_and_trained():
     assert (S[:, 2] < 0).all() and (S[:, 5] > 0).all() and m.converged_[[2, 5]].all()
     with pytest.warns(UserWarning) as caught:
         OneVsRestSVM(solver="sdca", C=1.0).fit(X, Y)
-    assert sorted(str(w.message)[:30] for w in caught) == ["label 2 has no positive exampl",
-                                                            "label 5 has no negative exampl"]
+    assert sorted(str(w.message)[:30] for w in caught) == [
+        "label 2 has no positive exampl",
+        "label 5 has no negative exampl",
+    ]
 
 
 class _InMemoryStore:
@@ -393,11 +427,16 @@ _FLOAT32_SCORES = "scores are one float32 GEMM (see tests/test_estimators.py)"
 _CLASS_WEIGHT = "class_weight is None or 'balanced' (see tests/test_estimators.py)"
 
 
-@applicable_checks(parametrize_with_checks(
-    [OneVsRestSVM(solver="sdca")],
-    expected_failed_checks=lambda est: {"check_methods_subset_invariance": _FLOAT32_SCORES,
-                                        "check_class_weight_classifiers": _CLASS_WEIGHT}),
-    SKLEARN_CHECKS_NOT_APPLICABLE)
+@applicable_checks(
+    parametrize_with_checks(
+        [OneVsRestSVM(solver="sdca")],
+        expected_failed_checks=lambda est: {
+            "check_methods_subset_invariance": _FLOAT32_SCORES,
+            "check_class_weight_classifiers": _CLASS_WEIGHT,
+        },
+    ),
+    SKLEARN_CHECKS_NOT_APPLICABLE,
+)
 def test_scikit_learn_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a check's target may lack a class in a label

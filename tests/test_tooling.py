@@ -94,6 +94,7 @@ def _tiny_project(root: Path) -> None:
     """A tree that tools/lint checks as it checks this repository: the package's numeric core, tests, benchmarks."""
     (root / "tools").mkdir(parents=True)
     shutil.copy(ROOT / "tools" / "lint", root / "tools" / "lint")
+    shutil.copy(ROOT / "tools" / "check_docstrings.py", root / "tools" / "check_docstrings.py")
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
     for pkg in ("phow_baseline", "phow_baseline/features", "phow_baseline/encoding", "phow_baseline/classification"):
         (root / pkg).mkdir(parents=True, exist_ok=True)
@@ -119,15 +120,19 @@ def test_tools_lint_passes_a_clean_tree_and_fails_each_check(tmp_path):
     _tiny_project(tmp_path)
     r = _lint(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "ruff check, ruff format --check and mypy passed" in r.stderr
-    # one problem for each check: all three run (none stops the others) and all three are reported
+    assert "ruff check, ruff format --check, mypy and the numpydoc sections passed" in r.stderr
+    # one problem for each check: all four run (none stops the others) and all four are reported
     (tmp_path / "benchmarks" / "benchmarks_x.py").write_text('"""A module."""\n\nimport os\n\nVALUE = 1\n')
     (tmp_path / "tests" / "tests_x.py").write_text('"""A module."""\n\nVALUE = [1,2]\n')
     core = tmp_path / "phow_baseline" / "features" / "core.py"
     core.write_text(core.read_text().replace("return 2 * x", 'return "2" * x'))
+    (tmp_path / "phow_baseline" / "encoding" / "more.py").write_text(
+        '"""A module."""\n\n\ndef thrice(x: int) -> int:\n    """Three times ``x``."""\n    return 3 * x\n'
+    )
     r = _lint(tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "failed: ruff check, ruff format --check, mypy" in r.stderr, r.stderr
+    assert "failed: ruff check, ruff format --check, mypy, numpydoc sections" in r.stderr, r.stderr
+    assert "phow_baseline.encoding.more.thrice: PR01" in r.stdout  # the undocumented parameter, by name
     out = r.stdout + r.stderr
     assert "benchmarks_x.py" in out and "F401" in out  # ruff: the unused import, by file and rule
     assert "tests_x.py" in out  # the format check names the file

@@ -19,13 +19,18 @@ import inspect
 import pkgutil
 import sys
 import warnings
+from pathlib import Path
 
 from numpydoc.validate import validate
+
+# The tree this script sits in (tools/..), not an installed copy of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CODES = {"GL08", "PR01", "PR02", "RT01"}
 
 
 def public_modules(package: str = "phow_baseline"):
+    """Yield the dotted names of the package and its public submodules (no ``_`` part)."""
     pkg = importlib.import_module(package)
     yield pkg.__name__
     for info in pkgutil.walk_packages(pkg.__path__, prefix=package + "."):
@@ -35,6 +40,7 @@ def public_modules(package: str = "phow_baseline"):
 
 
 def public_objects(module_name: str):
+    """Yield the qualified names of the public functions, classes and methods defined in a module."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mod = importlib.import_module(module_name)
@@ -55,6 +61,7 @@ def public_objects(module_name: str):
 
 
 def problems(subpackages=()):
+    """List ``"name: CODE message"`` for every docstring problem (all subpackages, or those given)."""
     out = []
     for module_name in public_modules():
         if subpackages and not any(module_name.startswith(f"phow_baseline.{s}") for s in subpackages):

@@ -69,8 +69,8 @@ from __future__ import annotations
 import numbers
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numba
 import numpy as np
@@ -86,7 +86,7 @@ DEFAULT_MAX_EPOCHS = 1000
 #: Rows per chunk (the unit of the kernel map and of the primal's scoring GEMM), in memory and out of core.
 ARRAY_CHUNK_ROWS = 256
 #: Features gathered from the shards at a time, out of core (256 MiB: 5,376 rows of 12,000 float32).
-WINDOW_BYTES = 256 * 2 ** 20
+WINDOW_BYTES = 256 * 2**20
 #: Rows per batch of :func:`_sdca_chunk` at most: its Gram matrix costs about ``b d`` flops a row, the
 #: batch's scores and the weights' update ``4 d K`` (``K`` the classes still training); a pass uses
 #: ``b = clip(2 K, 8, BATCH_ROWS)`` (32 was faster than 8 and 16 at d = 36,000, K = 14, one core).
@@ -105,11 +105,14 @@ def batch_rows_for(n_active: int) -> int:
     int
     """
     return int(min(BATCH_ROWS, max(8, 2 * int(n_active))))
+
+
 #: Format of :meth:`SDCASolver.checkpoint`'s arrays.
 CHECKPOINT_FORMAT = 1
 
 
 # -- the rows, in memory or in a feature store ------------------------------------------------------------
+
 
 class ArrayRows:
     """In-memory rows as SDCA reads them: one seeded permutation per epoch, in chunks.
@@ -130,10 +133,12 @@ class ArrayRows:
 
     @property
     def n_rows(self) -> int:
+        """Number of rows ``n``."""
         return self.X.shape[0]
 
     @property
     def n_features(self) -> int:
+        """Number of features ``d`` of each row."""
         return self.X.shape[1]
 
     def epoch(self, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
@@ -146,7 +151,7 @@ class ArrayRows:
         """
         order = np.random.default_rng([int(seed), int(epoch)]).permutation(self.n_rows)
         for lo in range(0, self.n_rows, self.chunk_rows):
-            pos = order[lo:lo + self.chunk_rows]
+            pos = order[lo : lo + self.chunk_rows]
             yield self.X[pos], pos.astype(np.int64), f"rows {lo}..{lo + len(pos) - 1} of epoch {epoch}'s order"
 
 
@@ -186,27 +191,30 @@ class StoreRows:
         self.local_of = np.empty(n, np.int64)
         for s in range(store.n_shards):
             r = store.shard_rows(s)
-            self.shard_of[r.start:r.stop] = s
-            self.local_of[r.start:r.stop] = np.arange(len(r))
+            self.shard_of[r.start : r.stop] = s
+            self.local_of[r.start : r.stop] = np.arange(len(r))
         row_bytes = 4 * max(1, int(store.dim))
         budget = WINDOW_BYTES if window_bytes is None else int(window_bytes)
         self.window_rows = ARRAY_CHUNK_ROWS * max(1, budget // (row_bytes * ARRAY_CHUNK_ROWS))
 
     @property
     def n_rows(self) -> int:
+        """Number of rows trained on."""
         return len(self.rows)
 
     @property
     def n_features(self) -> int:
+        """The store's feature dimension (before any transform)."""
         return int(self.store.dim)
 
     def epoch(self, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
         """Yield ``(X_chunk (m, d) float32, positions (m,) int64, where)`` in epoch ``epoch``'s order
-        (``default_rng([seed, epoch]).permutation(n)``, as :meth:`ArrayRows.epoch`)."""
+        (``default_rng([seed, epoch]).permutation(n)``, as :meth:`ArrayRows.epoch`).
+        """
         order = np.random.default_rng([int(seed), int(epoch)]).permutation(self.n_rows)
         d = self.n_features
         for lo in range(0, len(order), self.window_rows):
-            pos = order[lo:lo + self.window_rows]
+            pos = order[lo : lo + self.window_rows]
             rows = self.rows[pos]
             shards = self.shard_of[rows]
             X = np.empty((len(pos), d), np.float32)
@@ -216,17 +224,23 @@ class StoreRows:
                 bad = ~np.isfinite(block)
                 if bad.any():  # named here, where the shard is known
                     hit = np.unique(np.nonzero(bad)[0])
-                    raise ValueError(f"{self.store.shard_path(int(s))}: {int(bad.sum())} non-finite feature "
-                                     f"value(s) (NaN or infinity) in {len(hit)} row(s), training rows "
-                                     f"{pos[at[hit]][:10].tolist()}; re-encode those images")
+                    raise ValueError(
+                        f"{self.store.shard_path(int(s))}: {int(bad.sum())} non-finite feature "
+                        f"value(s) (NaN or infinity) in {len(hit)} row(s), training rows "
+                        f"{pos[at[hit]][:10].tolist()}; re-encode those images"
+                    )
                 X[at] = block
             for c in range(0, len(pos), ARRAY_CHUNK_ROWS):
-                yield (X[c:c + ARRAY_CHUNK_ROWS], pos[c:c + ARRAY_CHUNK_ROWS].astype(np.int64),
-                       f"rows {lo + c}..{lo + c + len(pos[c:c + ARRAY_CHUNK_ROWS]) - 1} of epoch {epoch}'s "
-                       f"order in {self.store.directory if hasattr(self.store, 'directory') else 'the store'}")
+                yield (
+                    X[c : c + ARRAY_CHUNK_ROWS],
+                    pos[c : c + ARRAY_CHUNK_ROWS].astype(np.int64),
+                    f"rows {lo + c}..{lo + c + len(pos[c : c + ARRAY_CHUNK_ROWS]) - 1} of epoch {epoch}'s "
+                    f"order in {self.store.directory if hasattr(self.store, 'directory') else 'the store'}",
+                )
 
 
 # -- the kernel ---------------------------------------------------------------------------------------------
+
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _sdca_batch(S0, G, pos, Y, class_w, alpha, active, lam_n, M):  # pragma: no cover
@@ -306,18 +320,19 @@ def _sdca_chunk(X, pos, Y, class_w, alpha, W, active, lam_n, bias_mult, batch_ro
     M = np.empty((batch_rows, W.shape[1]))
     bb = bias_mult * bias_mult
     for lo in range(0, len(X), batch_rows):
-        Xb = X[lo:lo + batch_rows]
+        Xb = X[lo : lo + batch_rows]
         S0 = Xb @ W[:d]
         S0 += bias_mult * W[d]
         G = Xb @ Xb.T
         G += bb
-        Mb = M[:len(Xb)]
-        if _sdca_batch(S0, G, pos[lo:lo + batch_rows], Y, class_w, alpha, active, lam_n, Mb):
+        Mb = M[: len(Xb)]
+        if _sdca_batch(S0, G, pos[lo : lo + batch_rows], Y, class_w, alpha, active, lam_n, Mb):
             dgemm(1.0, Mb, Xb.T, beta=1.0, c=Wt, trans_a=1, trans_b=1, overwrite_c=1)  # W[:d] += X_b' M
             W[d] += bias_mult * Mb.sum(0)
 
 
 # -- the solver ----------------------------------------------------------------------------------------------
+
 
 def _as_transform(transform) -> Callable | None:
     if transform is None:
@@ -376,21 +391,31 @@ class SDCASolver:
         Per epoch ``e = 1..E``, the objectives of the weights after epoch ``e`` (NaN after a class stopped).
     """
 
-    def __init__(self, Y, C, class_weights=None, tol=DEFAULT_GAP_TOL, max_epochs=None, seed=0,
-                 bias_multiplier=BIAS_MULTIPLIER, n_threads=1, class_names=None):
+    def __init__(
+        self,
+        Y,
+        C,
+        class_weights=None,
+        tol=DEFAULT_GAP_TOL,
+        max_epochs=None,
+        seed=0,
+        bias_multiplier=BIAS_MULTIPLIER,
+        n_threads=1,
+        class_names=None,
+    ):
         Y = np.asarray(Y)
         if Y.ndim != 2 or not np.isin(Y, (0, 1)).all():
             raise ValueError(f"Y must be a 0/1 label matrix (n, n_classes), got shape {Y.shape}")
         if Y.shape[0] < 1 or Y.shape[1] < 1:
             raise ValueError(f"SDCA needs at least one row and one class, got Y of shape {Y.shape}")
-        if not (isinstance(C, numbers.Real) and C > 0):
+        if not (isinstance(C, numbers.Real) and float(C) > 0):
             raise ValueError(f"C must be positive, got {C!r}")
-        if not (isinstance(tol, numbers.Real) and tol >= 0):
+        if not (isinstance(tol, numbers.Real) and float(tol) >= 0):
             raise ValueError(f"tol must be >= 0, got {tol!r}")
-        if not (isinstance(bias_multiplier, numbers.Real) and bias_multiplier >= 0):
+        if not (isinstance(bias_multiplier, numbers.Real) and float(bias_multiplier) >= 0):
             raise ValueError(f"bias_multiplier must be >= 0, got {bias_multiplier!r}")
         max_epochs = DEFAULT_MAX_EPOCHS if max_epochs is None else max_epochs
-        if not isinstance(max_epochs, numbers.Integral) or max_epochs < 1:
+        if not isinstance(max_epochs, numbers.Integral) or int(max_epochs) < 1:
             raise ValueError(f"max_epochs must be a positive integer, got {max_epochs!r}")
         self.Y = np.ascontiguousarray(Y, dtype=np.int8)
         n, K = self.Y.shape
@@ -403,13 +428,13 @@ class SDCASolver:
         self.lam = 1.0 / (self.C * n)
         self.n_threads = max(1, int(n_threads))
         self.class_names = [f"class {k}" for k in range(K)] if class_names is None else [str(c) for c in class_names]
-        self.n_features = None
-        self.W = None          # (d + 1, K) float64, built on the first chunk
+        self.n_features: int | None = None  # known from the first chunk (after the transform)
+        self.W = np.zeros((1, K))  # (d + 1, K) float64: row d the bias weights; d = 0 until the first chunk
         self.alpha = np.zeros((n, K))
         self.active = np.ones(K, bool)
         self.epochs_done = 0
         self.finished = False
-        self.pending_dual = np.full(K, np.nan)      # D and lambda/2 ||w||^2 after epochs_done passes
+        self.pending_dual = np.full(K, np.nan)  # D and lambda/2 ||w||^2 after epochs_done passes
         self.pending_reg = np.full(K, np.nan)
         nan = np.full(K, np.nan)
         self.duality_gap, self.primal, self.dual = nan.copy(), nan.copy(), nan.copy()
@@ -424,33 +449,39 @@ class SDCASolver:
 
     @property
     def n_rows(self) -> int:
+        """Number of training rows ``n``."""
         return self.Y.shape[0]
 
     @property
     def n_classes(self) -> int:
+        """Number of SVMs ``K``."""
         return self.Y.shape[1]
 
     def _warn_degenerate(self):
         npos = self.Y.sum(0, dtype=np.int64)
         for k in np.flatnonzero((npos == 0) | (npos == self.n_rows)):
             which = "positive" if npos[k] == 0 else "negative"
-            warnings.warn(f"{self.class_names[k]} has no {which} example among the {self.n_rows} training rows: "
-                          f"its SVM is trained as the others, and learns only a bias (every score "
-                          f"{'negative' if npos[k] == 0 else 'positive'})", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"{self.class_names[k]} has no {which} example among the {self.n_rows} training rows: "
+                f"its SVM is trained as the others, and learns only a bias (every score "
+                f"{'negative' if npos[k] == 0 else 'positive'})",
+                UserWarning,
+                stacklevel=3,
+            )
 
     # -- public results ------------------------------------------------------------------------------------
     @property
     def coef(self) -> np.ndarray:
         """``(K, d)`` float64 weights (zeros before any row was seen)."""
-        return np.zeros((self.n_classes, self.n_features or 0)) if self.W is None else self.W[:-1].T.copy()
+        return self.W[:-1].T.copy()
 
     @property
     def intercept(self) -> np.ndarray:
         """``(K,)`` float64 intercepts ``B w_b``."""
-        return np.zeros(self.n_classes) if self.W is None else self.bias_multiplier * self.W[-1]
+        return self.bias_multiplier * self.W[-1]
 
     # -- training ------------------------------------------------------------------------------------------
-    def run(self, source, transform=None, checkpoint=None, on_epoch=None) -> "SDCASolver":
+    def run(self, source, transform=None, checkpoint=None, on_epoch=None) -> SDCASolver:
         """Train until every class is certified (converged, or scored after ``max_epochs``).
 
         Parameters
@@ -497,31 +528,39 @@ class SDCASolver:
         """The chunks of ``epoch``, checked (finite, one dimension) and mapped."""
         for X, pos, where in source.epoch(self.seed, epoch):
             if X.ndim != 2 or X.shape[1] != source.n_features:
-                raise ValueError(f"{where}: {X.shape[1] if X.ndim == 2 else X.shape} feature columns, expected "
-                                 f"{source.n_features} (the store's shards disagree in dimension)")
+                raise ValueError(
+                    f"{where}: {X.shape[1] if X.ndim == 2 else X.shape} feature columns, expected "
+                    f"{source.n_features} (the store's shards disagree in dimension)"
+                )
             bad = ~np.isfinite(X)
             if bad.any():
                 rows = np.unique(np.nonzero(bad)[0])
-                raise ValueError(f"{where}: {int(bad.sum())} non-finite feature value(s) (NaN or infinity) in "
-                                 f"{len(rows)} row(s), training rows {pos[rows][:10].tolist()}; re-encode those images")
+                raise ValueError(
+                    f"{where}: {int(bad.sum())} non-finite feature value(s) (NaN or infinity) in "
+                    f"{len(rows)} row(s), training rows {pos[rows][:10].tolist()}; re-encode those images"
+                )
             if fn is not None:
                 X = np.ascontiguousarray(fn(X), dtype=np.float32)
                 if X.ndim != 2 or X.shape[0] != len(pos) or not np.isfinite(X).all():
-                    raise ValueError(f"{where}: the transform gave {X.shape} values with non-finite entries, "
-                                     f"or not one row per input row")
+                    raise ValueError(
+                        f"{where}: the transform gave {X.shape} values with non-finite entries, "
+                        f"or not one row per input row"
+                    )
             d = X.shape[1]
             if self.n_features is None:
                 self.n_features = d
                 self.W = np.zeros((d + 1, self.n_classes))
             elif d != self.n_features:
-                raise ValueError(f"{where}: {d} features (after the transform), expected {self.n_features} "
-                                 "(the store's shards disagree in dimension, or the checkpoint is of other features)")
+                raise ValueError(
+                    f"{where}: {d} features (after the transform), expected {self.n_features} "
+                    "(the store's shards disagree in dimension, or the checkpoint is of other features)"
+                )
             yield X, pos
 
     def _update_pass(self, source, fn, t0):
         e = self.epochs_done
         scoring = e > 0  # the weights after epoch e are scored during this pass, before their updates
-        snap_W = snap_alpha = None
+        snap_W, snap_alpha = (self.W.copy(), self.alpha.copy()) if scoring else (self.W, self.alpha)
         loss = np.zeros(self.n_classes)
         # the classes still training, in contiguous arrays of their own (the GEMMs' cost follows their number)
         act = np.flatnonzero(self.active)
@@ -531,9 +570,7 @@ class SDCASolver:
         Wa = None
         for X, pos in self._read(source, fn, e):
             if Wa is None:
-                Wa = np.ascontiguousarray(self.W[:, act])
-                if scoring:
-                    snap_W, snap_alpha = self.W.copy(), self.alpha.copy()
+                Wa = np.ascontiguousarray(self.W[:, act])  # the first chunk sized W
             X = X.astype(np.float64)  # one conversion serves the scoring and the updates
             if scoring:
                 loss[act] += self._hinge_sum(X, pos, snap_W[:, act], act)
@@ -568,7 +605,7 @@ class SDCASolver:
 
     def _dual_after_pass(self):
         """``lambda/2 ||[w, w_b]||^2`` and ``D(alpha)`` of the active classes after this pass."""
-        reg = 0.5 * self.lam * (self.W ** 2).sum(0)
+        reg = 0.5 * self.lam * (self.W**2).sum(0)
         dual_loss = ((2.0 * self.Y - 1.0) * self.alpha).sum(0) / self.n_rows
         self.pending_reg = np.where(self.active, reg, np.nan)
         self.pending_dual = np.where(self.active, dual_loss - reg, np.nan)
@@ -612,22 +649,46 @@ class SDCASolver:
         dict of str to ndarray
         """
         d = -1 if self.n_features is None else self.n_features
-        W = np.zeros((1, self.n_classes)) if self.W is None else self.W
-        return {k: np.array(v) for k, v in {"format": np.array(CHECKPOINT_FORMAT), "solver": np.array("sdca"),
-                "coef": W[:-1].T, "intercept": self.bias_multiplier * W[-1], "bias_weight": W[-1].copy(),
-                "dual": self.alpha, "labels": self.Y, "weights": self.class_weights, "alpha": np.array(self.lam),
-                "epoch_rows": np.array(self.n_rows), "n_features_in": np.array(d),
-                "C": np.array(self.C), "tol": np.array(self.tol), "max_epochs": np.array(self.max_epochs),
-                "seed": np.array(self.seed), "bias_multiplier": np.array(self.bias_multiplier),
-                "epochs_done": np.array(self.epochs_done), "finished": np.array(self.finished),
-                "active": self.active, "pending_dual": self.pending_dual, "pending_reg": self.pending_reg,
-                "duality_gap": self.duality_gap, "primal": self.primal, "dual_objective": self.dual,
-                "n_iter": self.n_epochs, "time_s": self.time_s, "converged": self.converged,
-                "gap_history": self.gap_history, "objective": self.primal_history,
-                "dual_history": self.dual_history, "elapsed_s": np.array(self.elapsed_s)}.items()}
+        W = self.W
+        return {
+            k: np.array(v)
+            for k, v in {
+                "format": np.array(CHECKPOINT_FORMAT),
+                "solver": np.array("sdca"),
+                "coef": W[:-1].T,
+                "intercept": self.bias_multiplier * W[-1],
+                "bias_weight": W[-1].copy(),
+                "dual": self.alpha,
+                "labels": self.Y,
+                "weights": self.class_weights,
+                "alpha": np.array(self.lam),
+                "epoch_rows": np.array(self.n_rows),
+                "n_features_in": np.array(d),
+                "C": np.array(self.C),
+                "tol": np.array(self.tol),
+                "max_epochs": np.array(self.max_epochs),
+                "seed": np.array(self.seed),
+                "bias_multiplier": np.array(self.bias_multiplier),
+                "epochs_done": np.array(self.epochs_done),
+                "finished": np.array(self.finished),
+                "active": self.active,
+                "pending_dual": self.pending_dual,
+                "pending_reg": self.pending_reg,
+                "duality_gap": self.duality_gap,
+                "primal": self.primal,
+                "dual_objective": self.dual,
+                "n_iter": self.n_epochs,
+                "time_s": self.time_s,
+                "converged": self.converged,
+                "gap_history": self.gap_history,
+                "objective": self.primal_history,
+                "dual_history": self.dual_history,
+                "elapsed_s": np.array(self.elapsed_s),
+            }.items()
+        }
 
     @classmethod
-    def from_checkpoint(cls, arrays: dict, *, n_threads=1, class_names=None, where="SDCA checkpoint") -> "SDCASolver":
+    def from_checkpoint(cls, arrays: dict, *, n_threads=1, class_names=None, where="SDCA checkpoint") -> SDCASolver:
         """A solver that goes on from :meth:`checkpoint`'s arrays exactly as if never stopped.
 
         Parameters
@@ -647,9 +708,17 @@ class SDCASolver:
                 raise ValueError(f"{where}: not an SDCA checkpoint of format {CHECKPOINT_FORMAT}")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # warned about when the training began
-                s = cls(arrays["labels"], float(arrays["C"]), arrays["weights"], float(arrays["tol"]),
-                        int(arrays["max_epochs"]), int(arrays["seed"]), float(arrays["bias_multiplier"]),
-                        n_threads, class_names)
+                s = cls(
+                    arrays["labels"],
+                    float(arrays["C"]),
+                    arrays["weights"],
+                    float(arrays["tol"]),
+                    int(arrays["max_epochs"]),
+                    int(arrays["seed"]),
+                    float(arrays["bias_multiplier"]),
+                    n_threads,
+                    class_names,
+                )
             n, K = s.Y.shape
             d = int(arrays["n_features_in"])
             if d >= 0:
@@ -679,12 +748,15 @@ class SDCASolver:
             raise ValueError(f"{where}: incomplete SDCA checkpoint (no array {exc})") from None
         return s
 
-    def matches(self, other: "SDCASolver") -> bool:
+    def matches(self, other: SDCASolver) -> bool:
         """Whether ``other`` (e.g. from a checkpoint) is the same training: labels, weights and settings."""
-        return (self.Y.shape == other.Y.shape and np.array_equal(self.Y, other.Y)
-                and np.array_equal(self.class_weights, other.class_weights)
-                and (self.C, self.tol, self.max_epochs, self.seed, self.bias_multiplier)
-                == (other.C, other.tol, other.max_epochs, other.seed, other.bias_multiplier))
+        return (
+            self.Y.shape == other.Y.shape
+            and np.array_equal(self.Y, other.Y)
+            and np.array_equal(self.class_weights, other.class_weights)
+            and (self.C, self.tol, self.max_epochs, self.seed, self.bias_multiplier)
+            == (other.C, other.tol, other.max_epochs, other.seed, other.bias_multiplier)
+        )
 
 
 def load_or_start(checkpoint, fresh: SDCASolver, n_features: int) -> SDCASolver:
@@ -710,8 +782,9 @@ def load_or_start(checkpoint, fresh: SDCASolver, n_features: int) -> SDCASolver:
     if not path.exists():
         return fresh
     try:
-        old = SDCASolver.from_checkpoint(load_npz(path), n_threads=fresh.n_threads, class_names=fresh.class_names,
-                                         where=str(path))
+        old = SDCASolver.from_checkpoint(
+            load_npz(path), n_threads=fresh.n_threads, class_names=fresh.class_names, where=str(path)
+        )
         if not fresh.matches(old):
             raise ValueError(f"{path}: the checkpoint is of another training (labels or settings differ)")
         if old.n_features is not None and n_features >= 0 and old.n_features != n_features:
@@ -750,7 +823,7 @@ def svm_objective(X, Y, coef, intercept, C, class_weights=None, bias_multiplier=
     intercept = np.asarray(intercept, np.float64).reshape(-1)
     cw = np.ones((Y.shape[1], 2)) if class_weights is None else np.asarray(class_weights, np.float64)
     lam = 1.0 / (C * len(X))
-    reg = (coef ** 2).sum(1) + ((intercept / bias_multiplier) ** 2 if bias_multiplier > 0 else 0.0)
+    reg = (coef**2).sum(1) + ((intercept / bias_multiplier) ** 2 if bias_multiplier > 0 else 0.0)
     s = np.where(Y == 1, cw[:, 1], cw[:, 0])
     hinge = np.maximum(0.0, 1.0 - (2.0 * Y - 1.0) * (X @ coef.T + intercept))
     return 0.5 * lam * reg + (s * hinge).mean(0)

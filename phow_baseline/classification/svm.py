@@ -54,8 +54,15 @@ def _fit_one_liblinear(X, y, C, class_weight, max_iter, random_state):
     if y.min() == y.max():
         # one class only: the SVM's optimum is w = 0, b = +-1
         return np.zeros(X.shape[1], np.float32), (1.0 if y[0] else -1.0), True, 0
-    svc = LinearSVC(loss="hinge", C=C, dual=True, intercept_scaling=1.0, max_iter=max_iter,
-                    class_weight=class_weight, random_state=random_state)
+    svc = LinearSVC(
+        loss="hinge",
+        C=C,
+        dual=True,
+        intercept_scaling=1.0,
+        max_iter=max_iter,
+        class_weight=class_weight,
+        random_state=random_state,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         svc.fit(X, y)
@@ -143,8 +150,18 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         The dual variables ``alpha`` (``y s [0, 1]``).
     """
 
-    def __init__(self, C=DEFAULT_C, class_weight=None, solver="liblinear", max_iter=5000, n_epochs=10,
-                 tol=1e-3, random_state=0, n_jobs=None, max_epochs=None):
+    def __init__(
+        self,
+        C=DEFAULT_C,
+        class_weight=None,
+        solver="liblinear",
+        max_iter=5000,
+        n_epochs=10,
+        tol=1e-3,
+        random_state=0,
+        n_jobs=None,
+        max_epochs=None,
+    ):
         self.C = C
         self.class_weight = class_weight
         self.solver = solver
@@ -163,7 +180,7 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
 
     # -- validation -----------------------------------------------------------
     def _check_params(self):
-        if not (isinstance(self.C, numbers.Real) and self.C > 0):
+        if not (isinstance(self.C, numbers.Real) and float(self.C) > 0):
             raise ValueError(f"C must be positive, got {self.C!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
@@ -171,12 +188,13 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
             raise ValueError(f"class_weight must be None or 'balanced', got {self.class_weight!r}")
         for name in ("max_iter", "n_epochs"):
             v = getattr(self, name)
-            if not isinstance(v, numbers.Integral) or v < 1:
+            if not isinstance(v, numbers.Integral) or int(v) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not (isinstance(self.tol, numbers.Real) and self.tol >= 0):
+        if not (isinstance(self.tol, numbers.Real) and float(self.tol) >= 0):
             raise ValueError(f"tol must be >= 0, got {self.tol!r}")
-        if self.max_epochs is not None and not (isinstance(self.max_epochs, numbers.Integral)
-                                                and self.max_epochs >= 1):
+        if self.max_epochs is not None and not (
+            isinstance(self.max_epochs, numbers.Integral) and int(self.max_epochs) >= 1
+        ):
             raise ValueError(f"max_epochs must be a positive integer or None, got {self.max_epochs!r}")
 
     def _targets(self, y, classes=None):
@@ -194,8 +212,10 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         self.classes_ = np.unique(y if classes is None else classes)
         self.y_type_ = "binary" if len(self.classes_) <= 2 else "multiclass"
         if len(self.classes_) < 2:
-            raise ValueError("This solver needs samples of at least 2 classes in the data, but the data "
-                             f"contains only one class: {self.classes_[0]!r}")
+            raise ValueError(
+                "This solver needs samples of at least 2 classes in the data, but the data "
+                f"contains only one class: {self.classes_[0]!r}"
+            )
         return self._one_vs_rest(y)
 
     def _one_vs_rest(self, y):
@@ -228,7 +248,7 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
             for _ in range(int(self.n_epochs)):
                 order = rng.permutation(len(X))
                 for lo in range(0, len(X), SGD_BATCH):
-                    sel = order[lo:lo + SGD_BATCH]
+                    sel = order[lo : lo + SGD_BATCH]
                     self._sgd_step(X[sel], Y[sel])
                 self._sgd_end_epoch()
             self._sgd_sync()
@@ -240,7 +260,8 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         X = np.ascontiguousarray(X, dtype=np.float64)
         out = Parallel(n_jobs=self.n_jobs, prefer="threads")(
             delayed(_fit_one_liblinear)(X, Y[:, j], self.C, self.class_weight, self.max_iter, self.random_state)
-            for j in range(Y.shape[1]))
+            for j in range(Y.shape[1])
+        )
         del X
         self.coef_ = np.stack([o[0] for o in out]).astype(np.float32)
         self.intercept_ = np.array([o[1] for o in out], np.float64)
@@ -255,8 +276,9 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
                 delattr(self, a)
 
     # -- SDCA ---------------------------------------------------------------------------------------------------
-    def fit_store(self, store, y, rows=None, transform=None, checkpoint=None, on_epoch=None,
-                  label_names=None) -> "OneVsRestSVM":
+    def fit_store(
+        self, store, y, rows=None, transform=None, checkpoint=None, on_epoch=None, label_names=None
+    ) -> OneVsRestSVM:
         """Fit with SDCA out of core: one shard of a feature store in memory at a time.
 
         Parameters
@@ -287,8 +309,14 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
 
         self._check_params()
         Y = self._targets(y)
-        return self._fit_sdca(StoreRows(store, rows), Y, transform=transform, checkpoint=checkpoint,
-                              on_epoch=on_epoch, label_names=label_names)
+        return self._fit_sdca(
+            StoreRows(store, rows),
+            Y,
+            transform=transform,
+            checkpoint=checkpoint,
+            on_epoch=on_epoch,
+            label_names=label_names,
+        )
 
     def _fit_sdca(self, source, Y, transform=None, checkpoint=None, on_epoch=None, label_names=None):
         from .sdca import BIAS_MULTIPLIER, SDCASolver, load_or_start
@@ -299,15 +327,23 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         elif self.y_type_ == "binary":
             names = [f"class {self.classes_[1]!r} against {self.classes_[0]!r}"]
         else:
-            names = [f"label {c}" if self.y_type_ == "multilabel-indicator" else f"class {c!r}"
-                     for c in self.classes_]
-        solver = SDCASolver(Y, float(self.C), weights, float(self.tol), self.max_epochs, self._seed() or 0,
-                            BIAS_MULTIPLIER, effective_n_jobs(self.n_jobs), names)
+            names = [f"label {c}" if self.y_type_ == "multilabel-indicator" else f"class {c!r}" for c in self.classes_]
+        solver = SDCASolver(
+            Y,
+            float(self.C),
+            weights,
+            float(self.tol),
+            self.max_epochs,
+            self._seed() or 0,
+            BIAS_MULTIPLIER,
+            effective_n_jobs(self.n_jobs),
+            names,
+        )
         if checkpoint is not None:
             solver = load_or_start(checkpoint, solver, source.n_features if transform is None else -1)
         solver.run(source, transform=transform, checkpoint=checkpoint, on_epoch=on_epoch)
         self._forget(_SGD_ATTRS)
-        self.n_features_in_ = int(solver.n_features)
+        self.n_features_in_ = int(solver.n_features or 0)
         self.coef_ = solver.coef.astype(np.float32)
         self.intercept_ = solver.intercept.astype(np.float64)
         self.converged_ = solver.converged.copy()
@@ -368,10 +404,11 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
 
         n = len(Y_all)
         self._alpha = 1.0 / (self.C * n)
-        self._sgd = [SGDClassifier(loss="hinge", alpha=self._alpha, learning_rate="optimal",
-                                   random_state=self.random_state) for _ in range(Y_all.shape[1])]
-        self._weights = np.array([class_sample_weights(Y_all[:, j], self.class_weight)
-                                  for j in range(Y_all.shape[1])])
+        self._sgd = [
+            SGDClassifier(loss="hinge", alpha=self._alpha, learning_rate="optimal", random_state=self.random_state)
+            for _ in range(Y_all.shape[1])
+        ]
+        self._weights = np.array([class_sample_weights(Y_all[:, j], self.class_weight) for j in range(Y_all.shape[1])])
         self._epoch_rows = n
         self._rows_done = 0
         self._loss_sum = np.zeros(Y_all.shape[1])
@@ -446,18 +483,29 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         if not hasattr(self, "_sgd") or self._rows_done != 0:
             raise ValueError("an SGD checkpoint is taken at the end of an epoch of partial_fit")
         W = self._sgd_weights()
-        return {"coef": W[:, :-1], "intercept": W[:, -1],
-                "t": np.array([getattr(c, "t_", 1.0) for c in self._sgd], np.float64),
-                "started": np.array([hasattr(c, "coef_") for c in self._sgd]),
-                "objective": self.objective_, "weight_change": self.weight_change_, "n_iter": self.n_iter_,
-                "converged": self.converged_, "prev": self._prev if self._prev is not None else np.zeros_like(W),
-                "has_prev": np.array(self._prev is not None), "alpha": np.array(self._alpha),
-                "weights": self._weights, "epoch_rows": np.array(self._epoch_rows), "classes": self.classes_,
-                "y_type": np.array(self.y_type_), "n_features_in": np.array(self.n_features_in_)}
+        return {
+            "coef": W[:, :-1],
+            "intercept": W[:, -1],
+            "t": np.array([getattr(c, "t_", 1.0) for c in self._sgd], np.float64),
+            "started": np.array([hasattr(c, "coef_") for c in self._sgd]),
+            "objective": self.objective_,
+            "weight_change": self.weight_change_,
+            "n_iter": self.n_iter_,
+            "converged": self.converged_,
+            "prev": self._prev if self._prev is not None else np.zeros_like(W),
+            "has_prev": np.array(self._prev is not None),
+            "alpha": np.array(self._alpha),
+            "weights": self._weights,
+            "epoch_rows": np.array(self._epoch_rows),
+            "classes": self.classes_,
+            "y_type": np.array(self.y_type_),
+            "n_features_in": np.array(self.n_features_in_),
+        }
 
-    def restore_sgd_checkpoint(self, arrays: dict) -> "OneVsRestSVM":
+    def restore_sgd_checkpoint(self, arrays: dict) -> OneVsRestSVM:
         """Continue SGD training from :meth:`sgd_checkpoint`'s arrays (the next ``partial_fit`` starts
-        the following epoch; the result equals an uninterrupted run's bit for bit)."""
+        the following epoch; the result equals an uninterrupted run's bit for bit).
+        """
         from sklearn.linear_model import SGDClassifier
 
         self._check_params()
@@ -472,11 +520,10 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         self._alpha = float(arrays["alpha"])
         self._sgd = []
         for j in range(n_models):
-            c = SGDClassifier(loss="hinge", alpha=self._alpha, learning_rate="optimal",
-                              random_state=self.random_state)
+            c = SGDClassifier(loss="hinge", alpha=self._alpha, learning_rate="optimal", random_state=self.random_state)
             if bool(arrays["started"][j]):
                 # what partial_fit keeps between calls (average=False): the weights, the classes, the step
-                c.coef_ = coef[j:j + 1].copy()
+                c.coef_ = coef[j : j + 1].copy()
                 c.intercept_ = np.array([float(arrays["intercept"][j])])
                 c.t_ = float(arrays["t"][j])
                 c.classes_ = np.array([0, 1])
@@ -503,22 +550,33 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         """How the training went, for ``metrics.json``: plain lists, one entry per label or class."""
         check_is_fitted(self)
         sdca = hasattr(self, "duality_gap_")
-        out = {"solver": "sdca" if sdca else "sgd" if hasattr(self, "objective_") else "liblinear",
-               "n_iter": self.n_iter_.tolist(), "converged": self.converged_.tolist(),
-               "all_converged": bool(self.converged_.all())}
+        out = {
+            "solver": "sdca" if sdca else "sgd" if hasattr(self, "objective_") else "liblinear",
+            "n_iter": self.n_iter_.tolist(),
+            "converged": self.converged_.tolist(),
+            "all_converged": bool(self.converged_.all()),
+        }
         if sdca:
             from .sdca import BIAS_MULTIPLIER, DEFAULT_MAX_EPOCHS
 
-            out.update(tol=float(self.tol), stopping="(P(w) - D(alpha)) / P(w) < tol: VLFeat's duality gap "
-                       "(objectives are means over the rows) relative to the primal",
-                       max_epochs=int(self.max_epochs or DEFAULT_MAX_EPOCHS),
-                       bias_multiplier=BIAS_MULTIPLIER, duality_gap=_json_floats(self.duality_gap_),
-                       primal_objective=_json_floats(self.primal_objective_),
-                       dual_objective=_json_floats(self.dual_objective_), time_s=_json_floats(self.train_time_),
-                       duality_gap_per_epoch=[_json_floats(r) for r in self.duality_gap_history_])
+            out.update(
+                tol=float(self.tol),
+                stopping="(P(w) - D(alpha)) / P(w) < tol: VLFeat's duality gap "
+                "(objectives are means over the rows) relative to the primal",
+                max_epochs=int(self.max_epochs or DEFAULT_MAX_EPOCHS),
+                bias_multiplier=BIAS_MULTIPLIER,
+                duality_gap=_json_floats(self.duality_gap_),
+                primal_objective=_json_floats(self.primal_objective_),
+                dual_objective=_json_floats(self.dual_objective_),
+                time_s=_json_floats(self.train_time_),
+                duality_gap_per_epoch=[_json_floats(r) for r in self.duality_gap_history_],
+            )
         elif hasattr(self, "objective_"):
-            out.update(tol=float(self.tol), objective_per_epoch=self.objective_.tolist(),
-                       weight_change_per_epoch=self.weight_change_.tolist())
+            out.update(
+                tol=float(self.tol),
+                objective_per_epoch=self.objective_.tolist(),
+                weight_change_per_epoch=self.weight_change_.tolist(),
+            )
         else:
             out.update(max_iter=int(self.max_iter))
         return out
@@ -526,7 +584,8 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
     # -- scoring --------------------------------------------------------------
     def decision_function(self, X) -> np.ndarray:
         """``X @ coef_.T + intercept_``: one signed distance per label, ``(n, n_labels)``
-        (``(n,)`` for a two-class 1-D target)."""
+        (``(n,)`` for a two-class 1-D target).
+        """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
         S = X @ self.coef_.T + self.intercept_
@@ -543,18 +602,49 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
 
     # -- persistence as data ------------------------------------------------------
     def to_arrays(self) -> dict:
-        out = {"coef": self.coef_, "intercept": self.intercept_, "converged": self.converged_,
-               "n_iter": self.n_iter_, "classes": self.classes_, "y_type": np.array(self.y_type_)}
+        """The fitted SVMs as named arrays for the model directory (no pickles).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``coef``, ``intercept``, ``converged``, ``n_iter``, ``classes``, ``y_type``, and the solver's
+            record: SGD's ``objective`` and ``weight_change``, or SDCA's ``duality_gap``,
+            ``primal_objective``, ``dual_objective``, ``train_time``, ``duality_gap_history``.
+        """
+        out = {
+            "coef": self.coef_,
+            "intercept": self.intercept_,
+            "converged": self.converged_,
+            "n_iter": self.n_iter_,
+            "classes": self.classes_,
+            "y_type": np.array(self.y_type_),
+        }
         if hasattr(self, "objective_"):
             out.update(objective=self.objective_, weight_change=self.weight_change_)
         if hasattr(self, "duality_gap_"):
-            out.update(duality_gap=self.duality_gap_, primal_objective=self.primal_objective_,
-                       dual_objective=self.dual_objective_, train_time=self.train_time_,
-                       duality_gap_history=self.duality_gap_history_)
+            out.update(
+                duality_gap=self.duality_gap_,
+                primal_objective=self.primal_objective_,
+                dual_objective=self.dual_objective_,
+                train_time=self.train_time_,
+                duality_gap_history=self.duality_gap_history_,
+            )
         return out
 
     @classmethod
-    def from_arrays(cls, params: dict, arrays: dict) -> "OneVsRestSVM":
+    def from_arrays(cls, params: dict, arrays: dict) -> OneVsRestSVM:
+        """A fitted estimator from its parameters and :meth:`to_arrays`'s arrays.
+
+        Parameters
+        ----------
+        params : dict
+            Constructor parameters (``seed`` is read as ``random_state``, as saved before the rename).
+        arrays : dict of str to ndarray
+
+        Returns
+        -------
+        OneVsRestSVM
+        """
         params = dict(params)
         if "seed" in params:  # models saved before the random_state rename
             params["random_state"] = params.pop("seed")
@@ -581,8 +671,14 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
 
 #: Fitted attributes of one solver that another solver's fit removes.
 _SGD_ATTRS = ("objective_", "weight_change_")
-_SDCA_ATTRS = ("duality_gap_", "primal_objective_", "dual_objective_", "train_time_", "duality_gap_history_",
-               "dual_coef_")
+_SDCA_ATTRS = (
+    "duality_gap_",
+    "primal_objective_",
+    "dual_objective_",
+    "train_time_",
+    "duality_gap_history_",
+    "dual_coef_",
+)
 
 
 def _json_floats(values) -> list:

@@ -186,13 +186,21 @@ def compare(run_dirs, out, data_dir, pairs, n_bootstrap, seed, no_paired):
     """
     from ..evaluation import comparison_table, read_metrics, table_markdown
     from ..evaluation.paired import compare_run_dirs, format_paired, write_paired_dir
+    from ..evaluation.rundir import LABELS_CSV
     from ..io import atomic_write_text
 
     runs = [read_metrics(d) for d in run_dirs]
     results = []
     if len(run_dirs) >= 2 and not no_paired:  # refuse before printing anything
+        unlabelled = [str(d) for d in run_dirs if not (d / LABELS_CSV).is_file()]
+        if data_dir is None and unlabelled:
+            raise click.ClickException(
+                f"{', '.join(unlabelled)}: no {LABELS_CSV} (a run directory written before 0.2): give the labels "
+                "the runs were scored against with --data-dir, or --no-paired for the AUROC table alone"
+            )
         results = compare_run_dirs(run_dirs, data_dir, pairs=pairs, n_bootstrap=n_bootstrap, seed=seed)
-    table = comparison_table(runs)
+    labels = dict.fromkeys(lab for r in runs for lab in r.get("labels") or r["auroc"])  # every run's, in order
+    table = comparison_table(runs, labels=list(labels))
     markdown = table_markdown(table, runs)
     click.echo(markdown)
     for res in results:

@@ -105,7 +105,7 @@ def evaluate_on_dataset(
 
     from ..data import EVALUATION_POLICY
     from ..evaluation import write_run_dir
-    from ..workflow.steps import describe_external, external_labels
+    from ..workflow.steps import external_labels
 
     m = load_cnn_model(model_dir, device)
     cfg = m.cfg if ten_crop is None else dataclasses.replace(m.cfg, ten_crop=bool(ten_crop))
@@ -178,7 +178,10 @@ def evaluate_on_dataset(
         }
         import logging
 
-        logging.getLogger(__name__).info(describe_external(extra))
+        logging.getLogger(__name__).info(
+            f"cross-dataset: {len(a)} shared label(s) scored, {len(external['dropped_model'])} of the model's and "
+            f"{len(external['dropped_data'])} of the {ds.kind} labels dropped (metrics.json: 'external')"
+        )
     init = "ImageNet" if cfg.weights == "imagenet" else "scratch" if cfg.weights is None else "weights file"
     return write_run_dir(
         run_dir,

@@ -957,6 +957,30 @@ class ChestXray14Dataset(ChestDataset):
         image_dirs=None,
     ):
         src = ChestXray14(root, strict=strict, image_dirs=image_dirs, val_fraction=val_fraction, seed=seed, warn=warn)
+        self._wrap(src, frontal_only, labels)
+
+    @classmethod
+    def from_source(cls, source: ChestXray14, frontal_only: bool = True, labels=None) -> ChestXray14Dataset:
+        """The protocol's view of a :class:`ChestXray14` already read (0.1's dataset object), without reading again.
+
+        Parameters
+        ----------
+        source : ChestXray14
+            The folder as read (its validation carve included).
+        frontal_only : bool
+            Accepted for uniformity; every image is frontal.
+        labels : sequence of str, optional
+            A subset of :data:`LABELS`, in the order wanted.
+
+        Returns
+        -------
+        ChestXray14Dataset
+        """
+        self = cls.__new__(cls)
+        self._wrap(source, frontal_only, labels)
+        return self
+
+    def _wrap(self, src: ChestXray14, frontal_only: bool, labels) -> None:
         self.source = src
         m = src.metadata
         names = m["Image Index"].to_numpy(object)

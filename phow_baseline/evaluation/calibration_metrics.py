@@ -28,7 +28,27 @@ def _check_py(y_true, prob):
 
 
 def brier_scores(y_true, prob) -> np.ndarray:
-    """Brier score per class: the mean of ``(p - y)^2`` (0 is perfect; 0.25 is p = 1/2 everywhere)."""
+    """Brier score per class: the mean of ``(p - y)^2`` (0 is perfect; 0.25 is p = 1/2 everywhere).
+
+    Parameters
+    ----------
+    y_true : array-like of 0/1, (n_images,) or (n_images, n_classes)
+        Ground truth, one column per class.
+    prob : array-like of float, same shape as ``y_true``
+        Predicted probabilities of the positive class, in [0, 1].
+
+    Returns
+    -------
+    brier : (n_classes,) float64 ndarray
+        Mean squared difference between probability and 0/1 truth per class,
+        in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        Shapes that differ, non-finite probabilities or ones outside [0, 1],
+        truth other than 0/1.
+    """
     y, p = _check_py(y_true, prob)
     return ((p - y) ** 2).mean(0)
 
@@ -41,8 +61,25 @@ def _bins(p, n_bins):
 def reliability_curve(y_true, prob, n_bins: int = N_BINS) -> list[dict]:
     """Reliability-diagram data per class over ``n_bins`` equal-width bins of ``[0, 1]``.
 
-    Returns one dict per class: ``mean_predicted``, ``observed`` (fraction of
-    positives) and ``count`` per bin, ``None`` for the means of empty bins.
+    Bin ``i`` holds the probabilities in ``[i / n_bins, (i + 1) / n_bins)``;
+    a probability of exactly 1 falls in the last bin.
+
+    Parameters
+    ----------
+    y_true : array-like of 0/1, (n_images,) or (n_images, n_classes)
+        Ground truth, one column per class.
+    prob : array-like of float, same shape as ``y_true``
+        Predicted probabilities of the positive class, in [0, 1].
+    n_bins : int, default N_BINS (10)
+        Number of equal-width probability bins.
+
+    Returns
+    -------
+    curves : list of dict, one per class (column order)
+        ``mean_predicted`` (mean probability in each bin), ``observed``
+        (fraction of positives in each bin), both lists of ``n_bins`` floats
+        in [0, 1] with ``None`` for empty bins, and ``count`` (images per
+        bin, ``n_bins`` ints).
     """
     y, p = _check_py(y_true, prob)
     out = []
@@ -68,6 +105,21 @@ def expected_calibration_error(y_true, prob, n_bins: int = N_BINS) -> np.ndarray
 
     ECE = sum over bins of ``(n_bin / n) * |mean p in bin - fraction positive in bin|``
     (Naeini et al. 2015), a probability (0 is perfect).
+
+    Parameters
+    ----------
+    y_true : array-like of 0/1, (n_images,) or (n_images, n_classes)
+        Ground truth, one column per class.
+    prob : array-like of float, same shape as ``y_true``
+        Predicted probabilities of the positive class, in [0, 1].
+    n_bins : int, default N_BINS (10)
+        Number of equal-width probability bins (as in :func:`reliability_curve`).
+
+    Returns
+    -------
+    ece : (n_classes,) float64 ndarray
+        Expected calibration error per class, in [0, 1]; NaN when there are
+        no images.
     """
     y, p = _check_py(y_true, prob)
     n, k = p.shape
@@ -80,7 +132,35 @@ def expected_calibration_error(y_true, prob, n_bins: int = N_BINS) -> np.ndarray
 
 
 def calibration_summary(y_true, prob, labels: Sequence[str], n_bins: int = N_BINS) -> dict:
-    """Brier score, ECE and reliability data per class, as JSON-ready dicts keyed by label."""
+    """Brier score, ECE and reliability data per class, as JSON-ready dicts keyed by label.
+
+    This is the ``calibration`` entry of a run's ``metrics.json``.
+
+    Parameters
+    ----------
+    y_true : array-like of 0/1, (n_images,) or (n_images, n_classes)
+        Ground truth, one column per class.
+    prob : array-like of float, same shape as ``y_true``
+        Predicted probabilities of the positive class, in [0, 1].
+    labels : sequence of str, length n_classes
+        Class names, in column order.
+    n_bins : int, default N_BINS (10)
+        Number of equal-width probability bins of the ECE and reliability data.
+
+    Returns
+    -------
+    summary : dict
+        ``n_bins`` (int), ``binning`` (``"equal-width"``), ``brier`` and
+        ``ece`` ({label: float in [0, 1]}), ``mean_brier`` and ``mean_ece``
+        (their means over the classes) and ``reliability`` ({label: dict of
+        :func:`reliability_curve`}).
+
+    Raises
+    ------
+    ValueError
+        A number of labels other than the columns, or invalid inputs (see
+        :func:`brier_scores`).
+    """
     y, p = _check_py(y_true, prob)
     if len(labels) != p.shape[1]:
         raise ValueError(f"{len(labels)} labels for {p.shape[1]} classes")

@@ -42,10 +42,41 @@ def operating_point_metrics(y_true, prob, thresholds, labels: Sequence[str], n_b
     sensitivity) does not define that rate and is left out; the number used
     is returned per rate.
 
+    Parameters
+    ----------
+    y_true : array-like of 0/1, (n_images,) or (n_images, n_classes)
+        Ground truth, one column per class.
+    prob : array-like of float, same shape as ``y_true``
+        Scores or probabilities the thresholds apply to (finite).
+    thresholds : array-like of float, (n_classes,)
+        Decision threshold per class, in the units of ``prob``: an image is
+        called positive when ``prob >= threshold`` (chosen on validation by
+        :class:`~phow_baseline.classification.OperatingPoints`).
+    labels : sequence of str, length n_classes
+        Class names, in column order.
+    n_bootstrap : int, default 1000
+        Bootstrap resamples of the images for the 95 % percentile intervals
+        (:data:`~phow_baseline.evaluation.bootstrap.DEFAULT_N_BOOTSTRAP`);
+        0 gives no intervals.
+    seed : int, numpy.random.Generator or None, default 0
+        Seed of the resamples (the same draws as the AUROC intervals).
+
     Returns
     -------
-    {label: {"threshold", "tp", "fp", "tn", "fn", "sensitivity", "sensitivity_ci95",
-    ..., "n_bootstrap_used": {rate: int}}}
+    metrics : dict
+        ``{label: entry}``; each entry holds ``threshold`` (float), the
+        counts ``tp``, ``fp``, ``tn``, ``fn`` (ints, images), the rates
+        ``sensitivity``, ``specificity``, ``ppv``, ``npv`` (fractions in
+        [0, 1], ``None`` where the denominator is zero), their intervals
+        ``<rate>_ci95`` (``[low, high]`` or ``None``) and
+        ``n_bootstrap_used`` ({rate: number of resamples that defined it};
+        empty when ``n_bootstrap`` is 0).
+
+    Raises
+    ------
+    ValueError
+        A number of thresholds or labels other than the columns, or invalid
+        truth/scores.
     """
     y, p = check_truth_and_scores(y_true, prob)
     thr = np.asarray(thresholds, np.float64)

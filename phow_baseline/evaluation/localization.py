@@ -49,7 +49,22 @@ MAX_BOXES = 3
 
 
 def upsample(heat: np.ndarray, size) -> np.ndarray:
-    """Bilinear resize of a ``(h, w)`` or ``(c, h, w)`` heatmap to ``size`` (int or (h, w))."""
+    """Bilinear resize of a ``(h, w)`` or ``(c, h, w)`` heatmap to ``size`` (int or (h, w)).
+
+    Parameters
+    ----------
+    heat : (h, w) or (n_maps, h, w) array-like
+        Heatmap(s) on a coarse grid (e.g. one value per spatial bin or CNN
+        feature-map cell), any units.
+    size : int or (int, int)
+        Target size in pixels: ``S`` for ``S x S`` or ``(height, width)``.
+
+    Returns
+    -------
+    heat : (height, width) or (n_maps, height, width) float32 ndarray
+        The resized map(s), in the units of the input; returned unchanged
+        (as float32) when already of that size.
+    """
     hw = (size, size) if np.isscalar(size) else tuple(size)
     heat = np.asarray(heat, np.float32)
     if heat.ndim == 3:
@@ -63,7 +78,25 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45, boxes=()) 
     """The grey image with the positive part of ``heat`` in colour (JET), BGR uint8.
 
     ``heat`` is scaled by its maximum (a map with no positive value shows
-    the image alone); boxes ``(x, y, w, h)`` are drawn in white.
+    the image alone); boxes ``(x, y, w, h)`` are drawn in white.  Each pixel
+    is ``(1 - a) * image + a * jet(h)`` with ``h = max(heat, 0) / max(heat)`` and ``a = alpha * h``.
+
+    Parameters
+    ----------
+    image : (h, w) uint8 or (h, w, 3) BGR uint8 ndarray
+        The image the map is drawn on (grey is turned to BGR).
+    heat : (h', w') array-like
+        Heatmap of the image, any units; resized bilinearly to ``(h, w)``.
+    alpha : float, default 0.45
+        Opacity of the colour where the heat is at its maximum, in [0, 1].
+    boxes : sequence of (x, y, w, h[, score]), default ()
+        Boxes to outline, in pixels of ``image`` (extra items such as a score
+        are ignored).
+
+    Returns
+    -------
+    overlay : (h, w, 3) uint8 ndarray
+        The blended image, BGR (OpenCV's order).
     """
     img = np.asarray(image)
     if img.ndim == 2:
@@ -90,6 +123,25 @@ def boxes_from_heatmap(
     components (8-connectivity); each component of at least ``min_area``
     pixels gives its bounding box, scored by the heat it holds; the best
     ``max_boxes`` are returned.  A map with no positive value gives none.
+
+    Parameters
+    ----------
+    heat : (h, w) array-like
+        One class's heatmap, any units (only its positive part counts).
+    threshold : float, default DEFAULT_THRESHOLD (0.5)
+        Fraction of the map's maximum a pixel must reach to belong to a
+        region, in (0, 1] (Wang et al. 2017 threshold their maps so).
+    max_boxes : int, default MAX_BOXES (3)
+        At most this many boxes, highest score first.
+    min_area : int, default 4
+        Smallest component kept, in pixels of ``heat``.
+
+    Returns
+    -------
+    boxes : list of (x, y, w, h, score) float tuples
+        Top-left corner, width and height in pixels of ``heat``, and the
+        sum of the positive heat inside the component; sorted by score,
+        highest first.
     """
     h = np.asarray(heat, np.float32)
     m = float(h.max())
@@ -114,20 +166,64 @@ def _inter(a, b) -> float:
 
 
 def iou(a, b) -> float:
-    """Intersection over union of two boxes ``(x, y, w, h)``."""
+    """Intersection over union of two boxes ``(x, y, w, h)``.
+
+    Parameters
+    ----------
+    a, b : sequence of float, (x, y, w, h[, ...])
+        Boxes: top-left corner, width and height, in pixels of the same image.
+
+    Returns
+    -------
+    iou : float
+        ``area(a and b) / area(a or b)``, in [0, 1]; 0 when both are empty.
+    """
     i = _inter(a, b)
     u = a[2] * a[3] + b[2] * b[3] - i
     return i / u if u > 0 else 0.0
 
 
 def iobb(detected, truth) -> float:
-    """Intersection over the detected box's area (Wang et al. 2017)."""
+    """Intersection over the detected box's area (Wang et al. 2017).
+
+    Parameters
+    ----------
+    detected : sequence of float, (x, y, w, h[, ...])
+        Detected box: top-left corner, width and height, in pixels.
+    truth : sequence of float, (x, y, w, h)
+        Ground-truth box, in pixels of the same image.
+
+    Returns
+    -------
+    iobb : float
+        ``area(detected and truth) / area(detected)``, in [0, 1]; 0 for an
+        empty detected box.
+    """
     i = _inter(detected, truth)
     return i / (detected[2] * detected[3]) if detected[2] * detected[3] > 0 else 0.0
 
 
 def score_boxes(detected: Sequence, truth, thresholds: Sequence[float], measure: Callable) -> tuple[list, list]:
-    """Per threshold: whether the image is localized (bool) and its false positives (int)."""
+    """Per threshold: whether the image is localized (bool) and its false positives (int).
+
+    Parameters
+    ----------
+    detected : sequence of boxes (x, y, w, h[, score])
+        The detected boxes of one image and class, in pixels.
+    truth : (x, y, w, h)
+        Its ground-truth box, in pixels of the same image.
+    thresholds : sequence of float
+        Overlap thresholds T, in [0, 1].
+    measure : callable
+        ``measure(detected_box, truth) -> float`` (:func:`iobb` or :func:`iou`).
+
+    Returns
+    -------
+    hit : list of bool, one per threshold
+        Whether some detected box reaches T.
+    false_positives : list of int, one per threshold
+        Number of detected boxes below T.
+    """
     vals = [measure(d, truth) for d in detected]
     hit = [any(v >= t for v in vals) for t in thresholds]
     fp = [sum(v < t for v in vals) for t in thresholds]
@@ -209,8 +305,6 @@ def evaluate_localization(
     at that size.  Boxes are scaled to ``S x S``; ``names`` restricts the
     evaluation to those images.
 
-    Returns ``(result, examples)``: the ``localization.json`` contents and
-    ``{file name: BGR overlay}`` for the first ``n_examples`` boxes.
     Unreadable images are skipped (their boxes not scored) and listed in
     ``result["failures"]`` (file, reason, number of boxes).  Heatmaps are
     read in the order of ``model.labels`` (ChestX-ray14's for a plain
@@ -218,6 +312,49 @@ def evaluate_localization(
     ``result["boxes_without_label"]``, not scored.  A dataset without boxes
     (every kind but ChestX-ray14) gives an empty result whose ``skipped``
     says why (and a log line).
+
+    Parameters
+    ----------
+    model : model object or callable
+        A model with ``heatmaps``, ``preprocess``, ``image_size`` (and
+        ``labels``), or a plain ``heatmap_fn(img) -> (n_labels, h, w)``.
+    dataset : dataset object
+        Has ``boxes(size=S)`` (a DataFrame with ``Image Index``, ``label``,
+        ``x``, ``y``, ``w``, ``h`` in pixels of the ``S x S`` image) and
+        ``image_path(name)``, e.g. :class:`phow_baseline.data.ChestXray14`.
+    names : sequence of str, optional
+        Image file names to evaluate (default: every boxed image present).
+    threshold : float, default DEFAULT_THRESHOLD (0.5)
+        Fraction of a heatmap's maximum that makes a region
+        (:func:`boxes_from_heatmap`).
+    n_examples : int, default 6
+        Number of overlays returned (the first boxes, in image-name order).
+    progress : bool, default True
+        Show a progress bar (on a terminal).
+    image_size : int, optional
+        Side ``S`` of the preprocessed image, in pixels (default
+        ``model.image_size``; required for a plain function).
+    preprocess : callable, optional
+        ``preprocess(path) -> (S, S) uint8`` (default the model's, or
+        :func:`phow_baseline.data.preprocess.preprocess` at ``S``).
+
+    Returns
+    -------
+    result : dict
+        The ``localization.json`` contents: what :func:`evaluate_boxes`
+        returns (accuracy and average false positives per class and
+        threshold, images per class) plus ``image_size`` (px), ``threshold``,
+        ``max_boxes``, ``failures``, ``reference_iobb_0.5``, ``reference``,
+        and ``boxes_without_label`` / ``skipped`` when they apply.
+    examples : dict of str to (S, S, 3) uint8 ndarray
+        ``{"<stem>_<label>.png": BGR overlay}`` with the ground-truth box in
+        green and the detected boxes in white.
+
+    Raises
+    ------
+    ValueError
+        A plain function without ``image_size``, or an image preprocessed
+        to a size other than ``(S, S)``.
     """
     from ..progress import progress_bar
 
@@ -286,7 +423,33 @@ def evaluate_localization(
 
 
 def write_localization_dir(out_dir, result: dict, examples: dict, model_name: str = "", kind: str = "") -> Path:
-    """``localization.json``, ``localization.md`` and ``heatmaps/*.png`` (ground truth green, detections white)."""
+    """Write ``localization.json``, ``localization.md`` and ``heatmaps/*.png`` (ground truth green, detections white).
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+        Folder to write into (created if missing).
+    result : dict
+        What :func:`evaluate_localization` returns first.
+    examples : dict of str to (h, w, 3) uint8 ndarray
+        ``{file name: BGR overlay}``, written under ``heatmaps/`` (names
+        confined to that folder).
+    model_name : str, default ""
+        Name of the model, stored as ``model`` in the JSON.
+    kind : str, default ""
+        Model kind (e.g. ``"phow"``, ``"cnn"``), stored as ``kind``.
+
+    Returns
+    -------
+    out_dir : pathlib.Path
+        The folder written.
+
+    Raises
+    ------
+    ValueError
+        An overlay that cannot be encoded as PNG, or a file name that leaves
+        ``heatmaps/``.
+    """
     out = Path(out_dir)
     for fname, img in examples.items():
         ok, png = cv2.imencode(".png", img)
@@ -300,7 +463,21 @@ def write_localization_dir(out_dir, result: dict, examples: dict, model_name: st
 
 
 def format_localization(r: dict) -> str:
-    """The Markdown tables of a localization result (accuracy at each T(IoBB) and T(IoU), AFP, reference)."""
+    """The Markdown tables of a localization result (accuracy at each T(IoBB) and T(IoU), AFP, reference).
+
+    Parameters
+    ----------
+    r : dict
+        A localization result (:func:`evaluate_localization`, or a
+        ``localization.json`` read back); its thresholds must include 0.5.
+
+    Returns
+    -------
+    markdown : str
+        Two tables: per class the number of images, accuracy at each
+        T(IoBB), average false positives at T(IoBB) = 0.5 and Wang et al.
+        2017's accuracy; then accuracy at each T(IoU).  Ends with a newline.
+    """
     tb = r["iobb_thresholds"]
     head = "| label | n | " + " | ".join(f"T(IoBB)={t}" for t in tb) + " | AFP@0.5 | Wang 2017 @0.5 |"
     lines = [head, "|---|---:|" + "---:|" * (len(tb) + 2)]
@@ -323,14 +500,44 @@ LOCALIZATION_FILE = "localization.json"
 
 
 def localization_file(directory) -> Path:
-    """``directory/localization.json``, or the 0.1 name ``localisation.json`` when only that exists."""
+    """``directory/localization.json``, or the 0.1 name ``localisation.json`` when only that exists.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        A localization directory (:func:`write_localization_dir`).
+
+    Returns
+    -------
+    path : pathlib.Path
+        The result file's path (it may not exist).
+    """
     p = Path(directory) / LOCALIZATION_FILE
     old = Path(directory) / "localisation.json"
     return old if not p.exists() and old.exists() else p
 
 
 def read_localization(directory) -> dict:
-    """``localization.json`` of a localization directory (0.1's ``localisation.json`` too); errors name the file."""
+    """``localization.json`` of a localization directory (0.1's ``localisation.json`` too); errors name the file.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        A localization directory (:func:`write_localization_dir`).
+
+    Returns
+    -------
+    result : dict
+        The stored localization result (see :func:`evaluate_localization`),
+        with ``model`` and ``kind``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``localization.json`` (nor ``localisation.json``) in ``directory``.
+    phow_baseline.io.DataFileError
+        A file that cannot be read or is not a JSON object (the error names it).
+    """
     p = localization_file(directory)
     if not p.exists():
         raise FileNotFoundError(f"{p}: not a localization directory (no localization.json)")

@@ -134,10 +134,12 @@ def delong_covariance(y, scores) -> tuple[np.ndarray, np.ndarray]:
     y : (n,) array of 0/1 or bool
         At least 2 positive and 2 negative images.
     scores : (n,) or (n, m) float array
+        Scores of the class by ``m`` runs (one column each) on the same images.
 
     Returns
     -------
     auroc : (m,) float array
+        AUROC of each run, in [0, 1].
     cov : (m, m) float array
         Covariance of the AUROC estimates (AUROC units squared).
     """
@@ -165,10 +167,12 @@ def delong_influence(y, scores) -> tuple[np.ndarray, np.ndarray]:
     y : (n,) array of 0/1 or bool
         At least 2 positive and 2 negative images.
     scores : (n,) or (n, m) float array
+        Scores of the class by ``m`` runs (one column each) on the same images.
 
     Returns
     -------
     auroc : (m,) float array
+        AUROC of each run, in [0, 1].
     phi : (n, m) float array
         One row per image in the given order (AUROC units).
     """
@@ -206,7 +210,9 @@ def delong_test(y, scores_a, scores_b) -> dict:
     Parameters
     ----------
     y : (n,) array of 0/1 or bool
+        Ground truth of the class.
     scores_a, scores_b : (n,) float arrays
+        Runs A's and B's scores of the same images, in the same order.
 
     Returns
     -------
@@ -275,9 +281,11 @@ def paired_delong(y_true, scores_a, scores_b, labels: Sequence[str] = LABELS) ->
     Parameters
     ----------
     y_true : (n, K) array of 0/1
+        Ground truth, one column per class.
     scores_a, scores_b : (n, K) float arrays
         The two runs' scores of the same images, rows in the same order.
-    labels : sequence of K str
+    labels : sequence of K str, default LABELS
+        Class names, in column order.
 
     Returns
     -------
@@ -362,11 +370,15 @@ def paired_bootstrap(
     Parameters
     ----------
     y_true : (n, K) array of 0/1
+        Ground truth, one column per class.
     scores_a, scores_b : (n, K) float arrays
-    labels : sequence of K str
-    n_bootstrap : int
+        The two runs' scores of the same images, rows in the same order.
+    labels : sequence of K str, default LABELS
+        Class names, in column order.
+    n_bootstrap : int, default DEFAULT_N_BOOTSTRAP (1000)
         Resamples (at least 1).
-    seed : int
+    seed : int, default 0
+        Seed of the resamples (the draws of the AUROC intervals for the same seed).
     mean_labels : sequence of str, optional
         The classes averaged in the mean (default: those with a positive and a negative image).
     chunk : int
@@ -471,14 +483,17 @@ def compare_scores(
     Parameters
     ----------
     y_true : (n, K) array of 0/1
+        Ground truth, one column per class.
     scores_a, scores_b : (n, K) float arrays
         Both runs' scores of the same n images in the same row order.
-    labels : sequence of K str
-    name_a, name_b : str
+    labels : sequence of K str, default LABELS
+        Class names, in column order.
+    name_a, name_b : str, default "A", "B"
         How the runs are named in tables and figures.
-    n_bootstrap : int
+    n_bootstrap : int, default DEFAULT_N_BOOTSTRAP (1000)
         Paired bootstrap resamples (0: DeLong only).
-    seed : int
+    seed : int, default 0
+        Seed of the bootstrap resamples.
 
     Returns
     -------
@@ -581,7 +596,8 @@ def read_truth(source, names: Sequence[str], labels: Sequence[str] = LABELS) -> 
 
     Returns
     -------
-    (len(names), len(labels)) uint8 array
+    y_true : (len(names), len(labels)) uint8 array
+        0/1 truth, rows in the order of ``names``.
     """
     if hasattr(source, "labels") and callable(source.labels):
         unknown = [lab for lab in labels if lab not in LABELS]
@@ -661,9 +677,10 @@ def compare_runs(
         CSV, a DataFrame or a dataset).  Default: the ``labels.csv`` of run A, else of run B.
     labels : sequence of str, optional
         The classes to compare (default: those both runs scored, in run A's order).
-    n_bootstrap : int
+    n_bootstrap : int, default DEFAULT_N_BOOTSTRAP (1000)
         Paired bootstrap resamples (0: DeLong only).
-    seed : int
+    seed : int, default 0
+        Seed of the bootstrap resamples.
 
     Returns
     -------
@@ -917,6 +934,7 @@ def paired_markdown(results: dict | Sequence[dict]) -> str:
     Parameters
     ----------
     results : dict or sequence of dict
+        One or several :func:`compare_scores` / :func:`compare_runs` results.
 
     Returns
     -------
@@ -1037,7 +1055,8 @@ def read_paired_dir(directory) -> dict:
 
     Parameters
     ----------
-    directory : path
+    directory : str or path-like
+        A comparison folder (``compare --out``).
 
     Returns
     -------

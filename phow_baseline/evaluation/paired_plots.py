@@ -26,6 +26,8 @@ def paired_caption(result: dict) -> str:
     Returns
     -------
     str
+        A few sentences: the runs, the units, the intervals drawn and the
+        classes left out of the mean.
     """
     a, b, nb = result["run_a"]["name"], result["run_b"]["name"], result["n_bootstrap"]
     text = (

@@ -56,6 +56,33 @@ def plot_roc(
     interval, and the published AUROCs of ``marked`` (keys of
     :data:`PUBLISHED`) as ticks on an AUROC scale along the panel's bottom
     edge. A band resting on fewer resamples than ``n_bootstrap`` says so.
+
+    Parameters
+    ----------
+    result : dict
+        What :func:`~phow_baseline.evaluation.roc.evaluate_scores` returns
+        (uses ``labels``, ``auroc``, ``auroc_ci95``, ``roc``, ``mean_auroc``,
+        ``n_positive``).
+    path : str or path-like
+        The PNG file to write (atomically); 4 panels a row, about 255 x 255
+        pixels each (2.55 in at 100 dpi).
+    title : str, default "ROC curves"
+        Figure title, followed by the mean AUROC.
+    band : dict, optional
+        ``{label: (grid, lo, hi, n_used)}``: the false-positive rates
+        ``(n_grid,)``, the band's lower and upper true-positive rates
+        ``(n_grid,)`` (fractions) and the resamples used, one class's slice
+        of :func:`~phow_baseline.evaluation.roc.bootstrap_roc_band`.
+    n_bootstrap : int, optional
+        Resamples asked for; a band with fewer ``n_used`` is labelled so.
+    marked : sequence of str, default ROC_MARKED
+        Keys of :data:`PUBLISHED` whose per-class AUROC is marked (those
+        without per-class values are skipped).
+
+    Returns
+    -------
+    None
+        The figure is written to ``path``.
     """
     labels = list(result["labels"])
     plt, fig, axes = _grid_axes(len(labels))
@@ -141,6 +168,21 @@ def plot_calibration(summary: dict, path, title="Reliability diagrams") -> None:
     probability in each equal-width bin (marker area proportional to the
     images in the bin), the diagonal of perfect calibration, and the ECE and
     Brier score in the panel title.
+
+    Parameters
+    ----------
+    summary : dict
+        ``calibration_summary(...)``: ``n_bins``, ``reliability``, ``ece``,
+        ``brier`` per label and ``mean_ece``.
+    path : str or path-like
+        The PNG file to write (atomically), 4 panels a row.
+    title : str, default "Reliability diagrams"
+        Figure title, followed by the binning and the mean ECE.
+
+    Returns
+    -------
+    None
+        The figure is written to ``path``.
     """
     labels = list(summary["reliability"])
     plt, fig, axes = _grid_axes(len(labels))

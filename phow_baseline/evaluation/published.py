@@ -86,10 +86,16 @@ def comparison_table(
         ``metrics.json`` contents (need ``model``, ``auroc``, ``mean_auroc``).
     references : sequence of str, optional
         Keys of :data:`PUBLISHED` (default: all).
+    labels : sequence of str, default LABELS
+        Rows of the table (ChestX-ray14's 14 by default); a published column
+        has NaN for a label it does not cover.
 
     Returns
     -------
-    DataFrame indexed by label, with a final ``Mean`` row.
+    table : pandas.DataFrame, (len(labels) + 1, len(runs) + len(references)) float
+        AUROC in [0, 1] (NaN where unknown), indexed by label with a final
+        ``Mean`` row; one column per run (named by its ``model``, made unique
+        with `` (2)``, `` (3)``...) then one per reference.
     """
     references = list(PUBLISHED) if references is None else list(references)
     cols = {}
@@ -109,7 +115,24 @@ def comparison_table(
 
 
 def table_markdown(df: pd.DataFrame, runs: Sequence[dict] = (), digits=3) -> str:
-    """Markdown text of :func:`comparison_table` with a legend naming each reference's split."""
+    """Markdown text of :func:`comparison_table` with a legend naming each reference's split.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        What :func:`comparison_table` returns.
+    runs : sequence of dict, default ()
+        The runs' ``metrics.json`` contents, for the legend (model, kind,
+        split, number of test images).
+    digits : int, default 3
+        Decimals of each AUROC; NaN cells are left empty.
+
+    Returns
+    -------
+    markdown : str
+        The table, then one legend line per run and per published column;
+        ends with a newline.
+    """
     head = "| label | " + " | ".join(df.columns) + " |"
     sep = "|---|" + "---:|" * len(df.columns)
     rows = [head, sep]

@@ -43,14 +43,18 @@ def auroc_weighted(y: np.ndarray, s: np.ndarray, weights: np.ndarray | None = No
 
     Parameters
     ----------
-    y : (n,) bool
-    s : (n,) float
-    weights : (B, n) array, optional
-        Sample multiplicities (e.g. bootstrap counts); ``None`` is all ones.
+    y : (n,) bool ndarray
+        Ground truth of the class for each image.
+    s : (n,) float ndarray
+        Scores of the class (any monotone units: decision values or probabilities).
+    weights : (B, n) array-like, optional
+        Sample multiplicities (e.g. bootstrap counts, or 0/1 masks); ``None`` is all ones.
 
     Returns
     -------
-    (B,) float array (NaN where a weighting leaves no positive or no negative).
+    auroc : (B,) float64 ndarray
+        AUROC under each weighting, in [0, 1] (``B`` is 1 without
+        ``weights``); NaN where a weighting leaves no positive or no negative.
     """
     order = np.argsort(s, kind="mergesort")
     ss, yy = s[order], y[order]
@@ -79,7 +83,9 @@ def auroc_weighted_all(y, s, mask=None) -> np.ndarray:
 
     Returns
     -------
-    (n_classes,) float array (NaN for a class without a positive or a negative).
+    auroc : (n_classes,) float64 ndarray
+        AUROC per class, in [0, 1]; NaN for a class without a positive or a
+        negative (among its scored cells).
     """
     m = check_mask(mask, np.shape(y))
     return np.array(
@@ -130,8 +136,28 @@ def bootstrap_auroc(y_true, scores, n_bootstrap=DEFAULT_N_BOOTSTRAP, seed=0, chu
 
     Each resample draws n images with replacement (the same draw for every
     class, so class means stay paired); with ``mask`` ``(n, n_classes)``, an
-    image whose cell is False weighs nothing in that class.  Returns
-    ``(n_bootstrap, n_classes)``.
+    image whose cell is False weighs nothing in that class.
+
+    Parameters
+    ----------
+    y_true : (n, n_classes) array-like of 0/1
+        Ground truth.
+    scores : (n, n_classes) array-like of float
+        Scores, one column per class.
+    n_bootstrap : int, default DEFAULT_N_BOOTSTRAP (1000)
+        Number of resamples.
+    seed : int, numpy.random.Generator or None, default 0
+        Seed of the resamples (:func:`~phow_baseline.evaluation.bootstrap.bootstrap_weights`).
+    chunk : int, default 100
+        Resamples drawn at a time (bounds the memory to ``chunk * n`` counts).
+    mask : (n, n_classes) array-like of bool, optional
+        Cells to score (see the module docstring); default all.
+
+    Returns
+    -------
+    auroc : (n_bootstrap, n_classes) float64 ndarray
+        AUROC of each class on each resample, in [0, 1]; NaN where a
+        resample drew no positive or no negative of the class.
     """
     y, s = np.asarray(y_true).astype(bool), np.asarray(scores, float)
     n, k = y.shape
@@ -159,10 +185,34 @@ def bootstrap_roc_band(
     one negative).  With ``mask`` ``(n, n_classes)``, an image whose cell is
     False weighs nothing in that class.
 
+    Parameters
+    ----------
+    y_true : (n, n_classes) array-like of 0/1
+        Ground truth.
+    scores : (n, n_classes) array-like of float
+        Scores, one column per class.
+    grid : (n_grid,) array-like of float, default ROC_GRID
+        False-positive rates (fractions in [0, 1], increasing) at which the
+        band is evaluated; the default is 101 points, 0 to 1 by 0.01.
+    n_bootstrap : int, default DEFAULT_N_BOOTSTRAP (1000)
+        Number of resamples.
+    seed : int, numpy.random.Generator or None, default 0
+        Seed of the resamples (the draws of :func:`bootstrap_auroc`).
+    chunk : int, default 100
+        Resamples drawn at a time.
+    level : float, default 95.0
+        Coverage of the percentile band, in percent.
+    mask : (n, n_classes) array-like of bool, optional
+        Cells to score (see the module docstring); default all.
+
     Returns
     -------
-    lo, hi : (n_classes, len(grid)) arrays (NaN for a class never defined)
-    n_used : (n_classes,) int
+    lo, hi : (n_classes, n_grid) float64 ndarray
+        Lower and upper true-positive rate (fractions in [0, 1]) at each
+        grid point; NaN for a class no resample defines.
+    n_used : (n_classes,) int64 ndarray
+        Resamples that define each class (at least one positive and one
+        negative drawn).
     """
     y, s = np.asarray(y_true).astype(bool), np.asarray(scores, float)
     n, k = y.shape
@@ -210,12 +260,14 @@ def default_labels(labels: Sequence[str] | None, n_classes: int) -> list[str]:
     Parameters
     ----------
     labels : sequence of str or None
+        The names given by the caller, returned as a list when not None.
     n_classes : int
         Columns of the scores.
 
     Returns
     -------
-    list of str
+    labels : list of str
+        ``n_classes`` names when defaulted (otherwise ``labels`` as given).
 
     Raises
     ------
@@ -240,28 +292,36 @@ def evaluate_scores(
 
     Parameters
     ----------
-    y_true : (n, n_classes) array of 0/1
-    scores : (n, n_classes) float array
+    y_true : (n, n_classes) array-like of 0/1
+        Ground truth, one column per class.
+    scores : (n, n_classes) array-like of float
+        Scores (decision values or probabilities; only their order counts).
     labels : sequence of n_classes str, optional
         The classes' names (default ChestX-ray14's 14, for 14 columns only).
-    n_bootstrap : int
-        Resamples of the intervals (0: none).
-    seed : int
+    n_bootstrap : int, default DEFAULT_N_BOOTSTRAP (1000)
+        Resamples of the 95 % percentile intervals (0: none).
+    seed : int, numpy.random.Generator or None, default 0
+        Seed of the resamples (:func:`bootstrap_auroc`).
     mask : (n, n_classes) bool array, optional
         Cells to score; a False cell leaves its image out of that class (see
         the module docstring).  ``n_positive`` counts scored cells only.
 
     Returns
     -------
-    dict with ``labels``, ``auroc`` {label: float or None}, ``auroc_ci95``
-    {label: [lo, hi] or None}, ``mean_auroc``, ``mean_auroc_ci95``,
-    ``n_positive`` {label: int}, ``roc`` {label: (fpr, tpr, thresholds)},
-    ``n_bootstrap_used`` {label: int}: the resamples that define the
-    class's AUROC (the others drew no positive or no negative and are not
-    in its interval), and ``mean_auroc_n_bootstrap_complete``: the
-    resamples that define every class (the mean's interval averages, on the
-    others, the classes they define); with a mask that leaves cells out,
-    also ``n_scored`` {label: int}, the images scored per class.
+    result : dict
+        ``labels``; ``auroc`` {label: float in [0, 1] or None} and
+        ``auroc_ci95`` {label: [lo, hi] or None}; ``mean_auroc`` (over the
+        defined classes) and ``mean_auroc_ci95``; ``n_positive`` {label:
+        int, images}; ``undefined`` (labels without an AUROC); ``roc``
+        {label: (fpr, tpr, thresholds)}, 1-D arrays of
+        :func:`sklearn.metrics.roc_curve` (rates as fractions, thresholds in
+        score units); ``n_bootstrap_used`` {label: int}: the resamples that
+        define the class's AUROC (the others drew no positive or no negative
+        and are not in its interval), and
+        ``mean_auroc_n_bootstrap_complete``: the resamples that define every
+        class (the mean's interval averages, on the others, the classes they
+        define); with a mask that leaves cells out, also ``n_scored``
+        {label: int}, the images scored per class.
     """
     from sklearn.metrics import roc_curve
 

@@ -38,12 +38,35 @@ SUBGROUPS_PNG = "subgroups.png"
 
 
 def write_predictions(path, names: Sequence[str], scores, labels: Sequence[str] = LABELS, decisions=None) -> None:
-    """The predictions CSV: ``Image Index``, one column per label, then (with
+    """Write the predictions CSV: ``Image Index``, one column per label, then (with
     ``decisions``) one 0/1 column ``<label> decision`` per label.
 
     Values are written with 10 significant digits, so that probabilities
     close to each other (a class whose calibration slope is small) keep
     their order: the AUROC read back from the file is the AUROC computed.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The CSV to write (atomically).
+    names : sequence of n str
+        ``Image Index`` of each row, in the order of ``scores``.
+    scores : (n, n_labels) array-like of float
+        Scores or probabilities in [0, 1], one column per label.
+    labels : sequence of n_labels str, default LABELS
+        The column names (ChestX-ray14's 14 by default).
+    decisions : (n, n_labels) array-like of 0/1, optional
+        The 0/1 calls at the operating points, written as ``<label> decision``.
+
+    Returns
+    -------
+    None
+        The file is written to ``path``.
+
+    Raises
+    ------
+    ValueError
+        ``decisions`` of a shape other than ``scores``'s.
     """
     scores = np.asarray(scores)
     df = pd.DataFrame(scores, columns=list(labels))
@@ -63,16 +86,27 @@ def write_labels(path, names: Sequence[str], y_true, labels: Sequence[str] = LAB
 
     Parameters
     ----------
-    path : path
+    path : str or path-like
         The CSV to write (atomically).
     names : sequence of n str
         ``Image Index`` of the scored images, in the order of ``y_true``'s rows.
-    y_true : (n, K) array of 0/1
+    y_true : (n, K) or (n,) array-like of 0/1
         The truth the run was scored against.
-    labels : sequence of K str
+    labels : sequence of K str, default LABELS
         The column names.
     mask : (n, K) bool array, optional
         False where a cell was not scored (an uncertain label): written blank.
+
+    Returns
+    -------
+    None
+        The file is written to ``path``.
+
+    Raises
+    ------
+    ValueError
+        ``y_true`` whose shape does not match the names and labels (the
+        message names the file), or a mask of another shape.
     """
     y = np.asarray(y_true)
     y = y[:, None] if y.ndim == 1 else y
@@ -92,9 +126,9 @@ def read_predictions(path, labels: Sequence[str] = LABELS) -> tuple[list[str], n
 
     Parameters
     ----------
-    path : path
+    path : str or path-like
         The CSV (``Image Index`` and one column per label; other columns are ignored).
-    labels : sequence of str
+    labels : sequence of str, default LABELS
         The label columns to read, in this order.
 
     Returns
@@ -168,25 +202,33 @@ def write_run_dir(
 
     Parameters
     ----------
-    out_dir : path
+    out_dir : str or path-like
         The run directory (created).
     model_name, kind, split : str
         What was scored: the model's name, ``"phow"`` or ``"cnn"``, the split's name.
     names : sequence of n str
         ``Image Index`` of the scored images.
     y_true : (n, K) array of 0/1
+        The ground truth, one column per label.
     scores : (n, K) float array
-        The scores the AUROCs are computed from.
-    labels : sequence of K str
-    n_bootstrap : int
-        Resamples of the 95 % intervals (0: none).
-    seed : int
+        The scores the AUROCs are computed from (SVM decision values or logits).
+    labels : sequence of K str, default LABELS
+        The label names, in column order.
+    n_bootstrap : int, default DEFAULT_N_BOOTSTRAP (1000)
+        Resamples of the 95 % intervals and ROC bands (0: none).
+    seed : int, default 0
+        Seed of the resamples (the same draws for every interval).
     extra : dict, optional
         More keys for ``metrics.json`` (config, training record...).
     probabilities : (n, K) float array in [0, 1], optional
+        Calibrated probabilities of the positive class.
     thresholds : (K,) float array, optional
+        One decision threshold per class, in the units of ``probabilities``
+        if given, else of ``scores``.
     operating_rule : str, optional
-    n_bins : int
+        How the thresholds were chosen (stored as ``operating_points.rule``;
+        default ``"given thresholds"``).
+    n_bins : int, default N_BINS (10)
         Equal-width bins of the calibration error.
     metadata : DataFrame, optional
         Indexed by image name, with the dataset protocol's columns ``sex`` ("M"/"F"), ``age`` (years),
@@ -200,8 +242,15 @@ def write_run_dir(
 
     Returns
     -------
-    dict
+    metrics : dict
         The ``metrics.json`` contents.
+
+    Raises
+    ------
+    ValueError
+        A ``kind`` other than ``"phow"``/``"cnn"``, a number of names other
+        than the score rows, probabilities of another shape or outside
+        [0, 1], or invalid truth, scores, thresholds or mask.
     """
     if kind not in ("phow", "cnn"):
         raise ValueError(f"kind must be 'phow' or 'cnn', got {kind!r}")
@@ -298,7 +347,26 @@ def write_run_dir(
 
 
 def read_metrics(run_dir) -> dict:
-    """Read a run directory's ``metrics.json``, with a clear error if absent or malformed."""
+    """Read a run directory's ``metrics.json``, with a clear error if absent or malformed.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+        A run directory (:func:`write_run_dir`).
+
+    Returns
+    -------
+    metrics : dict
+        The ``metrics.json`` contents (at least ``model``, ``auroc`` and
+        ``mean_auroc``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``metrics.json`` in ``run_dir``.
+    ValueError
+        Invalid JSON or a missing key (the message names the file).
+    """
     p = Path(run_dir) / "metrics.json"
     if not p.exists():
         raise FileNotFoundError(f"{p}: not a run directory (no metrics.json)")
@@ -318,6 +386,23 @@ def format_auroc_table(metrics: dict, reference: str = "Wang2017_official") -> s
     A class whose interval used fewer bootstrap resamples than asked for
     shows the number used (e.g. ``861/1000``); with calibration data, the
     Brier score and ECE follow.
+
+    Parameters
+    ----------
+    metrics : dict
+        A run's ``metrics.json`` contents (:func:`write_run_dir`).
+    reference : str, default "Wang2017_official"
+        Key of :data:`~phow_baseline.evaluation.published.PUBLISHED` shown
+        beside the run (its ChestX-ray14 per-class AUROC and mean).
+
+    Returns
+    -------
+    table : str
+        Fixed-width lines (no final newline): per label the AUROC, its 95 %
+        interval, the resamples used when fewer than asked, the positives,
+        the reference's AUROC (and Brier score, ECE); a ``Mean`` line; then,
+        when the run has them, the operating points (threshold, sensitivity,
+        specificity, PPV, NPV).
     """
     ref = PUBLISHED[reference]
     refmap = dict(zip(LABELS, ref["auroc"])) if ref["auroc"] else {}

@@ -266,18 +266,21 @@ def subgroup_performance(
     names : sequence of str
         ``Image Index`` of the n scored images.
     y_true : (n, K) array of 0/1
+        Ground truth, one column per class.
     scores : (n, K) float array
         The scores the AUROCs are computed from.
     metadata : DataFrame or dataset
         The subgroup columns (see :func:`subgroup_masks`); bad or missing values give warnings, not errors.
-    labels : sequence of K str
+    labels : sequence of K str, default LABELS
+        Class names, in column order.
     probabilities : (n, K) float array, optional
         Calibrated probabilities, on which ``thresholds`` apply when given.
     thresholds : (K,) float array, optional
         Operating points; without them there is no false-negative rate.
-    n_bootstrap : int
+    n_bootstrap : int, default DEFAULT_N_BOOTSTRAP (1000)
         Resamples for the intervals (0: none).
-    seed : int
+    seed : int, default 0
+        Seed of the resamples (the draws of the AUROC intervals for the same seed).
     mask : (n, K) bool array, optional
         False where a cell is not scored (an uncertain label): that image is left out of that class's
         AUROC, false-negative rate and counts, in every group (as in
@@ -518,10 +521,13 @@ def subgroup_caption(result: dict) -> str:
     Parameters
     ----------
     result : dict
+        :func:`subgroup_performance`'s result.
 
     Returns
     -------
     str
+        A few sentences: what the points and bars show, the number of
+        resamples, and the metadata problems when there are any.
     """
     text = (
         f"AUROC gap of each subgroup to all {result['n_images']} test images (subgroup minus all, AUROC "
@@ -553,6 +559,7 @@ def plot_subgroup_gaps(result: dict, path, title: str | None = None) -> str:
     path : path
         The PNG to write (parent folders created).
     title : str, optional
+        Figure title (default: "AUROC gap to all <n> test images, by subgroup").
 
     Returns
     -------

@@ -1,7 +1,8 @@
 """The static HTML report and follow-up dashboard: one self-contained file, no server.
 
-``write_report(run_dirs, out_dir, localization_dirs, diff_dirs)`` reads the
-files the other commands write (``metrics.json`` + ``roc.png`` of each run,
+``write_report(run_dirs, out_dir, localization_dirs, diff_dirs, compare_dirs=...)``
+reads the files the other commands write (``metrics.json`` + figures of each
+run, ``paired.json`` + forest plots of a ``compare --out`` folder,
 ``localization.json`` + ``heatmaps/`` of a localization evaluation,
 ``diff.json`` + PNGs of a follow-up difference) and writes
 ``out_dir/index.html`` with every figure embedded as a ``data:image/png``
@@ -12,12 +13,18 @@ resamples used where below the number asked for) next to the published
 columns (ChestX-ray14's, shown only when a run is on ChestX-ray14, and only
 for its label names); internal vs external AUROC, side by side, when a
 cross-dataset run (``phow-baseline evaluate MODEL OTHER_DATA``) is given with
-a run on the model's own dataset; ROC curves as small multiples; calibration (reliability diagrams,
+a run on the model's own dataset; the paired comparisons of runs (the mean
+AUROC difference with DeLong's and the bootstrap's intervals, a forest plot of
+the per-class differences, a link to ``paired.md``); ROC curves as small multiples; calibration (reliability diagrams,
 Brier score and ECE) and the operating points (sensitivity, specificity,
 PPV, NPV at the validation thresholds) when the run has probabilities;
+subgroups (a compact table of mean AUROC, gap and false-negative rate by
+sex, age band, view and follow-up, the metadata problems, the gap figure);
 localization; the follow-up dashboards (overlays on the registered later
-image, the registration quality in words, probability changes).  File names
-read from ``diff.json`` are confined to its folder.
+image, the registration quality in words, probability changes).  Sections
+without input are left out, except localization and follow-up, which say what
+would fill them; the navigation bar links the sections present.  File names
+read from ``diff.json`` and ``paired.json`` are confined to their folder.
 
 Templating is :class:`string.Template` plus :func:`html.escape` (no extra
 dependency); every piece of text that comes from an input file (model
@@ -81,7 +88,27 @@ def _read_json(path: Path, required: Sequence[str], what: str) -> dict:
 
 
 def read_run(run_dir) -> dict:
-    """``metrics.json`` of a run directory (see :func:`phow_baseline.evaluation.write_run_dir`)."""
+    """``metrics.json`` of a run directory (see :func:`phow_baseline.evaluation.write_run_dir`).
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+        A run directory.
+
+    Returns
+    -------
+    dict
+        The ``metrics.json`` contents, with at least ``model``, ``auroc``
+        ({label: AUROC or None}) and ``mean_auroc``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``metrics.json`` (not a run directory).
+    ValueError
+        Invalid JSON, not an object, a missing key, or an ``auroc`` that is
+        not an object (the message names the file).
+    """
     p = Path(run_dir) / "metrics.json"
     m = _read_json(p, ("model", "auroc", "mean_auroc"), "run")
     if not isinstance(m["auroc"], dict):
@@ -90,7 +117,29 @@ def read_run(run_dir) -> dict:
 
 
 def read_localization_dir(directory) -> dict:
-    """``localization.json`` of a ``localize-eval`` output directory."""
+    """``localization.json`` of a ``localize-eval`` output directory (0.1's ``localisation.json`` too).
+
+    Parameters
+    ----------
+    directory : str or path-like
+        A localization directory
+        (:func:`phow_baseline.evaluation.localization.write_localization_dir`).
+
+    Returns
+    -------
+    dict
+        The localization result: thresholds, accuracies (one per threshold,
+        fractions in [0, 1]) and average false positives per class, images
+        per class.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``localization.json``.
+    ValueError
+        Invalid JSON, a missing key, or an accuracy list whose length is not
+        the number of thresholds (the message names the file).
+    """
     from ..evaluation.localization import localization_file
 
     p = localization_file(directory)
@@ -105,7 +154,27 @@ def read_localization_dir(directory) -> dict:
 
 
 def read_diff_dir(directory) -> dict:
-    """``diff.json`` of a ``diff`` output directory."""
+    """``diff.json`` of a ``diff`` output directory.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        A follow-up difference directory (``phow-baseline diff``).
+
+    Returns
+    -------
+    dict
+        The ``diff.json`` contents, with at least ``image_a``, ``image_b``,
+        ``ssim_mean`` and ``registration`` (``motion``, ``ecc``, ``converged``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``diff.json``.
+    ValueError
+        Invalid JSON, a missing key or an incomplete ``registration`` (the
+        message names the file).
+    """
     p = Path(directory) / "diff.json"
     m = _read_json(p, ("image_a", "image_b", "registration", "ssim_mean"), "diff")
     reg = m["registration"]
@@ -115,7 +184,26 @@ def read_diff_dir(directory) -> dict:
 
 
 def png_data_uri(path) -> str:
-    """The bytes of a PNG file as a ``data:image/png;base64,...`` URI (checks the PNG signature)."""
+    """The bytes of a PNG file as a ``data:image/png;base64,...`` URI (checks the PNG signature).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A PNG file.
+
+    Returns
+    -------
+    str
+        ``"data:image/png;base64,"`` and the file's bytes in base64 (about
+        4/3 of the file's size).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file is missing.
+    ValueError
+        The file does not start with the PNG signature.
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: figure missing")
@@ -152,6 +240,7 @@ def run_labels(runs: Sequence[dict]) -> list[str]:
     Returns
     -------
     list of str
+        Every label of the runs, once, in order of first appearance.
     """
     out = {}
     for r in runs:
@@ -161,7 +250,18 @@ def run_labels(runs: Sequence[dict]) -> list[str]:
 
 
 def run_dataset_kind(run: dict) -> str:
-    """The kind of the dataset a run scored (``"chestxray14"`` for a run that does not record it)."""
+    """The kind of the dataset a run scored (``"chestxray14"`` for a run that does not record it).
+
+    Parameters
+    ----------
+    run : dict
+        ``metrics.json`` contents (its ``dataset`` entry, when present, has ``kind``).
+
+    Returns
+    -------
+    str
+        The dataset kind, e.g. ``"chestxray14"``, ``"chexpert"``, ``"mimic"``.
+    """
     d = run.get("dataset")
     return str(d.get("kind", "chestxray14")) if isinstance(d, dict) else "chestxray14"
 
@@ -171,6 +271,18 @@ def auroc_section(runs: Sequence[dict]) -> str:
 
     The published columns (ChestX-ray14 models) are shown only when a run scored ChestX-ray14, and only
     in the rows of ChestX-ray14's labels.
+
+    Parameters
+    ----------
+    runs : sequence of dict
+        ``metrics.json`` contents (uses ``model``, ``kind``, ``split``, ``n_test``, ``auroc``,
+        ``auroc_ci95``, ``mean_auroc``, ``n_bootstrap`` and ``n_bootstrap_used``).
+
+    Returns
+    -------
+    str
+        The HTML section ``<section id='auroc'>``: one row per label and a ``Mean`` row, one column per
+        run then per published model, with a legend.
     """
     refs = list(PUBLISHED) if any(run_dataset_kind(r) == "chestxray14" for r in runs) else []
     head = "".join(
@@ -295,12 +407,19 @@ def roc_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
     Parameters
     ----------
     run_dirs : sequence of Path
+        Run directories (:func:`phow_baseline.evaluation.write_run_dir`).
     runs : sequence of dict
         ``metrics.json`` contents, in the order of ``run_dirs``.
 
     Returns
     -------
     str
+        The HTML section ``<section id='roc'>`` with each run's ``roc.png`` embedded.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        A missing ``roc.png`` or a file that is not a PNG.
     """
     figs = "".join(
         _figure(
@@ -318,7 +437,22 @@ def roc_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
 
 
 def calibration_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
-    """Reliability diagrams, the Brier/ECE table and the operating-point table of the runs that have them."""
+    """Reliability diagrams, the Brier/ECE table and the operating-point table of the runs that have them.
+
+    Parameters
+    ----------
+    run_dirs : sequence of Path
+        Run directories (:func:`phow_baseline.evaluation.write_run_dir`).
+    runs : sequence of dict
+        ``metrics.json`` contents, in the order of ``run_dirs`` (``calibration`` and
+        ``operating_points`` are read when present).
+
+    Returns
+    -------
+    str
+        The HTML section ``<section id='calibration'>``; it says so when no run has calibrated
+        probabilities.
+    """
     cal_runs = [(Path(d), r) for d, r in zip(run_dirs, runs) if r.get("calibration")]
     op_runs = [(Path(d), r) for d, r in zip(run_dirs, runs) if r.get("operating_points")]
     parts = ["<section id='calibration'><h2>Calibration and operating points</h2>"]
@@ -445,6 +579,8 @@ def localization_section(loc_dirs: Sequence[Path]) -> str:
     Returns
     -------
     str
+        The HTML section ``<section id='localization'>``; it names the command to run when
+        ``loc_dirs`` is empty.
     """
     parts = ["<section id='localization'><h2>Localization against the NIH boxes</h2>"]
     if not loc_dirs:
@@ -598,6 +734,8 @@ def followup_section(diff_dirs: Sequence[Path]) -> str:
     Returns
     -------
     str
+        The HTML section ``<section id='followup'>``; it names the command to run when ``diff_dirs`` is
+        empty.
     """
     parts = ["<section id='followup'><h2>Follow-up dashboard</h2>"]
     if not diff_dirs:
@@ -629,6 +767,7 @@ def subgroups_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
     Parameters
     ----------
     run_dirs : sequence of Path
+        Run directories (their ``subgroups.png`` is embedded).
     runs : sequence of dict
         ``metrics.json`` contents, in the order of ``run_dirs``.
 
@@ -803,7 +942,11 @@ def render_report(
 
     Parameters
     ----------
-    run_dirs, localization_dirs, diff_dirs, title, compare_dirs
+    run_dirs, localization_dirs, diff_dirs : sequence of path, default ()
+        As for :func:`write_report`.
+    title : str, default "phow-baseline report"
+        Page title (escaped); a title with "SYNTHETIC" (or a phantom model) adds a notice.
+    compare_dirs : sequence of path, default ()
         As for :func:`write_report`.
     out_dir : path, optional
         The folder the page will be written to: links to files (``paired.md``) are made relative to it
@@ -866,7 +1009,7 @@ def write_report(
     ----------
     run_dirs : sequence of path
         Run directories (``metrics.json``, ``roc.png``, ...) from ``write_run_dir``.
-    out_dir : path
+    out_dir : str or path-like, default "report"
         Output folder (created); the page is written atomically.
     localization_dirs : sequence of path
         ``localize-eval`` outputs (``localization.json``, optional ``heatmaps/``).

@@ -41,13 +41,37 @@ DEMO_OUTPUTS = ("phantom", "work", "model", "run", "localization", "diff", "repo
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/phow-baseline`` (``~/.cache/phow-baseline`` when unset)."""
+    """``$XDG_CACHE_HOME/phow-baseline`` (``~/.cache/phow-baseline`` when unset).
+
+    Returns
+    -------
+    pathlib.Path
+        The per-user cache folder of phow-baseline (the demo writes into its ``demo/``); not created.
+    """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "phow-baseline"
 
 
 def demo_fingerprint(config: BaselineConfig, data_dir=None, n_patients=DEMO_PATIENTS, seed=0) -> dict:
-    """What the demo's caches depend on: the versions of the code that computes them and every parameter."""
+    """What the demo's caches depend on: the versions of the code that computes them and every parameter.
+
+    Parameters
+    ----------
+    config : BaselineConfig
+        The demo's settings (all of them are recorded).
+    data_dir : path, optional
+        A real dataset folder (recorded resolved); None for the phantom.
+    n_patients : int, default DEMO_PATIENTS (400)
+        Phantom patients (recorded only for the phantom).
+    seed : int, default 0
+        Seed of the phantom and of the baseline.
+
+    Returns
+    -------
+    dict
+        JSON-ready ``{"versions": {"phow_baseline", "numpy", "opencv", "scikit-learn"}, "data",
+        "n_patients", "seed", "config"}``; two demos may share caches when these are equal.
+    """
     import cv2
     import numpy
     import sklearn
@@ -86,7 +110,23 @@ def prepare_demo_dir(out, fingerprint: dict, log=None) -> bool:
 
     A folder with another fingerprint, or with demo outputs and no
     fingerprint (an older version), loses the demo's own subfolders
-    (:data:`DEMO_OUTPUTS`); nothing else in it is touched.
+    (:data:`DEMO_OUTPUTS`); nothing else in it is touched.  The folder is
+    created and ``demo.json`` (re)written with ``fingerprint``.
+
+    Parameters
+    ----------
+    out : str or path-like
+        The demo's folder.
+    fingerprint : dict
+        What the caches must have been made with (:func:`demo_fingerprint`).
+    log : callable, optional
+        ``log(message)`` for the one line saying what happens (default: the module's logger at INFO).
+
+    Returns
+    -------
+    bool
+        True when demo outputs are there and were made with ``fingerprint`` (they are reused); False when
+        there were none or they were deleted.
     """
     log = log or logger.info
     out = Path(out)
@@ -129,8 +169,8 @@ def demo_followup_pair(data_dir, synthetic: bool) -> tuple[Path, Path] | None:
 
     Parameters
     ----------
-    data_dir : path
-        The dataset folder.
+    data_dir : str or path-like
+        The dataset folder (ChestX-ray14 layout).
     synthetic : bool
         Whether it is the demo's phantom.
 
@@ -219,24 +259,30 @@ def run_demo(
         The demo's folder (default ``~/.cache/phow-baseline/demo``).
     data_dir : path, optional
         A real dataset folder instead of the phantom.
-    n_patients : int
-        Patients of the phantom.
-    seed : int
+    n_patients : int, default DEMO_PATIENTS (400)
+        Patients of the phantom (each has one image; a few have a follow-up series).
+    seed : int, default 0
         Seed of the phantom and of the baseline.
-    progress : bool
-        Show progress bars.
-    n_bootstrap : int
-        Bootstrap resamples of the intervals.
+    progress : bool, default True
+        Show progress bars (on a terminal).
+    n_bootstrap : int, default 1000
+        Bootstrap resamples of the 95 % intervals.
     config : BaselineConfig, optional
         Default: the demo's settings (:data:`DEMO_CONFIG`) for ``encoding``.
-    encoding : str
-        The encoding of the default config.
+    encoding : str, default "bow"
+        The registered encoding of the default config (``"bow"``, ``"fisher"``, ``"vlad"``).
 
     Returns
     -------
     dict
         ``{"metrics", "data_dir", "run_dir", "model_dir", "localization_dirs", "diff_dirs", "report",
-        "synthetic", "out_dir", "reused"}``.
+        "synthetic", "out_dir", "reused"}``: the run's ``metrics.json`` contents, the folders (Paths;
+        ``report`` is the ``index.html``), whether the data is the phantom and whether caches were reused.
+
+    Raises
+    ------
+    phow_baseline.io.OutOfSpaceError
+        The phantom and the run cannot fit on the disk of ``out_dir`` (checked before any work).
     """
     from ..data.phantom import make_phantom_dataset
 

@@ -51,6 +51,7 @@ def encoding_dimension(config: BaselineConfig) -> int:
     Parameters
     ----------
     config : BaselineConfig
+        The settings (``encoding`` and its sizes: words, pyramid, Gaussians, PCA dimension).
 
     Returns
     -------
@@ -99,6 +100,7 @@ def run_disk_estimate(n_train: int, n_test: int, config: BaselineConfig) -> dict
         Images of the training split and of the images scored (the test
         split, plus the validation carve when the model scores it).
     config : BaselineConfig
+        The run's settings (encoding and its sizes, image ``size``, solver, calibration).
 
     Returns
     -------
@@ -128,6 +130,7 @@ def estimate_run_bytes(n_train: int, n_test: int, config: BaselineConfig) -> int
     n_train, n_test : int
         Training and scored images.
     config : BaselineConfig
+        The run's settings (encoding and its sizes, image ``size``, solver, calibration).
 
     Returns
     -------
@@ -139,12 +142,40 @@ def estimate_run_bytes(n_train: int, n_test: int, config: BaselineConfig) -> int
 
 
 def estimate_phantom_bytes(n_images: int, size: int) -> int:
-    """Bytes of a phantom of ``n_images`` PNG images of ``size`` x ``size`` pixels (and its CSVs)."""
+    """Bytes of a phantom of ``n_images`` PNG images of ``size`` x ``size`` pixels (and its CSVs).
+
+    ``n_images * (0.75 * size^2 + 200)`` bytes (:data:`PHANTOM_PNG_BYTES_PER_PIXEL`, measured) plus
+    :data:`FIXED_BYTES`.
+
+    Parameters
+    ----------
+    n_images : int
+        Images of the phantom (patients plus follow-ups).
+    size : int
+        Image side in pixels.
+
+    Returns
+    -------
+    int
+        Estimated bytes, rounded up.
+    """
     return int(math.ceil(n_images * (PHANTOM_PNG_BYTES_PER_PIXEL * size * size + 200))) + FIXED_BYTES
 
 
 def bytes_under(path) -> int:
-    """Bytes of the files under ``path`` (0 if it does not exist; links not followed)."""
+    """Bytes of the files under ``path`` (0 if it does not exist; links not followed).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file or a folder.
+
+    Returns
+    -------
+    int
+        The file's size, or the sum of the sizes of the files below the folder, in bytes (apparent
+        sizes, not disk blocks).
+    """
     path = Path(path)
     if path.is_file():
         return path.stat().st_size
@@ -171,11 +202,12 @@ def check_run_space(out_dir, n_train: int, n_test: int, config: BaselineConfig) 
 
     Parameters
     ----------
-    out_dir : path
+    out_dir : str or path-like
         The run's output folder (``work/``, ``model/``, ``run/`` inside).
     n_train, n_test : int
         Training and scored images.
     config : BaselineConfig
+        The run's settings (encoding and its sizes, image ``size``, solver, calibration).
 
     Returns
     -------
@@ -208,6 +240,26 @@ def check_run_space(out_dir, n_train: int, n_test: int, config: BaselineConfig) 
 def check_run_space_for_dataset(out_dir, ds, config: BaselineConfig) -> dict[str, int]:
     """:func:`check_run_space` with the image counts of a dataset (train split; test split and, when the
     model scores it itself, the validation carve).
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+        The run's output folder.
+    ds : dataset
+        The dataset of the run (``split_names(split)`` lists a split's images).
+    config : BaselineConfig
+        The run's settings (encoding and its sizes, image ``size``, solver, calibration).
+        ``train_split``, ``test_split`` and ``calibration`` decide the counts.
+
+    Returns
+    -------
+    dict of str to int
+        The estimate in bytes (:func:`run_disk_estimate`).
+
+    Raises
+    ------
+    phow_baseline.io.OutOfSpaceError
+        When the run cannot fit (see :func:`check_run_space`).
     """
     n_train = len(ds.split_names(config.train_split))
     n_test = len(ds.split_names(config.test_split))
@@ -233,10 +285,13 @@ def check_demo_space(
     n_patients : int
         Phantom patients: one image each, three for each follow-up patient.
     config : BaselineConfig
+        The run's settings (encoding and its sizes, image ``size``, solver, calibration).
     size : int, optional
         Phantom image side in pixels (default: the phantom's, 256).
-    n_followup_patients, test_fraction
-        As :func:`phow_baseline.data.phantom.make_phantom_dataset`.
+    n_followup_patients : int, default 6
+        Patients with a follow-up series, as :func:`phow_baseline.data.phantom.make_phantom_dataset`.
+    test_fraction : float, default 0.25
+        Share of the images in the test split, as :func:`phow_baseline.data.phantom.make_phantom_dataset`.
 
     Returns
     -------

@@ -47,16 +47,19 @@ def _require_heatmaps(model, model_dir) -> None:
 class Overlay:
     """One heatmap overlay written by :func:`localize_images`.
 
-    Attributes
+    The fields are stored as given, under the same names.
+
+    Parameters
     ----------
     image : Path
         The image file.
     label : str
         The finding whose heatmap is drawn.
     score : float
-        The model's score of that finding on the image (a probability for a calibrated model).
+        The model's score of that finding on the image (a probability in [0, 1] for a calibrated model,
+        else an SVM decision value or logit).
     path : Path
-        The overlay PNG.
+        The overlay PNG (BGR, the model's image size in pixels).
     """
 
     image: Path
@@ -69,11 +72,13 @@ class Overlay:
 class LocalizationRun:
     """What :func:`localize_images` wrote.
 
-    Attributes
+    The fields are stored as given, under the same names.
+
+    Parameters
     ----------
-    overlays : list of Overlay
+    overlays : list of Overlay, default []
         One per image and finding drawn, in input order.
-    failures : list of (str, str)
+    failures : list of (str, str), default []
         ``(file, reason)`` of every file that could not be read.
     """
 
@@ -93,10 +98,11 @@ def localize_images(
     inputs : sequence of path
         Image files and folders (searched recursively for image files).
     out_dir : path
-        Folder of the overlays, ``<image stem>_<label>.png`` (created).
+        Folder of the overlays, ``<image stem>_<label>.png`` (created); each is the preprocessed image
+        (the model's size, in pixels) with the heatmap in colour and up to 3 boxes in white.
     labels : sequence of str, optional
         The findings to draw; default the ``top`` highest-scoring of each image.
-    top : int
+    top : int, default 3
         Findings drawn per image when ``labels`` is not given.
 
     Returns
@@ -169,8 +175,8 @@ def evaluate_localization_dir(
         :data:`phow_baseline.evaluation.localization.DEFAULT_THRESHOLD`).
     name : str, optional
         The model's name in the tables (default the model directory, or its kind).
-    progress : bool
-        Show a progress bar.
+    progress : bool, default True
+        Show a progress bar (on a terminal).
 
     Returns
     -------
@@ -224,11 +230,11 @@ def diff_images(
         A model (or model directory) whose score differences are added, and its heatmap differences when it
         has heatmaps (a model without them gives the score differences alone, said in the log); the images
         are then read through the model's preprocessing, at its image size.
-    size : int
-        Side in pixels both images are resized to, without a model.
-    motion : str
+    size : int, default 256
+        Side in pixels both images are resized to, without a model (with one: the model's image size).
+    motion : str, default "affine"
         Registration model (:data:`phow_baseline.followup.MOTIONS`).
-    allow_different_patients : bool
+    allow_different_patients : bool, default False
         Compare images whose file names name different patients.
 
     Returns

@@ -29,11 +29,14 @@ def make_pipeline(config: BaselineConfig | None = None, **overrides):
     config : BaselineConfig, optional
         Default: ``BaselineConfig(**overrides)``.
     **overrides
-        Config values, when no ``config`` is given.
+        Config values, when no ``config`` is given (ignored when one is).
 
     Returns
     -------
-    sklearn.pipeline.Pipeline with steps ``phow``, ``encode``, ``kernel_map``, ``svm``.
+    sklearn.pipeline.Pipeline
+        Unfitted, with steps ``phow`` (images -> descriptors), ``encode`` (-> one vector per image),
+        ``kernel_map`` (an identity :class:`~sklearn.preprocessing.FunctionTransformer` for encodings
+        without one) and ``svm`` (:class:`~phow_baseline.classification.svm.OneVsRestSVM`).
     """
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer

@@ -137,6 +137,24 @@ def label_policy(config: BaselineConfig):
     return LabelPolicy(uncertain=config.uncertain, not_mentioned=config.not_mentioned)
 
 
+def as_protocol(ds):
+    """``ds`` as a dataset of the protocol: itself, or a 0.1 :class:`~phow_baseline.data.ChestXray14` wrapped.
+
+    Parameters
+    ----------
+    ds : ChestDataset or ChestXray14
+        A dataset of the protocol, or ChestX-ray14 read by the 0.1 class (whose ``labels(names)`` is a method).
+
+    Returns
+    -------
+    ChestDataset
+        ``ds``, or :meth:`~phow_baseline.data.ChestXray14Dataset.from_source` of it (nothing read again).
+    """
+    from ..data import ChestXray14, ChestXray14Dataset
+
+    return ChestXray14Dataset.from_source(ds) if isinstance(ds, ChestXray14) else ds
+
+
 def training_targets(ds, names: Sequence[str], config) -> np.ndarray:
     """The 0/1 training targets of ``names`` under the config's label policy.
 
@@ -164,6 +182,7 @@ def training_targets(ds, names: Sequence[str], config) -> np.ndarray:
     """
     from ..data import LabelPolicy
 
+    ds = as_protocol(ds)
     policy = LabelPolicy(uncertain=config.uncertain, not_mentioned=config.not_mentioned)
     y, mask = ds.targets(names, policy)
     if not mask.all():
@@ -481,7 +500,7 @@ def train_model(data_dir, work_dir, config: BaselineConfig, progress=True, ds=No
     label policy (:func:`training_targets`); the model records the dataset
     (:func:`dataset_record`).
     """
-    ds = ds or open_dataset(data_dir, config, work_dir=work_dir)
+    ds = as_protocol(ds) if ds is not None else open_dataset(data_dir, config, work_dir=work_dir)
     training_targets(ds, ds.split_names(config.train_split), config)  # a refused label policy stops before any work
     with folder_lock(work_dir):
         cache, rows, vocab = prepare_training(ds, work_dir, config, progress)
@@ -726,7 +745,7 @@ def evaluate_model(
     n_bootstrap : int
     progress : bool
     ds : ChestDataset, optional
-        The dataset, already open (``data_dir`` is then not read).
+        The dataset, already open (``data_dir`` is then not read; a 0.1 ``ChestXray14`` too).
     dataset : str, optional
         The kind of ``data_dir`` (default: detected from its files).
 
@@ -743,7 +762,11 @@ def evaluate_model(
     from ..data import EVALUATION_POLICY
     from ..evaluation import write_run_dir
 
-    ds = ds or open_dataset(data_dir, model.config, work_dir=work_dir, kind=dataset or "auto")
+    ds = (
+        as_protocol(ds)
+        if ds is not None
+        else open_dataset(data_dir, model.config, work_dir=work_dir, kind=dataset or "auto")
+    )
     split = split or model.config.test_split
     external = external_labels(model, ds)  # no shared label: stop before scoring
     names, scores, failures = score_split(model, ds, split, work_dir, progress)
@@ -773,7 +796,10 @@ def evaluate_model(
             "dropped_data": external["dropped_data"],
             "why": external["why"],
         }
-        _log(describe_external(extra))
+        _log(
+            f"cross-dataset: {len(a)} shared label(s) scored, {len(external['dropped_model'])} of the model's and "
+            f"{len(external['dropped_data'])} of the {ds.kind} labels dropped (metrics.json: 'external')"
+        )
     label = model.encoding.label if model.encoding.names_runs else None
     if label and label not in model_name:  # the tables and the report name the encoding of every run
         model_name = f"PHOW baseline ({label})" if model_name == "PHOW baseline" else f"{model_name}, {label}"
