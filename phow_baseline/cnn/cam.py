@@ -21,7 +21,29 @@ import torch.nn.functional as F
 
 
 def features_and_head(model, name: str, x: torch.Tensor):
-    """Last-block feature maps ``(B, K, h, w)`` and the linear head (weight (n_labels, K), bias)."""
+    """Last-block feature maps ``(B, K, h, w)`` and the linear head (weight (n_labels, K), bias).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ResNet or DenseNet-121 built by :func:`~phow_baseline.cnn.models.build_model`.
+    name : str
+        Its backbone (``"resnet50"``, ``"resnet101"``, ``"densenet121"``).
+    x : torch.Tensor, shape (B, 3, crop, crop)
+        A normalized batch (:class:`~phow_baseline.cnn.data.BatchTransform`).
+
+    Returns
+    -------
+    features : torch.Tensor, shape (B, K, h, w)
+        The last block's feature maps ``A_k`` (after DenseNet's final ReLU); ``h = w = crop / 32`` (7 for 224).
+    head : torch.nn.Linear
+        The classification head: ``weight`` ``(n_labels, K)``, ``bias`` ``(n_labels,)``.
+
+    Raises
+    ------
+    ValueError
+        The backbone's head is not GAP + linear (VGG11-BN): use :func:`grad_cam`.
+    """
     if name.startswith("resnet"):
         m = model
         f = m.layer4(m.layer3(m.layer2(m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(x))))))))
@@ -33,7 +55,26 @@ def features_and_head(model, name: str, x: torch.Tensor):
 
 
 def cam(model, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """CAMs ``(B, 14, h, w)`` and logits ``(B, 14)`` of a normalized batch ``x``."""
+    """CAMs ``(B, 14, h, w)`` and logits ``(B, 14)`` of a normalized batch ``x``.
+
+    ``CAM_c = sum_k w_ck A_k``; the logit is its spatial mean plus ``b_c``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ResNet or DenseNet-121 (GAP + linear head).
+    name : str
+        Its backbone name.
+    x : torch.Tensor, shape (B, 3, crop, crop)
+        A normalized batch.
+
+    Returns
+    -------
+    maps : torch.Tensor, shape (B, n_labels, h, w)
+        The class activation maps on the last block's grid (logit units).
+    logits : torch.Tensor, shape (B, n_labels)
+        The network's logits, recomputed from the maps.
+    """
     f, head = features_and_head(model, name, x)
     maps = torch.einsum("ck,bkhw->bchw", head.weight, f)
     logits = maps.mean(dim=(2, 3)) + head.bias
@@ -41,7 +82,28 @@ def cam(model, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def grad_cam(model, name: str, x: torch.Tensor, target_layer=None) -> torch.Tensor:
-    """Grad-CAM ``(B, 14, h, w)`` of every class, from the last convolutional block."""
+    """Grad-CAM ``(B, 14, h, w)`` of every class, from the last convolutional block.
+
+    ``ReLU(sum_k alpha_ck A_k)`` with ``alpha_ck`` the spatial mean of ``d logit_c / d A_k``
+    (one backward pass per class).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any backbone of :data:`~phow_baseline.cnn.models.BACKBONES`.
+    name : str
+        Its backbone name (picks the layer when ``target_layer`` is None).
+    x : torch.Tensor, shape (B, 3, crop, crop)
+        A normalized batch.
+    target_layer : torch.nn.Module, optional
+        The layer whose output is ``A``; default the last convolutional block (ResNet's ``layer4``,
+        DenseNet's and VGG's ``features``).
+
+    Returns
+    -------
+    torch.Tensor, shape (B, n_labels, h, w)
+        Non-negative maps on that layer's grid, detached.
+    """
     layer = target_layer or _last_conv_block(model, name)
     store = {}
     h = layer.register_forward_hook(lambda mod, inp, out: store.__setitem__("a", out))
@@ -71,7 +133,23 @@ def _last_conv_block(model, name):
 
 
 def backbone_of(model) -> str:
-    """The backbone name of a torchvision model built by :func:`~phow_baseline.cnn.models.build_model`."""
+    """The backbone name of a torchvision model built by :func:`~phow_baseline.cnn.models.build_model`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A torchvision ResNet (50: 6 blocks in ``layer3``; else 101), DenseNet or VGG.
+
+    Returns
+    -------
+    str
+        ``"resnet50"``, ``"resnet101"``, ``"densenet121"`` or ``"vgg11_bn"``.
+
+    Raises
+    ------
+    ValueError
+        Any other model.
+    """
     import torchvision
 
     if isinstance(model, torchvision.models.ResNet):
@@ -94,6 +172,33 @@ def cam_heatmaps(
     Grad-CAM) are up-sampled bilinearly to the crop's extent in the image
     and padded to ``S x S`` with their edge values.  Usable as a
     ``heatmap_fn`` for :mod:`phow_baseline.evaluation.localization`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A backbone built by :func:`~phow_baseline.cnn.models.build_model` (put in eval mode here).
+    image : ndarray of uint8, shape (S, S)
+        One cache image.
+    name : str, optional
+        Its backbone name; default :func:`backbone_of` ``(model)``.
+    method : {"cam", "gradcam"}, default="cam"
+        CAM or Grad-CAM.
+    resize : int, default=256
+        Side the image is resized to before the crop, in pixels.
+    crop : int, default=224
+        Side of the centre crop the network sees, in pixels of the resized image.
+    device : torch.device, optional
+        Where to run; default the model's.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_labels, S, S)
+        One map per label on the image's pixel grid.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``method``, or an image that is not a square 2-D uint8 array.
     """
     from .data import BatchTransform
 

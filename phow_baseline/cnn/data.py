@@ -27,7 +27,29 @@ CROP = 224
 
 
 class CacheDataset(Dataset):
-    """Rows of an image cache with their labels: ``(uint8 (1, S, S), float32 (n_labels,))``."""
+    """Rows of an image cache with their labels: ``(uint8 (1, S, S), float32 (n_labels,))``.
+
+    Item ``i`` is cache row ``rows[i]`` as a ``(1, S, S)`` uint8 tensor and ``labels[i]`` as float32.
+
+    Parameters
+    ----------
+    cache : ImageCache
+        The image cache (``cache[row]`` is a ``(S, S)`` uint8 image, ``S`` its size in pixels).
+    rows : sequence of int, shape (n_images,)
+        The cache rows to serve.
+    labels : array-like, shape (n_images, n_labels)
+        Their 0/1 targets, in the order of ``rows``.
+
+    Attributes
+    ----------
+    rows : ndarray of int64, shape (n_images,)
+    labels : ndarray of float32, shape (n_images, n_labels)
+
+    Raises
+    ------
+    ValueError
+        ``rows`` and ``labels`` differ in length.
+    """
 
     def __init__(self, cache, rows, labels):
         self.cache = cache
@@ -45,7 +67,30 @@ class CacheDataset(Dataset):
 
 
 def make_loader(dataset, batch_size, shuffle, workers=0, seed=0, pin_memory=False, drop_last=False):
-    """A ``DataLoader`` of ``dataset`` whose shuffling draws from a generator seeded with ``seed``."""
+    """A ``DataLoader`` of ``dataset`` whose shuffling draws from a generator seeded with ``seed``.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        Usually a :class:`CacheDataset`.
+    batch_size : int
+        Images per batch.
+    shuffle : bool
+        Draw a new order every epoch (from the loader's ``generator``).
+    workers : int, default=0
+        Loader worker processes (0: load in this process); kept alive across epochs.
+    seed : int, default=0
+        Seed of the shuffling generator.
+    pin_memory : bool, default=False
+        Page-locked batches (faster copies to a CUDA device).
+    drop_last : bool, default=False
+        Drop a last, smaller batch.
+
+    Returns
+    -------
+    torch.utils.data.DataLoader
+        Batches ``(uint8 (B, 1, S, S), float32 (B, n_labels))`` for a :class:`CacheDataset`.
+    """
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(
@@ -78,7 +123,9 @@ class BatchTransform:
     Parameters
     ----------
     train : bool
+        Training transforms (random crop and flip) instead of the evaluation's centre crop.
     resize, crop : int
+        Sides in pixels: the batch is resized to ``resize`` square, then cropped to ``crop`` square;
         256 and 224 by default (the Uniandes study; ImageNet practice).
     random_resized : bool
         Train with ``RandomResizedCrop`` (scale 0.08-1, ratio 3/4-4/3)
@@ -147,7 +194,24 @@ class BatchTransform:
 
 
 def ten_crops(x: torch.Tensor, resize=RESIZE, crop=CROP) -> torch.Tensor:
-    """The 10 evaluation crops of uint8 ``(B, 1, S, S)``: ``(10, B, 3, crop, crop)``, normalized."""
+    """The 10 evaluation crops of uint8 ``(B, 1, S, S)``: ``(10, B, 3, crop, crop)``, normalized.
+
+    The four corner crops and the centre crop of the resized batch, then their horizontal mirrors.
+
+    Parameters
+    ----------
+    x : torch.Tensor of uint8, shape (B, 1, S, S)
+        A batch of cache images.
+    resize : int, default=256
+        Side the batch is resized to, in pixels.
+    crop : int, default=224
+        Side of each crop, in pixels of the resized images.
+
+    Returns
+    -------
+    torch.Tensor of float32, shape (10, B, 3, crop, crop)
+        The crops with ImageNet normalization, the grey channel replicated to 3.
+    """
     x = _resize(x.float().div_(255.0), resize)
     R, c = x.shape[-1], crop
     o = (R - c) // 2

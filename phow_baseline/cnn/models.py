@@ -39,7 +39,18 @@ class WeightsError(ValueError):
 
 
 def head_name(name: str) -> str:
-    """The state-dict prefix of backbone ``name``'s classification head (``"fc"``, ``"classifier"``...)."""
+    """The state-dict prefix of backbone ``name``'s classification head (``"fc"``, ``"classifier"``...).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`BACKBONES`.
+
+    Returns
+    -------
+    str
+        ``"classifier.6"`` (VGG11-BN), ``"fc"`` (ResNets) or ``"classifier"`` (DenseNet-121).
+    """
     return {"vgg11_bn": "classifier.6", "resnet50": "fc", "resnet101": "fc", "densenet121": "classifier"}[name]
 
 
@@ -68,6 +79,15 @@ def build_model(name: str, weights=None, n_out: int = len(LABELS)) -> nn.Module:
     Returns
     -------
     torch.nn.Module
+        The network, in training mode on the CPU; it maps ``(B, 3, H, W)`` normalized images to
+        ``(B, n_out)`` logits.
+
+    Raises
+    ------
+    ValueError
+        An unknown backbone.
+    WeightsError
+        A weights file that cannot be read or does not fit the backbone.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
@@ -93,7 +113,24 @@ def _state_dict_from(obj, path):
 
 
 def read_weights(path) -> dict:
-    """A state_dict from a ``.pt``/``.pth`` (loaded with ``weights_only=True``: no code runs) or ``.npz`` file."""
+    """A state_dict from a ``.pt``/``.pth`` (loaded with ``weights_only=True``: no code runs) or ``.npz`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The weights file: a ``.npz`` of arrays (read with ``allow_pickle=False``), or a torch file holding
+        a state_dict or a checkpoint with one under ``state_dict``, ``model`` or ``model_state``.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        Parameter and buffer name -> tensor (names as in the file).
+
+    Raises
+    ------
+    WeightsError
+        The file is missing, unreadable or holds no state_dict.
+    """
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"{path}: weights file not found")
@@ -112,7 +149,27 @@ def read_weights(path) -> dict:
 def load_weights_file(model: nn.Module, name: str, path) -> nn.Module:
     """Load a weights file into ``model`` (backbone ``name``), skipping a head of another size; returns ``model``.
 
-    A missing or mis-shaped key other than the head's raises :class:`WeightsError` naming the file and the keys.
+    Keys are normalized first (``module.`` prefixes dropped, DenseNet's old ``norm.1``-style names
+    renamed); ``num_batches_tracked`` buffers may be missing (files older than torch 0.4.1).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network to fill (from :func:`build_model`), changed in place.
+    name : str
+        Its backbone, one of :data:`BACKBONES` (names the head that may be skipped).
+    path : str or Path
+        The weights file (see :func:`read_weights`).
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``, with the file's weights.
+
+    Raises
+    ------
+    WeightsError
+        A missing, unexpected or mis-shaped key other than the head's (the message names the file and the keys).
     """
     sd = read_weights(path)
     fixed = {}
@@ -150,5 +207,16 @@ def load_weights_file(model: nn.Module, name: str, path) -> nn.Module:
 
 
 def state_dict_to_arrays(model: nn.Module) -> dict:
-    """The model's parameters and buffers as numpy arrays (for a ``.npz`` model file)."""
+    """The model's parameters and buffers as numpy arrays (for a ``.npz`` model file).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any network (on any device).
+
+    Returns
+    -------
+    dict of str to ndarray
+        State-dict name -> a CPU copy of the tensor (same shape and dtype).
+    """
     return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}

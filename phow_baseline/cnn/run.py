@@ -53,7 +53,29 @@ def open_dataset(data_dir, cfg: CnnConfig, work=None, kind: str | None = None):
 
 
 def train_on_dataset(data_dir, out_dir, cfg: CnnConfig, work=None, resume=False, progress=True) -> dict:
-    """Train on the patient-wise ``train`` carve of train_val, select on ``val``; one output per dataset label."""
+    """Train on the patient-wise ``train`` carve of train_val, select on ``val``; one output per dataset label.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        A dataset folder of any registered kind (or a CSV file for the plain-CSV kind).
+    out_dir : str or Path
+        The run directory: ``config.json``, ``last.pt`` and the model directory of the best epoch.
+    cfg : CnnConfig
+        The run's settings (its dataset settings pick and split the dataset).
+    work : str or Path, optional
+        The work folder of the image caches and seeded splits; default ``out_dir/work``.
+    resume : bool, default=False
+        Continue from ``out_dir/last.pt`` exactly where it stopped.
+    progress : bool, default=True
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        ``history`` (one record per epoch: losses, validation mean AUROC, learning rate, seconds) and
+        ``best_val_mean_auroc`` (see :func:`~phow_baseline.cnn.train.train_cnn`).
+    """
     from ..workflow.steps import dataset_record
 
     work = Path(work) if work else Path(out_dir) / "work"
@@ -100,6 +122,46 @@ def evaluate_on_dataset(
     labels the two share, recorded under ``external``) are handled as by
     :func:`phow_baseline.workflow.steps.evaluate_model`; ``dataset`` is the
     kind of ``data_dir`` (default: detected).
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        A ``"cnn"`` model directory.
+    data_dir : str or Path
+        The dataset folder (or CSV file) to score.
+    run_dir : str or Path
+        The run directory to write (``metrics.json``, ``predictions.csv``, figures).
+    split : str, default="test"
+        The split to score.
+    work : str or Path, optional
+        The work folder of the image caches and seeded splits; default ``model_dir/work``.
+    name : str, optional
+        The model's name in the tables; default ``"<backbone> (ImageNet|scratch|weights file)"``.
+    n_bootstrap : int, default=1000
+        Bootstrap resamples of the AUROC confidence intervals (0: none).
+    progress : bool, default=True
+        Show progress bars.
+    device : str or torch.device, optional
+        Where to run the network; default CUDA when available, else the CPU.
+    ten_crop : bool, optional
+        Average the sigmoid outputs of the ten crops (True) or use the centre crop (False); default the
+        run's ``ten_crop``.
+    temperature_scaling : bool, default=False
+        Fit one temperature and per-class operating points on the validation carve (the model's own dataset
+        only).
+    dataset : str, optional
+        The kind of ``data_dir`` (default ``"auto"``: detected).
+
+    Returns
+    -------
+    dict
+        The ``metrics.json`` contents (AUROC per label with CIs, calibration, subgroups...).
+
+    Raises
+    ------
+    ValueError
+        No image of ``split`` is present, the model and the dataset share no label, or temperature scaling
+        on another dataset than the model's.
     """
     import dataclasses
 

@@ -43,6 +43,65 @@ class CnnConfig:
     registered kind, or ``"auto"``: detected), ``frontal_only``, ``uncertain`` and ``not_mentioned``
     (the training label policy; U-Ignore is refused while the loss cannot mask labels),
     ``val_fraction`` and ``test_fraction`` (seeded splits of datasets without an official one).
+
+    Parameters
+    ----------
+    backbone : str, default="resnet50"
+        One of :data:`~phow_baseline.cnn.models.BACKBONES`.
+    weights : str or None, default=None
+        None (from scratch), ``"imagenet"`` (torchvision's weights) or a weights file path.
+    loss : {"bce", "bce_weighted", "soft_margin"}, default="bce"
+        Binary cross-entropy on the logits, the same with a per-class ``pos_weight`` (negatives / positives),
+        or the multi-label soft margin loss (:func:`make_loss`).
+    lr : float, default=1e-4
+        Adam's initial learning rate.
+    batch_size : int, default=32
+        Images per batch.
+    epochs : int, default=10
+        Maximum number of epochs.
+    patience : int, default=3
+        Early stopping: epochs without a gain in validation mean AUROC.
+    plateau_patience : int, default=1
+        ReduceLROnPlateau on the validation loss: epochs without a gain before the rate is multiplied by 0.1.
+    resize : int, default=256
+        Side the cache images are resized to, in pixels (the Uniandes study).
+    crop : int, default=224
+        Side of the crop the network sees, in pixels of the resized image (the Uniandes study).
+    random_resized : bool, default=False
+        Train with ``RandomResizedCrop`` (scale 0.08-1) instead of resize + random crop.
+    ten_crop : bool, default=False
+        Evaluate on the ten crops (their sigmoid outputs averaged) instead of the centre crop.
+    cache_size : int, default=256
+        Side of the uint8 cache images, in pixels.
+    equalization : {"none", "global", "clahe"}, default="none"
+        Histogram equalization of the cache images.
+    workers : int, default=0
+        Data loader worker processes.
+    seed : int, default=0
+        Seed of the weights' initialization, the shuffling, the crops and the seeded splits.
+    device : str or None, default=None
+        Where to train (``"cuda"``, ``"cpu"``...); None: CUDA when available, else the CPU.
+    amp : bool, default=True
+        bfloat16 autocast on CUDA (ignored on the CPU).
+    max_steps_per_epoch : int or None, default=None
+        Cap on the training batches per epoch (quick runs); None: the whole training set.
+    val_fraction : float, default=0.1
+        Fraction of the training patients in the validation carve.
+    dataset : str, default="chestxray14"
+        A registered dataset kind, or ``"auto"`` (detected).
+    frontal_only : bool, default=True
+        Keep only frontal views.
+    uncertain : str, default="zeros"
+        What an uncertain label becomes in training (U-Zeros; see :data:`phow_baseline.config.UNCERTAIN_POLICIES`).
+    not_mentioned : str, default="negative"
+        What a blank label becomes in training (see :data:`phow_baseline.config.NOT_MENTIONED_POLICIES`).
+    test_fraction : float, default=0.2
+        Fraction of the patients in the seeded test split of a dataset without an official one.
+
+    Raises
+    ------
+    ValueError
+        An unknown backbone, loss or label policy.
     """
 
     backbone: str = "resnet50"
@@ -84,13 +143,28 @@ class CnnConfig:
             raise ValueError(f"not_mentioned must be one of {NOT_MENTIONED_POLICIES}, got {self.not_mentioned!r}")
 
     def to_dict(self):
-        """The settings as a JSON-ready dict."""
+        """The settings as a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            Field name -> value, every field of the dataclass.
+        """
         return dataclasses.asdict(self)
 
 
 def pick_device(name=None) -> torch.device:
     """``name`` as a device; ``None`` (the default everywhere: training, evaluation, prediction) is CUDA when
     available, else the CPU.
+
+    Parameters
+    ----------
+    name : str or torch.device, optional
+        ``"cuda"``, ``"cuda:1"``, ``"cpu"``...
+
+    Returns
+    -------
+    torch.device
     """
     if name:
         return torch.device(name)
@@ -98,7 +172,13 @@ def pick_device(name=None) -> torch.device:
 
 
 def seed_everything(seed: int):
-    """Seed Python's, NumPy's and torch's global generators."""
+    """Seed Python's, NumPy's and torch's global generators.
+
+    Parameters
+    ----------
+    seed : int
+        The seed of all three.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -107,6 +187,21 @@ def seed_everything(seed: int):
 def make_loss(cfg: CnnConfig, y_train: np.ndarray, device):
     """The training loss of ``cfg.loss``; ``bce_weighted`` weighs each class's positives by its
     negatives / positives in ``y_train`` ``(n, n_labels)``.
+
+    Parameters
+    ----------
+    cfg : CnnConfig
+        Its ``loss``.
+    y_train : ndarray, shape (n_images, n_labels)
+        The 0/1 training targets (counts clipped to at least 1 per class).
+    device : torch.device
+        Where the ``pos_weight`` tensor lives.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``BCEWithLogitsLoss`` (with ``pos_weight`` for ``bce_weighted``) or ``MultiLabelSoftMarginLoss``,
+        on logits ``(B, n_labels)``.
     """
     if cfg.loss == "soft_margin":
         return nn.MultiLabelSoftMarginLoss()
@@ -149,7 +244,28 @@ def _atomic_torch_save(obj, path: Path):
 
 @torch.no_grad()
 def predict_batches(model, loader, device, cfg: CnnConfig, amp=False):
-    """Sigmoid outputs and labels of a loader (eval transforms; ten-crop when configured)."""
+    """Sigmoid outputs and labels of a loader (eval transforms; ten-crop when configured).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network (put in eval mode here).
+    loader : torch.utils.data.DataLoader
+        Batches ``(uint8 (B, 1, S, S), (B, n_labels))``, e.g. of a :class:`CacheDataset`.
+    device : torch.device
+        Where the model is.
+    cfg : CnnConfig
+        Its ``resize``, ``crop`` and ``ten_crop``.
+    amp : bool, default=False
+        bfloat16 autocast.
+
+    Returns
+    -------
+    probabilities : ndarray of float32, shape (n_images, n_labels)
+        Sigmoid outputs in [0, 1] (averaged over the ten crops with ``cfg.ten_crop``).
+    labels : ndarray, shape (n_images, n_labels)
+        The loader's labels, in the same order.
+    """
     model.eval()
     tf = BatchTransform(False, cfg.resize, cfg.crop)
     outs, ys = [], []
@@ -188,6 +304,38 @@ def train_cnn(
     ``train_set.labels``; ``labels`` names them (default ChestX-ray14's 14)
     and ``dataset`` records the training dataset in ``model.json``
     (:func:`phow_baseline.workflow.steps.dataset_record`).
+
+    Parameters
+    ----------
+    cfg : CnnConfig
+        The run's settings.
+    train_set, val_set : CacheDataset
+        Training and validation images with their 0/1 targets ``(n_images, n_labels)``.
+    out_dir : str or Path
+        The run directory (created).
+    resume : bool, default=False
+        Continue from ``out_dir/last.pt``.
+    progress : bool, default=True
+        Show a progress bar per epoch.
+    log : callable, optional
+        Called with one line per epoch (and on early stop or resume); default this module's logger's ``info``.
+    labels : sequence of str, optional
+        The names of the outputs (default ChestX-ray14's 14).
+    dataset : dict, optional
+        The training dataset's record for ``model.json``.
+
+    Returns
+    -------
+    dict
+        ``history``: per epoch ``epoch``, ``train_loss``, ``val_loss`` (mean BCE), ``val_mean_auroc``,
+        ``lr`` and ``seconds``; ``best_val_mean_auroc``: the best validation mean AUROC (-1.0 if no epoch ran).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``resume`` without ``out_dir/last.pt``.
+    ValueError
+        ``resume`` with another configuration than the checkpoint's, or not one label name per output.
     """
     from ..evaluation import evaluate_scores
     from ..progress import progress_bar
@@ -302,6 +450,21 @@ def train_cnn(
 def save_model_dir(out, model, cfg: CnnConfig, extra=None, labels=None, dataset: dict | None = None):
     """Write a CNN model directory in ``out``: ``model.json`` (kind ``"cnn"``, ``cfg``, ``extra``, ``labels``
     (default ChestX-ray14's 14), ``dataset``) + ``weights.npz`` (the state dict as plain arrays).
+
+    Parameters
+    ----------
+    out : str or Path
+        The model directory (created).
+    model : torch.nn.Module
+        The trained network.
+    cfg : CnnConfig
+        Its settings (recorded as ``params.config``; a weights path as a string).
+    extra : dict, optional
+        More top-level entries for ``model.json`` (the best epoch, its validation AUROC).
+    labels : sequence of str, optional
+        The outputs' labels (default ChestX-ray14's 14).
+    dataset : dict, optional
+        The training dataset's record.
     """
     from ..model.directory import write_model_dir
 
@@ -360,7 +523,18 @@ class CnnModel(Model):
         return self.cfg.cache_size
 
     def preprocess(self, image):
-        """A raw X-ray (path or array) -> the ``(cache_size, cache_size)`` uint8 cache image."""
+        """A raw X-ray (path or array) -> the ``(cache_size, cache_size)`` uint8 cache image.
+
+        Parameters
+        ----------
+        image : str, Path or ndarray
+            An image file, or a decoded image.
+
+        Returns
+        -------
+        ndarray of uint8, shape (cache_size, cache_size)
+            Grey, equalized by ``cfg.equalization``, resized to ``cfg.cache_size`` pixels.
+        """
         from ..data.preprocess import preprocess
 
         return preprocess(image, size=self.cfg.cache_size, equalization=self.cfg.equalization)
@@ -371,19 +545,70 @@ class CnnModel(Model):
 
     @torch.no_grad()
     def raw_scores(self, img) -> np.ndarray:
-        """The logits ``(n_labels,)`` float32 of one cache image."""
+        """The logits ``(n_labels,)`` float32 of one cache image.
+
+        Parameters
+        ----------
+        img : ndarray of uint8, shape (S, S)
+            One cache image (:meth:`preprocess`); resized and centre-cropped here.
+
+        Returns
+        -------
+        ndarray of float32, shape (n_labels,)
+            The network's logits.
+        """
         return self.model(self._input(img)).float().cpu().numpy()[0]
 
     def scores(self, img) -> np.ndarray:
-        """The sigmoid outputs (probabilities) ``(n_labels,)`` float64 of one cache image."""
+        """The sigmoid outputs (probabilities) ``(n_labels,)`` float64 of one cache image.
+
+        Parameters
+        ----------
+        img : ndarray of uint8, shape (S, S)
+            One cache image (:meth:`preprocess`).
+
+        Returns
+        -------
+        ndarray of float64, shape (n_labels,)
+            Probabilities in [0, 1].
+        """
         return self.calibrate(self.raw_scores(img)[None])[0]
 
     def calibrate(self, logits) -> np.ndarray:
-        """Logits ``(n, n_labels)`` -> probabilities ``(n, n_labels)`` float64 (the sigmoid)."""
+        """Logits ``(n, n_labels)`` -> probabilities ``(n, n_labels)`` float64 (the sigmoid).
+
+        ``p = 1 / (1 + exp(-z))``.
+
+        Parameters
+        ----------
+        logits : array-like, shape (n_images, n_labels)
+            Rows of :meth:`raw_scores`.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_images, n_labels)
+            Probabilities in [0, 1].
+        """
         return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
 
     def decide(self, probabilities) -> np.ndarray:
-        """Not available: a CNN run chooses no operating points (:class:`DecisionsUnavailableError`)."""
+        """Not available: a CNN run chooses no operating points (:class:`DecisionsUnavailableError`).
+
+        Parameters
+        ----------
+        probabilities : array-like, shape (n_images, n_labels)
+            Ignored.
+
+        Returns
+        -------
+        ndarray
+            Never: it always raises.
+
+        Raises
+        ------
+        DecisionsUnavailableError
+            Always.
+        """
         raise DecisionsUnavailableError(
             "a CNN model has no operating points (its training chooses none); threshold its probabilities yourself"
         )
@@ -391,25 +616,78 @@ class CnnModel(Model):
     def heatmaps(self, img, method: str = "cam") -> np.ndarray:
         """Per-class CAMs over the image (``(n_labels, S, S)`` float32; the centre crop's maps padded by edge values).
 
-        ``method="gradcam"`` for Grad-CAM (always used for VGG11-BN, whose head is not GAP + linear).
+        Parameters
+        ----------
+        img : ndarray of uint8, shape (S, S)
+            One cache image (:meth:`preprocess`).
+        method : {"cam", "gradcam"}, default="cam"
+            CAM, or Grad-CAM (always used for VGG11-BN, whose head is not GAP + linear).
+
+        Returns
+        -------
+        ndarray of float32, shape (n_labels, S, S)
+            One map per label on the image's pixel grid (see :func:`~phow_baseline.cnn.cam.cam_heatmaps`).
         """
         from .cam import cam_heatmaps
 
         return cam_heatmaps(self.model, img, self.cfg.backbone, method, self.cfg.resize, self.cfg.crop, self.device)
 
     def save(self, directory, extra: dict | None = None) -> Path:
-        """Write the model directory (``model.json`` + ``weights.npz``); returns its path."""
+        """Write the model directory (``model.json`` + ``weights.npz``); returns its path.
+
+        Parameters
+        ----------
+        directory : str or Path
+            The model directory (created).
+        extra : dict, optional
+            More top-level entries for ``model.json``.
+
+        Returns
+        -------
+        Path
+            The model directory.
+        """
         save_model_dir(directory, self.model, self.cfg, extra, labels=self.labels, dataset=self.dataset)
         return Path(directory)
 
     @classmethod
     def load(cls, directory, device=None) -> CnnModel:
-        """Load ``model.json`` + ``weights.npz`` (checksums verified, no pickles); see :func:`load_cnn_model`."""
+        """Load ``model.json`` + ``weights.npz`` (checksums verified, no pickles); see :func:`load_cnn_model`.
+
+        Parameters
+        ----------
+        directory : str or Path
+            A ``"cnn"`` model directory.
+        device : str or torch.device, optional
+            Where to run it (default: CUDA when available, else the CPU).
+
+        Returns
+        -------
+        CnnModel
+        """
         return load_cnn_model(directory, device)
 
 
 def load_cnn_model(directory, device=None) -> CnnModel:
-    """Load ``model.json`` + ``weights.npz`` (checksums verified, no pickles)."""
+    """Load ``model.json`` + ``weights.npz`` (checksums verified, no pickles).
+
+    Parameters
+    ----------
+    directory : str or Path
+        A ``"cnn"`` model directory (:func:`save_model_dir`).
+    device : str or torch.device, optional
+        Where to run it (default: CUDA when available, else the CPU); the training device is not reused.
+
+    Returns
+    -------
+    CnnModel
+        The network in eval mode on ``device``, with its config, labels and dataset record.
+
+    Raises
+    ------
+    ModelFileError
+        A missing or changed file, or weights that do not fit the backbone.
+    """
     from ..model.directory import ModelFileError, dataset_record, read_model_dir
 
     meta, arrays = read_model_dir(directory)

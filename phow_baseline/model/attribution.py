@@ -26,6 +26,21 @@ def per_bin_contributions(model, feature: np.ndarray) -> np.ndarray:
     ``j``'s 3 outputs side by side; scikit-learn's ``AdditiveChi2Sampler``
     stacks them in 3 blocks of ``dim``), so the score splits exactly into one
     term ``f_cj`` per pyramid bin, and ``sum_j f_cj = s_c - b_c`` (``psi(0) = 0``).
+    Without a kernel map, ``f_cj = w_cj h_j``.
+
+    Parameters
+    ----------
+    model : PhowModel
+        A trained PHOW model; its ``svm.coef_`` ``(n_labels, dim)`` (``(n_labels, 3 dim)`` after a kernel
+        map) and ``kernel_map`` (a :class:`~phow_baseline.classification.kernel_map.HomogeneousKernelMap`,
+        scikit-learn's ``AdditiveChi2Sampler`` or None) are used.
+    feature : ndarray, shape (dim,)
+        One image's encoded vector (:meth:`PhowModel.features`, before the kernel map).
+
+    Returns
+    -------
+    ndarray of float32, shape (n_labels, dim)
+        ``f_cj``: the share of class ``c``'s SVM margin due to bin ``j``; row ``c`` sums to ``s_c - b_c``.
     """
     W = model.svm.coef_
     h = np.asarray(feature, np.float32)
@@ -58,9 +73,18 @@ def phow_heatmaps(model, image) -> np.ndarray:
     identical shares).  Where a support square crosses the image border,
     the share is spread over its part inside the image.
 
+    Parameters
+    ----------
+    model : PhowModel
+        A trained bag-of-words PHOW model (its ``config.size``, ``phow``, ``encoder`` and SVMs are used).
+    image : ndarray of uint8, shape (size, size)
+        One preprocessed image (:meth:`PhowModel.preprocess`), ``size = model.config.size`` pixels.
+
     Returns
     -------
-    (14, size, size) float32, score per pixel.
+    ndarray of float32, shape (n_labels, size, size)
+        Signed SVM-margin contribution per pixel of each class (margin units per pixel); map ``c`` sums
+        to ``s_c - b_c``.
     """
     import cv2
 

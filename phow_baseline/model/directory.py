@@ -38,7 +38,14 @@ class ModelFileError(DataFileError):
 
 
 def dependency_versions() -> dict:
-    """Versions of phow-baseline, Python and the libraries a model's numbers depend on (for ``model.json``)."""
+    """Versions of phow-baseline, Python and the libraries a model's numbers depend on (for ``model.json``).
+
+    Returns
+    -------
+    dict of str to str
+        ``phow_baseline``, ``python``, ``numpy``, ``scikit-learn``, ``scikit-image``, ``numba`` and
+        ``opencv`` -> their version strings (imports cv2, numba, skimage and sklearn).
+    """
     import cv2
     import numba
     import skimage
@@ -146,7 +153,24 @@ def write_model_dir(
 
 
 def model_json_path(directory) -> Path:
-    """``directory/model.json``, or an error that says where the model is when given a run folder."""
+    """``directory/model.json``, or an error that says where the model is when given a run folder.
+
+    Parameters
+    ----------
+    directory : str or Path
+        A model directory.
+
+    Returns
+    -------
+    Path
+        ``directory/model.json`` (it exists).
+
+    Raises
+    ------
+    ModelFileError
+        ``directory`` holds no ``model.json``; when it is a run folder (or its ``run``) whose ``model``
+        folder holds one, the message names that folder.
+    """
     d = Path(directory)
     mj = d / "model.json"
     if mj.exists():
@@ -165,7 +189,29 @@ def _read_meta(mj: Path) -> dict:
 
 
 def read_model_dir(directory) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
-    """Read and verify a model directory: ``(meta, arrays)``."""
+    """Read and verify a model directory: ``(meta, arrays)``.
+
+    Every array file listed in ``model.json`` must exist inside the directory and match its sha256; arrays
+    are read with ``allow_pickle=False``.
+
+    Parameters
+    ----------
+    directory : str or Path
+        A model directory written by :func:`write_model_dir`.
+
+    Returns
+    -------
+    meta : dict
+        The contents of ``model.json``.
+    arrays : dict of str to dict of str to ndarray
+        File stem (``"vocabulary"``, ``"svm"``, ``"weights"``...) -> that ``.npz`` file's arrays by key.
+
+    Raises
+    ------
+    ModelFileError
+        No ``model.json``, an unsupported ``format``, a bad ``files`` entry, a missing array file or a
+        checksum mismatch (the message names the file).
+    """
     d = Path(directory)
     mj = model_json_path(d)
     meta = _read_meta(mj)
@@ -200,9 +246,15 @@ def register_model_kind(kind: str, loader: Callable | str, needs: str | None = N
     The loader returns an instance of a :class:`phow_baseline.model.protocol.Model` subclass (the
     interface every caller relies on), usually that class's ``load``.
 
-    ``loader`` is a callable ``loader(directory)`` or a ``"module:attr"``
-    string (dotted attributes allowed) imported on first use; ``needs`` says
-    what to install when that import fails.
+    Parameters
+    ----------
+    kind : str
+        The ``kind`` written in ``model.json`` (``"phow"``, ``"cnn"``).
+    loader : callable or str
+        A callable ``loader(directory) -> Model``, or a ``"module:attr"`` string (dotted attributes
+        allowed, e.g. ``"phow_baseline.model.phow_model:PhowModel.load"``) imported on first use.
+    needs : str, optional
+        What to install when importing ``loader`` fails (named in the error message).
     """
     _MODEL_KINDS[kind] = loader
     if needs:
@@ -225,7 +277,24 @@ def _resolve(kind: str, mj: Path) -> Callable:
 
 
 def load_model(directory):
-    """Load a model directory of any registered kind (PHOW; CNN with the cnn extra)."""
+    """Load a model directory of any registered kind (PHOW; CNN with the cnn extra).
+
+    Parameters
+    ----------
+    directory : str or Path
+        A model directory (``model.json`` + ``.npz`` arrays).
+
+    Returns
+    -------
+    Model
+        The loaded model, an instance of the class registered for ``model.json``'s ``kind``
+        (:class:`~phow_baseline.model.PhowModel`, :class:`~phow_baseline.cnn.CnnModel`).
+
+    Raises
+    ------
+    ModelFileError
+        No ``model.json``, an unknown kind, a kind whose extra is not installed, or a bad file.
+    """
     d = Path(directory)
     mj = model_json_path(d)
     kind = _read_meta(mj).get("kind")

@@ -37,6 +37,7 @@ class PhowModel(Model):
     Parameters
     ----------
     config : BaselineConfig
+        Every stage's settings (image size, PHOW, encoding, kernel map, SVM, calibration).
     vocabulary
         The fitted vocabulary of ``config.encoding`` (see :mod:`phow_baseline.encoding.registry`).
     svm : OneVsRestSVM
@@ -49,8 +50,10 @@ class PhowModel(Model):
         What it was trained on (``kind``, ``labels``, ``label_policy``, ...; written to ``model.json``
         as ``dataset``); default ``{"kind": "chestxray14", "labels": labels}``.
     calibrator : PlattCalibrator, optional
+        Per-class Platt scaling of the margins, ``p = 1 / (1 + exp(-(a_c s + b_c)))``; None: uncalibrated
+        (:meth:`scores` are margins).
     operating_points : OperatingPoints, optional
-        On the calibrated probabilities.
+        Per-class thresholds on the calibrated probabilities (:meth:`decide`); None: no decisions.
 
     Attributes
     ----------
@@ -59,7 +62,9 @@ class PhowModel(Model):
     encoder
         Its per-image encoder (``encode_one(frames, descriptors) -> (dim,)``).
     kernel_map : fitted kernel map or None
+        The map ``psi`` of ``config``'s kernel (3 outputs per input), or None for a linear kernel.
     phow : PHOW
+        The dense SIFT extractor of ``config`` (sizes, step, magnif in pixels of the resized image).
     """
 
     kind = "phow"
@@ -112,6 +117,21 @@ class PhowModel(Model):
         then resized to ``config.size`` square (INTER_AREA), exactly as the
         training images were.  Every caller (predict, localize, diff, the
         report) goes through this.
+
+        Parameters
+        ----------
+        image : str, Path or ndarray
+            An image file, or a decoded image (``(H, W)`` grey, ``(H, W, 3)`` BGR, uint8 or uint16).
+
+        Returns
+        -------
+        ndarray of uint8, shape (size, size)
+            The image the model scores, ``size = config.size`` pixels.
+
+        Raises
+        ------
+        phow_baseline.data.ImageReadError
+            A file that cannot be used (missing, corrupt, not an image...).
         """
         from ..data.preprocess import preprocess
 
@@ -121,12 +141,35 @@ class PhowModel(Model):
         return X if self.kernel_map is None else self.kernel_map.transform(X)
 
     def features(self, image) -> np.ndarray:
-        """The encoding's vector of one preprocessed image, ``(dim,)`` float32 (before the kernel map)."""
+        """The encoding's vector of one preprocessed image, ``(dim,)`` float32 (before the kernel map).
+
+        Parameters
+        ----------
+        image : ndarray of uint8, shape (size, size)
+            One image from :meth:`preprocess`.
+
+        Returns
+        -------
+        ndarray of float32, shape (dim,)
+            Its PHOW descriptors encoded by :attr:`encoder` (``dim = encoder.n_features_out_``: the spatial
+            pyramid of word histograms for the bag of words, a Fisher vector or VLAD otherwise).
+        """
         frames, desc = self.phow.transform([image])[0]
         return self.encoder.encode_one(frames, desc)
 
     def raw_scores(self, image) -> np.ndarray:
-        """The SVM margins ``(n_labels,)`` of one preprocessed (``size`` x ``size``, equalized) image."""
+        """The SVM margins ``(n_labels,)`` of one preprocessed (``size`` x ``size``, equalized) image.
+
+        Parameters
+        ----------
+        image : ndarray of uint8, shape (size, size)
+            One image from :meth:`preprocess`.
+
+        Returns
+        -------
+        ndarray, shape (n_labels,)
+            ``w_c . psi(h) + b_c`` per label (signed distances, unbounded), in the order of :attr:`labels`.
+        """
         return self.decision_function(self.features(image)[None])[0]
 
     @property
@@ -135,28 +178,92 @@ class PhowModel(Model):
         return "probability" if self.calibrator is not None else "margin"
 
     def scores(self, image) -> np.ndarray:
-        """Scores ``(n_labels,)`` of one preprocessed image: probabilities when calibrated, else the SVM margins."""
+        """Scores ``(n_labels,)`` of one preprocessed image: probabilities when calibrated, else the SVM margins.
+
+        Parameters
+        ----------
+        image : ndarray of uint8, shape (size, size)
+            One image from :meth:`preprocess`.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_labels,)
+            Probabilities in [0, 1] (:attr:`score_kind` ``"probability"``) or SVM margins (``"margin"``).
+        """
         return self.calibrate(self.raw_scores(image)[None])[0]
 
     def calibrate(self, margins) -> np.ndarray:
-        """Margins ``(n, n_labels)`` -> probabilities by the stored Platt scaling (unchanged if uncalibrated)."""
+        """Margins ``(n, n_labels)`` -> probabilities by the stored Platt scaling (unchanged if uncalibrated).
+
+        Parameters
+        ----------
+        margins : array-like, shape (n_images, n_labels)
+            SVM margins (:meth:`raw_scores`, :meth:`decision_function`).
+
+        Returns
+        -------
+        ndarray of float64, shape (n_images, n_labels)
+            Per-class Platt probabilities in [0, 1], or the margins as float64 when uncalibrated.
+        """
         m = np.asarray(margins, np.float64)
         return m if self.calibrator is None else self.calibrator.predict_proba(m)
 
     def decide(self, probabilities) -> np.ndarray:
-        """0/1 calls ``(n, n_labels)`` at the stored operating points (needs a calibrated model)."""
+        """0/1 calls ``(n, n_labels)`` at the stored operating points (needs a calibrated model).
+
+        Parameters
+        ----------
+        probabilities : array-like, shape (n_images, n_labels)
+            Calibrated probabilities in [0, 1] (:meth:`scores`, :meth:`calibrate`).
+
+        Returns
+        -------
+        ndarray of uint8, shape (n_images, n_labels)
+            1 where a probability reaches its label's threshold (``config.operating_rule``), else 0.
+
+        Raises
+        ------
+        DecisionsUnavailableError
+            The model has no operating points (trained without calibration).
+        """
         if self.operating_points is None:
             raise DecisionsUnavailableError("this model has no operating points (trained without calibration)")
         return self.operating_points.decide(probabilities)
 
     def decision_function(self, features) -> np.ndarray:
-        """SVM margins ``(n, n_labels)`` of encoded vectors ``(n, dim)`` (:meth:`features`; kernel-mapped here)."""
+        """SVM margins ``(n, n_labels)`` of encoded vectors ``(n, dim)`` (:meth:`features`; kernel-mapped here).
+
+        Parameters
+        ----------
+        features : array-like, shape (n_images, dim)
+            Encoded vectors (rows of :meth:`features` or of a feature store), before the kernel map.
+
+        Returns
+        -------
+        ndarray, shape (n_images, n_labels)
+            ``psi(X) @ coef_.T + intercept_``: one signed margin per image and label.
+        """
         return self.svm.decision_function(self._map(np.asarray(features, np.float32)))
 
     def heatmaps(self, image) -> np.ndarray:
         """Per-class heatmaps of one preprocessed image, ``(n_labels, size, size)`` float32.
 
         See :func:`phow_baseline.model.attribution.phow_heatmaps`.
+
+        Parameters
+        ----------
+        image : ndarray of uint8, shape (size, size)
+            One image from :meth:`preprocess`.
+
+        Returns
+        -------
+        ndarray of float32, shape (n_labels, size, size)
+            Signed margin contribution per pixel of each label; map ``c`` sums to ``s_c - b_c``.
+
+        Raises
+        ------
+        HeatmapsUnavailableError
+            The encoding has no heatmaps (Fisher vectors, VLAD).
         """
         if not self.has_heatmaps:
             raise HeatmapsUnavailableError(
@@ -172,6 +279,18 @@ class PhowModel(Model):
     def save(self, directory, extra: dict | None = None) -> Path:
         """Write the model directory: ``model.json`` (config, SVM and calibration parameters, the training
         record, ``extra``) + ``vocabulary.npz``, ``svm.npz`` and the calibration's arrays; returns its path.
+
+        Parameters
+        ----------
+        directory : str or Path
+            The model directory (created).
+        extra : dict, optional
+            More top-level entries for ``model.json``, added to the training record :attr:`info`.
+
+        Returns
+        -------
+        Path
+            The model directory.
         """
         svm_params = {
             k: getattr(self.svm, k) for k in ("C", "class_weight", "solver", "n_epochs", "tol", "random_state")
@@ -204,6 +323,21 @@ class PhowModel(Model):
     def load(cls, directory) -> PhowModel:
         """Load a model directory written by :meth:`save` (0.1's included); a missing, changed or
         inconsistent file raises :class:`~phow_baseline.model.directory.ModelFileError` naming it.
+
+        Parameters
+        ----------
+        directory : str or Path
+            A ``"phow"`` model directory.
+
+        Returns
+        -------
+        PhowModel
+            The model, with its calibration and operating points when the directory holds them.
+
+        Raises
+        ------
+        ModelFileError
+            A missing or changed file, or parameters and arrays that do not fit together (the file is named).
         """
         meta, arrays = read_model_dir(directory)
         try:

@@ -89,43 +89,138 @@ class Model(abc.ABC):
     def preprocess(self, image) -> np.ndarray:
         """A raw X-ray (a file path or an array) -> the ``(S, S)`` uint8 image the model scores.
 
-        Raises :class:`phow_baseline.data.ImageReadError` for a file that cannot be used.
+        Parameters
+        ----------
+        image : str, Path or ndarray
+            An image file, or a decoded image (``(H, W)`` grey, ``(H, W, 3)`` BGR, uint8 or uint16).
+
+        Returns
+        -------
+        ndarray of uint8, shape (S, S)
+            The image as the model was trained on it, ``S = image_size`` pixels.
+
+        Raises
+        ------
+        phow_baseline.data.ImageReadError
+            A file that cannot be used (missing, corrupt, not an image...).
         """
 
     @abc.abstractmethod
     def raw_scores(self, image) -> np.ndarray:
-        """The model's own outputs for one preprocessed image, ``(14,)`` (SVM margins, CNN logits)."""
+        """The model's own outputs for one preprocessed image, ``(14,)`` (SVM margins, CNN logits).
+
+        Parameters
+        ----------
+        image : ndarray of uint8, shape (S, S)
+            One image from :meth:`preprocess`.
+
+        Returns
+        -------
+        ndarray, shape (n_labels,)
+            One raw score per label, in the order of :attr:`labels` (unbounded; not probabilities).
+        """
 
     @abc.abstractmethod
     def calibrate(self, raw_scores) -> np.ndarray:
-        """Raw scores ``(n, 14)`` -> :meth:`scores` ``(n, 14)`` float64 (unchanged for an uncalibrated model)."""
+        """Raw scores ``(n, 14)`` -> :meth:`scores` ``(n, 14)`` float64 (unchanged for an uncalibrated model).
+
+        Parameters
+        ----------
+        raw_scores : array-like, shape (n_images, n_labels)
+            Rows of :meth:`raw_scores`.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_images, n_labels)
+            Probabilities in [0, 1] when :attr:`score_kind` is ``"probability"``, else the raw scores.
+        """
 
     def scores(self, image) -> np.ndarray:
-        """The 14 scores of one preprocessed image, ``(14,)``: probabilities when :attr:`score_kind` says so."""
+        """The 14 scores of one preprocessed image, ``(14,)``: probabilities when :attr:`score_kind` says so.
+
+        ``calibrate(raw_scores(image))``.
+
+        Parameters
+        ----------
+        image : ndarray of uint8, shape (S, S)
+            One image from :meth:`preprocess`.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_labels,)
+            Probabilities in [0, 1] (calibrated PHOW model, CNN) or SVM margins, in the order of :attr:`labels`.
+        """
         return self.calibrate(np.asarray(self.raw_scores(image))[None])[0]
 
     @abc.abstractmethod
     def decide(self, probabilities) -> np.ndarray:
         """0/1 calls ``(n, 14)`` of probabilities ``(n, 14)`` at the model's operating points.
 
-        Raises :class:`DecisionsUnavailableError` when :attr:`has_decisions` is False.
+        Parameters
+        ----------
+        probabilities : array-like, shape (n_images, n_labels)
+            Probabilities in [0, 1] (:meth:`scores`, :meth:`calibrate`).
+
+        Returns
+        -------
+        ndarray, shape (n_images, n_labels)
+            1 where a probability reaches its label's threshold, else 0.
+
+        Raises
+        ------
+        DecisionsUnavailableError
+            :attr:`has_decisions` is False.
         """
 
     @abc.abstractmethod
     def heatmaps(self, image) -> np.ndarray:
         """Per-class heatmaps of one preprocessed image, ``(14, S, S)`` float32.
 
-        Raises :class:`HeatmapsUnavailableError` when :attr:`has_heatmaps` is False.
+        Parameters
+        ----------
+        image : ndarray of uint8, shape (S, S)
+            One image from :meth:`preprocess`.
+
+        Returns
+        -------
+        ndarray of float32, shape (n_labels, S, S)
+            One map per label on the image's pixel grid (how each pixel drives that label's score).
+
+        Raises
+        ------
+        HeatmapsUnavailableError
+            :attr:`has_heatmaps` is False.
         """
 
     @abc.abstractmethod
     def save(self, directory, extra: dict | None = None) -> Path:
         """Write the model directory (``model.json`` + ``.npz`` arrays, no pickles); returns its path.
 
-        ``extra``: more top-level entries for ``model.json``.
+        Parameters
+        ----------
+        directory : str or Path
+            The model directory (created; existing files of the same names are replaced).
+        extra : dict, optional
+            More top-level entries for ``model.json`` (JSON-ready).
+
+        Returns
+        -------
+        Path
+            The model directory.
         """
 
     @classmethod
     @abc.abstractmethod
     def load(cls, directory) -> Model:
-        """Load a model directory of this kind (checksums verified, no pickles)."""
+        """Load a model directory of this kind (checksums verified, no pickles).
+
+        Parameters
+        ----------
+        directory : str or Path
+            A model directory written by :meth:`save`.
+
+        Returns
+        -------
+        Model
+            The loaded model (an instance of this class).
+        """

@@ -30,7 +30,9 @@ class NoImagesError(ValueError):
 class PredictionRun:
     """What :func:`predict_to_csv` scored and wrote.
 
-    Attributes
+    Its fields are both the constructor's parameters and the attributes.
+
+    Parameters
     ----------
     out_csv : Path
         The predictions CSV.

@@ -65,13 +65,42 @@ def liblinear_peak_bytes(n_rows: int, dim_in: int, dim: int, density: float, n_t
     stored), density 0.27, 2 threads: 11.6 GB estimated; the process measured
     14.3 GB (the rest: the process itself, the features being read).  The old
     rule (one float64 matrix, 3.7 GiB) had let it through a 4 GiB budget.
+
+    Parameters
+    ----------
+    n_rows : int
+        Training images ``n``.
+    dim_in : int
+        Stored features per image (before the kernel map).
+    dim : int
+        Features per image after the kernel map (``3 dim_in`` with one, else ``dim_in``).
+    density : float
+        Fraction ``rho`` of non-zero features, in [0, 1] (:func:`feature_density`).
+    n_threads : int
+        Classes trained at once ``t`` (at least 1).
+
+    Returns
+    -------
+    int
+        ``8 n dim_in + 12 n dim + 16 t (rho n dim + n)`` bytes.
     """
     n, d_in, d, t = int(n_rows), int(dim_in), int(dim), max(1, int(n_threads))
     return 8 * n * d_in + 12 * n * d + 16 * t * int(float(density) * n * d + n)
 
 
 def feature_density(store: FeatureStore) -> float:
-    """Fraction of non-zero entries in the store's first shard (1.0 when it is empty)."""
+    """Fraction of non-zero entries in the store's first shard (1.0 when it is empty).
+
+    Parameters
+    ----------
+    store : FeatureStore
+        Encoded vectors in shards (only shard 0 is read).
+
+    Returns
+    -------
+    float
+        Non-zero entries / entries, in [0, 1].
+    """
     if not store.n_shards:
         return 1.0
     X = np.asarray(store.read_shard(0))
@@ -79,7 +108,26 @@ def feature_density(store: FeatureStore) -> float:
 
 
 def choose_solver(store: FeatureStore, n_rows: int, dim: int, n_jobs) -> tuple[str, str]:
-    """``"liblinear"`` if its estimated peak fits :data:`IN_MEMORY_BUDGET_BYTES`, else ``"sgd"``; and why."""
+    """``"liblinear"`` if its estimated peak fits :data:`IN_MEMORY_BUDGET_BYTES`, else ``"sgd"``; and why.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        The training features (their stored dimension and density).
+    n_rows : int
+        Training images.
+    dim : int
+        Features per image after the kernel map.
+    n_jobs : int or None
+        joblib's ``n_jobs`` (-1: all cores); at most 14 threads (one per class) are counted.
+
+    Returns
+    -------
+    solver : str
+        ``"liblinear"`` or ``"sgd"``.
+    why : str
+        The estimated peak against the budget, in GiB, for the log.
+    """
     from joblib import effective_n_jobs
 
     threads = min(effective_n_jobs(n_jobs), 14)
@@ -225,7 +273,29 @@ def build_image_cache(ds, names: Sequence[str], work_dir, config: BaselineConfig
     """Decode ``names`` of dataset ``ds`` once into ``work_dir/images-<tag>-<size>-<eq>`` (resumes).
 
     The tag is the dataset's (:func:`dataset_tag`: ``tag``, prefixed by the
-    dataset kind for datasets other than ChestX-ray14).
+    dataset kind for datasets other than ChestX-ray14).  Unreadable images are
+    skipped and logged (WARNING, the first 20 with their reasons).
+
+    Parameters
+    ----------
+    ds : ChestDataset
+        The dataset (``image_path(name)`` and ``kind``).
+    names : sequence of str
+        The image names to cache, in the cache's row order.
+    work_dir : str or Path
+        The work folder.
+    config : BaselineConfig
+        ``size`` (side of the cached images, pixels), ``equalization``, ``n_jobs`` and ``backend``.
+    progress : bool, default=True
+        Show a progress bar.
+    tag : str, default="images"
+        The split's name (or another tag, ``"cnn-train"``) in the cache folder's name.
+
+    Returns
+    -------
+    ImageCache
+        One ``(size, size)`` uint8 image per name (``cache.ok[i]`` False for an unreadable one, listed in
+        ``cache.failures``).
     """
     from ..data import ImageCache
 
@@ -281,6 +351,30 @@ def fit_vocabulary(cache, rows: Sequence[int], work_dir, config: BaselineConfig,
     ``config.backend``, the same samples on any backend).  The result is kept in
     ``work_dir/vocabulary.npz`` + ``vocabulary.json`` and reused when the
     parameters match.
+
+    Parameters
+    ----------
+    cache : ImageCache
+        The training split's image cache.
+    rows : sequence of int
+        Cache rows to draw from (unreadable ones are dropped).
+    work_dir : str or Path
+        The work folder.
+    config : BaselineConfig
+        The encoding and its settings (``n_words``, ``max_descriptors``, ``vocab_images``, ``seed``...).
+    progress : bool, default=True
+        Show progress bars.
+
+    Returns
+    -------
+    object
+        The fitted vocabulary of ``config.encoding`` (k-means words for the bag of words and VLAD, a GMM
+        for Fisher vectors; see :mod:`phow_baseline.encoding.registry`).
+
+    Raises
+    ------
+    ValueError
+        No readable training image.
     """
     from ..parallel import imap
     from ..progress import progress_bar
@@ -323,7 +417,32 @@ def fit_vocabulary(cache, rows: Sequence[int], work_dir, config: BaselineConfig,
 
 
 def encode_split(cache, rows, names, work_dir, vocab, config: BaselineConfig, tag: str, progress=True):
-    """The encoding's vectors of the given cache rows into ``work_dir/features-<tag>-<vocabulary hash>`` (resumes)."""
+    """The encoding's vectors of the given cache rows into ``work_dir/features-<tag>-<vocabulary hash>`` (resumes).
+
+    Parameters
+    ----------
+    cache : ImageCache
+        The split's image cache.
+    rows : sequence of int
+        Cache rows to encode, in store order (an image unreadable when the cache was built is a zero vector).
+    names : sequence of str
+        The images' names, recorded in the store.
+    work_dir : str or Path
+        The work folder.
+    vocab : object
+        The fitted vocabulary (:func:`fit_vocabulary`); its hash names the store.
+    config : BaselineConfig
+        PHOW and encoding settings, ``n_jobs``, ``backend`` and ``shard_size`` (images per shard).
+    tag : str
+        The split's cache tag (:func:`dataset_tag`).
+    progress : bool, default=True
+        Show a progress bar.
+
+    Returns
+    -------
+    FeatureStore
+        ``(n, dim)`` float32 vectors in shards on disk (before the kernel map).
+    """
     encoding = encoding_for(config)
     store_dir = Path(work_dir) / f"features-{tag}-{encoding.vocabulary_sha256(vocab)[:12]}"
     return encode_to_store(
@@ -349,7 +468,30 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
     :data:`IN_MEMORY_BUDGET_BYTES`, else out of core with SGD, one shard at a
     time (peak memory independent of the number of images).  ``label``
     begins its log line and names its progress bar (``"calibrate"`` for the
-    calibration's held-out SVMs).
+    calibration's held-out SVMs).  SGD keeps a checkpoint after every epoch
+    (:func:`sgd_checkpoint_path`) and resumes from it.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        The training features, ``(n, dim)`` float32 (kernel-mapped here).
+    rows : sequence of int
+        Store positions of the training images.
+    Y : array-like, shape (len(rows), n_labels)
+        Their 0/1 targets.
+    config : BaselineConfig
+        ``C``, ``class_weight``, ``n_epochs``, ``seed``, ``n_jobs``, the kernel map and the solver.
+    progress : bool, default=True
+        Show a progress bar (SGD).
+    solver : {"auto", "liblinear", "sgd"}, optional
+        Default ``config.solver``.
+    label : str, default="train"
+        Names the log line and the progress bar.
+
+    Returns
+    -------
+    OneVsRestSVM
+        Fitted: ``coef_`` ``(n_labels, dim')`` float32, ``dim'`` the kernel-mapped dimension.
     """
     from ..classification.svm import OneVsRestSVM
     from ..progress import progress_bar
@@ -430,6 +572,22 @@ def sgd_checkpoint_path(store: FeatureStore, rows, Y, config: BaselineConfig) ->
     depend on (the store, which holds the vocabulary's hash, the rows, the
     labels and the training settings), so a checkpoint is only ever taken
     up by the very same training.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        The training features.
+    rows : sequence of int
+        Store positions of the training images.
+    Y : array-like, shape (len(rows), n_labels)
+        Their 0/1 targets.
+    config : BaselineConfig
+        ``C``, ``class_weight``, ``n_epochs``, ``seed`` and ``kernel_map``.
+
+    Returns
+    -------
+    Path
+        ``<store's folder>/../sgd-<16 hex digits>.npz`` (it may not exist yet).
     """
     h = hashlib.sha256()
     h.update(str(Path(store.directory).name).encode())
@@ -483,7 +641,33 @@ def open_dataset(data_dir, config, strict=False, work_dir=None, kind: str | None
 
 
 def prepare_training(ds, work_dir, config: BaselineConfig, progress=True):
-    """The training split's image cache, its readable rows and the vocabulary (all cached in ``work_dir``)."""
+    """The training split's image cache, its readable rows and the vocabulary (all cached in ``work_dir``).
+
+    Parameters
+    ----------
+    ds : ChestDataset
+        The dataset.
+    work_dir : str or Path
+        The work folder (locked while in use).
+    config : BaselineConfig
+        ``train_split`` and the image and vocabulary settings.
+    progress : bool, default=True
+        Show progress bars.
+
+    Returns
+    -------
+    cache : ImageCache
+        The training split's images.
+    rows : list of int
+        Its readable rows.
+    vocabulary : object
+        The fitted vocabulary (:func:`fit_vocabulary`).
+
+    Raises
+    ------
+    ValueError
+        No image of the training split is present.
+    """
     names = ds.split_names(config.train_split)
     if not names:
         raise ValueError(f"{ds.root}: no image of split {config.train_split!r} is present")
@@ -498,7 +682,31 @@ def train_model(data_dir, work_dir, config: BaselineConfig, progress=True, ds=No
 
     One SVM per label of the dataset, trained on the targets of the config's
     label policy (:func:`training_targets`); the model records the dataset
-    (:func:`dataset_record`).
+    (:func:`dataset_record`).  Calibrated unless ``config.calibration`` is
+    ``"none"`` (:func:`calibrate_model`).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The dataset folder (or CSV file); not read when ``ds`` is given.
+    work_dir : str or Path
+        The work folder of the caches (locked while in use; reruns resume).
+    config : BaselineConfig
+        Every stage's settings.
+    progress : bool, default=True
+        Show progress bars.
+    ds : ChestDataset, optional
+        The dataset, already open (a 0.1 ``ChestXray14`` too).
+
+    Returns
+    -------
+    PhowModel
+        The trained model (not saved).
+
+    Raises
+    ------
+    ValueError
+        A label policy that masks labels out, or no image of the training split.
     """
     ds = as_protocol(ds) if ds is not None else open_dataset(data_dir, config, work_dir=work_dir)
     training_targets(ds, ds.split_names(config.train_split), config)  # a refused label policy stops before any work
@@ -543,6 +751,30 @@ def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progr
     (:class:`~phow_baseline.classification.calibration.PlattCalibrator`); the operating
     points (``config.operating_rule``) are chosen on the calibrated
     validation probabilities.
+
+    Parameters
+    ----------
+    model : PhowModel
+        The trained model (its ``calibrator``, ``operating_points`` and ``info["calibrated_on"]`` are set).
+    ds : ChestDataset
+        The dataset (its ``val`` carve).
+    cache : ImageCache
+        The training split's image cache.
+    store : FeatureStore
+        Its features.
+    rows : sequence of int
+        The readable training rows (cache rows, and store positions).
+    Y : array-like, shape (len(rows), n_labels)
+        Their 0/1 targets.
+    work_dir : str or Path
+        The work folder.
+    progress : bool, default=True
+        Show progress bars.
+
+    Returns
+    -------
+    PhowModel
+        ``model``, calibrated (or unchanged, with a warning, when the validation carve is empty or unreadable).
     """
     from ..classification import OperatingPoints, PlattCalibrator
 
@@ -619,7 +851,35 @@ def _runnable(config: BaselineConfig) -> BaselineConfig:
 
 
 def score_split(model: PhowModel, ds, split: str, work_dir, progress=True):
-    """Decision scores of every readable image of ``split``: ``(names, scores, failures)``."""
+    """Decision scores of every readable image of ``split``: ``(names, scores, failures)``.
+
+    Parameters
+    ----------
+    model : PhowModel
+        The model (its config's image and encoding settings name the caches).
+    ds : ChestDataset
+        The dataset.
+    split : str
+        The split to score.
+    work_dir : str or Path
+        The work folder of the caches (locked while they are built; reruns resume).
+    progress : bool, default=True
+        Show progress bars.
+
+    Returns
+    -------
+    names : list of str
+        The readable images, in cache order.
+    scores : ndarray, shape (len(names), n_labels)
+        Their SVM margins (uncalibrated).
+    failures : list of (str, str)
+        ``(file, reason)`` of each unreadable image.
+
+    Raises
+    ------
+    ValueError
+        No image of ``split`` is present.
+    """
     names = ds.split_names(split)
     if not names:
         raise ValueError(f"{ds.root}: no image of split {split!r} is present")
@@ -867,6 +1127,37 @@ def predict_paths(model, paths: Sequence, progress=True, *, n_jobs=1, backend=No
     CNN logits).  ``names`` (one per path) names the rows instead of the
     files' names (a dataset's image names: CheXpert's files are all called
     ``view1_frontal.jpg``).
+
+    Parameters
+    ----------
+    model : Model
+        A loaded model of any kind.
+    paths : sequence of path
+        Image files.
+    progress : bool, default=True
+        Show a progress bar.
+    n_jobs : int, default=1
+        Parallel workers for a model that scores in workers (-1: all cores).
+    backend : str, optional
+        joblib backend (:data:`phow_baseline.parallel.BACKENDS`); with ``"dask"`` paths are made absolute.
+    raw_scores : bool, default=False
+        Give :meth:`Model.raw_scores` instead of :meth:`Model.scores`.
+    names : sequence of str, optional
+        One row name per path; default each file's name.
+
+    Returns
+    -------
+    names : list of str
+        The rows' names (the scored files, in the order of ``paths``).
+    scores : ndarray, shape (len(names), len(model.labels))
+        Their scores (probabilities in [0, 1], SVM margins or logits).
+    failures : list of (str, str)
+        ``(file, reason)`` of each file that could not be read.
+
+    Raises
+    ------
+    ValueError
+        ``names`` and ``paths`` differ in length.
     """
     from ..parallel import imap
     from ..progress import progress_bar
@@ -901,6 +1192,33 @@ def run_baseline(
     Writes ``out_dir/work`` (caches; reruns resume), ``out_dir/model``
     (model directory) and ``out_dir/run`` (metrics.json, predictions.csv,
     roc.png, comparison.md/.csv).  Returns the metrics.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The dataset folder (or CSV file).
+    out_dir : str or Path
+        The output folder (``config.json``, ``work``, ``model``, ``run``); locked while in use.
+    config : BaselineConfig, optional
+        Every stage's settings; default ``BaselineConfig()`` (the published baseline).
+    progress : bool, default=True
+        Show progress bars.
+    n_bootstrap : int, default=1000
+        Bootstrap resamples of the AUROC confidence intervals (0: none).
+    model_name : str, default="PHOW baseline"
+        The model's name in the tables.
+
+    Returns
+    -------
+    dict
+        The ``metrics.json`` contents (AUROC per label with CIs, calibration, subgroups...).
+
+    Raises
+    ------
+    phow_baseline.io.OutOfSpaceError
+        Not enough free disk for the run (checked before any work).
+    phow_baseline.io.FolderBusyError
+        Another process holds the work folder.
     """
     config = config or BaselineConfig()
     out = Path(out_dir)
