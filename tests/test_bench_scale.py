@@ -38,8 +38,10 @@ def test_resume_lines_and_the_time_a_kill_loses(tmp_path):
         {"store": "features-train_val-ab", "todo": 3, "total": 19, "kept": 16},
         {"store": "features-test-cd", "todo": 0, "total": 7, "kept": 7},
     ]
+
     def st(name, s):
         return {"stage": name, "seconds": s, "peak_rss": 0}
+
     invocations = [
         {"killed": {"stage": "encode train"}, "stages": [st("start-up", 2), st("encode train", 10)]},
         {"killed": {"stage": "train"}, "stages": [st("start-up", 2), st("encode train", 5), st("train", 7)]},

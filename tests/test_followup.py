@@ -76,10 +76,13 @@ def test_heatmap_and_score_changes(sample_images, tmp_path):
     a = preprocess(sample_images[30], 128, equalization="none")
     b = a.copy()
     cv2.circle(b, (60, 60), 10, 255, -1)
+
     def heat(img):
         return np.stack([img.astype(np.float32) * (k + 1) for k in range(14)])
+
     def score(img):
         return np.full(14, img.astype(float).mean())
+
     d = diff_pair(a, b, size=128, heatmap_fn=heat, score_fn=score)
     assert d.heat_diff.shape == (14, 128, 128) and d.heat_diff[:, 60, 60].min() > 0
     meta = write_diff_dir(tmp_path / "d", d)
@@ -143,8 +146,10 @@ def test_known_translation_reports_no_change_outside_the_overlap(sample_images, 
     # two crops of one film, moved by (dx, dy): the same anatomy, nothing changed; b(x + dx, y + dy) = a(x, y)
     a = big[20:276, 20:276]
     b = big[20 - dy : 276 - dy, 20 - dx : 276 - dx]
+
     def heat(img):
         return np.stack([img.astype(np.float32) / 255 * (k + 1) for k in range(14)])
+
     d = diff_pair(
         a,
         b,

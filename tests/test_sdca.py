@@ -171,19 +171,22 @@ def sample_bow(sample_dir):
 
 @pytest.mark.slow
 def test_same_optimum_as_liblinear_on_the_samples_bag_of_words(sample_bow, tmp_path):
-    """The real sample (422 train_val images, chi2-mapped bag of words, C = 10): out of core with the kernel
-    map applied per shard, against liblinear in memory on the mapped features."""
+    """The real sample (422 train_val images, chi2-mapped bag of words, C = 10), out of core with the kernel
+    map applied per chunk at the default tolerance, against liblinear in memory on the mapped features: per
+    class, SDCA's primal at most 1e-3 above liblinear's (the gap certifies ``tol / (1 - tol)`` above the
+    optimum; liblinear's own is up to 0.14% above SDCA's on two classes here, so not two-sided), both above
+    SDCA's dual (weak duality), and the test split's AUROC within 0.002."""
     X, Y, Xt, Yt = sample_bow
     kmap = HomogeneousKernelMap().fit(X)
     st = _store(tmp_path / "features", X, shard_size=128)
-    sd = OneVsRestSVM(solver="sdca", tol=1e-4, n_jobs=2).fit_store(st, Y, transform=kmap)
-    lib = OneVsRestSVM(solver="liblinear", n_jobs=2).fit(kmap.transform(X), Y)
-    assert sd.converged_.all() and lib.converged_.all() and sd.coef_.shape == (14, 3 * 1280)
+    sd = OneVsRestSVM(solver="sdca", n_jobs=1).fit_store(st, Y, transform=kmap)
     Xm = kmap.transform(X)
+    lib = OneVsRestSVM(solver="liblinear", n_jobs=2).fit(Xm, Y)
+    assert sd.converged_.all() and lib.converged_.all() and sd.coef_.shape == (14, 3 * 1280)
     P_sd = svm_objective(Xm, Y, sd.coef_, sd.intercept_, 10.0)
     P_lib = svm_objective(Xm, Y, lib.coef_, lib.intercept_, 10.0)
-    np.testing.assert_allclose(P_sd, P_lib, rtol=1e-3)
-    assert (sd.dual_objective_ <= P_lib).all()
+    assert (P_sd <= P_lib * (1 + 1e-3 / (1 - 1e-3))).all(), (P_sd - P_lib) / P_lib
+    assert (sd.dual_objective_ <= P_lib).all() and (sd.dual_objective_ <= P_sd).all()
     S_sd, S_lib = sd.decision_function(kmap.transform(Xt)), lib.decision_function(kmap.transform(Xt))
     for k in range(14):
         if 0 < Yt[:, k].sum() < len(Yt):
@@ -241,18 +244,25 @@ def test_training_record_for_model_json_and_metrics_json():
 # -- out of core, threads, checkpoints --------------------------------------------------------------------
 
 
-def test_threads_and_kernel_map_on_the_fly_change_nothing(tmp_path):
+def test_threads_and_kernel_map_on_the_fly_change_nothing(tmp_path, monkeypatch):
     """BLAS threads split the GEMMs' outputs: any thread count gives the same bits; the kernel map applied
-    per shard gives the bits of a store of mapped features."""
+    to every chunk as read (out of core), or once to rows kept in memory, gives the bits of a store of
+    mapped features."""
+    from phow_baseline.classification import sdca
+
     X, Y = _histograms(300, 30, 3)
     kmap = HomogeneousKernelMap().fit(X)
     raw = _store(tmp_path / "raw", X)
     mapped = _store(tmp_path / "mapped", kmap.transform(X))
-    one = OneVsRestSVM(solver="sdca", n_jobs=1, max_epochs=20).fit_store(raw, Y, transform=kmap)
+    kept = OneVsRestSVM(solver="sdca", n_jobs=1, max_epochs=20).fit_store(raw, Y, transform=kmap)
     three = OneVsRestSVM(solver="sdca", n_jobs=3, max_epochs=20).fit_store(mapped, Y)
-    np.testing.assert_array_equal(one.coef_, three.coef_)
-    np.testing.assert_array_equal(one.dual_coef_, three.dual_coef_)
-    np.testing.assert_array_equal(one.duality_gap_history_, three.duality_gap_history_)
+    monkeypatch.setattr(sdca, "IN_MEMORY_BYTES", 0)  # nothing fits: mapped every epoch, window by window
+    assert StoreRows(raw).in_memory(kmap) is None
+    one = OneVsRestSVM(solver="sdca", n_jobs=1, max_epochs=20).fit_store(raw, Y, transform=kmap)
+    for other in (kept, three):
+        np.testing.assert_array_equal(one.coef_, other.coef_)
+        np.testing.assert_array_equal(one.dual_coef_, other.dual_coef_)
+        np.testing.assert_array_equal(one.duality_gap_history_, other.duality_gap_history_)
     assert one.n_features_in_ == 90
     # another seed visits the rows in another order: other bits (the comparison above can fail)
     other = OneVsRestSVM(solver="sdca", n_jobs=1, max_epochs=20, random_state=1).fit_store(raw, Y, transform=kmap)
@@ -268,12 +278,14 @@ def test_threads_and_kernel_map_on_the_fly_change_nothing(tmp_path):
         np.testing.assert_array_equal(getattr(sub, a), getattr(mem, a), err_msg=a)
 
 
-def test_resume_after_a_kill_is_bit_identical(tmp_path):
+def test_resume_after_a_kill_is_bit_identical(tmp_path, monkeypatch):
     """Stopped after epoch 30 (an exception from the epoch callback standing in for kill -9, right after the
     checkpoint; some classes have converged by then, the others run to max_epochs), rerun with the same
-    checkpoint file: every array equals an uninterrupted run's."""
+    checkpoint file: every array equals an uninterrupted run's.  Out of core, kernel map every epoch."""
+    from phow_baseline.classification import sdca
     from phow_baseline.io import load_npz
 
+    monkeypatch.setattr(sdca, "IN_MEMORY_BYTES", 0)
     X, Y = _histograms(200, 20, 4)
     st = _store(tmp_path / "raw", X)
     kmap = HomogeneousKernelMap().fit(X)

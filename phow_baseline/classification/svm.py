@@ -35,6 +35,18 @@ def class_sample_weights(y: np.ndarray, class_weight) -> tuple[float, float]:
 
     ``"balanced"``: ``n / (2 n_neg)`` and ``n / (2 n_pos)``, so that both
     sides weigh as much in the loss (scikit-learn's rule); ``None``: 1 and 1.
+
+    Parameters
+    ----------
+    y : (n,) array of 0/1
+        The class's labels on the training rows.
+    class_weight : {None, "balanced"}
+        The weighting rule.
+
+    Returns
+    -------
+    w_neg, w_pos : float
+        The weight of each negative and of each positive row in the hinge loss.
     """
     if class_weight is None:
         return 1.0, 1.0
@@ -234,7 +246,20 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
 
     # -- fit ----------------------------------------------------------------------
     def fit(self, X, y):
-        """Fit on features ``X`` (n, d) and labels ``y``: a 0/1 matrix (n, n_labels) or class labels (n,)."""
+        """Fit the SVMs on features ``X`` and labels ``y`` with ``solver``.
+
+        Parameters
+        ----------
+        X : (n, d) array of float
+            The (kernel-mapped) image features.
+        y : (n, n_labels) 0/1 matrix or (n,) class labels
+            Multi-label targets (one SVM per column) or classes (one-vs-rest).
+
+        Returns
+        -------
+        OneVsRestSVM
+            ``self``, fitted.
+        """
         self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float32, multi_output=True)
         Y = self._targets(y)
@@ -290,7 +315,9 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         rows : sequence of int, optional
             The store rows to train on (default all).
         transform : callable or fitted kernel map, optional
-            Applied to each shard as it is read (the homogeneous kernel map of the stored histograms).
+            Applied to the rows as they are read (the homogeneous kernel map of the stored histograms): once,
+            kept in memory, when the mapped rows fit
+            :data:`~phow_baseline.classification.sdca.IN_MEMORY_BYTES` (1 GiB), else every epoch.
         checkpoint : path, optional
             ``.npz`` saved after every epoch; when it exists and holds this very training (same labels,
             class weights, settings and dimension) training resumes after its last epoch, bit for bit as
@@ -305,12 +332,18 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         OneVsRestSVM
             ``self``, trained by SDCA whatever ``solver`` says.
         """
-        from .sdca import StoreRows
+        from .sdca import ArrayRows, StoreRows
 
         self._check_params()
         Y = self._targets(y)
+        rows_of_store = StoreRows(store, rows)
+        source: ArrayRows | StoreRows = rows_of_store
+        # small enough: mapped once and kept (same rows, same chunks, same bits), else mapped every epoch
+        mapped = rows_of_store.in_memory(transform) if transform is not None else None
+        if mapped is not None:
+            source, transform = mapped, None
         return self._fit_sdca(
-            StoreRows(store, rows),
+            source,
             Y,
             transform=transform,
             checkpoint=checkpoint,
@@ -371,6 +404,14 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
             ``"balanced"`` class weights and the length of an epoch.  Without
             it the first batch stands in for the training set.
 
+
+        Returns
+        -------
+        OneVsRestSVM
+            ``self``, updated by one SGD step.
+
+        Notes
+        -----
         Every ``n`` rows seen close an epoch: its objective and weight
         change are recorded (``objective_``, ``weight_change_``) and
         ``converged_`` is updated.  The solver is SGD whatever ``solver`` says
@@ -472,8 +513,14 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
 
     # -- SGD checkpoints (resume out-of-core training after the last complete epoch) ----------------------
     def sgd_checkpoint(self) -> dict:
-        """The SGD state at the end of an epoch, as arrays (no pickles): what :meth:`restore_sgd_checkpoint`
-        needs to go on exactly as if never stopped.
+        """The SGD state at the end of an epoch, as arrays (no pickles).
+
+        What :meth:`restore_sgd_checkpoint` needs to go on exactly as if never stopped.
+
+        Returns
+        -------
+        dict of str to ndarray
+            The arrays to save in an ``.npz`` (``allow_pickle=False``).
 
         Per label: scikit-learn's ``coef_``, ``intercept_`` and step counter
         ``t_`` (which sets the learning rate); and the epochs' objective and
@@ -503,8 +550,20 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         }
 
     def restore_sgd_checkpoint(self, arrays: dict) -> OneVsRestSVM:
-        """Continue SGD training from :meth:`sgd_checkpoint`'s arrays (the next ``partial_fit`` starts
-        the following epoch; the result equals an uninterrupted run's bit for bit).
+        """Continue SGD training from :meth:`sgd_checkpoint`'s arrays.
+
+        The next ``partial_fit`` starts the following epoch; the result equals an
+        uninterrupted run's bit for bit.
+
+        Parameters
+        ----------
+        arrays : dict of str to ndarray
+            What :meth:`sgd_checkpoint` returned (read back from its ``.npz``).
+
+        Returns
+        -------
+        OneVsRestSVM
+            ``self``, ready for the next epoch.
         """
         from sklearn.linear_model import SGDClassifier
 
@@ -547,7 +606,14 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         return len(getattr(self, "objective_", ()))
 
     def convergence(self) -> dict:
-        """How the training went, for ``metrics.json``: plain lists, one entry per label or class."""
+        """How the training went, for ``metrics.json``: plain lists, one entry per label or class.
+
+        Returns
+        -------
+        dict
+            ``solver``, ``n_iter``, ``converged`` and the solver's own record (SGD: objective and weight
+            change per epoch; SDCA: duality gap, primal and dual objectives, epochs and seconds per class).
+        """
         check_is_fitted(self)
         sdca = hasattr(self, "duality_gap_")
         out = {
@@ -583,8 +649,17 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
 
     # -- scoring --------------------------------------------------------------
     def decision_function(self, X) -> np.ndarray:
-        """``X @ coef_.T + intercept_``: one signed distance per label, ``(n, n_labels)``
-        (``(n,)`` for a two-class 1-D target).
+        """The SVM margins ``X @ coef_.T + intercept_``.
+
+        Parameters
+        ----------
+        X : (n, d) array of float
+            Features, as in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of float32
+            One signed margin per label, ``(n, n_labels)`` (``(n,)`` for a two-class 1-D target).
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
@@ -592,7 +667,18 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         return S[:, 0] if self.y_type_ == "binary" else S
 
     def predict(self, X) -> np.ndarray:
-        """The 0/1 label matrix (multilabel), or the class of each row."""
+        """The 0/1 label matrix (multilabel), or the class of each row.
+
+        Parameters
+        ----------
+        X : (n, d) array of float
+            Features, as in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray
+            ``(n, n_labels)`` 0/1 (a margin above 0 is a positive call), or ``(n,)`` classes.
+        """
         S = self.decision_function(X)
         if self.y_type_ == "multilabel-indicator":
             return (S > 0).astype(self.classes_.dtype)
