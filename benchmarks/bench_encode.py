@@ -2,6 +2,16 @@
 
 On the real ChestX-ray14 sample ($CHESTXRAY14_SAMPLE):
 
+0. **encode_one against phow** (``--only ratio``; ``--quick`` runs this part
+   alone): on the same real 256x256 images, one thread (BLAS, Numba and OpenCV
+   held to one), the passes interleaved ``phow, encode_one, phow, encode_one, ...``
+   with the load average before and after; the ``encode_one / phow`` time
+   ratio (median of the per-image ratios and ratio of the totals), where
+   encode_one's time goes (pyramid cells, the nearest-word search with its
+   histogram, the normalization), the share of words identical to a float64
+   brute force (it must be 1.0), the search kernel that ran
+   (:func:`~phow_baseline.encoding.quantize.quantizer_kernel`), and the floor
+   the pruning bound's GEMM alone sets at the square GEMM's single-thread rate.
 1. PHOW descriptors of real equalized 256x256 images, a 600-word vocabulary
    fit on descriptors of other sample images.
 2. Our quantization + pyramid (``quantize_histogram``, its default: the
@@ -42,7 +52,7 @@ On the real ChestX-ray14 sample ($CHESTXRAY14_SAMPLE):
    encode) as a multiple of the PNG decode alone, single process and with
    all cores, and the wall time that implies for all 112,120 images.
 
-    python benchmarks/bench_encode.py [--images 8] [--only quantize,kmeans,e2e] [--json out.json]
+    python benchmarks/bench_encode.py [--quick] [--images 8] [--only ratio,quantize,kmeans,e2e] [--json out.json]
 
 Timings on a shared machine are noisy: the load average is printed with them;
 compare the ratios, measured in one run with the timings interleaved.
@@ -141,6 +151,121 @@ def pruned_work(X, C):
     return n * (2.0 * d * m + 2.0 * (m + 2) * k) + evals * per_eval, evals / max(n, 1)
 
 
+def encode_vs_phow(paths, C, repeats):
+    """``encode_one`` / ``phow`` on the same 256 px images, one thread, interleaved; words against float64."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from phow_baseline.data.preprocess import preprocess
+    from phow_baseline.encoding.pyramid import SpatialPyramidEncoder, normalize_pyramid, pyramid_cells
+    from phow_baseline.encoding.quantize import PRUNE_DIMS, quantize_histogram, quantizer_kernel
+    from phow_baseline.features.phow import phow
+
+    k, d = C.shape
+    grids = (2, 4)
+    enc = SpatialPyramidEncoder(centers=C, grids=grids, image_size=256, n_threads=1).fit()
+    imgs = [preprocess(p, 256) for p in paths]
+    feats = [phow(im) for im in imgs]
+    n_threads_before, cv_threads_before = numba.get_num_threads(), cv2.getNumThreads()
+    numba.set_num_threads(1)
+    cv2.setNumThreads(1)  # phow's smoothing: OpenCV's own pool held to one thread too
+    try:
+        with threadpool_limits(1):
+            for im, (f, x) in zip(imgs[:2], feats[:2]):  # warm-up: Numba kernels loaded, caches filled
+                phow(im)
+                enc.encode_one(f, x)
+            g1 = gemm_rate(1024, 3)
+            load0 = os.getloadavg()
+            t_phow, t_enc, c_phow, c_enc = [], [], [], []
+            for _ in range(repeats):
+                for im, (f, x) in zip(imgs, feats):
+                    c, t = time.thread_time(), time.perf_counter()
+                    phow(im)
+                    t_phow.append(time.perf_counter() - t)
+                    c_phow.append(time.thread_time() - c)
+                    c, t = time.thread_time(), time.perf_counter()
+                    enc.encode_one(f, x)
+                    t_enc.append(time.perf_counter() - t)
+                    c_enc.append(time.thread_time() - c)
+            load1 = os.getloadavg()
+            # where encode_one's time goes: its three steps, interleaved the same way
+            t_cells, t_quant, t_norm = [], [], []
+            for _ in range(repeats):
+                for f, x in feats:
+                    t = time.perf_counter()
+                    cells, n_cells = pyramid_cells(f[:, :2], 256, 256, grids)
+                    t_cells.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    _, counts = quantize_histogram(x, C, cells, n_cells, n_threads=1)
+                    t_quant.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    normalize_pyramid(counts, grids, k)
+                    t_norm.append(time.perf_counter() - t)
+    finally:
+        numba.set_num_threads(n_threads_before)
+        cv2.setNumThreads(cv_threads_before)
+    # words against a float64 brute force (every distance, np.argmin: the first of equal minima)
+    C64 = C.astype(np.float64)
+    c2 = np.einsum("ij,ij->i", C64, C64)
+    same = total = 0
+    n_nonzero = 0
+    for f, x in feats:
+        _, words = enc.encode_one(f, x, return_words=True)
+        X64 = x.astype(np.float64)
+        D = c2[None] - 2.0 * X64 @ C64.T + np.einsum("ij,ij->i", X64, X64)[:, None]
+        same += int((words == D.argmin(1)).sum())
+        total += len(x)
+        n_nonzero += int(x.any(1).sum())
+    tp, te = np.array(t_phow), np.array(t_enc)
+    per_image = te / tp
+    cpu_ratio = float(np.median(np.array(c_enc) / np.array(c_phow)))
+    m = min(PRUNE_DIMS, d - 1)
+    bound_flops = 2.0 * (m + 2) * k + 2.0 * d * m  # per non-zero descriptor: projection + bound GEMM
+    floor_ms = bound_flops * n_nonzero / len(feats) / g1 * 1e3
+    r = {
+        "ratio_images": len(imgs),
+        "ratio_repeats": repeats,
+        "phow_ms_median": float(np.median(tp) * 1e3),
+        "encode_one_ms_median": float(np.median(te) * 1e3),
+        "encode_over_phow_median": float(np.median(per_image)),
+        "encode_over_phow_totals": float(te.sum() / tp.sum()),
+        "encode_over_phow_thread_cpu_median": cpu_ratio,
+        "encode_pyramid_cells_ms": float(np.median(t_cells) * 1e3),
+        "encode_quantize_histogram_ms": float(np.median(t_quant) * 1e3),
+        "encode_normalize_ms": float(np.median(t_norm) * 1e3),
+        "words_identical_to_float64_share": same / total,
+        "quantizer_kernel": quantizer_kernel(k, d),
+        "square_gemm_gflops_1_thread": g1 / 1e9,
+        "bound_gemm_floor_ms": floor_ms,
+        "load_average_before_ratio": load0,
+        "load_average_after_ratio": load1,
+    }
+    print(
+        f"encode_one vs phow, {len(imgs)} real 256x256 images x {repeats} interleaved passes, one thread "
+        f"({k} words, pyramid {grids}); load average before {', '.join(f'{v:.2f}' for v in load0)}"
+    )
+    print(
+        f"  phow {r['phow_ms_median']:.2f} ms, encode_one {r['encode_one_ms_median']:.2f} ms (medians): "
+        f"encode_one / phow = {r['encode_over_phow_median']:.2f} (median of per-image ratios), "
+        f"{r['encode_over_phow_totals']:.2f} (totals); target <= 1.0"
+    )
+    print(f"  the same passes in thread CPU time (less load-sensitive): encode_one / phow = {cpu_ratio:.2f} (median)")
+    print(
+        f"  encode_one's steps (medians): pyramid cells {r['encode_pyramid_cells_ms']:.2f} ms, nearest words + "
+        f"histogram {r['encode_quantize_histogram_ms']:.2f} ms, normalization {r['encode_normalize_ms']:.2f} ms"
+    )
+    print(
+        f"  words identical to the float64 brute force: {r['words_identical_to_float64_share']:.6f} ({same} of {total})"
+    )
+    print(f"  kernel: {r['quantizer_kernel']}")
+    print(
+        f"  the pruning bound's GEMMs alone ({bound_flops / 1e3:.1f} kflop per non-zero descriptor) at the square "
+        f"GEMM's one-thread rate ({g1 / 1e9:.1f} GFLOP/s): {floor_ms:.2f} ms per image"
+    )
+    print(f"  load average after {', '.join(f'{v:.2f}' for v in load1)}")
+    return r
+
+
 def load():
     return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -164,10 +289,18 @@ def main():
         action="store_false",
         help="Skip timing sklearn's kmeans_plusplus (slow: minutes at 100,000 x 600).",
     )
-    ap.add_argument("--only", default="quantize,kmeans,e2e", help="Comma-separated parts to run.")
+    ap.add_argument("--only", default="ratio,quantize,kmeans,e2e", help="Comma-separated parts to run.")
+    ap.add_argument("--ratio-images", type=int, default=8, help="256 px images of the encode_one / phow ratio.")
+    ap.add_argument("--ratio-repeats", type=int, default=5, help="Interleaved passes over those images.")
+    ap.add_argument(
+        "--quick", action="store_true", help="Only the encode_one / phow ratio (4 images, 3 passes): about a minute."
+    )
     ap.add_argument("--json", help="Write the figures here.")
     a = ap.parse_args()
     parts = set(a.only.split(","))
+    if a.quick:
+        parts = {"ratio"}
+        a.ratio_images, a.ratio_repeats = min(a.ratio_images, 4), min(a.ratio_repeats, 3)
 
     from joblib import Parallel, delayed
     from sklearn.cluster import KMeans
@@ -191,12 +324,16 @@ def main():
     print(f"{ncpu} cores; load average at start {load()}")
 
     # -- vocabulary on other images ------------------------------------------
-    if parts & {"quantize", "e2e"}:
+    if parts & {"ratio", "quantize", "e2e"}:
         t = time.perf_counter()
         train = [phow(preprocess(p, 256))[1] for p in paths[100:140]]
         vocab = Vocabulary(a.words, max_descriptors=60_000, random_state=0).fit(train)
         C = vocab.cluster_centers_
         res["vocabulary_fit_s"] = time.perf_counter() - t
+
+    # -- encode_one against phow, one thread, interleaved ----------------------
+    if "ratio" in parts:
+        res.update(encode_vs_phow(paths[: a.ratio_images], C, a.ratio_repeats))
 
     # -- quantization against KMeans.predict ------------------------------------
     if "quantize" in parts:

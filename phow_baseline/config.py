@@ -39,8 +39,12 @@ REGION_LAYOUTS = ("1x1+2x2", "1x1+3x1", "1x1")
 UNCERTAIN_POLICIES = ("zeros", "ones", "ignore")
 #: What a not-mentioned label becomes (``phow_baseline.data.protocol.NOT_MENTIONED_POLICIES``).
 NOT_MENTIONED_POLICIES = ("negative", "ignore")
+#: SVM solvers (``phow_baseline.classification.svm.SOLVERS``) and ``"auto"``.
+SOLVER_CHOICES = ("auto", "liblinear", "sgd", "sdca")
 #: The ``dataset`` value that detects the kind from the folder.
 DETECT_DATASET = "auto"
+#: Feature-store dtypes (``phow_baseline.encoding.store.STORE_DTYPES``).
+FEATURE_DTYPES = ("float32", "float16")
 
 
 class ConfigError(ValueError):
@@ -152,9 +156,11 @@ class BaselineConfig:
     class_weight : {None, "balanced"}, default=None
         Weight the positives and negatives of each label against their
         imbalance.
-    solver : {"auto", "liblinear", "sgd"}, default="auto"
+    solver : {"auto", "liblinear", "sgd", "sdca"}, default="auto"
         SVM solver; ``"auto"`` trains in memory with liblinear when its
-        estimated peak memory fits, else out of core with SGD.
+        estimated peak memory fits, else out of core with SDCA (VLFeat's
+        ``vl_svmtrain`` solver, stopped on the duality gap); ``"sgd"`` stays
+        selectable.
     n_epochs : int, default=10
         Passes over the training data of the SGD solver.
     train_split, test_split : {"train_val", "train", "val", "test", "all"}
@@ -162,7 +168,15 @@ class BaselineConfig:
         ``"test"``, the official lists).
     val_fraction : float, default=0.1
         Fraction of the training patients carved out, patient-wise, for
-        calibration and operating points; in (0, 1).
+        calibration and operating points when ``calibration_folds`` is 1;
+        in (0, 1).
+    calibration_folds : int, default=5
+        Patient-wise folds of the training split whose out-of-fold SVM
+        scores fit the Platt scaling and the operating points (cross-fitting:
+        every training image, so every positive, is scored by SVMs that did
+        not see it; 5 as scikit-learn's ``CalibratedClassifierCV``); 1: the
+        single ``val_fraction`` carve of 0.1 and 0.2 (configs without this
+        key load with 5).
     seed : int, default=0
         Seed of every random choice (validation carve, descriptor sampling,
         k-means, SVM row order); >= 0.
@@ -199,6 +213,9 @@ class BaselineConfig:
     regions : {"1x1+2x2", "1x1+3x1", "1x1"}, default="1x1+2x2"
         Spatial regions of the Fisher and VLAD vectors: the whole image plus
         its quarters, plus three horizontal strips, or the whole image only.
+    feature_dtype : {"float32", "float16"}, default="float32"
+        How the feature store's shards are kept on disk: float16 halves the
+        disk (read back as float32; about 3 significant digits).
     dataset : str, default="chestxray14"
         Kind of the dataset folder: a registered kind
         (``phow_baseline.data.DATASETS``: ``"chestxray14"``, ``"chexpert"``,
@@ -242,6 +259,8 @@ class BaselineConfig:
     train_split: str = "train_val"
     test_split: str = "test"
     val_fraction: float = 0.1
+    #: Patient-wise folds of the cross-fitted calibration (1: the single val_fraction carve of 0.1/0.2).
+    calibration_folds: int = 5
     seed: int = 0
     n_jobs: int = -1
     backend: str | None = None
@@ -265,6 +284,8 @@ class BaselineConfig:
     vlad_pca_dims: int = 0
     #: FV/VLAD spatial regions: "1x1+2x2" (whole image + quarters) or "1x1+3x1" (+ horizontal strips).
     regions: str = "1x1+2x2"
+    #: Feature shards on disk: "float32", or "float16" (half the disk, read back as float32).
+    feature_dtype: str = "float32"
     #: Dataset kind of the folder (a registered kind), or "auto" to detect it from the folder's files.
     dataset: str = "chestxray14"
     #: Frontal images only (PA, AP, AP supine).
@@ -305,12 +326,13 @@ class BaselineConfig:
         _one_of(self, "kernel_map", KERNEL_MAPS)
         _positive(self, "C")
         _one_of(self, "class_weight", (None, "balanced"))
-        _one_of(self, "solver", ("auto", "liblinear", "sgd"))
+        _one_of(self, "solver", SOLVER_CHOICES)
         _int_at_least(self, "n_epochs", 1)
         _one_of(self, "train_split", SPLITS)
         _one_of(self, "test_split", SPLITS)
         if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
             raise ConfigError("val_fraction", f"val_fraction must be between 0 and 1, got {self.val_fraction!r}")
+        _int_at_least(self, "calibration_folds", 1, "(1: the single validation carve)")
         _int_at_least(self, "seed", 0)
         if not _is_int(self.n_jobs) or self.n_jobs == 0:
             raise ConfigError(
@@ -336,6 +358,7 @@ class BaselineConfig:
         if self.vlad_pca_dims > 128:
             raise ConfigError("vlad_pca_dims", f"vlad_pca_dims must be at most 128, got {self.vlad_pca_dims}")
         _one_of(self, "regions", REGION_LAYOUTS)
+        _one_of(self, "feature_dtype", FEATURE_DTYPES)
         if not (
             isinstance(self.dataset, str)
             and (self.dataset == DETECT_DATASET or (self.dataset.isidentifier() and self.dataset.islower()))
@@ -404,6 +427,50 @@ class BaselineConfig:
         except (TypeError, ValueError) as exc:
             raise DataFileError(f"{path}: {exc}") from None
 
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> BaselineConfig:
+        """The config of a named preset (:data:`PRESETS`), with ``overrides`` on top.
+
+        Parameters
+        ----------
+        name : str
+            A preset's name: ``"vlfeat"``, ``"uniandes"`` or ``"strongest"``
+            (:data:`PRESET_NOTES` says what each is and the evidence behind it).
+        **overrides
+            Settings that replace the preset's; a None value is ignored (an
+            option not given on the command line).
+
+        Returns
+        -------
+        BaselineConfig
+            The validated config.
+
+        Raises
+        ------
+        ConfigError
+            An unknown preset (``field`` ``"preset"``, the message lists the known ones) or a bad
+            override.
+
+        Notes
+        -----
+        ``vlfeat``: VLFeat's ``phow_caltech101.m`` recipe (600 words, 2x2 + 4x4 pyramid, chi2 map,
+        C = 10) at the Uniandes image settings: today's defaults, written out.  ``uniandes``: the
+        2019 Uniandes study as far as it is published (256 px, global equalization, PHOW, 14
+        one-vs-rest SVMs); its vocabulary, pyramid, kernel map and C are not published, and VLFeat's
+        are assumed.  ``strongest``: improved Fisher vectors (PCA 80, 256 Gaussians, 1x1 + 2x2),
+        chosen on the evidence of issue 25 until the recipe search (``benchmarks/bench_recipes.py``)
+        measures better: trained on the 481-image sample and scored on 140 unseen NIH images, mean
+        AUROC 0.656 against the bag of words' 0.619, paired bootstrap difference +0.036
+        [+0.003, +0.068] (on the sample's 59 test images +0.034 [-0.011, +0.082]); 3-fold patient-wise
+        cross-validation on the 481 sample images (``bench_recipes.py --stage coarse``), out of fold and
+        paired: 0.639 against 0.608, +0.031 [+0.011, +0.050].  Its features are stored in float16
+        (half the disk: 400 KB per image), which changed that out-of-fold mean AUROC by -0.000002
+        [-0.000037, +0.000030].
+        """
+        if name not in PRESETS:
+            raise ConfigError("preset", f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
+
     def to_dict(self) -> dict:
         """Every setting, JSON-ready (tuples as lists): what ``model.json`` and ``config.json`` hold.
 
@@ -438,6 +505,64 @@ class BaselineConfig:
             "contrast_threshold": self.contrast_threshold,
             "equalization": equalization,
         }
+
+
+# --------------------------------------------------------------------------
+# Named presets: data (overrides of the defaults), not code
+# --------------------------------------------------------------------------
+
+#: The Caltech-101 recipe of VLFeat's ``phow_caltech101.m`` as this package reproduces it: 600 words from
+#: PHOW (sizes 4-10, step 2), a 2x2 + 4x4 pyramid, the chi2 map, C = 10; with the Uniandes image settings
+#: (256 px, global equalization).  Written out, so the preset stays the same if the defaults change.
+_VLFEAT = {
+    "size": 256,
+    "equalization": "global",
+    "sizes": (4, 6, 8, 10),
+    "step": 2,
+    "encoding": "bow",
+    "n_words": 600,
+    "grids": (2, 4),
+    "weighting": "vlfeat",
+    "kernel_map": "homkermap",
+    "C": 10.0,
+}
+
+#: Named configurations: preset name -> the settings it overrides (every other one keeps its default).
+#: ``BaselineConfig.from_preset(name)`` builds one; ``--preset NAME`` on train, run and cv.
+PRESETS: dict[str, dict] = {
+    # today's defaults, the faithful Caltech-101 recipe
+    "vlfeat": dict(_VLFEAT),
+    # the 2019 Uniandes study: known are 256 px, global histogram equalization, PHOW features and 14
+    # one-vs-rest SVMs; its vocabulary size, pyramid, kernel map and C are not published, so VLFeat's
+    # Caltech-101 values are assumed (the same settings as "vlfeat", named for what they stand for)
+    "uniandes": dict(_VLFEAT),
+    # the best-evidenced configuration until the recipe search (benchmarks/bench_recipes.py) chooses: improved
+    # Fisher vectors (RootSIFT, PCA 80, 256 Gaussians, 1x1 + 2x2 regions; Chatfield et al. 2011's setting).
+    # Evidence (issue 25): trained on the 481-image sample, scored on 140 unseen NIH images, mean AUROC
+    # 0.656 against 0.619 for the bag of words, paired bootstrap difference +0.036 [+0.003, +0.068]; on the
+    # sample's own 59 test images +0.034 [-0.011, +0.082]; cross-validated on the 481 sample images (3 patient-wise
+    # folds, out of fold, paired; bench_recipes.py --stage coarse) 0.639 against 0.608, +0.031 [+0.011, +0.050].
+    # Stored in float16: the same out-of-fold AUROC within -0.000002 [-0.000037, +0.000030], half the disk
+    "strongest": {
+        **{k: _VLFEAT[k] for k in ("size", "equalization", "sizes", "step")},
+        "encoding": "fisher",
+        "fv_components": 256,
+        "fv_pca_dims": 80,
+        "regions": "1x1+2x2",
+        "C": 10.0,
+        "feature_dtype": "float16",
+    },
+}
+
+#: One line per preset: what it is and why (listed by ``--help``).
+PRESET_NOTES: dict[str, str] = {
+    "vlfeat": "VLFeat's Caltech-101 recipe (bag of words, 600 words, 2x2+4x4 pyramid, chi2 map, C=10): the defaults",
+    "uniandes": "the 2019 Uniandes study: 256 px, global equalization, PHOW, 14 one-vs-rest SVMs (the rest "
+    "assumed: VLFeat's values)",
+    "strongest": "improved Fisher vectors (PCA 80, 256 Gaussians, 1x1+2x2, float16 store): mean AUROC +0.036 "
+    "[+0.003, +0.068] over the bag of words on 140 unseen NIH images, +0.031 [+0.011, +0.050] cross-validated on "
+    "the sample",
+}
 
 
 #: Factories that lived here in 0.1, forwarded with a DeprecationWarning (config imports no stage now).

@@ -148,7 +148,9 @@ def test_sensitivity_rule_and_decisions():
         # the next higher distinct score would miss the target: this is the highest threshold that meets it
         higher = np.unique(p[:, j])[np.unique(p[:, j]) > op.thresholds_[j]]
         assert (p[y[:, j], j] >= higher.min()).mean() < 0.9
-    assert op.chosen_.tolist() == [True, True, False] and op.thresholds_[2] == 0.5  # no positive: default
+    # no positive: the documented fallback, the prevalence quantile (no longer a silent 0.5; tests/test_crossfit.py)
+    assert op.chosen_.tolist() == [True, True, False] and op.fallback_[2] == "no_positive"
+    assert op.thresholds_[2] == np.quantile(p[:, 2], 1 - 1 / 302, method="higher")
     dec = op.decide(p)
     assert dec.dtype == np.uint8 and set(np.unique(dec)) <= {0, 1}
     np.testing.assert_array_equal(dec, (p >= op.thresholds_).astype(np.uint8))
@@ -234,7 +236,10 @@ def test_trained_phow_model_gives_calibrated_probabilities(sample_run, sample_di
     model = load_model(out / "model")
     assert model.score_kind == "probability" and (model.calibrator.a_ > 0).all()
     info = json.loads((out / "model" / "model.json").read_text())["calibrated_on"]
-    assert info["split"] == "val" and info["n_images"] > 0 and "held-out" in info["scores_from"]
+    # cross-fitted (the default 5 folds): every train_val image scored out of fold
+    assert info["method"] == "cross-fitted" and info["split"] == "train_val" and info["folds"] == 5
+    assert info["n_images"] == json.loads((out / "model" / "model.json").read_text())["n_train"]
+    assert "out-of-fold" in info["scores_from"]
     # evaluation: calibration measures, operating points; the probabilities rank exactly as the margins
     assert metrics["calibration"]["auroc_unchanged"] is True and set(metrics["calibration"]["ece"]) == set(LABELS)
     assert metrics["operating_points"]["applies_to"] == "probability"

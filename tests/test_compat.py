@@ -33,8 +33,11 @@ def test_a_0_1_model_directory_loads_and_scores_as_0_1_did(name):
     imgs = [model.preprocess(p) for p in IMAGES]
     raw = np.stack([model.raw_scores(im) for im in imgs])
     scores = np.stack([model.scores(im) for im in imgs])
-    np.testing.assert_allclose(raw, np.load(FIXTURE / name / "raw_scores.npy"), rtol=0, atol=1e-9)
-    np.testing.assert_allclose(scores, np.load(FIXTURE / name / "scores.npy"), rtol=0, atol=1e-9)
+    # Fisher vectors: 0.2 sums the moments in another order (a sparse float64 kernel instead of 0.1's float32
+    # GEMM, issue 24): float32 rounding of the encoding, ~1e-6 of the scores
+    atol = 1e-5 if name == "fisher" else 1e-9
+    np.testing.assert_allclose(raw, np.load(FIXTURE / name / "raw_scores.npy"), rtol=0, atol=atol)
+    np.testing.assert_allclose(scores, np.load(FIXTURE / name / "scores.npy"), rtol=0, atol=atol)
     assert raw.shape == (4, 14) and np.ptp(raw, axis=0).max() > 0  # the images do not all score alike
 
 

@@ -340,8 +340,10 @@ def test_fisher_encoder_fit_transform_and_storage(tmp_path):
     keep = nonzero_rows(desc)
     X = enc.pca_.transform(root_sift(desc[keep]))
     g = enc.gmm_
+    # not bit for bit: the encoder projects chunk by chunk (float32 GEMMs of other row blocks round
+    # differently, ~1e-7 relative), and the improved FV's square root magnifies that near zero
     np.testing.assert_allclose(
-        F[0], fisher_regions(X, frames[keep, :2], 64, 64, g.means_, g.covariances_, g.priors_), atol=1e-7
+        F[0], fisher_regions(X, frames[keep, :2], 64, 64, g.means_, g.covariances_, g.priors_), atol=1e-6
     )
     arrays = enc.to_arrays()
     np.savez(tmp_path / "fv.npz", **arrays)
@@ -359,7 +361,8 @@ def test_fisher_encoder_fit_transform_and_storage(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def real_fv_setup(sample_images):
+def real_fv_raw(sample_images):
+    """PHOW of 4 sample images at 256 px, a PCA 80 and a 32-Gaussian mixture fitted on the first two."""
     from phow_baseline.data import read_xray
     from phow_baseline.data.preprocess import preprocess
     from phow_baseline.features.phow import phow
@@ -370,11 +373,57 @@ def real_fv_setup(sample_images):
     R = root_sift(train)
     pca = PCA(80).fit(R)
     gmm = GaussianMixtureVocabulary(32, max_iter=8, random_state=0).fit(pca.transform(R))
+    return gmm, pca, imgs[2:]
+
+
+@pytest.fixture(scope="module")
+def real_fv_setup(real_fv_raw):
+    gmm, pca, imgs = real_fv_raw
     tests = []
-    for frames, d in imgs[2:]:
+    for frames, d in imgs:
         keep = nonzero_rows(d)
         tests.append((frames[keep, :2], pca.transform(root_sift(d[keep]))))
     return gmm, tests
+
+
+def test_fisher_moments_sparse_kernel_equals_dense_float64(real_fv_setup):
+    """The sparse soft-max kernel gives the dense float64 moments ``Q^T [x^2, x, 1]`` (``Q < 1e-6`` zeroed),
+    per group, whatever the chunking and the threads."""
+    from phow_baseline.encoding.fisher import fisher_moments
+
+    g, tests = real_fv_setup
+    args = (g.means_, g.covariances_, g.priors_)
+    X = tests[0][1][:6000]
+    groups = np.random.default_rng(0).integers(0, 3, len(X))
+    Q, _ = gmm_posteriors(X.astype(np.float64), *args)
+    assert 1 < (Q >= 1e-6).sum(1).mean() < 0.5 * Q.shape[1]  # soft, and sparse: the kernel's case
+    Q[Q < 1e-6] = 0
+    X64 = X.astype(np.float64)
+    A = np.hstack([X64**2, X64, np.ones((len(X), 1))])
+    ref = np.stack([Q[groups == k].T @ A[groups == k] for k in range(3)])
+    for kw in ({}, {"chunk": 777}, {"chunk": 500, "n_threads": 2}):
+        G = fisher_moments(X, *args, groups, 3, **kw)
+        assert G.shape == ref.shape == (3, 32, 161)
+        for part in (slice(0, 80), slice(80, 160), slice(160, 161)):  # S2, S1, S0
+            assert rel_to_max(G[..., part], ref[..., part]) < 1e-5, (kw, part)
+    with pytest.raises(ValueError, match="groups"):
+        fisher_moments(X, *args, groups + 1, 3)
+
+
+def test_fisher_encoder_fused_path_equals_separate_steps(real_fv_raw):
+    """``encode_one`` on uint8 descriptors (RootSIFT and PCA per chunk) equals RootSIFT, PCA, then
+    :func:`fisher_regions` on the whole image, and the float-descriptor path."""
+    gmm, pca, imgs = real_fv_raw
+    enc = FisherVectorEncoder(gmm=gmm, pca=pca).fit(None)
+    for frames, d in imgs:
+        keep = nonzero_rows(d)
+        ref = fisher_regions(
+            pca.transform(root_sift(d[keep])), frames[keep, :2], 256, 256, gmm.means_, gmm.covariances_, gmm.priors_
+        )
+        a = enc.encode_one(frames, d)
+        assert a.shape == ref.shape == (enc.n_features_out_,)
+        assert rel_to_max(a, ref) < 1e-5
+        assert rel_to_max(enc.encode_one(frames, d.astype(np.float32)), ref) < 1e-5
 
 
 @pytest.mark.peer

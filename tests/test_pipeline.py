@@ -265,6 +265,8 @@ def test_auto_solver_estimates_liblinears_peak_and_calibration_uses_the_final_so
         kernel_map="none",
         n_epochs=2,
         shard_size=64,
+        calibration_folds=1,  # the single carve's held-out SVMs (cross-fitting: tests/test_crossfit.py)
+        C=0.1,  # SDCA converges in a few epochs
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingImagesWarning)
@@ -299,7 +301,7 @@ def test_auto_solver_estimates_liblinears_peak_and_calibration_uses_the_final_so
     capsys.readouterr()
     model = steps.train_model(sample_dir, tmp_path, cfg, progress=False, ds=ds)
     err = capsys.readouterr().err
-    assert solvers == ["sgd", "sgd"], solvers  # final SVMs, then the held-out ones for the calibration
+    assert solvers == ["sdca", "sdca"], solvers  # final SVMs, then the held-out ones for the calibration
     assert "auto: liblinear's estimated peak" in err and "> the" in err
     assert model.calibrator is not None
     # with room for all rows, both are liblinear

@@ -1,8 +1,11 @@
 """Probabilities from scores: Platt scaling for the SVMs, temperature scaling for the CNN.
 
-Two small estimators, each fitted on the patient-wise validation carve and
-stored as plain arrays (``to_arrays`` / ``from_arrays``, saved with the model
-as ``.npz`` data, never pickled):
+Two small estimators, each fitted on scores of images the model did not
+train on (for the SVMs, out-of-fold scores of patient-wise folds of the
+training images: :func:`phow_baseline.workflow.steps.calibrate_model`; for
+the CNN, the patient-wise validation carve) and stored as plain arrays
+(``to_arrays`` / ``from_arrays``, saved with the model as ``.npz`` data,
+never pickled):
 
 * :class:`PlattCalibrator`: per class, ``p = sigmoid(a * s + b)`` fitted to
   the scores ``s`` of one class (Platt 1999), with Platt's smoothed targets
@@ -36,6 +39,44 @@ from scipy.special import expit, log_expit
 from sklearn.base import BaseEstimator
 
 from ._validation import _check_fitted, _check_xy
+
+#: Positives (and negatives) a class needs among the calibration images for its Platt fit and its operating
+#: point to count as fitted rather than a fallback.  Our choice, no paper's: below 10 positives the
+#: sensitivity the threshold is chosen on moves in steps of more than 0.1, and the sigmoid's slope rests
+#: on a handful of scores.  Such a class still gets a fit (Platt's smoothed targets keep it finite, and
+#: :mod:`.operating_points` chooses its threshold by a documented rule), flagged in ``fallback_``.
+MIN_FIT_POSITIVES = 10
+
+#: The fallback codes of :attr:`PlattCalibrator.fallback_` and
+#: :attr:`~phow_baseline.classification.operating_points.OperatingPoints.fallback_` ("" where none).
+FALLBACK_CODES = ("", "few_positives", "few_negatives", "no_positive", "no_negative")
+
+
+def fallback_code(n_positive: int, n_negative: int, min_positives: int = MIN_FIT_POSITIVES) -> str:
+    """Why a class's calibration is a fallback: one of :data:`FALLBACK_CODES`.
+
+    Parameters
+    ----------
+    n_positive, n_negative : int
+        The class's positives and negatives among the calibration images.
+    min_positives : int, default=MIN_FIT_POSITIVES
+        Fewer positives (or negatives) than this make a fallback.
+
+    Returns
+    -------
+    str
+        ``"no_positive"``, ``"no_negative"``, ``"few_positives"``, ``"few_negatives"`` or ``""`` (fitted).
+    """
+    if n_positive == 0:
+        return "no_positive"
+    if n_negative == 0:
+        return "no_negative"
+    if n_positive < min_positives:
+        return "few_positives"
+    if n_negative < min_positives:
+        return "few_negatives"
+    return ""
+
 
 # --------------------------------------------------------------------------
 # Platt scaling
@@ -121,6 +162,13 @@ class PlattCalibrator(BaseEstimator):
     min_slope : float, default 1e-3
         Smallest slope, in units of ``1 / std`` of the class's validation
         scores (see :func:`fit_sigmoid`); keeps the map strictly increasing.
+    min_positives : int, default MIN_FIT_POSITIVES (10)
+        A class with fewer positives (or negatives) is flagged in ``fallback_``.
+        Its fit is the same (Platt's smoothed targets, which keep it finite);
+        with no positive at all (or no negative) the slope cannot be
+        estimated: it is set to ``min_slope`` and the intercept fitted alone,
+        so every probability is near Platt's prior-corrected target
+        ``1 / (N- + 2)`` (resp. ``(N+ + 1) / (N+ + 2)``).
 
     Attributes
     ----------
@@ -134,11 +182,14 @@ class PlattCalibrator(BaseEstimator):
         Validation negatives the fit saw, per class.
     clipped_ : (n_classes,) bool
         Classes whose fitted slope was raised to ``min_slope`` (warned with a count).
+    fallback_ : (n_classes,) str
+        :func:`fallback_code` of each class ("" where the fit had enough positives and negatives).
     """
 
-    def __init__(self, targets: str = "platt", min_slope: float = 1e-3):
+    def __init__(self, targets: str = "platt", min_slope: float = 1e-3, min_positives: int = MIN_FIT_POSITIVES):
         self.targets = targets
         self.min_slope = min_slope
+        self.min_positives = min_positives
 
     def fit(self, scores, y):
         """Fit one sigmoid per class (:func:`fit_sigmoid`) on validation scores and labels.
@@ -180,6 +231,9 @@ class PlattCalibrator(BaseEstimator):
         self.a_, self.b_, self.clipped_ = a, b, clipped
         self.n_positive_ = yy.sum(0).astype(np.int64)
         self.n_negative_ = (~yy).sum(0).astype(np.int64)
+        self.fallback_ = np.array(
+            [fallback_code(p, q, self.min_positives) for p, q in zip(self.n_positive_, self.n_negative_)], dtype=str
+        ).astype("<U16")
         if clipped.any():
             warnings.warn(
                 f"Platt scaling: {int(clipped.sum())} of {k} class(es) got a slope <= 0 on the validation "
@@ -223,7 +277,7 @@ class PlattCalibrator(BaseEstimator):
         -------
         dict of str to ndarray
             ``a``, ``b`` (n_classes,) float64, ``clipped`` (n_classes,) bool,
-            ``n_positive``, ``n_negative`` (n_classes,) int64.
+            ``n_positive``, ``n_negative`` (n_classes,) int64, ``fallback`` (n_classes,) str.
         """
         _check_fitted(self, "a_")
         return {
@@ -232,6 +286,7 @@ class PlattCalibrator(BaseEstimator):
             "clipped": self.clipped_,
             "n_positive": self.n_positive_,
             "n_negative": self.n_negative_,
+            "fallback": np.asarray(self.fallback_, "<U16"),
         }
 
     @classmethod
@@ -241,7 +296,7 @@ class PlattCalibrator(BaseEstimator):
         Parameters
         ----------
         arrays : mapping of str to array
-            At least ``a`` and ``b``; ``clipped``, ``n_positive``, ``n_negative`` are optional.
+            At least ``a`` and ``b``; ``clipped``, ``n_positive``, ``n_negative``, ``fallback`` are optional.
         **params
             Constructor parameters (``targets``, ``min_slope``).
 
@@ -270,6 +325,7 @@ class PlattCalibrator(BaseEstimator):
         self.clipped_ = np.asarray(arrays.get("clipped", np.zeros(k, bool)), bool)
         self.n_positive_ = np.asarray(arrays.get("n_positive", np.zeros(k, np.int64)), np.int64)
         self.n_negative_ = np.asarray(arrays.get("n_negative", np.zeros(k, np.int64)), np.int64)
+        self.fallback_ = np.asarray(arrays.get("fallback", np.full(k, "")), "<U16")  # 0.1/0.2: none recorded
         return self
 
 

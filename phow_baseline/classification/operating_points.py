@@ -6,6 +6,13 @@ specificity - 1) or as the highest threshold whose sensitivity is at least
 ``min_sensitivity``, and stores them as plain arrays with the model.  The
 sensitivity, specificity, PPV and NPV they give on the test images are
 measured by :mod:`phow_baseline.evaluation.decision_metrics`.
+
+A class without a positive (or without a negative) among the validation
+images has no ROC to choose on; its threshold is then the documented
+*prevalence quantile* (:func:`prevalence_threshold`), never a silent 0.5, and
+``fallback_`` says so.  A class with fewer than
+:data:`~phow_baseline.classification.calibration.MIN_FIT_POSITIVES` positives
+keeps its rule on whatever positives it has, flagged ``"few_positives"``.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ._validation import _check_fitted, _check_xy
+from .calibration import MIN_FIT_POSITIVES, fallback_code
 
 #: The rules :class:`OperatingPoints` knows.
 RULES = ("youden", "sensitivity")
@@ -77,6 +85,34 @@ def choose_threshold(s, y, rule: str = "youden", min_sensitivity: float | None =
     return float(thr[i]), float(tpr[i]), float(1 - fpr[i])
 
 
+def prevalence_threshold(s, y) -> float:
+    """The fallback threshold of a class with no positive or no negative: the prevalence quantile.
+
+    With the Laplace-smoothed prevalence ``pi = (N+ + 1) / (n + 2)`` of the
+    validation images, the threshold is the ``1 - pi`` quantile of their
+    values (``numpy.quantile``, method ``"higher"``), so that about a share
+    ``pi`` of images like them are called positive: with no positive the top
+    ``1 / (n + 2)`` (about one image in ``n + 2``), with no negative all but
+    about that share.
+
+    Parameters
+    ----------
+    s : (n,) array
+        Validation probabilities (or scores) of the class, n >= 1.
+    y : (n,) array of bool or 0/1
+        Whether each image has the finding.
+
+    Returns
+    -------
+    float
+        The threshold, in the units of ``s`` (a value of ``s``).
+    """
+    s = np.asarray(s, np.float64)
+    y = np.asarray(y, bool)
+    prevalence = (int(y.sum()) + 1.0) / (len(y) + 2.0)
+    return float(np.quantile(s, 1.0 - prevalence, method="higher"))
+
+
 class OperatingPoints(BaseEstimator):
     """Per-class decision thresholds chosen on validation probabilities (or scores).
 
@@ -86,9 +122,14 @@ class OperatingPoints(BaseEstimator):
         Youden's J, or "sensitivity at least ``min_sensitivity``".
     min_sensitivity : float, optional
         Required with ``rule="sensitivity"`` (e.g. 0.9).
-    default_threshold : float, default 0.5
-        Used for a class without a positive or a negative in validation (a
-        probability of one half; flagged in ``chosen_``).
+    default_threshold : float, optional
+        A fixed threshold for a class without a positive or a negative in
+        validation; default None: the prevalence quantile
+        (:func:`prevalence_threshold`).  Either way the class is flagged in
+        ``chosen_`` and ``fallback_``.  (Models of 0.1 and 0.2 stored 0.5 here.)
+    min_positives : int, default MIN_FIT_POSITIVES (10)
+        Fewer validation positives (or negatives) flag a class ``"few_positives"``
+        (``"few_negatives"``) in ``fallback_``; its threshold still follows ``rule``.
 
     Attributes
     ----------
@@ -99,13 +140,24 @@ class OperatingPoints(BaseEstimator):
     val_specificity_ : (n_classes,) float64
         Validation specificity at the threshold, in [0, 1] (NaN where not chosen).
     chosen_ : (n_classes,) bool
-        False where ``default_threshold`` stands in.
+        False where the class had no positive or no negative (the fallback threshold stands in).
+    fallback_ : (n_classes,) str
+        :func:`~phow_baseline.classification.calibration.fallback_code` of each class ("" where none).
+    n_positive_ : (n_classes,) int64
+        Validation positives per class.
     """
 
-    def __init__(self, rule: str = "youden", min_sensitivity: float | None = None, default_threshold: float = 0.5):
+    def __init__(
+        self,
+        rule: str = "youden",
+        min_sensitivity: float | None = None,
+        default_threshold: float | None = None,
+        min_positives: int = MIN_FIT_POSITIVES,
+    ):
         self.rule = rule
         self.min_sensitivity = min_sensitivity
         self.default_threshold = default_threshold
+        self.min_positives = min_positives
 
     def fit(self, probabilities, y):
         """Choose one threshold per class on validation probabilities (:func:`choose_threshold`).
@@ -132,17 +184,60 @@ class OperatingPoints(BaseEstimator):
         if self.rule == "sensitivity" and (self.min_sensitivity is None or not 0 < self.min_sensitivity <= 1):
             raise ValueError(f"rule 'sensitivity' needs 0 < min_sensitivity <= 1, got {self.min_sensitivity!r}")
         p, yy = _check_xy(probabilities, y)
+        if len(p) == 0:
+            raise ValueError("cannot choose operating points on zero images")
         k = p.shape[1]
-        thr = np.full(k, float(self.default_threshold))
+        thr = np.empty(k)
         sens, spec = np.full(k, np.nan), np.full(k, np.nan)
         chosen = np.zeros(k, bool)
+        npos = yy.sum(0).astype(np.int64)
+        codes = [fallback_code(int(npos[j]), int(len(yy) - npos[j]), self.min_positives) for j in range(k)]
         for j in range(k):
             r = choose_threshold(p[:, j], yy[:, j], self.rule, self.min_sensitivity)
             if r is not None:
                 thr[j], sens[j], spec[j] = r
                 chosen[j] = True
+                continue
+            pj, yj = p[:, j], yy[:, j]
+            thr[j] = prevalence_threshold(pj, yj) if self.default_threshold is None else float(self.default_threshold)
+            if yj.any():
+                sens[j] = float((pj[yj] >= thr[j]).mean())
+            if not yj.all():
+                spec[j] = float((pj[~yj] < thr[j]).mean())
         self.thresholds_, self.val_sensitivity_, self.val_specificity_, self.chosen_ = thr, sens, spec, chosen
+        self.fallback_ = np.array(codes, dtype="<U16")
+        self.n_positive_ = npos
         return self
+
+    def fallback_rule(self, j: int) -> str:
+        """How class ``j``'s threshold was chosen, in words, when it is a fallback ("" otherwise).
+
+        Parameters
+        ----------
+        j : int
+            The class's column.
+
+        Returns
+        -------
+        str
+            E.g. ``"no positive: the prevalence quantile (1 - (N+ + 1)/(n + 2)) of the values"``.
+        """
+        _check_fitted(self, "thresholds_")
+        code = str(self.fallback_[j])
+        if not code:
+            return ""
+        n_pos = int(self.n_positive_[j]) if len(self.n_positive_) else -1
+        if code in ("no_positive", "no_negative"):
+            side = "positive" if code == "no_positive" else "negative"
+            how = (
+                f"the fixed threshold {float(self.default_threshold):g}"
+                if self.default_threshold is not None
+                else "the prevalence quantile (1 - (N+ + 1)/(n + 2)) of the values"
+            )
+            return f"no {side}: {how}"
+        which = "positives" if code == "few_positives" else "negatives"
+        count = f"{n_pos} positive(s)" if code == "few_positives" else "few negatives"
+        return f"{count} (< {self.min_positives} {which}): {self.describe()} on them"
 
     def decide(self, probabilities) -> np.ndarray:
         """0/1 decisions ``p >= threshold`` per class.
@@ -174,8 +269,8 @@ class OperatingPoints(BaseEstimator):
         Returns
         -------
         dict of str to ndarray
-            ``thresholds``, ``val_sensitivity``, ``val_specificity`` (n_classes,) float64
-            and ``chosen`` (n_classes,) bool.
+            ``thresholds``, ``val_sensitivity``, ``val_specificity`` (n_classes,) float64,
+            ``chosen`` (n_classes,) bool, ``fallback`` (n_classes,) str and ``n_positive`` (n_classes,) int64.
         """
         _check_fitted(self, "thresholds_")
         return {
@@ -183,6 +278,8 @@ class OperatingPoints(BaseEstimator):
             "val_sensitivity": self.val_sensitivity_,
             "val_specificity": self.val_specificity_,
             "chosen": self.chosen_,
+            "fallback": np.asarray(self.fallback_, "<U16"),
+            "n_positive": np.asarray(self.n_positive_, np.int64),
         }
 
     def describe(self) -> str:
@@ -202,9 +299,10 @@ class OperatingPoints(BaseEstimator):
         Parameters
         ----------
         arrays : mapping of str to array
-            At least ``thresholds``; the validation sensitivity, specificity and ``chosen`` are optional.
+            At least ``thresholds``; the validation sensitivity, specificity, ``chosen``, ``fallback`` and
+            ``n_positive`` are optional (0.1 and 0.2 models lack the last two).
         **params
-            Constructor parameters (``rule``, ``min_sensitivity``, ``default_threshold``).
+            Constructor parameters (``rule``, ``min_sensitivity``, ``default_threshold``, ``min_positives``).
 
         Returns
         -------
@@ -228,4 +326,8 @@ class OperatingPoints(BaseEstimator):
         self.val_sensitivity_ = np.asarray(arrays.get("val_sensitivity", np.full(k, np.nan)), np.float64)
         self.val_specificity_ = np.asarray(arrays.get("val_specificity", np.full(k, np.nan)), np.float64)
         self.chosen_ = np.asarray(arrays.get("chosen", np.ones(k, bool)), bool)
+        self.fallback_ = np.asarray(
+            arrays.get("fallback", np.where(self.chosen_, "", "no_positive")), "<U16"
+        )  # 0.1/0.2: a class not chosen had no positive (or no negative) and took 0.5
+        self.n_positive_ = np.asarray(arrays.get("n_positive", np.full(k, -1)), np.int64)
         return self

@@ -157,7 +157,8 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
     train_time_ : (n_models,) float64 (sdca)
         Seconds of training until each label's weights were certified.
     duality_gap_history_ : (n_epochs, n_models) float64 (sdca)
-        The gap after each epoch (NaN after the label stopped).
+        The gap after each epoch (NaN after the label stopped): estimated from the scores the pass's steps
+        saw, exact at the epochs certified (:mod:`.sdca`), the last one ``duality_gap_``.
     dual_coef_ : (n_samples, n_models) float64 (sdca, not saved)
         The dual variables ``alpha`` (``y s [0, 1]``).
     """
@@ -351,16 +352,138 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
             label_names=label_names,
         )
 
-    def _fit_sdca(self, source, Y, transform=None, checkpoint=None, on_epoch=None, label_names=None):
+    def fit_store_folds(
+        self, store, y, rows, folds, transform=None, checkpoint=None, on_epoch=None, label_names=None
+    ) -> list[OneVsRestSVM]:
+        """Fit the cross-fitting models of ``K`` folds and the final one, with SDCA out of core.
+
+        Model ``k < K`` is trained on the rows whose fold is not ``k`` (score the rows of fold ``k`` with
+        it: out-of-fold scores); model ``K`` on all ``rows``.  Each equals
+        ``clone(self).fit_store(store, y[train], rows[train], transform)`` with its ``train`` mask (the
+        classes are those of the whole ``y``): bit for bit on SDCA's rows path; on its Gram path (at most
+        :data:`~phow_baseline.classification.sdca.GRAM_MAX_ROWS` rows with as many features) the models
+        share one Gram matrix of all rows, whose entries may differ from a separate fit's in the last bit,
+        so they agree to rounding (the same steps, the same certified optimum).  The mapped rows are
+        computed once for all ``K + 1`` models when they fit in memory
+        (:data:`~phow_baseline.classification.sdca.IN_MEMORY_BYTES`).
+
+        Parameters
+        ----------
+        store : FeatureStore
+            The features (:class:`phow_baseline.encoding.store.FeatureStore`).
+        y : (len(rows), n_labels) 0/1 matrix or (len(rows),) class labels
+            Labels of ``rows``, in their order.
+        rows : sequence of int
+            The store rows to train on.
+        folds : (len(rows),) array of int
+            The fold of each row, ``0 .. K-1`` (each fold holding at least one row, ``K >= 2``).
+        transform : callable or fitted kernel map, optional
+            As :meth:`fit_store`.
+        checkpoint : path, optional
+            Model ``k``'s checkpoint is ``<stem>.fold<k><suffix>`` beside it, the final model's
+            ``<stem>.all<suffix>``; each resumes as in :meth:`fit_store`.
+        on_epoch : callable, optional
+            Called with the :class:`~phow_baseline.classification.sdca.SDCASolver` after each epoch of
+            each model; its ``fold`` attribute is the model's index ``k`` (``K``: the final model).
+        label_names : sequence of str, optional
+            Names of the labels in warnings; the fold is added to them.
+
+        Returns
+        -------
+        list of OneVsRestSVM
+            ``K + 1`` fitted clones of ``self`` (``self`` is left unfitted).
+        """
+        from sklearn.base import clone
+
+        from .sdca import ArrayRows, StoreRows, _gram, gram_applies
+
+        self._check_params()
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        folds = _check_folds(folds, len(rows))
+        probe = clone(self)
+        Y = probe._targets(y)
+        if len(Y) != len(rows):
+            raise ValueError(f"{len(Y)} label rows for {len(rows)} store rows")
+        n_folds = int(folds.max()) + 1
+        all_rows = StoreRows(store, rows)
+        mapped = all_rows.in_memory(transform) if transform is not None else None
+        if mapped is None and gram_applies(len(rows), all_rows.n_features):
+            mapped = all_rows.in_memory(None)  # unmapped rows that fit: in memory once too
+        # the Gram path for the models that take it: one Gram matrix of all rows serves every fold
+        Q = _gram(mapped.X) if mapped is not None and gram_applies(len(rows) - 1, mapped.X.shape[1]) else None
+        models = []
+        for k in range(n_folds + 1):
+            train = folds != k if k < n_folds else np.ones(len(rows), bool)
+            tag = f"fold {k}" if k < n_folds else "all folds"
+            m = clone(self)
+            m.classes_, m.y_type_ = probe.classes_, probe.y_type_
+            source: ArrayRows | StoreRows
+            gram = None
+            if mapped is not None:
+                source, fn = ArrayRows(mapped.X[train]), None
+                if Q is not None and gram_applies(int(train.sum()), mapped.X.shape[1]):
+                    gram = (Q[np.ix_(train, train)], source.X)
+            else:
+                source, fn = StoreRows(store, rows[train]), transform
+            names = [f"{n} ({tag})" for n in (m._label_names() if label_names is None else label_names)]
+
+            def cb(solver, k=k):
+                solver.fold = k
+                if on_epoch is not None:
+                    on_epoch(solver)
+
+            m._fit_sdca(
+                source,
+                Y[train],
+                transform=fn,
+                checkpoint=_fold_checkpoint(checkpoint, k, n_folds),
+                on_epoch=cb,
+                label_names=names,
+                gram=gram,
+            )
+            models.append(m)
+        return models
+
+    def fit_folds(self, X, y, folds) -> list[OneVsRestSVM]:
+        """In memory, the cross-fitting models of ``K`` folds and the final one (:meth:`fit_store_folds`).
+
+        Parameters
+        ----------
+        X : (n, d) array of float
+            The (kernel-mapped) features.
+        y : (n, n_labels) 0/1 matrix or (n,) class labels
+        folds : (n,) array of int
+            The fold of each row, ``0 .. K-1``.
+
+        Returns
+        -------
+        list of OneVsRestSVM
+            ``K + 1`` fitted clones of ``self`` with its ``solver``: model ``k < K`` trained on the rows of
+            the other folds, model ``K`` on all rows (each equal to ``clone(self).fit`` on those rows).
+        """
+        from sklearn.base import clone
+
+        self._check_params()
+        X = np.asarray(X)
+        folds = _check_folds(folds, len(X))
+        y = np.asarray(y)
+        n_folds = int(folds.max()) + 1
+        out = []
+        for k in range(n_folds + 1):
+            train = folds != k if k < n_folds else np.ones(len(X), bool)
+            out.append(clone(self).fit(X[train], y[train]))
+        return out
+
+    def _label_names(self) -> list[str]:
+        if self.y_type_ == "binary":
+            return [f"class {self.classes_[1]!r} against {self.classes_[0]!r}"]
+        return [f"label {c}" if self.y_type_ == "multilabel-indicator" else f"class {c!r}" for c in self.classes_]
+
+    def _fit_sdca(self, source, Y, transform=None, checkpoint=None, on_epoch=None, label_names=None, gram=None):
         from .sdca import BIAS_MULTIPLIER, SDCASolver, load_or_start
 
         weights = np.array([class_sample_weights(Y[:, j], self.class_weight) for j in range(Y.shape[1])])
-        if label_names is not None:
-            names = list(label_names)
-        elif self.y_type_ == "binary":
-            names = [f"class {self.classes_[1]!r} against {self.classes_[0]!r}"]
-        else:
-            names = [f"label {c}" if self.y_type_ == "multilabel-indicator" else f"class {c!r}" for c in self.classes_]
+        names = list(label_names) if label_names is not None else self._label_names()
         solver = SDCASolver(
             Y,
             float(self.C),
@@ -374,7 +497,7 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         )
         if checkpoint is not None:
             solver = load_or_start(checkpoint, solver, source.n_features if transform is None else -1)
-        solver.run(source, transform=transform, checkpoint=checkpoint, on_epoch=on_epoch)
+        solver.run(source, transform=transform, checkpoint=checkpoint, on_epoch=on_epoch, gram=gram)
         self._forget(_SGD_ATTRS)
         self.n_features_in_ = int(solver.n_features or 0)
         self.coef_ = solver.coef.astype(np.float32)
@@ -765,6 +888,34 @@ _SDCA_ATTRS = (
     "duality_gap_history_",
     "dual_coef_",
 )
+
+
+def _check_folds(folds, n) -> np.ndarray:
+    """``folds`` as an int64 vector of ``n`` fold ids ``0 .. K-1``, every fold present, ``K >= 2``."""
+    f = np.asarray(folds)
+    if f.shape != (n,) or not (np.issubdtype(f.dtype, np.integer) or (f.size and np.all(f == np.round(f)))):
+        raise ValueError(f"folds must be {n} integer fold ids (one per row), got shape {f.shape} of {f.dtype}")
+    f = f.astype(np.int64)
+    if n == 0 or f.min() < 0:
+        raise ValueError("folds must be fold ids 0 .. K-1 (no negative id, at least one row)")
+    missing = np.setdiff1d(np.arange(f.max() + 1), f)
+    if f.max() < 1 or len(missing):
+        raise ValueError(
+            f"folds must number 0 .. K-1 with K >= 2 and each fold holding a row; got K = {f.max() + 1}"
+            + (f", folds {missing.tolist()} empty" if len(missing) else "")
+        )
+    return f
+
+
+def _fold_checkpoint(checkpoint, k, n_folds):
+    """Model ``k``'s checkpoint beside ``checkpoint``: ``<stem>.fold<k><suffix>``, or ``.all`` for ``k = K``."""
+    if checkpoint is None:
+        return None
+    from pathlib import Path
+
+    p = Path(checkpoint)
+    tag = f"fold{k}" if k < n_folds else "all"
+    return p.with_name(f"{p.stem}.{tag}{p.suffix or '.npz'}")
 
 
 def _json_floats(values) -> list:

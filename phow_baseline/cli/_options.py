@@ -473,6 +473,7 @@ CONFIG_FIELDS = (
     "class_weight",
     "solver",
     "n_epochs",
+    "calibration_folds",
     "train_split",
     "seed",
     "n_jobs",
@@ -482,6 +483,19 @@ CONFIG_FIELDS = (
     "uncertain",
     "not_mentioned",
 )
+
+
+def preset_names() -> tuple:
+    """The names of :data:`phow_baseline.config.PRESETS`."""
+    from ..config import PRESETS
+
+    return tuple(PRESETS)
+
+
+def _preset_notes() -> dict:
+    from ..config import PRESET_NOTES
+
+    return PRESET_NOTES
 
 
 def _class_weight_default():
@@ -521,7 +535,8 @@ def baseline_options(svm: bool):
                 "--solver",
                 type=LibraryChoice(solver_names, extra=("auto",)),
                 library_default=config_default("solver"),
-                help="SVM solver; auto: liblinear in memory when it fits, else out-of-core SGD.",
+                help="SVM solver; auto: liblinear in memory when it fits, else out-of-core SDCA "
+                "(stopped on the duality gap).",
             ),
             option(
                 "--epochs",
@@ -529,6 +544,14 @@ def baseline_options(svm: bool):
                 type=int,
                 library_default=config_default("n_epochs"),
                 help="Epochs of the SGD solver.",
+            ),
+            option(
+                "--calibration-folds",
+                "calibration_folds",
+                type=int,
+                library_default=config_default("calibration_folds"),
+                help="Patient-wise folds whose out-of-fold scores fit the Platt scaling and operating points "
+                "(1: the single 10% validation carve).",
             ),
         ]
         if svm
@@ -542,6 +565,13 @@ def baseline_options(svm: bool):
                 type=click.Path(dir_okay=False, exists=True, path_type=Path),
                 metavar="FILE",
                 help="JSON file of BaselineConfig settings (the options given override it).",
+            ),
+            option(
+                "--preset",
+                type=LibraryChoice(preset_names),
+                help="Named configuration (the options given override it; not with --config): "
+                + "; ".join(f"{k}: {v}" for k, v in _preset_notes().items())
+                + ".",
             ),
             option("--size", type=int, library_default=config_default("size"), help="Image side in pixels."),
             option(
@@ -610,6 +640,9 @@ def config_from_options(ctx: click.Context, values: dict):
     from ..config import BaselineConfig
 
     config_file = values.pop("config_file", None)
+    preset = values.pop("preset", None)
+    if preset is not None and config_file is not None:
+        raise click.UsageError("--preset and --config cannot be combined: give one, and options on top of it")
     given = {}
     detect = False
     if values.get("dataset", "") is None:  # --dataset not given: detected, unless the config file names a kind
@@ -624,6 +657,8 @@ def config_from_options(ctx: click.Context, values: dict):
             given[field] = None if (field == "class_weight" and value == "none") else value
     if detect:
         given["dataset"] = "auto"
+    if preset is not None:
+        return BaselineConfig.from_preset(preset, **given)
     if config_file is None:
         return BaselineConfig(**given)
     config = BaselineConfig.from_file(config_file, **{k: v for k, v in given.items() if v is not None})

@@ -1,17 +1,17 @@
 """The ``phow-baseline`` command table: the group of :mod:`._group` and every command, by topic.
 
 :mod:`.data` (info, download, phantom), :mod:`.phow` (vocab, encode, train,
-run, demo), :mod:`.evaluate` (evaluate, predict, compare, report),
+run, demo), :mod:`.cv` (cv), :mod:`.evaluate` (evaluate, predict, compare, report),
 :mod:`.localize` (localize, localize-eval, diff) and :mod:`.cnn` (the
 ``cnn`` group).  ``python -m phow_baseline.cli.commands`` is the command line too.
 """
 
 from __future__ import annotations
 
-from . import cnn, data, evaluate, localize, phow
+from . import cnn, cv, data, evaluate, localize, phow
 from ._group import main
 
-for _module in (data, phow, evaluate, localize, cnn):
+for _module in (data, phow, cv, evaluate, localize, cnn):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

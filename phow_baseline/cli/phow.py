@@ -83,13 +83,16 @@ def encode(ctx, data_dir, work, split, scheduler, **values):
 @click.pass_context
 def train(ctx, data_dir, work, model_dir, scheduler, **values):
     """Train one-vs-rest SVMs, one per label of the dataset (vocabulary and features reused from WORK)."""
-    from ..workflow.steps import train_model
+    from ..workflow.steps import describe_training, train_model
 
     config = config_from_options(ctx, values)
     with dask_cluster(config.backend, config.n_jobs, scheduler):
         model = train_model(data_dir, work, config, show_progress())
     model.save(model_dir)
     click.echo(f"model: {model_dir} ({model.info.get('n_train')} training images)")
+    summary = describe_training(model.info.get("training"), model.info.get("calibrated_on"))
+    if summary:
+        click.echo(summary)
 
 
 @click.command(cls=Command)
@@ -105,12 +108,17 @@ def run(ctx, data_dir, out, n_bootstrap, scheduler, **values):
     the split is the publisher's where there is one, else a seeded patient-wise split kept in OUT/work.
     """
     from ..evaluation import format_auroc_table
-    from ..workflow.steps import run_baseline
+    from ..workflow.steps import describe_training, run_baseline
 
     config = config_from_options(ctx, values)
     with dask_cluster(config.backend, config.n_jobs, scheduler):
         metrics = run_baseline(data_dir, out, config, progress=show_progress(), n_bootstrap=n_bootstrap)
     click.echo(format_auroc_table(metrics))
+    cal = metrics.get("calibration") or {}
+    fitted = {**cal["fitted_on"], "fallback": cal.get("fallback")} if cal.get("fitted_on") else None
+    summary = describe_training(metrics.get("training"), fitted)
+    if summary:
+        click.echo("\n" + summary)
     click.echo(f"\nmodel: {out / 'model'}\nrun: {out / 'run'} (metrics.json, roc.png, comparison.md)")
 
 

@@ -1,4 +1,4 @@
-"""Fisher vectors with VLFeat's ``vl_fisher`` semantics, per spatial region, computed with two GEMMs per chunk.
+"""Fisher vectors with VLFeat's ``vl_fisher`` semantics, per spatial region: one GEMM and a sparse kernel per chunk.
 
 For descriptors ``x_1..x_N`` of a region and a diagonal mixture
 ``(pi_k, mu_k, sigma_k^2)``, with posteriors ``q_ik`` (those below ``1e-6``
@@ -12,15 +12,18 @@ and ``u_k = v_k = 0`` for a component whose prior is below ``1e-6``.
 "Improved" (Perronnin, Sanchez and Mensink 2010) is then the signed square
 root of every entry followed by L2 normalization (``max(||z||, 1e-12)``).
 
-The computation, with no loop over descriptors:
+The computation, chunk by chunk of descriptors (no Python loop over them):
 
-1. posteriors: ``[x^2, x, 1] @ B`` is the log of ``pi_k N(x; mu_k,
-   sigma_k^2)`` for every component at once, one float32 GEMM per chunk of
-   descriptors (:func:`phow_baseline.encoding.gmm.log_joint_table`), then a row
-   soft-max;
-2. moments: ``Q^T @ [x^2, x, 1]`` gives the zeroth, first and second
-   posterior-weighted moments ``S0, S1, S2`` of every component, a second
-   float32 GEMM per chunk, accumulated in float64;
+1. log-joints: ``[x^2, x, 1] @ B`` is the log of ``pi_k N(x; mu_k,
+   sigma_k^2)`` for every component at once, one float32 GEMM per chunk
+   (:func:`phow_baseline.encoding.gmm.log_joint_table`), and numpy's row maxima;
+2. posteriors and moments, in one Numba pass over the chunk
+   (``_fisher_kernels.moments_kernel``): the soft-max of each row over
+   the components within 30 nats of its best (the others' posteriors are
+   below ``1e-13``), and for each posterior ``q >= 1e-6`` (about 7 of 256 on
+   PHOW descriptors) ``[q x^2, q x, q]`` added to the component's zeroth,
+   first and second moments ``S0, S1, S2``, in float64.  This is ``vl_fisher``'s sparse loop; a dense second GEMM
+   ``Q^T [x^2, x, 1]`` would cost as much as the first;
 3. ``sum_i q (x - mu)/sigma = (S1 - S0 mu) / sigma`` and
    ``sum_i q ((x - mu)^2/sigma^2 - 1) = (S2 - 2 mu S1 + S0 mu^2)/sigma^2 - S0``,
    in float64.
@@ -31,7 +34,9 @@ column ``floor(gx x / (W - 1))`` and row ``floor(gy y / (H - 1))`` of a
 :func:`phow_baseline.encoding.pyramid.pyramid_cells`).  The descriptors are grouped
 by the tuple of their cells at every level; each group's moments are
 computed once and each region's moments are sums of its groups', so a
-descriptor goes through the GEMMs once whatever the number of levels.
+descriptor goes through the GEMM once whatever the number of levels.
+:class:`FisherVectorEncoder` also does RootSIFT and the PCA chunk by chunk,
+so an image's descriptors are read once and stay in cache.
 
 One concept at this length: the Fisher vector (the formulas, the region layouts
 and the encoder estimator).
@@ -47,19 +52,19 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
 from ..features.descriptors import DEFAULT_PCA_DIMS, PCA, root_sift
+from ._fisher_kernels import moments_kernel, root_sift_rows
 from .gmm import (
     DEFAULT_N_COMPONENTS,
     MIN_PRIOR,
     VLFEAT_COVARIANCE_BOUND,
     GaussianMixtureVocabulary,
     log_joint_table,
-    softmax_rows,
 )
 from .quantize import run_in_threads, single_blas_thread
 
 #: ``vl/fisher.c``: posteriors below this are skipped (set to zero here).
 FISHER_MIN_POSTERIOR = 1e-6
-#: Rows per GEMM chunk: 1024 x 256 posteriors + 1024 x 161 inputs (float32) stay in L2.
+#: Rows per GEMM chunk (1024 x 256 float32 log-joints: 1 MB, read once more by the kernel while in cache).
 FISHER_CHUNK = 1024
 #: Default regions: the whole image and its 2 x 2 quarters, as ``(columns, rows)``.
 REGIONS_1X1_2X2 = ((1, 1), (2, 2))
@@ -214,6 +219,17 @@ def _check_mixture(means, covariances, priors):
     return M, S, w
 
 
+def _table(M, S, w, table) -> np.ndarray:
+    """The mixture's log-joint table, computed or checked."""
+    K, d = M.shape
+    B = log_joint_table(M, S, w, np.float32) if table is None else np.asarray(table)
+    if B.shape != (2 * d + 1, K) or B.dtype != np.float32 or not B.flags.c_contiguous:
+        raise ValueError(
+            f"the log-joint table must be C-contiguous ({2 * d + 1}, {K}) float32, got {B.shape} {B.dtype}"
+        )
+    return B
+
+
 def fisher_moments(
     descriptors,
     means,
@@ -232,9 +248,10 @@ def fisher_moments(
     ``out[g, k] = [sum q_ik x_i^2, sum q_ik x_i, sum q_ik]`` over the rows
     ``i`` of group ``g``, with the posteriors ``q`` of :func:`fisher_vector`
     (below ``1e-6`` set to zero; with ``fast``, one-hot on the most probable
-    component, VLFeat's ``FAST`` flag).  Two float32 GEMMs per chunk of
-    ``chunk`` rows; ``n_threads`` threads each run single-threaded BLAS on
-    their own chunks.
+    component, VLFeat's ``FAST`` flag).  Per chunk of ``chunk`` rows: one
+    float32 GEMM for the log-joints, then the sparse soft-max and moments
+    kernel (see the module docstring); ``n_threads`` threads each run
+    single-threaded BLAS on their own chunks.
 
     Parameters
     ----------
@@ -273,48 +290,45 @@ def fisher_moments(
     K, d = M.shape
     if X.shape[1] != d:
         raise ValueError(f"descriptors have {X.shape[1]} dims, the mixture {d}")
-    B = log_joint_table(M, S, w, np.float32) if table is None else table
-    n = len(X)
+    B = _table(M, S, w, table)
+    X = np.ascontiguousarray(X, np.float32)
+    return _moments(len(X), lambda s, e: X[s:e], B, d, groups, n_groups, fast, chunk, n_threads)
+
+
+def _moments(n, rows, B, d, groups, n_groups, fast, chunk, n_threads) -> np.ndarray:
+    """:func:`fisher_moments` of ``n`` descriptors that ``rows(s, e)`` gives chunk by chunk ((e - s, d) float32)."""
+    K = B.shape[1]
     out = np.zeros((n_groups, K, 2 * d + 1))
     if n == 0:
         return out
-    order = None
     if groups is None:
-        bounds = [(0, 0, n)]
+        groups = np.zeros(n, np.int64)
     else:
-        groups = np.asarray(groups, np.int64)
-        if groups.shape != (n,) or (n and (groups.min() < 0 or groups.max() >= n_groups)):
+        groups = np.ascontiguousarray(groups, np.int64)
+        if groups.shape != (n,) or groups.min() < 0 or groups.max() >= n_groups:
             raise ValueError("groups must give each descriptor a group in [0, n_groups)")
-        order = np.argsort(groups, kind="stable")
-        g_sorted = groups[order]
-        starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
-        ends = np.r_[starts[1:], n]
-        bounds = [(int(g_sorted[s]), int(s), int(e)) for s, e in zip(starts, ends)]
-    Xs = X if order is None else X[order]
-    jobs = [(g, s, min(s + chunk, e)) for g, lo, e in bounds for s in range(lo, e, chunk)]
+    chunk = max(1, min(int(chunk), n))
+    jobs = list(range(0, n, chunk))
     n_threads = max(1, min(int(n_threads or os.cpu_count() or 1), len(jobs)))
 
     def run(part, acc):
         A = np.empty((chunk, 2 * d + 1), np.float32)
         A[:, 2 * d] = 1.0
         L = np.empty((chunk, K), np.float32)
-        G = np.empty((K, 2 * d + 1), np.float32)
-        for g, s, e in part:
-            r = e - s
+        m = np.empty(chunk, np.float32)
+        best = np.empty(chunk if fast else 0, np.int64)
+        for s in part:
+            x = rows(s, min(s + chunk, n))
+            r = len(x)
             a = A[:r]
-            a[:, d : 2 * d] = Xs[s:e]
-            np.multiply(a[:, d : 2 * d], a[:, d : 2 * d], out=a[:, :d])
+            np.multiply(x, x, out=a[:, :d])
+            a[:, d : 2 * d] = x
             q = L[:r]
             np.matmul(a, B, out=q)  # log pi_k N(x; mu_k, sigma_k^2)
+            np.max(q, axis=1, out=m[:r])
             if fast:
-                best = q.argmax(axis=1)
-                q[:] = 0.0
-                q[np.arange(r), best] = 1.0
-            else:
-                softmax_rows(q)
-                q[q < FISHER_MIN_POSTERIOR] = 0.0
-            np.matmul(q.T, a, out=G)  # [S2, S1, S0] of every component
-            acc[g] += G
+                np.argmax(q, axis=1, out=best[:r])
+            moments_kernel(q, m[:r], best[:r], x, groups[s : s + r], acc, FISHER_MIN_POSTERIOR)
 
     return run_in_threads(run, jobs, out, n_threads)
 
@@ -488,18 +502,64 @@ def fisher_regions(
     ValueError
         If frames and descriptors differ in number.
     """
-    X = np.asarray(descriptors)
-    if X.dtype != np.float32:
-        X = X.astype(np.float32)
-    cells, n_regions = region_index(frames_xy, width, height, regions)
-    if len(cells) != len(X):
-        raise ValueError(f"{len(cells)} frames but {len(X)} descriptors")
-    groups, member = _groups(cells, n_regions)
-    G = fisher_moments(
-        X, means, covariances, priors, groups, member.shape[1], fast=fast, n_threads=n_threads, chunk=chunk, table=table
+    X = np.ascontiguousarray(descriptors, np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"descriptors must be 2-D, got shape {X.shape}")
+    kw = dict(improved=improved, normalize=normalize, fast=fast, n_threads=n_threads, chunk=chunk, table=table)
+    return _fisher_regions(
+        len(X),
+        X.shape[1],
+        lambda sel: X[sel],
+        frames_xy,
+        width,
+        height,
+        means,
+        covariances,
+        priors,
+        regions,
+        level_weights,
+        **kw,
     )
+
+
+def _fisher_regions(
+    n,
+    d,
+    rows,
+    frames_xy,
+    width,
+    height,
+    means,
+    covariances,
+    priors,
+    regions,
+    level_weights,
+    *,
+    improved,
+    normalize,
+    fast,
+    n_threads,
+    chunk,
+    table,
+) -> np.ndarray:
+    """:func:`fisher_regions` of ``n`` descriptors of ``d`` dims that ``rows(sel)`` gives chunk by chunk.
+
+    ``rows(sel)`` returns the ``(len(sel), d)`` float32 descriptors of the rows
+    ``sel`` (int64); the chunks follow the descriptors sorted by group, so that
+    each chunk adds to one group's moments (which then stay in cache).
+    """
+    M, S, w = _check_mixture(means, covariances, priors)
+    if M.shape[1] != d:
+        raise ValueError(f"descriptors have {d} dims, the mixture {M.shape[1]}")
+    B = _table(M, S, w, table)
+    cells, n_regions = region_index(frames_xy, width, height, regions)
+    if len(cells) != n:
+        raise ValueError(f"{len(cells)} frames but {n} descriptors")
+    groups, member = _groups(cells, n_regions)
+    order = np.argsort(groups, kind="stable")
+    G = _moments(n, lambda s, e: rows(order[s:e]), B, d, groups[order], member.shape[1], fast, chunk, n_threads)
     counts_g = np.bincount(groups, minlength=member.shape[1]).astype(np.float64)
-    Gr = np.tensordot(member, G, axes=(1, 0))
+    Gr = np.stack([G[row > 0].sum(axis=0) for row in member])  # each region's groups (no BLAS call)
     enc = fisher_from_moments(Gr, member @ counts_g, means, covariances, priors, improved=improved)
     enc *= region_weights(regions, level_weights)[:, None]
     enc = enc.ravel()
@@ -818,6 +878,9 @@ class FisherVectorEncoder(_RegionEncoderBase):
             The image's encoding.
         """
         self._check()
+        D = np.asarray(descriptors)
+        if self.root_sift and D.dtype == np.uint8 and D.ndim == 2:
+            return self._encode_fused(np.asarray(frames), D)
         xy, X = self._prepare(frames, descriptors)
         g = self.gmm_
         return fisher_regions(
@@ -833,6 +896,55 @@ class FisherVectorEncoder(_RegionEncoderBase):
             improved=self.improved,
             normalize=self.normalize,
             n_threads=self._threads(),
+            table=self._table,
+        )
+
+    def _encode_fused(self, F, D):
+        """:meth:`encode_one` of uint8 descriptors with RootSIFT and the PCA done chunk by chunk, in cache.
+
+        The same numbers as :func:`postprocess_descriptors` then :func:`fisher_regions`
+        (RootSIFT bit for bit, the PCA the same float32 GEMM per chunk of rows),
+        without the image's full float32 copies.
+        """
+        if len(F) != len(D):
+            raise ValueError(f"frames ({len(F)}) and descriptors (shape {D.shape}) do not match")
+        D = np.ascontiguousarray(D)
+        idx = np.flatnonzero(nonzero_rows(D)) if self.skip_zero else np.arange(len(D))
+        xy = F[idx, :2] if len(F) else np.zeros((0, 2))
+        pca = self.pca_
+        if pca is not None and pca.n_features_in_ != D.shape[1]:
+            raise ValueError(f"descriptors have {D.shape[1]} dims but the PCA was fitted on {pca.n_features_in_}")
+        d = pca.n_components_ if pca is not None else D.shape[1]
+
+        # the PCA's own float32 operands (PCA.transform without its per-call input validation)
+        W, b = (pca._W32, pca._b32) if pca is not None else (None, None)
+
+        def rows(sel):
+            r = root_sift_rows(D, idx[sel], np.empty((len(sel), D.shape[1]), np.float32))
+            if W is None:
+                return r
+            x = r @ W
+            x += b
+            return x
+
+        g = self.gmm_
+        return _fisher_regions(
+            len(idx),
+            d,
+            rows,
+            xy,
+            self.image_size,
+            self.image_size,
+            g.means_,
+            g.covariances_,
+            g.priors_,
+            self.regions,
+            self.level_weights,
+            improved=self.improved,
+            normalize=self.normalize,
+            fast=False,
+            n_threads=self._threads(),
+            chunk=FISHER_CHUNK,
             table=self._table,
         )
 

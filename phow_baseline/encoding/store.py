@@ -17,16 +17,25 @@ logger = logging.getLogger(__name__)
 FEATURE_FORMAT_VERSION = 1
 #: Images per feature shard (256 x 12,000 float32 = 12 MB).
 FEATURE_SHARD_SIZE = 256
+#: Shard dtypes a store may hold; every shard of one store has its store's dtype, read back as float32.
+#: float16 halves the disk (Fisher vectors of 204,800 dimensions: 400 KB per image instead of 800 KB);
+#: it keeps about 3 significant digits (relative rounding 2**-11) and values up to 65,504.
+STORE_DTYPES = ("float32", "float16")
+#: The suffix of a store folder's name for each dtype (float32: none, so 0.1 stores keep their names).
+STORE_DTYPE_SUFFIX = {"float32": "", "float16": "-f16"}
 
 
 class FeatureStore:
-    """Pyramid features of many images in shards on disk, ``(n, dim)`` float32.
+    """Pyramid features of many images in shards on disk, ``(n, dim)``, stored float32 or float16.
 
     ``index.json`` holds the parameters (a fingerprint of the vocabulary and
     PHOW settings), the image names and the shard size.  Each shard
     ``feat_SSSSS.npy`` is written to a temporary name and renamed when
     complete, so a killed run leaves only whole shards, and a rerun redoes
-    just the missing ones.  Shards are memory-mapped when read.
+    just the missing ones.  Shards are memory-mapped when read.  A float16
+    store (``dtype="float16"``, recorded in ``index.json``) writes half-precision
+    shards and reads them back as float32; a shard of another dtype than its
+    store's is refused with an error naming it.
 
     Build one with :meth:`create` or :meth:`open`; the constructor only holds the values.
 
@@ -42,6 +51,8 @@ class FeatureStore:
         Images per shard (the last shard may hold fewer).
     params : dict
         JSON-ready record of what the features depend on (PHOW, encoder, image cache).
+    dtype : {"float32", "float16"}, default="float32"
+        How the shards are stored (:data:`STORE_DTYPES`); they are always read back as float32.
 
     Attributes
     ----------
@@ -55,17 +66,24 @@ class FeatureStore:
         Images per shard.
     params : dict
         The record saved in ``index.json``.
+    dtype : str
+        The shards' dtype on disk.
     """
 
-    def __init__(self, directory, names, dim, shard_size, params):
+    def __init__(self, directory, names, dim, shard_size, params, dtype="float32"):
+        if dtype not in STORE_DTYPES:
+            raise ValueError(f"{directory}: feature store dtype must be one of {STORE_DTYPES}, got {dtype!r}")
         self.directory = Path(directory)
         self.names = list(names)
         self.dim = int(dim)
         self.shard_size = int(shard_size)
         self.params = params
+        self.dtype = dtype
 
     @classmethod
-    def create(cls, directory, names, dim, params: dict, shard_size=FEATURE_SHARD_SIZE) -> FeatureStore:
+    def create(
+        cls, directory, names, dim, params: dict, shard_size=FEATURE_SHARD_SIZE, dtype="float32"
+    ) -> FeatureStore:
         """A new store (or the same one again, to resume): ``index.json`` is written, or checked to hold ``params``.
 
         Parameters
@@ -80,6 +98,8 @@ class FeatureStore:
             JSON-ready record of what the features depend on.
         shard_size : int
             Images per shard (default :data:`FEATURE_SHARD_SIZE`, 256).
+        dtype : {"float32", "float16"}, default="float32"
+            The shards' dtype on disk (:data:`STORE_DTYPES`).
 
         Returns
         -------
@@ -89,9 +109,11 @@ class FeatureStore:
         Raises
         ------
         ValueError
-            If the folder holds another store (``index.json`` with other contents; see
-            :func:`phow_baseline.io.claim_folder`).
+            If the folder holds another store (``index.json`` with other contents, another dtype
+            included; see :func:`phow_baseline.io.claim_folder`), or ``dtype`` is not a store dtype.
         """
+        if dtype not in STORE_DTYPES:
+            raise ValueError(f"{directory}: feature store dtype must be one of {STORE_DTYPES}, got {dtype!r}")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         index = {
@@ -101,8 +123,17 @@ class FeatureStore:
             "params": params,
             "names": list(names),
         }
+        if dtype != "float32":  # float32 stores keep 0.1's index, so that they resume
+            index["dtype"] = dtype
+        if (directory / "index.json").exists():
+            held = read_json(directory / "index.json", what="feature-store index").get("dtype", "float32")
+            if held != dtype:
+                raise ValueError(
+                    f"{directory}: a {held} feature store; its shards cannot be mixed with {dtype} ones "
+                    "(use another folder or delete it)"
+                )
         claim_folder(directory / "index.json", index, what="a feature store")
-        return cls(directory, names, dim, shard_size, params)
+        return cls(directory, names, dim, shard_size, params, dtype)
 
     @classmethod
     def open(cls, directory) -> FeatureStore:
@@ -131,8 +162,10 @@ class FeatureStore:
         idx = read_json(p, what="feature-store index")
         if idx.get("format") != FEATURE_FORMAT_VERSION:
             raise ValueError(f"{p}: unsupported feature store format {idx.get('format')}")
-        store = cls(directory, idx["names"], idx["dim"], idx["shard_size"], idx["params"])
-        return store
+        dtype = idx.get("dtype", "float32")
+        if dtype not in STORE_DTYPES:
+            raise ValueError(f"{p}: unsupported feature store dtype {dtype!r} (known: {', '.join(STORE_DTYPES)})")
+        return cls(directory, idx["names"], idx["dim"], idx["shard_size"], idx["params"], dtype)
 
     def __len__(self):
         return len(self.names)
@@ -190,17 +223,27 @@ class FeatureStore:
         s : int
             Shard index.
         features : (len(shard_rows(s)), dim) array
-            The shard's features (saved as float32).
+            The shard's features (saved in the store's :attr:`dtype`).
 
         Raises
         ------
         ValueError
-            If ``features`` has another shape.
+            If ``features`` has another shape, or holds a finite value that the store's dtype cannot
+            hold (beyond float16's 65,504).
         """
         features = np.asarray(features, np.float32)
         if features.shape != (len(self.shard_rows(s)), self.dim):
             raise ValueError(f"shard {s}: expected shape {(len(self.shard_rows(s)), self.dim)}, got {features.shape}")
-        atomic_save_npy(self.shard_path(s), features)
+        with np.errstate(over="ignore"):  # an overflow is reported below, naming the shard
+            stored = features.astype(self.dtype)
+        if self.dtype != "float32":
+            overflow = np.isinf(stored) & np.isfinite(features)
+            if overflow.any():
+                raise ValueError(
+                    f"{self.shard_path(s)}: {int(overflow.sum())} value(s) beyond {self.dtype}'s range "
+                    f"(largest magnitude {float(np.abs(features[overflow]).max()):.4g}); use a float32 store"
+                )
+        atomic_save_npy(self.shard_path(s), stored)
 
     def read_shard(self, s: int, mmap=True) -> np.ndarray:
         """Shard ``s`` read back (memory-mapped unless ``mmap`` is False).
@@ -215,14 +258,15 @@ class FeatureStore:
         Returns
         -------
         (len(shard_rows(s)), dim) float32
-            The shard's features.
+            The shard's features (a float16 store's converted to float32, in memory).
 
         Raises
         ------
         FileNotFoundError
             If the shard was not written.
         ValueError
-            If the file's shape is not the shard's.
+            If the file's shape is not the shard's, or its dtype is not the store's (a store never mixes
+            dtypes across its shards).
         """
         p = self.shard_path(s)
         if not p.exists():
@@ -230,7 +274,12 @@ class FeatureStore:
         arr = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
         if arr.shape != (len(self.shard_rows(s)), self.dim):
             raise ValueError(f"{p}: shape {arr.shape}, expected {(len(self.shard_rows(s)), self.dim)}")
-        return arr
+        if arr.dtype != np.dtype(self.dtype):
+            raise ValueError(
+                f"{p}: a {arr.dtype} shard in a {self.dtype} feature store ({self.directory / 'index.json'}); "
+                "a store does not mix dtypes across shards: delete the shard (or the store) and encode again"
+            )
+        return arr if self.dtype == "float32" else np.asarray(arr, np.float32)
 
     def load(self, rows=None) -> np.ndarray:
         """All features (or the given rows) in memory.
@@ -352,6 +401,7 @@ def encode_to_store(
     progress=True,
     names=None,
     encoding=None,
+    dtype="float32",
 ) -> FeatureStore:
     """Encode images of an :class:`~phow_baseline.data.ImageCache` into a :class:`FeatureStore`.
 
@@ -387,11 +437,13 @@ def encode_to_store(
         Image names of the rows (default: the cache's).
     encoding : Encoding, optional
         The encoder's encoding (default: found in the registry by the encoder's type).
+    dtype : {"float32", "float16"}, default="float32"
+        The shards' dtype on disk (:data:`STORE_DTYPES`); read back as float32.
 
     Returns
     -------
     FeatureStore
-        Of ``(len(cache_rows), encoder.n_features_out_)`` float32 vectors, every shard complete.
+        Of ``(len(cache_rows), encoder.n_features_out_)`` vectors, every shard complete.
     """
     from ..parallel import imap
     from ..progress import progress_bar
@@ -409,7 +461,7 @@ def encode_to_store(
         "cache": str(Path(cache.directory).resolve().name),
     }
     params = json.loads(json.dumps(params, default=str))
-    store = FeatureStore.create(store_dir, names, encoder.n_features_out_, params, shard_size)
+    store = FeatureStore.create(store_dir, names, encoder.n_features_out_, params, shard_size, dtype)
     todo = store.missing_shards()
     what = f"encode ({encoding.name})"
     logger.info(

@@ -169,6 +169,7 @@ def write_run_dir(
     n_bins: int = N_BINS,
     metadata=None,
     mask=None,
+    calibration_fit: dict | None = None,
 ) -> dict:
     """Evaluate ``scores`` and write a run directory.
 
@@ -239,6 +240,11 @@ def write_run_dir(
         Cells the AUROCs, their intervals and the ROC bands score (False: an uncertain label, left out of
         its class; :func:`~phow_baseline.evaluation.roc.evaluate_scores`); ``metrics.json`` then gains
         ``n_scored`` per class.  The other figures read such a cell's ``y_true`` (0).
+    calibration_fit : dict, optional
+        How the calibration and the thresholds were fitted (the model's ``calibrated_on`` record:
+        ``method``, ``folds``, ``n_images``, ``n_positive``, and ``fallback``: label -> why its fit or
+        threshold is a fallback); stored as ``calibration.fitted_on`` and ``calibration.fallback`` (and
+        ``operating_points.fallback``: label -> the threshold's rule).
 
     Returns
     -------
@@ -297,6 +303,10 @@ def write_run_dir(
                 lab: (None if np.isnan(a_p[j]) else float(a_p[j])) for j, lab in enumerate(labels) if not same[j]
             }
         metrics["calibration"] = cal
+    if calibration_fit is not None and "calibration" in metrics:
+        fit = dict(calibration_fit)
+        metrics["calibration"]["fallback"] = fit.pop("fallback", None) or {}
+        metrics["calibration"]["fitted_on"] = fit
     if thresholds is not None:
         on = prob if prob is not None else s
         ops = operating_point_metrics(y, on, thresholds, labels, n_bootstrap=n_bootstrap, seed=seed)
@@ -305,6 +315,11 @@ def write_run_dir(
             "applies_to": "probability" if prob is not None else "score",
             "per_class": ops,
         }
+        fallback = (metrics.get("calibration") or {}).get("fallback") or {}
+        if fallback:
+            metrics["operating_points"]["fallback"] = {
+                lab: e.get("threshold", "") if isinstance(e, dict) else str(e) for lab, e in fallback.items()
+            }
     if metadata is not None:
         sub = subgroup_performance(
             names,
@@ -402,7 +417,7 @@ def format_auroc_table(metrics: dict, reference: str = "Wang2017_official") -> s
         interval, the resamples used when fewer than asked, the positives,
         the reference's AUROC (and Brier score, ECE); a ``Mean`` line; then,
         when the run has them, the operating points (threshold, sensitivity,
-        specificity, PPV, NPV).
+        specificity, PPV, NPV; a class whose threshold is a fallback says its rule).
     """
     ref = PUBLISHED[reference]
     refmap = dict(zip(LABELS, ref["auroc"])) if ref["auroc"] else {}
@@ -439,7 +454,9 @@ def format_auroc_table(metrics: dict, reference: str = "Wang2017_official") -> s
             f"Operating points ({ops['rule']}, on the {ops['applies_to']}):",
             f"{'label':<20} {'threshold':>9} {'sens':>6} {'spec':>6} {'PPV':>6} {'NPV':>6}",
         ]
+        fallback = ops.get("fallback") or {}
         for lab, e in ops["per_class"].items():
             v = [("  n/a" if e[k] is None else f"{e[k]:6.3f}") for k in ("sensitivity", "specificity", "ppv", "npv")]
-            lines.append(f"{lab:<20} {e['threshold']:9.4g} " + " ".join(f"{x:>6}" for x in v))
+            note = f"  fallback: {fallback[lab]}" if lab in fallback else ""
+            lines.append(f"{lab:<20} {e['threshold']:9.4g} " + " ".join(f"{x:>6}" for x in v) + note)
     return "\n".join(lines)

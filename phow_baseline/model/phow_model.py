@@ -30,8 +30,12 @@ class PhowModel(Model):
     The SVMs give decision values (margins, ``w.psi(h) + b``), one per
     label (:meth:`raw_scores`, :meth:`decision_function`).  A model trained
     with calibration also holds a per-class Platt scaling and per-class
-    operating points, both fitted on the patient-wise validation carve
-    (see :func:`phow_baseline.workflow.steps.calibrate_model`); its :meth:`scores`
+    operating points, both fitted on out-of-fold scores of patient-wise
+    folds of the training images (cross-fitted; or, with
+    ``calibration_folds=1`` and in 0.1/0.2 models, on the patient-wise
+    validation carve; see :func:`phow_baseline.workflow.steps.calibrate_model`,
+    whose record ``info["calibrated_on"]`` names the classes with too few
+    positives and their fallback rules); its :meth:`scores`
     are then probabilities and :meth:`decide` turns them into 0/1 calls.
 
     Parameters
@@ -295,6 +299,8 @@ class PhowModel(Model):
         svm_params = {
             k: getattr(self.svm, k) for k in ("C", "class_weight", "solver", "n_epochs", "tol", "random_state")
         }
+        if getattr(self.svm, "max_epochs", None) is not None:  # SDCA's; absent from 0.1/0.2 models
+            svm_params["max_epochs"] = self.svm.max_epochs
         arrays = {"vocabulary": self.encoding.to_arrays(self.vocabulary), "svm": self.svm.to_arrays()}
         if isinstance(self.kernel_map, HomogeneousKernelMap):
             arrays["kernel_map"] = {

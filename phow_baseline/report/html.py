@@ -519,15 +519,30 @@ def calibration_section(run_dirs: Sequence[Path], runs: Sequence[dict]) -> str:
                 ci_s = f"<br><span class='ci'>[{_num(ci[0])}, {_num(ci[1])}]</span>" if ci else ""
                 cells.append(f"<td>{_num(e.get(k))}{ci_s}{_nboot(r, used.get(k))}</td>")
             counts = "/".join(str(e.get(k, "?")) for k in ("tp", "fp", "tn", "fn"))
+            mark = " *" if lab in (ops.get("fallback") or {}) else ""
             rows.append(
-                f"<tr><td>{_e(str(lab))}</td><td>{_num(e.get('threshold'), 4)}</td>{''.join(cells)}"
+                f"<tr><td>{_e(str(lab))}{mark}</td><td>{_num(e.get('threshold'), 4)}</td>{''.join(cells)}"
                 f"<td>{_e(counts)}</td></tr>"
             )
+        fitted = (r.get("calibration") or {}).get("fitted_on") or {}
+        where = (
+            f"out-of-fold scores of {fitted.get('folds')} patient-wise folds of the training images"
+            if fitted.get("method") == "cross-fitted"
+            else "the validation carve"
+        )
+        fallback = ops.get("fallback") or {}
+        fb = (
+            "<p class='warn'>* Fallback (too few positives or negatives to fit on): "
+            + "; ".join(f"{_e(str(lab))}: {_e(str(rule))}" for lab, rule in fallback.items())
+            + ".</p>"
+            if fallback
+            else ""
+        )
         parts.append(
             f"<h3>Operating points of {_e(str(r['model']))}</h3><table class='ops'><thead><tr><th>label</th>"
             f"<th>threshold</th><th>sensitivity</th><th>specificity</th><th>PPV</th><th>NPV</th>"
-            f"<th>TP/FP/TN/FN</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            f"<p class='legend'>Thresholds chosen on the validation carve by {_e(str(ops.get('rule', '?')))}, "
+            f"<th>TP/FP/TN/FN</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{fb}"
+            f"<p class='legend'>Thresholds chosen on {_e(where)} by {_e(str(ops.get('rule', '?')))}, "
             f"applied to the {_e(str(ops.get('applies_to', 'probability')))} on the test split "
             f"(n={_e(str(r.get('n_test', '?')))}); a finding is called present when the value is at least the "
             f"threshold. Bracketed: bootstrap 95 % intervals.</p>"

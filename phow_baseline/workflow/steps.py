@@ -30,7 +30,7 @@ import numpy as np
 from ..classification.kernel_map import make_kernel_map
 from ..config import BaselineConfig
 from ..encoding.registry import encoding_for
-from ..encoding.store import FeatureStore, encode_to_store
+from ..encoding.store import STORE_DTYPE_SUFFIX, FeatureStore, encode_to_store
 from ..features.phow import make_phow
 from ..io import (
     DataFileError,
@@ -47,7 +47,7 @@ from ..model.phow_model import PhowModel
 
 #: Bytes the in-memory liblinear training may take (its estimated peak,
 #: :func:`liblinear_peak_bytes`) before ``solver="auto"`` trains out of core
-#: with SGD instead.
+#: with SDCA instead.
 IN_MEMORY_BUDGET_BYTES = 4 * 2**30
 
 
@@ -108,7 +108,12 @@ def feature_density(store: FeatureStore) -> float:
 
 
 def choose_solver(store: FeatureStore, n_rows: int, dim: int, n_jobs) -> tuple[str, str]:
-    """``"liblinear"`` if its estimated peak fits :data:`IN_MEMORY_BUDGET_BYTES`, else ``"sgd"``; and why.
+    """``"liblinear"`` if its estimated peak fits :data:`IN_MEMORY_BUDGET_BYTES`, else ``"sdca"``; and why.
+
+    SDCA (VLFeat's solver, out of core, stopped on the duality gap) replaced
+    SGD here: it reaches liblinear's optimum (``tests/test_sdca.py``), where
+    SGD's 10 epochs had not converged.  SGD stays selectable
+    (``solver="sgd"``).
 
     Parameters
     ----------
@@ -124,7 +129,7 @@ def choose_solver(store: FeatureStore, n_rows: int, dim: int, n_jobs) -> tuple[s
     Returns
     -------
     solver : str
-        ``"liblinear"`` or ``"sgd"``.
+        ``"liblinear"`` or ``"sdca"``.
     why : str
         The estimated peak against the budget, in GiB, for the log.
     """
@@ -132,7 +137,7 @@ def choose_solver(store: FeatureStore, n_rows: int, dim: int, n_jobs) -> tuple[s
 
     threads = min(effective_n_jobs(n_jobs), 14)
     peak = liblinear_peak_bytes(n_rows, store.dim, dim, feature_density(store), threads)
-    solver = "liblinear" if peak <= IN_MEMORY_BUDGET_BYTES else "sgd"
+    solver = "liblinear" if peak <= IN_MEMORY_BUDGET_BYTES else "sdca"
     return solver, (
         f"liblinear's estimated peak {peak / 2**30:.1f} GiB "
         f"{'<=' if solver == 'liblinear' else '>'} the {IN_MEMORY_BUDGET_BYTES / 2**30:g} GiB budget"
@@ -441,10 +446,12 @@ def encode_split(cache, rows, names, work_dir, vocab, config: BaselineConfig, ta
     Returns
     -------
     FeatureStore
-        ``(n, dim)`` float32 vectors in shards on disk (before the kernel map).
+        ``(n, dim)`` vectors in shards on disk (before the kernel map), stored as ``config.feature_dtype``
+        (a float16 store in ``...-f16``) and read back as float32.
     """
     encoding = encoding_for(config)
-    store_dir = Path(work_dir) / f"features-{tag}-{encoding.vocabulary_sha256(vocab)[:12]}"
+    suffix = STORE_DTYPE_SUFFIX[config.feature_dtype]  # float16 shards: another folder ("-f16")
+    store_dir = Path(work_dir) / f"features-{tag}-{encoding.vocabulary_sha256(vocab)[:12]}{suffix}"
     return encode_to_store(
         cache,
         rows,
@@ -457,19 +464,98 @@ def encode_split(cache, rows, names, work_dir, vocab, config: BaselineConfig, ta
         progress=progress,
         names=names,
         encoding=encoding,
+        dtype=config.feature_dtype,
     )
 
 
-def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=True, solver=None, label="train"):
+def _make_svm(config: BaselineConfig, solver: str):
+    """The unfitted :class:`~phow_baseline.classification.svm.OneVsRestSVM` of ``config`` and ``solver``."""
+    from ..classification.svm import OneVsRestSVM
+
+    return OneVsRestSVM(
+        C=config.C,
+        class_weight=config.class_weight,
+        solver=solver,
+        n_epochs=config.n_epochs,
+        random_state=config.seed,
+        n_jobs=config.n_jobs,
+    )
+
+
+def resolve_solver(store: FeatureStore, n_rows: int, config: BaselineConfig, solver=None) -> tuple[str, str, object]:
+    """The solver that trains ``n_rows`` rows of ``store`` (``"auto"`` resolved), why, and the kernel map.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        The training features (unmapped).
+    n_rows : int
+        Training rows.
+    config : BaselineConfig
+        The solver, the encoding's kernel map and ``n_jobs``.
+    solver : str, optional
+        Default ``config.solver``.
+
+    Returns
+    -------
+    solver : str
+        ``"liblinear"``, ``"sgd"`` or ``"sdca"``.
+    why : str
+        ``"; auto: ..."`` (the estimated peak against the budget) when ``"auto"`` chose, else "".
+    kernel_map : fitted kernel map or None
+        The map of the stored vectors (3 outputs per input) or None.
+    """
+    kmap = make_kernel_map(encoding_for(config).kernel_map_name(config), n_features=store.dim)
+    # both maps give 3 outputs per input (order 1; 2 sample steps)
+    dim = store.dim * (1 if kmap is None else 3)
+    solver = solver or config.solver
+    why = ""
+    if solver == "auto":
+        solver, why = choose_solver(store, n_rows, dim, config.n_jobs)
+        why = f"; auto: {why}"
+    return solver, why, kmap
+
+
+def non_converged(svm, label_names=None) -> list[str]:
+    """The labels whose SVM did not converge (liblinear's iterations, SGD's weight change, SDCA's gap).
+
+    Parameters
+    ----------
+    svm : OneVsRestSVM
+        Fitted.
+    label_names : sequence of str, optional
+        One name per SVM (default ``"label k"``).
+
+    Returns
+    -------
+    list of str
+    """
+    names = list(label_names) if label_names is not None else [f"label {k}" for k in range(len(svm.converged_))]
+    return [n for n, c in zip(names, svm.converged_) if not c]
+
+
+def train_svms(
+    store: FeatureStore,
+    rows,
+    Y,
+    config: BaselineConfig,
+    progress=True,
+    solver=None,
+    label="train",
+    label_names=None,
+    on_epoch=None,
+):
     """Train the 14 SVMs on store ``rows`` (positions) with labels ``Y`` (len(rows), 14).
 
     ``solver`` (default ``config.solver``) ``"auto"`` trains in memory with
     liblinear when its estimated peak (:func:`liblinear_peak_bytes`) fits
-    :data:`IN_MEMORY_BUDGET_BYTES`, else out of core with SGD, one shard at a
-    time (peak memory independent of the number of images).  ``label``
-    begins its log line and names its progress bar (``"calibrate"`` for the
-    calibration's held-out SVMs).  SGD keeps a checkpoint after every epoch
-    (:func:`sgd_checkpoint_path`) and resumes from it.
+    :data:`IN_MEMORY_BUDGET_BYTES`, else out of core with SDCA
+    (:meth:`~phow_baseline.classification.svm.OneVsRestSVM.fit_store`: the
+    kernel map applied as the rows are read, stopped on the duality gap); SGD
+    (``"sgd"``) trains out of core one shard at a time.  Both keep a
+    checkpoint after every epoch (:func:`sgd_checkpoint_path`,
+    :func:`sdca_checkpoint_path`) and resume from it after a kill.  ``label``
+    begins its log line and names its progress bar.
 
     Parameters
     ----------
@@ -482,36 +568,26 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
     config : BaselineConfig
         ``C``, ``class_weight``, ``n_epochs``, ``seed``, ``n_jobs``, the kernel map and the solver.
     progress : bool, default=True
-        Show a progress bar (SGD).
-    solver : {"auto", "liblinear", "sgd"}, optional
+        Show a progress bar (SGD, SDCA).
+    solver : {"auto", "liblinear", "sgd", "sdca"}, optional
         Default ``config.solver``.
     label : str, default="train"
         Names the log line and the progress bar.
+    label_names : sequence of str, optional
+        The labels' names, for the warnings (default ``"label k"``).
+    on_epoch : callable, optional
+        SDCA: called with the solver after each epoch's checkpoint (it may raise to stop, as a kill would).
 
     Returns
     -------
     OneVsRestSVM
         Fitted: ``coef_`` ``(n_labels, dim')`` float32, ``dim'`` the kernel-mapped dimension.
     """
-    from ..classification.svm import OneVsRestSVM
     from ..progress import progress_bar
 
-    kmap = make_kernel_map(encoding_for(config).kernel_map_name(config), n_features=store.dim)
-    # both maps give 3 outputs per input (order 1; 2 sample steps)
+    solver, why, kmap = resolve_solver(store, len(rows), config, solver)
     dim = store.dim * (1 if kmap is None else 3)
-    solver = solver or config.solver
-    why = ""
-    if solver == "auto":
-        solver, why = choose_solver(store, len(rows), dim, config.n_jobs)
-        why = f"; auto: {why}"
-    svm = OneVsRestSVM(
-        C=config.C,
-        class_weight=config.class_weight,
-        solver=solver,
-        n_epochs=config.n_epochs,
-        random_state=config.seed,
-        n_jobs=config.n_jobs,
-    )
+    svm = _make_svm(config, solver)
     transform = (lambda X: kmap.transform(X)) if kmap is not None else None
     if solver == "liblinear":
         X = store.load(rows)
@@ -519,10 +595,27 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
             X = transform(X)
         _log(f"{label}: 14 linear SVMs (liblinear, C={config.C}) on {X.shape[0]} x {X.shape[1]} features{why}")
         svm.fit(X, Y)
-        if not svm.converged_.all():
-            _log(f"warning: {label}: liblinear did not converge for {int((~svm.converged_).sum())} class(es)")
+        _warn_non_converged(svm, label, label_names)
         return svm
     Y = np.asarray(Y)
+    if solver == "sdca":
+        ckpt = sdca_checkpoint_path(store, rows, Y, config)
+        resume = f"; resuming from {ckpt.name}" if ckpt.exists() else ""
+        _log(f"{label}: 14 linear SVMs (SDCA, out of core, C={config.C}) on {len(rows)} x {dim} features{why}{resume}")
+        bar = progress_bar(desc=f"{label} (SDCA)", unit="epoch", disable=not progress)
+
+        def step(solver_state):
+            bar.update(1)
+            bar.set_postfix(training=int(solver_state.active.sum()))
+            if on_epoch is not None:
+                on_epoch(solver_state)
+
+        try:
+            svm.fit_store(store, Y, rows=rows, transform=kmap, checkpoint=ckpt, on_epoch=step, label_names=label_names)
+        finally:
+            bar.close()
+        _warn_non_converged(svm, label, label_names)
+        return svm
     ckpt = sgd_checkpoint_path(store, rows, Y, config)
     start = 0
     if ckpt.exists():
@@ -531,14 +624,7 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
             start = min(svm.sgd_epochs_done, config.n_epochs)
         except (DataFileError, KeyError, ValueError) as exc:  # unreadable: start again, say why
             _log(f"warning: {ckpt}: {exc}; training from the first epoch")
-            svm = OneVsRestSVM(
-                C=config.C,
-                class_weight=config.class_weight,
-                solver=solver,
-                n_epochs=config.n_epochs,
-                random_state=config.seed,
-                n_jobs=config.n_jobs,
-            )
+            svm = _make_svm(config, solver)
     _log(
         f"{label}: 14 linear SVMs (SGD, out of core, {config.n_epochs} epochs) on {len(rows)} x {dim} "
         f"features{why}" + (f"; resuming after epoch {start} ({ckpt.name})" if start else "")
@@ -563,6 +649,310 @@ def train_svms(store: FeatureStore, rows, Y, config: BaselineConfig, progress=Tr
             "objective per epoch in metrics.json)"
         )
     return svm
+
+
+def _warn_non_converged(svm, label, label_names):
+    bad = non_converged(svm, label_names)
+    if not bad:
+        return
+    solver = svm.convergence()["solver"]
+    how = {
+        "liblinear": f"within {svm.max_iter} iterations",
+        "sdca": f"(relative duality gap above {svm.tol:g} after the last epoch; gaps in metrics.json)",
+    }.get(solver, "")
+    _log(f"warning: {label}: {solver} did not converge for {len(bad)} class(es) {how}: {', '.join(bad)}")
+
+
+def sdca_checkpoint_path(store: FeatureStore, rows, Y, config: BaselineConfig, folds=None) -> Path:
+    """Where the SDCA training of these rows, labels and settings keeps its state after each epoch.
+
+    As :func:`sgd_checkpoint_path`: beside the feature store, named by a
+    hash of the store, the rows, the labels, the folds (cross-fitting) and
+    the settings the weights depend on (``C``, ``class_weight``, ``seed``,
+    ``kernel_map``); the solver checks the labels and settings again when it
+    resumes.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        The training features.
+    rows : sequence of int
+        Store positions of the training images.
+    Y : array-like, shape (len(rows), n_labels)
+        Their 0/1 targets.
+    config : BaselineConfig
+        ``C``, ``class_weight``, ``seed`` and ``kernel_map``.
+    folds : array-like of int, optional
+        The fold of each row, for the models of :func:`train_svms_folds`.
+
+    Returns
+    -------
+    Path
+        ``<store's folder>/../sdca-<16 hex digits>.npz`` (``sdca-folds-...`` with ``folds``; it may not exist).
+    """
+    h = hashlib.sha256()
+    h.update(str(Path(store.directory).name).encode())
+    h.update(np.ascontiguousarray(rows, np.int64).tobytes())
+    h.update(np.ascontiguousarray(Y, np.uint8).tobytes())
+    if folds is not None:
+        h.update(np.ascontiguousarray(folds, np.int64).tobytes())
+    h.update(repr(tuple(getattr(config, k) for k in ("C", "class_weight", "seed", "kernel_map"))).encode())
+    return Path(store.directory).parent / f"sdca{'-folds' if folds is not None else ''}-{h.hexdigest()[:16]}.npz"
+
+
+def patient_folds(patients, n_folds: int, seed: int) -> np.ndarray:
+    """Seeded patient-wise folds: each patient's images all in one fold, the folds of about equal size.
+
+    The unique patients (``numpy.unique`` order) are shuffled by
+    ``default_rng(seed)``, as the validation carve shuffles them
+    (:func:`~phow_baseline.data.chestxray14.patient_validation_split`), and
+    cut into ``n_folds`` runs of about ``n / n_folds`` images each (a
+    patient goes to the fold where the middle of its images falls).  Folds
+    left empty (fewer patients than folds) are dropped and the rest
+    numbered ``0..K-1``.
+
+    Parameters
+    ----------
+    patients : sequence, shape (n,)
+        The patient of each training image (any comparable values).
+    n_folds : int
+        Folds asked for (>= 2).
+    seed : int
+        Seed of the patient shuffle.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+        The fold of each image, ``0..K-1`` with ``K <= n_folds`` (``K`` the number of non-empty folds).
+    """
+    patients = np.asarray(patients)
+    n = len(patients)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    uniq, inverse, counts = np.unique(patients, return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    cum = np.cumsum(counts[order])
+    middle = cum - counts[order] / 2.0
+    fold_of_ranked = np.minimum((middle * n_folds / n).astype(np.int64), n_folds - 1)
+    fold_of_patient = np.empty(len(uniq), np.int64)
+    fold_of_patient[order] = fold_of_ranked
+    folds = fold_of_patient[inverse.ravel()]
+    _, renumbered = np.unique(folds, return_inverse=True)  # drop empty folds
+    return renumbered.ravel().astype(np.int64)
+
+
+def training_folds(ds, names, config: BaselineConfig) -> np.ndarray:
+    """The cross-fitting folds of the training images ``names``: :func:`patient_folds` of their patients.
+
+    Parameters
+    ----------
+    ds : ChestDataset
+        The dataset (its ``patients``).
+    names : sequence of str
+        The training images, in training row order.
+    config : BaselineConfig
+        ``calibration_folds`` and ``seed``.
+
+    Returns
+    -------
+    ndarray of int64, shape (len(names),)
+    """
+    return patient_folds(as_protocol(ds).patients(list(names)), config.calibration_folds, config.seed)
+
+
+def train_svms_folds(
+    store: FeatureStore,
+    rows,
+    Y,
+    folds,
+    config: BaselineConfig,
+    progress=True,
+    solver=None,
+    label="train",
+    label_names=None,
+    on_epoch=None,
+):
+    """The final SVMs on all ``rows`` and, for each fold ``k``, SVMs on the rows outside it (cross-fitting).
+
+    One solver for all (``"auto"`` chosen on all rows), so the calibration
+    maps the scores of the same kind of SVM.  SDCA trains every fold's
+    models and the final ones in one pass over the shards when the
+    estimator has ``fit_store_folds``; liblinear reads the features once
+    (``fit_folds`` when the estimator has it); otherwise, and for SGD, one
+    training per fold (each with its own checkpoint).
+
+    Parameters
+    ----------
+    store : FeatureStore
+        The training features (unmapped).
+    rows : sequence of int
+        Store positions of the training images.
+    Y : array-like, shape (len(rows), n_labels)
+        Their 0/1 targets.
+    folds : array-like of int, shape (len(rows),)
+        The fold of each row, ``0..K-1`` (:func:`patient_folds`).
+    config : BaselineConfig
+        The SVM settings.
+    progress : bool, default=True
+        Show progress bars.
+    solver : str, optional
+        Default ``config.solver``.
+    label : str, default="train"
+        Names the log lines.
+    label_names : sequence of str, optional
+        The labels' names, for the warnings.
+    on_epoch : callable, optional
+        SDCA: called after each epoch (see :func:`train_svms`).
+
+    Returns
+    -------
+    final : OneVsRestSVM
+        Trained on all rows.
+    fold_models : list of OneVsRestSVM
+        ``K`` models, model ``k`` trained on the rows with fold != k.
+    """
+    from ..classification.svm import OneVsRestSVM
+
+    folds = np.asarray(folds, np.int64)
+    Y = np.asarray(Y)
+    rows = np.asarray(rows, np.int64)
+    K = int(folds.max()) + 1 if len(folds) else 0
+    solver, why, kmap = resolve_solver(store, len(rows), config, solver)
+    if solver == "sdca" and hasattr(OneVsRestSVM, "fit_store_folds"):
+        ckpt = sdca_checkpoint_path(store, rows, Y, config, folds=folds)
+        from ..progress import progress_bar
+
+        _log(
+            f"{label}: 14 linear SVMs and the {K} folds' held-out ones for the calibration (SDCA, out of core, "
+            f"C={config.C}) on {len(rows)} x {store.dim * (1 if kmap is None else 3)} features{why}"
+        )
+        bar = progress_bar(desc=f"{label} + {K} folds (SDCA)", unit="epoch", disable=not progress)
+
+        def step(solver_state):
+            bar.update(1)
+            if on_epoch is not None:
+                on_epoch(solver_state)
+
+        try:
+            models = _make_svm(config, solver).fit_store_folds(
+                store, Y, rows, folds, transform=kmap, checkpoint=ckpt, on_epoch=step, label_names=label_names
+            )
+        finally:
+            bar.close()
+        final, fold_models = models[-1], list(models[:-1])
+        for k, m in enumerate(fold_models):
+            _warn_non_converged(m, f"calibrate fold {k + 1}/{K}", label_names)
+        _warn_non_converged(final, label, label_names)
+        return final, fold_models
+    if solver == "liblinear":
+        X = store.load(rows)
+        if kmap is not None:
+            X = kmap.transform(X)
+        _log(
+            f"{label}: 14 linear SVMs (liblinear, C={config.C}) on {X.shape[0]} x {X.shape[1]} features and on "
+            f"each of {K} folds' complements{why}"
+        )
+        svm = _make_svm(config, solver)
+        if hasattr(svm, "fit_folds"):
+            models = svm.fit_folds(X, Y, folds)
+            final, fold_models = models[-1], list(models[:-1])
+        else:
+            fold_models = [_make_svm(config, solver).fit(X[folds != k], Y[folds != k]) for k in range(K)]
+            final = svm.fit(X, Y)
+        del X
+        for k, m in enumerate(fold_models):
+            _warn_non_converged(m, f"calibrate fold {k + 1}/{K}", label_names)
+        _warn_non_converged(final, label, label_names)
+        return final, fold_models
+    final = train_svms(store, rows, Y, config, progress, solver, label, label_names, on_epoch)
+    fold_models = [
+        train_svms(
+            store,
+            rows[folds != k],
+            Y[folds != k],
+            config,
+            progress,
+            solver,
+            f"calibrate fold {k + 1}/{K}",
+            label_names,
+            on_epoch,
+        )
+        for k in range(K)
+    ]
+    return final, fold_models
+
+
+def out_of_fold_scores(store: FeatureStore, rows, folds, fold_models, kernel_map=None) -> np.ndarray:
+    """Each row's SVM margins by the fold model that did not see it: ``(len(rows), n_labels)`` float64.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        The features (unmapped).
+    rows : sequence of int
+        Store positions.
+    folds : array-like of int, shape (len(rows),)
+        The fold of each row.
+    fold_models : sequence of OneVsRestSVM
+        Model ``k`` trained without fold ``k``.
+    kernel_map : fitted kernel map, optional
+        Applied to the stored vectors before scoring.
+
+    Returns
+    -------
+    ndarray of float64, shape (len(rows), n_labels)
+    """
+    folds = np.asarray(folds, np.int64)
+    n_labels = len(fold_models[0].coef_)
+    S = np.full((len(rows), n_labels), np.nan)
+    for Xb, pos in store.batches(list(rows)):
+        Xb = np.asarray(Xb, np.float32)
+        if kernel_map is not None:
+            Xb = kernel_map.transform(Xb)
+        fb = folds[pos]
+        for k in np.unique(fb):
+            sel = fb == k
+            S[pos[sel]] = np.asarray(fold_models[k].decision_function(Xb[sel]), np.float64).reshape(int(sel.sum()), -1)
+    if np.isnan(S).any():
+        raise ValueError(f"{store.directory}: {int(np.isnan(S).any(1).sum())} row(s) got no out-of-fold score")
+    return S
+
+
+def training_record(svm, labels, solver_why: str = "") -> dict:
+    """The training record of ``model.json`` and ``metrics.json``: the solver's, with one entry per label.
+
+    Parameters
+    ----------
+    svm : OneVsRestSVM
+        Fitted.
+    labels : sequence of str
+        The labels' names, in the SVMs' order.
+    solver_why : str, default=""
+        Why ``"auto"`` chose the solver (recorded as ``solver_choice``).
+
+    Returns
+    -------
+    dict
+        :meth:`~phow_baseline.classification.svm.OneVsRestSVM.convergence` plus ``per_class`` (label ->
+        ``converged``, ``epochs`` (SDCA, SGD) or ``iterations`` (liblinear), and SDCA's ``duality_gap``
+        (relative: ``(P - D) / P``) and ``time_s``) and ``not_converged`` (the labels).
+    """
+    rec = svm.convergence()
+    per = {}
+    for j, lab in enumerate(labels):
+        e = {"converged": bool(svm.converged_[j])}
+        e["iterations" if rec["solver"] == "liblinear" else "epochs"] = int(svm.n_iter_[j])
+        if rec["solver"] == "sdca":
+            gap, primal = rec["duality_gap"][j], rec["primal_objective"][j]
+            e["duality_gap"] = gap
+            e["relative_gap"] = None if gap is None or not primal else gap / primal
+            e["time_s"] = rec["time_s"][j]
+        per[str(lab)] = e
+    rec["per_class"] = per
+    rec["not_converged"] = non_converged(svm, labels)
+    if solver_why:
+        rec["solver_choice"] = solver_why.removeprefix("; auto: ")
+    return rec
 
 
 def sgd_checkpoint_path(store: FeatureStore, rows, Y, config: BaselineConfig) -> Path:
@@ -682,8 +1072,12 @@ def train_model(data_dir, work_dir, config: BaselineConfig, progress=True, ds=No
 
     One SVM per label of the dataset, trained on the targets of the config's
     label policy (:func:`training_targets`); the model records the dataset
-    (:func:`dataset_record`).  Calibrated unless ``config.calibration`` is
-    ``"none"`` (:func:`calibrate_model`).
+    (:func:`dataset_record`) and the training (:func:`training_record`:
+    solver, and per label convergence, epochs, SDCA's duality gap and time).
+    Calibrated unless ``config.calibration`` is ``"none"``
+    (:func:`calibrate_model`): with ``config.calibration_folds`` >= 2 the
+    fold models are trained with the final ones (:func:`train_svms_folds`,
+    one pass over the shards for SDCA).
 
     Parameters
     ----------
@@ -723,41 +1117,72 @@ def train_model(data_dir, work_dir, config: BaselineConfig, progress=True, ds=No
             dataset_tag(ds, config.train_split),
             progress,
         )
-        svm = train_svms(store, rows, Y, config, progress)
+        solver, why, _ = resolve_solver(store, len(rows), config)
+        if why:
+            _log(f"train: solver {solver}{why.removeprefix(';')}")
+        labels = list(ds.labels)
+        folds = fold_models = None
+        if config.calibration != "none" and config.calibration_folds >= 2:
+            folds = training_folds(ds, [cache.names[r] for r in rows], config)
+        if folds is not None and folds.max(initial=0) >= 1:
+            svm, fold_models = train_svms_folds(
+                store, [int(r) for r in rows], Y, folds, config, progress, solver, label_names=labels
+            )
+        else:
+            svm = train_svms(store, rows, Y, config, progress, solver, label_names=labels)
         model = PhowModel(
             config,
             vocab,
             svm,
             labels=ds.labels,
-            info={"trained_on": config.train_split, "n_train": len(rows), "training": svm.convergence()},
+            info={
+                "trained_on": config.train_split,
+                "n_train": len(rows),
+                "training": training_record(svm, labels, why),
+            },
             dataset=dataset_record(ds, config),
         )
         if config.calibration != "none":
-            calibrate_model(model, ds, cache, store, rows, Y, work_dir, progress)
+            calibrate_model(model, ds, cache, store, rows, Y, work_dir, progress, folds=folds, fold_models=fold_models)
     return model
 
 
-def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progress=True) -> PhowModel:
-    """Fit the model's Platt scaling and operating points on the patient-wise validation carve (in place).
+def calibrate_model(
+    model: PhowModel, ds, cache, store, rows, Y, work_dir, progress=True, folds=None, fold_models=None
+) -> PhowModel:
+    """Fit the model's Platt scaling and operating points on scores of SVMs that did not see the images (in place).
 
-    The validation images must be scored by SVMs that did not see them.
-    When the training split holds the carve (``train_val``, the default), a
-    second set of 14 SVMs is trained on the training rows outside it (the
-    ``train`` carve) and scores it; the final SVMs, trained on all rows, are
-    then calibrated with those held-out scores (scikit-learn's
-    ``CalibratedClassifierCV(ensemble=False)`` does the same with
-    cross-validation).  When the training split excludes the carve
-    (``train``), the model itself scores it.  Platt scaling is per class
-    (:class:`~phow_baseline.classification.calibration.PlattCalibrator`); the operating
-    points (``config.operating_rule``) are chosen on the calibrated
-    validation probabilities.
+    Cross-fitted (``config.calibration_folds`` K >= 2, the default 5): the
+    training images are split patient-wise into K seeded folds
+    (:func:`training_folds`); fold ``k``'s images are scored by SVMs trained
+    on the other folds (:func:`train_svms_folds`, or ``fold_models`` given),
+    so that every training image, and every positive of every class, has an
+    out-of-fold score; Platt scaling and the operating points are fitted on
+    all of them (scikit-learn's ``CalibratedClassifierCV(ensemble=False)``
+    does the same).  The final SVMs, trained on all rows, are then
+    calibrated with those scores.
+
+    ``calibration_folds=1`` (0.1 and 0.2): the patient-wise validation carve.
+    When the training split holds it (``train_val``), 14 held-out SVMs
+    trained on the rows outside it score it; when the training split
+    excludes it (``train``), the model itself scores it.
+
+    A class with fewer than
+    :data:`~phow_baseline.classification.calibration.MIN_FIT_POSITIVES`
+    positives (or negatives) among the calibration images is a *fallback*:
+    Platt's smoothed targets carry its fit (slope at the minimum with no
+    positive) and its threshold follows the rule on the positives it has, or
+    with none the prevalence quantile
+    (:func:`~phow_baseline.classification.operating_points.prevalence_threshold`).
+    ``info["calibrated_on"]["fallback"]`` names each such class and why; a
+    warning counts them.
 
     Parameters
     ----------
     model : PhowModel
         The trained model (its ``calibrator``, ``operating_points`` and ``info["calibrated_on"]`` are set).
     ds : ChestDataset
-        The dataset (its ``val`` carve).
+        The dataset (its patients; its ``val`` carve with one fold).
     cache : ImageCache
         The training split's image cache.
     store : FeatureStore
@@ -770,67 +1195,187 @@ def calibrate_model(model: PhowModel, ds, cache, store, rows, Y, work_dir, progr
         The work folder.
     progress : bool, default=True
         Show progress bars.
+    folds : array-like of int, shape (len(rows),), optional
+        The rows' folds (default :func:`training_folds`); cross-fitting only.
+    fold_models : sequence of OneVsRestSVM, optional
+        Model ``k`` trained without fold ``k`` (default: trained here with the final SVMs' solver).
 
     Returns
     -------
     PhowModel
-        ``model``, calibrated (or unchanged, with a warning, when the validation carve is empty or unreadable).
+        ``model``, calibrated (or unchanged, with a warning, when there is nothing to calibrate on).
     """
     from ..classification import OperatingPoints, PlattCalibrator
 
     config = model.config
-    val = set(ds.split_names("val"))
-    val_rows = [i for i, r in enumerate(rows) if cache.names[r] in val]
-    if val_rows:
-        fit_rows = [i for i in range(len(rows)) if cache.names[rows[i]] not in val]
-        _log(
-            f"calibrate: 14 held-out SVMs on {len(fit_rows)} training images score the {len(val_rows)} "
-            f"validation images"
-        )
-        # the solver of the final SVMs (not chosen again for the fewer rows): the calibration must map
-        # the scores of the same kind of SVM
-        ho = train_svms(
-            store,
-            [rows[i] for i in fit_rows],
-            np.asarray(Y)[fit_rows],
-            config,
-            progress=progress,
-            solver=model.svm.solver,
-            label="calibrate",
-        )
-        kmap = model.kernel_map
-        S = np.concatenate(
-            [
-                ho.decision_function(Xb if kmap is None else kmap.transform(np.asarray(Xb, np.float32)))
-                for Xb, _ in store.batches([rows[i] for i in val_rows])
-            ]
-        )
-        Yv = np.asarray(Y)[val_rows]
-        source = f"held-out SVMs trained on the {len(fit_rows)} {config.train_split} images outside the carve"
-    else:
-        if not val:
+    n_folds = getattr(config, "calibration_folds", 1)
+    if n_folds >= 2:
+        names = [cache.names[r] for r in rows]
+        folds = training_folds(ds, names, config) if folds is None else np.asarray(folds, np.int64)
+        K = int(folds.max()) + 1 if len(folds) else 0
+        if K < 2:
             _log(
-                f"warning: {ds.root}: the validation carve is empty; the model is not calibrated (scores are SVM "
-                "margins)"
+                f"warning: {ds.root}: the {len(rows)} training image(s) come from fewer than 2 patients; no "
+                "cross-fitting is possible and the model is not calibrated (scores are SVM margins)"
             )
             return model
-        names, S, _ = score_split(model, ds, "val", work_dir, progress)
-        if not names:
-            _log(f"warning: {ds.root}: no readable validation image; the model is not calibrated")
-            return model
-        Yv = training_targets(ds, names, config)
-        source = "the model"
+        if fold_models is None:
+            _, fold_models = _fold_models_only(store, rows, Y, folds, config, model, progress)
+        S = out_of_fold_scores(store, rows, folds, fold_models, model.kernel_map)
+        Yv = np.asarray(Y)
+        record = {
+            "method": "cross-fitted",
+            "split": config.train_split,
+            "folds": K,
+            "fold_sizes": np.bincount(folds, minlength=K).tolist(),
+            "n_images": int(len(Yv)),
+            "scores_from": f"out-of-fold scores: {K} patient-wise folds of the {config.train_split} images, each "
+            f"scored by SVMs trained on the other {K - 1}",
+        }
+    else:
+        val = set(ds.split_names("val"))
+        val_rows = [i for i, r in enumerate(rows) if cache.names[r] in val]
+        if val_rows:
+            fit_rows = [i for i in range(len(rows)) if cache.names[rows[i]] not in val]
+            _log(
+                f"calibrate: 14 held-out SVMs on {len(fit_rows)} training images score the {len(val_rows)} "
+                f"validation images"
+            )
+            # the solver of the final SVMs (not chosen again for the fewer rows): the calibration must map
+            # the scores of the same kind of SVM
+            ho = train_svms(
+                store,
+                [rows[i] for i in fit_rows],
+                np.asarray(Y)[fit_rows],
+                config,
+                progress=progress,
+                solver=model.svm.solver,
+                label="calibrate",
+                label_names=list(model.labels),
+            )
+            kmap = model.kernel_map
+            S = np.concatenate(
+                [
+                    ho.decision_function(Xb if kmap is None else kmap.transform(np.asarray(Xb, np.float32)))
+                    for Xb, _ in store.batches([rows[i] for i in val_rows])
+                ]
+            )
+            Yv = np.asarray(Y)[val_rows]
+            source = f"held-out SVMs trained on the {len(fit_rows)} {config.train_split} images outside the carve"
+        else:
+            if not val:
+                _log(
+                    f"warning: {ds.root}: the validation carve is empty; the model is not calibrated (scores are "
+                    "SVM margins)"
+                )
+                return model
+            names, S, _ = score_split(model, ds, "val", work_dir, progress)
+            if not names:
+                _log(f"warning: {ds.root}: no readable validation image; the model is not calibrated")
+                return model
+            Yv = training_targets(ds, names, config)
+            source = "the model"
+        record = {"method": "validation carve", "split": "val", "n_images": int(len(Yv)), "scores_from": source}
     model.calibrator = PlattCalibrator().fit(S, Yv)
     model.operating_points = OperatingPoints(config.operating_rule, config.min_sensitivity).fit(
         model.calibrator.predict_proba(S), Yv
     )
-    model.info["calibrated_on"] = {
-        "split": "val",
-        "n_images": int(len(Yv)),
-        "scores_from": source,
-        "n_positive": {lab: int(v) for lab, v in zip(model.labels, np.asarray(Yv).sum(0))},
-    }
+    record["n_positive"] = {lab: int(v) for lab, v in zip(model.labels, np.asarray(Yv).sum(0))}
+    record["min_positives"] = int(model.operating_points.min_positives)
+    record["fallback"] = calibration_fallbacks(model)
+    model.info["calibrated_on"] = record
+    if record["fallback"]:
+        _log(
+            f"warning: calibrate: {len(record['fallback'])} class(es) with fewer than {record['min_positives']} "
+            f"positives (or negatives) among the {record['n_images']} calibration images; their Platt fit and "
+            f"threshold are fallbacks (metrics.json: calibration.fallback): {', '.join(record['fallback'])}"
+        )
     return model
+
+
+def _fold_models_only(store, rows, Y, folds, config, model, progress):
+    """The fold models of :func:`calibrate_model` when none were given: the final SVMs' solver, each fold."""
+    solver = model.svm.solver if model.svm.solver != "auto" else None
+    return train_svms_folds(
+        store, np.asarray(rows, np.int64), Y, folds, config, progress, solver, "calibrate", list(model.labels)
+    )
+
+
+def calibration_fallbacks(model) -> dict:
+    """The classes whose calibration is a fallback, and why (``info["calibrated_on"]["fallback"]``).
+
+    Parameters
+    ----------
+    model : PhowModel
+        Calibrated (its ``calibrator`` and ``operating_points``).
+
+    Returns
+    -------
+    dict
+        label -> ``{"reason": code, "n_positive": int, "platt": str, "threshold": str}`` for each class whose
+        Platt fit or threshold is a fallback
+        (:func:`~phow_baseline.classification.calibration.fallback_code`); empty when none is.
+    """
+    cal, ops = model.calibrator, model.operating_points
+    out = {}
+    for j, lab in enumerate(model.labels):
+        code = str(ops.fallback_[j]) or str(getattr(cal, "fallback_", [""] * (j + 1))[j])
+        if not code:
+            continue
+        n_pos = int(cal.n_positive_[j])
+        platt = (
+            "Platt's smoothed targets on few examples"
+            if code.startswith("few")
+            else f"no {'positive' if code == 'no_positive' else 'negative'}: slope at the minimum, intercept "
+            f"fitted to Platt's prior-corrected target"
+        )
+        out[str(lab)] = {"reason": code, "n_positive": n_pos, "platt": platt, "threshold": ops.fallback_rule(j)}
+    return out
+
+
+def describe_training(training: dict | None, calibrated_on: dict | None = None) -> str:
+    """The training and calibration in a few lines for the command line (``train`` and ``run``).
+
+    Parameters
+    ----------
+    training : dict or None
+        The training record (:func:`training_record`, ``model.json``'s and ``metrics.json``'s ``training``).
+    calibrated_on : dict or None
+        ``model.json``'s ``calibrated_on`` (or ``metrics.json``'s ``calibration.fitted_on``).
+
+    Returns
+    -------
+    str
+        Lines naming the solver, the classes that did not converge and the calibration fallbacks.
+    """
+    lines = []
+    if training:
+        solver = training.get("solver", "?")
+        bad = training.get("not_converged")
+        if bad is None:
+            bad = [f"label {k}" for k, c in enumerate(training.get("converged", [])) if not c]
+        n = len(training.get("converged", []))
+        extra = ""
+        if solver == "sdca" and training.get("per_class"):
+            gaps = [e.get("relative_gap") for e in training["per_class"].values() if e.get("relative_gap") is not None]
+            epochs = [e.get("epochs", 0) for e in training["per_class"].values()]
+            if gaps:
+                extra = f"; largest relative duality gap {max(gaps):.2g}, epochs {min(epochs)}-{max(epochs)}"
+        lines.append(
+            f"training: {solver}, {n - len(bad)} of {n} class(es) converged"
+            + (f"; NOT converged: {', '.join(bad)}" if bad else "")
+            + extra
+        )
+    if calibrated_on:
+        how = (
+            f"cross-fitted on {calibrated_on.get('folds')} patient-wise folds"
+            if calibrated_on.get("method") == "cross-fitted"
+            else "on the validation carve"
+        )
+        lines.append(f"calibration: {how} ({calibrated_on.get('n_images')} images)")
+        for lab, e in (calibrated_on.get("fallback") or {}).items():
+            lines.append(f"  fallback {lab}: {e.get('n_positive')} positive(s); threshold: {e.get('threshold')}")
+    return "\n".join(lines)
 
 
 def _runnable(config: BaselineConfig) -> BaselineConfig:
@@ -1078,7 +1623,7 @@ def evaluate_model(
             "config": model.config.to_dict(),
             "encoding": model.config.encoding,
             "n_failures": len(failures),
-            "training": model.svm.convergence(),
+            "training": model.info.get("training") or model.svm.convergence(),
             "dataset": {
                 "kind": ds.kind,
                 "title": ds.title,
@@ -1089,8 +1634,21 @@ def evaluate_model(
         },
         metadata=ds.subgroups(names),
         mask=None if mask.all() else mask,
+        calibration_fit=_calibration_fit(model.info.get("calibrated_on"), external),
         **cal,
     )
+
+
+def _calibration_fit(calibrated_on: dict | None, external: dict | None) -> dict | None:
+    """``model.json``'s calibration record for ``metrics.json`` (the fallbacks of the labels scored)."""
+    if not calibrated_on:
+        return None
+    fit = dict(calibrated_on)
+    if external is not None:
+        keep = {p.a: p.shared for p in external["pairs"]}
+        fit["fallback"] = {keep[k]: v for k, v in (fit.get("fallback") or {}).items() if k in keep}
+        fit["n_positive"] = {keep[k]: v for k, v in (fit.get("n_positive") or {}).items() if k in keep}
+    return fit
 
 
 #: Image files per prediction task.
