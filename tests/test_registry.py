@@ -82,6 +82,15 @@ def test_every_encoding_round_trips_through_its_arrays(name, phow_pairs):
     params, state = enc.encoder_state(a)
     c = enc.encoder_from_state(params, state)
     np.testing.assert_array_equal(c.encode_one(*phow_pairs[0]), a.encode_one(*phow_pairs[0]))
+    # a feature store records what the vectors depend on: a freshly fitted encoder (progress messages
+    # on, several threads) and the same one loaded from its vocabulary file must agree, or an
+    # interrupted encoding could not resume (found by a kill -9 of `cv --preset strongest`)
+    if "verbose" in a.get_params():
+        a.set_params(verbose=True)
+        c.set_params(verbose=False)
+    if "n_threads" in a.get_params():
+        a.set_params(n_threads=2)
+    assert enc.store_params(a) == enc.store_params(b) == enc.store_params(c)
 
 
 def test_the_dimensions_follow_the_config():

@@ -67,6 +67,11 @@ VOCABULARY_SAMPLE_KEYS = (
 )
 
 
+#: Encoder parameters that change how an encoder runs, not the vectors it gives (progress
+#: messages, threads): left out of :meth:`Encoding.store_params`.
+RUNTIME_PARAMS = ("verbose", "n_threads", "n_jobs")
+
+
 class UnknownEncodingError(ConfigError):
     """``config.encoding`` (or a name given to :func:`get_encoding`) is not a registered encoding.
 
@@ -322,9 +327,12 @@ class Encoding(abc.ABC):
         Returns
         -------
         dict
-            JSON-ready: ``encoder`` (the name), ``encoder_params`` and ``vocabulary_sha256`` (hex).
+            JSON-ready: ``encoder`` (the name), ``encoder_params`` (less :data:`RUNTIME_PARAMS`, which
+            do not change a vector: a freshly fitted encoder and the same one loaded from its vocabulary
+            file give equal parameters, so an interrupted encoding resumes) and ``vocabulary_sha256`` (hex).
         """
         params, arrays = self.encoder_state(encoder)
+        params = {k: v for k, v in params.items() if k not in RUNTIME_PARAMS}
         return {
             "encoder": self.name,
             "encoder_params": params,
