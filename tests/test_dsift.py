@@ -165,6 +165,32 @@ def test_uint8_fast_path_matches_general_path(h, w, b, step, seed, threshold):
     assert diff.size == 0 or (diff.max() <= 1 and (diff > 0).mean() < 1e-3)
 
 
+@pytest.mark.parametrize("b, step", [(1, 1), (2, 1), (4, 2), (6, 3), (10, 2)])
+def test_uint8_fast_path_over_several_chunks(b, step):
+    """The fast assembly over lines of more frames than one chunk (128): the ring of row sums restarts
+    at each chunk; uint8 output equals min(512 d, 255) of the float descriptors within float rounding."""
+    from phow_baseline.features.dsift import _CHUNK
+
+    im = np.random.default_rng(b).random((3 * _CHUNK * step // 2 + 3 * b + 1, 23 + 3 * b)).astype(np.float32)
+    f8, d8 = dsift(im, step=step, bin_size=b, window_size=1.5)
+    ff, df = dsift(im, step=step, bin_size=b, window_size=1.5, float_descriptors=True)
+    assert dsift_grid(im.shape, step, b)[3] > _CHUNK  # frames along y: the assembly's chunked axis
+    np.testing.assert_allclose(f8, ff, rtol=1e-5)
+    diff = np.abs(d8.astype(np.int16) - np.minimum(512 * df, 255).astype(np.int16))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+@pytest.mark.parametrize("b", [1, 2, 3, 4, 6, 8, 10, 16])
+@pytest.mark.parametrize("window_size", [1.5, 2.0])
+def test_bin_weights_are_separable(b, window_size):
+    """The fast assembly sums rows of bins with the per-axis window means: their outer product must be
+    exactly the 4x4 weights (the same float32 products)."""
+    from phow_baseline.features.dsift import _bin_means, _bin_weights
+
+    m = _bin_means(b, window_size)
+    assert np.array_equal(np.outer(m, m).astype(np.float32), _bin_weights(b, window_size))
+
+
 def test_frames_out_and_out_are_filled_in_place():
     im = np.random.default_rng(1).random((40, 50)).astype(np.float32)
     f, d = dsift(im, step=2, bin_size=4)

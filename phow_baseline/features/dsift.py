@@ -7,7 +7,9 @@ This follows ``vl/dsift.c`` of VLFeat 0.9.21 (``vl_dsift_process`` with
    ``sqrt(gx^2 + gy^2)`` (0 below ``1e-8``) and angle by VLFeat's
    ``vl_fast_atan2_f`` polynomial; the angle, taken modulo 2 pi, is split
    linearly between the two nearest of 8 orientation bins.  The 8
-   orientation planes are computed once per image.
+   orientation planes are computed a row at a time into a ring of
+   ``2 bin_size + 1`` rows, from which step 2 filters them along y as soon
+   as its rows exist: they are never stored whole.
 2. Each plane is filtered by a separable triangular kernel of half-width
    ``bin_size`` and unit height (``1 - |d| / bin_size``, replicate padding):
    the bilinear spatial binning of SIFT.  Only the rows and columns where
@@ -39,10 +41,16 @@ long contiguous run of floats: the gradient angles and moduli a row at a
 time (branch-free ``vl_fast_atan2_f``), the y filter over whole rows of
 ``W x 8`` floats (written x-major), the x filter over whole columns of
 ``R x 8`` floats, and the assembly over the 16 spatial bins of a line of
-up to 64 frames at once (block-major scratch; each spatial bin's 8
-``uint8`` are moved as one 64-bit word).  Indices into the hot loops are
+up to 128 frames at once (block-major scratch; each spatial bin's 8
+``uint8`` are moved as one 64-bit word; the sums for the contrast and the
+first norm use that the Gaussian bin weights are separable, so that each
+row of bins is summed once for the 4 lines of frames that use it).  Indices into the hot loops are
 slices or loop counters, so that Numba's negative-index wraparound
-does not block vectorisation.
+does not block vectorisation.  Memory: the orientation planes live only
+in a ring of rows (fused with the y filter), the filters' outputs in a
+per-thread scratch reused from call to call, and the transposed writes
+(filtered rows, descriptors) go a block of rows or a whole descriptor at
+a time, not one 32- or 8-byte piece per page.
 
 One concept at this length: VLFeat's dense SIFT (its kernels, geometry and the
 fast uint8 assembly).
@@ -52,6 +60,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 
 import numba
 import numpy as np
@@ -68,8 +77,11 @@ DEFAULT_WINDOW_SIZE = 2.0
 CLAMP = 0.2
 #: float32 machine epsilon (VLFeat's ``VL_EPSILON_F``), added before the first normalization.
 _EPS_F = np.float32(1.19209290e-07)
-#: Frames per chunk in the descriptor assembly (16 x 8 x 64 floats = 32 KiB of scratch).
-_CHUNK = 64
+#: Output rows of the fused y filter written out (transposed) together.
+_ROW_BLOCK = 8
+#: Frames per chunk in the descriptor assembly (128 frames: a whole line of frames of a 256 px image in one chunk,
+#: 16 KiB of uint8 scratch and 4 x 4 KiB of float scratch).
+_CHUNK = 128
 #: Block of the 4x4 spatial bins in the descriptor when the assembly's
 #: outer axis is the image's x axis: loop bin (a, o) = (y bin, x bin) is
 #: descriptor block ``a + 4 o`` (x fastest, see the module docstring).
@@ -116,6 +128,35 @@ def _angle_modulus(gx, gy, nt, mod):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _planes_row(im, y, gx, gy, nt, mod, o):
+    """Row ``y`` of :func:`orientation_planes` into ``o`` (``W x 8`` floats, x-major);
+    ``gx, gy, nt, mod`` are ``W``-float scratch rows (``gx`` zero-initialised for ``W == 1``).
+    """
+    H, W = im.shape
+    half = np.float32(0.5)
+    row = im[y]
+    ra = im[min(y + 1, H - 1)]
+    rb = im[max(y - 1, 0)]
+    fy = half if (y > 0 and y < H - 1) else np.float32(1.0)
+    if H == 1:
+        fy = np.float32(0.0)
+    for x in range(W):
+        gy[x] = fy * (ra[x] - rb[x])
+    if W > 1:
+        for x in range(1, W - 1):
+            gx[x] = half * (row[x + 1] - row[x - 1])
+        gx[0] = row[1] - row[0]
+        gx[W - 1] = row[W - 1] - row[W - 2]
+    _angle_modulus(gx, gy, nt, mod)
+    o[:] = 0.0
+    for x in range(W):
+        b = int(nt[x])
+        r = nt[x] - np.float32(b)
+        o[NUM_BIN_T * x + b % NUM_BIN_T] = (np.float32(1.0) - r) * mod[x]
+        o[NUM_BIN_T * x + (b + 1) % NUM_BIN_T] += r * mod[x]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def orientation_planes(im, out):
     """Split gradient moduli into 8 orientation planes: ``out[y, x, t]``.
 
@@ -140,30 +181,77 @@ def orientation_planes(im, out):
     gy = np.empty(W, np.float32)
     nt = np.empty(W, np.float32)
     mod = np.empty(W, np.float32)
-    half = np.float32(0.5)
     O = out.reshape(H, W * NUM_BIN_T)
     for y in range(H):
-        row = im[y]
-        ra = im[min(y + 1, H - 1)]
-        rb = im[max(y - 1, 0)]
-        fy = half if (y > 0 and y < H - 1) else np.float32(1.0)
-        if H == 1:
-            fy = np.float32(0.0)
+        _planes_row(im, y, gx, gy, nt, mod, O[y])
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _tri_row(ring, y, H, b, buf):
+    """:func:`_filter_rows`' y filter of output row ``y`` into ``buf``, from a ring of
+    plane rows (plane row ``v`` in slot ``v % len(ring)``).
+    """
+    NR = ring.shape[0]
+    src = ring[y % NR]
+    for q in range(buf.shape[0]):
+        buf[q] = src[q]
+    for d in range(1, b):
+        w = np.float32(b - d) / np.float32(b)
+        pa = ring[min(y + d, H - 1) % NR]
+        pb = ring[max(y - d, 0) % NR]
+        for q in range(buf.shape[0]):
+            buf[q] += w * (pa[q] + pb[q])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _planes_filter_rows(im, rows, b, out):
+    """:func:`orientation_planes` fused with :func:`_filter_rows`: ``out[x, i, t]`` from the image.
+
+    The orientation planes are computed a row at a time, in increasing
+    ``y``, into a ring of ``2 b + 1`` rows (each row once), and each
+    output row is filtered from the ring as soon as its last input row
+    exists: the ``H x W x 8`` planes are never written to memory and read
+    back (at 1024 x 1024, 32 MiB per scale).
+    Same formulas as :func:`orientation_planes` then :func:`_filter_rows`
+    (planes without fastmath, the filter with it, as there); LLVM compiles
+    the filter loop a little differently here, so the two agree to float
+    rounding (1 ulp of the filtered planes, checked by ``tests/test_dsift.py``),
+    not bit for bit.
+    """
+    H, W = im.shape
+    WT = W * NUM_BIN_T
+    NR = 2 * b + 1
+    ring = np.empty((NR, WT), np.float32)
+    gx = np.zeros(W, np.float32)
+    gy = np.empty(W, np.float32)
+    nt = np.empty(W, np.float32)
+    mod = np.empty(W, np.float32)
+    blk = np.empty((_ROW_BLOCK, WT), np.float32)
+    blk64 = blk.view(np.uint64)  # (_ROW_BLOCK, W * 4)
+    out64 = out.reshape(-1).view(np.uint64)  # (W * R * 4,) of out[x, i, t]
+    R = out.shape[1]
+    done = 0  # rows [0, done) of the planes have been computed (the last NR of them are in the ring)
+    for i0 in range(0, rows.shape[0], _ROW_BLOCK):
+        nr = min(_ROW_BLOCK, rows.shape[0] - i0)
+        for r in range(nr):
+            y = rows[i0 + r]
+            last = min(y + b - 1, H - 1)
+            if done < max(y - b + 1, 0):
+                done = max(y - b + 1, 0)  # rows no output reads are skipped
+            while done <= last:
+                _planes_row(im, done, gx, gy, nt, mod, ring[done % NR])
+                done += 1
+            _tri_row(ring, y, H, b, blk[r])
+        # transposed write, a block of output rows at a time: for each x, the block's rows are
+        # 32 nr contiguous bytes of out (one row at a time would store 32 bytes per page)
         for x in range(W):
-            gy[x] = fy * (ra[x] - rb[x])
-        if W > 1:
-            for x in range(1, W - 1):
-                gx[x] = half * (row[x + 1] - row[x - 1])
-            gx[0] = row[1] - row[0]
-            gx[W - 1] = row[W - 1] - row[W - 2]
-        _angle_modulus(gx, gy, nt, mod)
-        o = O[y]
-        o[:] = 0.0
-        for x in range(W):
-            b = int(nt[x])
-            r = nt[x] - np.float32(b)
-            o[NUM_BIN_T * x + b % NUM_BIN_T] = (np.float32(1.0) - r) * mod[x]
-            o[NUM_BIN_T * x + (b + 1) % NUM_BIN_T] += r * mod[x]
+            q = 4 * (x * R + i0)
+            for r in range(nr):
+                out64[q] = blk64[r, 4 * x]
+                out64[q + 1] = blk64[r, 4 * x + 1]
+                out64[q + 2] = blk64[r, 4 * x + 2]
+                out64[q + 3] = blk64[r, 4 * x + 3]
+                q += 4
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -348,7 +436,8 @@ def _assemble(
 
 
 # Fast path of the assembly (uint8 output, frames one grid step apart: ``sb == 1``).
-# Each pass reads the 16 spatial bins of a chunk of frames as 16 contiguous
+# Each pass after the first (row sums, see _assemble_uint8) reads the 16
+# spatial bins of a chunk of frames as 16 contiguous
 # runs (one argument each, so that the loop over ``p`` = frame x 8 + t is
 # one vectorised loop with the 16 bins unrolled in its body) and keeps the
 # per-entry sums in registers instead of re-reading scratch arrays 16 times.
@@ -359,37 +448,6 @@ def _sum16(v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15)
     return (((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7))) + (
         ((v8 + v9) + (v10 + v11)) + ((v12 + v13) + (v14 + v15))
     )
-
-
-@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def _pass_sums(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, w, acc, sq, n):
-    """acc[p] = sum_b w_b s_b[p]; sq[p] = sum_b (w_b s_b[p])^2 over the 16 spatial bins."""
-    w0, w1, w2, w3, w4, w5, w6, w7 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
-    w8, w9, w10, w11, w12, w13, w14, w15 = w[8], w[9], w[10], w[11], w[12], w[13], w[14], w[15]
-    for p in range(n):
-        v0, v1, v2, v3 = w0 * s0[p], w1 * s1[p], w2 * s2[p], w3 * s3[p]
-        v4, v5, v6, v7 = w4 * s4[p], w5 * s5[p], w6 * s6[p], w7 * s7[p]
-        v8, v9, v10, v11 = w8 * s8[p], w9 * s9[p], w10 * s10[p], w11 * s11[p]
-        v12, v13, v14, v15 = w12 * s12[p], w13 * s13[p], w14 * s14[p], w15 * s15[p]
-        acc[p] = _sum16(v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15)
-        sq[p] = _sum16(
-            v0 * v0,
-            v1 * v1,
-            v2 * v2,
-            v3 * v3,
-            v4 * v4,
-            v5 * v5,
-            v6 * v6,
-            v7 * v7,
-            v8 * v8,
-            v9 * v9,
-            v10 * v10,
-            v11 * v11,
-            v12 * v12,
-            v13 * v13,
-            v14 * v14,
-            v15 * v15,
-        )
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -454,13 +512,41 @@ def _repeat8(v, out, n):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def _assemble_uint8(binned, wbin, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_area, threshold, desc_u8, norms):
+def _row_sums(s0, s1, s2, s3, w, a, q, n):
+    """a[p] = sum_i w_i s_i[p]; q[p] = sum_i (w_i s_i[p])^2 over the 4 spatial bins of a row."""
+    w0, w1, w2, w3 = w[0], w[1], w[2], w[3]
+    for p in range(n):
+        v0, v1, v2, v3 = w0 * s0[p], w1 * s1[p], w2 * s2[p], w3 * s3[p]
+        a[p] = (v0 + v1) + (v2 + v3)
+        q[p] = (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _col_sums(a0, a1, a2, a3, q0, q1, q2, q3, w, acc, sq, n):
+    """acc[p] = sum_i w_i a_i[p]; sq[p] = sum_i w_i^2 q_i[p]: :func:`_row_sums` of 4 rows combined."""
+    w0, w1, w2, w3 = w[0], w[1], w[2], w[3]
+    u0, u1, u2, u3 = w0 * w0, w1 * w1, w2 * w2, w3 * w3
+    for p in range(n):
+        acc[p] = (w0 * a0[p] + w1 * a1[p]) + (w2 * a2[p] + w3 * a3[p])
+        sq[p] = (u0 * q0[p] + u1 * q1[p]) + (u2 * q2[p] + u3 * q3[p])
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _assemble_uint8(binned, wbin, wm, bb, nfx, nfy, ks_outer, ks_inner, blkpos, frame_area, threshold, desc_u8, norms):
     """:func:`_assemble` for uint8 output with ``sb == 1`` (frames one grid step apart), faster.
 
     Same arithmetic as :func:`_assemble` (sums in another order), in three
     vectorised passes over a chunk of frames: the sums and squared sums of
     the weighted bins (contrast, first norm), the squared sum after the
     clamp (second norm), and the uint8 conversion, bin by bin.
+
+    The first pass uses that the bin weights are separable, ``wbin[a, o] =
+    wm[a] wm[o]`` (the Gaussian window's mean per bin along each axis): the
+    weighted sums (and squared sums) over the 4 bins of a row, for every
+    frame of a line, are computed once per row of ``binned`` (kept in a ring
+    of ``3 bb + 1`` rows), each row then serving the 4 lines of frames whose
+    bins lie on it; a line combines 4 such rows instead of 16 bins (about
+    half the arithmetic of that pass).
     """
     nb = NUM_BIN_X * NUM_BIN_Y
     CH = min(nfx, _CHUNK)
@@ -470,6 +556,12 @@ def _assemble_uint8(binned, wbin, bb, nfx, nfy, ks_outer, ks_inner, blkpos, fram
     for by in range(NUM_BIN_Y):
         for bx in range(NUM_BIN_X):
             w[bx + NUM_BIN_X * by] = wbin[by, bx]
+    # weighted row sums: ring slot R % NR holds (sum, squared sum) over the 4 bins of row R for each
+    # frame of the chunk
+    NR = 3 * bb + 1
+    ring_a = np.empty((NR, F), np.float32)
+    ring_q = np.empty((NR, F), np.float32)
+    d1, d2, d3 = bb * NUM_BIN_T, 2 * bb * NUM_BIN_T, 3 * bb * NUM_BIN_T
     acc = np.empty(F, np.float32)
     sq = np.empty(F, np.float32)
     fsum = np.empty(CH, np.float32)
@@ -481,19 +573,27 @@ def _assemble_uint8(binned, wbin, bb, nfx, nfy, ks_outer, ks_inner, blkpos, fram
     desc64 = desc_u8.reshape(-1).view(np.uint64)  # (n * nb,)
     inv_area = np.float32(1.0) / frame_area
     top = np.float32(512.0)
-    for fyi in range(nfy):
-        k0 = fyi * ks_outer
-        r0, r1, r2, r3 = flat[fyi], flat[fyi + bb], flat[fyi + 2 * bb], flat[fyi + 3 * bb]
-        for c0 in range(0, nfx, CH):
-            nc = min(CH, nfx - c0)
-            Fc = nc * NUM_BIN_T
-            o0, o1, o2, o3 = c0 * NUM_BIN_T, (c0 + bb) * NUM_BIN_T, (c0 + 2 * bb) * NUM_BIN_T, (c0 + 3 * bb) * NUM_BIN_T
+    for c0 in range(0, nfx, CH):
+        nc = min(CH, nfx - c0)
+        Fc = nc * NUM_BIN_T
+        o0, o1, o2, o3 = c0 * NUM_BIN_T, (c0 + bb) * NUM_BIN_T, (c0 + 2 * bb) * NUM_BIN_T, (c0 + 3 * bb) * NUM_BIN_T
+        for R in range(3 * bb):
+            row = flat[R][o0:]
+            _row_sums(row, row[d1:], row[d2:], row[d3:], wm, ring_a[R % NR], ring_q[R % NR], Fc)
+        for fyi in range(nfy):
+            k0 = fyi * ks_outer
+            R = fyi + 3 * bb  # the one new row of this line (rows fyi + by bb, by < 3, are in the ring)
+            row = flat[R][o0:]
+            _row_sums(row, row[d1:], row[d2:], row[d3:], wm, ring_a[R % NR], ring_q[R % NR], Fc)
+            a0, a1, a2, a3 = ring_a[fyi % NR], ring_a[(fyi + bb) % NR], ring_a[(fyi + 2 * bb) % NR], ring_a[R % NR]
+            q0, q1, q2, q3 = ring_q[fyi % NR], ring_q[(fyi + bb) % NR], ring_q[(fyi + 2 * bb) % NR], ring_q[R % NR]
+            r0, r1, r2, r3 = flat[fyi], flat[fyi + bb], flat[fyi + 2 * bb], flat[fyi + 3 * bb]
             # spatial bin bx + 4 by (by: outer axis) starts at row fyi + by bb, column c0 + bx bb
             s0, s1, s2, s3 = r0[o0:], r0[o1:], r0[o2:], r0[o3:]
             s4, s5, s6, s7 = r1[o0:], r1[o1:], r1[o2:], r1[o3:]
             s8, s9, s10, s11 = r2[o0:], r2[o1:], r2[o2:], r2[o3:]
             s12, s13, s14, s15 = r3[o0:], r3[o1:], r3[o2:], r3[o3:]
-            _pass_sums(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, w, acc, sq, Fc)
+            _col_sums(a0, a1, a2, a3, q0, q1, q2, q3, wm, acc, sq, Fc)
             # contrast and first L2 normalization (VLFeat adds FLT_EPSILON)
             _frame_sums(acc, fsum, nc)
             for f in range(nc):
@@ -525,13 +625,15 @@ def _assemble_uint8(binned, wbin, bb, nfx, nfy, ks_outer, ks_inner, blkpos, fram
             _pass_uint8(s13, w[13], scale1, scale2, tmp[13], Fc)
             _pass_uint8(s14, w[14], scale1, scale2, tmp[14], Fc)
             _pass_uint8(s15, w[15], scale1, scale2, tmp[15], Fc)
-            # each spatial bin's 8 bytes are one 64-bit word of the descriptor
-            for b in range(nb):
-                src64 = tmp64[b]
-                q = (k0 + c0 * ks_inner) * nb + blkpos[b]
-                for f in range(nc):
-                    desc64[q] = src64[f]
-                    q += ks_inner * nb
+            # each spatial bin's 8 bytes are one 64-bit word of the descriptor; one descriptor after
+            # the other (its 16 words on one page), not one bin after the other: consecutive frames
+            # of a chunk are ks_inner descriptors apart (a page or more), and 16 passes over a chunk's
+            # descriptors would miss the TLB at every store
+            q = (k0 + c0 * ks_inner) * nb
+            for f in range(nc):
+                for b in range(nb):
+                    desc64[q + blkpos[b]] = tmp64[b, f]
+                q += ks_inner * nb
 
 
 @numba.njit(cache=True, nogil=True)
@@ -584,6 +686,17 @@ def bin_window_mean(bin_size: int, num_bins: int, bin_index: int, window_size: f
     for v in np.exp(np.float32(-0.5) * z * z).astype(np.float32):
         acc = np.float32(acc + v)
     return np.float32(acc / np.float32(2 * bin_size - 1))
+
+
+@functools.lru_cache(maxsize=64)
+def _bin_means(b: int, window_size: float) -> np.ndarray:
+    """Window mean of each of the 4 spatial bins along one axis (x and y alike).
+
+    :func:`_bin_weights` is their outer product (the same float32 products).
+    """
+    m = np.array([bin_window_mean(b, NUM_BIN_X, i, window_size) for i in range(NUM_BIN_X)], np.float32)
+    m.setflags(write=False)
+    return m
 
 
 @functools.lru_cache(maxsize=64)
@@ -666,6 +779,29 @@ def as_float_image(image) -> np.ndarray:
     return im
 
 
+#: Largest filter scratch (floats) kept per thread between calls (64 MiB): 24 MiB at 1024 x 1024.
+_SCRATCH_KEEP = 16 << 20
+_scratch = threading.local()
+
+
+def _filter_scratch(W: int, C: int, R: int) -> tuple[np.ndarray, np.ndarray]:
+    """Uninitialised ``(W, R, 8)`` and ``(C, R, 8)`` float32 views for the y and x filters' outputs.
+
+    Both are carved from one buffer kept per thread between calls (up to
+    :data:`_SCRATCH_KEEP` floats), so that a stream of images does not pay
+    the kernel's page faults and zeroing for ``3 x 8 x W x R`` fresh bytes per
+    scale (at 1024 x 1024 a tenth of the extraction time).  The kernels
+    overwrite every entry; the views are valid until this thread's next call.
+    """
+    n1, n2 = W * R * NUM_BIN_T, C * R * NUM_BIN_T
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or buf.size < n1 + n2:
+        buf = np.empty(n1 + n2, np.float32)
+        if buf.size <= _SCRATCH_KEEP:
+            _scratch.buf = buf
+    return buf[:n1].reshape(W, R, NUM_BIN_T), buf[n1 : n1 + n2].reshape(C, R, NUM_BIN_T)
+
+
 def dsift(
     image,
     step: int = 1,
@@ -699,7 +835,9 @@ def dsift(
         Return float32 descriptors (unit L2 norm or all zero) instead of
         ``uint8`` ``min(512 d, 255)``.
     planes : (H, W, 8) float32, optional
-        Precomputed :func:`orientation_planes` of ``image`` (internal reuse).
+        Precomputed :func:`orientation_planes` of ``image``; by default they
+        are computed a row at a time, fused with the y filter, and never stored
+        whole (faster; equal to float rounding).
     contrast_threshold : float
         Descriptors of lower contrast are returned as zeros (default: none).
     out : (n, 128) array, optional
@@ -732,18 +870,17 @@ def dsift(
     dtype = np.float32 if float_descriptors else np.uint8
     if n == 0:
         return np.zeros((0, 3)), np.zeros((0, DESCRIPTOR_SIZE), dtype)
-    if planes is None:
-        planes = np.empty((H, W, NUM_BIN_T), np.float32)
-        orientation_planes(im, planes)
     g = math.gcd(step, b)
     span = 3 * b
     rows = np.arange(y0, y0 + (nfy - 1) * step + span + 1, g, dtype=np.int64)
     cols = np.arange(x0, x0 + (nfx - 1) * step + span + 1, g, dtype=np.int64)
     # y filter at the needed rows (x-major output), x filter at the needed columns:
     # binned[j, i, t] is x-major, so the assembly runs along columns of frames.
-    frt = np.empty((W, len(rows), NUM_BIN_T), np.float32)
-    _filter_rows(planes, rows, b, frt)
-    binned = np.empty((len(cols), len(rows), NUM_BIN_T), np.float32)
+    frt, binned = _filter_scratch(W, len(cols), len(rows))
+    if planes is None:
+        _planes_filter_rows(im, rows, b, frt)  # the planes of the needed rows only, never stored whole
+    else:
+        _filter_rows(planes, rows, b, frt)
     _filter_cols(frt, cols, b, binned)
     wbin = _bin_weights(b, float(window_size))
     norms = np.empty(n, np.float32)
@@ -759,6 +896,7 @@ def dsift(
         _assemble_uint8(
             binned,
             np.ascontiguousarray(wbin.T),
+            _bin_means(b, float(window_size)),
             b // g,
             nfy,
             nfx,

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .dsift import DESCRIPTOR_SIZE, NUM_BIN_T, as_float_image, dsift, dsift_grid, orientation_planes
+from .dsift import DESCRIPTOR_SIZE, as_float_image, dsift, dsift_grid
 
 #: ``vl_phow`` defaults (VLFeat 0.9.21), used by its Caltech-101 application:
 #: bin sizes in pixels.
@@ -194,11 +194,9 @@ def phow(
     n = sum(g[2] for g in grids)
     frames = np.empty((n, 4))
     descs = np.empty((n, DESCRIPTOR_SIZE), dtype)
-    planes = np.empty((H, W, NUM_BIN_T), np.float32)
     lo = 0
     for s, bounds, m in grids:
         ims = smooth(im, s / magnif)
-        orientation_planes(ims, planes)
         dsift(
             ims,
             step=step,
@@ -206,7 +204,6 @@ def phow(
             window_size=window_size,
             bounds=bounds,
             float_descriptors=float_descriptors,
-            planes=planes,
             contrast_threshold=contrast_threshold,
             out=descs[lo : lo + m],
             frames_out=frames[lo : lo + m],
