@@ -87,3 +87,19 @@ def test_encode_split_keeps_float16_features_apart_and_close(tmp_path):
     a, b = stores["float32"].load(), stores["float16"].load()
     assert b.dtype == np.float32 and np.abs(a).max() > 0
     assert np.allclose(a, b, rtol=2.0**-11, atol=2.0**-24)
+
+
+def test_a_0_2_index_with_runtime_encoder_settings_resumes(tmp_path):
+    """0.2.0 recorded the encoder's ``verbose`` and threads in a store's index; a rerun must keep its shards."""
+    params = {"encoder": "fisher", "encoder_params": {"n_components": 4, "pca_dims": 8}, "vocabulary_sha256": "ab"}
+    old = {**params, "encoder_params": {**params["encoder_params"], "verbose": True, "n_threads": 2}}
+    store = FeatureStore.create(tmp_path / "f", ["a.png", "b.png"], 3, old, shard_size=1)
+    store.write_shard(0, np.ones((1, 3), np.float32))
+    again = FeatureStore.create(tmp_path / "f", ["a.png", "b.png"], 3, params, shard_size=1)
+    assert again.missing_shards() == [1]
+    np.testing.assert_array_equal(again.read_shard(0), np.ones((1, 3), np.float32))
+    assert "verbose" not in FeatureStore.open(tmp_path / "f").params["encoder_params"]
+    # any other difference is still refused, naming the folder
+    other = {**params, "encoder_params": {**params["encoder_params"], "pca_dims": 16}}
+    with pytest.raises(ValueError, match="a feature store with other parameters"):
+        FeatureStore.create(tmp_path / "f", ["a.png", "b.png"], 3, other, shard_size=1)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_save_npy, claim_folder, read_json
+from ..io import atomic_save_npy, atomic_write_json, claim_folder, jsonable, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,45 @@ FEATURE_SHARD_SIZE = 256
 STORE_DTYPES = ("float32", "float16")
 #: The suffix of a store folder's name for each dtype (float32: none, so 0.1 stores keep their names).
 STORE_DTYPE_SUFFIX = {"float32": "", "float16": "-f16"}
+
+
+def _forget_runtime_params(index_path: Path, held: dict, index: dict) -> None:
+    """Rewrite a 0.2 store's ``index.json`` that recorded runtime encoder settings, so that it resumes.
+
+    Stores written by 0.2.0 recorded the encoder's ``verbose`` and thread count among the parameters
+    the vectors depend on (they do not: :data:`~phow_baseline.encoding.registry.RUNTIME_PARAMS`);
+    when that is the only difference from ``index``, the index is rewritten without them and its
+    shards are kept.  Any other difference is left to :func:`~phow_baseline.io.claim_folder`'s refusal.
+
+    Parameters
+    ----------
+    index_path : Path
+        The store's ``index.json``.
+    held : dict
+        Its contents.
+    index : dict
+        The index this run would write.
+    """
+    from .registry import RUNTIME_PARAMS
+
+    new = jsonable(index)
+    params = held.get("params")
+    if not isinstance(params, dict) or not isinstance(params.get("encoder_params"), dict):
+        return
+    if not any(k in params["encoder_params"] for k in RUNTIME_PARAMS):
+        return
+    cleaned = {
+        **held,
+        "params": {
+            **params,
+            "encoder_params": {k: v for k, v in params["encoder_params"].items() if k not in RUNTIME_PARAMS},
+        },
+    }
+    if json.loads(json.dumps(cleaned)) == json.loads(json.dumps(new)):
+        atomic_write_json(index_path, new, indent=None)
+        logger.info(
+            "%s: dropped runtime settings (%s) from a 0.2 feature-store index", index_path, ", ".join(RUNTIME_PARAMS)
+        )
 
 
 class FeatureStore:
@@ -126,12 +165,14 @@ class FeatureStore:
         if dtype != "float32":  # float32 stores keep 0.1's index, so that they resume
             index["dtype"] = dtype
         if (directory / "index.json").exists():
-            held = read_json(directory / "index.json", what="feature-store index").get("dtype", "float32")
+            held_index = read_json(directory / "index.json", what="feature-store index")
+            held = held_index.get("dtype", "float32")
             if held != dtype:
                 raise ValueError(
                     f"{directory}: a {held} feature store; its shards cannot be mixed with {dtype} ones "
                     "(use another folder or delete it)"
                 )
+            _forget_runtime_params(directory / "index.json", held_index, index)
         claim_folder(directory / "index.json", index, what="a feature store")
         return cls(directory, names, dim, shard_size, params, dtype)
 
