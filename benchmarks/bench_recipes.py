@@ -69,6 +69,9 @@ SEARCH: dict[str, tuple[str, dict]] = {
     "bow-clahe": ("fine", {"equalization": "clahe"}),
     "bow-C1": ("fine", {"C": 1.0}),
     "bow-C100": ("fine", {"C": 100.0}),
+    # C >= 1 leaves the sample's bag of words in the hard-margin regime (every dual below C): go lower
+    "bow-C0.1": ("fine", {"C": 0.1}),
+    "bow-C0.01": ("fine", {"C": 0.01}),
     "fisher-64g": ("fine", {"encoding": "fisher", "fv_components": 64, "fv_pca_dims": 80}),
     "fisher-128g": ("fine", {"encoding": "fisher", "fv_components": 128, "fv_pca_dims": 80}),
     "fisher-512g": ("fine", {"encoding": "fisher", "fv_components": 512, "fv_pca_dims": 80}),
@@ -78,6 +81,7 @@ SEARCH: dict[str, tuple[str, dict]] = {
     "fisher-384": ("fine", {"encoding": "fisher", "size": 384}),
     "fisher-clahe": ("fine", {"encoding": "fisher", "equalization": "clahe"}),
     "fisher-C1": ("fine", {"encoding": "fisher", "C": 1.0}),
+    "fisher-C0.1": ("fine", {"encoding": "fisher", "C": 0.1}),
     "vlad": ("fine", {"encoding": "vlad", "vlad_words": 64}),
 }
 #: Late fusions: name -> (stage, the two configurations whose standardized margins are averaged).

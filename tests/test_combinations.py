@@ -39,6 +39,7 @@ TINY_CONFIG = {
     "fv_pca_dims": 16,
     "gmm_max_iter": 5,
     "vlad_words": 4,
+    "calibration_folds": 2,  # cross-fitted, but two folds: calibration itself is tested in test_crossfit.py
 }
 TINY_OPTIONS = ["--n-words", "8"]  # an option on top of the file
 TINY_CNN = [
