@@ -28,9 +28,9 @@ def test_vlfeat_is_todays_caltech101_recipe_and_uniandes_its_image_settings():
 def test_strongest_is_fisher_and_overrides_apply():
     s = BaselineConfig.from_preset("strongest")
     assert (s.encoding, s.fv_components, s.fv_pca_dims, s.regions) == ("fisher", 256, 80, "1x1+2x2")
-    assert s.feature_dtype == "float16"
-    t = BaselineConfig.from_preset("strongest", C=1.0, size=None)
-    assert t.C == 1.0 and t.size == s.size  # None: not given
+    assert s.feature_dtype == "float16" and s.C == 1.0
+    t = BaselineConfig.from_preset("strongest", C=3.0, size=None)
+    assert t.C == 3.0 and t.size == s.size  # None: not given
     with pytest.raises(ConfigError, match="unknown preset 'best'; known: vlfeat, uniandes, strongest"):
         BaselineConfig.from_preset("best")
     with pytest.raises(ConfigError, match="C must be"):
