@@ -690,14 +690,20 @@ def sdca_checkpoint_path(store: FeatureStore, rows, Y, config: BaselineConfig, f
     Path
         ``<store's folder>/../sdca-<16 hex digits>.npz`` (``sdca-folds-...`` with ``folds``; it may not exist).
     """
+    prefix = "sdca-folds" if folds is not None else "sdca"
+    return _checkpoint_path(prefix, store, rows, Y, config, ("C", "class_weight", "seed", "kernel_map"), folds)
+
+
+def _checkpoint_path(prefix: str, store: FeatureStore, rows, Y, config, settings, folds=None) -> Path:
+    """``<store's folder>/../<prefix>-<16 hex>.npz``: a hash of the store's name, rows, labels, folds and settings."""
     h = hashlib.sha256()
     h.update(str(Path(store.directory).name).encode())
     h.update(np.ascontiguousarray(rows, np.int64).tobytes())
     h.update(np.ascontiguousarray(Y, np.uint8).tobytes())
     if folds is not None:
         h.update(np.ascontiguousarray(folds, np.int64).tobytes())
-    h.update(repr(tuple(getattr(config, k) for k in ("C", "class_weight", "seed", "kernel_map"))).encode())
-    return Path(store.directory).parent / f"sdca{'-folds' if folds is not None else ''}-{h.hexdigest()[:16]}.npz"
+    h.update(repr(tuple(getattr(config, k) for k in settings)).encode())
+    return Path(store.directory).parent / f"{prefix}-{h.hexdigest()[:16]}.npz"
 
 
 def patient_folds(patients, n_folds: int, seed: int) -> np.ndarray:
@@ -979,12 +985,7 @@ def sgd_checkpoint_path(store: FeatureStore, rows, Y, config: BaselineConfig) ->
     Path
         ``<store's folder>/../sgd-<16 hex digits>.npz`` (it may not exist yet).
     """
-    h = hashlib.sha256()
-    h.update(str(Path(store.directory).name).encode())
-    h.update(np.ascontiguousarray(rows, np.int64).tobytes())
-    h.update(np.ascontiguousarray(Y, np.uint8).tobytes())
-    h.update(repr(tuple(getattr(config, k) for k in ("C", "class_weight", "n_epochs", "seed", "kernel_map"))).encode())
-    return Path(store.directory).parent / f"sgd-{h.hexdigest()[:16]}.npz"
+    return _checkpoint_path("sgd", store, rows, Y, config, ("C", "class_weight", "n_epochs", "seed", "kernel_map"))
 
 
 def open_dataset(data_dir, config, strict=False, work_dir=None, kind: str | None = None):
