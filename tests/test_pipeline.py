@@ -243,12 +243,14 @@ def test_vocabulary_cache_is_refit_for_another_split_or_other_images(sample_dir,
 
 
 @pytest.mark.filterwarnings("ignore:Platt scaling")
-def test_auto_solver_estimates_liblinears_peak_and_calibration_uses_the_final_solver(
+def test_auto_solver_is_sdca_at_every_budget_and_calibration_uses_the_final_solver(
     sample_dir, tmp_path, monkeypatch, capsys
 ):
     """The 20,000-image rehearsal found two faults: ``solver="auto"`` chose liblinear for the calibration's
     held-out SVMs (fewer rows) while the final SVMs were SGD, and its budget counted one float64 matrix where
-    liblinear's threads each hold a sparse copy (14.3 GB measured for a 4 GiB budget)."""
+    liblinear's threads each hold a sparse copy (14.3 GB measured for a 4 GiB budget).  Since 0.3 ``"auto"`` is
+    SDCA at every size (as exact, faster as measured): the budget no longer flips the solver, and the log still
+    states liblinear's estimated peak."""
     from phow_baseline.workflow import steps
 
     # the estimate: the float64 matrix plus one sparse copy per thread (more threads, more memory)
@@ -302,10 +304,15 @@ def test_auto_solver_estimates_liblinears_peak_and_calibration_uses_the_final_so
     model = steps.train_model(sample_dir, tmp_path, cfg, progress=False, ds=ds)
     err = capsys.readouterr().err
     assert solvers == ["sdca", "sdca"], solvers  # final SVMs, then the held-out ones for the calibration
-    assert "auto: liblinear's estimated peak" in err and "> the" in err
+    assert "auto: SDCA at every size" in err and "liblinear's estimated peak here" in err
     assert model.calibrator is not None
-    # with room for all rows, both are liblinear
+    # with room for all rows, still SDCA for both (0.2 switched to liblinear here)
     monkeypatch.setattr(steps, "IN_MEMORY_BUDGET_BYTES", hi)
     solvers.clear()
     steps.train_model(sample_dir, tmp_path, cfg, progress=False, ds=ds)
+    assert solvers == ["sdca", "sdca"]
+    # liblinear when asked for
+    solvers.clear()
+    lib = BaselineConfig(**{**cfg.to_dict(), "solver": "liblinear"})
+    steps.train_model(sample_dir, tmp_path, lib, progress=False, ds=ds)
     assert solvers == ["liblinear", "liblinear"]
