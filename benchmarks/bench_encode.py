@@ -561,7 +561,7 @@ def main():
     # -- end to end per 1024x1024 PNG -------------------------------------------
     if "e2e" in parts:
         big = sorted((sample / "images-1024").glob("*.png"))[: a.e2e_images]
-        cfg = BaselineConfig()
+        cfg = BaselineConfig.from_preset("vlfeat")  # the bag of words (the defaults are Fisher vectors)
         enc = encoding_for(cfg).make_encoder(vocab, cfg)
         enc.n_threads = 1
 

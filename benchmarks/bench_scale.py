@@ -492,6 +492,12 @@ def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> d
             i = extra.index("--config")
             settings = json.loads(Path(extra[i + 1]).read_text())
             del extra[i : i + 2]
+        if "--preset" in extra:  # --preset and --config do not combine: the preset goes into the file
+            from phow_baseline.config import PRESETS
+
+            i = extra.index("--preset")
+            settings = {**PRESETS[extra[i + 1]], **settings}
+            del extra[i : i + 2]
         cfg_path = out / f"solver-{a.compare_solver}-{tag}.json"
         cfg_path.write_text(json.dumps({**settings, "calibration": "none"}))
         cmd = (
@@ -590,7 +596,12 @@ def main():
     ap.add_argument("--predict-images", type=int, default=200)
     ap.add_argument("--n-bootstrap", type=int, default=200)
     ap.add_argument("--keep", action="store_true", help="Keep the phantom and the run folders.")
-    ap.add_argument("--run-args", default="", help="Extra options for `run` (e.g. '--solver sgd').")
+    ap.add_argument(
+        "--run-args",
+        default="--preset vlfeat",
+        help="Extra options for `run` (e.g. '--solver sgd'); default '--preset vlfeat': the bag of words of the "
+        "README's full-dataset table (the defaults are Fisher vectors since 0.3: '' runs them).",
+    )
     ap.add_argument(
         "--kill",
         default="",

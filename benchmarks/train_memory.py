@@ -52,7 +52,8 @@ def train_child(directory, kernel_map, epochs):
     store = FeatureStore.open(directory)
     y = np.load(Path(directory) / "labels.npy", allow_pickle=False)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cfg = BaselineConfig(solver="sgd", kernel_map=kernel_map, n_epochs=epochs, n_jobs=1)
+    # the bag of words' kernel map and C (the defaults are Fisher vectors')
+    cfg = BaselineConfig.from_preset("vlfeat", solver="sgd", kernel_map=kernel_map, n_epochs=epochs, n_jobs=1)
     t = time.perf_counter()
     svm = train_svms(store, np.arange(len(store)), y, cfg, progress=False)
     dt = time.perf_counter() - t

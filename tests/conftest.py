@@ -312,7 +312,9 @@ def sample_run(sample_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("phow_run")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingImagesWarning)
-        metrics = run_baseline(sample_dir, out, BaselineConfig(**SMALL_CONFIG), progress=False, n_bootstrap=200)
+        metrics = run_baseline(
+            sample_dir, out, BaselineConfig.from_preset("vlfeat", **SMALL_CONFIG), progress=False, n_bootstrap=200
+        )
     return out, metrics
 
 

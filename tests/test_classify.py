@@ -270,7 +270,7 @@ def test_train_svms_resumes_a_killed_sgd_training_after_its_last_epoch(tmp_path,
     X, Y = _signal(n=700)
     st = _store(tmp_path, np.abs(X))
     rows = list(range(0, 700, 1))
-    cfg = BaselineConfig(n_epochs=6, seed=2, n_jobs=1)
+    cfg = BaselineConfig.from_preset("vlfeat", n_epochs=6, seed=2, n_jobs=1)
     ref = steps.train_svms(st, rows, Y, cfg, progress=False, solver="sgd")
     for f in tmp_path.glob("sgd-*.npz"):  # the reference's own checkpoint: a rerun would take it up at once
         f.unlink()
@@ -297,7 +297,7 @@ def test_train_svms_resumes_a_killed_sgd_training_after_its_last_epoch(tmp_path,
     np.testing.assert_array_equal(again.objective_, ref.objective_)
     # other rows, labels or settings never take it up
     assert steps.sgd_checkpoint_path(st, rows[1:], Y[1:], cfg) != ckpt
-    assert steps.sgd_checkpoint_path(st, rows, Y, BaselineConfig(n_epochs=7, seed=2)) != ckpt
+    assert steps.sgd_checkpoint_path(st, rows, Y, BaselineConfig.from_preset("vlfeat", n_epochs=7, seed=2)) != ckpt
     # an unreadable checkpoint: trained from the start, with a warning naming it
     ckpt.write_bytes(b"not an npz")
     third = steps.train_svms(st, rows, Y, cfg, progress=False, solver="sgd")

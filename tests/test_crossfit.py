@@ -112,7 +112,7 @@ def test_out_of_fold_scores_come_from_the_models_that_did_not_see_the_row(tmp_pa
     st = _store(tmp_path, X)
     rows = np.arange(n)
     folds = steps.patient_folds(rng.integers(0, 50, n), 4, seed=0)
-    cfg = BaselineConfig(n_jobs=1, C=0.1, kernel_map="none", solver=solver)
+    cfg = BaselineConfig.from_preset("vlfeat", n_jobs=1, C=0.1, kernel_map="none", solver=solver)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         final, models = steps.train_svms_folds(st, rows, Y, folds, cfg, progress=False)
@@ -142,7 +142,7 @@ def test_demo_sized_data_calibrates_on_every_positive_and_reports_its_fallbacks(
     from phow_baseline.model import PhowModel
     from phow_baseline.report.html import calibration_section
 
-    cfg = BaselineConfig(**TINY)
+    cfg = BaselineConfig.from_preset("vlfeat", **TINY)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = steps.train_model(phantom, tmp_path / "work", cfg, progress=False)
@@ -188,7 +188,7 @@ def test_demo_sized_data_calibrates_on_every_positive_and_reports_its_fallbacks(
     assert all(f"fallback {lab}:" in summary for lab in rec["fallback"])
 
     # the 0.1/0.2 single carve is still there: calibration_folds=1
-    one = BaselineConfig(**{**TINY, "calibration_folds": 1})
+    one = BaselineConfig.from_preset("vlfeat", **{**TINY, "calibration_folds": 1})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         carve = steps.train_model(phantom, tmp_path / "work", one, progress=False)

@@ -48,7 +48,7 @@ def _predictions(out):
 
 
 def test_cv_writes_folds_and_oof_predictions_and_is_reproducible(phantom, tmp_path):
-    cfg = BaselineConfig(**TINY)
+    cfg = BaselineConfig.from_preset("vlfeat", **TINY)
     a = cross_validate(phantom, tmp_path / "a", cfg, n_folds=3, progress=False, n_bootstrap=50)
     b = cross_validate(phantom, tmp_path / "b", cfg, n_folds=3, progress=False, n_bootstrap=50)
     assert a["mean_auroc"] == b["mean_auroc"]  # to the last digit
@@ -62,7 +62,7 @@ def test_cv_writes_folds_and_oof_predictions_and_is_reproducible(phantom, tmp_pa
 
 
 def test_interrupted_cv_resumes_to_the_same_digits(phantom, tmp_path, monkeypatch, caplog):
-    cfg = BaselineConfig(**TINY)
+    cfg = BaselineConfig.from_preset("vlfeat", **TINY)
     clean = cross_validate(phantom, tmp_path / "clean", cfg, n_folds=3, progress=False, n_bootstrap=50)
     real = cvmod._fold
     calls = []
@@ -88,7 +88,7 @@ def test_interrupted_cv_resumes_to_the_same_digits(phantom, tmp_path, monkeypatc
 
 @pytest.mark.slow
 def test_a_fold_with_its_model_but_no_scores_reuses_the_model(phantom, tmp_path, caplog):
-    cfg = BaselineConfig(**TINY)
+    cfg = BaselineConfig.from_preset("vlfeat", **TINY)
     out = tmp_path / "o"
     first = cross_validate(phantom, out, cfg, n_folds=3, progress=False, n_bootstrap=50)
     (out / "folds" / "r0-k2" / "oof.npz").unlink()
@@ -102,13 +102,19 @@ def test_a_fold_with_its_model_but_no_scores_reuses_the_model(phantom, tmp_path,
 def test_configurations_share_the_image_cache_vocabulary_and_features(phantom, tmp_path, caplog):
     work = tmp_path / "work"
     cross_validate(
-        phantom, tmp_path / "c10", BaselineConfig(**TINY), n_folds=2, work_dir=work, progress=False, n_bootstrap=0
+        phantom,
+        tmp_path / "c10",
+        BaselineConfig.from_preset("vlfeat", **TINY),
+        n_folds=2,
+        work_dir=work,
+        progress=False,
+        n_bootstrap=0,
     )
     with caplog.at_level(logging.INFO, logger="phow_baseline"):
         r = cross_validate(
             phantom,
             tmp_path / "c1",
-            BaselineConfig(**{**TINY, "C": 1.0}),
+            BaselineConfig.from_preset("vlfeat", **{**TINY, "C": 1.0}),
             n_folds=2,
             work_dir=work,
             progress=False,
@@ -122,11 +128,20 @@ def test_configurations_share_the_image_cache_vocabulary_and_features(phantom, t
 
 def test_an_out_folder_of_another_configuration_is_refused(phantom, tmp_path):
     out = tmp_path / "o"
-    cross_validate(phantom, out, BaselineConfig(**TINY), n_folds=2, progress=False, n_bootstrap=0)
+    cross_validate(phantom, out, BaselineConfig.from_preset("vlfeat", **TINY), n_folds=2, progress=False, n_bootstrap=0)
     with pytest.raises(ValueError, match=r"another configuration \(differs in \['C'\]\)"):
-        cross_validate(phantom, out, BaselineConfig(**{**TINY, "C": 2.0}), n_folds=2, progress=False, n_bootstrap=0)
+        cross_validate(
+            phantom,
+            out,
+            BaselineConfig.from_preset("vlfeat", **{**TINY, "C": 2.0}),
+            n_folds=2,
+            progress=False,
+            n_bootstrap=0,
+        )
     with pytest.raises(ValueError, match="folds.csv: written for other images or folds"):
-        cross_validate(phantom, out, BaselineConfig(**TINY), n_folds=3, progress=False, n_bootstrap=0)
+        cross_validate(
+            phantom, out, BaselineConfig.from_preset("vlfeat", **TINY), n_folds=3, progress=False, n_bootstrap=0
+        )
 
 
 @pytest.mark.slow

@@ -21,7 +21,19 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 #: Tiny settings: the point is where the work runs, not the model.
-TINY = ["--size", "64", "--n-words", "16", "--max-descriptors", "3000", "--vocab-images", "20", "--quiet"]
+TINY = [
+    "--preset",
+    "vlfeat",
+    "--size",
+    "64",
+    "--n-words",
+    "16",
+    "--max-descriptors",
+    "3000",
+    "--vocab-images",
+    "20",
+    "--quiet",
+]
 #: The parallel steps' task functions (joblib names the dask tasks after them); prediction's is _predict_job.
 STEP_FUNCTIONS = ("_build_shard", "_vocabulary_samples_job", "_encode_shard_job")
 

@@ -35,7 +35,20 @@ from phow_baseline.report import write_report
 from phow_baseline.workflow.steps import dataset_tag, describe_external, training_targets
 
 #: The baseline at test size: 64-pixel images, 16 words (each run well under a minute on 2 cores).
-TINY = ["--size", "64", "--n-words", "16", "--max-descriptors", "2000", "--vocab-images", "20", "--n-jobs", "1"]
+TINY = [
+    "--preset",
+    "vlfeat",
+    "--size",
+    "64",
+    "--n-words",
+    "16",
+    "--max-descriptors",
+    "2000",
+    "--vocab-images",
+    "20",
+    "--n-jobs",
+    "1",
+]
 CSV_LABELS = ("Effusion", "Pneumothorax", "Cardiomegaly")
 
 
@@ -78,9 +91,14 @@ def folders(tmp_path_factory):
 def test_config_dataset_settings_are_checked_and_round_trip(tmp_path):
     assert UNCERTAIN_POLICIES == data_protocol.UNCERTAIN_POLICIES  # config repeats the protocol's choices
     assert NOT_MENTIONED_POLICIES == data_protocol.NOT_MENTIONED_POLICIES
-    c = BaselineConfig(dataset="auto", uncertain="ones", not_mentioned="ignore", frontal_only=False, test_fraction=0.3)
+    c = BaselineConfig.from_preset(
+        "vlfeat", dataset="auto", uncertain="ones", not_mentioned="ignore", frontal_only=False, test_fraction=0.3
+    )
     assert BaselineConfig(**json.loads(json.dumps(c.to_dict()))) == c
-    assert BaselineConfig().dataset == "chestxray14" and BaselineConfig().uncertain == "zeros"
+    assert (
+        BaselineConfig.from_preset("vlfeat").dataset == "chestxray14"
+        and BaselineConfig.from_preset("vlfeat").uncertain == "zeros"
+    )
     for bad, field in (
         (dict(dataset="CheXpert"), "dataset"),
         (dict(uncertain="maybe"), "uncertain"),
@@ -89,15 +107,15 @@ def test_config_dataset_settings_are_checked_and_round_trip(tmp_path):
         (dict(test_fraction=0.95), "test_fraction"),
     ):
         with pytest.raises(ConfigError) as exc:
-            BaselineConfig(**bad)
+            BaselineConfig.from_preset("vlfeat", **bad)
         assert exc.value.field == field and field in str(exc.value)
     # a 0.1 config file (none of the new keys) reads with the defaults
     old = tmp_path / "config.json"
-    d = BaselineConfig().to_dict()
+    d = BaselineConfig.from_preset("vlfeat").to_dict()
     for k in ("dataset", "frontal_only", "uncertain", "not_mentioned", "test_fraction"):
         d.pop(k)
     old.write_text(json.dumps(d))
-    assert BaselineConfig.from_file(old) == BaselineConfig()
+    assert BaselineConfig.from_file(old) == BaselineConfig.from_preset("vlfeat")
 
 
 def test_a_mask_leaves_cells_out_of_their_class_and_an_all_true_one_changes_nothing():
@@ -177,10 +195,10 @@ def test_training_refuses_a_policy_that_masks_labels_but_scoring_masks_uncertain
         ds = open_dataset(folders["chexpert"], work_dir=tmp_path)
     names = ds.split_names("train")
     assert (ds.label_codes(names) == UNCERTAIN).any()
-    y = training_targets(ds, names, BaselineConfig(uncertain="ones"))
+    y = training_targets(ds, names, BaselineConfig.from_preset("vlfeat", uncertain="ones"))
     assert (y[ds.label_codes(names) == UNCERTAIN] == 1).all()
     with pytest.raises(ValueError, match=r"leaves \d+ label\(s\) .*\(--uncertain"):
-        training_targets(ds, names, BaselineConfig(uncertain="ignore"))
+        training_targets(ds, names, BaselineConfig.from_preset("vlfeat", uncertain="ignore"))
     _, mask = ds.targets(names, EVALUATION_POLICY)
     assert np.array_equal(~mask, ds.label_codes(names) == UNCERTAIN)
     assert dataset_tag(ds, "test") == "chexpert-test" and dataset_tag(object(), "test") == "test"
@@ -194,7 +212,7 @@ def test_a_0_1_chestxray14_object_still_goes_through_the_steps(sample_dir):
         warnings.simplefilter("ignore")
         old = ChestXray14(sample_dir, val_fraction=0.2, seed=3)
     names = old.split_names("train_val")
-    np.testing.assert_array_equal(training_targets(old, names, BaselineConfig()), old.labels(names))
+    np.testing.assert_array_equal(training_targets(old, names, BaselineConfig.from_preset("vlfeat")), old.labels(names))
     wrapped = as_protocol(old)
     assert wrapped.source is old and wrapped.kind == "chestxray14" and as_protocol(wrapped) is wrapped
     assert wrapped.split_names("val") == old.split_names("val")  # the carve as read, not read again

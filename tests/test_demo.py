@@ -26,7 +26,7 @@ EMPTY_SECTION_TEXTS = (
     "No model given",
 )
 
-FAST = BaselineConfig(n_words=100, max_descriptors=20_000, vocab_images=100, n_jobs=2)
+FAST = BaselineConfig.from_preset("vlfeat", n_words=100, max_descriptors=20_000, vocab_images=100, n_jobs=2)
 
 
 @pytest.fixture(scope="module")

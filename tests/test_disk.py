@@ -68,46 +68,46 @@ def test_the_dimension_is_the_fitted_encoders(encoding):
 def test_the_full_dataset_needs_what_the_readme_says():
     """README.md, "The full dataset": about 12.4 GB for the 256 px bag-of-words run (image cache 7.3 GB,
     features 5.1 GB), Fisher vectors 800 KiB per image (92 GB of features)."""
-    parts = run_disk_estimate(86_524, 25_596, BaselineConfig())
+    parts = run_disk_estimate(86_524, 25_596, BaselineConfig.from_preset("vlfeat"))
     assert 7.2e9 < parts["image cache"] < 7.5e9 and 5.0e9 < parts["features"] < 5.6e9
-    assert 11.5e9 < estimate_run_bytes(86_524, 25_596, BaselineConfig()) < 13.5e9
+    assert 11.5e9 < estimate_run_bytes(86_524, 25_596, BaselineConfig.from_preset("vlfeat")) < 13.5e9
     assert 0 < parts["SGD checkpoints"] < 20e6 and parts["model"] < 10e6  # SGD at this size: two checkpoints
     fisher = run_disk_estimate(86_524, 25_596, BaselineConfig(encoding="fisher"))
     assert 90e9 < fisher["features"] < 95e9
-    small = run_disk_estimate(300, 100, BaselineConfig(size=128))
+    small = run_disk_estimate(300, 100, BaselineConfig.from_preset("vlfeat", size=128))
     assert small["SGD checkpoints"] == 0  # liblinear in memory: nothing to keep
     assert small["image cache"] == 400 * (128 * 128 + disk.INDEX_BYTES_PER_IMAGE)
 
 
 def test_a_run_that_cannot_fit_is_refused_with_both_numbers(tmp_path, free_space):
     out = tmp_path / "out"
-    need = estimate_run_bytes(1000, 200, BaselineConfig())
+    need = estimate_run_bytes(1000, 200, BaselineConfig.from_preset("vlfeat"))
     free_space(need - 1)
     with pytest.raises(OutOfSpaceError) as info:
-        check_run_space(out, 1000, 200, BaselineConfig())
+        check_run_space(out, 1000, 200, BaselineConfig.from_preset("vlfeat"))
     msg = str(info.value)
     assert msg.startswith(f"{out}: no space left on device for the run (about ")
     assert f"{pio.format_bytes(need)} needed, {pio.format_bytes(need - 1)} free; image cache " in msg
     assert "\n" not in msg and info.value.needed == need and info.value.free == need - 1
     free_space(need)
-    assert check_run_space(out, 1000, 200, BaselineConfig())["image cache"] > 0
+    assert check_run_space(out, 1000, 200, BaselineConfig.from_preset("vlfeat"))["image cache"] > 0
 
 
 def test_what_a_resumed_run_already_wrote_is_not_counted_twice(tmp_path, free_space):
     out = tmp_path / "out"
-    need = estimate_run_bytes(100, 20, BaselineConfig(size=64))
+    need = estimate_run_bytes(100, 20, BaselineConfig.from_preset("vlfeat", size=64))
     (out / "work").mkdir(parents=True)
     (out / "work" / "shard_00000.npy").write_bytes(b"\0" * (need // 2))
     (out / "elsewhere.bin").write_bytes(b"\0" * need)  # not the run's: not subtracted
     free_space(need // 2 + 1000)
-    check_run_space(out, 100, 20, BaselineConfig(size=64))  # half is there: the other half fits
+    check_run_space(out, 100, 20, BaselineConfig.from_preset("vlfeat", size=64))  # half is there: the other half fits
     free_space(need // 2 - 1000)
     with pytest.raises(OutOfSpaceError, match="already there"):
-        check_run_space(out, 100, 20, BaselineConfig(size=64))
+        check_run_space(out, 100, 20, BaselineConfig.from_preset("vlfeat", size=64))
 
 
 def test_the_demo_counts_the_phantom_until_it_is_there(tmp_path, free_space):
-    config = BaselineConfig(n_words=200)
+    config = BaselineConfig.from_preset("vlfeat", n_words=200)
     free_space(10**12)
     with_phantom = check_demo_space(tmp_path, 400, config)
     (tmp_path / "phantom").mkdir()
@@ -126,7 +126,9 @@ def test_run_baseline_refuses_before_any_work(sample_dir, tmp_path, free_space):
 
     free_space(5 * MiB)  # the sample's 481 images alone take 30 MiB in the image cache
     with pytest.raises(OutOfSpaceError, match=r"for the run \(about .* needed, 5\.0 MiB free; image cache "):
-        run_baseline(sample_dir, tmp_path / "out", BaselineConfig(n_words=8, size=256), progress=False)
+        run_baseline(
+            sample_dir, tmp_path / "out", BaselineConfig.from_preset("vlfeat", n_words=8, size=256), progress=False
+        )
     assert not any(p.name.startswith(("images-", "features-")) for p in (tmp_path / "out" / "work").iterdir())
 
 

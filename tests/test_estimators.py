@@ -61,7 +61,7 @@ def test_estimator_types():
     from phow_baseline.workflow.pipeline import make_pipeline
 
     assert is_classifier(OneVsRestSVM()) and is_clusterer(Vocabulary())
-    assert is_classifier(make_pipeline(BaselineConfig(n_jobs=1)))
+    assert is_classifier(make_pipeline(BaselineConfig.from_preset("vlfeat", n_jobs=1)))
 
 
 # -- the image-input transformers ------------------------------------------------

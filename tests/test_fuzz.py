@@ -235,7 +235,7 @@ def tiny_model(sample_dir, tmp_path_factory):
         run_baseline(
             root,
             out,
-            BaselineConfig(size=64, n_words=16, max_descriptors=3000, vocab_images=20, n_jobs=1),
+            BaselineConfig.from_preset("vlfeat", size=64, n_words=16, max_descriptors=3000, vocab_images=20, n_jobs=1),
             progress=False,
             n_bootstrap=0,
         )

@@ -181,7 +181,9 @@ def test_second_run_on_a_busy_work_folder_stops_at_once(sample_dir, tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        res = CliRunner().invoke(main, ["run", str(sample_dir), "--out", str(out), "--n-words", "8", "--quiet"])
+        res = CliRunner().invoke(
+            main, ["run", str(sample_dir), "--out", str(out), "--preset", "vlfeat", "--n-words", "8", "--quiet"]
+        )
     finally:
         holder.kill()
         holder.wait(10)

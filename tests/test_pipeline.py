@@ -87,7 +87,9 @@ def test_rerun_resumes_and_gives_the_same_result(sample_run, sample_dir):
     shards[0].unlink()  # as if killed before this shard was written
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingImagesWarning)
-        m2 = run_baseline(sample_dir, out, BaselineConfig(**SMALL), progress=False, n_bootstrap=200)
+        m2 = run_baseline(
+            sample_dir, out, BaselineConfig.from_preset("vlfeat", **SMALL), progress=False, n_bootstrap=200
+        )
     assert m2["auroc"] == m["auroc"]
     assert shards[0].exists()
     untouched = [p for p in sorted(stores[0].glob("feat_*.npy"))[1:]]
@@ -142,7 +144,8 @@ def test_known_signal_is_learnt(sample_images):
         cx, cy = rng.integers(30, 98, 2)
         cv2.circle(imgs[i], (int(cx), int(cy)), 16, 255, -1)
     y[:, 0] = rng.random(240) < 0.3  # a label with no signal
-    pipe = make_pipeline(size=128, n_words=64, max_descriptors=20_000, equalization="none")
+    cfg = BaselineConfig.from_preset("vlfeat", size=128, n_words=64, max_descriptors=20_000, equalization="none")
+    pipe = make_pipeline(cfg)
     pipe.fit(imgs[:144], y[:144])
     s = pipe.decision_function(imgs[144:])
     assert roc_auc_score(y[144:, 1], s[:, 1]) > 0.9
@@ -157,7 +160,9 @@ def test_dask_backend_gives_identical_features(sample_dir, tmp_path):
     from phow_baseline.encoding.store import FeatureStore
     from phow_baseline.workflow.steps import build_image_cache, encode_split, fit_vocabulary
 
-    cfg = BaselineConfig(size=128, n_words=32, max_descriptors=5000, vocab_images=20, n_jobs=2, shard_size=8)
+    cfg = BaselineConfig.from_preset(
+        "vlfeat", size=128, n_words=32, max_descriptors=5000, vocab_images=20, n_jobs=2, shard_size=8
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingImagesWarning)
         ds = ChestXray14(sample_dir)
@@ -178,6 +183,8 @@ def test_cli_vocab_then_encode(sample_dir, tmp_path):
     opts = [
         "--work",
         str(tmp_path / "w"),
+        "--preset",
+        "vlfeat",
         "--size",
         "128",
         "--n-words",
@@ -205,7 +212,7 @@ def test_make_pipeline_does_not_equalize_preprocessed_images_again(sample_images
     equalize a second time, so its descriptors equal those of the training path (PhowModel.features)."""
     from phow_baseline.features.phow import make_phow
 
-    cfg = BaselineConfig(size=128)
+    cfg = BaselineConfig.from_preset("vlfeat", size=128)
     pipe = make_pipeline(cfg)
     assert pipe.named_steps["phow"].equalization == "none"
     img = preprocess(sample_images[0], size=cfg.size, equalization=cfg.equalization)
@@ -220,7 +227,7 @@ def test_vocabulary_cache_is_refit_for_another_split_or_other_images(sample_dir,
     train_val must not be reused by a run that trains on `train` (it would have seen the val images)."""
     from phow_baseline.workflow.steps import build_image_cache, fit_vocabulary
 
-    cfg = BaselineConfig(size=64, n_words=8, max_descriptors=2000, vocab_images=10, n_jobs=1)
+    cfg = BaselineConfig.from_preset("vlfeat", size=64, n_words=8, max_descriptors=2000, vocab_images=10, n_jobs=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingImagesWarning)
         ds = ChestXray14(sample_dir)
@@ -258,7 +265,8 @@ def test_auto_solver_is_sdca_at_every_budget_and_calibration_uses_the_final_solv
     assert one == 8 * 1000 * 100 + 12 * 1000 * 300 + 16 * (150_000 + 1000) and two - one == 16 * 151_000
     assert steps.liblinear_peak_bytes(2000, 100, 300, 0.5, 2) == 2 * two
 
-    cfg = BaselineConfig(
+    cfg = BaselineConfig.from_preset(
+        "vlfeat",
         size=64,
         n_words=8,
         max_descriptors=2000,

@@ -17,16 +17,21 @@ def test_presets_are_data_with_notes():
         BaselineConfig.from_preset(name)  # each one is valid
 
 
-def test_vlfeat_is_todays_caltech101_recipe_and_uniandes_its_image_settings():
+def test_vlfeat_is_the_0_2_defaults_caltech101_recipe_and_uniandes_its_image_settings():
     v = BaselineConfig.from_preset("vlfeat")
-    assert v == BaselineConfig()
     assert (v.encoding, v.n_words, v.grids, v.kernel_map, v.C) == ("bow", 600, (2, 4), "homkermap", 10.0)
+    assert v.feature_dtype == "float32"
+    # 0.2's defaults: today's, with the settings whose defaults changed in 0.3 set back
+    from phow_baseline.config import DEFAULTS_BEFORE_0_3
+
+    assert v == BaselineConfig(**DEFAULTS_BEFORE_0_3, C=10.0)
     u = BaselineConfig.from_preset("uniandes")
     assert (u.size, u.equalization, u.encoding) == (256, "global", "bow")
 
 
-def test_strongest_is_fisher_and_overrides_apply():
+def test_strongest_is_fisher_the_defaults_and_overrides_apply():
     s = BaselineConfig.from_preset("strongest")
+    assert s == BaselineConfig()  # the recipe search's winner is the default (issue 25's rule)
     assert (s.encoding, s.fv_components, s.fv_pca_dims, s.regions) == ("fisher", 256, 80, "1x1+2x2")
     assert s.feature_dtype == "float16" and s.C == 1.0
     t = BaselineConfig.from_preset("strongest", C=3.0, size=None)
@@ -69,3 +74,17 @@ def test_train_run_and_cv_take_a_preset(command):
 
     res = CliRunner().invoke(main, [command, "--help"])
     assert res.exit_code == 0 and "--preset" in res.output
+
+
+def test_a_saved_0_1_or_0_2_config_reads_as_the_bag_of_words_it_was(tmp_path):
+    """0.1 stored no ``encoding`` and 0.2 no ``feature_dtype``: their models were bag-of-words models with float32
+    shards, and stay so however the defaults move (``BaselineConfig.from_saved``, what model loading uses)."""
+    v02 = BaselineConfig.from_preset("vlfeat").to_dict()
+    v02.pop("feature_dtype")
+    assert BaselineConfig.from_saved(v02) == BaselineConfig.from_preset("vlfeat")
+    v01 = dict(v02)
+    v01.pop("encoding")
+    assert BaselineConfig.from_saved(v01) == BaselineConfig.from_preset("vlfeat")
+    # a complete record is read as written, whatever it says
+    full = BaselineConfig(C=3.0).to_dict()
+    assert BaselineConfig.from_saved(full) == BaselineConfig(C=3.0) and BaselineConfig(C=3.0).encoding == "fisher"

@@ -49,7 +49,7 @@ def phow_pairs():
         blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 60.0)
         img = 60 + 120 * blob + 40 * xx / 63 + rng.normal(0, 8, (64, 64))
         imgs.append(np.clip(img, 0, 255).astype(np.uint8))
-    return make_phow(BaselineConfig(**TINY)).transform(imgs)
+    return make_phow(BaselineConfig.from_preset("vlfeat", **TINY)).transform(imgs)
 
 
 def _fit(name, pairs):
@@ -94,13 +94,15 @@ def test_every_encoding_round_trips_through_its_arrays(name, phow_pairs):
 
 
 def test_the_dimensions_follow_the_config():
-    cfg = BaselineConfig()
+    cfg = BaselineConfig.from_preset("vlfeat")
     assert [get_encoding(n).dimension(cfg) for n in BUILT_IN] == [600 * 20, 5 * 2 * 256 * 80, 5 * 64 * 128]
-    assert get_encoding("vlad").dimension(BaselineConfig(regions="1x1", vlad_pca_dims=32)) == 64 * 32
+    assert (
+        get_encoding("vlad").dimension(BaselineConfig.from_preset("vlfeat", regions="1x1", vlad_pca_dims=32)) == 64 * 32
+    )
 
 
 def test_the_kernel_map_is_the_bag_of_words_only():
-    cfg = BaselineConfig(kernel_map="additive_chi2")
+    cfg = BaselineConfig.from_preset("vlfeat", kernel_map="additive_chi2")
     assert [get_encoding(n).kernel_map_name(cfg) for n in BUILT_IN] == ["additive_chi2", "none", "none"]
 
 
@@ -115,7 +117,7 @@ def test_summary_says_what_was_fitted(phow_pairs):
     s = vlad.summary(w)
     assert s.startswith("4 k-means words on RootSIFT (128 dims) from ") and "2048-dim VLADs" in s, s  # 4 x 4 x 128
     # rebuilt from arrays, the number of descriptors is not known: the summary says the rest
-    back = bow.from_arrays(BaselineConfig(**TINY), bow.to_arrays(v))
+    back = bow.from_arrays(BaselineConfig.from_preset("vlfeat", **TINY), bow.to_arrays(v))
     assert bow.summary(back) == "8 words (k-means, 128 dims)"
 
 
@@ -154,7 +156,7 @@ def test_the_config_repeats_the_stages_choices_exactly():
 
 def test_the_vocabulary_fingerprints_are_those_of_0_1():
     """Cached vocabularies stay valid: the keys are 0.1's (its formula, copied here)."""
-    cfg = BaselineConfig(**TINY)
+    cfg = BaselineConfig.from_preset("vlfeat", **TINY)
 
     def old(config):
         fp = {

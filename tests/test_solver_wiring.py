@@ -15,7 +15,8 @@ from phow_baseline.workflow import steps
 
 #: A tiny run of the sample: 64 px, 8 words, no kernel map; C = 0.1 so that SDCA converges in a few epochs.
 TINY_OPTIONS = (
-    "--size 64 --n-words 8 --max-descriptors 2000 --vocab-images 10 --n-jobs 1 --kernel-map none --C 0.1"
+    "--preset vlfeat --size 64 --n-words 8 --max-descriptors 2000 --vocab-images 10 --n-jobs 1 --kernel-map none "
+    "--C 0.1"
 ).split()
 
 
@@ -33,23 +34,26 @@ def _signal_store(tmp_path, n=300, d=20, seed=0):
 
 
 def test_config_accepts_sdca_and_calibration_folds():
-    cfg = BaselineConfig(solver="sdca", calibration_folds=3)
+    cfg = BaselineConfig.from_preset("vlfeat", solver="sdca", calibration_folds=3)
     assert BaselineConfig(**cfg.to_dict()) == cfg
-    assert BaselineConfig().calibration_folds == 5 and BaselineConfig().solver == "auto"
+    assert (
+        BaselineConfig.from_preset("vlfeat").calibration_folds == 5
+        and BaselineConfig.from_preset("vlfeat").solver == "auto"
+    )
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ConfigError, match="calibration_folds"):
-            BaselineConfig(calibration_folds=bad)
+            BaselineConfig.from_preset("vlfeat", calibration_folds=bad)
     with pytest.raises(ConfigError, match="solver"):
-        BaselineConfig(solver="newton")
+        BaselineConfig.from_preset("vlfeat", solver="newton")
     # a 0.1/0.2 config (no calibration_folds key) still loads, with the default
     old = {k: v for k, v in cfg.to_dict().items() if k != "calibration_folds"}
-    assert BaselineConfig(**old).calibration_folds == 5
+    assert BaselineConfig.from_preset("vlfeat", **old).calibration_folds == 5
 
 
 def test_auto_picks_sdca_whether_or_not_liblinear_fits(tmp_path, monkeypatch, caplog):
     st, Y = _signal_store(tmp_path)
     rows = list(range(len(Y)))
-    cfg = BaselineConfig(n_jobs=1, C=0.1, seed=1)  # solver auto, the bag of words' homkermap
+    cfg = BaselineConfig.from_preset("vlfeat", n_jobs=1, C=0.1, seed=1)  # solver auto, the bag of words' homkermap
     monkeypatch.setattr(steps, "IN_MEMORY_BUDGET_BYTES", 1)
     solver, why, kmap = steps.resolve_solver(st, len(rows), cfg)
     assert solver == "sdca" and "SDCA at every size" in why and kmap is not None
@@ -61,7 +65,10 @@ def test_auto_picks_sdca_whether_or_not_liblinear_fits(tmp_path, monkeypatch, ca
     # with room in the budget, still SDCA (0.2 chose liblinear here); liblinear when named
     monkeypatch.setattr(steps, "IN_MEMORY_BUDGET_BYTES", 2**40)
     assert steps.resolve_solver(st, len(rows), cfg)[0] == "sdca"
-    assert steps.resolve_solver(st, len(rows), BaselineConfig(n_jobs=1, solver="liblinear"))[0] == "liblinear"
+    assert (
+        steps.resolve_solver(st, len(rows), BaselineConfig.from_preset("vlfeat", n_jobs=1, solver="liblinear"))[0]
+        == "liblinear"
+    )
 
 
 def test_sdca_training_resumes_after_an_interrupted_epoch(tmp_path, caplog):
@@ -69,7 +76,7 @@ def test_sdca_training_resumes_after_an_interrupted_epoch(tmp_path, caplog):
     up the checkpoint in the work folder and ends with the uninterrupted training's very weights."""
     st, Y = _signal_store(tmp_path, seed=2)
     rows = list(range(len(Y)))
-    cfg = BaselineConfig(n_jobs=1, C=0.1, seed=3, solver="sdca")
+    cfg = BaselineConfig.from_preset("vlfeat", n_jobs=1, C=0.1, seed=3, solver="sdca")
     ref = steps.train_svms(st, rows, Y, cfg, progress=False)
     ckpt = steps.sdca_checkpoint_path(st, rows, Y, cfg)
     assert ckpt.exists() and ckpt.parent == st.directory.parent
@@ -91,7 +98,9 @@ def test_sdca_training_resumes_after_an_interrupted_epoch(tmp_path, caplog):
     np.testing.assert_array_equal(again.n_iter_, ref.n_iter_)
     # other rows, labels or settings never take it up
     assert steps.sdca_checkpoint_path(st, rows[1:], Y[1:], cfg) != ckpt
-    assert steps.sdca_checkpoint_path(st, rows, Y, BaselineConfig(n_jobs=1, C=0.2, seed=3)) != ckpt
+    assert (
+        steps.sdca_checkpoint_path(st, rows, Y, BaselineConfig.from_preset("vlfeat", n_jobs=1, C=0.2, seed=3)) != ckpt
+    )
     assert steps.sdca_checkpoint_path(st, rows, Y, cfg, folds=np.arange(len(rows)) % 2) != ckpt
 
 
@@ -99,7 +108,9 @@ def test_training_record_per_class_and_summary(tmp_path):
     st, Y = _signal_store(tmp_path, seed=4)
     rows = list(range(len(Y)))
     labels = [f"finding {k}" for k in range(14)]
-    svm = steps.train_svms(st, rows, Y, BaselineConfig(n_jobs=1, C=0.1, solver="sdca", kernel_map="none"), False)
+    svm = steps.train_svms(
+        st, rows, Y, BaselineConfig.from_preset("vlfeat", n_jobs=1, C=0.1, solver="sdca", kernel_map="none"), False
+    )
     rec = steps.training_record(svm, labels, "; auto: liblinear's estimated peak 9 GiB > the 4 GiB budget")
     assert rec["solver"] == "sdca" and list(rec["per_class"]) == labels
     for j, lab in enumerate(labels):

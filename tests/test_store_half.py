@@ -53,7 +53,8 @@ def test_float16_overflow_and_unknown_dtypes_are_refused(tmp_path):
         _store(tmp_path, "float64", "x")
     with pytest.raises(ConfigError, match="feature_dtype"):
         BaselineConfig(feature_dtype="int8")
-    assert BaselineConfig().feature_dtype == "float32"
+    assert BaselineConfig().feature_dtype == "float16"  # the default since 0.3 (the strongest preset's)
+    assert BaselineConfig.from_preset("vlfeat").feature_dtype == "float32"
 
 
 def test_encode_split_keeps_float16_features_apart_and_close(tmp_path):

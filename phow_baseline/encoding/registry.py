@@ -422,6 +422,9 @@ class BagOfWords(Encoding):
     # the bag of words' fingerprint is that of 0.1, which had no other encoding
     fingerprint_keys = ("n_words",)
     names_runs = False
+    # the demo's bag of words is the ``vlfeat`` preset's (C = 10, float32 shards), as in 0.2, whose
+    # defaults they were: the defaults are Fisher vectors' since 0.3
+    demo_settings = {"C": 10.0, "feature_dtype": "float32"}
 
     encoder_type = SpatialPyramidEncoder
 

@@ -347,7 +347,7 @@ class PhowModel(Model):
         """
         meta, arrays = read_model_dir(directory)
         try:
-            cfg = BaselineConfig(**meta["params"]["config"])
+            cfg = BaselineConfig.from_saved(meta["params"]["config"])
             vocab = encoding_for(cfg).from_arrays(cfg, arrays["vocabulary"])
             svm = OneVsRestSVM.from_arrays(meta["params"]["svm"], arrays["svm"])
             cal = ops = None

@@ -270,7 +270,10 @@ def run_demo(
     config : BaselineConfig, optional
         Default: the demo's settings (:data:`DEMO_CONFIG`) for ``encoding``.
     encoding : str, default "bow"
-        The registered encoding of the default config (``"bow"``, ``"fisher"``, ``"vlad"``).
+        The registered encoding of the default config (``"bow"``, ``"fisher"``, ``"vlad"``).  The
+        bag of words (the ``vlfeat`` preset's C and float32 shards), not the default recipe's Fisher
+        vectors: the demo shows the heatmaps, their localization and their follow-up differences,
+        which only the bag of words gives.
 
     Returns
     -------

@@ -1764,7 +1764,7 @@ def run_baseline(
     out_dir : str or Path
         The output folder (``config.json``, ``work``, ``model``, ``run``); locked while in use.
     config : BaselineConfig, optional
-        Every stage's settings; default ``BaselineConfig()`` (the published baseline).
+        Every stage's settings; default ``BaselineConfig()`` (the ``strongest`` preset: Fisher vectors).
     progress : bool, default=True
         Show progress bars.
     n_bootstrap : int, default=1000
