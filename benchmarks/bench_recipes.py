@@ -78,6 +78,7 @@ SEARCH: dict[str, tuple[str, dict]] = {
     "fisher-pca64": ("fine", {"encoding": "fisher", "fv_components": 256, "fv_pca_dims": 64}),
     "fisher-pca128": ("fine", {"encoding": "fisher", "fv_components": 256, "fv_pca_dims": 128}),
     "fisher-3x1": ("fine", {"encoding": "fisher", "regions": "1x1+3x1"}),
+    "fisher-3x1-C1": ("fine", {"encoding": "fisher", "regions": "1x1+3x1", "C": 1.0}),
     "fisher-384": ("fine", {"encoding": "fisher", "size": 384}),
     "fisher-clahe": ("fine", {"encoding": "fisher", "equalization": "clahe"}),
     "fisher-C1": ("fine", {"encoding": "fisher", "C": 1.0}),

@@ -88,3 +88,22 @@ def test_a_saved_0_1_or_0_2_config_reads_as_the_bag_of_words_it_was(tmp_path):
     # a complete record is read as written, whatever it says
     full = BaselineConfig(C=3.0).to_dict()
     assert BaselineConfig.from_saved(full) == BaselineConfig(C=3.0) and BaselineConfig(C=3.0).encoding == "fisher"
+
+
+def test_every_configuration_of_the_recipe_search_is_a_valid_config():
+    """``benchmarks/bench_recipes.py``'s search is data: each row must build (a typo would cost hours later)."""
+    import importlib.util
+    from pathlib import Path
+
+    from phow_baseline.encoding import encoding_for
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_recipes.py"
+    spec = importlib.util.spec_from_file_location("bench_recipes", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.REFERENCE in mod.SEARCH and {"coarse", "fine"} == {stage for stage, _ in mod.SEARCH.values()}
+    for name, (_, settings) in mod.SEARCH.items():
+        cfg = BaselineConfig.from_preset("vlfeat", **settings)
+        assert encoding_for(cfg).name == cfg.encoding, name
+    for name, (_, (a, b)) in mod.FUSIONS.items():
+        assert a in mod.SEARCH and b in mod.SEARCH, name
