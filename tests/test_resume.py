@@ -23,6 +23,9 @@ def test_kill_9_during_encode_resumes_with_the_unfinished_shards(sample_dir, tmp
     config.write_text(
         json.dumps(
             {
+                "encoding": "bow",  # the vlfeat preset's bag of words (the defaults are Fisher vectors since 0.3)
+                "C": 10.0,
+                "feature_dtype": "float32",
                 "size": 64,
                 "n_words": 8,
                 "max_descriptors": 2000,
