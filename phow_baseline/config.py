@@ -545,10 +545,6 @@ class BaselineConfig:
 # Named presets: data (overrides of the defaults), not code
 # --------------------------------------------------------------------------
 
-#: The 0.1 and 0.2 defaults of the settings whose defaults changed in 0.3 (the recipe search made
-#: ``strongest`` the default), for files written before they were stored: 0.1 stored no ``encoding``,
-#: 0.2 no ``feature_dtype``.  ``C`` has been stored since 0.1.
-DEFAULTS_BEFORE_0_3: dict = {"encoding": "bow", "feature_dtype": "float32"}
 
 #: The Caltech-101 recipe of VLFeat's ``phow_caltech101.m`` as this package reproduces it: 600 words from
 #: PHOW (sizes 4-10, step 2), a 2x2 + 4x4 pyramid, the chi2 map, C = 10; with the Uniandes image settings
@@ -566,6 +562,11 @@ _VLFEAT = {
     "C": 10.0,
     "feature_dtype": "float32",
 }
+
+#: The 0.1 and 0.2 defaults of the settings whose defaults changed in 0.3 (the recipe search made
+#: ``strongest`` the default), for files written before they were stored: 0.1 stored no ``encoding``,
+#: 0.2 no ``feature_dtype``.  ``C`` has been stored since 0.1.  Those defaults were the ``vlfeat`` recipe's.
+DEFAULTS_BEFORE_0_3: dict = {k: _VLFEAT[k] for k in ("encoding", "feature_dtype")}
 
 #: Named configurations: preset name -> the settings it overrides (every other one keeps its default).
 #: ``BaselineConfig.from_preset(name)`` builds one; ``--preset NAME`` on train, run and cv.
