@@ -153,7 +153,7 @@ def test_a_small_rehearsal_end_to_end_with_the_resume_check(tmp_path, sample_dir
         "--predict-images",
         "5",
         "--run-args",
-        "--solver sgd --n-words 40 --max-descriptors 4000 --n-jobs 2",
+        "--preset vlfeat --solver sgd --n-words 40 --max-descriptors 4000 --n-jobs 2",
         "--verify-resume",
         "2",
     ]

@@ -208,12 +208,22 @@ def test_out_of_core_peak_memory_does_not_grow_with_rows():
     sys.path.insert(0, str(REPO / "benchmarks"))
     from train_memory import measure
 
-    small = measure(1000, 12000)
-    large = measure(4000, 12000)
+    small = measure(1000, 12000, solver="sgd")
+    large = measure(4000, 12000, solver="sgd")
     data_growth_mb = 3000 * 12000 * 4 / 2**20  # 137 MB more features on disk
     growth = large["peak_rss_mb"] - small["peak_rss_mb"]
     assert growth < 0.25 * data_growth_mb, (small, large)
     assert large["coef_shape"] == [14, 36000]
+
+
+def test_train_memory_benchmark_measures_sdca_with_its_cross_fitting_folds():
+    """The benchmark's default solver (SDCA, what ``auto`` picks) with K = 2 folds: trained, certified."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_memory import measure
+
+    m = measure(300, 500, solver="sdca", folds=2)
+    assert m["solver"] == "sdca" and m["folds"] == 2 and m["coef_shape"] == [14, 1500]
+    assert m["converged"] == 14 and m["peak_rss_mb"] > 0 and m["train_s"] > 0
 
 
 def _store(tmp_path, X, shard_size=128):

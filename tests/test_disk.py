@@ -66,16 +66,21 @@ def test_the_dimension_is_the_fitted_encoders(encoding):
 
 
 def test_the_full_dataset_needs_what_the_readme_says():
-    """README.md, "The full dataset": about 12.4 GB for the 256 px bag-of-words run (image cache 7.3 GB,
-    features 5.1 GB), Fisher vectors 800 KiB per image (92 GB of features)."""
+    """README.md, "The full dataset": about 12.9 GB for the 256 px bag-of-words run (image cache 7.3 GB,
+    features 5.1 GB), Fisher vectors 400 KiB per image in the default float16 (46 GB of features)."""
     parts = run_disk_estimate(86_524, 25_596, BaselineConfig.from_preset("vlfeat"))
     assert 7.2e9 < parts["image cache"] < 7.5e9 and 5.0e9 < parts["features"] < 5.6e9
     assert 11.5e9 < estimate_run_bytes(86_524, 25_596, BaselineConfig.from_preset("vlfeat")) < 13.5e9
-    assert 0 < parts["SGD checkpoints"] < 20e6 and parts["model"] < 10e6  # SGD at this size: two checkpoints
-    fisher = run_disk_estimate(86_524, 25_596, BaselineConfig(encoding="fisher"))
-    assert 90e9 < fisher["features"] < 95e9
-    small = run_disk_estimate(300, 100, BaselineConfig.from_preset("vlfeat", size=128))
-    assert small["SGD checkpoints"] == 0  # liblinear in memory: nothing to keep
+    # SDCA (auto): the final SVMs' and the 5 folds' checkpoints, 18 bytes per row and label plus the weights
+    per_row = 14 * disk.SDCA_BYTES_PER_ROW_LABEL
+    assert 5 * 86_524 * per_row < parts["checkpoints"] < 6 * 86_524 * per_row + 6 * 8e6 and parts["model"] < 10e6
+    sgd = run_disk_estimate(86_524, 25_596, BaselineConfig.from_preset("vlfeat", solver="sgd"))
+    assert 2 * 2 * 8 * 14 * 36_000 < sgd["checkpoints"] < 20e6  # the SVMs' and the calibration's, weights only
+    fisher = run_disk_estimate(86_524, 25_596, BaselineConfig())  # the default: float16 shards
+    assert 45e9 < fisher["features"] < 47e9
+    assert 90e9 < run_disk_estimate(86_524, 25_596, BaselineConfig(feature_dtype="float32"))["features"] < 95e9
+    small = run_disk_estimate(300, 100, BaselineConfig.from_preset("vlfeat", size=128, solver="liblinear"))
+    assert small["checkpoints"] == 0  # liblinear in memory: nothing to keep
     assert small["image cache"] == 400 * (128 * 128 + disk.INDEX_BYTES_PER_IMAGE)
 
 

@@ -3,13 +3,15 @@
 The per-image figures are README.md's ("The full dataset", measured on the
 112,120-image rehearsal): the image cache holds ``size * size`` bytes per
 image (``uint8``; 64 KiB at 256 px); the feature store holds the encoding's
-vector per image in ``float32`` (dense: the bag of words' 12,000 dimensions
-are 47 KiB, Fisher vectors' 204,800 are 800 KiB); an SGD training keeps a
-checkpoint of two ``float64`` weight matrices (14 labels x the kernel-mapped
-dimension: 8 MB for the bag of words), one for the SVMs and one for the
-calibration's held-out SVMs; the model holds the vocabulary and the 14
-weight vectors (about 2 MB); the run folder the predictions (about 260 bytes
-per test image) and its figures.  A run that starts by refusing costs
+vector per image in the config's ``feature_dtype`` (dense: the bag of words'
+12,000 float32 are 47 KiB, Fisher vectors' 204,800 float16 400 KiB); an
+out-of-core training keeps a checkpoint per set of 14 SVMs (SDCA: the final
+SVMs and each cross-fitting fold's, :data:`SDCA_BYTES_PER_ROW_LABEL` per
+training row and label plus the ``float64`` weights; SGD: the SVMs' and the
+calibration's held-out SVMs', two ``float64`` weight matrices each, 14
+labels x the kernel-mapped dimension: 8 MB for the bag of words); the model
+holds the vocabulary and the 14 weight vectors (about 2 MB); the run folder
+the predictions (about 260 bytes per test image) and its figures.  A run that starts by refusing costs
 nothing; one that fills the disk halfway stops with
 :class:`~phow_baseline.io.OutOfSpaceError` and resumes after space is freed,
 but only after hours of work may be lost to the wait.
@@ -24,6 +26,8 @@ import logging
 import math
 import os
 from pathlib import Path
+
+import numpy as np
 
 from ..config import BaselineConfig
 from ..io import check_free_space, format_bytes, free_bytes
@@ -43,6 +47,9 @@ PREDICTION_BYTES_PER_IMAGE = 260
 FIXED_BYTES = 2 * 2**20
 #: Bytes of bookkeeping per image in each cache (its name in index.json and params.json, its ok flag).
 INDEX_BYTES_PER_IMAGE = 64
+#: Bytes an SDCA checkpoint holds per training row and label: the dual variable and the margin
+#: (``float64`` each), the label (``int8``) and the shrinking flag (``bool``).
+SDCA_BYTES_PER_ROW_LABEL = 8 + 8 + 1 + 1
 
 
 def encoding_dimension(config: BaselineConfig) -> int:
@@ -71,16 +78,28 @@ def _mapped_dimension(config: BaselineConfig, dim: int) -> int:
     return dim * (1 if encoding_for(config).kernel_map_name(config) == "none" else 3)
 
 
-def _trains_with_sgd(config: BaselineConfig, n_train: int, dim: int, mapped: int) -> bool:
-    """Whether the SVMs train out of core (and so keep checkpoints): ``solver="auto"`` decided with dense features."""
-    if config.solver != "auto":
-        return config.solver == "sgd"
-    from joblib import effective_n_jobs
-
-    from .steps import IN_MEMORY_BUDGET_BYTES, liblinear_peak_bytes
-
-    threads = min(effective_n_jobs(config.n_jobs), N_LABELS)  # as steps.choose_solver
-    return liblinear_peak_bytes(n_train, dim, mapped, 1.0, threads) > IN_MEMORY_BUDGET_BYTES
+def _checkpoint_bytes(config: BaselineConfig, n_train: int, mapped: int) -> int:
+    """Bytes of the training's checkpoints: none for liblinear (in memory); SGD two weight matrices per set
+    of SVMs; SDCA (``solver="auto"`` picks it at every size, :func:`~.steps.choose_solver`) the weights and
+    the per-row state of each set: the final SVMs and, cross-fitted, each fold's (on the other folds' rows),
+    or with one carve the held-out SVMs (about 90% of the rows).
+    """
+    weights = 8 * N_LABELS * (mapped + 1)
+    if config.solver == "liblinear":
+        return 0
+    calibrated = config.calibration != "none"
+    if config.solver == "sgd":
+        return (2 if calibrated else 1) * 2 * weights
+    k = int(getattr(config, "calibration_folds", 1))
+    rows = float(n_train)  # the final SVMs
+    sets = 1
+    if calibrated and k >= 2:
+        rows += k * n_train * (k - 1) / k  # fold k trains on the other folds
+        sets += k
+    elif calibrated:
+        rows += 0.9 * n_train  # the held-out SVMs outside the validation carve
+        sets += 1
+    return int(sets * weights + rows * N_LABELS * SDCA_BYTES_PER_ROW_LABEL)
 
 
 def _vocabulary_bytes(config: BaselineConfig) -> int:
@@ -105,18 +124,18 @@ def run_disk_estimate(n_train: int, n_test: int, config: BaselineConfig) -> dict
     Returns
     -------
     dict of str to int
-        ``{"image cache", "features", "SGD checkpoints", "model", "run"}``
-        in bytes (the SGD part is 0 when liblinear trains in memory).
+        ``{"image cache", "features", "checkpoints", "model", "run"}``
+        in bytes (the checkpoints are 0 when liblinear trains in memory).
     """
     n = int(n_train) + int(n_test)
     dim = encoding_dimension(config)
     mapped = _mapped_dimension(config, dim)
     weights = 8 * N_LABELS * (mapped + 1)
-    n_checkpoints = (2 if config.calibration != "none" else 1) if _trains_with_sgd(config, n_train, dim, mapped) else 0
+    itemsize = int(np.dtype(getattr(config, "feature_dtype", "float32")).itemsize)
     return {
         "image cache": n * (config.size * config.size + INDEX_BYTES_PER_IMAGE),
-        "features": n * (4 * dim + INDEX_BYTES_PER_IMAGE),
-        "SGD checkpoints": n_checkpoints * 2 * weights,
+        "features": n * (itemsize * dim + INDEX_BYTES_PER_IMAGE),
+        "checkpoints": _checkpoint_bytes(config, int(n_train), mapped),
         "model": weights + 2 * _vocabulary_bytes(config),  # the work folder keeps a copy of the vocabulary
         "run": int(n_test) * PREDICTION_BYTES_PER_IMAGE + FIXED_BYTES,
     }
@@ -135,8 +154,9 @@ def estimate_run_bytes(n_train: int, n_test: int, config: BaselineConfig) -> int
     Returns
     -------
     int
-        Bytes (an estimate; the default 256 px bag-of-words run on the full
-        dataset: about 12.4 GB, as README.md says).
+        Bytes (an estimate; on the full dataset at 256 px the bag of words,
+        ``--preset vlfeat``, about 12.9 GB, the default Fisher vectors in
+        float16 about 54 GB, as README.md says).
     """
     return sum(run_disk_estimate(n_train, n_test, config).values())
 
