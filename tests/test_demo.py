@@ -184,7 +184,7 @@ def test_demo_runs_with_fisher_vectors(tmp_path):
 
     out = tmp_path / "fv"
     res = CliRunner().invoke(
-        main, ["demo", "--out", str(out), "--patients", "40", "--encoding", "fisher", "--n-bootstrap", "20", "--quiet"]
+        main, ["demo", "--out", str(out), "--patients", "20", "--encoding", "fisher", "--n-bootstrap", "20", "--quiet"]
     )
     assert res.exit_code == 0, res.output
     assert "SYNTHETIC" in res.output
