@@ -192,3 +192,40 @@ def test_estimator_contract():
     assert make_kernel_map("none", 5) is None
     with pytest.raises(ValueError, match="kernel_map must be"):
         make_kernel_map("rbf")
+
+
+def test_many_rows_are_mapped_on_numba_threads_to_the_same_bits(monkeypatch):
+    """From PARALLEL_MIN_ROWS rows the map runs on Numba's threads (SDCA maps every chunk of every epoch):
+    the same bits as one thread, row by row, and as the rows mapped one at a time; off the main thread it
+    stays serial."""
+    import threading
+
+    import numba
+
+    from phow_baseline.classification import kernel_map
+
+    rng = np.random.default_rng(3)
+    X = rng.gamma(0.3, 1.0, (kernel_map.PARALLEL_MIN_ROWS + 37, 50)).astype(np.float32)
+    X[X < 0.3] = 0
+    X[0, :3] = [-0.5, 2.0**-21, 300.0]
+    m = HomogeneousKernelMap().fit(X)
+    calls = []
+    real = kernel_map._homkermap_kernel_parallel
+    monkeypatch.setattr(kernel_map, "_homkermap_kernel_parallel", lambda *a: calls.append(1) or real(*a))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        threaded = m.transform(X)
+        numba.set_num_threads(1)
+        serial = m.transform(X)
+    finally:
+        numba.set_num_threads(before)
+    assert calls == ([1] if numba.config.NUMBA_NUM_THREADS > 1 else [])
+    np.testing.assert_array_equal(threaded, serial)
+    np.testing.assert_array_equal(threaded, np.vstack([m.transform(X[i : i + 1]) for i in range(len(X))]))
+    out = []
+    t = threading.Thread(target=lambda: out.append(m.transform(X)))
+    t.start()
+    t.join()
+    np.testing.assert_array_equal(out[0], serial)
+    assert len(calls) <= 1

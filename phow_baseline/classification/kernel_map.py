@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 
 import numba
 import numpy as np
@@ -193,7 +194,12 @@ class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False, order="C")
         out = np.zeros((X.shape[0], X.shape[1] * self.dim_per_input), np.float32)
-        _homkermap_kernel(
+        parallel = (
+            X.shape[0] >= PARALLEL_MIN_ROWS
+            and numba.get_num_threads() > 1
+            and threading.current_thread() is threading.main_thread()
+        )
+        (_homkermap_kernel_parallel if parallel else _homkermap_kernel)(
             X,
             out,
             np.float32(self.gamma),
@@ -225,26 +231,46 @@ class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
         return np.asarray([f"{n}_{p}" for n in names for p in parts], dtype=object)
 
 
-@numba.njit(cache=True, parallel=False, fastmath=False)
-def _homkermap_kernel(X, out, gamma, L, kappa, freq, lo, hi):
-    n, d = X.shape
+@numba.njit(cache=True, fastmath=False, inline="always")
+def _homkermap_row(x_row, out_row, gamma, L, kappa, freq, lo, hi):  # pragma: no cover
+    """One row: each value's ``2 order + 1`` features, written where ``lo <= |x| < hi`` (else left zero)."""
     order = kappa.shape[0] - 1
     D = 2 * order + 1
-    for i in range(n):
-        for j in range(d):
-            x = X[i, j]
-            ax = abs(x)
-            if ax < lo or ax >= hi:
-                continue
-            sign = np.float32(1.0) if x >= 0 else np.float32(-1.0)
-            lxg = L * ax**gamma
-            llog = L * np.log(ax)
-            base = j * D
-            out[i, base] = sign * np.sqrt(lxg * kappa[0])
-            for f in range(1, order + 1):
-                s = np.sqrt(2.0 * lxg * kappa[f])
-                out[i, base + 2 * f - 1] = sign * s * np.cos(freq[f] * llog)
-                out[i, base + 2 * f] = sign * s * np.sin(freq[f] * llog)
+    for j in range(x_row.shape[0]):
+        x = x_row[j]
+        ax = abs(x)
+        if ax < lo or ax >= hi:
+            continue
+        sign = np.float32(1.0) if x >= 0 else np.float32(-1.0)
+        lxg = L * ax**gamma
+        llog = L * np.log(ax)
+        base = j * D
+        out_row[base] = sign * np.sqrt(lxg * kappa[0])
+        for f in range(1, order + 1):
+            s = np.sqrt(2.0 * lxg * kappa[f])
+            out_row[base + 2 * f - 1] = sign * s * np.cos(freq[f] * llog)
+            out_row[base + 2 * f] = sign * s * np.sin(freq[f] * llog)
+
+
+@numba.njit(cache=True, parallel=False, fastmath=False)
+def _homkermap_kernel(X, out, gamma, L, kappa, freq, lo, hi):  # pragma: no cover
+    for i in range(X.shape[0]):
+        _homkermap_row(X[i], out[i], gamma, L, kappa, freq, lo, hi)
+
+
+@numba.njit(cache=True, parallel=True, fastmath=False)
+def _homkermap_kernel_parallel(X, out, gamma, L, kappa, freq, lo, hi):  # pragma: no cover
+    for i in numba.prange(X.shape[0]):
+        _homkermap_row(X[i], out[i], gamma, L, kappa, freq, lo, hi)
+
+
+#: Rows from which :meth:`HomogeneousKernelMap.transform` splits the rows between Numba's threads
+#: (``numba.get_num_threads()``: the training's ``n_jobs`` inside SDCA, which maps every chunk of every
+#: epoch; each row is mapped alone, so the result is the same bits with any number of threads).  Fewer
+#: rows (one image at prediction) stay on one thread, where starting the threads would cost more than it
+#: saves; so do calls from threads other than the main one (joblib's threads, SGD's), since Numba's
+#: fallback threading layer (workqueue) must not be entered from two threads at once.
+PARALLEL_MIN_ROWS = 64
 
 
 KERNEL_MAPS = ("homkermap", "additive_chi2", "none")
