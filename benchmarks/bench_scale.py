@@ -296,7 +296,11 @@ class RunStages:
         return None
 
 
-KILL_STAGES = {"encode": ("encode train", re.compile(r"^encode:")), "train": ("train", re.compile(r"^train \(SGD\)"))}
+KILL_STAGES = {
+    "encode": ("encode train", re.compile(r"^encode:")),
+    # SGD's bar counts images x epochs; SDCA's epochs, with a total where they are capped (out of core)
+    "train": ("train", re.compile(r"^train(?: \+ \d+ folds)? \((?:SGD|SDCA)\)")),
+}
 """``--kill`` names: the stage of ``run`` and the progress bar whose count decides the moment."""
 
 
@@ -606,7 +610,7 @@ def main():
         "--kill",
         default="",
         help="Comma-separated stages of `run` to kill it in with SIGKILL, in "
-        "order, rerunning the same command after each: encode (train split), train (SGD).",
+        "order, rerunning the same command after each: encode (train split), train (SGD, or SDCA out of core).",
     )
     ap.add_argument("--seed", type=int, default=0, help="Draws the kill points and the verified shards.")
     ap.add_argument(

@@ -170,7 +170,11 @@ class BaselineConfig:
         (0.2 chose liblinear when its estimated peak memory fitted);
         ``"liblinear"`` (in memory) and ``"sgd"`` stay selectable.
     n_epochs : int, default=10
-        Passes over the training data of the SGD solver.
+        Passes over the training data of the SGD solver, and the most
+        passes of SDCA where its kernel-mapped rows do not fit in memory
+        (1 GiB; :func:`~phow_baseline.workflow.steps.sdca_max_epochs`:
+        every pass then reads and maps every row, and on the full dataset
+        the duality gap closes far more slowly than that).
     train_split, test_split : {"train_val", "train", "val", "test", "all"}
         Dataset splits to train and to test on (defaults ``"train_val"`` and
         ``"test"``, the official lists).

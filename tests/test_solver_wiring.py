@@ -170,3 +170,30 @@ def test_cli_train_and_run_with_sdca(sample_dir, tmp_path):
     assert meta["params"]["svm"]["solver"] == "sgd" and bad
     assert f"NOT converged: {', '.join(bad)}" in res.output
     assert meta["calibrated_on"]["method"] == "validation carve"
+
+
+def test_sdca_out_of_core_stops_at_the_epochs_cap_and_says_so(tmp_path, monkeypatch, caplog):
+    """Mapped rows beyond SDCA's in-memory budget: at most ``n_epochs`` epochs (each re-reads and re-maps every
+    row), for the final SVMs and every fold's; the log and the warning say so; in memory, no cap (the gap decides)."""
+    from phow_baseline.classification import sdca
+
+    st, Y = _signal_store(tmp_path, seed=4)
+    rows = np.arange(len(Y))
+    cfg = BaselineConfig.from_preset("vlfeat", n_jobs=1, C=10.0, seed=1, n_epochs=2)  # C = 10: not 2 epochs' work
+    kmap = steps.resolve_solver(st, len(rows), cfg)[2]
+    assert steps.sdca_max_epochs(st, len(rows), cfg, kmap) is None  # 300 x 60 mapped floats fit
+    monkeypatch.setattr(sdca, "IN_MEMORY_BYTES", 4 * len(rows) * 3 * st.dim - 1)
+    assert steps.sdca_max_epochs(st, len(rows), cfg, kmap) == 2
+    assert steps.sdca_max_epochs(st, len(rows), cfg, None) is None  # unmapped: a third of the bytes
+    with caplog.at_level("INFO", logger=steps.__name__):
+        svm = steps.train_svms(st, rows, Y, cfg, progress=False)
+    assert svm.max_epochs == 2 and svm.n_iter_.max() <= 2 and not svm.converged_.all()
+    assert "at most 2 epochs (--epochs)" in caplog.text
+    assert "the cap out of core: --epochs raises it" in caplog.text
+    folds = np.arange(len(rows)) % 3
+    final, fold_models = steps.train_svms_folds(st, rows, Y, folds, cfg, progress=False)
+    assert all(m.max_epochs == 2 and m.n_iter_.max() <= 2 for m in [final, *fold_models])
+    monkeypatch.setattr(sdca, "IN_MEMORY_BYTES", 2**30)
+    with pytest.warns(UserWarning, match="another training"):  # the capped run's checkpoint: other settings
+        free = steps.train_svms(st, rows, Y, cfg, progress=False)
+    assert free.max_epochs is None and free.n_iter_.max() > 2
