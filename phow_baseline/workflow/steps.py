@@ -649,7 +649,10 @@ def train_svms(
             f"{label}: 14 linear SVMs (SDCA, out of core, C={config.C}) on {len(rows)} x {dim} features{why}"
             f"{_cap_note(cap)}{resume}"
         )
-        bar = progress_bar(total=cap, desc=f"{label} (SDCA)", unit="epoch", disable=not progress)
+        # at the cap one more pass scores the rows with the last weights (their gap), and counts on the bar
+        bar = progress_bar(
+            total=None if cap is None else cap + 1, desc=f"{label} (SDCA)", unit="epoch", disable=not progress
+        )
 
         def step(solver_state):
             bar.update(1)
@@ -895,7 +898,7 @@ def train_svms_folds(
             f"C={config.C}) on {len(rows)} x {store.dim * (1 if kmap is None else 3)} features{why}{_cap_note(cap)}"
         )
         bar = progress_bar(
-            total=None if cap is None else (K + 1) * cap,
+            total=None if cap is None else (K + 1) * (cap + 1),  # each model: its epochs and the scoring pass
             desc=f"{label} + {K} folds (SDCA)",
             unit="epoch",
             disable=not progress,
