@@ -181,10 +181,12 @@ def test_sdca_out_of_core_stops_at_the_epochs_cap_and_says_so(tmp_path, monkeypa
     rows = np.arange(len(Y))
     cfg = BaselineConfig.from_preset("vlfeat", n_jobs=1, C=10.0, seed=1, n_epochs=2)  # C = 10: not 2 epochs' work
     kmap = steps.resolve_solver(st, len(rows), cfg)[2]
-    assert steps.sdca_max_epochs(st, len(rows), cfg, kmap) is None  # 300 x 60 mapped floats fit
+    assert steps.sdca_max_epochs(len(rows), steps.mapped_dimension(st, kmap), cfg) is None  # 300 x 60 mapped floats fit
     monkeypatch.setattr(sdca, "IN_MEMORY_BYTES", 4 * len(rows) * 3 * st.dim - 1)
-    assert steps.sdca_max_epochs(st, len(rows), cfg, kmap) == 2
-    assert steps.sdca_max_epochs(st, len(rows), cfg, None) is None  # unmapped: a third of the bytes
+    assert steps.sdca_max_epochs(len(rows), steps.mapped_dimension(st, kmap), cfg) == 2
+    assert (
+        steps.sdca_max_epochs(len(rows), steps.mapped_dimension(st, None), cfg) is None
+    )  # unmapped: a third of the bytes
     with caplog.at_level("INFO", logger=steps.__name__):
         svm = steps.train_svms(st, rows, Y, cfg, progress=False)
     assert svm.max_epochs == 2 and svm.n_iter_.max() <= 2 and not svm.converged_.all()

@@ -78,27 +78,25 @@ def _mapped_dimension(config: BaselineConfig, dim: int) -> int:
     return dim * (1 if encoding_for(config).kernel_map_name(config) == "none" else 3)
 
 
-def _checkpoint_bytes(config: BaselineConfig, n_train: int, mapped: int) -> int:
-    """Bytes of the training's checkpoints: none for liblinear (in memory); SGD two weight matrices per set
-    of SVMs; SDCA (``solver="auto"`` picks it at every size, :func:`~.steps.choose_solver`) the weights and
-    the per-row state of each set: the final SVMs and, cross-fitted, each fold's (on the other folds' rows),
-    or with one carve the held-out SVMs (about 90% of the rows).
+def _checkpoint_bytes(config: BaselineConfig, n_train: int, weights: int) -> int:
+    """Bytes of the training's checkpoints (``weights``: one set of 14 SVMs' float64 weights): none for
+    liblinear (in memory); SGD two weight matrices per set of SVMs; SDCA (what ``solver="auto"`` picks,
+    :func:`~.steps.choose_solver`) the weights and the per-row state of each set: the final SVMs and,
+    cross-fitted, each of the K folds' (on the other K - 1 folds' rows), or with one carve the held-out SVMs
+    (about 90% of the rows).
     """
-    weights = 8 * N_LABELS * (mapped + 1)
     if config.solver == "liblinear":
         return 0
     calibrated = config.calibration != "none"
     if config.solver == "sgd":
         return (2 if calibrated else 1) * 2 * weights
-    k = int(getattr(config, "calibration_folds", 1))
-    rows = float(n_train)  # the final SVMs
-    sets = 1
-    if calibrated and k >= 2:
-        rows += k * n_train * (k - 1) / k  # fold k trains on the other folds
-        sets += k
-    elif calibrated:
-        rows += 0.9 * n_train  # the held-out SVMs outside the validation carve
-        sets += 1
+    k = config.calibration_folds
+    if not calibrated:
+        sets, rows = 1, float(n_train)
+    elif k >= 2:
+        sets, rows = 1 + k, float(n_train) * k  # the final SVMs' n rows and (K - 1) n / K for each fold
+    else:
+        sets, rows = 2, 1.9 * n_train
     return int(sets * weights + rows * N_LABELS * SDCA_BYTES_PER_ROW_LABEL)
 
 
@@ -131,11 +129,11 @@ def run_disk_estimate(n_train: int, n_test: int, config: BaselineConfig) -> dict
     dim = encoding_dimension(config)
     mapped = _mapped_dimension(config, dim)
     weights = 8 * N_LABELS * (mapped + 1)
-    itemsize = int(np.dtype(getattr(config, "feature_dtype", "float32")).itemsize)
+    itemsize = np.dtype(config.feature_dtype).itemsize
     return {
         "image cache": n * (config.size * config.size + INDEX_BYTES_PER_IMAGE),
         "features": n * (itemsize * dim + INDEX_BYTES_PER_IMAGE),
-        "checkpoints": _checkpoint_bytes(config, int(n_train), mapped),
+        "checkpoints": _checkpoint_bytes(config, int(n_train), weights),
         "model": weights + 2 * _vocabulary_bytes(config),  # the work folder keeps a copy of the vocabulary
         "run": int(n_test) * PREDICTION_BYTES_PER_IMAGE + FIXED_BYTES,
     }

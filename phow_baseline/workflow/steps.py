@@ -491,7 +491,7 @@ def _make_svm(config: BaselineConfig, solver: str, max_epochs: int | None = None
     )
 
 
-def sdca_max_epochs(store: FeatureStore, n_rows: int, config: BaselineConfig, kernel_map=None) -> int | None:
+def sdca_max_epochs(n_rows: int, dim: int, config: BaselineConfig) -> int | None:
     """SDCA's most epochs here: its own cap (None: it stops on the duality gap) when the training rows, kernel-mapped,
     fit in memory (:data:`~phow_baseline.classification.sdca.IN_MEMORY_BYTES`, 1 GiB of float32); out of core,
     ``config.n_epochs`` (SGD's 10 by default).
@@ -506,14 +506,12 @@ def sdca_max_epochs(store: FeatureStore, n_rows: int, config: BaselineConfig, ke
 
     Parameters
     ----------
-    store : FeatureStore
-        The training features (their stored dimension).
     n_rows : int
         Training rows.
+    dim : int
+        Features per row as SDCA sees them (after the kernel map: :func:`mapped_dimension`).
     config : BaselineConfig
         ``n_epochs``.
-    kernel_map : fitted kernel map, optional
-        The map applied as the rows are read (three features per stored one).
 
     Returns
     -------
@@ -521,8 +519,25 @@ def sdca_max_epochs(store: FeatureStore, n_rows: int, config: BaselineConfig, ke
     """
     from ..classification import sdca
 
-    dim = store.dim * (1 if kernel_map is None else 3)
     return None if 4 * int(n_rows) * dim <= sdca.IN_MEMORY_BYTES else int(config.n_epochs)
+
+
+def mapped_dimension(store: FeatureStore, kernel_map=None) -> int:
+    """Features per row the SVMs see: the store's, times three through a kernel map (both give 3 outputs per
+    input: homkermap of order 1, the additive chi2 map with 2 sample steps).
+
+    Parameters
+    ----------
+    store : FeatureStore
+        The training features (their stored dimension).
+    kernel_map : fitted kernel map, optional
+        The map applied as the rows are read.
+
+    Returns
+    -------
+    int
+    """
+    return store.dim * (1 if kernel_map is None else 3)
 
 
 def resolve_solver(store: FeatureStore, n_rows: int, config: BaselineConfig, solver=None) -> tuple[str, str, object]:
@@ -549,8 +564,7 @@ def resolve_solver(store: FeatureStore, n_rows: int, config: BaselineConfig, sol
         The map of the stored vectors (3 outputs per input) or None.
     """
     kmap = make_kernel_map(encoding_for(config).kernel_map_name(config), n_features=store.dim)
-    # both maps give 3 outputs per input (order 1; 2 sample steps)
-    dim = store.dim * (1 if kmap is None else 3)
+    dim = mapped_dimension(store, kmap)
     solver = solver or config.solver
     why = ""
     if solver == "auto":
@@ -628,8 +642,9 @@ def train_svms(
     from ..progress import progress_bar
 
     solver, why, kmap = resolve_solver(store, len(rows), config, solver)
-    dim = store.dim * (1 if kmap is None else 3)
-    svm = _make_svm(config, solver)
+    dim = mapped_dimension(store, kmap)
+    cap = sdca_max_epochs(len(rows), dim, config) if solver == "sdca" else None
+    svm = _make_svm(config, solver, cap)
     transform = (lambda X: kmap.transform(X)) if kmap is not None else None
     if solver == "liblinear":
         X = store.load(rows)
@@ -641,8 +656,6 @@ def train_svms(
         return svm
     Y = np.asarray(Y)
     if solver == "sdca":
-        cap = sdca_max_epochs(store, len(rows), config, kmap)
-        svm = _make_svm(config, solver, cap)
         ckpt = sdca_checkpoint_path(store, rows, Y, config)
         resume = f"; resuming from {ckpt.name}" if ckpt.exists() else ""
         _log(
@@ -892,10 +905,11 @@ def train_svms_folds(
         ckpt = sdca_checkpoint_path(store, rows, Y, config, folds=folds)
         from ..progress import progress_bar
 
-        cap = sdca_max_epochs(store, len(rows), config, kmap)
+        dim = mapped_dimension(store, kmap)
+        cap = sdca_max_epochs(len(rows), dim, config)
         _log(
             f"{label}: 14 linear SVMs and the {K} folds' held-out ones for the calibration (SDCA, out of core, "
-            f"C={config.C}) on {len(rows)} x {store.dim * (1 if kmap is None else 3)} features{why}{_cap_note(cap)}"
+            f"C={config.C}) on {len(rows)} x {dim} features{why}{_cap_note(cap)}"
         )
         bar = progress_bar(
             total=None if cap is None else (K + 1) * (cap + 1),  # each model: its epochs and the scoring pass
