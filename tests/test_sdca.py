@@ -613,11 +613,13 @@ def test_parameters_are_checked():
 # -- cross-fitting: the K fold models and the final one -----------------------------------------------------
 
 
-def test_fold_models_equal_separately_fitted_ones(tmp_path):
-    """``fit_store_folds``: model k equals ``fit_store`` on the rows of the other folds, the last one
-    ``fit_store`` on all rows, bit for bit (kernel map kept in memory, and applied every epoch); their
-    checkpoints lie beside the given path and resume; ``fit_folds`` does the same in memory."""
+def test_fold_models_are_trained_together_in_one_reading_of_the_rows(tmp_path):
+    """``fit_store_folds``: the final model is ``fit_store`` on all rows bit for bit; model k takes the very
+    steps of a lone solver on the other folds' rows in all rows' order (``within``), and reaches the same
+    optimum as ``fit_store`` on them; every epoch reads and maps the rows once for all models (out of core),
+    or maps them once (in memory), with the same bits; one checkpoint resumes all of them after a kill."""
     from phow_baseline.classification import sdca
+    from phow_baseline.classification.sdca import ArrayRows, SDCAStopped
 
     X, Y = _histograms(180, 20, 11)
     st = _store(tmp_path / "raw", X)
@@ -630,32 +632,87 @@ def test_fold_models_equal_separately_fitted_ones(tmp_path):
         st, Y[rows], rows, folds, transform=kmap, checkpoint=tmp_path / "cv.npz", on_epoch=lambda s: seen.append(s.fold)
     )
     assert len(models) == 4 and sorted(set(seen)) == [0, 1, 2, 3]
-    assert sorted(p.name for p in tmp_path.glob("cv.*.npz")) == [
-        f"cv.{t}.npz" for t in ("all", "fold0", "fold1", "fold2")
-    ]
-    for k, m in enumerate(models):
-        train = folds != k if k < 3 else np.ones(len(rows), bool)
-        ref = OneVsRestSVM(**params).fit_store(st, Y[rows][train], rows[train], transform=kmap)
-        for a in ("coef_", "intercept_", "dual_coef_", "duality_gap_history_", "n_iter_", "converged_"):
-            np.testing.assert_array_equal(getattr(m, a), getattr(ref, a), err_msg=f"model {k}: {a}")
+    assert sorted(p.name for p in tmp_path.glob("cv.*.npz")) == ["cv.together.npz"]
+    attrs = ("coef_", "intercept_", "dual_coef_", "duality_gap_history_", "n_iter_", "converged_")
+    ref = OneVsRestSVM(**params).fit_store(st, Y[rows], rows, transform=kmap)
+    for a in attrs:
+        np.testing.assert_array_equal(getattr(models[3], a), getattr(ref, a), err_msg=f"final model: {a}")
+    Xm = kmap.transform(X[rows])
+    for k in range(3):
+        train = folds != k
+        m = models[k]
+        lone = OneVsRestSVM(**params)._sdca_solver(
+            Y[rows][train], label_names=list("abcdefghijklmn"[: Y.shape[1]]), within=(len(rows), np.flatnonzero(train))
+        )
+        lone.run(ArrayRows(Xm[train]))
+        np.testing.assert_array_equal(m.dual_coef_, lone.alpha, err_msg=f"model {k}: the same steps")
+        np.testing.assert_array_equal(m.coef_, lone.coef.astype(np.float32))
+        np.testing.assert_allclose(m.duality_gap_history_, lone.gap_history, rtol=1e-9, atol=1e-15)
+    # run to the gap, model k and fit_store on its rows reach the same optimum (in another order)
+    conv = dict(params, max_epochs=1000)
+    together = OneVsRestSVM(**conv).fit_store_folds(st, Y[rows], rows, folds, transform=kmap)
+    for k in range(3):
+        train = folds != k
+        alone = OneVsRestSVM(**conv).fit_store(st, Y[rows][train], rows[train], transform=kmap)
+        assert together[k].converged_.all() and alone.converged_.all()
+        np.testing.assert_allclose(together[k].primal_objective_, alone.primal_objective_, rtol=2.5e-3)
+        assert not np.array_equal(together[k].coef_, alone.coef_)  # another order of the same rows
     assert not np.array_equal(models[0].coef_, models[1].coef_)
-    # mapped every epoch (nothing fits in memory): the same bits; the checkpoints are taken up (no epoch runs)
+    # mapped every epoch (nothing fits in memory): the same bits; the checkpoint is taken up (no epoch runs)
     again = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sdca, "IN_MEMORY_BYTES", 0)
         redo = OneVsRestSVM(**params).fit_store_folds(
             st, Y[rows], rows, folds, transform=kmap, checkpoint=tmp_path / "cv.npz", on_epoch=again.append
         )
+        reads = []
+        real_epoch = sdca.StoreRows.epoch
+        mp.setattr(sdca.StoreRows, "epoch", lambda self, *a, **kw: reads.append(a[1]) or real_epoch(self, *a, **kw))
         fresh = OneVsRestSVM(**params).fit_store_folds(st, Y[rows], rows, folds, transform=kmap)
+        n_reads = len(reads)
+        # a kill after the checkpoint of epoch 3 (a fold's callback raises), then the same call again
+        calls = []
+
+        def stop(s):
+            calls.append(s.epochs_done)
+            if s.epochs_done == 3 and s.fold == 1:
+                raise SDCAStopped
+
+        with pytest.raises(SDCAStopped):
+            OneVsRestSVM(**params).fit_store_folds(
+                st, Y[rows], rows, folds, transform=kmap, checkpoint=tmp_path / "k.npz", on_epoch=stop
+            )
+        resumed = []
+        after = OneVsRestSVM(**params).fit_store_folds(
+            st,
+            Y[rows],
+            rows,
+            folds,
+            transform=kmap,
+            checkpoint=tmp_path / "k.npz",
+            on_epoch=lambda s: resumed.append(s.epochs_done),
+        )
     assert again == []
-    for a, b, c in zip(models, redo, fresh):
-        np.testing.assert_array_equal(a.coef_, b.coef_)
-        np.testing.assert_array_equal(a.coef_, c.coef_)
-    # the Gram path (as many features as rows): one Gram matrix of all rows serves every fold model
+    assert n_reads == max(int(m.n_iter_.max()) for m in fresh) + 1  # one reading per epoch for all models
+    assert min(resumed) == 4  # went on after epoch 3
+    for a, b, c, d in zip(models, redo, fresh, after):
+        for attr in attrs:
+            np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr))
+            np.testing.assert_array_equal(getattr(a, attr), getattr(c, attr))
+            np.testing.assert_array_equal(getattr(a, attr), getattr(d, attr))
+    # a checkpoint of other trainings is refused with a warning naming it, and training starts over
+    with pytest.warns(UserWarning, match="k.together.npz"):
+        other = OneVsRestSVM(**{**params, "C": 2.0}).fit_store_folds(
+            st, Y[rows], rows, folds, transform=kmap, checkpoint=tmp_path / "k.npz"
+        )
+    assert not np.array_equal(other[3].coef_, models[3].coef_)
+    # the Gram path (as many features as rows): one Gram matrix of all rows serves every fold model, each
+    # trained on its own in all rows' order (a lone Gram-path solver's steps, to the Gram matrix's rounding)
     from phow_baseline.classification.sdca import gram_applies
 
     Xk = kmap.transform(X)
-    wide = _store(tmp_path / "wide", np.hstack([Xk, Xk[:, ::-1] * 0.5, Xk[:, ::2], Xk[:, 1::2]]))
+    Xw = np.hstack([Xk, Xk[:, ::-1] * 0.5, Xk[:, ::2], Xk[:, 1::2]])
+    wide = _store(tmp_path / "wide", Xw)
     assert gram_applies(len(rows), wide.dim) and gram_applies(int((folds != 0).sum()), wide.dim)
     calls = []
     with pytest.MonkeyPatch.context() as mp:
@@ -663,12 +720,16 @@ def test_fold_models_equal_separately_fitted_ones(tmp_path):
         mp.setattr(sdca, "_gram", lambda A: calls.append(len(A)) or real(A))
         shared = OneVsRestSVM(**params).fit_store_folds(wide, Y[rows], rows, folds)
         assert calls == [len(rows)]
-        for k, m in enumerate(shared):
-            train = folds != k if k < 3 else np.ones(len(rows), bool)
-            ref = OneVsRestSVM(**params).fit_store(wide, Y[rows][train], rows[train])
-            np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-5, atol=1e-6, err_msg=f"model {k}")
-            np.testing.assert_allclose(m.duality_gap_history_, ref.duality_gap_history_, rtol=1e-6)
-        assert len(calls) == 5  # the separate fits each computed their own
+    for k in range(4):
+        train = folds != k if k < 3 else np.ones(len(rows), bool)
+        lone = OneVsRestSVM(**params)._sdca_solver(
+            Y[rows][train],
+            label_names=list("abcdefghijklmn"[: Y.shape[1]]),
+            within=(len(rows), np.flatnonzero(train)) if k < 3 else None,
+        )
+        lone.run(ArrayRows(Xw[rows][train]))
+        np.testing.assert_allclose(shared[k].coef_, lone.coef, rtol=1e-5, atol=1e-6, err_msg=f"model {k}")
+        np.testing.assert_allclose(shared[k].duality_gap_history_, lone.gap_history, rtol=1e-6)
     # in memory
     Xm = kmap.transform(X[rows])
     mem = OneVsRestSVM(**params).fit_folds(Xm, Y[rows], folds)

@@ -111,6 +111,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -141,7 +142,7 @@ UNSHRINK_PG_RANGE = 0.1
 GRAM_MAX_ROWS = 4096
 
 #: Format of :meth:`SDCASolver.checkpoint`'s arrays.
-CHECKPOINT_FORMAT = 3
+CHECKPOINT_FORMAT = 4
 
 
 # -- the rows, in memory or in a feature store ------------------------------------------------------------
@@ -184,7 +185,7 @@ class ArrayRows:
     #: The rows were checked to be finite once, when given.
     checks_finite = True
 
-    def epoch(self, seed: int, epoch: int, keep=None) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+    def epoch(self, seed: int, epoch: int, keep=None, order=None) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
         """Yield ``(X_chunk (m, d) float32, positions (m,) int64, where)`` in epoch ``epoch``'s order.
 
         Parameters
@@ -193,11 +194,14 @@ class ArrayRows:
             The order is ``default_rng([seed, epoch]).permutation(n)``.
         keep : (n,) bool, optional
             Only these rows (in that order): the rows not shrunk.
+        order : (m,) int array, optional
+            The positions to visit, in order, instead of the permutation (``keep`` still applies).
         """
-        order = np.random.default_rng([int(seed), int(epoch)]).permutation(self.n_rows)
+        if order is None:
+            order = np.random.default_rng([int(seed), int(epoch)]).permutation(self.n_rows)
         if keep is not None:
             order = order[np.asarray(keep, bool)[order]]
-        for lo in range(0, self.n_rows, self.chunk_rows):
+        for lo in range(0, len(order), self.chunk_rows):
             pos = order[lo : lo + self.chunk_rows]
             yield self.X[pos], pos.astype(np.int64), f"rows {lo}..{lo + len(pos) - 1} of epoch {epoch}'s order"
 
@@ -257,7 +261,7 @@ class StoreRows:
     #: Every window read is checked to be finite (naming its shard).
     checks_finite = True
 
-    def epoch(self, seed: int, epoch: int, keep=None) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+    def epoch(self, seed: int, epoch: int, keep=None, order=None) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
         """Yield ``(X_chunk (m, d) float32, positions (m,) int64, where)`` in epoch ``epoch``'s order.
 
         The order is ``default_rng([seed, epoch]).permutation(n)``, as :meth:`ArrayRows.epoch`.
@@ -270,6 +274,8 @@ class StoreRows:
             The epoch (0-based): with ``seed``, it fixes the row order.
         keep : (n,) bool, optional
             Only these rows (in that order; the others are not read): the rows not shrunk.
+        order : (m,) int array, optional
+            The positions to visit, in order, instead of the permutation (``keep`` still applies).
 
         Yields
         ------
@@ -277,7 +283,8 @@ class StoreRows:
             ``(X_chunk, positions, where)``: features ``(m, d)`` float32, their row numbers ``(m,)`` int64,
             and a description of where they come from (for error messages).
         """
-        order = np.random.default_rng([int(seed), int(epoch)]).permutation(self.n_rows)
+        if order is None:
+            order = np.random.default_rng([int(seed), int(epoch)]).permutation(self.n_rows)
         if keep is not None:
             order = order[np.asarray(keep, bool)[order]]
         yield from self._gather(order, f"epoch {epoch}'s order")
@@ -582,6 +589,36 @@ def _as_transform(transform) -> Callable | None:
     raise TypeError(f"transform must be None, a callable or a fitted kernel map, got {type(transform).__name__}")
 
 
+def _checked_chunks(source, fn, chunks):
+    """``(X, pos, where)`` of ``chunks`` (a source's epoch), checked (finite, one dimension) and mapped by ``fn``."""
+    checked = getattr(source, "checks_finite", False)
+    for X, pos, where in chunks:
+        if X.ndim != 2 or X.shape[1] != source.n_features:
+            raise ValueError(
+                f"{where}: {X.shape[1] if X.ndim == 2 else X.shape} feature columns, expected "
+                f"{source.n_features} (the store's shards disagree in dimension)"
+            )
+        bad = None if checked else ~np.isfinite(X)
+        if bad is not None and bad.any():
+            rows = np.unique(np.nonzero(bad)[0])
+            raise ValueError(
+                f"{where}: {int(bad.sum())} non-finite feature value(s) (NaN or infinity) in "
+                f"{len(rows)} row(s), training rows {pos[rows][:10].tolist()}; re-encode those images"
+            )
+        if fn is not None:
+            X = np.ascontiguousarray(fn(X), dtype=np.float32)
+            if X.ndim != 2 or X.shape[0] != len(pos) or not np.isfinite(X).all():
+                raise ValueError(
+                    f"{where}: the transform gave {X.shape} values with non-finite entries, "
+                    f"or not one row per input row"
+                )
+        yield X, pos, where
+
+
+class _Pass(SimpleNamespace):
+    """The working state of one pass of a solver (:meth:`SDCASolver._begin_pass`)."""
+
+
 class SDCAStopped(Exception):
     """Raised by an ``on_epoch`` callback to stop training after a checkpoint (tests stand it in for a kill)."""
 
@@ -611,6 +648,12 @@ class SDCASolver:
         neither does the result).
     class_names : sequence of str, optional
         Names of the classes for messages (default ``"class k"``).
+    within : tuple (int, array of int), optional
+        ``(N, members)``: these ``n`` rows are the rows ``members`` (increasing, ``n`` of them) of ``N``
+        rows, and each epoch visits them in the order of ``N`` rows' permutation
+        (``default_rng([seed, epoch]).permutation(N)`` restricted to ``members``).  A cross-fitting fold's
+        model draws its order from all the rows this way, so that one pass over all the rows serves every
+        fold's model and the final one (:func:`run_together`).  Default: a permutation of the ``n`` rows.
 
     Attributes
     ----------
@@ -641,6 +684,7 @@ class SDCASolver:
         bias_multiplier=BIAS_MULTIPLIER,
         n_threads=1,
         class_names=None,
+        within=None,
     ):
         Y = np.asarray(Y)
         if Y.ndim != 2 or not np.isin(Y, (0, 1)).all():
@@ -691,7 +735,35 @@ class SDCASolver:
         self.certify_next = False
         self.unshrink_eps = np.full(K, UNSHRINK_PG_RANGE)
         self._row_sq = np.full(n, np.nan)  # each row's ||x||^2 once computed (not saved: recomputed alike)
+        self.within_n, self.within_rows, self._local_of = n, None, None
+        self.fold: int | None = None  # the cross-fitting model this is (OneVsRestSVM.fit_store_folds), if any
+        if within is not None:
+            self._set_within(*within)
         self._warn_degenerate()
+
+    def _set_within(self, n_all, members):
+        """Draw each epoch's order from ``n_all`` rows, of which these are ``members`` (see ``within``)."""
+        members = np.asarray(members, np.int64).reshape(-1)
+        n_all = int(n_all)
+        if (
+            len(members) != self.n_rows
+            or (len(members) and (members[0] < 0 or members[-1] >= n_all))
+            or (np.diff(members) <= 0).any()
+        ):
+            raise ValueError(
+                f"within: {len(members)} increasing positions in 0..{n_all - 1} expected for {self.n_rows} rows"
+            )
+        self.within_n, self.within_rows = n_all, members
+        self._local_of = np.full(n_all, -1, np.int64)
+        self._local_of[members] = np.arange(len(members))
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        """The rows' visiting order in ``epoch``: a seeded permutation (of the parent rows, see ``within``)."""
+        perm = np.random.default_rng([self.seed, int(epoch)]).permutation(self.within_n)
+        if self._local_of is None:
+            return perm
+        local = self._local_of[perm]
+        return local[local >= 0]
 
     @property
     def n_rows(self) -> int:
@@ -837,7 +909,7 @@ class SDCASolver:
             if not final:
                 alpha = np.ascontiguousarray(self.alpha[:, act])
                 S = self._gram_scores(Q, alpha, lam_n, bb)
-                order = np.random.default_rng([self.seed, self.epochs_done]).permutation(self.n_rows)
+                order = self._epoch_order(self.epochs_done)
                 _sdca_gram_epoch(
                     Q,
                     order.astype(np.int64),
@@ -896,10 +968,10 @@ class SDCASolver:
     def _run(self, source, fn, checkpoint, on_epoch):
         while not self.finished:
             t0 = time.perf_counter()
-            if self.epochs_done >= self.max_epochs:
-                self._score_pass(source, fn, t0)
-            else:
-                self._update_pass(source, fn, t0)
+            plan = self._begin_pass()
+            for X, pos in self._read(source, fn, self.epochs_done, plan.read):
+                self._pass_chunk(plan, X, pos)
+            self._end_pass(plan, t0)
             if checkpoint is not None:
                 from ..io import atomic_save_npz
 
@@ -909,88 +981,99 @@ class SDCASolver:
 
     def _read(self, source, fn, epoch, keep=None):
         """The chunks of ``epoch`` (only the rows where ``keep``), checked (finite, one dimension) and mapped."""
-        checked = getattr(source, "checks_finite", False)
-        chunks = source.epoch(self.seed, epoch) if keep is None else source.epoch(self.seed, epoch, keep=keep)
-        for X, pos, where in chunks:
-            if X.ndim != 2 or X.shape[1] != source.n_features:
-                raise ValueError(
-                    f"{where}: {X.shape[1] if X.ndim == 2 else X.shape} feature columns, expected "
-                    f"{source.n_features} (the store's shards disagree in dimension)"
-                )
-            bad = None if checked else ~np.isfinite(X)
-            if bad is not None and bad.any():
-                rows = np.unique(np.nonzero(bad)[0])
-                raise ValueError(
-                    f"{where}: {int(bad.sum())} non-finite feature value(s) (NaN or infinity) in "
-                    f"{len(rows)} row(s), training rows {pos[rows][:10].tolist()}; re-encode those images"
-                )
-            if fn is not None:
-                X = np.ascontiguousarray(fn(X), dtype=np.float32)
-                if X.ndim != 2 or X.shape[0] != len(pos) or not np.isfinite(X).all():
-                    raise ValueError(
-                        f"{where}: the transform gave {X.shape} values with non-finite entries, "
-                        f"or not one row per input row"
-                    )
-            d = X.shape[1]
-            if self.n_features is None:
-                self.n_features = d
-                self.W = np.zeros((d + 1, self.n_classes))
-            elif d != self.n_features:
-                raise ValueError(
-                    f"{where}: {d} features (after the transform), expected {self.n_features} "
-                    "(the store's shards disagree in dimension, or the checkpoint is of other features)"
-                )
+        kwargs = {} if keep is None else {"keep": keep}
+        if self._local_of is not None:
+            kwargs["order"] = self._epoch_order(epoch)
+        for X, pos, where in _checked_chunks(source, fn, source.epoch(self.seed, epoch, **kwargs)):
+            self._take_dimension(X.shape[1], where)
             yield X, pos
 
-    def _update_pass(self, source, fn, t0):
+    def _take_dimension(self, d: int, where: str):
+        """Size the weights at the first chunk; refuse a chunk of another dimension, naming ``where``."""
+        if self.n_features is None:
+            self.n_features = d
+            self.W = np.zeros((d + 1, self.n_classes))
+        elif d != self.n_features:
+            raise ValueError(
+                f"{where}: {d} features (after the transform), expected {self.n_features} "
+                "(the store's shards disagree in dimension, or the checkpoint is of other features)"
+            )
+
+    # one pass, in three parts, so that one reading of the rows can serve several solvers (run_together)
+    def _begin_pass(self) -> _Pass:
+        """The state of the next pass: an update pass (SDCA's steps) or, after ``max_epochs``, the scoring pass.
+
+        ``plan.read`` is the rows the pass reads (None: all of them).
+        """
+        plan = _Pass()
+        plan.loss = np.zeros(self.n_classes)
+        plan.act = act = np.flatnonzero(self.active)
+        plan.read = None
+        plan.update = self.epochs_done < self.max_epochs
+        if not plan.update:
+            return plan
         e = self.epochs_done
         # a certifying pass scores every row with the weights after epoch e before its updates (exact gap);
         # the others read only the rows not shrunk.  Both update the same rows, in the same order.
-        certify = self.certify_next and e > 0
-        snap_W, snap_alpha = (self.W.copy(), self.alpha.copy()) if certify else (self.W, self.alpha)
-        loss = np.zeros(self.n_classes)
+        plan.certify = certify = self.certify_next and e > 0
+        plan.snap_W, plan.snap_alpha = (self.W.copy(), self.alpha.copy()) if certify else (self.W, self.alpha)
         # the classes still training, in contiguous arrays of their own
-        act = np.flatnonzero(self.active)
-        Y, cw = np.ascontiguousarray(self.Y[:, act]), np.ascontiguousarray(self.class_weights[act])
-        alpha = np.ascontiguousarray(self.alpha[:, act])
-        marg = np.ascontiguousarray(self.marg[:, act])
-        pg = np.empty((4, len(act)))
+        plan.Y, plan.cw = np.ascontiguousarray(self.Y[:, act]), np.ascontiguousarray(self.class_weights[act])
+        plan.alpha = np.ascontiguousarray(self.alpha[:, act])
+        plan.marg = np.ascontiguousarray(self.marg[:, act])
+        plan.pg = pg = np.empty((4, len(act)))
         pg[:2] = self.pg_bounds[:, act]
         pg[2], pg[3] = -np.inf, np.inf
-        shrunk = np.ascontiguousarray(self.shrunk[:, act])
-        keep = np.logical_not(shrunk.all(axis=1))  # the rows some class still visits
-        Wt = wb = None
-        for X, pos in self._read(source, fn, e, None if (certify or keep.all()) else keep):
-            if Wt is None:  # the first chunk sized W
-                Wt, wb = np.ascontiguousarray(self.W[:-1, act].T), np.ascontiguousarray(self.W[-1, act])
-            if certify:
-                loss[act] += self._hinge_sum(X, pos, snap_W[:, act], act)
-                sel = keep[pos]
-                if not sel.all():
-                    X, pos = X[sel], pos[sel]
-            if len(pos):
-                _sdca_pairs(
-                    np.ascontiguousarray(X),
-                    pos,
-                    Y,
-                    cw,
-                    alpha,
-                    Wt,
-                    wb,
-                    self.lam * self.n_rows,
-                    self.bias_multiplier,
-                    marg,
-                    pg,
-                    shrunk,
-                    self._row_sq,
-                )
-        if Wt is None and self.n_features is None:
+        plan.shrunk = np.ascontiguousarray(self.shrunk[:, act])
+        plan.keep = keep = np.logical_not(plan.shrunk.all(axis=1))  # the rows some class still visits
+        plan.read = None if (certify or keep.all()) else keep
+        plan.Wt = plan.wb = None
+        return plan
+
+    def _pass_chunk(self, plan: _Pass, X, pos):
+        """The pass's work on one chunk of rows (``pos``: their positions, in the pass's order)."""
+        act = plan.act
+        if not plan.update:
+            plan.loss[act] += self._hinge_sum(X.astype(np.float64), pos, self.W[:, act], act)
+            return
+        if plan.Wt is None:  # the first chunk sized W
+            plan.Wt, plan.wb = np.ascontiguousarray(self.W[:-1, act].T), np.ascontiguousarray(self.W[-1, act])
+        if plan.certify:
+            plan.loss[act] += self._hinge_sum(X, pos, plan.snap_W[:, act], act)
+        sel = plan.keep[pos]
+        if not sel.all():
+            X, pos = X[sel], pos[sel]
+        if len(pos):
+            _sdca_pairs(
+                np.ascontiguousarray(X),
+                pos,
+                plan.Y,
+                plan.cw,
+                plan.alpha,
+                plan.Wt,
+                plan.wb,
+                self.lam * self.n_rows,
+                self.bias_multiplier,
+                plan.marg,
+                plan.pg,
+                plan.shrunk,
+                self._row_sq,
+            )
+
+    def _end_pass(self, plan: _Pass, t0: float):
+        """After the pass's chunks: the state, the shrinking, the gap (``t0``: when the pass began)."""
+        if not plan.update:  # after the last epoch: certify every class still active with the final weights
+            self.elapsed_s += time.perf_counter() - t0
+            self._certify(plan.loss, self.W, self.alpha, final=True)
+            return
+        act, pg, certify = plan.act, plan.pg, plan.certify
+        if plan.Wt is None and self.n_features is None:
             raise ValueError("no feature row to train on")
-        if Wt is not None:  # else every row was shrunk: nothing moved
-            self.W[:-1, act], self.W[-1, act] = Wt.T, wb
-        self.alpha[:, act] = alpha
-        self.marg[:, act] = marg
-        self.shrunk[:, act] = shrunk
+        if plan.Wt is not None:  # else every row was shrunk: nothing moved
+            self.W[:-1, act], self.W[-1, act] = plan.Wt.T, plan.wb
+        self.alpha[:, act] = plan.alpha
+        self.marg[:, act] = plan.marg
+        self.shrunk[:, act] = plan.shrunk
         # liblinear's bounds for the next pass: the projected gradient's extremes, or none where they crossed 0
         self.pg_bounds[0, act] = np.where(pg[2] > 0, pg[2], np.inf)
         self.pg_bounds[1, act] = np.where(pg[3] < 0, pg[3], -np.inf)
@@ -1004,11 +1087,11 @@ class SDCASolver:
         self.unshrink_eps[act] = np.where(np.isfinite(pg_range) & stalled[act], 0.1, 1.0) * self.unshrink_eps[act]
         if certify:
             tested = self.active.copy()
-            self._certify(loss, snap_W, snap_alpha)
+            self._certify(plan.loss, plan.snap_W, plan.snap_alpha)
             stalled |= tested & self.active
         self.shrunk[:, stalled] = False
         self.pg_bounds[0, stalled], self.pg_bounds[1, stalled] = np.inf, -np.inf
-        self.epochs_done = e + 1
+        self.epochs_done += 1
         self._dual_after_pass()
         self._append_history()
         self._estimate_gap()
@@ -1029,15 +1112,6 @@ class SDCASolver:
         self.gap_history[-1, act] = gap
         self.primal_history[-1, act] = primal
         self.certify_next = bool((gap < self.tol * primal).any())
-
-    def _score_pass(self, source, fn, t0):
-        """After the last epoch: score the rows with the final weights, certify every class still active."""
-        loss = np.zeros(self.n_classes)
-        act = np.flatnonzero(self.active)
-        for X, pos in self._read(source, fn, self.epochs_done):
-            loss[act] += self._hinge_sum(X.astype(np.float64), pos, self.W[:, act], act)
-        self.elapsed_s += time.perf_counter() - t0
-        self._certify(loss, self.W, self.alpha, final=True)
 
     def _hinge_sum(self, X, pos, W, classes):
         """Per class of ``classes``, ``sum_i s_i max(0, 1 - y_i (w.x_i + B w_b))`` over the chunk (a GEMM)."""
@@ -1133,6 +1207,8 @@ class SDCASolver:
                 "pg_bounds": self.pg_bounds,
                 "certify_next": np.array(self.certify_next),
                 "unshrink_eps": self.unshrink_eps,
+                "within_n": np.array(self.within_n),
+                "within_rows": np.zeros(0, np.int64) if self.within_rows is None else self.within_rows,
             }.items()
         }
 
@@ -1154,8 +1230,8 @@ class SDCASolver:
         """
         try:
             fmt = int(arrays["format"])
-            if fmt not in (2, CHECKPOINT_FORMAT) or str(arrays["solver"]) != "sdca":
-                raise ValueError(f"{where}: not an SDCA checkpoint of format 2 or {CHECKPOINT_FORMAT}")
+            if fmt not in (2, 3, CHECKPOINT_FORMAT) or str(arrays["solver"]) != "sdca":
+                raise ValueError(f"{where}: not an SDCA checkpoint of format 2 to {CHECKPOINT_FORMAT}")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # warned about when the training began
                 s = cls(
@@ -1170,6 +1246,8 @@ class SDCASolver:
                     class_names,
                 )
             n, K = s.Y.shape
+            if fmt >= 4 and (int(arrays["within_n"]) != n or len(arrays["within_rows"])):
+                s._set_within(int(arrays["within_n"]), arrays["within_rows"])
             d = int(arrays["n_features_in"])
             if d >= 0:
                 coef = np.asarray(arrays["coef"], np.float64)
@@ -1221,8 +1299,16 @@ class SDCASolver:
             self.Y.shape == other.Y.shape
             and np.array_equal(self.Y, other.Y)
             and np.array_equal(self.class_weights, other.class_weights)
-            and (self.C, self.tol, self.max_epochs, self.seed, self.bias_multiplier)
-            == (other.C, other.tol, other.max_epochs, other.seed, other.bias_multiplier)
+            and (self.C, self.tol, self.max_epochs, self.seed, self.bias_multiplier, self.within_n)
+            == (other.C, other.tol, other.max_epochs, other.seed, other.bias_multiplier, other.within_n)
+            and (
+                (self.within_rows is None and other.within_rows is None)
+                or (
+                    self.within_rows is not None
+                    and other.within_rows is not None
+                    and np.array_equal(self.within_rows, other.within_rows)
+                )
+            )
         )
 
 
@@ -1257,6 +1343,175 @@ def load_or_start(checkpoint, fresh: SDCASolver, n_features: int) -> SDCASolver:
         if old.n_features is not None and n_features >= 0 and old.n_features != n_features:
             raise ValueError(f"{path}: the checkpoint has {old.n_features} features, the data {n_features}")
         return old
+    except (DataFileError, ValueError, OSError) as exc:
+        warnings.warn(f"{exc}; training from the first epoch", UserWarning, stacklevel=2)
+        return fresh
+
+
+# -- several solvers on one reading of the rows -------------------------------------------------------------
+
+
+def run_together(solvers, source, transform=None, checkpoint=None, on_epoch=None) -> list[SDCASolver]:
+    """Train several solvers on subsets of the same rows, each epoch reading (and mapping) every row once.
+
+    The cross-fitted calibration trains the final SVMs on all ``N`` rows and, for each of ``K`` folds, SVMs
+    on the rows outside it: ``K + 1`` trainings over the same rows.  Out of core, each epoch of each
+    training read the rows from the shards and applied the kernel map to them (most of an epoch's time);
+    here every epoch reads the rows once, in the order of ``default_rng([seed, epoch]).permutation(N)``,
+    maps each chunk once and hands each solver its own rows of the chunk (a solver of a subset is made
+    with ``within=(N, members)``, so that this order restricted to its rows is its own order).  Each
+    solver takes exactly the steps it would take alone (:meth:`SDCASolver.run` on its rows, in its
+    order); only its gap's sums are added in other chunks (a certifying pass scores a chunk of rows with
+    one GEMM), so they may differ from a lone run's in the last bits.  A row is read while some solver
+    still needs it (shrinking); a finished solver reads nothing.
+
+    Parameters
+    ----------
+    solvers : sequence of SDCASolver
+        Not finished ones at the same epoch (as started, or as :func:`load_or_start_together` gives
+        them), of the same seed, each over ``source``'s ``N`` rows (``within=None`` and ``n = N``) or a
+        subset of them (``within=(N, members)``).
+    source : ArrayRows or StoreRows
+        The ``N`` rows.
+    transform : callable or fitted kernel map, optional
+        Applied to each chunk as read, once for all the solvers.
+    checkpoint : path, optional
+        After every epoch the state of all the solvers in one ``.npz`` (:func:`together_checkpoint`),
+        atomically, so that a kill leaves them at the same epoch.
+    on_epoch : callable, optional
+        Called with each solver that took part in the epoch, after the checkpoint.
+
+    Returns
+    -------
+    list of SDCASolver
+        ``solvers``, trained (each certified: converged, or scored after its ``max_epochs``).
+    """
+    from threadpoolctl import threadpool_limits
+
+    solvers = list(solvers)
+    if not solvers:
+        return solvers
+    N = source.n_rows
+    seeds = {s.seed for s in solvers}
+    if len(seeds) != 1:
+        raise ValueError(f"solvers trained together share one seed (the row order), got {sorted(seeds)}")
+    for s in solvers:
+        if s.within_n != N:
+            raise ValueError(f"a solver of {s.n_rows} rows drawn from {s.within_n} rows, but the source has {N}")
+    fn = _as_transform(transform)
+    seed = solvers[0].seed
+    threads = max(s.n_threads for s in solvers)
+    numba_threads = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, int(numba.config.NUMBA_NUM_THREADS))))  # type: ignore[attr-defined]
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            while True:
+                live = [s for s in solvers if not s.finished]
+                if not live:
+                    break
+                t0 = time.perf_counter()
+                epochs = sorted({s.epochs_done for s in live})
+                if len(epochs) != 1:
+                    raise ValueError(f"solvers trained together must be at the same epoch, got epochs {epochs}")
+                e = epochs[0]
+                plans = [s._begin_pass() for s in live]
+                need = np.zeros(N, bool)
+                for s, plan in zip(live, plans):
+                    local = slice(None) if plan.read is None else plan.read
+                    need[np.arange(N)[local] if s.within_rows is None else s.within_rows[local]] = True
+                order = np.random.default_rng([seed, e]).permutation(N)
+                if not need.all():
+                    order = order[need[order]]
+                for X, pos, where in _checked_chunks(source, fn, source.epoch(seed, e, order=order)):
+                    for s, plan in zip(live, plans):
+                        s._take_dimension(X.shape[1], where)
+                        if s._local_of is None:
+                            s._pass_chunk(plan, X, pos)
+                            continue
+                        local = s._local_of[pos]
+                        mine = local >= 0
+                        if mine.all():
+                            s._pass_chunk(plan, X, local)
+                        elif mine.any():
+                            s._pass_chunk(plan, X[mine], local[mine])
+                for s, plan in zip(live, plans):
+                    s._end_pass(plan, t0)
+                if checkpoint is not None:
+                    from ..io import atomic_save_npz
+
+                    atomic_save_npz(checkpoint, together_checkpoint(solvers))
+                if on_epoch is not None:
+                    for s in live:
+                        on_epoch(s)
+    finally:
+        numba.set_num_threads(numba_threads)
+    return solvers
+
+
+def together_checkpoint(solvers) -> dict:
+    """The state of solvers trained together (:func:`run_together`): each one's :meth:`SDCASolver.checkpoint`
+    arrays under ``model<i>.<name>``, and ``n_models``.
+
+    Parameters
+    ----------
+    solvers : sequence of SDCASolver
+
+    Returns
+    -------
+    dict of str to ndarray
+    """
+    out = {
+        "format": np.array(CHECKPOINT_FORMAT),
+        "solver": np.array("sdca-together"),
+        "n_models": np.array(len(solvers)),
+    }
+    for i, s in enumerate(solvers):
+        out.update({f"model{i}.{k}": v for k, v in s.checkpoint().items()})
+    return out
+
+
+def load_or_start_together(checkpoint, fresh, n_features: int) -> list[SDCASolver]:
+    """``fresh`` (solvers to train together), or their state in ``checkpoint`` when that file holds the same
+    trainings (as :func:`load_or_start`, for each of them); otherwise a warning names the file and the
+    training starts from the first epoch.
+
+    Parameters
+    ----------
+    checkpoint : path
+    fresh : sequence of SDCASolver
+        The solvers, not started.
+    n_features : int
+        The feature dimension the training will see (after the transform), or -1 if not known.
+
+    Returns
+    -------
+    list of SDCASolver
+    """
+    from ..io import DataFileError, load_npz
+
+    fresh = list(fresh)
+    path = Path(checkpoint)
+    if not path.exists():
+        return fresh
+    try:
+        arrays = load_npz(path)
+        if str(arrays.get("solver", "")) != "sdca-together" or int(arrays.get("n_models", -1)) != len(fresh):
+            raise ValueError(f"{path}: not a checkpoint of {len(fresh)} SDCA trainings together")
+        out = []
+        for i, f in enumerate(fresh):
+            pre = f"model{i}."
+            old = SDCASolver.from_checkpoint(
+                {k[len(pre) :]: v for k, v in arrays.items() if k.startswith(pre)},
+                n_threads=f.n_threads,
+                class_names=f.class_names,
+                where=f"{path} (model {i})",
+            )
+            if not f.matches(old):
+                raise ValueError(f"{path}: model {i} of the checkpoint is of another training (labels or settings)")
+            if old.n_features is not None and n_features >= 0 and old.n_features != n_features:
+                raise ValueError(f"{path}: the checkpoint has {old.n_features} features, the data {n_features}")
+            out.append(old)
+        return out
     except (DataFileError, ValueError, OSError) as exc:
         warnings.warn(f"{exc}; training from the first epoch", UserWarning, stacklevel=2)
         return fresh

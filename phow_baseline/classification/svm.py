@@ -358,14 +358,18 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         """Fit the cross-fitting models of ``K`` folds and the final one, with SDCA out of core.
 
         Model ``k < K`` is trained on the rows whose fold is not ``k`` (score the rows of fold ``k`` with
-        it: out-of-fold scores); model ``K`` on all ``rows``.  Each equals
-        ``clone(self).fit_store(store, y[train], rows[train], transform)`` with its ``train`` mask (the
-        classes are those of the whole ``y``): bit for bit on SDCA's rows path; on its Gram path (at most
-        :data:`~phow_baseline.classification.sdca.GRAM_MAX_ROWS` rows with as many features) the models
-        share one Gram matrix of all rows, whose entries may differ from a separate fit's in the last bit,
-        so they agree to rounding (the same steps, the same certified optimum).  The mapped rows are
-        computed once for all ``K + 1`` models when they fit in memory
-        (:data:`~phow_baseline.classification.sdca.IN_MEMORY_BYTES`).
+        it: out-of-fold scores); model ``K`` on all ``rows``, bit for bit as
+        ``clone(self).fit_store(store, y, rows, transform)``.  Model ``k`` is the same SVMs as
+        ``clone(self).fit_store(store, y[train], rows[train], transform)`` (the same objective, the
+        same certified gap), but its epochs visit its rows in the order of all the rows' permutation
+        (:class:`~phow_baseline.classification.sdca.SDCASolver`'s ``within``), so that one reading of
+        the rows serves all ``K + 1`` models each epoch
+        (:func:`~phow_baseline.classification.sdca.run_together`): the rows are read from the shards and
+        kernel-mapped once an epoch instead of ``K + 1`` times, or, when the mapped rows fit
+        :data:`~phow_baseline.classification.sdca.IN_MEMORY_BYTES`, mapped once and kept (both give the
+        same bits).  On SDCA's Gram path (at most :data:`~phow_baseline.classification.sdca.GRAM_MAX_ROWS`
+        rows with as many features) each model trains on its own, all of them sharing one Gram matrix of
+        all rows.  The classes are those of the whole ``y``.
 
         Parameters
         ----------
@@ -380,8 +384,9 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         transform : callable or fitted kernel map, optional
             As :meth:`fit_store`.
         checkpoint : path, optional
-            Model ``k``'s checkpoint is ``<stem>.fold<k><suffix>`` beside it, the final model's
-            ``<stem>.all<suffix>``; each resumes as in :meth:`fit_store`.
+            The models trained together keep one checkpoint, ``<stem>.together<suffix>`` beside it
+            (after each epoch, all of them); on the Gram path model ``k``'s is ``<stem>.fold<k><suffix>``,
+            the final model's ``<stem>.all<suffix>``.  Each resumes as in :meth:`fit_store`.
         on_epoch : callable, optional
             Called with the :class:`~phow_baseline.classification.sdca.SDCASolver` after each epoch of
             each model; its ``fold`` attribute is the model's index ``k`` (``K``: the final model).
@@ -395,7 +400,15 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         """
         from sklearn.base import clone
 
-        from .sdca import ArrayRows, StoreRows, _gram, gram_applies
+        from .sdca import (
+            ArrayRows,
+            StoreRows,
+            _gram,
+            gram_applies,
+            load_or_start,
+            load_or_start_together,
+            run_together,
+        )
 
         self._check_params()
         rows = np.asarray(rows, np.int64).reshape(-1)
@@ -411,37 +424,44 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
             mapped = all_rows.in_memory(None)  # unmapped rows that fit: in memory once too
         # the Gram path for the models that take it: one Gram matrix of all rows serves every fold
         Q = _gram(mapped.X) if mapped is not None and gram_applies(len(rows) - 1, mapped.X.shape[1]) else None
-        models = []
+        models, together = [], []
         for k in range(n_folds + 1):
             train = folds != k if k < n_folds else np.ones(len(rows), bool)
             tag = f"fold {k}" if k < n_folds else "all folds"
             m = clone(self)
             m.classes_, m.y_type_ = probe.classes_, probe.y_type_
-            source: ArrayRows | StoreRows
-            gram = None
-            if mapped is not None:
-                source, fn = ArrayRows(mapped.X[train]), None
-                if Q is not None and gram_applies(int(train.sum()), mapped.X.shape[1]):
-                    gram = (Q[np.ix_(train, train)], source.X)
-            else:
-                source, fn = StoreRows(store, rows[train]), transform
             names = [f"{n} ({tag})" for n in (m._label_names() if label_names is None else label_names)]
-
-            def cb(solver, k=k):
-                solver.fold = k
-                if on_epoch is not None:
-                    on_epoch(solver)
-
-            m._fit_sdca(
-                source,
-                Y[train],
-                transform=fn,
-                checkpoint=_fold_checkpoint(checkpoint, k, n_folds),
-                on_epoch=cb,
-                label_names=names,
-                gram=gram,
+            # a fold's model visits its rows in the order of all rows' permutation (run_together)
+            solver = m._sdca_solver(
+                Y[train], names, within=None if k == n_folds else (len(rows), np.flatnonzero(train))
             )
+            solver.fold = k
             models.append(m)
+            if mapped is not None and Q is not None and gram_applies(int(train.sum()), mapped.X.shape[1]):
+                ckpt = _fold_checkpoint(checkpoint, k, n_folds)
+                if ckpt is not None:
+                    solver = load_or_start(ckpt, solver, mapped.X.shape[1])
+                    solver.fold = k
+                X_train = mapped.X[train]
+                solver.run(
+                    ArrayRows(X_train), checkpoint=ckpt, on_epoch=on_epoch, gram=(Q[np.ix_(train, train)], X_train)
+                )
+                m._take_sdca(solver)
+            else:
+                together.append((m, solver))
+        if together:
+            # one reading of all the rows each epoch serves every model (mapped once, in memory or as read)
+            source, fn = (ArrayRows(mapped.X), None) if mapped is not None else (all_rows, transform)
+            solvers = [sv for _, sv in together]
+            ckpt = _fold_checkpoint(checkpoint, "together", n_folds)
+            if ckpt is not None:
+                dim = -1 if fn is not None else source.n_features
+                solvers = load_or_start_together(ckpt, solvers, dim)
+                for (_, fresh), sv in zip(together, solvers):
+                    sv.fold = fresh.fold
+            run_together(solvers, source, fn, checkpoint=ckpt, on_epoch=on_epoch)
+            for (m, _), sv in zip(together, solvers):
+                m._take_sdca(sv)
         return models
 
     def fit_folds(self, X, y, folds) -> list[OneVsRestSVM]:
@@ -480,11 +500,21 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
         return [f"label {c}" if self.y_type_ == "multilabel-indicator" else f"class {c!r}" for c in self.classes_]
 
     def _fit_sdca(self, source, Y, transform=None, checkpoint=None, on_epoch=None, label_names=None, gram=None):
-        from .sdca import BIAS_MULTIPLIER, SDCASolver, load_or_start
+        from .sdca import load_or_start
+
+        solver = self._sdca_solver(Y, label_names)
+        if checkpoint is not None:
+            solver = load_or_start(checkpoint, solver, source.n_features if transform is None else -1)
+        solver.run(source, transform=transform, checkpoint=checkpoint, on_epoch=on_epoch, gram=gram)
+        return self._take_sdca(solver)
+
+    def _sdca_solver(self, Y, label_names=None, within=None):
+        """A fresh :class:`~phow_baseline.classification.sdca.SDCASolver` with this estimator's settings."""
+        from .sdca import BIAS_MULTIPLIER, SDCASolver
 
         weights = np.array([class_sample_weights(Y[:, j], self.class_weight) for j in range(Y.shape[1])])
         names = list(label_names) if label_names is not None else self._label_names()
-        solver = SDCASolver(
+        return SDCASolver(
             Y,
             float(self.C),
             weights,
@@ -494,10 +524,11 @@ class OneVsRestSVM(ClassifierMixin, BaseEstimator):
             BIAS_MULTIPLIER,
             effective_n_jobs(self.n_jobs),
             names,
+            within=within,
         )
-        if checkpoint is not None:
-            solver = load_or_start(checkpoint, solver, source.n_features if transform is None else -1)
-        solver.run(source, transform=transform, checkpoint=checkpoint, on_epoch=on_epoch, gram=gram)
+
+    def _take_sdca(self, solver):
+        """Take a trained solver's weights and records as this estimator's fitted state."""
         self._forget(_SGD_ATTRS)
         self.n_features_in_ = int(solver.n_features or 0)
         self.coef_ = solver.coef.astype(np.float32)
@@ -908,13 +939,15 @@ def _check_folds(folds, n) -> np.ndarray:
 
 
 def _fold_checkpoint(checkpoint, k, n_folds):
-    """Model ``k``'s checkpoint beside ``checkpoint``: ``<stem>.fold<k><suffix>``, or ``.all`` for ``k = K``."""
+    """Model ``k``'s checkpoint beside ``checkpoint``: ``<stem>.fold<k><suffix>``, ``.all`` for ``k = K``,
+    ``.together`` for the models trained together.
+    """
     if checkpoint is None:
         return None
     from pathlib import Path
 
     p = Path(checkpoint)
-    tag = f"fold{k}" if k < n_folds else "all"
+    tag = k if isinstance(k, str) else f"fold{k}" if k < n_folds else "all"
     return p.with_name(f"{p.stem}.{tag}{p.suffix or '.npz'}")
 
 

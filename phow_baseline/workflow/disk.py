@@ -7,7 +7,8 @@ vector per image in the config's ``feature_dtype`` (dense: the bag of words'
 12,000 float32 are 47 KiB, Fisher vectors' 204,800 float16 400 KiB); an
 out-of-core training keeps a checkpoint per set of 14 SVMs (SDCA: the final
 SVMs and each cross-fitting fold's, :data:`SDCA_BYTES_PER_ROW_LABEL` per
-training row and label plus the ``float64`` weights; SGD: the SVMs' and the
+training row and label plus the ``float64`` weights, all in one file that is
+rewritten after each epoch, so twice that while it is written; SGD: the SVMs' and the
 calibration's held-out SVMs', two ``float64`` weight matrices each, 14
 labels x the kernel-mapped dimension: 8 MB for the bag of words); the model
 holds the vocabulary and the 14 weight vectors (about 2 MB); the run folder
@@ -94,7 +95,9 @@ def _checkpoint_bytes(config: BaselineConfig, n_train: int, weights: int) -> int
     if not calibrated:
         sets, rows = 1, float(n_train)
     elif k >= 2:
-        sets, rows = 1 + k, float(n_train) * k  # the final SVMs' n rows and (K - 1) n / K for each fold
+        # the final SVMs' n rows and (K - 1) n / K for each fold, in one file trained together
+        # (sdca.run_together): rewritten after each epoch, so for a moment the old file and the new one
+        sets, rows = 2 * (1 + k), 2 * float(n_train) * k
     else:
         sets, rows = 2, 1.9 * n_train
     return int(sets * weights + rows * N_LABELS * SDCA_BYTES_PER_ROW_LABEL)
