@@ -195,6 +195,24 @@ def test_sdca_out_of_core_stops_at_the_epochs_cap_and_says_so(tmp_path, monkeypa
     folds = np.arange(len(rows)) % 3
     final, fold_models = steps.train_svms_folds(st, rows, Y, folds, cfg, progress=False)
     assert all(m.max_epochs == 2 and m.n_iter_.max() <= 2 for m in [final, *fold_models])
+    assert "trained together: one reading of the rows per epoch" in caplog.text
+    # killed after the first epoch's checkpoint (of all 4 trainings at once), then resumed: the log says from
+    # where, and the models are those of the uninterrupted run (which left its checkpoint: start afresh)
+    for f in st.directory.parent.glob("sdca-folds-*.npz"):
+        f.unlink()
+
+    def kill(solver):
+        if solver.epochs_done == 1:
+            raise SDCAStopped("killed")
+
+    with pytest.raises(SDCAStopped):
+        steps.train_svms_folds(st, rows, Y, folds, cfg, progress=False, on_epoch=kill)
+    caplog.clear()
+    with caplog.at_level("INFO", logger=steps.__name__):
+        again, again_folds = steps.train_svms_folds(st, rows, Y, folds, cfg, progress=False)
+    assert "resuming after epoch 1 (sdca-folds-" in caplog.text
+    for a, b in zip([final, *fold_models], [again, *again_folds]):
+        np.testing.assert_array_equal(a.coef_, b.coef_)
     monkeypatch.setattr(sdca, "IN_MEMORY_BYTES", 2**30)
     with pytest.warns(UserWarning, match="another training"):  # the capped run's checkpoint: other settings
         free = steps.train_svms(st, rows, Y, cfg, progress=False)
