@@ -297,7 +297,8 @@ class RunStages:
 
 
 KILL_STAGES = {
-    "encode": ("encode train", re.compile(r"^encode:")),
+    # the encoding's bar names the encoder since 0.2 ("encode (bow)"); 0.1's was "encode"
+    "encode": ("encode train", re.compile(r"^encode(?: \(\w+\))?:")),
     # SGD's bar counts images x epochs; SDCA's epochs, with a total where they are capped (out of core)
     "train": ("train", re.compile(r"^train(?: \+ \d+ folds)? \((?:SGD|SDCA)\)")),
 }
