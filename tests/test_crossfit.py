@@ -118,7 +118,12 @@ def test_out_of_fold_scores_come_from_the_models_that_did_not_see_the_row(tmp_pa
         final, models = steps.train_svms_folds(st, rows, Y, folds, cfg, progress=False)
         alone = steps.train_svms(st, rows[folds != 2], Y[folds != 2], cfg, progress=False)
     assert len(models) == 4 and final.coef_.shape == (14, d)
-    np.testing.assert_allclose(models[2].coef_, alone.coef_, rtol=1e-5, atol=1e-6)  # fold 2 unseen
+    if solver == "liblinear":
+        np.testing.assert_allclose(models[2].coef_, alone.coef_, rtol=1e-5, atol=1e-6)  # fold 2 unseen
+    else:  # fold 2 unseen: the same optimum, reached in all rows' order (trained together with the others)
+        assert models[2].converged_.all() and alone.converged_.all()
+        np.testing.assert_allclose(models[2].primal_objective_, alone.primal_objective_, rtol=2.5e-3)
+        np.testing.assert_allclose(models[2].coef_, alone.coef_, rtol=0.05, atol=0.02)
     S = steps.out_of_fold_scores(st, rows, folds, models)
     assert S.shape == (n, 14) and np.isfinite(S).all()  # every row scored, so every positive
     for k in range(4):
