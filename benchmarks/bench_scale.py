@@ -321,7 +321,8 @@ class KillAt:
         if stage != self.stage:
             return False
         s = line.strip()
-        m = re.search(r"\|\s*(\d+)/(\d+)\s*\[", s)
+        # tqdm's bar on a terminal ("| 20/40 ["), the package's plain line through a pipe (": 20/40 shard (50%)")
+        m = re.search(r"\|\s*(\d+)/(\d+)\s*\[", s) or re.search(r":\s+(\d+)/(\d+)\s", s)
         if not (self.bar.match(s) and m):
             return False
         done, total = int(m.group(1)), int(m.group(2))

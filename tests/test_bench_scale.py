@@ -24,11 +24,16 @@ def test_kill_lands_inside_the_stage_at_the_drawn_point():
     assert not kill(bar.format(p=50, n=20), "encode test")  # another stage
     assert not kill(bar.format(p=100, n=40), "encode train")  # never at the very end
     named = bar.replace("encode:", "encode (bow):")  # the bar names the encoder since 0.2
+    # through a pipe (as bench_scale reads it) the bar is the package's plain line
+    plain = "encode (bow): {n}/40 shard ({p}%), 00:10 elapsed, 00:30 left, 1.2 shard/s"
+    assert kill(plain.format(p=50, n=20), "encode train") and not kill(plain.format(p=47, n=19), "encode train")
+    assert not kill(plain.format(p=100, n=40), "encode train")
     assert kill(named.format(p=50, n=20), "encode train") and not kill(named.format(p=47, n=19), "encode train")
     assert not kill("vocabulary: PHOW:  50%|##   | 20/40 [00:10<00:30,  1.2s/img]", "encode train")
     train = bench_scale.KillAt(bench_scale.KILL_STAGES["train"], 0.3)
     assert train("train (SGD):  31%|###  | 31/100 [00:01<00:02, 30img/s]", "train")
     assert not train("train: 14 linear SVMs (SGD, out of core, 10 epochs) on 10 x 36 features", "train")
+    assert train("train + 5 folds (SDCA): 27/66 epoch (41%), 04:03 elapsed, 5:49 left, 0.11 epoch/s", "train")
 
 
 def test_resume_lines_and_the_time_a_kill_loses(tmp_path):
