@@ -49,8 +49,10 @@ def one_pass(X, Y, tile, chunk=sdca.ARRAY_CHUNK_ROWS, C=10.0):
     pos = np.arange(n, dtype=np.int64)
     t = time.perf_counter()
     for s in range(0, n, chunk):
+        Xc = X[s : s + chunk]
         sdca._sdca_pairs(
-            X[s : s + chunk],
+            Xc,
+            np.arange(len(Xc), dtype=np.int64),
             pos[s : s + chunk],
             Y,
             cw,

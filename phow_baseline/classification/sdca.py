@@ -378,9 +378,9 @@ def _axpy(c, x, w):  # pragma: no cover
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _sdca_class_steps(  # pragma: no cover
-    X, pos, Y, class_w, alpha, w, wb, lam_n, bias_mult, marg, pg, shrunk, qs, k, r0, r1
+    X, take, pos, Y, class_w, alpha, w, wb, lam_n, bias_mult, marg, pg, shrunk, qs, k, r0, r1
 ):
-    """Class ``k``'s steps over the chunk's rows ``r0 .. r1 - 1``, in order (:func:`_sdca_pairs`)."""
+    """Class ``k``'s steps over the chunk's rows ``take[r0 .. r1 - 1]``, in order (:func:`_sdca_pairs`)."""
     for r in range(r0, r1):
         i = pos[r]
         if shrunk[i, k]:
@@ -388,7 +388,7 @@ def _sdca_class_steps(  # pragma: no cover
         s = class_w[k, Y[i, k]]
         if s <= 0.0:
             continue
-        x = X[r]
+        x = X[take[r]]
         y = 2.0 * Y[i, k] - 1.0
         inner = _dot(x, w) + bias_mult * wb[k]
         marg[i, k] = inner
@@ -428,11 +428,12 @@ def _sdca_class_steps(  # pragma: no cover
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath=False)
 def _sdca_pairs(  # pragma: no cover
-    X, pos, Y, class_w, alpha, Wt, wb, lam_n, bias_mult, marg, pg, shrunk, sq, tile, n_groups
+    X, take, pos, Y, class_w, alpha, Wt, wb, lam_n, bias_mult, marg, pg, shrunk, sq, tile, n_groups
 ):
     """VLFeat's dual coordinate step for each row of a chunk, in order, for each (row, class) pair not shrunk.
 
-    X (m, d) float32 or float64: the rows in visiting order; pos (m,) int64: their rows of ``alpha``,
+    X (M, d) float32 or float64: the chunk's rows; take (m,) int64: the rows to step, in visiting order (a
+    subset of the chunk's, read through the index rather than copied); pos (m,) int64: their rows of ``alpha``,
     ``Y``, ``marg`` and ``shrunk``; Y (n, K) int8 0/1; class_w (K, 2) float64: negative and positive
     weight; alpha (n, K) float64, updated; Wt (K, d) float64 and wb (K,) float64: each class's weights
     and bias weight ``w_b``, updated; lam_n: ``lambda n``; bias_mult: ``B``; sq (n,) float64: each row's
@@ -453,21 +454,21 @@ def _sdca_pairs(  # pragma: no cover
     ``PGmin``) on the right side (``alpha = 0, G > PGmax`` or ``alpha = y s, G < PGmin``): its step does
     not move then.
     """
-    m = X.shape[0]
+    m = take.shape[0]
     K = Wt.shape[0]
     bb = bias_mult * bias_mult
     qs = np.empty(m)
     for r in range(m):
         i = pos[r]
         if np.isnan(sq[i]):
-            sq[i] = _dot(X[r], X[r])
+            sq[i] = _dot(X[take[r]], X[take[r]])
         qs[r] = (sq[i] + bb) / lam_n
     for g in numba.prange(n_groups):
         for r0 in range(0, m, tile):
             for k in range(g, K, n_groups):
                 r1 = min(m, r0 + tile)
                 _sdca_class_steps(
-                    X, pos, Y, class_w, alpha, Wt[k], wb, lam_n, bias_mult, marg, pg, shrunk, qs, k, r0, r1
+                    X, take, pos, Y, class_w, alpha, Wt[k], wb, lam_n, bias_mult, marg, pg, shrunk, qs, k, r0, r1
                 )
 
 
@@ -530,8 +531,10 @@ def _sdca_chunk(X, pos, Y, class_w, alpha, W, active, lam_n, bias_mult, marg=Non
         np.ascontiguousarray(shrunk[:, act]),
     )
     pga = np.ascontiguousarray(pg[:, act])
+    X = np.ascontiguousarray(X)
     _sdca_pairs(
-        np.ascontiguousarray(X),
+        X,
+        np.arange(len(X), dtype=np.int64),
         np.asarray(pos, np.int64),
         np.ascontiguousarray(Y[:, act]),
         np.ascontiguousarray(class_w[act]),
@@ -1123,22 +1126,27 @@ class SDCASolver:
         plan.Wt = plan.wb = None
         return plan
 
-    def _pass_chunk(self, plan: _Pass, X, pos):
-        """The pass's work on one chunk of rows (``pos``: their positions, in the pass's order)."""
+    def _pass_chunk(self, plan: _Pass, X, pos, take=None):
+        """The pass's work on one chunk of rows: rows ``take`` of ``X`` (default all), at positions ``pos``
+        (in the pass's order); the rows are read through ``take``, not copied.
+        """
         act = plan.act
+        X = np.ascontiguousarray(X)
+        take = np.arange(len(X), dtype=np.int64) if take is None else np.asarray(take, np.int64)
         if not plan.update:
-            plan.loss_rows[pos] = self._hinge_rows(X, pos, self.W[:, act], act)
+            plan.loss_rows[pos] = self._hinge_rows(X, take, pos, self.W[:, act], act)
             return
         if plan.Wt is None:  # the first chunk sized W
             plan.Wt, plan.wb = np.ascontiguousarray(self.W[:-1, act].T), np.ascontiguousarray(self.W[-1, act])
         if plan.certify:
-            plan.loss_rows[pos] = self._hinge_rows(X, pos, plan.snap_W[:, act], act)
+            plan.loss_rows[pos] = self._hinge_rows(X, take, pos, plan.snap_W[:, act], act)
         sel = plan.keep[pos]
         if not sel.all():
-            X, pos = X[sel], pos[sel]
+            take, pos = take[sel], pos[sel]
         if len(pos):
             _sdca_pairs(
-                np.ascontiguousarray(X),
+                X,
+                take,
                 pos,
                 plan.Y,
                 plan.cw,
@@ -1208,9 +1216,11 @@ class SDCASolver:
         self.primal_history[-1, act] = primal
         self.certify_next = bool((gap < self.tol * primal).any())
 
-    def _hinge_rows(self, X, pos, W, classes):
-        """Per row and class of ``classes``, ``s_i max(0, 1 - y_i (w.x_i + B w_b))`` (one float64 GEMM)."""
-        S = np.asarray(X, np.float64) @ W[:-1] + self.bias_multiplier * W[-1]
+    def _hinge_rows(self, X, take, pos, W, classes):
+        """Per row ``take`` of ``X`` and class of ``classes``, ``s_i max(0, 1 - y_i (w.x_i + B w_b))``: one
+        float64 GEMM of all of ``X`` (a piece of rows, in the cache), its rows ``take`` kept.
+        """
+        S = (np.asarray(X, np.float64) @ W[:-1])[take] + self.bias_multiplier * W[-1]
         Yc = self.Y[pos][:, classes]
         cw = self.class_weights[classes]
         s = np.where(Yc == 1, cw[:, 1], cw[:, 0])
@@ -1464,8 +1474,9 @@ def run_together(solvers, source, transform=None, checkpoint=None, on_epoch=None
     maps each chunk once and hands each solver its own rows of the chunk (a solver of a subset is made
     with ``within=(N, members)``, so that this order restricted to its rows is its own order).  Each
     solver takes exactly the steps it would take alone (:meth:`SDCASolver.run` on its rows, in its
-    order), and its gap's hinge sums are added per row in row order, so it ends as a lone run to the bit.
-    A row is read while some solver still needs it (shrinking); a finished solver reads nothing.
+    order), and its gap's hinge values are added per row in row order as a lone run adds them (each row's
+    score comes from a GEMM of the chunk's rows, which BLAS may round otherwise in the last bit).  A row is
+    read while some solver still needs it (shrinking); a finished solver reads nothing.
 
     Parameters
     ----------
@@ -1535,7 +1546,7 @@ def run_together(solvers, source, transform=None, checkpoint=None, on_epoch=None
                         if mine.all():
                             s._pass_chunk(plan, X, local)
                         elif mine.any():
-                            s._pass_chunk(plan, X[mine], local[mine])
+                            s._pass_chunk(plan, X, local[mine], take=np.flatnonzero(mine))
                 for s, plan in zip(live, plans):
                     s._end_pass(plan, t0)
                 if checkpoint is not None:
