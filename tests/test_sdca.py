@@ -323,6 +323,40 @@ def test_threads_and_kernel_map_on_the_fly_change_nothing(tmp_path, monkeypatch)
         np.testing.assert_array_equal(getattr(sub, a), getattr(mem, a), err_msg=a)
 
 
+def test_rows_in_pieces_and_one_reused_map_buffer_give_the_same_bits(tmp_path, monkeypatch):
+    """Out of core each chunk is mapped and stepped in pieces of ``PIECE_BYTES`` (the cache's share) into one
+    reused buffer: pieces of 7 rows (the map's buffer reused 40-odd times a pass) and of a whole chunk give
+    the same steps (weights, duals to the bit) and gaps, in memory and out of core; the buffered map is the
+    map's values."""
+    from phow_baseline.classification import sdca
+
+    X, Y = _histograms(300, 30, 3)
+    kmap = HomogeneousKernelMap().fit(X)
+    raw = _store(tmp_path / "raw", X)
+    buffered = sdca._as_transform(kmap)
+    first = buffered(X[:7]).copy()
+    np.testing.assert_array_equal(buffered(X[7:10]), kmap.transform(X[7:10]))
+    np.testing.assert_array_equal(first, kmap.transform(X[:7]))
+    assert buffered.output_width(30) == 90 and buffered.finite_output
+    monkeypatch.setattr(sdca, "IN_MEMORY_BYTES", 0)  # out of core: mapped piece by piece every epoch
+    calls = []
+    real = kmap._transform_into
+    monkeypatch.setattr(kmap, "_transform_into", lambda Z, out: calls.append(len(Z)) or real(Z, out), raising=False)
+    whole = OneVsRestSVM(solver="sdca", n_jobs=2, max_epochs=12).fit_store(raw, Y, transform=kmap)
+    assert max(calls) > 7
+    calls.clear()
+    monkeypatch.setattr(sdca, "PIECE_BYTES", 7 * 90 * 4)
+    pieces = OneVsRestSVM(solver="sdca", n_jobs=2, max_epochs=12).fit_store(raw, Y, transform=kmap)
+    assert max(calls) == 7 and len(calls) > 40
+    monkeypatch.setattr(sdca, "IN_MEMORY_BYTES", 2**30)  # in memory, mapped once, stepped in 7-row pieces
+    kept = OneVsRestSVM(solver="sdca", n_jobs=2, max_epochs=12).fit_store(raw, Y, transform=kmap)
+    for other in (pieces, kept):
+        for a in ("coef_", "intercept_", "dual_coef_", "n_iter_", "converged_"):
+            np.testing.assert_array_equal(getattr(other, a), getattr(whole, a), err_msg=a)
+        # the gap's scores come from GEMMs of 7 rows instead of 256: BLAS may round a row's otherwise
+        np.testing.assert_allclose(other.duality_gap_history_, whole.duality_gap_history_, rtol=1e-12, atol=0)
+
+
 def test_resume_after_a_kill_is_bit_identical(tmp_path, monkeypatch):
     """Stopped after epoch 30 (an exception from the epoch callback standing in for kill -9, right after the
     checkpoint; some classes have converged by then, the others run to max_epochs), rerun with the same

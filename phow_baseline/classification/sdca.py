@@ -1228,7 +1228,9 @@ class SDCASolver:
 
     @staticmethod
     def _pass_loss(plan: _Pass, n_classes: int) -> np.ndarray:
-        """The hinge sums of a scoring pass, added up in row order: the same bits for any chunking of the rows."""
+        """The hinge sums of a scoring pass, added up in row order: the same sums for any chunking of the rows
+        (up to BLAS's rounding of each row's score, which may depend on the rows scored with it).
+        """
         loss = np.zeros(n_classes)
         if plan.loss_rows is not None:
             loss[plan.act] = plan.loss_rows.sum(0)
@@ -1581,6 +1583,29 @@ def together_checkpoint(solvers) -> dict:
     for i, s in enumerate(solvers):
         out.update({f"model{i}.{k}": v for k, v in s.checkpoint().items()})
     return out
+
+
+def together_epochs(checkpoint) -> int:
+    """Epochs done in a checkpoint of trainings together (:func:`together_checkpoint`): 0 where there is none
+    or it cannot be read (:func:`load_or_start_together` then says why and starts over).
+
+    Parameters
+    ----------
+    checkpoint : path or None
+        The ``.together.npz`` file.
+
+    Returns
+    -------
+    int
+        The epochs its solvers have done.
+    """
+    if checkpoint is None or not Path(checkpoint).exists():
+        return 0
+    try:
+        with np.load(checkpoint, allow_pickle=False) as z:
+            return int(z["model0.epochs_done"])
+    except (OSError, ValueError, KeyError, EOFError):
+        return 0
 
 
 def load_or_start_together(checkpoint, fresh, n_features: int) -> list[SDCASolver]:

@@ -894,6 +894,7 @@ def train_svms_folds(
     fold_models : list of OneVsRestSVM
         ``K`` models, model ``k`` trained on the rows with fold != k.
     """
+    from ..classification import sdca
     from ..classification.svm import OneVsRestSVM, _fold_checkpoint
 
     folds = np.asarray(folds, np.int64)
@@ -907,7 +908,7 @@ def train_svms_folds(
 
         dim = mapped_dimension(store, kmap)
         cap = sdca_max_epochs(len(rows), dim, config)
-        done = _epochs_checkpointed(_fold_checkpoint(ckpt, "together", K))
+        done = sdca.together_epochs(_fold_checkpoint(ckpt, "together", K))
         resume = f"; resuming after epoch {done} ({ckpt.stem}.together{ckpt.suffix})" if done else ""
         _log(
             f"{label}: 14 linear SVMs and the {K} folds' held-out ones for the calibration (SDCA, out of core, "
@@ -974,19 +975,6 @@ def train_svms_folds(
         for k in range(K)
     ]
     return final, fold_models
-
-
-def _epochs_checkpointed(path: Path | None) -> int:
-    """Epochs done in a checkpoint of SDCA trainings together (0 when there is none or it is unreadable:
-    the solver then says why and starts over).
-    """
-    if path is None or not path.exists():
-        return 0
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return int(z["model0.epochs_done"])
-    except (OSError, ValueError, KeyError, EOFError):
-        return 0
 
 
 def out_of_fold_scores(store: FeatureStore, rows, folds, fold_models, kernel_map=None) -> np.ndarray:
