@@ -345,7 +345,7 @@ TRAIN_RESUME_LINE = re.compile(r"^train: .*resuming after epoch (\d+)", re.M)
 
 
 def train_resumes(log) -> list:
-    """Epochs each SGD training of a ``run`` log took up from its checkpoint (``resuming after epoch E``)."""
+    """Epochs each training (SGD or SDCA) of a ``run`` log took up from its checkpoint (``resuming after epoch E``)."""
     return [int(e) for e in TRAIN_RESUME_LINE.findall(Path(log).read_text(errors="replace"))]
 
 
@@ -369,7 +369,7 @@ def effective_stages(invocations, key="seconds") -> dict:
     """Seconds per stage over all invocations of ``run``, and the seconds the kills lost.
 
     Resumable stages (caches, encoding; training when the rerun took up its
-    SGD checkpoint, ``train_resumed``) keep what they finished, so their time
+    training checkpoint, ``train_resumed``) keep what they finished, so their time
     is summed over invocations (the shards or the epoch in flight at a kill,
     redone, are in the sum).  A training that starts again after a kill: the
     killed invocation's training time, and every rerun's start-up, count as
@@ -424,7 +424,7 @@ def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> d
 
     Verify: shards are dropped from a hard-linked copy of the work folder
     (some of those the reruns redid after the kill, some kept from before it,
-    some test shards) and the SGD checkpoints; an uninterrupted ``run`` there
+    some test shards) and the training checkpoints; an uninterrupted ``run`` there
     re-encodes exactly those, trains from the first epoch and scores.  Its re-encoded shards must be
     byte-identical to the resumed run's and its metrics and predictions equal.
     Compare: ``run --solver S`` on a linked copy (features reused); mean AUROC
@@ -455,8 +455,8 @@ def reference_runs(a, cli, env, data, runp, out, tag, invocations, metrics) -> d
         ref = out / f"verify-{tag}"
         if ref.exists():
             shutil.rmtree(ref)
-        # without the SGD checkpoints too: the reference trains from its first epoch, uninterrupted
-        ckpts = [p.name for p in work.glob("sgd-*.npz")]
+        # without the training checkpoints too (SGD's, SDCA's): the reference trains from its first epoch
+        ckpts = [p.name for pat in ("sgd-*.npz", "sdca-*.npz") for p in work.glob(pat)]
         linked_work(work, ref / "work", drop + ckpts)
         cmd = cli + base[:2] + ["--out", str(ref)] + base[2:]
         r = run_command(cmd, out / f"logs-{tag}" / "verify.log", RunStages(), env=env)
@@ -928,7 +928,7 @@ def markdown(allres: dict) -> str:
                     or "-"
                 )
                 + (
-                    "; SGD training taken up after epoch(s) " + ", ".join(map(str, k["train_resumed_after_epochs"]))
+                    "; training taken up after epoch(s) " + ", ".join(map(str, k["train_resumed_after_epochs"]))
                     if k.get("train_resumed_after_epochs")
                     else ("; training started again" if k["stage"] == "train" else "")
                 )
@@ -944,7 +944,7 @@ def markdown(allres: dict) -> str:
                 + "; ".join(f"{x['store']}: {x['todo']} of {x['total']}" for x in v["reencoded"])
                 + f"): re-encoded shards byte-identical: {v['reencoded_shards_identical']}; metrics "
                 f"identical: {v['metrics_identical']}; predictions.csv identical: "
-                f"{v['predictions_identical']}; trained from the first epoch (no SGD checkpoint): "
+                f"{v['predictions_identical']}; trained from the first epoch (no training checkpoint): "
                 f"{v.get('trained_from_first_epoch')} ({v['wall_s']:.0f} s).",
                 "",
                 f"    {v['command']}",
