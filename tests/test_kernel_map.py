@@ -233,3 +233,23 @@ def test_many_rows_are_mapped_on_numba_threads_to_the_same_bits(monkeypatch):
     t.join()
     np.testing.assert_array_equal(out[0], serial)
     assert len(calls) <= 1
+
+
+def test_closed_form_evaluation_for_models_saved_before_the_table():
+    """``evaluation="closed_form"``: the formula itself, as models saved before 0.3.0 were trained on; within
+    VLFeat's interpolation error of the table (1e-3 relative) but not its values; the same zeros."""
+    rng = np.random.default_rng(3)
+    x = np.exp(rng.uniform(np.log(2.0**-19), np.log(256.0), (4, 500))).astype(np.float32)
+    x[0, :5] = [0.0, 2.0**-20, 300.0, -0.25, 1.0]
+    table = HomogeneousKernelMap().fit(x).transform(x)
+    closed = HomogeneousKernelMap(evaluation="closed_form").fit(x).transform(x)
+    assert not np.array_equal(table, closed)
+    np.testing.assert_array_equal(table == 0, closed == 0)
+    rel = np.abs(table - closed).max() / np.abs(table).max()
+    assert 0 < rel < 1e-3
+    # the closed form at x = 1: sqrt(L kappa_0), sqrt(2 L kappa_1) cos 0, 0
+    period, L, kappa, _ = homkermap_constants(1)
+    one = HomogeneousKernelMap(evaluation="closed_form").fit(x).transform(np.ones((1, 500), np.float32))[0, :3]
+    np.testing.assert_allclose(one, [np.sqrt(L * kappa[0]), np.sqrt(2 * L * kappa[1]), 0.0], rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="evaluation"):
+        HomogeneousKernelMap(evaluation="spline").fit(x)

@@ -59,6 +59,9 @@ def test_model_round_trip_and_checksum(sample_run, sample_dir, tmp_path):
     model = load_model(out / "model")
     assert isinstance(model, PhowModel)
     assert model.svm.coef_.shape == (14, 64 * 20 * 3)
+    # the kernel map's evaluation the SVMs were trained on is recorded and taken up (VLFeat's table)
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["params"]["kernel_map"] == {"evaluation": "table"} and model.kernel_map.evaluation == "table"
     pred = pd.read_csv(out / "run" / "predictions.csv").set_index("Image Index")
     name = pred.index[0]
     s = model.scores(model.preprocess(sample_dir / "images" / name))

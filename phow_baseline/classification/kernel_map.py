@@ -22,6 +22,9 @@ HOMKERMAP_GAMMA = 0.5
 #: VLFeat's table range (``vl/homkermap.c``, ``minExponent = -20``,
 #: ``maxExponent = 8``): ``x = m 2^e`` with ``1 <= m < 2`` maps to zero when
 #: ``e <= -20`` or ``e >= 8``, i.e. ``|x| < 2^-19`` or ``|x| >= 2^8``.
+#: How :class:`HomogeneousKernelMap` evaluates the map: ``"table"`` (VLFeat's table, interpolated as VLFeat does:
+#: the default) or ``"closed_form"`` (the formula itself, as models saved before the table kept their scores by).
+HOMKERMAP_EVALUATIONS = ("table", "closed_form")
 HOMKERMAP_MIN_EXPONENT = -20
 HOMKERMAP_MAX_EXPONENT = 8
 HOMKERMAP_MIN_VALUE = 2.0 ** (HOMKERMAP_MIN_EXPONENT + 1)
@@ -169,6 +172,10 @@ class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
         Homogeneity degree (default 0.5).
     period : float, optional
         Period of the map (default: VLFeat's rule for the rectangular window).
+    evaluation : {"table", "closed_form"}
+        ``"table"`` (default): VLFeat's table and interpolation, as above; ``"closed_form"``: the formula
+        itself (within 1e-3 of VLFeat's values between the table's entries), which models saved before
+        0.3.0 were trained with and are loaded with, so that they keep their scores.
 
     Attributes
     ----------
@@ -188,10 +195,11 @@ class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
         Input dimension ``d``.
     """
 
-    def __init__(self, order=HOMKERMAP_ORDER, gamma=HOMKERMAP_GAMMA, period=None):
+    def __init__(self, order=HOMKERMAP_ORDER, gamma=HOMKERMAP_GAMMA, period=None, evaluation="table"):
         self.order = order
         self.gamma = gamma
         self.period = period
+        self.evaluation = evaluation
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -199,6 +207,8 @@ class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
         return tags
 
     def _check_params(self):
+        if self.evaluation not in HOMKERMAP_EVALUATIONS:
+            raise ValueError(f"evaluation must be one of {HOMKERMAP_EVALUATIONS}, got {self.evaluation!r}")
         if not isinstance(self.order, numbers.Integral) or int(self.order) < 0:
             raise ValueError(f"order must be an integer >= 0, got {self.order!r}")
         if not (isinstance(self.gamma, numbers.Real) and float(self.gamma) > 0):
@@ -266,6 +276,18 @@ class HomogeneousKernelMap(TransformerMixin, BaseEstimator):
             and numba.get_num_threads() > 1
             and threading.current_thread() is threading.main_thread()
         )
+        if self.evaluation == "closed_form":
+            (_closed_form_kernel_parallel if parallel else _closed_form_kernel)(
+                X,
+                out,
+                np.float32(self.gamma),
+                np.float32(self.L_),
+                self.kappa_.astype(np.float32),
+                self.frequencies_.astype(np.float64),
+                np.float32(HOMKERMAP_MIN_VALUE),
+                np.float32(HOMKERMAP_MAX_VALUE),
+            )
+            return out
         n_sub = int(self.n_subdivisions_)
         (_homkermap_kernel_parallel if parallel else _homkermap_kernel)(
             X.view(np.uint32), out, self.table_, n_sub, n_sub & (n_sub - 1) == 0
@@ -339,6 +361,43 @@ def _homkermap_kernel(bits, out, table, n_sub, pow2):  # pragma: no cover
 def _homkermap_kernel_parallel(bits, out, table, n_sub, pow2):  # pragma: no cover
     for i in numba.prange(bits.shape[0]):
         _homkermap_row(bits[i], out[i], table, n_sub, pow2)
+
+
+@numba.njit(cache=True, fastmath=False, inline="always")
+def _closed_form_row(x_row, out_row, gamma, L, kappa, freq, lo, hi):  # pragma: no cover
+    """One row in closed form (``evaluation="closed_form"``, the map of 0.1-0.3.0-dev models): each value's
+    ``2 order + 1`` features where ``lo <= |x| < hi``, zeros elsewhere.
+    """
+    order = kappa.shape[0] - 1
+    D = 2 * order + 1
+    for j in range(x_row.shape[0]):
+        x = x_row[j]
+        ax = abs(x)
+        base = j * D
+        if ax < lo or ax >= hi:
+            for q in range(D):
+                out_row[base + q] = 0.0
+            continue
+        sign = np.float32(1.0) if x >= 0 else np.float32(-1.0)
+        lxg = L * ax**gamma
+        llog = L * np.log(ax)
+        out_row[base] = sign * np.sqrt(lxg * kappa[0])
+        for f in range(1, order + 1):
+            s = np.sqrt(2.0 * lxg * kappa[f])
+            out_row[base + 2 * f - 1] = sign * s * np.cos(freq[f] * llog)
+            out_row[base + 2 * f] = sign * s * np.sin(freq[f] * llog)
+
+
+@numba.njit(cache=True, parallel=False, fastmath=False)
+def _closed_form_kernel(X, out, gamma, L, kappa, freq, lo, hi):  # pragma: no cover
+    for i in range(X.shape[0]):
+        _closed_form_row(X[i], out[i], gamma, L, kappa, freq, lo, hi)
+
+
+@numba.njit(cache=True, parallel=True, fastmath=False)
+def _closed_form_kernel_parallel(X, out, gamma, L, kappa, freq, lo, hi):  # pragma: no cover
+    for i in numba.prange(X.shape[0]):
+        _closed_form_row(X[i], out[i], gamma, L, kappa, freq, lo, hi)
 
 
 #: Rows from which :meth:`HomogeneousKernelMap.transform` splits the rows between Numba's threads

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classification.kernel_map import HomogeneousKernelMap, make_kernel_map
+from ..classification.kernel_map import HOMKERMAP_EVALUATIONS, HomogeneousKernelMap, make_kernel_map
 from ..classification.svm import OneVsRestSVM
 from ..config import BaselineConfig
 from ..data.chestxray14 import LABELS
@@ -309,6 +309,8 @@ class PhowModel(Model):
                 "period": np.array(self.kernel_map.period_),
             }
         params = {"config": self.config.to_dict(), "svm": svm_params}
+        if isinstance(self.kernel_map, HomogeneousKernelMap):  # a model without it maps in closed form (< 0.3.0)
+            params["kernel_map"] = {"evaluation": self.kernel_map.evaluation}
         if self.calibrator is not None:
             arrays["calibration"] = self.calibrator.to_arrays()
             params["calibration"] = {"method": "platt", **self.calibrator.get_params()}
@@ -365,6 +367,13 @@ class PhowModel(Model):
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{Path(directory) / 'model.json'}: incomplete or inconsistent model ({exc})") from exc
         labels = meta.get("labels") or list(LABELS)  # 0.1 wrote ChestX-ray14's 14
+        # the map's evaluation the SVMs were trained on: VLFeat's table since 0.3.0, the closed form before
+        evaluation = (meta["params"].get("kernel_map") or {}).get("evaluation", "closed_form")
+        if evaluation not in HOMKERMAP_EVALUATIONS:
+            raise ModelFileError(
+                f"{Path(directory) / 'model.json'}: kernel map evaluation {evaluation!r}, "
+                f"expected one of {HOMKERMAP_EVALUATIONS}"
+            )
         m = cls(
             cfg,
             vocab,
@@ -380,6 +389,8 @@ class PhowModel(Model):
                 f"{Path(directory) / 'calibration.npz'}: {len(cal.a_)} classes, expected {len(labels)} "
                 f"(the labels of model.json)"
             )
+        if isinstance(m.kernel_map, HomogeneousKernelMap):
+            m.kernel_map.set_params(evaluation=evaluation)
         expected = m.encoder.n_features_out_ * (1 if m.kernel_map is None else 3)
         if svm.coef_.shape != (len(labels), expected):
             raise ModelFileError(
