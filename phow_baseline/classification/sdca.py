@@ -376,6 +376,20 @@ def _axpy(c, x, w):  # pragma: no cover
         w[j] += c * np.float64(x[j])
 
 
+@numba.njit(cache=True, nogil=True, fastmath=False, inline="always")
+def _dual_step(y, s, q, a, score):  # pragma: no cover
+    """VLFeat's closed-form dual step of one (row, class) pair: the new ``alpha``, ``y s clip(y ((y - score) /
+    (s q) + a / s), 0, 1)`` (``q = (||x||^2 + B^2) / (lambda n)``, ``score`` the row's ``w.x + B w_b``).
+    Shared by the rows' kernel and the Gram path, so that both take the same steps to the bit.
+    """
+    z = y * ((y - score) / (s * q) + a / s)
+    if z < 0.0:
+        z = 0.0
+    elif z > 1.0:
+        z = 1.0
+    return y * s * z
+
+
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _sdca_class_steps(  # pragma: no cover
     X, take, pos, Y, class_w, alpha, w, wb, lam_n, bias_mult, marg, pg, shrunk, qs, k, r0, r1
@@ -412,12 +426,7 @@ def _sdca_class_steps(  # pragma: no cover
             pg[2, k] = proj
         if proj < pg[3, k]:
             pg[3, k] = proj
-        z = y * ((y - inner) / (s * q) + a / s)
-        if z < 0.0:
-            z = 0.0
-        elif z > 1.0:
-            z = 1.0
-        new = y * s * z
+        new = _dual_step(y, s, q, a, inner)
         delta = new - a
         if delta != 0.0:
             alpha[i, k] = new
@@ -577,12 +586,7 @@ def _sdca_gram_epoch(Q, order, Y, class_w, alpha, S, lam_n, bb):  # pragma: no c
                 alpha[i, k] = y * s
                 continue
             a = alpha[i, k]
-            z = y * ((y - S[k, i]) / (s * q) + a / s)
-            if z < 0.0:
-                z = 0.0
-            elif z > 1.0:
-                z = 1.0
-            new = y * s * z
+            new = _dual_step(y, s, q, a, S[k, i])
             delta = new - a
             if delta != 0.0:
                 alpha[i, k] = new
